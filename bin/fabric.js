@@ -1,0 +1,9 @@
+#!/usr/bin/env node
+// The `fabric` command. Sources are TypeScript run directly by Node 24 (type stripping);
+// npm scripts and `npx fabric` put the project's pinned Node 24 first on the PATH.
+const [major] = process.versions.node.split('.').map(Number)
+if (major < 24) {
+  console.error(`fabric needs Node 24 or newer (this is ${process.version}); run it through npm (npx fabric ...) or node_modules/.bin/node`)
+  process.exit(1)
+}
+await import('../cli/main.ts')

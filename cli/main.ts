@@ -1,0 +1,32 @@
+// Entry point of the `fabric` command: builds the command tree and maps errors to exit codes
+// (user errors exit 1 with a hint, anything else is a bug and exits 2).
+import { Command } from 'commander'
+import { registerSim } from './commands/sim.ts'
+import { registerBench } from './commands/bench.ts'
+import { UserError } from './user-error.ts'
+
+const program = new Command()
+program
+  .name('fabric')
+  .description(
+    'Fabric: a peer-to-peer mesh that places and runs workloads across clouds with no central server.\n' +
+      'Every machine runs the same daemon (the Shuttle); a committee elects a leader that places jobs.',
+  )
+  .showHelpAfterError('(run with --help for usage)')
+  .configureHelp({ sortSubcommands: true })
+
+registerSim(program)
+registerBench(program)
+
+try {
+  await program.parseAsync(process.argv)
+} catch (error) {
+  if (error instanceof UserError) {
+    console.error(`fabric: ${error.message}`)
+    if (error.hint) console.error(`hint: ${error.hint}`)
+    process.exit(1)
+  }
+  console.error('fabric: internal error (this is a bug, please report it):')
+  console.error(error)
+  process.exit(2)
+}
