@@ -3,6 +3,7 @@
 import { Command } from 'commander'
 import { registerSim } from './commands/sim.ts'
 import { registerBench } from './commands/bench.ts'
+import { registerPlan } from './commands/plan.ts'
 import { UserError } from './user-error.ts'
 
 const program = new Command()
@@ -17,6 +18,7 @@ program
 
 registerSim(program)
 registerBench(program)
+registerPlan(program)
 
 try {
   await program.parseAsync(process.argv)

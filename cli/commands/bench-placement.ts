@@ -1,0 +1,33 @@
+// `fabric bench placement`: times the placement core (placeBatch) on a synthetic fleet and job
+// batch and prints one JSON object (the last line with --json).
+import type { Command } from 'commander'
+import { benchPlacement } from '../../placement/index.ts'
+import { UserError } from '../user-error.ts'
+
+function positiveInteger(flag: string, text: string): number {
+  const value = Number(text)
+  if (!Number.isInteger(value) || value < 1) throw new UserError(`${flag} expects a positive integer, got "${text}"`)
+  return value
+}
+
+export function registerBenchPlacement(bench: Command): void {
+  bench
+    .command('placement')
+    .description('Place a synthetic batch of jobs on a synthetic fleet with the auction core; reports placements per second')
+    .option('--nodes <count>', 'nodes in the synthetic fleet', '1000')
+    .option('--jobs <count>', 'jobs in the batch', '100000')
+    .option('--seed <seed>', 'seed for the synthetic fleet and jobs', '1')
+    .option('--json', 'print only the JSON object')
+    .action((options: { nodes: string; jobs: string; seed: string; json?: boolean }) => {
+      const nodes = positiveInteger('--nodes', options.nodes)
+      const jobs = positiveInteger('--jobs', options.jobs)
+      const seed = Number(options.seed)
+      if (!Number.isInteger(seed)) throw new UserError(`--seed expects an integer, got "${options.seed}"`)
+      const result = benchPlacement({ nodes, jobs, seed })
+      if (!options.json) {
+        console.log(`placed ${result.placed} of ${result.jobs} jobs (${result.replicasPlaced} replicas) on ${result.nodes} nodes in ${result.wallMs} ms`)
+        console.log(`${result.placementsPerSec} placements/s, ${result.unplaceable} pending with a reason, cost vs lower bound ${result.costVsOptimal}`)
+      }
+      console.log(JSON.stringify(result))
+    })
+}

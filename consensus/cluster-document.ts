@@ -1,0 +1,255 @@
+// The cluster document: the durable, replicated state every peer holds as an Automerge document.
+// Large maps are sharded and pre-created in the genesis change, so two peers never create the same
+// map concurrently (Automerge would keep one and hide the other). Every key has a single writer
+// (a job's origin, its runner, or the leader of a term), so concurrent changes never conflict.
+import * as A from '@automerge/automerge'
+import type { JobId, JobSubmission, NodeAttributes, NodeId, Resources, Term } from './types.ts'
+import { asJobId, asNodeId, asTerm } from './types.ts'
+
+export const shardCount = 64
+const genesisActor = '00000000'
+
+type Text = A.ImmutableString
+
+export interface AssignmentRecord { node: Text; seq: number }
+export type RunState = 'running' | 'finished' | 'failed' | 'stopped'
+export interface RunRecord { state: Text; term: number; seq: number; exitCode: number; atMs: number }
+export interface JobRecord {
+  id: Text
+  name: Text
+  command: Text
+  cpuMillis: number
+  memoryMiB: number
+  durationMs: number
+  origin: Text
+  originSeq: number
+  submittedAtMs: number
+  /** Keyed by term: concurrent leaders of different terms write different keys; the highest wins. */
+  assignments: Record<string, AssignmentRecord>
+  /** Keyed by runner node: each runner reports only its own copy. */
+  runs: Record<string, RunRecord>
+  /** Written by a leader when no registered node could ever fit the job. */
+  unplaceable: Record<string, Text>
+}
+export interface NodeRecord {
+  cpuMillis: number
+  memoryMiB: number
+  provider: Text
+  region: Text
+  azId: Text
+  pricePerHour: number
+}
+export interface ClusterDocument {
+  formatVersion: number
+  committee: { epoch: number; voters: Record<string, boolean> }
+  nodes: Record<string, Record<string, NodeRecord>>
+  jobs: Record<string, Record<string, JobRecord>>
+  /** Highest decision sequence each term's leader wrote: one writer per term. */
+  leaderLog: Record<string, number>
+  /** Decisions known committed (a majority of voters acknowledged them), per term. */
+  commits: Record<string, number>
+  /** Per submitting node, how many submissions it has written. */
+  origins: Record<string, number>
+  /** Job -> snapshot CIDs (filled by the snapshots work; pre-created so it never conflicts). */
+  checkpoints: Record<string, Record<string, Text>>
+}
+
+export type Document = A.Doc<ClusterDocument>
+
+const text = (value: string): Text => new A.ImmutableString(value)
+export const readText = (value: Text | string | undefined): string =>
+  value === undefined ? '' : typeof value === 'string' ? value : value.val
+
+export function shardOf(id: string): string {
+  let hash = 0x811c9dc5
+  for (let index = 0; index < id.length; index++) {
+    hash ^= id.charCodeAt(index)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return ((hash >>> 0) % shardCount).toString(16).padStart(2, '0')
+}
+
+/** Automerge actors are hex; a node's actor is derived from its id so restarts keep it. */
+export function actorOf(nodeId: NodeId): string {
+  let hex = ''
+  for (const byte of new TextEncoder().encode(nodeId)) hex += byte.toString(16).padStart(2, '0')
+  return hex.length > 0 ? hex : '01'
+}
+
+const emptyShards = <T>(): Record<string, Record<string, T>> => {
+  const shards: Record<string, Record<string, T>> = {}
+  for (let shard = 0; shard < shardCount; shard++) shards[shard.toString(16).padStart(2, '0')] = {}
+  return shards
+}
+
+/** The genesis document every peer starts from: identical bytes on every peer (fixed actor, no time). */
+export function createGenesis(options: { voters: readonly NodeId[]; nodes?: readonly NodeAttributes[] }): Uint8Array {
+  const voters: Record<string, boolean> = {}
+  for (const voter of options.voters) voters[voter] = true
+  let document = A.init<ClusterDocument>({ actor: genesisActor })
+  document = A.change(document, { time: undefined, message: 'genesis' }, (draft) => {
+    draft.formatVersion = 1
+    draft.committee = { epoch: 1, voters }
+    draft.nodes = emptyShards<NodeRecord>()
+    draft.jobs = emptyShards<JobRecord>()
+    draft.checkpoints = emptyShards<Text>()
+    draft.leaderLog = {}
+    draft.commits = {}
+    draft.origins = {}
+    for (const node of options.nodes ?? []) writeNode(draft, node)
+  })
+  return A.save(document)
+}
+
+export function loadDocument(bytes: Uint8Array, nodeId: NodeId): Document {
+  return A.load<ClusterDocument>(bytes, { actor: actorOf(nodeId) })
+}
+
+// ---- Readers
+
+export function committeeVoters(document: Document): NodeId[] {
+  return Object.keys(document.committee.voters)
+    .filter((id) => document.committee.voters[id] === true)
+    .sort()
+    .map(asNodeId)
+}
+
+export function leaderSeqOf(document: Document, term: Term): number {
+  return document.leaderLog[String(term)] ?? 0
+}
+
+export function committedSeqOf(document: Document, term: number): number {
+  return document.commits[String(term)] ?? 0
+}
+
+export function originSeqOf(document: Document, nodeId: NodeId): number {
+  return document.origins[nodeId] ?? 0
+}
+
+export function jobRecord(document: Document, jobId: JobId): JobRecord | undefined {
+  return document.jobs[shardOf(jobId)]?.[jobId]
+}
+
+export interface EffectiveAssignment { term: Term; seq: number; node: NodeId }
+
+/** The job's effective assignment: the one stamped with the highest term (fencing). */
+export function effectiveAssignment(job: JobRecord): EffectiveAssignment | null {
+  let best: EffectiveAssignment | null = null
+  for (const key of Object.keys(job.assignments)) {
+    const term = Number(key)
+    const record = job.assignments[key]
+    if (record === undefined) continue
+    if (best === null || term > best.term) best = { term: asTerm(term), seq: record.seq, node: asNodeId(readText(record.node)) }
+  }
+  return best
+}
+
+export function isCommitted(document: Document, assignment: { term: number; seq: number }): boolean {
+  return committedSeqOf(document, assignment.term) >= assignment.seq
+}
+
+export function runStateOf(run: RunRecord): RunState {
+  return readText(run.state) as RunState
+}
+
+/** A job is done once any copy of it finished (or failed for good). */
+export function isJobDone(job: JobRecord): boolean {
+  for (const run of Object.values(job.runs)) {
+    const state = runStateOf(run)
+    if (state === 'finished' || state === 'failed') return true
+  }
+  return false
+}
+
+export function demandOf(job: JobRecord): Resources {
+  return { cpuMillis: job.cpuMillis, memoryMiB: job.memoryMiB }
+}
+
+export function forEachJob(document: Document, visit: (jobId: JobId, job: JobRecord) => void): void {
+  for (const shard of Object.values(document.jobs)) {
+    for (const id of Object.keys(shard)) {
+      const job = shard[id]
+      if (job !== undefined) visit(asJobId(id), job)
+    }
+  }
+}
+
+export function forEachNode(document: Document, visit: (nodeId: NodeId, node: NodeRecord) => void): void {
+  for (const shard of Object.values(document.nodes)) {
+    for (const id of Object.keys(shard)) {
+      const node = shard[id]
+      if (node !== undefined) visit(asNodeId(id), node)
+    }
+  }
+}
+
+export function nodeRecord(document: Document, nodeId: NodeId): NodeRecord | undefined {
+  return document.nodes[shardOf(nodeId)]?.[nodeId]
+}
+
+// ---- Writers (called inside A.change; each writes only keys its caller owns)
+
+export function writeNode(draft: ClusterDocument, node: NodeAttributes): void {
+  const shard = draft.nodes[shardOf(node.id)]
+  if (shard === undefined) throw new Error(`missing node shard for ${node.id}`)
+  shard[node.id] = {
+    cpuMillis: node.capacity.cpuMillis,
+    memoryMiB: node.capacity.memoryMiB,
+    provider: text(node.provider),
+    region: text(node.region),
+    azId: text(node.azId),
+    pricePerHour: node.pricePerHour,
+  }
+}
+
+export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: NodeId, originSeq: number, nowMs: number): void {
+  const shard = draft.jobs[shardOf(job.id)]
+  if (shard === undefined) throw new Error(`missing job shard for ${job.id}`)
+  shard[job.id] = {
+    id: text(job.id),
+    name: text(job.name),
+    command: text(job.command),
+    cpuMillis: job.demand.cpuMillis,
+    memoryMiB: job.demand.memoryMiB,
+    durationMs: job.durationMs,
+    origin: text(origin),
+    originSeq,
+    submittedAtMs: nowMs,
+    assignments: {},
+    runs: {},
+    unplaceable: {},
+  }
+  draft.origins[origin] = originSeq
+}
+
+function draftJob(draft: ClusterDocument, jobId: JobId): JobRecord {
+  const job = draft.jobs[shardOf(jobId)]?.[jobId]
+  if (job === undefined) throw new Error(`job ${jobId} is not in the document`)
+  return job
+}
+
+export function writeAssignment(draft: ClusterDocument, jobId: JobId, term: Term, node: NodeId, seq: number): void {
+  draftJob(draft, jobId).assignments[String(term)] = { node: text(node), seq }
+}
+
+export function writeUnplaceable(draft: ClusterDocument, jobId: JobId, term: Term, reason: string): void {
+  draftJob(draft, jobId).unplaceable[String(term)] = text(reason)
+}
+
+export function writeRun(draft: ClusterDocument, jobId: JobId, node: NodeId, run: { state: RunState; term: number; seq: number; exitCode: number; atMs: number }): void {
+  draftJob(draft, jobId).runs[node] = { ...run, state: text(run.state) }
+}
+
+export function writeLeaderSeq(draft: ClusterDocument, term: Term, seq: number): void {
+  draft.leaderLog[String(term)] = seq
+}
+
+export function writeCommit(draft: ClusterDocument, term: number, seq: number): void {
+  if ((draft.commits[String(term)] ?? 0) < seq) draft.commits[String(term)] = seq
+}
+
+export function writeCommittee(draft: ClusterDocument, voters: readonly NodeId[], epoch: number): void {
+  for (const id of Object.keys(draft.committee.voters)) if (!voters.includes(asNodeId(id))) draft.committee.voters[id] = false
+  for (const id of voters) draft.committee.voters[id] = true
+  draft.committee.epoch = epoch
+}

@@ -1,0 +1,22 @@
+// consensus/: the committee's election, the replicated cluster document and the commit rule,
+// as a pure state machine (Peer) that node/ and sim/ drive.
+export { Peer, type PeerInit, type PersistedPeer, type Role } from './peer.ts'
+export * from './types.ts'
+export {
+  createGenesis,
+  committeeVoters,
+  committedSeqOf,
+  effectiveAssignment,
+  forEachJob,
+  forEachNode,
+  isCommitted,
+  isJobDone,
+  jobRecord,
+  leaderSeqOf,
+  readText,
+  runStateOf,
+  type ClusterDocument,
+  type Document,
+  type JobRecord,
+} from './cluster-document.ts'
+export { isMajority, isJointMajority, majorityValue, validateCommitteeChange } from './quorum.ts'

@@ -1,0 +1,184 @@
+// Types shared by the consensus core and its adapters: branded ids, the peer's configuration,
+// the inputs it steps on, the messages peers exchange and the effects it asks an adapter to perform.
+// The core is sans-IO: it never reads a clock or draws randomness itself; both come in here.
+
+export type NodeId = string & { readonly __brand: 'NodeId' }
+export type JobId = string & { readonly __brand: 'JobId' }
+export type Term = number & { readonly __brand: 'Term' }
+
+export const asNodeId = (value: string): NodeId => value as NodeId
+export const asJobId = (value: string): JobId => value as JobId
+export const asTerm = (value: number): Term => value as Term
+
+/** Randomness enters the core through this port, seeded by the caller (election jitter). */
+export interface RandomSource {
+  next(): number
+}
+
+export interface Resources {
+  cpuMillis: number
+  memoryMiB: number
+}
+
+export interface JobSubmission {
+  id: JobId
+  name: string
+  demand: Resources
+  /** How long the workload runs once started (the simulator's stand-in for a real process). */
+  durationMs: number
+  command: string
+}
+
+export interface NodeAttributes {
+  id: NodeId
+  capacity: Resources
+  provider: string
+  region: string
+  azId: string
+  pricePerHour: number
+}
+
+/** Only the broken variants used to prove the simulator's checker catches real faults. */
+export type BrokenVariant = 'none' | 'no-quorum'
+
+export interface PeerConfig {
+  nodeId: NodeId
+  /** Election timeout base T: each follower waits a random time in [T, 2T) without a leader. */
+  electionTimeoutMs: number
+  heartbeatIntervalMs: number
+  /** The leader's lease, as a fraction of T; must stay under (1 - drift) / (1 + drift). */
+  leaseFraction: number
+  preVote: boolean
+  checkQuorum: boolean
+  /** How often the leader batches pending jobs into one placement round (one document change). */
+  roundIntervalMs: number
+  /** A node not heard on the capacity topic for this long is considered lost and its jobs re-placed. */
+  nodeTimeoutMs: number
+  capacityIntervalMs: number
+  /** How often a voter pushes the document to the non-voters it serves. */
+  downstreamSyncIntervalMs: number
+  /** How often a sync session that may have lost a message is restarted. */
+  resyncIntervalMs: number
+  /** How often the leader records commits in the document when no decision carries them. */
+  commitMarkerIntervalMs: number
+  /** How often a node with unacknowledged submissions retries pushing them to the voters. */
+  submitRetryMs: number
+  /** Limits (STYLE: every queue and table has a named maximum). */
+  maxPendingSubmissions: number
+  maxJobsPerRound: number
+  maxPeersTracked: number
+  broken: BrokenVariant
+}
+
+export const defaultPeerTiming = {
+  electionTimeoutMs: 150,
+  heartbeatIntervalMs: 30,
+  leaseFraction: 0.9,
+  preVote: true,
+  checkQuorum: true,
+  roundIntervalMs: 50,
+  nodeTimeoutMs: 3_000,
+  capacityIntervalMs: 1_000,
+  downstreamSyncIntervalMs: 1_000,
+  resyncIntervalMs: 1_000,
+  submitRetryMs: 300,
+  commitMarkerIntervalMs: 1_000,
+  maxPendingSubmissions: 10_000,
+  maxJobsPerRound: 1_000,
+  maxPeersTracked: 10_000,
+  broken: 'none' as BrokenVariant,
+}
+
+// ---- Messages between peers (carried by libp2p streams in node/, by the simulated network in sim/)
+
+export interface PreVoteRequest { kind: 'pre-vote'; term: Term }
+export interface PreVoteResponse { kind: 'pre-vote-response'; term: Term; granted: boolean }
+export interface VoteRequest { kind: 'vote'; term: Term }
+export interface VoteResponse { kind: 'vote-response'; term: Term; granted: boolean }
+export interface Heartbeat {
+  kind: 'heartbeat'
+  term: Term
+  /** Lease round: echoed by the ack so the leader knows which send time a majority confirmed. */
+  round: number
+  commitSeq: number
+}
+export interface HeartbeatAck { kind: 'heartbeat-ack'; term: Term; round: number }
+/** A new leader asks each voter for its document heads: it merges a majority before deciding. */
+export interface BarrierRequest { kind: 'barrier'; term: Term }
+export interface BarrierReply { kind: 'barrier-reply'; term: Term; heads: string[] }
+/** One message of Automerge's sync protocol plus what the sender's persisted document holds. */
+export interface SyncMessage {
+  kind: 'sync'
+  term: Term
+  data: Uint8Array | null
+  ack: DocumentAck
+}
+/** The leader tells a runner its assignments are committed, so it starts without waiting for markers. */
+export interface Award {
+  kind: 'award'
+  term: Term
+  jobs: { jobId: JobId; seq: number }[]
+}
+export interface DocumentAck {
+  /** The sender's current term; a leader counts acks of its own term only. */
+  term: Term
+  /** Highest leader decision of `term` present in the sender's persisted document. */
+  leaderSeq: number
+  /** Highest submission of the receiver that the sender's persisted document holds. */
+  originSeq: number
+}
+
+export type PeerMessage =
+  | PreVoteRequest
+  | PreVoteResponse
+  | VoteRequest
+  | VoteResponse
+  | Heartbeat
+  | HeartbeatAck
+  | BarrierRequest
+  | BarrierReply
+  | SyncMessage
+  | Award
+
+/** Soft state on the capacity topic: never written to the document. */
+export interface CapacityGossip {
+  nodeId: NodeId
+  seq: number
+  free: Resources
+  running: number
+}
+
+// ---- Inputs
+
+export type PeerInput =
+  | { kind: 'tick'; nowMs: number }
+  | { kind: 'message'; nowMs: number; from: NodeId; message: PeerMessage }
+  | { kind: 'capacity'; nowMs: number; gossip: CapacityGossip }
+  | { kind: 'submit'; nowMs: number; requestId: string; job: JobSubmission }
+  | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number }
+
+// ---- Effects (the adapter performs them in order: persist first, as raft does)
+
+export interface PersistedIncrement {
+  term: Term
+  votedFor: NodeId | null
+  /** Automerge incremental save since the previous persist (append to what is stored). */
+  documentIncrement: Uint8Array
+}
+
+export type PeerEvent =
+  | { kind: 'became-leader'; term: Term }
+  | { kind: 'leader-ready'; term: Term; documentHeads: string[] }
+  | { kind: 'stepped-down'; term: Term; reason: string }
+  | { kind: 'decision'; term: Term; seq: number; assigned: number; unplaceable: number }
+  | { kind: 'committed'; term: Term; seq: number }
+  | { kind: 'submission-durable'; jobId: JobId; requestId: string }
+  | { kind: 'submission-refused'; requestId: string; reason: string }
+
+export type PeerEffect =
+  | { kind: 'persist'; state: PersistedIncrement }
+  | { kind: 'send'; to: NodeId; message: PeerMessage }
+  | { kind: 'publish-capacity'; gossip: CapacityGossip }
+  | { kind: 'start-job'; jobId: JobId; demand: Resources; durationMs: number; term: Term; seq: number }
+  | { kind: 'stop-job'; jobId: JobId; reason: string }
+  | { kind: 'event'; event: PeerEvent }

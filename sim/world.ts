@@ -1,0 +1,457 @@
+// The simulated world: N peers built from the real consensus core (and real Automerge) on a
+// simulated network with a virtual clock. It owns time, the network and storage (as TigerBeetle's
+// VOPR does): every effect a peer returns becomes an event here, and the checker looks at the
+// world after every event.
+import {
+  Peer,
+  asNodeId,
+  createGenesis,
+  defaultPeerTiming,
+  type NodeAttributes,
+  type NodeId,
+  type PeerConfig,
+  type PeerEffect,
+  type PeerEvent,
+  type PeerInput,
+  type PeerMessage,
+  type CapacityGossip,
+  type JobId,
+  type Resources,
+} from '../consensus/index.ts'
+import { Checker } from './checker.ts'
+import { DriftingClock, drawClock } from './clock.ts'
+import { EventQueue } from './event-queue.ts'
+import { FaultInjector, type FaultTarget } from './faults.ts'
+import { GossipMesh, coverageTimeMs } from './gossip-mesh.ts'
+import { SimNetwork } from './network.ts'
+import type { SimOptions } from './options.ts'
+import { SeededRandom } from './random.ts'
+import { WorkloadGenerator } from './workload.ts'
+
+type SimEvent =
+  | { kind: 'wake'; node: number }
+  | { kind: 'deliver'; node: number; from: number; incarnation: number; message: PeerMessage }
+  | { kind: 'capacity'; node: number; incarnation: number; gossip: CapacityGossip }
+  | { kind: 'job-exit'; node: number; incarnation: number; jobId: JobId; token: number }
+  | { kind: 'submit' }
+  | { kind: 'fault' }
+  | { kind: 'heal' }
+  | { kind: 'action'; action: () => void }
+
+interface StoredState { term: number; votedFor: NodeId | null; chunks: Uint8Array[] }
+
+interface SimNode {
+  index: number
+  id: NodeId
+  attributes: NodeAttributes
+  clock: DriftingClock
+  random: SeededRandom
+  peer: Peer
+  up: boolean
+  incarnation: number
+  /** Virtual time of the wake event currently queued for this node (Infinity when none). */
+  wakeAtMs: number
+  storage: StoredState
+  /** Ground truth: what actually runs on this node, with the token of its exit event. */
+  running: Map<JobId, { demand: Resources; token: number }>
+}
+
+export const nodeCapacity: Resources = { cpuMillis: 4_000, memoryMiB: 8_192 }
+/** Safety valve: a run that schedules more events than this is a bug, not a workload. */
+const maxEventsPerRun = 200_000_000
+
+export interface WorldMetrics {
+  failoverMs: number[]
+  commitMs: number[]
+  ackMs: number[]
+  gossip99Ms: number[]
+  gossipUnreached: number
+  messagesSent: number
+  events: number
+  leaderChanges: number
+}
+
+export class World implements FaultTarget {
+  readonly options: SimOptions
+  readonly seed: number
+  readonly nodes: SimNode[]
+  readonly network: SimNetwork
+  readonly checker: Checker
+  readonly metrics: WorldMetrics = { failoverMs: [], commitMs: [], ackMs: [], gossip99Ms: [], gossipUnreached: 0, messagesSent: 0, events: 0, leaderChanges: 0 }
+  #now = 0
+  readonly #queue = new EventQueue<SimEvent>()
+  readonly #mesh: GossipMesh
+  readonly #arrivals: Float64Array
+  readonly #scratch: Float64Array
+  readonly #faults: FaultInjector
+  readonly #workload: WorkloadGenerator
+  readonly #random: SeededRandom
+  readonly #voterIndexes: number[]
+  readonly #genesis: Uint8Array
+  readonly #healAtMs: number
+  #jobToken = 0
+  #faultHealed = false
+  #leaderLostAtMs: number | null = null
+  #lostLeaderTerm = 0
+  readonly #decisionAtMs = new Map<string, number>()
+  readonly #submittedAtMs = new Map<JobId, number>()
+
+  constructor(options: SimOptions, seed: number) {
+    if (options.voters < 1 || options.voters > options.nodes) throw new Error(`voters must be between 1 and the node count (${options.nodes})`)
+    this.options = options
+    this.seed = seed
+    this.#random = new SeededRandom(seed)
+    this.network = new SimNetwork(options.nodes, this.#random.fork('network'), {
+      linkLatencyMinMs: options.linkLatencyMinMs,
+      linkLatencyMaxMs: options.linkLatencyMaxMs,
+    })
+    this.#mesh = new GossipMesh(options.nodes, this.#random.fork('mesh'), options.gossipDegree)
+    this.#arrivals = new Float64Array(options.nodes)
+    this.#scratch = new Float64Array(options.nodes)
+    const width = String(options.nodes - 1).length
+    const ids = Array.from({ length: options.nodes }, (_, index) => asNodeId(`n${String(index).padStart(Math.max(3, width), '0')}`))
+    // Voters spread by index; with the drawn ids this is as good as spreading over failure domains.
+    const stride = options.nodes / options.voters
+    this.#voterIndexes = Array.from({ length: options.voters }, (_, index) => Math.floor(index * stride))
+    const attributes = ids.map((id, index): NodeAttributes => ({
+      id,
+      capacity: { ...nodeCapacity },
+      provider: index % 3 === 0 ? 'aws' : index % 3 === 1 ? 'gcp' : 'nosana',
+      region: index % 2 === 0 ? 'eu-west-1' : 'us-east-1',
+      azId: `az${index % 4}`,
+      pricePerHour: 0.1 + (index % 7) * 0.01,
+    }))
+    this.#genesis = createGenesis({ voters: this.#voterIndexes.map((index) => ids[index]!), nodes: attributes })
+    const clockRandom = this.#random.fork('clocks')
+    const drift = options.faults.includes('drift')
+    this.nodes = ids.map((id, index) => {
+      const node: SimNode = {
+        index,
+        id,
+        attributes: attributes[index]!,
+        clock: drift ? drawClock(clockRandom, options.maxDriftRate, 10_000) : new DriftingClock({ driftRate: 0, offsetMs: 0 }),
+        random: this.#random.fork(`peer-${id}`),
+        peer: undefined as unknown as Peer,
+        up: true,
+        incarnation: 0,
+        wakeAtMs: Infinity,
+        storage: { term: 0, votedFor: null, chunks: [this.#genesis] },
+        running: new Map(),
+      }
+      return node
+    })
+    this.checker = new Checker(this, options.traceLimit)
+    for (const node of this.nodes) this.#boot(node)
+    this.#workload = new WorkloadGenerator(this.#random.fork('workload'), options.ratePerSecond)
+    this.#faults = new FaultInjector(this.#random.fork('faults'), options.faults, this)
+    this.#healAtMs = Math.round(options.durationMs * options.faultPhaseFraction)
+    if (this.#faults.active) this.#queue.push(this.#faults.nextGapMs(), { kind: 'fault' })
+    this.#queue.push(this.#healAtMs, { kind: 'heal' })
+    const gap = this.#workload.nextGapMs()
+    if (gap < this.#healAtMs) this.#queue.push(gap, { kind: 'submit' })
+  }
+
+  get nowMs(): number { return this.#now }
+  get nodeCount(): number { return this.nodes.length }
+  get healAtMs(): number { return this.#healAtMs }
+  voterIndexes(): readonly number[] { return this.#voterIndexes }
+  isUp(node: number): boolean { return this.nodes[node]?.up === true }
+
+  peerConfig(id: NodeId): PeerConfig {
+    const timeout = this.options.electionTimeoutMs
+    return {
+      ...defaultPeerTiming,
+      nodeId: id,
+      electionTimeoutMs: timeout,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+      broken: this.options.broken,
+      // Scale background chatter with the mesh so 1,000 nodes stay cheap to simulate.
+      downstreamSyncIntervalMs: Math.max(defaultPeerTiming.downstreamSyncIntervalMs, this.options.nodes * 2),
+      resyncIntervalMs: Math.max(defaultPeerTiming.resyncIntervalMs, this.options.nodes * 4),
+    }
+  }
+
+  #boot(node: SimNode): void {
+    const documentBytes = concat(node.storage.chunks)
+    node.storage.chunks = [documentBytes]
+    node.peer = new Peer({
+      config: this.peerConfig(node.id),
+      attributes: node.attributes,
+      random: node.random,
+      persisted: { term: node.storage.term, votedFor: node.storage.votedFor, documentBytes },
+      nowMs: node.clock.localMs(this.#now),
+    })
+    node.wakeAtMs = Infinity
+    this.#step(node, { kind: 'tick', nowMs: node.clock.localMs(this.#now) })
+  }
+
+  /** The current leader as the checker sees it: the ready leader with the highest term among live nodes. */
+  leaderIndex(): number | null {
+    let best: SimNode | null = null
+    for (const index of this.#voterIndexes) {
+      const node = this.nodes[index]!
+      if (node.up && node.peer.isReadyLeader && (best === null || node.peer.term > best.peer.term)) best = node
+    }
+    return best?.index ?? null
+  }
+
+  indexOf(id: NodeId): number {
+    const index = Number(id.slice(1))
+    if (!(index >= 0 && index < this.nodes.length) || this.nodes[index]?.id !== id) throw new Error(`unknown node ${id}`)
+    return index
+  }
+
+  // ---- Running
+
+  run(): void {
+    const end = this.options.durationMs
+    let processed = 0
+    for (;;) {
+      const next = this.#queue.peekTimeMs()
+      if (next === undefined || next > end) break
+      const item = this.#queue.pop()!
+      this.#now = item.atMs
+      this.#handle(item.event)
+      this.checker.afterEvent()
+      if (++processed > maxEventsPerRun) throw new Error(`run exceeded ${maxEventsPerRun} events`)
+    }
+    this.#now = end
+    this.metrics.events = processed
+    this.checker.atEnd()
+  }
+
+  #handle(event: SimEvent): void {
+    switch (event.kind) {
+      case 'wake': {
+        const node = this.nodes[event.node]!
+        if (!node.up || node.wakeAtMs !== this.#now) return // superseded by an earlier wake
+        node.wakeAtMs = Infinity
+        this.#step(node, { kind: 'tick', nowMs: node.clock.localMs(this.#now) })
+        return
+      }
+      case 'deliver': {
+        const node = this.nodes[event.node]!
+        if (!node.up || node.incarnation !== event.incarnation) return
+        this.#step(node, { kind: 'message', nowMs: node.clock.localMs(this.#now), from: this.nodes[event.from]!.id, message: event.message })
+        return
+      }
+      case 'capacity': {
+        const node = this.nodes[event.node]!
+        if (!node.up || node.incarnation !== event.incarnation) return
+        this.#step(node, { kind: 'capacity', nowMs: node.clock.localMs(this.#now), gossip: event.gossip })
+        return
+      }
+      case 'job-exit': {
+        const node = this.nodes[event.node]!
+        if (!node.up || node.incarnation !== event.incarnation || node.running.get(event.jobId)?.token !== event.token) return
+        node.running.delete(event.jobId)
+        this.#step(node, { kind: 'job-exited', nowMs: node.clock.localMs(this.#now), jobId: event.jobId, exitCode: 0 })
+        return
+      }
+      case 'submit': {
+        const job = this.#workload.nextJob()
+        const live = this.nodes.filter((node) => node.up)
+        const gap = this.#workload.nextGapMs()
+        if (this.#now + gap < this.#healAtMs) this.#queue.push(this.#now + gap, { kind: 'submit' })
+        if (live.length === 0) return
+        const node = this.#random.pick(live)
+        this.checker.noteSubmitted(job)
+        this.#submittedAtMs.set(job.id, this.#now)
+        this.#step(node, { kind: 'submit', nowMs: node.clock.localMs(this.#now), requestId: job.id, job })
+        return
+      }
+      case 'fault': {
+        if (this.#faultHealed) return
+        this.#faults.injectOne()
+        this.#queue.push(this.#now + this.#faults.nextGapMs(), { kind: 'fault' })
+        return
+      }
+      case 'heal': {
+        this.#faultHealed = true
+        this.#faults.healAll()
+        this.checker.noteHealed()
+        return
+      }
+      case 'action':
+        event.action()
+        return
+    }
+  }
+
+  #step(node: SimNode, input: PeerInput): void {
+    const effects = node.peer.step(input)
+    this.#perform(node, effects)
+  }
+
+  #perform(node: SimNode, effects: readonly PeerEffect[]): void {
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'persist':
+          node.storage.term = effect.state.term
+          node.storage.votedFor = effect.state.votedFor
+          if (effect.state.documentIncrement.length > 0) node.storage.chunks.push(effect.state.documentIncrement)
+          break
+        case 'send':
+          this.#send(node, effect.to, effect.message)
+          break
+        case 'publish-capacity':
+          this.#publishCapacity(node, effect.gossip)
+          break
+        case 'start-job': {
+          const token = ++this.#jobToken
+          node.running.set(effect.jobId, { demand: effect.demand, token })
+          this.checker.noteJobStarted(node.index, effect.jobId)
+          this.#queue.push(this.#now + effect.durationMs, { kind: 'job-exit', node: node.index, incarnation: node.incarnation, jobId: effect.jobId, token })
+          break
+        }
+        case 'stop-job':
+          node.running.delete(effect.jobId)
+          break
+        case 'event':
+          this.#onPeerEvent(node, effect.event)
+          break
+      }
+    }
+    this.#scheduleWake(node)
+  }
+
+  #scheduleWake(node: SimNode): void {
+    if (!node.up) return
+    const local = node.peer.nextWakeMs()
+    if (!Number.isFinite(local)) return
+    // Never schedule into the past, and land at or after the local deadline despite rounding.
+    const real = Math.max(this.#now + 0.001, node.clock.realMsAt(local) + 0.0001)
+    if (real >= node.wakeAtMs) return
+    node.wakeAtMs = real
+    this.#queue.push(real, { kind: 'wake', node: node.index })
+  }
+
+  #send(node: SimNode, to: NodeId, message: PeerMessage): void {
+    const target = this.indexOf(to)
+    this.metrics.messagesSent++
+    const receiver = this.nodes[target]!
+    for (const delay of this.network.transmit(node.index, target)) {
+      this.#queue.push(this.#now + delay, { kind: 'deliver', node: target, from: node.index, incarnation: receiver.incarnation, message })
+    }
+  }
+
+  /** Gossip modelled as gossipsub's mesh: arrival at every node is computed; only voters consume it. */
+  #publishCapacity(node: SimNode, gossip: CapacityGossip): void {
+    this.#mesh.propagate(node.index, this.network, (index) => this.nodes[index]!.up, this.#arrivals)
+    const coverage = coverageTimeMs(this.#arrivals, 0.99, this.#scratch)
+    if (Number.isFinite(coverage)) this.metrics.gossip99Ms.push(coverage)
+    else this.metrics.gossipUnreached++
+    for (const index of this.#voterIndexes) {
+      const arrival = this.#arrivals[index]!
+      if (index === node.index || !Number.isFinite(arrival)) continue
+      const receiver = this.nodes[index]!
+      this.#queue.push(this.#now + arrival, { kind: 'capacity', node: index, incarnation: receiver.incarnation, gossip })
+    }
+  }
+
+  #onPeerEvent(node: SimNode, event: PeerEvent): void {
+    this.checker.onPeerEvent(node.index, event)
+    switch (event.kind) {
+      case 'became-leader':
+        this.metrics.leaderChanges++
+        break
+      case 'leader-ready':
+        if (this.#leaderLostAtMs !== null && event.term > this.#lostLeaderTerm) {
+          this.metrics.failoverMs.push(this.#now - this.#leaderLostAtMs)
+          this.#leaderLostAtMs = null
+        }
+        break
+      case 'decision':
+        this.#decisionAtMs.set(`${event.term}.${event.seq}`, this.#now)
+        break
+      case 'committed': {
+        const key = `${event.term}.${event.seq}`
+        const at = this.#decisionAtMs.get(key)
+        if (at !== undefined) {
+          this.metrics.commitMs.push(this.#now - at)
+          this.#decisionAtMs.delete(key)
+        }
+        break
+      }
+      case 'submission-durable': {
+        const at = this.#submittedAtMs.get(event.jobId)
+        if (at !== undefined) this.metrics.ackMs.push(this.#now - at)
+        break
+      }
+      default:
+        break
+    }
+  }
+
+  /** Failover is timed from the moment a fault takes the ready leader away. */
+  #noteLeaderHit(node: number): void {
+    const leader = this.leaderIndex()
+    if (leader === null || leader !== node || this.#leaderLostAtMs !== null) return
+    this.#leaderLostAtMs = this.#now
+    this.#lostLeaderTerm = this.nodes[leader]!.peer.term
+  }
+
+  // ---- FaultTarget
+
+  crash(index: number, reason: string): void {
+    const node = this.nodes[index]!
+    if (!node.up) return
+    this.#noteLeaderHit(index)
+    node.up = false
+    node.incarnation++
+    node.running.clear() // its workloads die with it
+    node.wakeAtMs = Infinity
+    this.checker.trace(`${node.id} ${reason}`)
+  }
+
+  restart(index: number): void {
+    const node = this.nodes[index]!
+    if (node.up) return
+    node.up = true
+    node.incarnation++
+    this.checker.trace(`${node.id} restarts (term ${node.storage.term})`)
+    this.#boot(node)
+  }
+
+  partition(groups: number[][], reason: string): void {
+    const leader = this.leaderIndex()
+    this.network.partition(groups)
+    if (leader !== null) {
+      const side = groups.find((group) => group.includes(leader)) ?? []
+      const votersWithLeader = this.#voterIndexes.filter((voter) => side.includes(voter)).length
+      if (votersWithLeader * 2 <= this.#voterIndexes.length) this.#noteLeaderHit(leader)
+    }
+    this.checker.trace(reason)
+  }
+
+  cutOneWay(from: number, to: number): void {
+    this.network.cutOneWay(from, to)
+  }
+
+  heal(reason: string): void {
+    this.network.heal()
+    this.checker.trace(reason)
+  }
+
+  setLossRate(rate: number): void { this.network.setLossRate(rate) }
+  setReorderRate(rate: number): void { this.network.setReorderRate(rate) }
+  setDuplicateRate(rate: number): void { this.network.setDuplicateRate(rate) }
+  setSlowFactor(node: number, factor: number): void { this.network.setSlowFactor(node, factor) }
+
+  schedule(atMs: number, action: () => void): void {
+    this.#queue.push(Math.max(atMs, this.#now), { kind: 'action', action })
+  }
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!
+  let size = 0
+  for (const chunk of chunks) size += chunk.length
+  const out = new Uint8Array(size)
+  let offset = 0
+  for (const chunk of chunks) {
+    out.set(chunk, offset)
+    offset += chunk.length
+  }
+  return out
+}
