@@ -5,6 +5,7 @@
 import * as A from '@automerge/automerge'
 import {
   committeeVoters,
+  committedSeqOf,
   createGenesis,
   demandOf,
   effectiveAssignment,
@@ -109,6 +110,9 @@ export class Peer {
   #hardStateChanged = false
   readonly #sessions: SyncSessions
   readonly #dirtyPartners = new Set<NodeId>()
+  readonly #channelEpoch: number
+  #channelSeq = 0
+  readonly #channelReceived = new Map<NodeId, { epoch: number; seq: number }>()
 
   #role: Role = 'follower'
   #term: Term
@@ -150,6 +154,7 @@ export class Peer {
     this.id = init.config.nodeId
     this.#random = init.random
     this.#now = init.nowMs
+    this.#channelEpoch = init.nowMs
     this.#sessions = new SyncSessions(init.config.maxPeersTracked)
     this.#document = loadDocument(init.persisted.documentBytes, this.id)
     this.#term = asTerm(init.persisted.term)
@@ -599,12 +604,27 @@ export class Peer {
   #flushSync(): void {
     for (const peer of this.#dirtyPartners) {
       const data = this.#sessions.generate(this.#document, peer)
-      if (data !== null) this.#send(peer, { kind: 'sync', term: this.#term, data, ack: this.#ackFor(peer) })
+      if (data !== null) this.#sendSync(peer, data)
     }
     this.#dirtyPartners.clear()
   }
 
+  #sendSync(peer: NodeId, data: Uint8Array | null): void {
+    this.#send(peer, { kind: 'sync', term: this.#term, data, ack: this.#ackFor(peer), channel: { epoch: this.#channelEpoch, seq: ++this.#channelSeq } })
+  }
+
+  /** Accept each sync message once and in order; a sender that restarted opens a new channel. */
+  #acceptChannel(from: NodeId, channel: { epoch: number; seq: number }): boolean {
+    const last = this.#channelReceived.get(from)
+    if (last !== undefined && (channel.epoch < last.epoch || (channel.epoch === last.epoch && channel.seq <= last.seq))) return false
+    if (last === undefined && this.#channelReceived.size >= this.#config.maxPeersTracked) return false
+    if (last !== undefined && channel.epoch > last.epoch) this.#sessions.restart(from)
+    this.#channelReceived.set(from, channel)
+    return true
+  }
+
   #onSync(from: NodeId, message: SyncMessage): void {
+    if (!this.#acceptChannel(from, message.channel)) return
     if (message.data !== null) {
       const before = this.#document
       const received = this.#sessions.receive(this.#document, from, message.data)
@@ -616,7 +636,7 @@ export class Peer {
       }
       void before
       const reply = this.#sessions.generate(this.#document, from)
-      if (reply !== null || changed) this.#send(from, { kind: 'sync', term: this.#term, data: reply, ack: this.#ackFor(from) })
+      if (reply !== null || changed) this.#sendSync(from, reply)
     }
     if (!this.#isVoter(from)) return
     this.#lastVoterSyncMs = this.#now
@@ -789,7 +809,13 @@ export class Peer {
     const pending: (PendingJob & { submittedAtMs: number })[] = []
     forEachJob(this.#document, (jobId, job) => {
       if (isJobDone(job)) return
-      const current = effectiveAssignment(job)
+      let current = effectiveAssignment(job)
+      // An earlier term's assignment that is neither committed nor ratified by this leader arrived
+      // after its barrier: its leader never got a majority, so the job is placed again in this term.
+      if (current !== null && current.term < this.#term) {
+        const covered = Math.max(committedSeqOf(this.#document, current.term), leader.ratify?.get(String(current.term)) ?? 0)
+        if (current.seq > covered) current = null
+      }
       if (current !== null && this.#isAlive(current.node, leader)) {
         const total = used.get(current.node) ?? { cpuMillis: 0, memoryMiB: 0 }
         total.cpuMillis += job.cpuMillis

@@ -112,6 +112,12 @@ export interface SyncMessage {
   term: Term
   data: Uint8Array | null
   ack: DocumentAck
+  /**
+   * Sync rides an ordered channel: (epoch, seq) lets the receiver drop duplicates and stale,
+   * reordered messages (a gap is treated as loss and healed by a session restart).
+   * The epoch is the sender's boot time on its own clock, so a restarted sender starts afresh.
+   */
+  channel: { epoch: number; seq: number }
 }
 /** The leader tells a runner its assignments are committed, so it starts without waiting for markers. */
 export interface Award {
