@@ -3,7 +3,9 @@
 export { Peer, type PeerInit, type PersistedPeer, type Role } from './peer.ts'
 export * from './types.ts'
 export {
+  actorOf,
   createGenesis,
+  loadDocument,
   committeeVoters,
   committedSeqOf,
   effectiveAssignment,

@@ -58,6 +58,8 @@ export interface PersistedPeer {
   votedFor: NodeId | null
   /** The saved document (genesis bytes for a new node), followed by any appended increments. */
   documentBytes: Uint8Array
+  /** The same document already loaded with this peer's actor (a cheap clone), when the caller has one. */
+  document?: Document
 }
 
 export interface PeerInit {
@@ -100,6 +102,8 @@ const emptyBytes = new Uint8Array(0)
 
 export class Peer {
   readonly id: NodeId
+  /** Inbound messages refused (malformed, from a non-voter where a voter is required, ...). */
+  droppedMessages = 0
   readonly #config: PeerConfig
   readonly #attributes: NodeAttributes
   readonly #random: RandomSource
@@ -138,6 +142,10 @@ export class Peer {
   #nextResyncMs: number
   #resyncCursor = 0
   #lastVoterSyncMs = -Infinity
+  /** For non-voters: the leader named by the voters' sync messages. */
+  #leaderHint: NodeId | null = null
+  /** The leader received reports: it relays them to the voters once per round, batched. */
+  #relayPending = false
   #servedCache: { key: string; served: NodeId[] } | null = null
 
   readonly #running = new Map<JobId, LocalRun>()
@@ -156,7 +164,7 @@ export class Peer {
     this.#now = init.nowMs
     this.#channelEpoch = init.nowMs
     this.#sessions = new SyncSessions(init.config.maxPeersTracked)
-    this.#document = loadDocument(init.persisted.documentBytes, this.id)
+    this.#document = init.persisted.document ?? loadDocument(init.persisted.documentBytes, this.id)
     this.#term = asTerm(init.persisted.term)
     this.#votedFor = init.persisted.votedFor
     this.#originSeq = originSeqOf(this.#document, this.id)
@@ -261,6 +269,11 @@ export class Peer {
 
   // ---- Effects plumbing
 
+  #drop(from: NodeId, kind: string, reason: string): void {
+    this.droppedMessages++
+    this.#event({ kind: 'message-dropped', from, message: kind, reason })
+  }
+
   #emit(effect: PeerEffect): void { this.#effects.push(effect) }
   #event(event: PeerEvent): void { this.#effects.push({ kind: 'event', event }) }
   #send(to: NodeId, message: PeerMessage): void { this.#effects.push({ kind: 'send', to, message }) }
@@ -307,6 +320,13 @@ export class Peer {
     for (const voter of this.#allVoters()) if (voter !== this.id) this.#dirtyPartners.add(voter)
   }
 
+  /** A runner's report goes to the leader, which relays it to the voters batched per round. */
+  #markReportDirty(): void {
+    const leader = this.#role === 'leader' ? this.id : this.#leaderId ?? this.#leaderHint
+    if (leader === null || this.#role === 'leader') this.#markVotersDirty()
+    else if (leader !== this.id) this.#dirtyPartners.add(leader)
+  }
+
 
 
   // ---- Timers
@@ -334,6 +354,8 @@ export class Peer {
         if (leader.ready && now >= leader.nextRoundMs) {
           leader.nextRoundMs = now + this.#config.roundIntervalMs
           this.#placementRound(leader)
+          if (this.#relayPending) this.#markVotersDirty()
+          this.#relayPending = false
         }
       }
     }
@@ -361,7 +383,7 @@ export class Peer {
         this.#sessions.restart(voter)
         this.#dirtyPartners.add(voter)
       }
-    } else if (!this.#isVoter() && voters.length > 0 && this.#now - this.#lastVoterSyncMs >= 3 * this.#config.resyncIntervalMs) {
+    } else if (!this.#isVoter() && voters.length > 0 && this.#now - this.#lastVoterSyncMs >= 2 * this.#config.downstreamSyncIntervalMs) {
       // Rotate through the voters so a non-voter stays current even when its home voter is down.
       const voter = voters[this.#resyncCursor++ % voters.length]
       if (voter !== undefined) {
@@ -484,6 +506,11 @@ export class Peer {
   }
 
   #onMessage(from: NodeId, message: PeerMessage): void {
+    // Election and leadership messages count only from committee members (the leader is one).
+    if (message.kind !== 'sync' && !this.#isVoter(from) && !(this.#leader?.joint?.previous.includes(from) ?? false)) {
+      this.#drop(from, message.kind, 'sender is not a voter')
+      return
+    }
     switch (message.kind) {
       case 'pre-vote': {
         if (!this.#isVoter()) return
@@ -610,7 +637,7 @@ export class Peer {
   }
 
   #sendSync(peer: NodeId, data: Uint8Array | null): void {
-    this.#send(peer, { kind: 'sync', term: this.#term, data, ack: this.#ackFor(peer), channel: { epoch: this.#channelEpoch, seq: ++this.#channelSeq } })
+    this.#send(peer, { kind: 'sync', term: this.#term, data, ack: this.#ackFor(peer), channel: { epoch: this.#channelEpoch, seq: ++this.#channelSeq }, leaderHint: this.#leaderId })
   }
 
   /** Accept each sync message once and in order; a sender that restarted opens a new channel. */
@@ -627,12 +654,21 @@ export class Peer {
     if (!this.#acceptChannel(from, message.channel)) return
     if (message.data !== null) {
       const before = this.#document
-      const received = this.#sessions.receive(this.#document, from, message.data)
+      let received
+      try {
+        received = this.#sessions.receive(this.#document, from, message.data)
+      } catch (error) {
+        // A corrupt or hostile sync message changes nothing: drop it and start the session afresh.
+        this.#sessions.restart(from)
+        this.#drop(from, 'sync', `undecodable sync data (${(error as Error).message})`)
+        return
+      }
       this.#document = received.document
       const changed = received.touchedPaths.length > 0
       if (changed) {
         this.#documentChanged = true
         this.#noteTouched(received.touchedPaths)
+        if (this.#role === 'leader') this.#relayPending = true
       }
       void before
       const reply = this.#sessions.generate(this.#document, from)
@@ -640,6 +676,7 @@ export class Peer {
     }
     if (!this.#isVoter(from)) return
     this.#lastVoterSyncMs = this.#now
+    if (message.leaderHint !== null && !this.#isVoter()) this.#leaderHint = message.leaderHint
     const leader = this.#leader
     if (leader !== null && message.ack.term === this.#term) {
       leader.lastAckMs.set(from, this.#now)
@@ -902,7 +939,7 @@ export class Peer {
       this.#running.delete(jobId)
       this.#emit({ kind: 'stop-job', jobId, reason: `fenced: assignment ${current.term}.${current.seq} moved it to ${current.node}` })
       this.#change(`stop ${jobId}`, (draft) => writeRun(draft, jobId, this.id, { state: 'stopped', term: run.term, seq: run.seq, exitCode: -1, atMs: this.#now }))
-      this.#markVotersDirty()
+      this.#markReportDirty()
     }
     for (const [jobId, assignment] of this.#mine) {
       if (this.#running.has(jobId) || !this.#isCommittedHere(assignment)) continue
@@ -925,7 +962,7 @@ export class Peer {
     const state = exitCode === 0 ? 'finished' : 'failed'
     if (jobRecord(this.#document, jobId) !== undefined) {
       this.#change(`${state} ${jobId}`, (draft) => writeRun(draft, jobId, this.id, { state, term: run.term, seq: run.seq, exitCode, atMs: this.#now }))
-      this.#markVotersDirty()
+      this.#markReportDirty()
     }
     this.#recheckAll = true // room freed: a waiting assignment may start
   }

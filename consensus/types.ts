@@ -79,7 +79,7 @@ export const defaultPeerTiming = {
   roundIntervalMs: 50,
   nodeTimeoutMs: 3_000,
   capacityIntervalMs: 1_000,
-  downstreamSyncIntervalMs: 1_000,
+  downstreamSyncIntervalMs: 5_000,
   resyncIntervalMs: 1_000,
   submitRetryMs: 300,
   commitMarkerIntervalMs: 1_000,
@@ -118,6 +118,8 @@ export interface SyncMessage {
    * The epoch is the sender's boot time on its own clock, so a restarted sender starts afresh.
    */
   channel: { epoch: number; seq: number }
+  /** The leader the sender follows: non-voters hear no heartbeats and report to it. */
+  leaderHint: NodeId | null
 }
 /** The leader tells a runner its assignments are committed, so it starts without waiting for markers. */
 export interface Award {
@@ -180,6 +182,7 @@ export type PeerEvent =
   | { kind: 'committed'; term: Term; seq: number }
   | { kind: 'submission-durable'; jobId: JobId; requestId: string }
   | { kind: 'submission-refused'; requestId: string; reason: string }
+  | { kind: 'message-dropped'; from: NodeId; message: string; reason: string }
 
 export type PeerEffect =
   | { kind: 'persist'; state: PersistedIncrement }

@@ -18,6 +18,8 @@ import {
   type JobId,
   type Resources,
 } from '../consensus/index.ts'
+import * as A from '@automerge/automerge'
+import { actorOf, loadDocument, type Document } from '../consensus/index.ts'
 import { Checker } from './checker.ts'
 import { DriftingClock, drawClock } from './clock.ts'
 import { EventQueue } from './event-queue.ts'
@@ -88,6 +90,7 @@ export class World implements FaultTarget {
   readonly #random: SeededRandom
   readonly #voterIndexes: number[]
   readonly #genesis: Uint8Array
+  #genesisLoaded: Document | undefined
   readonly #healAtMs: number
   #jobToken = 0
   #faultHealed = false
@@ -166,23 +169,31 @@ export class World implements FaultTarget {
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       broken: this.options.broken,
       // Scale background chatter with the mesh so 1,000 nodes stay cheap to simulate.
-      downstreamSyncIntervalMs: Math.max(defaultPeerTiming.downstreamSyncIntervalMs, this.options.nodes * 2),
+      downstreamSyncIntervalMs: Math.max(defaultPeerTiming.downstreamSyncIntervalMs, this.options.nodes * 10),
       resyncIntervalMs: Math.max(defaultPeerTiming.resyncIntervalMs, this.options.nodes * 4),
     }
   }
 
   #boot(node: SimNode): void {
+    const fresh = node.storage.chunks.length === 1 && node.storage.chunks[0] === this.#genesis
     const documentBytes = concat(node.storage.chunks)
     node.storage.chunks = [documentBytes]
+    // A fresh peer clones the genesis document loaded once (loading it per peer dominated boot at 1,000 peers).
+    const document = fresh ? A.clone(this.#genesisDocument(), { actor: actorOf(node.id) }) : undefined
     node.peer = new Peer({
       config: this.peerConfig(node.id),
       attributes: node.attributes,
       random: node.random,
-      persisted: { term: node.storage.term, votedFor: node.storage.votedFor, documentBytes },
+      persisted: { term: node.storage.term, votedFor: node.storage.votedFor, documentBytes, ...(document ? { document } : {}) },
       nowMs: node.clock.localMs(this.#now),
     })
     node.wakeAtMs = Infinity
     this.#step(node, { kind: 'tick', nowMs: node.clock.localMs(this.#now) })
+  }
+
+  #genesisDocument(): Document {
+    this.#genesisLoaded ??= loadDocument(this.#genesis, asNodeId('genesis'))
+    return this.#genesisLoaded
   }
 
   /** The current leader as the checker sees it: the ready leader with the highest term among live nodes. */
