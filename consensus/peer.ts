@@ -128,6 +128,8 @@ export class Peer {
   #noVoteBeforeMs: number
   #electionDeadlineMs: number
   #votes = new Set<NodeId>()
+  /** Heads sent with granted votes: the new leader's barrier starts from them (one round trip saved). */
+  readonly #voteHeads = new Map<NodeId, string[]>()
   #leader: LeaderState | null = null
 
   #originSeq: number
@@ -418,6 +420,7 @@ export class Peer {
     this.#role = 'candidate'
     this.#leaderId = null
     this.#votes = new Set([this.id])
+    this.#voteHeads.clear()
     this.#electionDeadlineMs = this.#drawElectionDeadline()
     if (this.#quorum(this.#votes)) return this.#becomeLeader()
     for (const voter of committeeVoters(this.#document)) if (voter !== this.id) this.#send(voter, { kind: 'vote', term: this.#term })
@@ -450,7 +453,7 @@ export class Peer {
     this.#leader = {
       ready: false,
       startedMs: now,
-      barrierHeads: new Map(),
+      barrierHeads: new Map(this.#voteHeads),
       round: 0,
       roundSentAtMs: new Map(),
       roundAckers: new Map(),
@@ -469,7 +472,7 @@ export class Peer {
       joint: null,
     }
     this.#event({ kind: 'became-leader', term: this.#term })
-    for (const voter of committeeVoters(this.#document)) if (voter !== this.id) this.#send(voter, { kind: 'barrier', term: this.#term })
+    for (const voter of committeeVoters(this.#document)) if (voter !== this.id && !this.#voteHeads.has(voter)) this.#send(voter, { kind: 'barrier', term: this.#term })
     this.#sendHeartbeats(this.#leader)
     this.#checkBarrier()
   }
@@ -540,7 +543,7 @@ export class Peer {
           this.#hardStateChanged = true
           this.#electionDeadlineMs = this.#drawElectionDeadline()
         }
-        this.#send(from, { kind: 'vote-response', term: this.#term, granted })
+        this.#send(from, granted ? { kind: 'vote-response', term: this.#term, granted, heads: A.getHeads(this.#document) } : { kind: 'vote-response', term: this.#term, granted })
         return
       }
       case 'vote-response': {
@@ -551,6 +554,7 @@ export class Peer {
         }
         if (this.#role !== 'candidate' || message.term !== this.#term || !message.granted) return
         this.#votes.add(from)
+        if (message.heads !== undefined) this.#voteHeads.set(from, message.heads)
         if (this.#quorum(this.#votes)) this.#becomeLeader()
         return
       }

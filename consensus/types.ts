@@ -94,7 +94,8 @@ export const defaultPeerTiming = {
 export interface PreVoteRequest { kind: 'pre-vote'; term: Term }
 export interface PreVoteResponse { kind: 'pre-vote-response'; term: Term; granted: boolean }
 export interface VoteRequest { kind: 'vote'; term: Term }
-export interface VoteResponse { kind: 'vote-response'; term: Term; granted: boolean }
+/** A granted vote carries the voter's document heads: the vote doubles as the new leader's barrier reply. */
+export interface VoteResponse { kind: 'vote-response'; term: Term; granted: boolean; heads?: string[] }
 export interface Heartbeat {
   kind: 'heartbeat'
   term: Term
