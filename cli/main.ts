@@ -4,6 +4,7 @@ import { Command } from 'commander'
 import { registerSim } from './commands/sim.ts'
 import { registerBench } from './commands/bench.ts'
 import { registerPlan } from './commands/plan.ts'
+import { registerNodeStart } from './commands/node-start.ts'
 import { UserError } from './user-error.ts'
 
 const program = new Command()
@@ -19,6 +20,7 @@ program
 registerSim(program)
 registerBench(program)
 registerPlan(program)
+registerNodeStart(program)
 
 try {
   await program.parseAsync(process.argv)

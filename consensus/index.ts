@@ -2,6 +2,7 @@
 // as a pure state machine (Peer) that node/ and sim/ drive.
 export { Peer, type PeerInit, type PersistedPeer, type Role } from './peer.ts'
 export * from './types.ts'
+export { concatBytes } from './bytes.ts'
 export {
   actorOf,
   createGenesis,

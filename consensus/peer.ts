@@ -32,6 +32,7 @@ import {
 import { placeSpread, type PendingJob, type PlacementCandidate } from './interim-placement.ts'
 import { isJointMajority, majorityValue, validateCommitteeChange } from './quorum.ts'
 import { SyncSessions } from './sync-sessions.ts'
+import { concatBytes } from './bytes.ts'
 import type {
   CapacityGossip,
   DocumentAck,
@@ -111,6 +112,7 @@ export class Peer {
 
   #document: Document
   #documentChanged = false
+  #persistedHeads: string[]
   #hardStateChanged = false
   readonly #sessions: SyncSessions
   readonly #dirtyPartners = new Set<NodeId>()
@@ -167,6 +169,7 @@ export class Peer {
     this.#channelEpoch = init.nowMs
     this.#sessions = new SyncSessions(init.config.maxPeersTracked)
     this.#document = init.persisted.document ?? loadDocument(init.persisted.documentBytes, this.id)
+    this.#persistedHeads = A.getHeads(this.#document)
     this.#term = asTerm(init.persisted.term)
     this.#votedFor = init.persisted.votedFor
     this.#originSeq = originSeqOf(this.#document, this.id)
@@ -285,12 +288,23 @@ export class Peer {
     const effects = this.#effects
     this.#effects = []
     if (this.#documentChanged || this.#hardStateChanged) {
-      const documentIncrement = this.#documentChanged ? A.saveIncremental(this.#document) : emptyBytes
+      const documentIncrement = this.#documentChanged ? this.#changesSincePersist() : emptyBytes
       effects.unshift({ kind: 'persist', state: { term: this.#term, votedFor: this.#votedFor, documentIncrement } })
       this.#documentChanged = false
       this.#hardStateChanged = false
     }
     return effects
+  }
+
+  /**
+   * The changes added since the last persist, as concatenated change chunks (Automerge loads them
+   * after the saved document). Cheaper than saveIncremental, which re-saves a freshly loaded
+   * document whole on its first call.
+   */
+  #changesSincePersist(): Uint8Array {
+    const changes = A.getChangesSince(this.#document, this.#persistedHeads)
+    this.#persistedHeads = A.getHeads(this.#document)
+    return changes.length === 0 ? emptyBytes : concatBytes(changes)
   }
 
   #change(message: string, mutate: (draft: A.Doc<import('./cluster-document.ts').ClusterDocument>) => void): void {
@@ -826,7 +840,10 @@ export class Peer {
   }
 
   #publishCapacity(): void {
-    this.#emit({ kind: 'publish-capacity', gossip: { nodeId: this.id, seq: ++this.#capacitySeq, free: this.#freeResources(), running: this.#running.size } })
+    // Sequence numbers follow this node's clock, so they keep rising across restarts (a restarted
+    // node's gossip must not look stale to peers that saw its earlier life).
+    this.#capacitySeq = Math.max(this.#capacitySeq + 1, Math.floor(this.#now))
+    this.#emit({ kind: 'publish-capacity', gossip: { nodeId: this.id, seq: this.#capacitySeq, free: this.#freeResources(), running: this.#running.size } })
   }
 
   #onCapacity(gossip: CapacityGossip): void {

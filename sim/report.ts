@@ -49,7 +49,6 @@ export interface SimReport {
   events: number
   virtualSeconds: number
   wallSeconds: number
-  speedup: number
 }
 
 export function runSeed(options: SimOptions, seed: number): SeedResult {
@@ -84,7 +83,7 @@ export function percentile(values: readonly number[], fraction: number): number 
   return round(sorted[index]!)
 }
 
-const round = (value: number): number => Math.round(value * 10) / 10
+export const round = (value: number): number => Math.round(value * 10) / 10
 
 export function summarize(options: SimOptions, results: readonly SeedResult[], wallSeconds: number): SimReport {
   const all = <K extends keyof SeedResult>(key: K): SeedResult[K][] => results.map((result) => result[key])
@@ -117,6 +116,5 @@ export function summarize(options: SimOptions, results: readonly SeedResult[], w
     events: sum('events'),
     virtualSeconds,
     wallSeconds: round(wallSeconds),
-    speedup: wallSeconds > 0 ? round(virtualSeconds / wallSeconds) : 0,
   }
 }

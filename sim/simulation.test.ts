@@ -46,4 +46,11 @@ describe('simulation under chaos', () => {
     const other = summarize(options, [runSeed(options, 78)], 0)
     expect(other.messagesSent).not.toBe(first.messagesSent)
   }, 120_000)
+
+  it('gives the same report on worker threads as in one thread', async () => {
+    const options: SimOptions = { ...chaos, durationMs: 10_000 }
+    const threaded = summarize(options, await runSeeds(options, [5, 6], 2), 0)
+    const inline = summarize(options, await runSeeds(options, [5, 6], 1), 0)
+    expect(threaded).toEqual(inline)
+  }, 120_000)
 })

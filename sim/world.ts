@@ -19,7 +19,7 @@ import {
   type Resources,
 } from '../consensus/index.ts'
 import * as A from '@automerge/automerge'
-import { actorOf, loadDocument, type Document } from '../consensus/index.ts'
+import { actorOf, concatBytes, loadDocument, type Document } from '../consensus/index.ts'
 import { Checker } from './checker.ts'
 import { DriftingClock, drawClock } from './clock.ts'
 import { EventQueue } from './event-queue.ts'
@@ -176,7 +176,7 @@ export class World implements FaultTarget {
 
   #boot(node: SimNode): void {
     const fresh = node.storage.chunks.length === 1 && node.storage.chunks[0] === this.#genesis
-    const documentBytes = concat(node.storage.chunks)
+    const documentBytes = concatBytes(node.storage.chunks)
     node.storage.chunks = [documentBytes]
     // A fresh peer clones the genesis document loaded once (loading it per peer dominated boot at 1,000 peers).
     const document = fresh ? A.clone(this.#genesisDocument(), { actor: actorOf(node.id) }) : undefined
@@ -452,17 +452,4 @@ export class World implements FaultTarget {
   schedule(atMs: number, action: () => void): void {
     this.#queue.push(Math.max(atMs, this.#now), { kind: 'action', action })
   }
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!
-  let size = 0
-  for (const chunk of chunks) size += chunk.length
-  const out = new Uint8Array(size)
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.length
-  }
-  return out
 }

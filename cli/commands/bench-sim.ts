@@ -60,7 +60,7 @@ export function registerBenchSim(bench: Command): void {
         latencyMs: `${linkLatencyMinMs}-${linkLatencyMaxMs}`,
         virtualSeconds: report.virtualSeconds,
         wallSeconds: report.wallSeconds,
-        speedup: report.speedup,
+        speedup: wallSeconds > 0 ? Math.round((report.virtualSeconds / wallSeconds) * 10) / 10 : 0,
         violations: report.violations.length,
         jobsSubmitted: report.jobsSubmitted,
         jobsLost: report.jobsLost,

@@ -94,7 +94,8 @@ function printReport(report: SimReport): void {
   line('failover', `p50 ${report.failoverMs.p50} ms, p99 ${report.failoverMs.p99} ms`)
   line('commit', `p50 ${report.commitMs.p50} ms, p99 ${report.commitMs.p99} ms`)
   line('gossip 99% coverage', `median ${report.gossip99Ms} ms, p99 ${report.gossip99MsP99} ms`)
-  line('speed', `${report.virtualSeconds} virtual s in ${report.wallSeconds} s (${report.speedup}x)`)
+  const speedup = report.wallSeconds > 0 ? Math.round((report.virtualSeconds / report.wallSeconds) * 10) / 10 : 0
+  line('speed', `${report.virtualSeconds} virtual s in ${report.wallSeconds} s (${speedup}x)`)
   if (report.violations.length === 0) {
     line('violations', 'none: every invariant held')
     return

@@ -4,6 +4,7 @@
 import {
   Peer,
   asNodeId,
+  concatBytes,
   createGenesis,
   defaultPeerTiming,
   type JobId,
@@ -75,17 +76,6 @@ export function testJob(id: string, demand: Resources = { cpuMillis: 1_000, memo
   return { id: id as JobId, name: id, demand, durationMs: 1_000_000_000, command: 'sleep forever' }
 }
 
-export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
-  let size = 0
-  for (const chunk of chunks) size += chunk.length
-  const out = new Uint8Array(size)
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.length
-  }
-  return out
-}
 
 export class Cluster {
   readonly ids: NodeId[]

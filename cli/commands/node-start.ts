@@ -1,0 +1,121 @@
+// `fabric node start` runs the Shuttle daemon in the foreground; `fabric node id` creates (or
+// reads) a data directory's identity and prints its peer id, which is what the genesis committee
+// (`--voters`) lists. Flags are parsed here; the daemon itself lives in node/.
+import { availableParallelism, totalmem } from 'node:os'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Command } from 'commander'
+import { asNodeId } from '../../consensus/index.ts'
+import {
+  GenesisMismatchError,
+  IdentityFileError,
+  MissingGenesisError,
+  Shuttle,
+  isLogLevel,
+  jsonLogger,
+  loadOrCreateIdentity,
+  type ShuttleStatus,
+} from '../../node/index.ts'
+import { integer } from '../parse.ts'
+import { UserError } from '../user-error.ts'
+
+const collect = (value: string, previous: string[]): string[] => [...previous, ...value.split(',').map((part) => part.trim()).filter((part) => part !== '')]
+
+export function registerNodeStart(program: Command): void {
+  const node = program.commands.find((command) => command.name() === 'node') ?? program.command('node').description('Run and inspect the Shuttle daemon on this machine')
+
+  node
+    .command('id')
+    .description('Create the identity of a data directory if it has none, and print its peer id (the NodeId voters are named by)')
+    .requiredOption('--data <dir>', 'the daemon\'s data directory')
+    .action(async (flags: { data: string }) => {
+      const identity = await loadOrCreateIdentity(flags.data).catch(userErrors)
+      console.log(JSON.stringify({ peerId: identity.nodeId, created: identity.created }))
+    })
+
+  node
+    .command('start')
+    .description(
+      'Run the Shuttle daemon in the foreground. It prints one JSON line on stdout when ready ' +
+        '({"event":"ready","peerId",...,"listen":[...]}) and one per change of role, term or leader ' +
+        '({"event":"status",...}); logs go to stderr as JSON lines. SIGTERM or SIGINT stops it cleanly.\n\n' +
+        'Bootstrap: every node of a new cluster is started with the same set of --voters (peer ids from ' +
+        '`fabric node id --data DIR`); the genesis document is derived from it, identically everywhere. ' +
+        'After the first start the data directory holds the cluster state and --voters may be omitted.',
+    )
+    .requiredOption('--data <dir>', 'data directory (identity and consensus store; created if missing)')
+    .option('--listen <multiaddr...>', 'addresses to listen on', ['/ip4/127.0.0.1/tcp/0'])
+    .option('--bootstrap <multiaddr>', 'peer to dial at start and until connected, with /p2p/<id> (repeatable, or comma list)', collect, [])
+    .option('--voters <ids>', 'genesis committee: comma list of peer ids (needed on first start)', collect, [])
+    .option('--election-timeout <ms>', 'election timeout base T in ms (heartbeat T/5)', '150')
+    .option('--cpu-millis <n>', 'CPU this node offers, in thousandths of a core', String(availableParallelism() * 1_000))
+    .option('--memory-mib <n>', 'memory this node offers, in MiB', String(Math.floor(totalmem() / 1024 / 1024)))
+    .option('--provider <name>', 'provider label', 'local')
+    .option('--region <name>', 'region label', 'local')
+    .option('--az-id <id>', 'availability-zone id', 'local-1')
+    .option('--price-per-hour <usd>', 'ask price per hour', '0')
+    .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .option('--no-sync-writes', 'do not fsync each persist (tests only: a machine crash may lose acknowledged state)')
+    .action(async (flags: Record<string, unknown>) => {
+      const logLevel = String(flags.logLevel)
+      if (!isLogLevel(logLevel)) throw new UserError(`--log-level must be debug, info, warn or error, got "${logLevel}"`)
+      const price = Number(flags.pricePerHour)
+      if (!Number.isFinite(price) || price < 0) throw new UserError(`--price-per-hour must be a non-negative number, got "${String(flags.pricePerHour)}"`)
+      const electionTimeoutMs = integer('--election-timeout', flags.electionTimeout)
+      if (electionTimeoutMs < 10) throw new UserError('--election-timeout must be at least 10 ms')
+      const voters = flags.voters as string[]
+      for (const voter of voters) {
+        try {
+          peerIdFromString(voter)
+        } catch {
+          throw new UserError(`--voters: "${voter}" is not a peer id`, 'peer ids come from `fabric node id --data DIR`')
+        }
+      }
+      const logger = jsonLogger({ component: 'shuttle', level: logLevel })
+      const printLine = (value: Record<string, unknown>): void => { process.stdout.write(`${JSON.stringify(value)}\n`) }
+      const shuttle = new Shuttle(
+        {
+          dataDir: String(flags.data),
+          listen: flags.listen as string[],
+          bootstrap: flags.bootstrap as string[],
+          voters: voters.map(asNodeId),
+          electionTimeoutMs,
+          syncWrites: flags.syncWrites !== false,
+          attributes: {
+            capacity: { cpuMillis: integer('--cpu-millis', flags.cpuMillis), memoryMiB: integer('--memory-mib', flags.memoryMib) },
+            provider: String(flags.provider),
+            region: String(flags.region),
+            azId: String(flags.azId),
+            pricePerHour: price,
+          },
+        },
+        {
+          logger,
+          onReady: (ready) => printLine({ event: 'ready', peerId: ready.nodeId, listen: ready.addresses, term: ready.term, voters: ready.voters }),
+          onStatus: (status: ShuttleStatus) => printLine({ event: 'status', ...status }),
+          onFatal: () => {
+            process.exitCode = 2
+            void shuttle.stop().then(() => process.exit(2))
+          },
+        },
+      )
+      let stopping: Promise<void> | null = null
+      const stop = (signal: string): void => {
+        logger.info('signal', { signal })
+        stopping ??= shuttle.stop().then(() => process.exit(process.exitCode ?? 0))
+      }
+      process.once('SIGTERM', () => stop('SIGTERM'))
+      process.once('SIGINT', () => stop('SIGINT'))
+      await shuttle.start().catch(userErrors)
+      // Runs until a signal: libp2p's listeners keep the event loop alive.
+    })
+}
+
+/** Map the daemon's start-up refusals that a user can fix to UserError (exit 1 with a hint). */
+function userErrors(error: unknown): never {
+  if (error instanceof MissingGenesisError) throw new UserError(error.message, 'pass --voters ID,ID,... (peer ids from `fabric node id --data DIR`) on the first start')
+  if (error instanceof GenesisMismatchError) throw new UserError(error.message, 'use a fresh --data directory for a different cluster, or the original --voters list')
+  if (error instanceof IdentityFileError) throw new UserError(error.message, 'restore the key file from a backup or start with a fresh --data directory')
+  const code = (error as NodeJS.ErrnoException).code
+  if (code === 'EADDRINUSE' || code === 'EACCES') throw new UserError(`cannot listen: ${(error as Error).message}`, 'choose another --listen address or port')
+  throw error
+}

@@ -1,0 +1,114 @@
+// Proves the wire form round-trips every PeerMessage kind and CapacityGossip exactly, and that
+// truncated, oversized, wrong-typed, unknown-kind and non-JSON input is refused with a reason.
+import { describe, expect, it } from 'vitest'
+import { asJobId, asNodeId, asTerm, type CapacityGossip, type PeerMessage } from '../consensus/index.ts'
+import {
+  decodeCapacityGossip,
+  decodePeerMessage,
+  encodeCapacityGossip,
+  encodePeerMessage,
+  maxCapacityGossipBytes,
+  maxPeerFrameBytes,
+  maxPeerMessageBytes,
+} from './wire.ts'
+
+const head = 'ab'.repeat(32)
+const term = asTerm(7)
+const everyKind: PeerMessage[] = [
+  { kind: 'pre-vote', term },
+  { kind: 'pre-vote-response', term, granted: true },
+  { kind: 'vote', term },
+  { kind: 'vote-response', term, granted: true, heads: [head] },
+  { kind: 'vote-response', term, granted: false },
+  { kind: 'heartbeat', term, round: 3, commitSeq: 2 },
+  { kind: 'heartbeat-ack', term, round: 3 },
+  { kind: 'barrier', term },
+  { kind: 'barrier-reply', term, heads: [head, 'cd'.repeat(32)] },
+  {
+    kind: 'sync',
+    term,
+    data: new Uint8Array([0, 1, 2, 250, 255]),
+    ack: { term, leaderSeq: 4, originSeq: 1 },
+    channel: { epoch: 1_795_000_000_123, seq: 9 },
+    leaderHint: asNodeId('12D3KooWexample'),
+  },
+  { kind: 'sync', term, data: null, ack: { term, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 0, seq: 0 }, leaderHint: null },
+  { kind: 'award', term, jobs: [{ jobId: asJobId('job-1'), seq: 5 }] },
+]
+
+const bytesOf = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
+
+describe('peer message wire form', () => {
+  it('round-trips every message kind exactly', () => {
+    const kinds = new Set(everyKind.map((message) => message.kind))
+    expect(kinds.size).toBe(Object.keys(maxPeerMessageBytes).length)
+    for (const message of everyKind) {
+      const decoded = decodePeerMessage(encodePeerMessage(message))
+      expect(decoded).toEqual({ ok: true, value: message })
+    }
+  })
+
+  it('gives back sync data as a plain Uint8Array', () => {
+    const decoded = decodePeerMessage(encodePeerMessage(everyKind[9]!))
+    if (!decoded.ok || decoded.value.kind !== 'sync') throw new Error('expected sync')
+    expect(decoded.value.data?.constructor).toBe(Uint8Array)
+  })
+
+  it('refuses truncated input', () => {
+    const bytes = encodePeerMessage({ kind: 'heartbeat', term, round: 1, commitSeq: 0 })
+    const decoded = decodePeerMessage(bytes.subarray(0, bytes.length - 3))
+    expect(decoded).toMatchObject({ ok: false, reason: expect.stringContaining('not valid JSON') })
+  })
+
+  it('refuses a frame over the global limit before parsing it', () => {
+    const decoded = decodePeerMessage(new Uint8Array(maxPeerFrameBytes + 1))
+    expect(decoded).toMatchObject({ ok: false, reason: expect.stringContaining('maxPeerFrameBytes') })
+  })
+
+  it('refuses a message over its own kind\'s limit', () => {
+    const padded = bytesOf({ kind: 'heartbeat', term: 1, round: 1, commitSeq: 0, pad: 'x'.repeat(maxPeerMessageBytes.heartbeat) })
+    expect(decodePeerMessage(padded)).toMatchObject({ ok: false, reason: expect.stringContaining('exceeds its limit') })
+  })
+
+  it('refuses wrong types, missing fields and extra fields with the field named', () => {
+    expect(decodePeerMessage(bytesOf({ kind: 'vote', term: '7' }))).toMatchObject({ ok: false, reason: expect.stringContaining('term') })
+    expect(decodePeerMessage(bytesOf({ kind: 'vote', term: -1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('term') })
+    expect(decodePeerMessage(bytesOf({ kind: 'vote', term: 1.5 }))).toMatchObject({ ok: false })
+    expect(decodePeerMessage(bytesOf({ kind: 'heartbeat', term: 1, round: 1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('commitSeq') })
+    expect(decodePeerMessage(bytesOf({ kind: 'vote', term: 1, extra: true }))).toMatchObject({ ok: false })
+    expect(decodePeerMessage(bytesOf({ kind: 'barrier-reply', term: 1, heads: ['not-a-head'] }))).toMatchObject({ ok: false, reason: expect.stringContaining('heads') })
+    const badBase64 = { kind: 'sync', term: 1, data: '!!!!', ack: { term: 1, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 1, seq: 1 }, leaderHint: null }
+    expect(decodePeerMessage(bytesOf(badBase64))).toMatchObject({ ok: false, reason: expect.stringContaining('base64') })
+  })
+
+  it('refuses unknown kinds, non-objects, inherited kinds and invalid UTF-8', () => {
+    expect(decodePeerMessage(bytesOf({ kind: 'append-entries', term: 1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('unknown kind') })
+    expect(decodePeerMessage(bytesOf({ kind: 'toString', term: 1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('unknown kind') })
+    expect(decodePeerMessage(bytesOf({ term: 1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('unknown kind') })
+    expect(decodePeerMessage(bytesOf([1, 2]))).toMatchObject({ ok: false, reason: 'not an object' })
+    expect(decodePeerMessage(bytesOf(null))).toMatchObject({ ok: false, reason: 'not an object' })
+    expect(decodePeerMessage(new TextEncoder().encode('{"__proto__":{"kind":"vote","term":1}}'))).toMatchObject({ ok: false })
+    expect(decodePeerMessage(new Uint8Array([0x7b, 0xff, 0x7d]))).toMatchObject({ ok: false, reason: 'not valid UTF-8' })
+  })
+
+  it('bounds list lengths', () => {
+    const heads = Array.from({ length: 1_025 }, () => head)
+    expect(decodePeerMessage(bytesOf({ kind: 'barrier-reply', term: 1, heads }))).toMatchObject({ ok: false })
+  })
+})
+
+describe('capacity gossip wire form', () => {
+  const gossip: CapacityGossip = { nodeId: asNodeId('12D3KooWexample'), seq: 4, free: { cpuMillis: 2_000, memoryMiB: -10 }, running: 1 }
+
+  it('round-trips', () => {
+    expect(decodeCapacityGossip(encodeCapacityGossip(gossip))).toEqual({ ok: true, value: gossip })
+  })
+
+  it('refuses oversized, wrong-typed and truncated gossip', () => {
+    expect(decodeCapacityGossip(new Uint8Array(maxCapacityGossipBytes + 1))).toMatchObject({ ok: false, reason: expect.stringContaining('maxCapacityGossipBytes') })
+    expect(decodeCapacityGossip(bytesOf({ ...gossip, seq: 'four' }))).toMatchObject({ ok: false, reason: expect.stringContaining('seq') })
+    expect(decodeCapacityGossip(bytesOf({ ...gossip, free: { cpuMillis: 1 } }))).toMatchObject({ ok: false, reason: expect.stringContaining('memoryMiB') })
+    const bytes = encodeCapacityGossip(gossip)
+    expect(decodeCapacityGossip(bytes.subarray(0, 10))).toMatchObject({ ok: false, reason: expect.stringContaining('JSON') })
+  })
+})

@@ -1,0 +1,137 @@
+// The wire form of what peers exchange: PeerMessage on the consensus stream protocol and
+// CapacityGossip on the capacity topic. JSON (UTF-8) with the one binary field (sync data) as
+// base64: a parser with no tags, no prototypes and no native code for input from strangers.
+// Every inbound byte string is checked against a named size limit and its kind's schema before
+// anything reaches the core; a refusal is a value with a reason, never an exception.
+import { z } from 'zod'
+import type { CapacityGossip, PeerMessage } from '../consensus/index.ts'
+
+// ---- Named limits (STYLE: every message has a maximum)
+
+/** The largest frame the consensus stream accepts at all (a full document sync of a big cluster). */
+export const maxPeerFrameBytes = 8 * 1024 * 1024
+/** Per kind: control messages are tiny; heads lists and awards grow with the cluster; sync is the bulk. */
+export const maxPeerMessageBytes: Record<PeerMessage['kind'], number> = {
+  'pre-vote': 1_024,
+  'pre-vote-response': 1_024,
+  vote: 1_024,
+  'vote-response': 128 * 1024,
+  heartbeat: 1_024,
+  'heartbeat-ack': 1_024,
+  barrier: 1_024,
+  'barrier-reply': 128 * 1024,
+  sync: maxPeerFrameBytes,
+  award: 1024 * 1024,
+}
+export const maxCapacityGossipBytes = 4 * 1024
+export const maxHeads = 1_024
+export const maxAwardJobs = 10_000
+export const maxNodeIdLength = 128
+export const maxJobIdLength = 256
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string }
+
+// ---- Schemas
+
+const counter = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
+const term = counter
+const nodeId = z.string().min(1).max(maxNodeIdLength)
+/** Automerge change hashes: 32 bytes of SHA-256 in hex. */
+const heads = z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(maxHeads)
+const base64 = z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'not canonical base64')
+
+const peerMessageSchemas = {
+  'pre-vote': z.strictObject({ kind: z.literal('pre-vote'), term }),
+  'pre-vote-response': z.strictObject({ kind: z.literal('pre-vote-response'), term, granted: z.boolean() }),
+  vote: z.strictObject({ kind: z.literal('vote'), term }),
+  'vote-response': z.strictObject({ kind: z.literal('vote-response'), term, granted: z.boolean(), heads: heads.optional() }),
+  heartbeat: z.strictObject({ kind: z.literal('heartbeat'), term, round: counter, commitSeq: counter }),
+  'heartbeat-ack': z.strictObject({ kind: z.literal('heartbeat-ack'), term, round: counter }),
+  barrier: z.strictObject({ kind: z.literal('barrier'), term }),
+  'barrier-reply': z.strictObject({ kind: z.literal('barrier-reply'), term, heads }),
+  sync: z.strictObject({
+    kind: z.literal('sync'),
+    term,
+    data: base64.nullable(),
+    ack: z.strictObject({ term, leaderSeq: counter, originSeq: counter }),
+    channel: z.strictObject({ epoch: z.number().finite().nonnegative(), seq: counter }),
+    leaderHint: nodeId.nullable(),
+  }),
+  award: z.strictObject({
+    kind: z.literal('award'),
+    term,
+    jobs: z.array(z.strictObject({ jobId: z.string().min(1).max(maxJobIdLength), seq: counter })).max(maxAwardJobs),
+  }),
+} as const
+
+const resources = z.strictObject({
+  cpuMillis: z.number().int().min(-(2 ** 40)).max(2 ** 40),
+  memoryMiB: z.number().int().min(-(2 ** 40)).max(2 ** 40),
+})
+const capacityGossipSchema = z.strictObject({ nodeId, seq: counter, free: resources, running: counter })
+
+const isPeerMessageKind = (kind: unknown): kind is PeerMessage['kind'] =>
+  typeof kind === 'string' && Object.hasOwn(peerMessageSchemas, kind)
+
+// ---- Encoding
+
+const utf8 = new TextEncoder()
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+export function encodePeerMessage(message: PeerMessage): Uint8Array {
+  const wire = message.kind === 'sync' ? { ...message, data: message.data === null ? null : Buffer.from(message.data).toString('base64') } : message
+  return utf8.encode(JSON.stringify(wire))
+}
+
+export function decodePeerMessage(bytes: Uint8Array): Decoded<PeerMessage> {
+  if (bytes.length > maxPeerFrameBytes) return { ok: false, reason: `frame of ${bytes.length} bytes exceeds maxPeerFrameBytes (${maxPeerFrameBytes})` }
+  const parsed = parseJson(bytes)
+  if (!parsed.ok) return parsed
+  const value = parsed.value
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'not an object' }
+  const kind = (value as { kind?: unknown }).kind
+  if (!isPeerMessageKind(kind)) return { ok: false, reason: `unknown kind ${JSON.stringify(kind)?.slice(0, 64) ?? 'undefined'}` }
+  const limit = maxPeerMessageBytes[kind]
+  if (bytes.length > limit) return { ok: false, reason: `${kind} of ${bytes.length} bytes exceeds its limit (${limit})` }
+  const result = peerMessageSchemas[kind].safeParse(value)
+  if (!result.success) return { ok: false, reason: `${kind}: ${describeIssues(result.error)}` }
+  const message = result.data
+  if (message.kind === 'sync') {
+    return { ok: true, value: { ...message, data: message.data === null ? null : new Uint8Array(Buffer.from(message.data, 'base64')) } as PeerMessage }
+  }
+  return { ok: true, value: message as PeerMessage }
+}
+
+export function encodeCapacityGossip(gossip: CapacityGossip): Uint8Array {
+  return utf8.encode(JSON.stringify(gossip))
+}
+
+export function decodeCapacityGossip(bytes: Uint8Array): Decoded<CapacityGossip> {
+  if (bytes.length > maxCapacityGossipBytes) return { ok: false, reason: `capacity gossip of ${bytes.length} bytes exceeds maxCapacityGossipBytes (${maxCapacityGossipBytes})` }
+  const parsed = parseJson(bytes)
+  if (!parsed.ok) return parsed
+  const result = capacityGossipSchema.safeParse(parsed.value)
+  if (!result.success) return { ok: false, reason: `capacity: ${describeIssues(result.error)}` }
+  return { ok: true, value: result.data as CapacityGossip }
+}
+
+function parseJson(bytes: Uint8Array): Decoded<unknown> {
+  let text: string
+  try {
+    text = strictUtf8.decode(bytes)
+  } catch {
+    return { ok: false, reason: 'not valid UTF-8' }
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) }
+  } catch (error) {
+    return { ok: false, reason: `not valid JSON (${(error as Error).message.slice(0, 120)})` }
+  }
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+    .join('; ')
+}
