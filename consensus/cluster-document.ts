@@ -152,6 +152,16 @@ export function runStateOf(run: RunRecord): RunState {
   return readText(run.state) as RunState
 }
 
+/** The run that ended the job (finished, or failed for good), or null while it is active. */
+export function finalRun(job: JobRecord): { node: NodeId; state: 'finished' | 'failed'; run: RunRecord } | null {
+  for (const node of Object.keys(job.runs)) {
+    const run = job.runs[node]!
+    const state = runStateOf(run)
+    if (state === 'finished' || state === 'failed') return { node: asNodeId(node), state, run }
+  }
+  return null
+}
+
 /** A job is done once any copy of it finished (or failed for good). */
 export function isJobDone(job: JobRecord): boolean {
   for (const run of Object.values(job.runs)) {
@@ -238,6 +248,12 @@ export function writeUnplaceable(draft: ClusterDocument, jobId: JobId, term: Ter
 
 export function writeRun(draft: ClusterDocument, jobId: JobId, node: NodeId, run: { state: RunState; term: number; seq: number; exitCode: number; atMs: number }): void {
   draftJob(draft, jobId).runs[node] = { ...run, state: text(run.state) }
+}
+
+/** The leader drops an archived job; runners' concurrent reports land in the detached map and vanish. */
+export function deleteJob(draft: ClusterDocument, jobId: JobId): void {
+  const shard = draft.jobs[shardOf(jobId)]
+  if (shard !== undefined) delete shard[jobId]
 }
 
 export function writeLeaderSeq(draft: ClusterDocument, term: Term, seq: number): void {

@@ -27,7 +27,11 @@ import {
   writeNode,
   writeRun,
   writeUnplaceable,
+  deleteJob,
+  finalRun,
+  readText,
   type Document,
+  type JobRecord,
 } from './cluster-document.ts'
 import { placeSpread, type PendingJob, type PlacementCandidate } from './interim-placement.ts'
 import { isJointMajority, majorityValue, validateCommitteeChange } from './quorum.ts'
@@ -89,6 +93,8 @@ interface LeaderState {
   nextMarkerMs: number
   /** Assignments of decisions not yet known committed: awarded to their runners on commit. */
   unawarded: Map<number, { jobId: JobId; nodeId: NodeId }[]>
+  /** When this leader first saw each finished job: it drops them from the document after archiveAfterMs. */
+  doneSeenMs: Map<JobId, number>
   leaseExpiryMs: number
   nextHeartbeatMs: number
   nextRoundMs: number
@@ -156,6 +162,8 @@ export class Peer {
   /** Jobs whose effective assignment names this node (started or waiting for commit or room). */
   readonly #mine = new Map<JobId, { term: number; seq: number }>()
   readonly #touchedJobs = new Set<JobId>()
+  /** Jobs already handed to the archive (a bounded memory of them; the archive itself is the adapter's). */
+  readonly #archived = new Set<JobId>()
   #recheckAll = false
 
   #effects: PeerEffect[] = []
@@ -480,6 +488,7 @@ export class Peer {
       ratified: false,
       nextMarkerMs: now,
       unawarded: new Map(),
+      doneSeenMs: new Map(),
       leaseExpiryMs: -Infinity,
       nextHeartbeatMs: now,
       nextRoundMs: now,
@@ -865,8 +874,14 @@ export class Peer {
   #placementRound(leader: LeaderState): void {
     const used = new Map<NodeId, Resources>()
     const pending: (PendingJob & { submittedAtMs: number })[] = []
+    const expired: JobId[] = []
     forEachJob(this.#document, (jobId, job) => {
-      if (isJobDone(job)) return
+      if (isJobDone(job)) {
+        const seen = leader.doneSeenMs.get(jobId)
+        if (seen === undefined) leader.doneSeenMs.set(jobId, this.#now)
+        else if (this.#now - seen >= this.#config.archiveAfterMs && expired.length < this.#config.maxJobsPerRound) expired.push(jobId)
+        return
+      }
       let current = effectiveAssignment(job)
       // An earlier term's assignment that is neither committed nor ratified by this leader arrived
       // after its barrier: its leader never got a majority, so the job is placed again in this term.
@@ -895,7 +910,7 @@ export class Peer {
     const decide = result.assignments.length > 0 || result.unplaceable.length > 0 || firstDecision
     const ratifyNow = leader.ratify !== null && !leader.ratified && leader.committedSeq >= 1
     const markCommit = leader.committedSeq > leader.markerSeq && (decide || this.#now >= leader.nextMarkerMs)
-    if (!decide && !markCommit && !ratifyNow) return
+    if (!decide && !markCommit && !ratifyNow && expired.length === 0) return
     if (firstDecision) {
       // Everything earlier leaders decided that this leader holds is committed with its first decision.
       leader.ratify = new Map()
@@ -911,7 +926,9 @@ export class Peer {
       }
       if (markCommit) writeCommit(draft, term, leader.committedSeq)
       if (ratifyNow && leader.ratify !== null) for (const [earlierTerm, earlierSeq] of leader.ratify) writeCommit(draft, Number(earlierTerm), earlierSeq)
+      for (const jobId of expired) deleteJob(draft, jobId)
     })
+    for (const jobId of expired) leader.doneSeenMs.delete(jobId)
     if (markCommit) {
       leader.markerSeq = leader.committedSeq
       leader.nextMarkerMs = this.#now + this.#config.commitMarkerIntervalMs
@@ -921,6 +938,10 @@ export class Peer {
       this.#recheckAll = true
     }
     if (markCommit) this.#recheckAll = true
+    if (expired.length > 0 && !decide && !markCommit) {
+      this.#markVotersDirty()
+      return
+    }
     for (const { jobId } of result.assignments) this.#touchedJobs.add(jobId)
     if (decide) {
       leader.seq = seq
@@ -950,12 +971,19 @@ export class Peer {
         else this.#mine.delete(jobId)
       }
     }
+    this.#archiveDone(check)
     this.#recheckAll = false
     this.#touchedJobs.clear()
     // Fencing: a committed assignment elsewhere with a higher stamp stops this copy.
     for (const [jobId, run] of this.#running) {
       const job = jobRecord(document, jobId)
-      const current = job === undefined ? null : effectiveAssignment(job)
+      if (job === undefined || isJobDone(job)) {
+        // Another copy finished it (and the leader may have archived it already): this copy is surplus.
+        this.#running.delete(jobId)
+        this.#emit({ kind: 'stop-job', jobId, reason: 'the job finished on another node' })
+        continue
+      }
+      const current = effectiveAssignment(job)
       if (current === null || current.node === this.id || !this.#isCommittedHere(current)) continue
       this.#running.delete(jobId)
       this.#emit({ kind: 'stop-job', jobId, reason: `fenced: assignment ${current.term}.${current.seq} moved it to ${current.node}` })
@@ -972,6 +1000,24 @@ export class Peer {
       this.#running.set(jobId, { term: assignment.term, seq: assignment.seq, demand })
       // Only the outcome goes into the document; that it runs is soft state (capacity gossip).
       this.#emit({ kind: 'start-job', jobId, demand, durationMs: job.durationMs, term: asTerm(assignment.term), seq: assignment.seq })
+    }
+  }
+
+  /** Every node archives the jobs it sees finish; the leader later drops them from the document. */
+  #archiveDone(check: ReadonlySet<JobId> | null): void {
+    const visit = (jobId: JobId, job: JobRecord): void => {
+      if (this.#archived.has(jobId)) return
+      const outcome = finalRun(job)
+      if (outcome === null) return
+      if (this.#archived.size >= this.#config.maxArchiveRemembered) this.#archived.delete(this.#archived.keys().next().value!)
+      this.#archived.add(jobId)
+      if (this.#role === 'leader') this.#leader?.doneSeenMs.set(jobId, this.#now)
+      this.#emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs } })
+    }
+    if (check === null) forEachJob(this.#document, visit)
+    else for (const jobId of check) {
+      const job = jobRecord(this.#document, jobId)
+      if (job !== undefined) visit(jobId, job)
     }
   }
 

@@ -254,3 +254,44 @@ describe('restart safety', () => {
     expect(cluster.readyLeaders().map((peer: Peer) => peer.id)).toEqual([leader.id])
   })
 })
+
+describe('archive', () => {
+  it('a finished job is archived by every node and then leaves the document (active state only)', () => {
+    const cluster = new Cluster({ voters: 3, nonVoters: 1, seed: 21 })
+    const leader = cluster.awaitLeader()
+    cluster.advance(200)
+    const jobId = asJobId('short')
+    cluster.submit(cluster.nonVoterIds[0]!, testJob('short'))
+    expect(cluster.runUntil(() => cluster.ids.some((id) => cluster.running(id).has(jobId)), 2_000)).toBe(true)
+    const runner = cluster.ids.find((id) => cluster.running(id).has(jobId))!
+    cluster.step(runner, { kind: 'job-exited', jobId, exitCode: 0 })
+    // Still in the document right after it finished: the leader keeps it for archiveAfterMs.
+    cluster.advance(500)
+    expect(jobRecord(cluster.peer(leader.id).document, jobId)).toBeDefined()
+    expect(cluster.runUntil(() => cluster.voterIds.every((id) => jobRecord(cluster.peer(id).document, jobId) === undefined), cluster.config.archiveAfterMs + 3_000)).toBe(true)
+    for (const id of cluster.voterIds) {
+      const archived = cluster.effectsOf('archive-job', id).filter((entry) => entry.effect.job.id === jobId)
+      expect(archived, id).toHaveLength(1)
+      expect(archived[0]!.effect.job).toMatchObject({ state: 'finished', node: runner, exitCode: 0 })
+    }
+  })
+
+  it('a surplus copy cut off during re-placement stops once the job finished elsewhere', () => {
+    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 8, capacities: [undefined, undefined, undefined, big, medium] })
+    const leader = cluster.awaitLeader()
+    cluster.advance(200)
+    const jobId = asJobId('twice')
+    const oldRunner = asNodeId('n3')
+    const newRunner = asNodeId('n4')
+    cluster.submit(leader.id, testJob('twice'))
+    expect(cluster.runUntil(() => cluster.running(oldRunner).has(jobId), 1_000)).toBe(true)
+    cluster.isolate(oldRunner)
+    expect(cluster.runUntil(() => cluster.running(newRunner).has(jobId), cluster.config.nodeTimeoutMs + 2_000)).toBe(true)
+    cluster.step(newRunner, { kind: 'job-exited', jobId, exitCode: 0 })
+    cluster.advance(cluster.config.archiveAfterMs + 2_000)
+    cluster.heal()
+    const learnLimitMs = 3 * Math.max(cluster.config.downstreamSyncIntervalMs, cluster.config.resyncIntervalMs)
+    expect(cluster.runUntil(() => !cluster.running(oldRunner).has(jobId), learnLimitMs)).toBe(true)
+    expect(cluster.effectsOf('stop-job', oldRunner)).toHaveLength(1)
+  })
+})

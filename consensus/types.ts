@@ -61,12 +61,15 @@ export interface PeerConfig {
   resyncIntervalMs: number
   /** How often the leader records commits in the document when no decision carries them. */
   commitMarkerIntervalMs: number
+  /** A finished job leaves the document this long after the leader saw it finish (it lives on in each node's archive). */
+  archiveAfterMs: number
   /** How often a node with unacknowledged submissions retries pushing them to the voters. */
   submitRetryMs: number
   /** Limits (STYLE: every queue and table has a named maximum). */
   maxPendingSubmissions: number
   maxJobsPerRound: number
   maxPeersTracked: number
+  maxArchiveRemembered: number
   broken: BrokenVariant
 }
 
@@ -83,9 +86,11 @@ export const defaultPeerTiming = {
   resyncIntervalMs: 1_000,
   submitRetryMs: 300,
   commitMarkerIntervalMs: 1_000,
+  archiveAfterMs: 5_000,
   maxPendingSubmissions: 10_000,
   maxJobsPerRound: 1_000,
   maxPeersTracked: 10_000,
+  maxArchiveRemembered: 100_000,
   broken: 'none' as BrokenVariant,
 }
 
@@ -157,6 +162,16 @@ export interface CapacityGossip {
   running: number
 }
 
+export interface ArchivedJob {
+  id: JobId
+  name: string
+  state: 'finished' | 'failed'
+  node: NodeId
+  exitCode: number
+  submittedAtMs: number
+  finishedAtMs: number
+}
+
 // ---- Inputs
 
 export type PeerInput =
@@ -191,4 +206,6 @@ export type PeerEffect =
   | { kind: 'publish-capacity'; gossip: CapacityGossip }
   | { kind: 'start-job'; jobId: JobId; demand: Resources; durationMs: number; term: Term; seq: number }
   | { kind: 'stop-job'; jobId: JobId; reason: string }
+  /** A finished job, for this node's archive (the document keeps active state only). */
+  | { kind: 'archive-job'; job: ArchivedJob }
   | { kind: 'event'; event: PeerEvent }

@@ -14,6 +14,7 @@ import {
   type PeerEvent,
   type Peer,
   type Resources,
+  type ArchivedJob,
 } from '../consensus/index.ts'
 import type { DriftingClock } from './clock.ts'
 
@@ -41,6 +42,7 @@ export class Checker {
   readonly violations: Violation[] = []
   readonly submitted = new Map<JobId, JobSubmission>()
   readonly acknowledged = new Set<JobId>()
+  readonly archived = new Set<JobId>()
   maxLeadersPerTerm = 0
   jobsLost = 0
   unplaceable: { jobId: JobId; reason: string }[] = []
@@ -72,6 +74,8 @@ export class Checker {
   }
 
   noteSubmitted(job: JobSubmission): void { this.submitted.set(job.id, job) }
+  /** Finished jobs leave the document for the nodes' archives: archived is finished, not lost. */
+  noteArchived(job: ArchivedJob): void { this.archived.add(job.id) }
   noteHealed(): void {
     this.#healed = true
     this.trace('faults healed: liveness phase')
@@ -105,7 +109,7 @@ export class Checker {
           if (held < seq) this.#violate('committed-survives-leader-change', `${node.id} (term ${event.term}) holds decisions of term ${term} up to ${held}, but ${seq} was committed`)
         }
         for (const jobId of this.acknowledged) {
-          if (jobRecord(document, jobId) === undefined) this.#violate('acknowledged-job-survives', `${node.id} became ready in term ${event.term} without acknowledged job ${jobId}`)
+          if (jobRecord(document, jobId) === undefined && !this.archived.has(jobId)) this.#violate('acknowledged-job-survives', `${node.id} became ready in term ${event.term} without acknowledged job ${jobId}`)
         }
         return
       }
@@ -117,7 +121,7 @@ export class Checker {
       }
       case 'submission-durable': {
         const check = this.#voterMajority((peer) => jobRecord(peer.document, event.jobId) !== undefined)
-        if (!check.majority) this.#violate('ack-needs-majority', `${node.id} acknowledged ${event.jobId} held by only ${check.count} of ${check.of} voters`)
+        if (!check.majority && !this.archived.has(event.jobId)) this.#violate('ack-needs-majority', `${node.id} acknowledged ${event.jobId} held by only ${check.count} of ${check.of} voters`)
         this.acknowledged.add(event.jobId)
         return
       }
@@ -193,6 +197,10 @@ export class Checker {
     }
     for (const jobId of this.submitted.keys()) {
       const job = jobRecord(document, jobId)
+      if (job === undefined && this.archived.has(jobId)) {
+        this.finished++
+        continue
+      }
       if (job === undefined) {
         if (this.acknowledged.has(jobId)) {
           this.jobsLost++

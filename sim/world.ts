@@ -318,6 +318,9 @@ export class World implements FaultTarget {
         case 'stop-job':
           node.running.delete(effect.jobId)
           break
+        case 'archive-job':
+          this.checker.noteArchived(effect.job)
+          break
         case 'event':
           this.#onPeerEvent(node, effect.event)
           break

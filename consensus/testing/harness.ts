@@ -337,6 +337,7 @@ export class Cluster {
           this.log.push({ atMs: this.nowMs, node: node.id, effect })
           break
         case 'event':
+        case 'archive-job':
           this.log.push({ atMs: this.nowMs, node: node.id, effect })
           break
       }
