@@ -306,6 +306,9 @@ export class Shuttle {
         case 'publish-capacity':
           this.#gossip!.publish(effect.gossip)
           break
+        case 'archive-job':
+          await this.#store!.archive(effect.job)
+          break
         case 'start-job':
         case 'stop-job':
           // The process runtime is not wired yet: the assignment is only logged.

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
 import { afterEach, describe, expect, it } from 'vitest'
-import { asNodeId, asTerm, createGenesis, loadDocument } from '../consensus/index.ts'
+import { asJobId, asNodeId, asTerm, createGenesis, loadDocument } from '../consensus/index.ts'
 import { ConsensusStore, GenesisMismatchError, MissingGenesisError } from './store.ts'
 
 const nodeId = asNodeId('12D3KooWstoretest')
@@ -57,6 +57,18 @@ describe('ConsensusStore', () => {
     expect(third.stats.incrementsCompacted).toBe(0)
     expect(third.persisted.document?.origins).toEqual({ 'node-0': 1, 'node-1': 2, 'node-2': 3 })
     await third.store.close()
+  })
+
+  it('keeps archived jobs across a reopen', async () => {
+    const dataDir = await freshDir()
+    const first = await ConsensusStore.open({ dataDir, nodeId, genesis, syncWrites: false })
+    const job = { id: asJobId('done-1'), name: 'done', state: 'finished' as const, node: nodeId, exitCode: 0, submittedAtMs: 1, finishedAtMs: 2 }
+    await first.store.archive(job)
+    expect(await first.store.archivedJob('missing')).toBeUndefined()
+    await first.store.close()
+    const second = await ConsensusStore.open({ dataDir, nodeId, genesis, syncWrites: false })
+    expect(await second.store.archivedJob('done-1')).toEqual(job)
+    await second.store.close()
   })
 
   it('refuses a data directory of another cluster, and a new one without genesis', async () => {

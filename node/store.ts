@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
 import { Level } from 'level'
-import { concatBytes, loadDocument, type Document, type NodeId, type PersistedIncrement, type PersistedPeer } from '../consensus/index.ts'
+import { concatBytes, loadDocument, type ArchivedJob, type Document, type NodeId, type PersistedIncrement, type PersistedPeer } from '../consensus/index.ts'
 
 export const storeDirectoryName = 'consensus.level'
 /** Increments appended between compactions (one per persisting step); past this we compact online. */
@@ -17,6 +17,7 @@ const keys = {
   hardState: 'hard-state',
   documentBase: 'document/base',
   incrementPrefix: 'document/increment/',
+  archivePrefix: 'archive/job/',
 } as const
 const incrementKey = (index: number): string => `${keys.incrementPrefix}${String(index).padStart(16, '0')}`
 
@@ -139,6 +140,17 @@ export class ConsensusStore {
   }
 
   get incrementCount(): number { return this.#nextIncrement }
+
+  /** A finished job leaves the document for this archive (the document keeps active state only). */
+  async archive(job: ArchivedJob): Promise<void> {
+    if (this.#closed) throw new Error('archive after close')
+    await this.#db.put(`${keys.archivePrefix}${job.id}`, utf8(JSON.stringify(job)), { sync: this.#syncWrites })
+  }
+
+  async archivedJob(jobId: string): Promise<ArchivedJob | undefined> {
+    const text = await this.#getText(`${keys.archivePrefix}${jobId}`)
+    return text === undefined ? undefined : (JSON.parse(text) as ArchivedJob)
+  }
 
   async close(): Promise<void> {
     if (this.#closed) return
