@@ -82,7 +82,7 @@ export const defaultPeerTiming = {
   roundIntervalMs: 50,
   nodeTimeoutMs: 3_000,
   capacityIntervalMs: 1_000,
-  downstreamSyncIntervalMs: 5_000,
+  downstreamSyncIntervalMs: 10_000,
   resyncIntervalMs: 1_000,
   submitRetryMs: 300,
   commitMarkerIntervalMs: 1_000,
