@@ -1,0 +1,200 @@
+// Raft's election for the committee: terms and votes, with pre-vote, leader stickiness and
+// randomized timeouts. It holds the hard state (term, vote) and the role; Peer builds the leader's
+// state when this wins, and drops it when this steps down or follows another leader.
+import type { NodeId, PeerConfig, PeerEvent, PeerMessage, RandomSource, Term } from './types.ts'
+import { asTerm } from './types.ts'
+
+export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader'
+
+type VoteMessage = Extract<PeerMessage, { kind: 'pre-vote' | 'pre-vote-response' | 'vote' | 'vote-response' }>
+
+export interface ElectionInit {
+  nodeId: NodeId
+  config: Pick<PeerConfig, 'electionTimeoutMs' | 'preVote'>
+  random: RandomSource
+  term: number
+  votedFor: NodeId | null
+}
+
+export interface ElectionComponents {
+  nowMs: () => number
+  /** The committee this node campaigns in. */
+  voters: () => NodeId[]
+  isVoter: () => boolean
+  quorum: (agreeing: ReadonlySet<NodeId>) => boolean
+  /** The heads of this node's document, sent with a granted vote. */
+  heads: () => string[]
+  send: (to: NodeId, message: PeerMessage) => void
+  event: (event: PeerEvent) => void
+  /** This node won: its role is leader; `voteHeads` are the heads its voters sent with their votes. */
+  elected: (voteHeads: ReadonlyMap<NodeId, string[]>) => void
+  /** This node no longer leads (or campaigns): drop any leader state. */
+  dropLeadership: () => void
+}
+
+export class Election {
+  readonly #nodeId: NodeId
+  readonly #config: ElectionInit['config']
+  readonly #random: RandomSource
+  readonly #components: ElectionComponents
+  #role: Role = 'follower'
+  #term: Term
+  #votedFor: NodeId | null
+  #leaderId: NodeId | null = null
+  #hardStateChanged = false
+  #lastHeardLeaderMs: number
+  #noVoteBeforeMs: number
+  #electionDeadlineMs: number
+  #votes = new Set<NodeId>()
+  /** Heads sent with granted votes: the new leader's barrier starts from them (one round trip saved). */
+  readonly #voteHeads = new Map<NodeId, string[]>()
+
+  constructor(init: ElectionInit, components: ElectionComponents) {
+    this.#nodeId = init.nodeId
+    this.#config = init.config
+    this.#random = init.random
+    this.#components = components
+    this.#term = asTerm(init.term)
+    this.#votedFor = init.votedFor
+    const now = components.nowMs()
+    // A (re)started voter grants no vote for one election timeout: a lease it acknowledged before
+    // a crash may still be running (the lease bound relies on this).
+    this.#lastHeardLeaderMs = now
+    this.#noVoteBeforeMs = now + init.config.electionTimeoutMs
+    this.#electionDeadlineMs = this.#drawElectionDeadline()
+  }
+
+  get role(): Role { return this.#role }
+  get term(): Term { return this.#term }
+  get votedFor(): NodeId | null { return this.#votedFor }
+  get leaderId(): NodeId | null { return this.#leaderId }
+  get electionDeadlineMs(): number { return this.#electionDeadlineMs }
+  /** The term or vote changed since the last persist. */
+  get hardStateChanged(): boolean { return this.#hardStateChanged }
+  markPersisted(): void { this.#hardStateChanged = false }
+
+  #drawElectionDeadline(): number {
+    const timeout = this.#config.electionTimeoutMs
+    return this.#components.nowMs() + timeout + Math.floor(this.#random.next() * timeout)
+  }
+
+  #heardRecently(): boolean {
+    const now = this.#components.nowMs()
+    if (now < this.#noVoteBeforeMs) return true
+    if (this.#role === 'leader') return true
+    return this.#leaderId !== null && now - this.#lastHeardLeaderMs < this.#config.electionTimeoutMs
+  }
+
+  campaign(): void {
+    this.#electionDeadlineMs = this.#drawElectionDeadline()
+    if (this.#config.preVote) {
+      this.#role = 'pre-candidate'
+      this.#votes = new Set([this.#nodeId])
+      this.#leaderId = null
+      if (this.#components.quorum(this.#votes)) return this.#startElection()
+      for (const voter of this.#components.voters()) if (voter !== this.#nodeId) this.#components.send(voter, { kind: 'pre-vote', term: asTerm(this.#term + 1) })
+    } else {
+      this.#startElection()
+    }
+  }
+
+  #startElection(): void {
+    this.#term = asTerm(this.#term + 1)
+    this.#votedFor = this.#nodeId
+    this.#hardStateChanged = true
+    this.#role = 'candidate'
+    this.#leaderId = null
+    this.#votes = new Set([this.#nodeId])
+    this.#voteHeads.clear()
+    this.#electionDeadlineMs = this.#drawElectionDeadline()
+    if (this.#components.quorum(this.#votes)) return this.#becomeLeader()
+    for (const voter of this.#components.voters()) if (voter !== this.#nodeId) this.#components.send(voter, { kind: 'vote', term: this.#term })
+  }
+
+  adoptTerm(term: Term): void {
+    if (term <= this.#term) return
+    const wasLeader = this.#role === 'leader'
+    this.#term = term
+    this.#votedFor = null
+    this.#hardStateChanged = true
+    this.#role = 'follower'
+    this.#leaderId = null
+    this.#components.dropLeadership()
+    if (wasLeader) this.#components.event({ kind: 'stepped-down', term, reason: `saw higher term ${term}` })
+  }
+
+  stepDown(reason: string): void {
+    this.#components.event({ kind: 'stepped-down', term: this.#term, reason })
+    this.#role = 'follower'
+    this.#components.dropLeadership()
+    this.#leaderId = null
+    this.#electionDeadlineMs = this.#drawElectionDeadline()
+  }
+
+  #becomeLeader(): void {
+    this.#role = 'leader'
+    this.#leaderId = this.#nodeId
+    this.#components.elected(this.#voteHeads)
+  }
+
+  /** A message from a live leader of `term` (heartbeat or barrier). */
+  followLeader(leaderId: NodeId, term: Term): void {
+    this.adoptTerm(term)
+    if (this.#role !== 'follower') {
+      this.#role = 'follower'
+      this.#components.dropLeadership()
+    }
+    this.#leaderId = leaderId
+    this.#lastHeardLeaderMs = this.#components.nowMs()
+    this.#electionDeadlineMs = this.#drawElectionDeadline()
+  }
+
+  onMessage(from: NodeId, message: VoteMessage): void {
+    const send = this.#components.send
+    switch (message.kind) {
+      case 'pre-vote': {
+        if (!this.#components.isVoter()) return
+        const granted = message.term > this.#term && !this.#heardRecently()
+        send(from, { kind: 'pre-vote-response', term: granted ? message.term : this.#term, granted })
+        return
+      }
+      case 'pre-vote-response': {
+        if (this.#role !== 'pre-candidate') return
+        if (message.granted && message.term === this.#term + 1) {
+          this.#votes.add(from)
+          if (this.#components.quorum(this.#votes)) this.#startElection()
+        } else if (!message.granted && message.term > this.#term) {
+          this.adoptTerm(message.term)
+        }
+        return
+      }
+      case 'vote': {
+        if (!this.#components.isVoter()) return
+        if (message.term < this.#term) return send(from, { kind: 'vote-response', term: this.#term, granted: false })
+        // Leader stickiness: a voter that hears a live leader ignores the disruption (and keeps its term).
+        if (message.term > this.#term && this.#heardRecently()) return send(from, { kind: 'vote-response', term: message.term, granted: false })
+        this.adoptTerm(message.term)
+        const granted = this.#votedFor === null || this.#votedFor === from
+        if (granted) {
+          this.#votedFor = from
+          this.#hardStateChanged = true
+          this.#electionDeadlineMs = this.#drawElectionDeadline()
+        }
+        send(from, granted ? { kind: 'vote-response', term: this.#term, granted, heads: this.#components.heads() } : { kind: 'vote-response', term: this.#term, granted })
+        return
+      }
+      case 'vote-response': {
+        if (message.term > this.#term) {
+          // A refusal stamped with a higher term only counts when it is the responder's real term.
+          if (!message.granted && this.#role !== 'candidate') this.adoptTerm(message.term)
+          return
+        }
+        if (this.#role !== 'candidate' || message.term !== this.#term || !message.granted) return
+        this.#votes.add(from)
+        if (message.heads !== undefined) this.#voteHeads.set(from, message.heads)
+        if (this.#components.quorum(this.#votes)) this.#becomeLeader()
+        return
+      }
+    }
+  }
+}

@@ -1,0 +1,90 @@
+// What a leader remembers for its term: the barrier, heartbeat rounds and the lease they extend,
+// acknowledged and committed decision numbers, ratification of earlier terms, and a committee change
+// in flight. Peer owns one while it leads; the helpers here keep the round and lease bookkeeping.
+import type { JobId, NodeId, PeerConfig } from './types.ts'
+
+export interface LeaderState {
+  ready: boolean
+  startedMs: number
+  barrierHeads: Map<NodeId, string[]>
+  round: number
+  roundSentAtMs: Map<number, number>
+  roundAckers: Map<number, Set<NodeId>>
+  lastAckMs: Map<NodeId, number>
+  ackedSeq: Map<NodeId, number>
+  seq: number
+  committedSeq: number
+  markerSeq: number
+  /** Earlier terms' decisions present at this leader's first decision: committed along with it. */
+  ratify: Map<string, number> | null
+  ratified: boolean
+  nextMarkerMs: number
+  /** Assignments of decisions not yet known committed: awarded to their runners on commit. */
+  unawarded: Map<number, { jobId: JobId; nodeId: NodeId }[]>
+  /** When this leader first saw each finished job: it drops them from the document after archiveAfterMs. */
+  doneSeenMs: Map<JobId, number>
+  leaseExpiryMs: number
+  nextHeartbeatMs: number
+  nextRoundMs: number
+  /** A committee change in flight: its decision commits only with majorities of both committees. */
+  joint: { previous: NodeId[]; next: NodeId[]; seq: number } | null
+}
+
+/** A new leader's state: not ready until its barrier holds, deciding from `seq` (its term's last decision). */
+export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, string[]>, seq: number): LeaderState {
+  return {
+    ready: false,
+    startedMs: nowMs,
+    barrierHeads: new Map(voteHeads),
+    round: 0,
+    roundSentAtMs: new Map(),
+    roundAckers: new Map(),
+    lastAckMs: new Map(),
+    ackedSeq: new Map(),
+    seq,
+    committedSeq: 0,
+    markerSeq: 0,
+    ratify: null,
+    ratified: false,
+    nextMarkerMs: nowMs,
+    unawarded: new Map(),
+    doneSeenMs: new Map(),
+    leaseExpiryMs: -Infinity,
+    nextHeartbeatMs: nowMs,
+    nextRoundMs: nowMs,
+    joint: null,
+  }
+}
+
+type RoundTiming = Pick<PeerConfig, 'electionTimeoutMs' | 'heartbeatIntervalMs'>
+
+/** Opens the next heartbeat round (acknowledged by the leader itself) and forgets rounds too old to matter. */
+export function openHeartbeatRound(leader: LeaderState, leaderId: NodeId, nowMs: number, timing: RoundTiming): number {
+  leader.nextHeartbeatMs = nowMs + timing.heartbeatIntervalMs
+  const round = ++leader.round
+  leader.roundSentAtMs.set(round, nowMs)
+  leader.roundAckers.set(round, new Set([leaderId]))
+  // Rounds older than two election timeouts can no longer extend the lease.
+  const oldest = round - Math.ceil((2 * timing.electionTimeoutMs) / timing.heartbeatIntervalMs) - 1
+  for (const key of leader.roundSentAtMs.keys()) {
+    if (key >= oldest) break
+    leader.roundSentAtMs.delete(key)
+    leader.roundAckers.delete(key)
+  }
+  return round
+}
+
+/** A round acknowledged by a quorum extends the lease from the time it was sent. */
+export function creditLease(leader: LeaderState, round: number, quorum: (agreeing: ReadonlySet<NodeId>) => boolean, lease: Pick<PeerConfig, 'electionTimeoutMs' | 'leaseFraction'>): void {
+  const ackers = leader.roundAckers.get(round)
+  const sentAt = leader.roundSentAtMs.get(round)
+  if (ackers === undefined || sentAt === undefined || !quorum(ackers)) return
+  leader.leaseExpiryMs = Math.max(leader.leaseExpiryMs, sentAt + lease.electionTimeoutMs * lease.leaseFraction)
+}
+
+/** The leader and the voters that acknowledged it within an election timeout (check-quorum). */
+export function activeVoters(leader: LeaderState, leaderId: NodeId, nowMs: number, electionTimeoutMs: number): Set<NodeId> {
+  const active = new Set<NodeId>([leaderId])
+  for (const [voter, at] of leader.lastAckMs) if (nowMs - at < electionTimeoutMs) active.add(voter)
+  return active
+}

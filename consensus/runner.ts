@@ -1,0 +1,151 @@
+// The runner: starts the committed assignments that name this node when it has room, stops copies
+// that a committed assignment fenced elsewhere or that finished elsewhere, hands finished jobs to the
+// archive, and records job exits. Peer feeds it the jobs each step touched and performs its effects.
+import {
+  demandOf,
+  effectiveAssignment,
+  finalRun,
+  forEachJob,
+  isJobDone,
+  jobRecord,
+  readText,
+  type Document,
+  type JobRecord,
+  type RunState,
+} from './cluster-document.ts'
+import type { JobId, NodeId, PeerEffect, Resources } from './types.ts'
+import { asTerm } from './types.ts'
+
+export interface LocalRun { term: number; seq: number; demand: Resources }
+export interface RunOutcome { state: RunState; term: number; seq: number; exitCode: number; atMs: number }
+
+export interface RunnerComponents {
+  nodeId: NodeId
+  capacity: Resources
+  maxArchiveRemembered: number
+  /** The peer's current document (it changes as the runner reports runs). */
+  document: () => Document
+  nowMs: () => number
+  /** Whether an assignment is known committed (from the document or the leader's awards). */
+  isCommitted: (assignment: { term: number; seq: number }) => boolean
+  emit: (effect: PeerEffect) => void
+  /** Writes this node's run of a job into the document and reports it to the leader. */
+  reportRun: (message: string, jobId: JobId, run: RunOutcome) => void
+  /** A finished job was handed to the archive. */
+  onArchived: (jobId: JobId) => void
+}
+
+export class Runner {
+  readonly #components: RunnerComponents
+  readonly #running = new Map<JobId, LocalRun>()
+  /** Jobs whose effective assignment names this node (started or waiting for commit or room). */
+  readonly #mine = new Map<JobId, { term: number; seq: number }>()
+  readonly #touchedJobs = new Set<JobId>()
+  /** Jobs already handed to the archive (a bounded memory of them; the archive itself is the adapter's). */
+  readonly #archived = new Set<JobId>()
+  #recheckAll = true
+
+  constructor(components: RunnerComponents) {
+    this.#components = components
+  }
+
+  get running(): ReadonlyMap<JobId, LocalRun> { return this.#running }
+
+  /** The next reconcile looks at this job again. */
+  touch(jobId: JobId): void { this.#touchedJobs.add(jobId) }
+
+  /** The next reconcile looks at every job (commits moved, or room was freed). */
+  recheckAll(): void { this.#recheckAll = true }
+
+  freeResources(): Resources {
+    let cpuMillis = this.#components.capacity.cpuMillis
+    let memoryMiB = this.#components.capacity.memoryMiB
+    for (const run of this.#running.values()) {
+      cpuMillis -= run.demand.cpuMillis
+      memoryMiB -= run.demand.memoryMiB
+    }
+    return { cpuMillis, memoryMiB }
+  }
+
+  /** Start committed assignments to this node, stop fenced copies. */
+  reconcile(): void {
+    const self = this.#components.nodeId
+    const document = this.#components.document()
+    const check = this.#recheckAll ? null : this.#touchedJobs
+    if (check === null) {
+      this.#mine.clear()
+      forEachJob(document, (jobId, job) => {
+        const current = effectiveAssignment(job)
+        if (current !== null && current.node === self && !isJobDone(job)) this.#mine.set(jobId, current)
+      })
+    } else {
+      for (const jobId of check) {
+        const job = jobRecord(document, jobId)
+        const current = job === undefined ? null : effectiveAssignment(job)
+        if (job !== undefined && current !== null && current.node === self && !isJobDone(job)) this.#mine.set(jobId, current)
+        else this.#mine.delete(jobId)
+      }
+    }
+    this.#archiveDone(check)
+    this.#recheckAll = false
+    this.#touchedJobs.clear()
+    // Fencing: a committed assignment elsewhere with a higher stamp stops this copy.
+    for (const [jobId, run] of this.#running) {
+      const job = jobRecord(document, jobId)
+      if (job === undefined || isJobDone(job)) {
+        // Another copy finished it (and the leader may have archived it already): this copy is surplus.
+        this.#running.delete(jobId)
+        this.#components.emit({ kind: 'stop-job', jobId, reason: 'the job finished on another node' })
+        continue
+      }
+      const current = effectiveAssignment(job)
+      if (current === null || current.node === self || !this.#components.isCommitted(current)) continue
+      this.#running.delete(jobId)
+      this.#components.emit({ kind: 'stop-job', jobId, reason: `fenced: assignment ${current.term}.${current.seq} moved it to ${current.node}` })
+      this.#components.reportRun(`stop ${jobId}`, jobId, { state: 'stopped', term: run.term, seq: run.seq, exitCode: -1, atMs: this.#components.nowMs() })
+    }
+    for (const [jobId, assignment] of this.#mine) {
+      if (this.#running.has(jobId) || !this.#components.isCommitted(assignment)) continue
+      const job = jobRecord(document, jobId)
+      if (job === undefined) continue
+      const demand = demandOf(job)
+      const free = this.freeResources()
+      if (demand.cpuMillis > free.cpuMillis || demand.memoryMiB > free.memoryMiB) continue // wait for room
+      this.#running.set(jobId, { term: assignment.term, seq: assignment.seq, demand })
+      // Only the outcome goes into the document; that it runs is soft state (capacity gossip).
+      this.#components.emit({ kind: 'start-job', jobId, demand, durationMs: job.durationMs, term: asTerm(assignment.term), seq: assignment.seq })
+    }
+  }
+
+  /** Every node archives the jobs it sees finish; the leader later drops them from the document. */
+  #archiveDone(check: ReadonlySet<JobId> | null): void {
+    const visit = (jobId: JobId, job: JobRecord): void => {
+      if (this.#archived.has(jobId)) return
+      const outcome = finalRun(job)
+      if (outcome === null) return
+      if (this.#archived.size >= this.#components.maxArchiveRemembered) this.#archived.delete(this.#archived.keys().next().value!)
+      this.#archived.add(jobId)
+      this.#components.onArchived(jobId)
+      this.#components.emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs } })
+    }
+    const document = this.#components.document()
+    if (check === null) forEachJob(document, visit)
+    else for (const jobId of check) {
+      const job = jobRecord(document, jobId)
+      if (job !== undefined) visit(jobId, job)
+    }
+  }
+
+  /** A local job ended: record the outcome (if the job is still in the document) and free its room. */
+  jobExited(jobId: JobId, exitCode: number): void {
+    const run = this.#running.get(jobId)
+    if (run === undefined) return
+    this.#running.delete(jobId)
+    this.#mine.delete(jobId)
+    const state = exitCode === 0 ? 'finished' : 'failed'
+    if (jobRecord(this.#components.document(), jobId) !== undefined) {
+      this.#components.reportRun(`${state} ${jobId}`, jobId, { state, term: run.term, seq: run.seq, exitCode, atMs: this.#components.nowMs() })
+    }
+    this.#recheckAll = true // room freed: a waiting assignment may start
+  }
+}

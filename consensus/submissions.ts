@@ -1,0 +1,75 @@
+// Submissions accepted by this node and not yet acknowledged: each is acknowledged once a majority of
+// voters report holding this node's changes up to its origin sequence number; until then it is retried.
+import { jobRecord, type Document } from './cluster-document.ts'
+import { majorityValue } from './quorum.ts'
+import type { JobId, JobSubmission, NodeId } from './types.ts'
+
+export interface PendingSubmission { requestId: string; jobId: JobId; originSeq: number }
+
+export interface SubmissionsInit {
+  /** The last origin sequence number this node wrote (from the document). */
+  originSeq: number
+  maxPendingSubmissions: number
+  submitRetryMs: number
+}
+
+export class Submissions {
+  readonly #maxPending: number
+  readonly #retryMs: number
+  readonly #pending: PendingSubmission[] = []
+  /** Per voter: this node's origin sequence number it reported holding. */
+  readonly #durable = new Map<NodeId, number>()
+  #originSeq: number
+  #nextRetryMs = Infinity
+
+  constructor(init: SubmissionsInit) {
+    this.#originSeq = init.originSeq
+    this.#maxPending = init.maxPendingSubmissions
+    this.#retryMs = init.submitRetryMs
+  }
+
+  get nextRetryMs(): number { return this.#nextRetryMs }
+
+  /** Why this submission is refused, or null when it is accepted. */
+  refusal(job: JobSubmission, document: Document): string | null {
+    if (this.#pending.length >= this.#maxPending) return `this node holds ${this.#maxPending} unacknowledged submissions already`
+    if (!(job.demand.cpuMillis > 0) || !(job.demand.memoryMiB > 0)) return 'resources must ask for a positive CPU and memory'
+    if (!(job.durationMs >= 0)) return 'duration must not be negative'
+    if (jobRecord(document, job.id) !== undefined) return `job ${job.id} exists already`
+    return null
+  }
+
+  /** Claims the origin sequence number of the next submission written to the document. */
+  nextOriginSeq(): number { return ++this.#originSeq }
+
+  add(submission: PendingSubmission, nowMs: number): void {
+    this.#pending.push(submission)
+    this.#nextRetryMs = nowMs + this.#retryMs
+  }
+
+  /** Records a voter's acknowledgement; true when it reports more than before. */
+  recordDurable(voter: NodeId, originSeq: number): boolean {
+    if (!(originSeq > (this.#durable.get(voter) ?? 0))) return false
+    this.#durable.set(voter, originSeq)
+    return true
+  }
+
+  /** Removes and returns the submissions a majority of `voters` holds (this node counts when it is one). */
+  takeDurable(voters: readonly NodeId[], self: NodeId | null): PendingSubmission[] {
+    if (this.#pending.length === 0) return []
+    const durable = new Map(this.#durable)
+    if (self !== null) durable.set(self, this.#originSeq)
+    const safeSeq = majorityValue(durable, voters)
+    const taken: PendingSubmission[] = []
+    while (this.#pending.length > 0 && (this.#pending[0]?.originSeq ?? Infinity) <= safeSeq) taken.push(this.#pending.shift()!)
+    if (this.#pending.length === 0) this.#nextRetryMs = Infinity
+    return taken
+  }
+
+  /** Schedules the next retry and returns the voters still missing some pending submission. */
+  retryTargets(nowMs: number, voters: readonly NodeId[], self: NodeId): NodeId[] {
+    this.#nextRetryMs = this.#pending.length > 0 ? nowMs + this.#retryMs : Infinity
+    const needed = this.#pending.at(-1)?.originSeq ?? 0
+    return voters.filter((voter) => voter !== self && (this.#durable.get(voter) ?? 0) < needed)
+  }
+}
