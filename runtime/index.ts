@@ -1,0 +1,6 @@
+// runtime/: runs job workloads on this machine. The Runtime port (owned here, used by node/) and its
+// adapters: the embedded process runtime now; Docker and CRIU checkpoints follow.
+export * from './runtime.ts'
+export { ProcessRuntime, defaultProcessRuntimeLimits, type ProcessRuntimeInit, type ProcessRuntimeComponents, type ProcessRuntimeLimits } from './process-runtime.ts'
+export { probePidNamespace, type NamespaceSupport } from './isolation.ts'
+export { cgroupLimits, type CgroupSupport } from './cgroups.ts'
