@@ -12,7 +12,7 @@ import { loadOrCreateIdentity } from './identity.ts'
 
 const root = resolve(import.meta.dirname, '..')
 const nodeBinary = join(root, 'node_modules/.bin/node')
-const entry = join(root, 'node/test-daemon.ts')
+const entry = join(root, 'cli/main.ts')
 /** Bounds of the waits below (generous against a loaded CI machine; typical values are far lower). */
 const readyTimeoutMs = 15_000
 const electionTimeoutMs = 15_000
