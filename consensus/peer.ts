@@ -69,6 +69,8 @@ export interface PeerInit {
 
 const emptyBytes = new Uint8Array(0)
 
+const sameHeads = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((head) => b.includes(head))
+
 export class Peer {
   readonly id: NodeId
   /** Inbound messages refused (malformed, from a non-voter where a voter is required, ...). */
@@ -488,7 +490,7 @@ export class Peer {
     if (channel === 'drop') return
     if (channel === 'reopened') this.#sessions.restart(from)
     if (message.data !== null) {
-      const before = this.#document
+      const headsBefore = A.getHeads(this.#document)
       let received
       try {
         received = this.#sessions.receive(this.#document, from, message.data)
@@ -499,13 +501,14 @@ export class Peer {
         return
       }
       this.#document = received.document
-      const changed = received.touchedPaths.length > 0
+      // Heads, not patches, say whether anything arrived: a change to an archived (deleted) job
+      // shows no patch, yet it is part of the document and must be persisted like any other.
+      const changed = !sameHeads(headsBefore, A.getHeads(this.#document))
       if (changed) {
         this.#documentChanged = true
         this.#noteTouched(received.touchedPaths)
         if (this.#election.role === 'leader') this.#relayPending = true
       }
-      void before
       const reply = this.#sessions.generate(this.#document, from)
       if (reply !== null || changed) this.#sendSync(from, reply)
     }
