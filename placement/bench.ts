@@ -1,16 +1,23 @@
 // `fabric bench placement`: builds a synthetic heterogeneous fleet and job batch from a seed
-// (a small local PRNG: bench input, not core logic) and times placeBatch. The only file of
-// placement/ allowed to read the clock (performance.now) and the heap size.
+// (a small local PRNG: bench input, not core logic) and times placeBatch with a clock and heap
+// gauge the caller passes in (the CLI adapter), so placement/ itself reads neither.
 import type { PendingJob } from './auction.ts'
 import { asJobId, validateJobSpec, type JobSpec } from './job-spec.ts'
 import { asNodeId, unitPricesFromInstancePrice, type NodeOffer } from './node-offer.ts'
 import { costVsOptimal } from './optimal.ts'
 import { placeBatch } from './place-batch.ts'
 
+/** The clock and heap gauge the benchmark reads, passed in by the caller: placement/ stays free of I/O. */
+export interface BenchMeter {
+  nowMs(): number
+  heapUsedBytes(): number
+}
+
 export interface BenchOptions {
   nodes: number
   jobs: number
   seed?: number
+  meter: BenchMeter
 }
 
 export interface BenchResult {
@@ -205,10 +212,10 @@ export function benchPlacement(options: BenchOptions): BenchResult {
   const seed = options.seed ?? 1
   const offers = syntheticFleet(options.nodes, seed)
   const jobs = syntheticJobs(options.jobs, seed)
-  const started = performance.now()
+  const started = options.meter.nowMs()
   const result = placeBatch(jobs, offers, { nowMs: 0 })
-  const wallMs = performance.now() - started
-  const heapUsedMB = process.memoryUsage().heapUsed / 2 ** 20
+  const wallMs = options.meter.nowMs() - started
+  const heapUsedMB = options.meter.heapUsedBytes() / 2 ** 20
 
   const unplacedJobs = new Set(result.pending.map((entry) => entry.jobId))
   for (const job of result.deferred) unplacedJobs.add(job.jobId)

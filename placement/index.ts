@@ -77,4 +77,4 @@ export { explainJob, renderExplanation, describePending, type ExplainRow, type J
 export { parseFleet, type FleetResult } from './fleet.ts'
 export { parseWorkload, expandWorkload, type Workload, type JobTemplate, type WorkloadResult } from './workload.ts'
 export { costLowerBound, greedyReference, costVsOptimal, type CostComparison } from './optimal.ts'
-export { benchPlacement, type BenchResult, type BenchOptions } from './bench.ts'
+export { benchPlacement, type BenchResult, type BenchOptions, type BenchMeter } from './bench.ts'

@@ -51,8 +51,9 @@ describe('cost against the optimum', () => {
 
 describe('benchmark harness', () => {
   it('is deterministic for a seed and accounts for every job', () => {
-    const first = benchPlacement({ nodes: 300, jobs: 20_000, seed: 3 })
-    const second = benchPlacement({ nodes: 300, jobs: 20_000, seed: 3 })
+    const meter = { nowMs: () => performance.now(), heapUsedBytes: () => process.memoryUsage().heapUsed }
+    const first = benchPlacement({ nodes: 300, jobs: 20_000, seed: 3, meter })
+    const second = benchPlacement({ nodes: 300, jobs: 20_000, seed: 3, meter })
     expect(first.placed + first.unplaceable).toBe(20_000)
     expect({ ...first, wallMs: 0, heapUsedMB: 0, placementsPerSec: 0, decisionsPerSec: 0 }).toEqual({ ...second, wallMs: 0, heapUsedMB: 0, placementsPerSec: 0, decisionsPerSec: 0 })
     expect(first.placed).toBeGreaterThan(0)

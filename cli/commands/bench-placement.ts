@@ -23,7 +23,7 @@ export function registerBenchPlacement(bench: Command): void {
       const jobs = positiveInteger('--jobs', options.jobs)
       const seed = Number(options.seed)
       if (!Number.isInteger(seed)) throw new UserError(`--seed expects an integer, got "${options.seed}"`)
-      const result = benchPlacement({ nodes, jobs, seed })
+      const result = benchPlacement({ nodes, jobs, seed, meter: { nowMs: () => performance.now(), heapUsedBytes: () => process.memoryUsage().heapUsed } })
       if (!options.json) {
         console.log(`placed ${result.placed} of ${result.jobs} jobs (${result.replicasPlaced} replicas) on ${result.nodes} nodes in ${result.wallMs} ms`)
         console.log(`${result.placementsPerSec} placements/s, ${result.unplaceable} pending with a reason, cost vs lower bound ${result.costVsOptimal}`)
