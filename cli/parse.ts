@@ -7,6 +7,12 @@ export function integer(flag: string, value: unknown): number {
   return number
 }
 
+export function positiveInteger(flag: string, value: unknown): number {
+  const number = integer(flag, value)
+  if (number < 1) throw new UserError(`${flag} must be at least 1, got "${String(value)}"`)
+  return number
+}
+
 export function parseLatencyRange(text: string): [number, number] {
   const match = /^(\d+)-(\d+)$/.exec(text.trim())
   if (match === null) throw new UserError(`--latency must look like 20-50 (milliseconds), got "${text}"`)

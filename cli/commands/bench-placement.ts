@@ -3,12 +3,7 @@
 import type { Command } from 'commander'
 import { benchPlacement } from '../../placement/index.ts'
 import { UserError } from '../user-error.ts'
-
-function positiveInteger(flag: string, text: string): number {
-  const value = Number(text)
-  if (!Number.isInteger(value) || value < 1) throw new UserError(`${flag} expects a positive integer, got "${text}"`)
-  return value
-}
+import { positiveInteger } from '../parse.ts'
 
 export function registerBenchPlacement(bench: Command): void {
   bench

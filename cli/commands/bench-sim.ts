@@ -1,11 +1,11 @@
 // `fabric bench sim` and `fabric bench gossip`: simulator speed, failover and gossip convergence.
 import type { Command } from 'commander'
-import { defaultSimOptions, parseDurationMs, parseFaults, percentile, summarize, SeededRandom } from '../../sim/index.ts'
+import { defaultSimOptions, percentile, summarize, SeededRandom } from '../../sim/index.ts'
 import { runSeeds } from '../../sim/parallel.ts'
 import { GossipMesh, coverageTimeMs } from '../../sim/gossip-mesh.ts'
 import { SimNetwork } from '../../sim/network.ts'
 import { integer, parseLatencyRange } from '../parse.ts'
-import { UserError } from '../user-error.ts'
+import { simOptionsFromFlags } from '../sim-flags.ts'
 
 export function registerBenchSim(bench: Command): void {
   bench
@@ -22,28 +22,8 @@ export function registerBenchSim(bench: Command): void {
     .option('--workers <n>', 'worker threads', '1')
     .option('--json', 'print JSON (always on; kept for symmetry)')
     .action(async (flags: Record<string, string>) => {
-      let faults
-      let durationMs
-      try {
-        faults = parseFaults(flags.faults ?? 'none')
-        durationMs = parseDurationMs(flags.duration ?? '60s')
-      } catch (error) {
-        throw new UserError((error as Error).message)
-      }
-      const [linkLatencyMinMs, linkLatencyMaxMs] = parseLatencyRange(flags.latency ?? '20-50')
-      const electionTimeoutMs = integer('--election-timeout', flags.electionTimeout)
-      const options = {
-        ...defaultSimOptions,
-        nodes: integer('--nodes', flags.nodes),
-        voters: integer('--voters', flags.voters),
-        durationMs,
-        faults,
-        ratePerSecond: Number(flags.rate),
-        electionTimeoutMs,
-        heartbeatIntervalMs: Math.max(1, Math.round(electionTimeoutMs / 5)),
-        linkLatencyMinMs,
-        linkLatencyMaxMs,
-      }
+      const options = simOptionsFromFlags(flags)
+      const { faults, electionTimeoutMs, linkLatencyMinMs, linkLatencyMaxMs } = options
       const seeds = Array.from({ length: integer('--seeds', flags.seeds) }, (_, index) => index + 1)
       const started = performance.now()
       const results = await runSeeds(options, seeds, integer('--workers', flags.workers))

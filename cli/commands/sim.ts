@@ -1,9 +1,9 @@
 // `fabric sim`: run the real consensus core on the deterministic simulator under chaos.
 import type { Command } from 'commander'
-import { allFaults, defaultSimOptions, parseDurationMs, parseFaults, summarize, type SimOptions, type SimReport } from '../../sim/index.ts'
+import { allFaults, defaultSimOptions, summarize, type SimReport } from '../../sim/index.ts'
 import { runSeeds } from '../../sim/parallel.ts'
-import { UserError } from '../user-error.ts'
-import { integer, parseLatencyRange } from '../parse.ts'
+import { integer } from '../parse.ts'
+import { simOptionsFromFlags } from '../sim-flags.ts'
 
 export function registerSim(program: Command): void {
   program
@@ -48,40 +48,6 @@ export function registerSim(program: Command): void {
       else printReport(report)
       if (report.violations.length > 0) process.exitCode = 1
     })
-}
-
-function simOptionsFromFlags(flags: Record<string, string | boolean | undefined>): SimOptions {
-  const text = (name: string): string => String(flags[name])
-  let faults
-  let durationMs
-  try {
-    faults = parseFaults(text('faults'))
-    durationMs = parseDurationMs(text('duration'))
-  } catch (error) {
-    throw new UserError((error as Error).message)
-  }
-  const [linkLatencyMinMs, linkLatencyMaxMs] = parseLatencyRange(text('latency'))
-  const voters = integer('--voters', text('voters'))
-  const nodes = integer('--nodes', text('nodes'))
-  if (![1, 3, 5, 7].includes(voters)) throw new UserError(`--voters must be 3, 5 or 7 (or 1 for a single-node test), got ${voters}`)
-  if (voters > nodes) throw new UserError(`--voters (${voters}) cannot exceed --nodes (${nodes})`)
-  const broken = text('broken')
-  if (broken !== 'none' && broken !== 'no-quorum') throw new UserError(`--broken must be none or no-quorum, got ${broken}`)
-  const rate = Number(text('rate'))
-  if (!(rate >= 0)) throw new UserError(`--rate must be a number of jobs per second, got ${text('rate')}`)
-  return {
-    ...defaultSimOptions,
-    nodes,
-    voters,
-    faults,
-    durationMs,
-    ratePerSecond: rate,
-    electionTimeoutMs: integer('--election-timeout', text('electionTimeout')),
-    heartbeatIntervalMs: Math.max(1, Math.round(integer('--election-timeout', text('electionTimeout')) / 5)),
-    linkLatencyMinMs,
-    linkLatencyMaxMs,
-    broken,
-  }
 }
 
 function printReport(report: SimReport): void {
