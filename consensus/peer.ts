@@ -5,7 +5,6 @@
 import * as A from '@automerge/automerge'
 import {
   committeeVoters,
-  createGenesis,
   leaderSeqOf,
   loadDocument,
   nodeRecord,
@@ -162,7 +161,6 @@ export class Peer {
     return { term: 0, votedFor: null, documentBytes: genesis }
   }
 
-  static genesis = createGenesis
 
   // ---- Read-only views (CLI, node/ adapter, the simulator's checker)
 

@@ -83,7 +83,12 @@ export function percentile(values: readonly number[], fraction: number): number 
   return round(sorted[index]!)
 }
 
-export const round = (value: number): number => Math.round(value * 10) / 10
+const round = (value: number): number => Math.round(value * 10) / 10
+
+/** Virtual seconds per wall second (not part of the report: it would differ between replays). */
+export function speedupOf(virtualSeconds: number, wallSeconds: number): number {
+  return wallSeconds > 0 ? round(virtualSeconds / wallSeconds) : 0
+}
 
 export function summarize(options: SimOptions, results: readonly SeedResult[], wallSeconds: number): SimReport {
   const all = <K extends keyof SeedResult>(key: K): SeedResult[K][] => results.map((result) => result[key])

@@ -161,7 +161,6 @@ export class World implements FaultTarget {
 
   get nowMs(): number { return this.#now }
   get nodeCount(): number { return this.nodes.length }
-  get healAtMs(): number { return this.#healAtMs }
   voterIndexes(): readonly number[] { return this.#voterIndexes }
   isUp(node: number): boolean { return this.nodes[node]?.up === true }
 

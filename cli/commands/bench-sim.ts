@@ -1,9 +1,6 @@
 // `fabric bench sim` and `fabric bench gossip`: simulator speed, failover and gossip convergence.
 import type { Command } from 'commander'
-import { defaultSimOptions, percentile, summarize, SeededRandom } from '../../sim/index.ts'
-import { runSeeds } from '../../sim/parallel.ts'
-import { GossipMesh, coverageTimeMs } from '../../sim/gossip-mesh.ts'
-import { SimNetwork } from '../../sim/network.ts'
+import { GossipMesh, SeededRandom, SimNetwork, coverageTimeMs, defaultSimOptions, percentile, runSeeds, speedupOf, summarize } from '../../sim/index.ts'
 import { integer, parseLatencyRange } from '../parse.ts'
 import { simOptionsFromFlags } from '../sim-flags.ts'
 
@@ -40,7 +37,7 @@ export function registerBenchSim(bench: Command): void {
         latencyMs: `${linkLatencyMinMs}-${linkLatencyMaxMs}`,
         virtualSeconds: report.virtualSeconds,
         wallSeconds: report.wallSeconds,
-        speedup: wallSeconds > 0 ? Math.round((report.virtualSeconds / wallSeconds) * 10) / 10 : 0,
+        speedup: speedupOf(report.virtualSeconds, wallSeconds),
         violations: report.violations.length,
         jobsSubmitted: report.jobsSubmitted,
         jobsLost: report.jobsLost,

@@ -1,7 +1,6 @@
 // `fabric sim`: run the real consensus core on the deterministic simulator under chaos.
 import type { Command } from 'commander'
-import { allFaults, defaultSimOptions, summarize, type SimReport } from '../../sim/index.ts'
-import { runSeeds } from '../../sim/parallel.ts'
+import { allFaults, defaultSimOptions, runSeeds, speedupOf, summarize, type SimReport } from '../../sim/index.ts'
 import { integer } from '../parse.ts'
 import { simOptionsFromFlags } from '../sim-flags.ts'
 
@@ -60,8 +59,7 @@ function printReport(report: SimReport): void {
   line('failover', `p50 ${report.failoverMs.p50} ms, p99 ${report.failoverMs.p99} ms`)
   line('commit', `p50 ${report.commitMs.p50} ms, p99 ${report.commitMs.p99} ms`)
   line('gossip 99% coverage', `median ${report.gossip99Ms} ms, p99 ${report.gossip99MsP99} ms`)
-  const speedup = report.wallSeconds > 0 ? Math.round((report.virtualSeconds / report.wallSeconds) * 10) / 10 : 0
-  line('speed', `${report.virtualSeconds} virtual s in ${report.wallSeconds} s (${speedup}x)`)
+  line('speed', `${report.virtualSeconds} virtual s in ${report.wallSeconds} s (${speedupOf(report.virtualSeconds, report.wallSeconds)}x)`)
   if (report.violations.length === 0) {
     line('violations', 'none: every invariant held')
     return
