@@ -4,6 +4,7 @@
 // (a job's origin, its runner, or the leader of a term), so concurrent changes never conflict.
 import * as A from '@automerge/automerge'
 import type { JobId, JobSubmission, NodeAttributes, NodeId, Resources, Term } from './types.ts'
+import { canonicalJson } from '../placement/index.ts'
 import { asJobId, asNodeId, asTerm } from './types.ts'
 
 export const shardCount = 64
@@ -14,12 +15,22 @@ type Text = A.ImmutableString
 export interface AssignmentRecord { node: Text; seq: number }
 export type RunState = 'running' | 'finished' | 'failed' | 'stopped'
 export interface RunRecord { state: Text; term: number; seq: number; exitCode: number; atMs: number }
+/** One replica of a submitted job (a job of n replicas has n records, written in one change). */
 export interface JobRecord {
   id: Text
+  /** The submitted job this replica belongs to. */
+  job: Text
+  replica: number
+  replicas: number
+  /** A tightly-coupled job of several replicas: placed all-or-nothing, and re-placed whole. */
+  gang: boolean
   name: Text
-  command: Text
+  /** The normalized job spec as JSON (placement's JobSpec), the same in every replica's record. */
+  spec: Text
   cpuMillis: number
   memoryMiB: number
+  diskMiB: number
+  gpuCount: number
   durationMs: number
   origin: Text
   originSeq: number
@@ -28,16 +39,16 @@ export interface JobRecord {
   assignments: Record<string, AssignmentRecord>
   /** Keyed by runner node: each runner reports only its own copy. */
   runs: Record<string, RunRecord>
-  /** Written by a leader when no registered node could ever fit the job. */
+  /** Written by a leader when a round could not place the replica: why (which constraint, which resource). */
   unplaceable: Record<string, Text>
 }
 export interface NodeRecord {
   cpuMillis: number
   memoryMiB: number
-  provider: Text
-  region: Text
-  azId: Text
-  pricePerHour: number
+  diskMiB: number
+  gpuCount: number
+  /** The node's offer as JSON (placement's NodeOffer: traits, capacity, registered prices). */
+  offer: Text
 }
 export interface ClusterDocument {
   formatVersion: number
@@ -172,8 +183,20 @@ export function isJobDone(job: JobRecord): boolean {
 }
 
 export function demandOf(job: JobRecord): Resources {
-  return { cpuMillis: job.cpuMillis, memoryMiB: job.memoryMiB }
+  return { cpuMillis: job.cpuMillis, memoryMiB: job.memoryMiB, diskMiB: job.diskMiB ?? 0, gpuCount: job.gpuCount ?? 0 }
 }
+
+export function capacityOf(node: NodeRecord): Resources {
+  return { cpuMillis: node.cpuMillis, memoryMiB: node.memoryMiB, diskMiB: node.diskMiB ?? 0, gpuCount: node.gpuCount ?? 0 }
+}
+
+/** The record id of replica `replica` of job `jobId`: the job id itself when it has one replica. */
+export function replicaIdOf(jobId: string, replica: number, replicas: number): JobId {
+  return asJobId(replicas === 1 ? jobId : `${jobId}#${replica}`)
+}
+
+/** Job ids may not contain this: it separates a job id from a replica number. */
+export const replicaSeparator = '#'
 
 export function forEachJob(document: Document, visit: (jobId: JobId, job: JobRecord) => void): void {
   for (const shard of Object.values(document.jobs)) {
@@ -202,32 +225,45 @@ export function nodeRecord(document: Document, nodeId: NodeId): NodeRecord | und
 export function writeNode(draft: ClusterDocument, node: NodeAttributes): void {
   const shard = draft.nodes[shardOf(node.id)]
   if (shard === undefined) throw new Error(`missing node shard for ${node.id}`)
+  const { capacity } = node.offer
   shard[node.id] = {
-    cpuMillis: node.capacity.cpuMillis,
-    memoryMiB: node.capacity.memoryMiB,
-    provider: text(node.provider),
-    region: text(node.region),
-    azId: text(node.azId),
-    pricePerHour: node.pricePerHour,
+    cpuMillis: capacity.cpuMillis,
+    memoryMiB: capacity.memoryMiB,
+    diskMiB: capacity.diskMiB,
+    gpuCount: capacity.gpuCount,
+    offer: text(canonicalJson({ ...node.offer, nodeId: node.id, free: capacity })),
   }
 }
 
+/** Writes one record per replica of the job (all in the caller's one change). */
 export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: NodeId, originSeq: number, nowMs: number): void {
-  const shard = draft.jobs[shardOf(job.id)]
-  if (shard === undefined) throw new Error(`missing job shard for ${job.id}`)
-  shard[job.id] = {
-    id: text(job.id),
-    name: text(job.name),
-    command: text(job.command),
-    cpuMillis: job.demand.cpuMillis,
-    memoryMiB: job.demand.memoryMiB,
-    durationMs: job.durationMs,
-    origin: text(origin),
-    originSeq,
-    submittedAtMs: nowMs,
-    assignments: {},
-    runs: {},
-    unplaceable: {},
+  const spec = canonicalJson(job.spec)
+  const replicas = job.spec.replicas
+  for (let replica = 0; replica < replicas; replica++) {
+    const id = replicaIdOf(job.id, replica, replicas)
+    const shard = draft.jobs[shardOf(id)]
+    if (shard === undefined) throw new Error(`missing job shard for ${id}`)
+    const demand = job.spec.resources
+    shard[id] = {
+      id: text(id),
+      job: text(job.id),
+      replica,
+      replicas,
+      gang: replicas > 1 && job.spec.intent === 'tightly-coupled',
+      name: text(job.spec.name),
+      spec: text(spec),
+      cpuMillis: demand.cpuMillis,
+      memoryMiB: demand.memoryMiB,
+      diskMiB: demand.diskMiB,
+      gpuCount: demand.gpuCount,
+      durationMs: job.durationMs,
+      origin: text(origin),
+      originSeq,
+      submittedAtMs: nowMs,
+      assignments: {},
+      runs: {},
+      unplaceable: {},
+    }
   }
   draft.origins[origin] = originSeq
 }

@@ -17,6 +17,7 @@ export {
   jobRecord,
   leaderSeqOf,
   readText,
+  replicaIdOf,
   runStateOf,
   type ClusterDocument,
   type Document,

@@ -1,14 +1,16 @@
-// One placement round of the ready leader, planned from the document, the leader's state and the
-// time: which pending jobs to assign or mark unplaceable, whether to record commit markers or ratify
-// earlier terms, and which finished jobs have expired from the document. Peer applies the plan.
+// One placement round of the ready leader. `surveyJobs` reads the document: which replicas are
+// placed (and the resources they hold per node), which wait for a placement, which finished jobs
+// expired. The auction (leader-auction.ts) decides the waiting ones; `planRound` then says what the
+// round writes: the auction's assignments and reasons, commit markers, ratification of earlier
+// terms, expired jobs. Peer applies the plan as one document change.
 import {
   committedSeqOf,
   demandOf,
   effectiveAssignment,
   forEachJob,
-  forEachNode,
   isJobDone,
   leaderSeqOf,
+  readText,
   writeAssignment,
   writeCommit,
   writeLeaderSeq,
@@ -16,18 +18,43 @@ import {
   deleteJob,
   type ClusterDocument,
   type Document,
+  type JobRecord,
 } from './cluster-document.ts'
-import { placeSpread, type PendingJob, type PlacementCandidate, type PlacementResult } from './interim-placement.ts'
 import type { LeaderState } from './leader-state.ts'
 import type { JobId, NodeId, PeerConfig, Resources, Term } from './types.ts'
 
-export interface RoundPlan {
-  assignments: PlacementResult['assignments']
-  unplaceable: PlacementResult['unplaceable']
+/** A replica waiting for a placement, as the auction needs it. */
+export interface PendingReplica {
+  jobId: JobId
+  /** The submitted job and this replica's index in it. */
+  parent: string
+  replica: number
+  replicas: number
+  spec: string
+  submittedAtMs: number
+  /** The reason recorded for this replica in the current term, if any (rewritten only when it changes). */
+  reason: string | null
+}
+
+export interface JobSurvey {
+  pending: PendingReplica[]
+  /** Resources held on each node by the replicas placed there (committed or not). */
+  used: Map<NodeId, Resources>
   /** Finished jobs past archiveAfterMs: dropped from the document in this round. */
   expired: JobId[]
   /** Finished jobs this leader sees for the first time (their archive clock starts now). */
   doneSeen: JobId[]
+}
+
+export interface Placement {
+  assignments: { jobId: JobId; nodeId: NodeId }[]
+  unplaceable: { jobId: JobId; reason: string }[]
+}
+
+export const noPlacement: Placement = { assignments: [], unplaceable: [] }
+
+export interface RoundPlan extends Placement {
+  expired: JobId[]
   /** The round writes a new decision (numbered `seq`). */
   decide: boolean
   seq: number
@@ -46,16 +73,39 @@ export function isIdle(plan: RoundPlan): boolean {
   return !plan.decide && !plan.markCommit && !plan.ratifyNow && plan.expired.length === 0
 }
 
-export function planRound(document: Document, leader: Readonly<LeaderState>, term: Term, nowMs: number, limits: RoundLimits, isAlive: (nodeId: NodeId) => boolean): RoundPlan {
-  const used = new Map<NodeId, Resources>()
-  const pending: (PendingJob & { submittedAtMs: number })[] = []
-  const expired: JobId[] = []
-  const doneSeen: JobId[] = []
+const addTo = (total: Resources, demand: Resources): void => {
+  total.cpuMillis += demand.cpuMillis
+  total.memoryMiB += demand.memoryMiB
+  total.diskMiB += demand.diskMiB
+  total.gpuCount += demand.gpuCount
+}
+
+export function surveyJobs(document: Document, leader: Readonly<LeaderState>, term: Term, nowMs: number, limits: RoundLimits, isAlive: (nodeId: NodeId) => boolean): JobSurvey {
+  const survey: JobSurvey = { pending: [], used: new Map(), expired: [], doneSeen: [] }
+  /** Gangs (tightly-coupled jobs) are placed whole: one lost replica sends every replica back. */
+  const gangs = new Map<string, { placed: { jobId: JobId; job: JobRecord }[]; pending: boolean }>()
+  const wait = (jobId: JobId, job: JobRecord): void => {
+    const reason = job.unplaceable[String(term)]
+    survey.pending.push({
+      jobId,
+      parent: readText(job.job) || jobId,
+      replica: job.replica ?? 0,
+      replicas: job.replicas ?? 1,
+      spec: readText(job.spec),
+      submittedAtMs: job.submittedAtMs,
+      reason: reason === undefined ? null : readText(reason),
+    })
+  }
+  const hold = (node: NodeId, job: JobRecord): void => {
+    let total = survey.used.get(node)
+    if (total === undefined) survey.used.set(node, (total = { cpuMillis: 0, memoryMiB: 0, diskMiB: 0, gpuCount: 0 }))
+    addTo(total, demandOf(job))
+  }
   forEachJob(document, (jobId, job) => {
     if (isJobDone(job)) {
       const seen = leader.doneSeenMs.get(jobId)
-      if (seen === undefined) doneSeen.push(jobId)
-      else if (nowMs - seen >= limits.archiveAfterMs && expired.length < limits.maxJobsPerRound) expired.push(jobId)
+      if (seen === undefined) survey.doneSeen.push(jobId)
+      else if (nowMs - seen >= limits.archiveAfterMs && survey.expired.length < limits.maxJobsPerRound) survey.expired.push(jobId)
       return
     }
     let current = effectiveAssignment(job)
@@ -65,25 +115,32 @@ export function planRound(document: Document, leader: Readonly<LeaderState>, ter
       const covered = Math.max(committedSeqOf(document, current.term), leader.ratify?.get(String(current.term)) ?? 0)
       if (current.seq > covered) current = null
     }
-    if (current !== null && isAlive(current.node)) {
-      const total = used.get(current.node) ?? { cpuMillis: 0, memoryMiB: 0 }
-      total.cpuMillis += job.cpuMillis
-      total.memoryMiB += job.memoryMiB
-      used.set(current.node, total)
-      return
-    }
-    if (current === null && Object.keys(job.unplaceable).length > 0) return
-    pending.push({ jobId, demand: demandOf(job), submittedAtMs: job.submittedAtMs })
+    const placed = current !== null && isAlive(current.node)
+    if (placed) hold(current!.node, job)
+    if (job.gang === true) {
+      const parent = readText(job.job)
+      let gang = gangs.get(parent)
+      if (gang === undefined) gangs.set(parent, (gang = { placed: [], pending: false }))
+      if (placed) gang.placed.push({ jobId, job })
+      else gang.pending = true
+      if (placed) return
+    } else if (placed) return
+    if ((leader.retryAtMs.get(jobId) ?? -Infinity) > nowMs) return
+    wait(jobId, job)
   })
-  pending.sort((a, b) => a.submittedAtMs - b.submittedAtMs || (a.jobId < b.jobId ? -1 : 1))
-  const batch = pending.slice(0, limits.maxJobsPerRound)
-  const candidates: PlacementCandidate[] = []
-  forEachNode(document, (nodeId, node) => {
-    candidates.push({ id: nodeId, capacity: { cpuMillis: node.cpuMillis, memoryMiB: node.memoryMiB }, used: used.get(nodeId) ?? { cpuMillis: 0, memoryMiB: 0 }, alive: isAlive(nodeId) })
-  })
-  const result = batch.length > 0 ? placeSpread(batch, candidates) : { assignments: [], unplaceable: [], waiting: 0 }
+  for (const gang of gangs.values()) {
+    if (!gang.pending) continue
+    // The survivors are placed again with the rest; their resources stay held until they are fenced.
+    for (const { jobId, job } of gang.placed) wait(jobId, job)
+  }
+  survey.pending.sort((a, b) => a.submittedAtMs - b.submittedAtMs || (a.jobId < b.jobId ? -1 : 1))
+  return survey
+}
+
+/** What the round writes, given what the auction placed (nothing when no round closed). */
+export function planRound(document: Document, leader: Readonly<LeaderState>, term: Term, nowMs: number, placement: Placement, expired: JobId[]): RoundPlan {
   const firstDecision = leader.seq === leaderSeqOf(document, term) && leader.ratify === null
-  const decide = result.assignments.length > 0 || result.unplaceable.length > 0 || firstDecision
+  const decide = placement.assignments.length > 0 || placement.unplaceable.length > 0 || firstDecision
   const ratifyNow = leader.ratify !== null && !leader.ratified && leader.committedSeq >= 1
   const markCommit = leader.committedSeq > leader.markerSeq && (decide || nowMs >= leader.nextMarkerMs)
   let ratify: Map<string, number> | null = null
@@ -92,7 +149,7 @@ export function planRound(document: Document, leader: Readonly<LeaderState>, ter
     ratify = new Map()
     for (const [earlierTerm, seq] of Object.entries(document.leaderLog)) if (Number(earlierTerm) < term) ratify.set(earlierTerm, seq)
   }
-  return { assignments: result.assignments, unplaceable: result.unplaceable, expired, doneSeen, decide, seq: decide ? leader.seq + 1 : leader.seq, ratify, ratifyNow, markCommit }
+  return { assignments: placement.assignments, unplaceable: placement.unplaceable, expired, decide, seq: decide ? leader.seq + 1 : leader.seq, ratify, ratifyNow, markCommit }
 }
 
 /** The round's one document change. */

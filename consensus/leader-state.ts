@@ -1,6 +1,7 @@
 // What a leader remembers for its term: the barrier, heartbeat rounds and the lease they extend,
 // acknowledged and committed decision numbers, ratification of earlier terms, and a committee change
 // in flight. Peer owns one while it leads; the helpers here keep the round and lease bookkeeping.
+import { LeaderAuction } from './leader-auction.ts'
 import type { JobId, NodeId, PeerConfig } from './types.ts'
 
 export interface LeaderState {
@@ -23,6 +24,10 @@ export interface LeaderState {
   unawarded: Map<number, { jobId: JobId; nodeId: NodeId }[]>
   /** When this leader first saw each finished job: it drops them from the document after archiveAfterMs. */
   doneSeenMs: Map<JobId, number>
+  /** The placement auction: one round open at a time. */
+  auction: LeaderAuction
+  /** Replicas a round could not place: not auctioned again before this time. */
+  retryAtMs: Map<JobId, number>
   leaseExpiryMs: number
   nextHeartbeatMs: number
   nextRoundMs: number
@@ -31,7 +36,7 @@ export interface LeaderState {
 }
 
 /** A new leader's state: not ready until its barrier holds, deciding from `seq` (its term's last decision). */
-export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, string[]>, seq: number): LeaderState {
+export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, string[]>, seq: number, auction: LeaderAuction): LeaderState {
   return {
     ready: false,
     startedMs: nowMs,
@@ -49,6 +54,8 @@ export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, str
     nextMarkerMs: nowMs,
     unawarded: new Map(),
     doneSeenMs: new Map(),
+    auction,
+    retryAtMs: new Map(),
     leaseExpiryMs: -Infinity,
     nextHeartbeatMs: nowMs,
     nextRoundMs: nowMs,

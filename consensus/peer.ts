@@ -3,8 +3,11 @@
 // perform in order (persist first, then sends), like etcd-io/raft's Ready. No clock, no randomness
 // (drawn from the injected RandomSource), no I/O. node/ and sim/ drive the same code.
 import * as A from '@automerge/automerge'
+import { answerCall, type BidPolicy, type NodeOffer, type VerifyBid } from '../placement/index.ts'
 import {
   committeeVoters,
+  isJobDone,
+  jobRecord,
   leaderSeqOf,
   loadDocument,
   nodeRecord,
@@ -21,7 +24,9 @@ import { isJointMajority, majorityValue, validateCommitteeChange } from './quoru
 import { SyncSessions } from './sync-sessions.ts'
 import { concatBytes } from './bytes.ts'
 import { activeVoters, creditLease, newLeaderState, openHeartbeatRound, type LeaderState } from './leader-state.ts'
-import { isIdle, planRound, writeRound } from './leader-round.ts'
+import { isIdle, noPlacement, planRound, surveyJobs, writeRound, type Placement } from './leader-round.ts'
+import { LeaderAuction } from './leader-auction.ts'
+import { PlacementViews } from './placement-views.ts'
 import { CapacityTable } from './capacity-table.ts'
 import { Submissions } from './submissions.ts'
 import { Runner } from './runner.ts'
@@ -30,6 +35,9 @@ import { SyncChannel } from './sync-channel.ts'
 import { CommitWatermarks } from './commit-watermarks.ts'
 import { ServedNonVoters } from './downstream.ts'
 import type {
+  AuctionSummary,
+  BidMessage,
+  CallForBidsMessage,
   CapacityGossip,
   DocumentAck,
   JobId,
@@ -64,6 +72,10 @@ export interface PeerInit {
   random: RandomSource
   persisted: PersistedPeer
   nowMs: number
+  /** Checks a bid's signature against its bidder's key (node/); absent, bids are trusted (simulator). */
+  verifyBid?: VerifyBid
+  /** How this node prices its bids. */
+  bidPolicy?: BidPolicy
 }
 
 const emptyBytes = new Uint8Array(0)
@@ -103,6 +115,11 @@ export class Peer {
   readonly #served = new ServedNonVoters()
 
   readonly #runner: Runner
+  /** What this node bids with; its prices follow the 'prices' input. */
+  #offer: NodeOffer
+  readonly #bidPolicy: BidPolicy | undefined
+  readonly #verifyBid: VerifyBid | undefined
+  readonly #views = new PlacementViews()
 
   #effects: PeerEffect[] = []
 
@@ -131,9 +148,12 @@ export class Peer {
     )
     this.#submissions = new Submissions({ originSeq: originSeqOf(this.#document, this.id), maxPendingSubmissions: init.config.maxPendingSubmissions, submitRetryMs: init.config.submitRetryMs })
     this.#capacity = new CapacityTable({ nodeId: this.id, maxPeersTracked: init.config.maxPeersTracked, nodeTimeoutMs: init.config.nodeTimeoutMs })
+    this.#offer = { ...init.attributes.offer, nodeId: this.id }
+    this.#bidPolicy = init.bidPolicy
+    this.#verifyBid = init.verifyBid
     this.#runner = new Runner({
       nodeId: this.id,
-      capacity: init.attributes.capacity,
+      capacity: init.attributes.offer.capacity,
       maxArchiveRemembered: init.config.maxArchiveRemembered,
       document: () => this.#document,
       nowMs: () => this.#now,
@@ -184,7 +204,7 @@ export class Peer {
     }
     if (this.#leader !== null) {
       wake = Math.min(wake, this.#leader.nextHeartbeatMs)
-      if (this.#leader.ready) wake = Math.min(wake, this.#leader.nextRoundMs)
+      if (this.#leader.ready) wake = Math.min(wake, this.#leader.nextRoundMs, this.#leader.auction.closesAtMs)
     }
     return wake
   }
@@ -205,6 +225,9 @@ export class Peer {
         break
       case 'job-exited':
         this.#runner.jobExited(input.jobId, input.exitCode)
+        break
+      case 'prices':
+        this.#offer = { ...this.#offer, prices: input.prices }
         break
     }
     this.#onTimers()
@@ -323,7 +346,7 @@ export class Peer {
         this.#election.stepDown('check-quorum: no majority heard within an election timeout')
       } else {
         if (now >= leader.nextHeartbeatMs) this.#sendHeartbeats(leader)
-        if (leader.ready && now >= leader.nextRoundMs) {
+        if (leader.ready && (now >= leader.nextRoundMs || leader.auction.shouldClose(now))) {
           leader.nextRoundMs = now + this.#config.roundIntervalMs
           this.#placementRound(leader)
           if (this.#relayPending) this.#markVotersDirty()
@@ -372,7 +395,8 @@ export class Peer {
 
   /** The election is won: build the leader's state and start its barrier. */
   #becomeLeader(voteHeads: ReadonlyMap<NodeId, string[]>): void {
-    this.#leader = newLeaderState(this.#now, voteHeads, leaderSeqOf(this.#document, this.#election.term))
+    const auction = new LeaderAuction({ leaderId: this.id, verify: this.#verifyBid, maxReplicasPerRound: this.#config.maxJobsPerRound, minBidWindowMs: this.#config.minBidWindowMs, maxBidWindowMs: this.#config.maxBidWindowMs })
+    this.#leader = newLeaderState(this.#now, voteHeads, leaderSeqOf(this.#document, this.#election.term), auction)
     this.#event({ kind: 'became-leader', term: this.#election.term })
     for (const voter of committeeVoters(this.#document)) if (voter !== this.id && !voteHeads.has(voter)) this.#send(voter, { kind: 'barrier', term: this.#election.term })
     this.#sendHeartbeats(this.#leader)
@@ -396,8 +420,9 @@ export class Peer {
   }
 
   #onMessage(from: NodeId, message: PeerMessage): void {
-    // Election and leadership messages count only from committee members (the leader is one).
-    if (message.kind !== 'sync' && !this.#isVoter(from) && !(this.#leader?.joint?.previous.includes(from) ?? false)) {
+    // Election and leadership messages count only from committee members (the leader is one);
+    // any node syncs, and any node bids (the auction checks the bidder is registered and invited).
+    if (message.kind !== 'sync' && message.kind !== 'bid' && !this.#isVoter(from) && !(this.#leader?.joint?.previous.includes(from) ?? false)) {
       this.#drop(from, message.kind, 'sender is not a voter')
       return
     }
@@ -440,6 +465,10 @@ export class Peer {
       }
       case 'sync':
         return this.#onSync(from, message)
+      case 'call-for-bids':
+        return this.#onCallForBids(from, message)
+      case 'bid':
+        return this.#onBid(from, message)
       case 'award':
         // Only a leader that counted a majority of acknowledgements sends an award, so even a
         // deposed leader's award is true: record the commit watermark it proves.
@@ -619,16 +648,67 @@ export class Peer {
     this.#capacity.accept(gossip, this.#now)
   }
 
+  // ---- Auctions: the leader calls for bids, every invited node answers it directly
+
+  #onCallForBids(from: NodeId, message: CallForBidsMessage): void {
+    if (message.term < this.#election.term) return
+    const offer = { ...this.#offer, free: this.#runner.freeResources() }
+    this.#send(from, { kind: 'bid', term: message.term, bid: answerCall(offer, message.call, this.#now, this.#bidPolicy) })
+  }
+
+  #onBid(from: NodeId, message: BidMessage): void {
+    const leader = this.#leader
+    if (leader === null || message.term !== this.#election.term) return
+    const refusal = leader.auction.receive(from, message.bid, this.#now)
+    if (refusal !== null) this.#drop(from, 'bid', refusal)
+    // The last answer closes the round at once (the next tick runs the placement round).
+    else if (leader.auction.shouldClose(this.#now)) leader.nextRoundMs = this.#now
+  }
+
   // ---- Placement rounds (one document change per round)
 
+  #isAlive(leader: LeaderState, nodeId: NodeId): boolean {
+    return this.#capacity.isAlive(nodeId, leader.startedMs, this.#now)
+  }
+
+  /** Closes a due auction round, or opens one for the replicas waiting, and writes what it decided. */
   #placementRound(leader: LeaderState): void {
-    const plan = planRound(this.#document, leader, this.#election.term, this.#now, this.#config, (nodeId) => this.#capacity.isAlive(nodeId, leader.startedMs, this.#now))
-    for (const jobId of plan.doneSeen) leader.doneSeenMs.set(jobId, this.#now)
+    const term = this.#election.term
+    const survey = surveyJobs(this.#document, leader, term, this.#now, this.#config, (nodeId) => this.#isAlive(leader, nodeId))
+    for (const jobId of survey.doneSeen) leader.doneSeenMs.set(jobId, this.#now)
+    let placement: Placement = noPlacement
+    let summary: AuctionSummary | null = null
+    if (leader.auction.shouldClose(this.#now)) {
+      const closed = leader.auction.close(this.#now)
+      summary = closed.summary
+      for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, this.#now + this.#config.pendingRetryMs)
+      placement = this.#stillWaiting(closed.placement)
+    } else if (!leader.auction.isOpen && survey.pending.length > 0) {
+      const offers = this.#views.offers(this.#document, survey.used, (nodeId) => this.#isAlive(leader, nodeId))
+      const { opened, unreadable } = leader.auction.open(survey.pending, offers, (text) => this.#views.specOf(text), this.#now, term)
+      if (unreadable.length > 0) placement = { assignments: [], unplaceable: unreadable }
+      if (opened !== null) {
+        leader.nextRoundMs = Math.min(leader.nextRoundMs, opened.call.closesAtMs)
+        for (const nodeId of opened.invite) if (nodeId !== this.id) this.#send(nodeId, { kind: 'call-for-bids', term, call: opened.call })
+        if (opened.invite.includes(this.id)) this.#onBid(this.id, { kind: 'bid', term, bid: answerCall({ ...this.#offer, free: this.#runner.freeResources() }, opened.call, this.#now, this.#bidPolicy) })
+        // Nobody to ask (or only this node): decide now.
+        if (leader.auction.shouldClose(this.#now) && placement === noPlacement) {
+          const closed = leader.auction.close(this.#now)
+          summary = closed.summary
+          for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, this.#now + this.#config.pendingRetryMs)
+          placement = this.#stillWaiting(closed.placement)
+        }
+      }
+    }
+    for (const { jobId } of placement.assignments) leader.retryAtMs.delete(jobId)
+    const plan = planRound(this.#document, leader, term, this.#now, placement, survey.expired)
     if (isIdle(plan)) return
     if (plan.ratify !== null) leader.ratify = plan.ratify
-    const term = this.#election.term
     this.#change(plan.decide ? `round ${term}.${plan.seq}` : `commit ${term}.${leader.committedSeq}`, (draft) => writeRound(draft, plan, term, leader))
-    for (const jobId of plan.expired) leader.doneSeenMs.delete(jobId)
+    for (const jobId of plan.expired) {
+      leader.doneSeenMs.delete(jobId)
+      leader.retryAtMs.delete(jobId)
+    }
     if (plan.markCommit) {
       leader.markerSeq = leader.committedSeq
       leader.nextMarkerMs = this.#now + this.#config.commitMarkerIntervalMs
@@ -646,9 +726,18 @@ export class Peer {
     if (plan.decide) {
       leader.seq = plan.seq
       if (plan.assignments.length > 0) leader.unawarded.set(plan.seq, plan.assignments)
-      this.#event({ kind: 'decision', term, seq: plan.seq, assigned: plan.assignments.length, unplaceable: plan.unplaceable.length })
+      this.#event({ kind: 'decision', term, seq: plan.seq, assigned: plan.assignments.length, unplaceable: plan.unplaceable.length, auction: summary })
       this.#advanceCommit(leader)
     }
     this.#markVotersDirty()
+  }
+
+  /** A round's decisions for replicas still in the document and not finished (they may have ended while bids came in). */
+  #stillWaiting(placement: Placement): Placement {
+    const active = (jobId: JobId): boolean => {
+      const job = jobRecord(this.#document, jobId)
+      return job !== undefined && !isJobDone(job)
+    }
+    return { assignments: placement.assignments.filter(({ jobId }) => active(jobId)), unplaceable: placement.unplaceable.filter(({ jobId }) => active(jobId)) }
   }
 }

@@ -1,7 +1,7 @@
 // Submissions, the commit rule, leader change, fencing and restart safety, driven through the
 // deterministic harness (consensus/testing/harness.ts).
 import { describe, expect, it } from 'vitest'
-import { Cluster, testJob } from './testing/harness.ts'
+import { Cluster, capacity, testJob } from './testing/harness.ts'
 import { asJobId, asNodeId, effectiveAssignment, jobRecord, leaderSeqOf, type JobId, type NodeId, type Peer, type Term } from './index.ts'
 import { originSeqOf } from './cluster-document.ts'
 
@@ -14,8 +14,8 @@ function votersHoldingJob(cluster: Cluster, jobId: JobId): number {
   return cluster.voterIds.filter((id) => cluster.isUp(id) && jobRecord(cluster.peer(id).document, jobId) !== undefined).length
 }
 
-const big = { cpuMillis: 64_000, memoryMiB: 65_536 }
-const medium = { cpuMillis: 16_000, memoryMiB: 32_768 }
+const big = capacity(64_000, 65_536)
+const medium = capacity(16_000, 32_768)
 
 describe('submissions', () => {
   it('a non-voter acknowledges a submission only once a majority of voters hold the job', () => {
@@ -63,7 +63,7 @@ describe('submissions', () => {
 
 describe('commit rule', () => {
   it("a leader's decision is 'committed' only when a majority of voters hold leaderLog[term] >= seq, and runners start only committed assignments", () => {
-    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 5, capacities: [undefined, undefined, undefined, big, big] })
+    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 5, capacities: [undefined, undefined, undefined, big, big], pricesPerCpuHour: [undefined, undefined, undefined, 0.01, 0.01] })
     const leader = cluster.awaitLeader()
     const holdersAtCommit: { term: number; seq: number; holders: number; decidedBefore: boolean }[] = []
     const startChecks: { jobId: JobId; node: NodeId; committedBefore: boolean; holders: number }[] = []
@@ -100,7 +100,8 @@ describe('commit rule', () => {
 
   for (const broken of ['none', 'no-quorum'] as const) {
     it(`a leader cut off from the other voters ${broken === 'none' ? 'decides but never reports committed' : "reports 'committed' alone when broken: 'no-quorum' (the flag breaks the rule)"}`, () => {
-      const cluster = new Cluster({ voters: 3, seed: 6, config: { broken } })
+      // A short bid window: the cut-off leader's round closes on its own bid well before check-quorum deposes it.
+      const cluster = new Cluster({ voters: 3, seed: 6, config: { broken, maxBidWindowMs: 40 } })
       const leader = cluster.awaitLeader()
       cluster.advance(300)
       const term = leader.term
@@ -131,7 +132,7 @@ describe('commit rule', () => {
 describe('leader change', () => {
   it("every decision committed in term T is in the new leader's document when it emits 'leader-ready' (only one surviving voter holds them)", () => {
     for (const seed of [1, 2, 3]) {
-      const cluster = new Cluster({ voters: 5, nonVoters: 1, seed, capacities: [undefined, undefined, undefined, undefined, undefined, big] })
+      const cluster = new Cluster({ voters: 5, nonVoters: 1, seed, capacities: [undefined, undefined, undefined, undefined, undefined, big], pricesPerCpuHour: [undefined, undefined, undefined, undefined, undefined, 0.01] })
       const old = cluster.awaitLeader()
       cluster.advance(300)
       const term = old.term
@@ -173,7 +174,7 @@ describe('leader change', () => {
 
 describe('fencing', () => {
   it('a job re-placed away from a partitioned runner starts elsewhere, and the old runner stops it after the heal', () => {
-    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 8, capacities: [undefined, undefined, undefined, big, medium] })
+    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 8, capacities: [undefined, undefined, undefined, big, medium], pricesPerCpuHour: [undefined, undefined, undefined, 0.01, 0.02] })
     const leader = cluster.awaitLeader()
     cluster.advance(200)
     const jobId = asJobId('fenced')
@@ -277,7 +278,7 @@ describe('archive', () => {
   })
 
   it('a surplus copy cut off during re-placement stops once the job finished elsewhere', () => {
-    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 8, capacities: [undefined, undefined, undefined, big, medium] })
+    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 8, capacities: [undefined, undefined, undefined, big, medium], pricesPerCpuHour: [undefined, undefined, undefined, 0.01, 0.02] })
     const leader = cluster.awaitLeader()
     cluster.advance(200)
     const jobId = asJobId('twice')

@@ -58,13 +58,14 @@ export class Runner {
   recheckAll(): void { this.#recheckAll = true }
 
   freeResources(): Resources {
-    let cpuMillis = this.#components.capacity.cpuMillis
-    let memoryMiB = this.#components.capacity.memoryMiB
+    const free = { ...this.#components.capacity }
     for (const run of this.#running.values()) {
-      cpuMillis -= run.demand.cpuMillis
-      memoryMiB -= run.demand.memoryMiB
+      free.cpuMillis -= run.demand.cpuMillis
+      free.memoryMiB -= run.demand.memoryMiB
+      free.diskMiB -= run.demand.diskMiB
+      free.gpuCount -= run.demand.gpuCount
     }
-    return { cpuMillis, memoryMiB }
+    return free
   }
 
   /** Start committed assignments to this node, stop fenced copies. */
@@ -110,7 +111,7 @@ export class Runner {
       if (job === undefined) continue
       const demand = demandOf(job)
       const free = this.freeResources()
-      if (demand.cpuMillis > free.cpuMillis || demand.memoryMiB > free.memoryMiB) continue // wait for room
+      if (demand.cpuMillis > free.cpuMillis || demand.memoryMiB > free.memoryMiB || demand.diskMiB > free.diskMiB || demand.gpuCount > free.gpuCount) continue // wait for room
       this.#running.set(jobId, { term: assignment.term, seq: assignment.seq, demand })
       // Only the outcome goes into the document; that it runs is soft state (capacity gossip).
       this.#components.emit({ kind: 'start-job', jobId, demand, durationMs: job.durationMs, term: asTerm(assignment.term), seq: assignment.seq })

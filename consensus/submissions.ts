@@ -1,8 +1,11 @@
 // Submissions accepted by this node and not yet acknowledged: each is acknowledged once a majority of
 // voters report holding this node's changes up to its origin sequence number; until then it is retried.
-import { jobRecord, type Document } from './cluster-document.ts'
+import { jobRecord, replicaIdOf, replicaSeparator, type Document } from './cluster-document.ts'
 import { majorityValue } from './quorum.ts'
 import type { JobId, JobSubmission, NodeId } from './types.ts'
+
+/** A job's replicas are written in one change: this bounds that change. */
+export const maxReplicasPerJob = 1_000
 
 export interface PendingSubmission { requestId: string; jobId: JobId; originSeq: number }
 
@@ -33,9 +36,12 @@ export class Submissions {
   /** Why this submission is refused, or null when it is accepted. */
   refusal(job: JobSubmission, document: Document): string | null {
     if (this.#pending.length >= this.#maxPending) return `this node holds ${this.#maxPending} unacknowledged submissions already`
-    if (!(job.demand.cpuMillis > 0) || !(job.demand.memoryMiB > 0)) return 'resources must ask for a positive CPU and memory'
+    if (job.id.length === 0 || job.id.includes(replicaSeparator)) return `job id "${job.id}" must be non-empty and must not contain "${replicaSeparator}"`
+    const { resources, replicas } = job.spec
+    if (!(resources.cpuMillis > 0) || !(resources.memoryMiB > 0)) return 'resources must ask for a positive CPU and memory'
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > maxReplicasPerJob) return `replicas must be a whole number from 1 to ${maxReplicasPerJob}`
     if (!(job.durationMs >= 0)) return 'duration must not be negative'
-    if (jobRecord(document, job.id) !== undefined) return `job ${job.id} exists already`
+    if (jobRecord(document, job.id) !== undefined || jobRecord(document, replicaIdOf(job.id, 0, 2)) !== undefined) return `job ${job.id} exists already`
     return null
   }
 

@@ -1,6 +1,7 @@
 // Types shared by the consensus core and its adapters: branded ids, the peer's configuration,
 // the inputs it steps on, the messages peers exchange and the effects it asks an adapter to perform.
 // The core is sans-IO: it never reads a clock or draws randomness itself; both come in here.
+import type { Bid, CallForBids, JobSpec, NodeOffer, Resources, UnitPrices } from '../placement/index.ts'
 
 export type NodeId = string & { readonly __brand: 'NodeId' }
 export type JobId = string & { readonly __brand: 'JobId' }
@@ -15,27 +16,24 @@ export interface RandomSource {
   next(): number
 }
 
-export interface Resources {
-  cpuMillis: number
-  memoryMiB: number
-}
+/** CPU, memory, disk and GPUs: what a node has and a replica takes (placement's unit). */
+export type { Resources } from '../placement/node-offer.ts'
 
+/**
+ * A submitted job: its validated spec (placement/job-spec.ts). The document holds one record per
+ * replica; `replicaIdOf` names them.
+ */
 export interface JobSubmission {
   id: JobId
-  name: string
-  demand: Resources
-  /** How long the workload runs once started (the simulator's stand-in for a real process). */
+  spec: JobSpec
+  /** How long each replica runs once started: the simulator's stand-in for a process (0 on a real node: the process decides). */
   durationMs: number
-  command: string
 }
 
 export interface NodeAttributes {
   id: NodeId
-  capacity: Resources
-  provider: string
-  region: string
-  azId: string
-  pricePerHour: number
+  /** What the node runs and bids with: static traits, capacity and its prices (its `free` is not used). */
+  offer: NodeOffer
 }
 
 /** Only the broken variants used to prove the simulator's checker catches real faults. */
@@ -65,6 +63,11 @@ export interface PeerConfig {
   archiveAfterMs: number
   /** How often a node with unacknowledged submissions retries pushing them to the voters. */
   submitRetryMs: number
+  /** A replica an auction could not place waits this long before it is auctioned again. */
+  pendingRetryMs: number
+  /** Bounds of the auction's adaptive bid window (it follows recent bid latencies). */
+  minBidWindowMs: number
+  maxBidWindowMs: number
   /** Limits (STYLE: every queue and table has a named maximum). */
   maxPendingSubmissions: number
   maxJobsPerRound: number
@@ -85,6 +88,9 @@ export const defaultPeerTiming = {
   downstreamSyncIntervalMs: 10_000,
   resyncIntervalMs: 1_000,
   submitRetryMs: 300,
+  pendingRetryMs: 500,
+  minBidWindowMs: 20,
+  maxBidWindowMs: 250,
   commitMarkerIntervalMs: 1_000,
   archiveAfterMs: 5_000,
   maxPendingSubmissions: 10_000,
@@ -133,6 +139,18 @@ export interface Award {
   term: Term
   jobs: { jobId: JobId; seq: number }[]
 }
+/** The leader invites the nodes that could run some of a round's jobs to bid (placement/). */
+export interface CallForBidsMessage {
+  kind: 'call-for-bids'
+  term: Term
+  call: CallForBids
+}
+/** A node's answer, straight back to the leader (never over gossip); it may carry no asks. */
+export interface BidMessage {
+  kind: 'bid'
+  term: Term
+  bid: Bid
+}
 export interface DocumentAck {
   /** The sender's current term; a leader counts acks of its own term only. */
   term: Term
@@ -153,6 +171,8 @@ export type PeerMessage =
   | BarrierReply
   | SyncMessage
   | Award
+  | CallForBidsMessage
+  | BidMessage
 
 /** Soft state on the capacity topic: never written to the document. */
 export interface CapacityGossip {
@@ -180,6 +200,8 @@ export type PeerInput =
   | { kind: 'capacity'; nowMs: number; gossip: CapacityGossip }
   | { kind: 'submit'; nowMs: number; requestId: string; job: JobSubmission }
   | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number }
+  /** The node's prices changed (a spot market moved, an operator repriced): later bids ask them. */
+  | { kind: 'prices'; nowMs: number; prices: UnitPrices }
 
 // ---- Effects (the adapter performs them in order: persist first, as raft does)
 
@@ -194,11 +216,21 @@ export type PeerEvent =
   | { kind: 'became-leader'; term: Term }
   | { kind: 'leader-ready'; term: Term; documentHeads: string[] }
   | { kind: 'stepped-down'; term: Term; reason: string }
-  | { kind: 'decision'; term: Term; seq: number; assigned: number; unplaceable: number }
+  | { kind: 'decision'; term: Term; seq: number; assigned: number; unplaceable: number; auction: AuctionSummary | null }
   | { kind: 'committed'; term: Term; seq: number }
   | { kind: 'submission-durable'; jobId: JobId; requestId: string }
   | { kind: 'submission-refused'; requestId: string; reason: string }
   | { kind: 'message-dropped'; from: NodeId; message: string; reason: string }
+
+/** What a closed auction decided, for metrics: per strategy, awarded cost against the round's cheapest. */
+export interface AuctionSummary {
+  roundId: string
+  eligible: number
+  answered: number
+  awards: number
+  pending: number
+  byStrategy: Record<string, { replicas: number; costPerHour: number; cheapestPerHour: number }>
+}
 
 export type PeerEffect =
   | { kind: 'persist'; state: PersistedIncrement }

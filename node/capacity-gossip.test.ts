@@ -33,7 +33,7 @@ describe('capacity gossip validation', () => {
     const key = await generateKeyPair('Ed25519')
     const signer = peerIdFromPrivateKey(key)
     const other = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
-    const gossip = { nodeId: asNodeId(signer.toString()), seq: 1, free: { cpuMillis: 1_000, memoryMiB: 512 }, running: 0 }
+    const gossip = { nodeId: asNodeId(signer.toString()), seq: 1, free: { cpuMillis: 1_000, memoryMiB: 512, diskMiB: 0, gpuCount: 0 }, running: 0 }
     const signed = (data: Uint8Array, sequenceNumber: bigint): Message => ({ type: 'signed', from: signer, topic: capacityTopic, data, sequenceNumber, signature: new Uint8Array(64), key: key.publicKey })
     const validate = (message: Message): unknown => pubsub.validator()(signer, message)
 

@@ -7,4 +7,5 @@ export { ConsensusTransport, consensusProtocol, defaultConsensusTransportLimits,
 export { CapacityGossipChannel, capacityTopic } from './capacity-gossip.ts'
 export { systemClock, systemRandom, type Clock } from './clock.ts'
 export { jsonLogger, silentLogger, isLogLevel, type Logger, type LogLevel } from './logger.ts'
+export { localOffer, type LocalOfferInit } from './local-offer.ts'
 export * from './wire.ts'

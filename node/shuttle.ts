@@ -204,7 +204,7 @@ export class Shuttle {
     }
     this.#peer = new Peer({
       config,
-      attributes: { ...init.attributes, id: identity.nodeId },
+      attributes: { id: identity.nodeId, offer: { ...init.attributes.offer, nodeId: identity.nodeId } },
       random: this.#random,
       persisted: opened.persisted,
       nowMs: this.#clock.nowMs(),

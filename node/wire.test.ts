@@ -12,7 +12,19 @@ import {
   maxPeerMessageBytes,
 } from './wire.ts'
 
+import { answerCall, type CallForBids } from '../placement/index.ts'
+import { jobSpec, offer } from '../placement/testing.ts'
+
 const head = 'ab'.repeat(32)
+const gpuSpec = jobSpec({ resources: { cpu: 4, memory: '16Gi', gpu: { count: 1, model: ['A100'] } }, constraints: { regions: ['us-east-1'], labels: { tier: 'gpu' } }, maxPricePerHour: 3 })
+const call: CallForBids = {
+  roundId: 'n1/7/3',
+  leaderId: '12D3KooWleader',
+  openedAtMs: 1_000,
+  closesAtMs: 1_150,
+  classes: [{ classId: 0, demand: gpuSpec.resources, constraints: gpuSpec.constraints, maxPricePerHour: 3, replicas: 2 }],
+}
+const gpuOffer = offer('12D3KooWbidder', { capacity: { gpuCount: 8 }, gpu: { model: 'A100', memoryMiB: 40_960 }, labels: { tier: 'gpu' }, placementGroup: 'pg-1', efa: true })
 const term = asTerm(7)
 const everyKind: PeerMessage[] = [
   { kind: 'pre-vote', term },
@@ -34,6 +46,8 @@ const everyKind: PeerMessage[] = [
   },
   { kind: 'sync', term, data: null, ack: { term, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 0, seq: 0 }, leaderHint: null },
   { kind: 'award', term, jobs: [{ jobId: asJobId('job-1'), seq: 5 }] },
+  { kind: 'call-for-bids', term, call },
+  { kind: 'bid', term, bid: answerCall(gpuOffer, call, 1_020) },
 ]
 
 const bytesOf = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
@@ -98,7 +112,7 @@ describe('peer message wire form', () => {
 })
 
 describe('capacity gossip wire form', () => {
-  const gossip: CapacityGossip = { nodeId: asNodeId('12D3KooWexample'), seq: 4, free: { cpuMillis: 2_000, memoryMiB: -10 }, running: 1 }
+  const gossip: CapacityGossip = { nodeId: asNodeId('12D3KooWexample'), seq: 4, free: { cpuMillis: 2_000, memoryMiB: -10, diskMiB: 0, gpuCount: 0 }, running: 1 }
 
   it('round-trips', () => {
     expect(decodeCapacityGossip(encodeCapacityGossip(gossip))).toEqual({ ok: true, value: gossip })

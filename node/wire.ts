@@ -22,12 +22,18 @@ export const maxPeerMessageBytes: Record<PeerMessage['kind'], number> = {
   'barrier-reply': 128 * 1024,
   sync: maxPeerFrameBytes,
   award: 1024 * 1024,
+  'call-for-bids': 256 * 1024,
+  bid: 16 * 1024,
 }
 export const maxCapacityGossipBytes = 4 * 1024
 export const maxHeads = 1_024
 export const maxAwardJobs = 10_000
 export const maxNodeIdLength = 128
 export const maxJobIdLength = 256
+/** Job classes in one call for bids (the auction's maxClassesPerRound). */
+export const maxCallClasses = 512
+export const maxLabels = 64
+export const maxNameLength = 256
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string }
 
@@ -39,6 +45,55 @@ const nodeId = z.string().min(1).max(maxNodeIdLength)
 /** Automerge change hashes: 32 bytes of SHA-256 in hex. */
 const heads = z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(maxHeads)
 const base64 = z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'not canonical base64')
+
+const name = z.string().max(maxNameLength)
+const amount = z.number().finite().nonnegative()
+const names = z.array(name).max(maxLabels)
+const labels = z.record(name, name).refine((value) => Object.keys(value).length <= maxLabels, `at most ${maxLabels} labels`)
+const resources = z.strictObject({ cpuMillis: amount, memoryMiB: amount, diskMiB: amount, gpuCount: amount })
+const callForBids = z.strictObject({
+  roundId: name,
+  leaderId: nodeId,
+  openedAtMs: z.number().finite(),
+  closesAtMs: z.number().finite(),
+  classes: z
+    .array(
+      z.strictObject({
+        classId: counter,
+        demand: z.strictObject({ cpuMillis: amount, memoryMiB: amount, diskMiB: amount, gpuCount: amount, gpuModels: names, gpuMinMemoryMiB: amount }),
+        constraints: z.strictObject({
+          providers: names.optional(),
+          regions: names.optional(),
+          azIds: names.optional(),
+          labels,
+          allowedCountries: names.optional(),
+          spotAllowed: z.boolean(),
+        }),
+        maxPricePerHour: amount.optional(),
+        replicas: counter,
+      }),
+    )
+    .max(maxCallClasses),
+})
+const bid = z.strictObject({
+  roundId: name,
+  nodeId,
+  provider: name,
+  region: name,
+  azId: name,
+  country: name,
+  spot: z.boolean(),
+  labels,
+  placementGroup: name.optional(),
+  efa: z.boolean(),
+  gpu: z.strictObject({ model: name, memoryMiB: amount }).optional(),
+  free: resources,
+  performanceScore: amount,
+  reliability: z.strictObject({ uptime: z.number().min(0).max(1), interruptions: counter }),
+  estimatedStartMs: z.number().finite(),
+  asks: z.array(z.strictObject({ classId: counter, askPerHour: amount })).max(maxCallClasses),
+  signature: z.string().max(1_024),
+})
 
 const peerMessageSchemas = {
   'pre-vote': z.strictObject({ kind: z.literal('pre-vote'), term }),
@@ -62,13 +117,13 @@ const peerMessageSchemas = {
     term,
     jobs: z.array(z.strictObject({ jobId: z.string().min(1).max(maxJobIdLength), seq: counter })).max(maxAwardJobs),
   }),
+  'call-for-bids': z.strictObject({ kind: z.literal('call-for-bids'), term, call: callForBids }),
+  bid: z.strictObject({ kind: z.literal('bid'), term, bid }),
 } as const
 
-const resources = z.strictObject({
-  cpuMillis: z.number().int().min(-(2 ** 40)).max(2 ** 40),
-  memoryMiB: z.number().int().min(-(2 ** 40)).max(2 ** 40),
-})
-const capacityGossipSchema = z.strictObject({ nodeId, seq: counter, free: resources, running: counter })
+const signedAmount = z.number().int().min(-(2 ** 40)).max(2 ** 40)
+const freeResources = z.strictObject({ cpuMillis: signedAmount, memoryMiB: signedAmount, diskMiB: signedAmount, gpuCount: signedAmount })
+const capacityGossipSchema = z.strictObject({ nodeId, seq: counter, free: freeResources, running: counter })
 
 const isPeerMessageKind = (kind: unknown): kind is PeerMessage['kind'] =>
   typeof kind === 'string' && Object.hasOwn(peerMessageSchemas, kind)

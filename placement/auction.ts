@@ -127,6 +127,12 @@ export interface RoundResult {
   explanation: RoundExplanation
   /** Receive time minus open time of each accepted bid, for adaptiveBidWindowMs. */
   bidLatenciesMs: number[]
+  /**
+   * Per class: the cheapest cost per hour (ask plus transfer) among the bidders that could run
+   * one replica when the round opened (Infinity when none). Summed over a round's awards this is
+   * a lower bound on what any placement of the round could cost: the reference for costVsOptimal.
+   */
+  cheapestPerHour: Float64Array
 }
 
 interface ClassInfo {
@@ -384,6 +390,7 @@ export class AuctionRound {
       deferred: this.deferred,
       explanation,
       bidLatenciesMs: this.#latenciesMs,
+      cheapestPerHour: Float64Array.from(states, (state) => cheapestOf(state)),
     }
   }
 
@@ -455,6 +462,12 @@ export class AuctionRound {
       }
     })
   }
+}
+
+function cheapestOf(state: ClassState): number {
+  let cheapest = Infinity
+  for (const node of state.sorted) cheapest = Math.min(cheapest, state.ask[node]! + state.transfer[node]!)
+  return cheapest
 }
 
 function malformedBid(bid: Bid, classCount: number): string | undefined {

@@ -93,17 +93,25 @@ export const defaultBidPolicy: BidPolicy = { utilisationMarkup: 0, minUptimeToBi
  * undefined when it can run none. Pure: time comes in as `nowMs`.
  */
 export function makeBid(offer: NodeOffer, call: CallForBids, nowMs: number, policy: BidPolicy = defaultBidPolicy, sign?: SignBid): Bid | undefined {
-  if (offer.reliability.uptime < policy.minUptimeToBid) return undefined
+  const bid = answerCall(offer, call, nowMs, policy, sign)
+  return bid.asks.length > 0 ? bid : undefined
+}
+
+/**
+ * The node's answer to a call even when it can run nothing (no asks): over a network the leader
+ * closes a round as soon as every invited node answered, so a silent node would hold it open.
+ */
+export function answerCall(offer: NodeOffer, call: CallForBids, nowMs: number, policy: BidPolicy = defaultBidPolicy, sign?: SignBid): Bid {
+  const healthy = offer.reliability.uptime >= policy.minUptimeToBid
   const used = offer.capacity.cpuMillis > 0 ? 1 - offer.free.cpuMillis / offer.capacity.cpuMillis : 0
   const markup = 1 + policy.utilisationMarkup * Math.max(0, Math.min(1, used))
   const asks: ClassAsk[] = []
-  for (const jobClass of call.classes) {
+  for (const jobClass of healthy ? call.classes : []) {
     const ask = askPerHour(offer.prices, jobClass.demand) * markup
     if (exclusionOf({ constraints: jobClass.constraints, demand: jobClass.demand, maxPricePerHour: jobClass.maxPricePerHour }, offer, offer.free, ask) === undefined) {
       asks.push({ classId: jobClass.classId, askPerHour: ask })
     }
   }
-  if (asks.length === 0) return undefined
   const unsigned: Omit<Bid, 'signature'> = {
     roundId: call.roundId,
     nodeId: offer.nodeId,

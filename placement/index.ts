@@ -46,6 +46,8 @@ export {
 export { describeExclusion, exclusionKey, type Exclusion, type ResourceName } from './constraints.ts'
 export {
   makeBid,
+  answerCall,
+  canonicalJson,
   bidSigningPayload,
   trustAllBids,
   defaultBidPolicy,

@@ -7,6 +7,7 @@ import {
   isJobDone,
   jobRecord,
   leaderSeqOf,
+  replicaIdOf,
   asTerm,
   type JobId,
   type JobSubmission,
@@ -30,7 +31,7 @@ export interface Violation {
 export interface CheckedWorld {
   readonly seed: number
   readonly nowMs: number
-  readonly nodes: readonly { index: number; id: NodeId; up: boolean; peer: Peer; clock: DriftingClock; running: ReadonlyMap<JobId, { demand: Resources }>; attributes: { capacity: Resources } }[]
+  readonly nodes: readonly { index: number; id: NodeId; up: boolean; peer: Peer; clock: DriftingClock; running: ReadonlyMap<JobId, { demand: Resources }>; attributes: { offer: { capacity: Resources } } }[]
   voterIndexes(): readonly number[]
   leaderIndex(): number | null
 }
@@ -46,7 +47,9 @@ export class Checker {
   maxLeadersPerTerm = 0
   jobsLost = 0
   unplaceable: { jobId: JobId; reason: string }[] = []
+  /** Replicas that finished (a job of n replicas counts n). */
   finished = 0
+  replicas = 0
   readonly #world: CheckedWorld
   readonly #traceLimit: number
   readonly #trace: string[] = []
@@ -73,7 +76,15 @@ export class Checker {
     this.violations.push({ invariant, seed: this.#world.seed, virtualMs: Math.round(this.#world.nowMs), detail, trace: this.#trace.slice(-traceLinesPerViolation) })
   }
 
-  noteSubmitted(job: JobSubmission): void { this.submitted.set(job.id, job) }
+  noteSubmitted(job: JobSubmission): void {
+    this.submitted.set(job.id, job)
+    this.replicas += job.spec.replicas
+  }
+
+  #replicaIds(jobId: JobId): JobId[] {
+    const replicas = this.submitted.get(jobId)?.spec.replicas ?? 1
+    return Array.from({ length: replicas }, (_, replica) => replicaIdOf(jobId, replica, replicas))
+  }
   /** Finished jobs leave the document for the nodes' archives: archived is finished, not lost. */
   noteArchived(job: ArchivedJob): void { this.archived.add(job.id) }
   noteHealed(): void {
@@ -108,8 +119,10 @@ export class Checker {
           const held = leaderSeqOf(document, asTerm(term))
           if (held < seq) this.#violate('committed-survives-leader-change', `${node.id} (term ${event.term}) holds decisions of term ${term} up to ${held}, but ${seq} was committed`)
         }
-        for (const jobId of this.acknowledged) {
-          if (jobRecord(document, jobId) === undefined && !this.archived.has(jobId)) this.#violate('acknowledged-job-survives', `${node.id} became ready in term ${event.term} without acknowledged job ${jobId}`)
+        for (const parent of this.acknowledged) {
+          for (const jobId of this.#replicaIds(parent)) {
+            if (jobRecord(document, jobId) === undefined && !this.archived.has(jobId)) this.#violate('acknowledged-job-survives', `${node.id} became ready in term ${event.term} without acknowledged job ${jobId}`)
+          }
         }
         return
       }
@@ -120,8 +133,9 @@ export class Checker {
         return
       }
       case 'submission-durable': {
-        const check = this.#voterMajority((peer) => jobRecord(peer.document, event.jobId) !== undefined)
-        if (!check.majority && !this.archived.has(event.jobId)) this.#violate('ack-needs-majority', `${node.id} acknowledged ${event.jobId} held by only ${check.count} of ${check.of} voters`)
+        const replicas = this.#replicaIds(event.jobId)
+        const check = this.#voterMajority((peer) => replicas.every((jobId) => jobRecord(peer.document, jobId) !== undefined || this.archived.has(jobId)))
+        if (!check.majority && !replicas.every((jobId) => this.archived.has(jobId))) this.#violate('ack-needs-majority', `${node.id} acknowledged ${event.jobId} held by only ${check.count} of ${check.of} voters`)
         this.acknowledged.add(event.jobId)
         return
       }
@@ -135,15 +149,17 @@ export class Checker {
 
   noteJobStarted(index: number, jobId: JobId): void {
     const node = this.#world.nodes[index]!
-    let cpuMillis = 0
-    let memoryMiB = 0
+    const used = { cpuMillis: 0, memoryMiB: 0, diskMiB: 0, gpuCount: 0 }
     for (const run of node.running.values()) {
-      cpuMillis += run.demand.cpuMillis
-      memoryMiB += run.demand.memoryMiB
+      used.cpuMillis += run.demand.cpuMillis
+      used.memoryMiB += run.demand.memoryMiB
+      used.diskMiB += run.demand.diskMiB
+      used.gpuCount += run.demand.gpuCount
     }
-    const capacity = node.attributes.capacity
-    if (cpuMillis > capacity.cpuMillis || memoryMiB > capacity.memoryMiB) {
-      this.#violate('no-over-commit', `${node.id} runs ${cpuMillis}m CPU / ${memoryMiB} MiB after starting ${jobId}; it has ${capacity.cpuMillis}m / ${capacity.memoryMiB} MiB`)
+    const capacity = node.attributes.offer.capacity
+    const over = (['cpuMillis', 'memoryMiB', 'diskMiB', 'gpuCount'] as const).filter((resource) => used[resource] > capacity[resource])
+    if (over.length > 0) {
+      this.#violate('no-over-commit', `${node.id} runs ${over.map((resource) => `${resource} ${used[resource]} of ${capacity[resource]}`).join(', ')} after starting ${jobId}`)
     }
   }
 
@@ -195,14 +211,14 @@ export class Checker {
     for (const [jobId, nodes] of runningOn) {
       if (nodes.length > 1) this.#violate('single-copy-after-heal', `${jobId} runs on ${nodes.join(' and ')}`)
     }
-    for (const jobId of this.submitted.keys()) {
+    for (const parent of this.submitted.keys()) for (const jobId of this.#replicaIds(parent)) {
       const job = jobRecord(document, jobId)
       if (job === undefined && this.archived.has(jobId)) {
         this.finished++
         continue
       }
       if (job === undefined) {
-        if (this.acknowledged.has(jobId)) {
+        if (this.acknowledged.has(parent)) {
           this.jobsLost++
           this.#violate('no-acknowledged-job-lost', `${jobId} was acknowledged but the leader ${leader.id} does not hold it`)
         } else {

@@ -1,5 +1,7 @@
 // sim/: the deterministic network simulator that runs the real consensus core under chaos.
-export { World, nodeCapacity } from './world.ts'
+export { World } from './world.ts'
+export { generatedFleet, renameFleet, SpotMarket } from './fleet.ts'
+export { builtInWorkload } from './workload.ts'
 export { Checker, type Violation } from './checker.ts'
 export { runSeed, summarize, percentile, speedupOf, type SeedResult, type SimReport } from './report.ts'
 export { allFaults, defaultSimOptions, parseDurationMs, parseFaults, type FaultKind, type SimOptions } from './options.ts'

@@ -1,6 +1,7 @@
 // What one simulation run is made of: cluster size, timing, faults, workload. One seed draws
 // every random choice of a run, so a run is fully described by these options plus its seed.
 import { defaultPeerTiming, type BrokenVariant } from '../consensus/index.ts'
+import type { NodeOffer, Workload } from '../placement/index.ts'
 
 export const allFaults = ['partition', 'oneway', 'crash', 'loss', 'reorder', 'duplicate', 'drift', 'slow'] as const
 export type FaultKind = (typeof allFaults)[number]
@@ -24,6 +25,10 @@ export interface SimOptions {
   broken: BrokenVariant
   /** Keep a transcript of notable events (for failures and --trace). */
   traceLimit: number
+  /** The nodes' offers (a --fleet file); null: the generated heterogeneous fleet of `nodes` nodes. */
+  fleet: NodeOffer[] | null
+  /** The job mix (a --workload file); null: the built-in mix. Arrivals follow ratePerSecond. */
+  workload: Workload | null
 }
 
 export const defaultSimOptions: SimOptions = {
@@ -41,6 +46,8 @@ export const defaultSimOptions: SimOptions = {
   gossipDegree: 6,
   broken: 'none',
   traceLimit: 200,
+  fleet: null,
+  workload: null,
 }
 
 export function parseFaults(text: string): FaultKind[] {

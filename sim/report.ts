@@ -2,6 +2,7 @@
 // Everything but wallSeconds is a pure function of the options and seeds, so a replay is identical.
 import type { Violation } from './checker.ts'
 import type { SimOptions } from './options.ts'
+import type { PlacementResult, StrategyCost } from './placement-metrics.ts'
 import { World } from './world.ts'
 
 export interface Percentiles { p50: number; p99: number }
@@ -13,7 +14,9 @@ export interface SeedResult {
   jobsAcknowledged: number
   jobsLost: number
   jobsFinished: number
+  replicasSubmitted: number
   unplaceable: { jobId: string; reason: string }[]
+  placement: PlacementResult
   maxLeadersPerTerm: number
   failoverMs: number[]
   commitMs: number[]
@@ -35,8 +38,25 @@ export interface SimReport {
   jobsSubmitted: number
   jobsAcknowledged: number
   jobsLost: number
-  jobsFinished: number
+  /** Replicas finished (a job of n replicas counts n). */
+  replicasFinished: number
+  replicasSubmitted: number
+  /** Replicas pending at the end with a reason, counted by the reason's kind. */
   unplaceable: { count: number; reasons: Record<string, number> }
+  /** Replicas awarded by auctions per virtual second (re-placements count again). */
+  placementsPerSec: number
+  auctionRounds: number
+  /** Submission to the replica's first start. */
+  placementMs: Percentiles
+  /**
+   * Awarded cost per hour over the cheapest cost per hour any bidder with room offered in the same
+   * round (a lower bound for that round's placement): 1 = every replica went to the cheapest bid.
+   * Across all strategies, and per strategy (only lowest_cost aims at 1).
+   */
+  costVsOptimal: number
+  costVsOptimalByStrategy: Record<string, number>
+  /** Mean sampled share of the fleet's CPU (and GPUs) held by running replicas. */
+  utilization: { cpu: number; gpu: number }
   maxLeadersPerTerm: number
   leaderChanges: number
   failoverMs: Percentiles
@@ -62,7 +82,9 @@ export function runSeed(options: SimOptions, seed: number): SeedResult {
     jobsAcknowledged: checker.acknowledged.size,
     jobsLost: checker.jobsLost,
     jobsFinished: checker.finished,
+    replicasSubmitted: checker.replicas,
     unplaceable: checker.unplaceable,
+    placement: world.placement.result,
     maxLeadersPerTerm: checker.maxLeadersPerTerm,
     failoverMs: world.metrics.failoverMs,
     commitMs: world.metrics.commitMs,
@@ -96,8 +118,22 @@ export function summarize(options: SimOptions, results: readonly SeedResult[], w
   const sum = (key: 'jobsSubmitted' | 'jobsAcknowledged' | 'jobsLost' | 'jobsFinished' | 'leaderChanges' | 'messagesSent' | 'events' | 'gossipUnreached' | 'virtualSeconds'): number =>
     results.reduce((total, result) => total + result[key], 0)
   const reasons: Record<string, number> = {}
-  for (const result of results) for (const { reason } of result.unplaceable) reasons[reason] = (reasons[reason] ?? 0) + 1
+  for (const result of results) for (const { reason } of result.unplaceable) {
+    const kind = reason.split(':')[0]!
+    reasons[kind] = (reasons[kind] ?? 0) + 1
+  }
   const virtualSeconds = sum('virtualSeconds')
+  const costs: Record<string, StrategyCost> = {}
+  for (const result of results) for (const [strategy, cost] of Object.entries(result.placement.byStrategy)) {
+    const total = (costs[strategy] ??= { replicas: 0, costPerHour: 0, cheapestPerHour: 0 })
+    total.replicas += cost.replicas
+    total.costPerHour += cost.costPerHour
+    total.cheapestPerHour += cost.cheapestPerHour
+  }
+  const ratio = (cost: number, cheapest: number): number => (cheapest > 0 ? Math.round((cost / cheapest) * 1000) / 1000 : 1)
+  const allCosts = Object.values(costs)
+  const mean = (values: readonly number[]): number => (values.length === 0 ? 0 : Math.round((values.reduce((a, b) => a + b, 0) / values.length) * 1000) / 1000)
+  const placementMs = results.flatMap((result) => result.placement.placementMs)
   return {
     seeds: all('seed'),
     nodes: options.nodes,
@@ -107,8 +143,15 @@ export function summarize(options: SimOptions, results: readonly SeedResult[], w
     jobsSubmitted: sum('jobsSubmitted'),
     jobsAcknowledged: sum('jobsAcknowledged'),
     jobsLost: sum('jobsLost'),
-    jobsFinished: sum('jobsFinished'),
+    replicasFinished: sum('jobsFinished'),
+    replicasSubmitted: results.reduce((total, result) => total + result.replicasSubmitted, 0),
     unplaceable: { count: results.reduce((total, result) => total + result.unplaceable.length, 0), reasons },
+    placementsPerSec: virtualSeconds > 0 ? round(results.reduce((total, result) => total + result.placement.awards, 0) / virtualSeconds) : 0,
+    auctionRounds: results.reduce((total, result) => total + result.placement.rounds, 0),
+    placementMs: { p50: percentile(placementMs, 0.5), p99: percentile(placementMs, 0.99) },
+    costVsOptimal: ratio(allCosts.reduce((total, cost) => total + cost.costPerHour, 0), allCosts.reduce((total, cost) => total + cost.cheapestPerHour, 0)),
+    costVsOptimalByStrategy: Object.fromEntries(Object.entries(costs).sort(([a], [b]) => (a < b ? -1 : 1)).map(([strategy, cost]) => [strategy, ratio(cost.costPerHour, cost.cheapestPerHour)])),
+    utilization: { cpu: mean(results.flatMap((result) => result.placement.cpuUtilization)), gpu: mean(results.flatMap((result) => result.placement.gpuUtilization)) },
     maxLeadersPerTerm: Math.max(0, ...all('maxLeadersPerTerm')),
     leaderChanges: sum('leaderChanges'),
     failoverMs: { p50: percentile(flat('failoverMs'), 0.5), p99: percentile(flat('failoverMs'), 0.99) },

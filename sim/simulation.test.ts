@@ -24,7 +24,7 @@ describe('simulation under chaos', () => {
     expect(report.maxLeadersPerTerm).toBe(1)
     // The run really exercised the system: jobs flowed, leaders changed, faults hit leaders.
     expect(report.jobsAcknowledged).toBeGreaterThan(50 * 30)
-    expect(report.jobsFinished).toBeGreaterThan(report.jobsAcknowledged * 0.8)
+    expect(report.replicasFinished).toBeGreaterThan(report.jobsAcknowledged * 0.8)
     expect(report.leaderChanges).toBeGreaterThan(50)
     expect(results.some((result) => result.failoverMs.length > 0)).toBe(true)
   }, 600_000)

@@ -1,26 +1,45 @@
-// The workload generator: jobs arrive as a Poisson process and are submitted through a random
-// live node. A few ask for more than any node has, so "unplaceable with a reason" is exercised.
+// The workload generator: jobs arrive as a Poisson process and are submitted through a random live
+// node. Each draws a template (a job spec) from the workload in proportion to its rate (or weight);
+// the built-in workload mixes four shapes, and a few jobs ask for more than any node has, so
+// "unplaceable with a reason" is exercised.
 import { asJobId, type JobSubmission } from '../consensus/index.ts'
+import { validateJobSpec, type JobSpec, type Workload } from '../placement/index.ts'
 import type { SeededRandom } from './random.ts'
 
-const shapes = [
-  { cpuMillis: 250, memoryMiB: 256 },
-  { cpuMillis: 500, memoryMiB: 512 },
-  { cpuMillis: 1000, memoryMiB: 1024 },
-  { cpuMillis: 2000, memoryMiB: 4096 },
-] as const
+function spec(document: Record<string, unknown>): JobSpec {
+  const result = validateJobSpec({ command: ['sleep'], ...document })
+  if (!result.ok) throw new Error(`assertion: built-in job spec invalid: ${JSON.stringify(result.errors)}`)
+  return result.spec
+}
 
-/** Share of jobs sized beyond every node (they must be reported unplaceable, not lost). */
+/** Share of the built-in workload sized beyond every node (it must be reported unplaceable, not lost). */
 const oversizedShare = 0.02
+
+/** The built-in workload: four lowest-cost shapes and the oversized job. */
+export const builtInWorkload: Workload = {
+  name: 'built-in',
+  templates: [
+    { name: 'small', weight: (1 - oversizedShare) / 4, spec: spec({ name: 'small', resources: { cpu: '250m', memory: '256Mi' } }) },
+    { name: 'medium', weight: (1 - oversizedShare) / 4, spec: spec({ name: 'medium', resources: { cpu: '500m', memory: '512Mi' } }) },
+    { name: 'large', weight: (1 - oversizedShare) / 4, spec: spec({ name: 'large', resources: { cpu: 1, memory: '1Gi' } }) },
+    { name: 'xlarge', weight: (1 - oversizedShare) / 4, spec: spec({ name: 'xlarge', resources: { cpu: 2, memory: '4Gi' } }) },
+    { name: 'oversized', weight: oversizedShare, spec: spec({ name: 'oversized', resources: { cpu: 4096, memory: '64Ti' } }) },
+  ],
+}
 
 export class WorkloadGenerator {
   readonly #random: SeededRandom
   readonly #ratePerSecond: number
+  readonly #workload: Workload
+  readonly #cumulative: number[]
   #count = 0
 
-  constructor(random: SeededRandom, ratePerSecond: number) {
+  constructor(random: SeededRandom, ratePerSecond: number, workload: Workload = builtInWorkload) {
     this.#random = random
     this.#ratePerSecond = ratePerSecond
+    this.#workload = workload
+    let total = 0
+    this.#cumulative = workload.templates.map((template) => (total += template.ratePerSecond ?? template.weight))
   }
 
   /** Virtual milliseconds until the next submission. */
@@ -30,14 +49,9 @@ export class WorkloadGenerator {
 
   nextJob(): JobSubmission {
     const index = this.#count++
-    const oversized = this.#random.chance(oversizedShare)
-    const shape = oversized ? { cpuMillis: 64_000, memoryMiB: 1_048_576 } : this.#random.pick(shapes)
-    return {
-      id: asJobId(`job-${String(index).padStart(5, '0')}`),
-      name: `sim-${index}`,
-      demand: { ...shape },
-      durationMs: this.#random.int(1_000, 10_000),
-      command: 'sleep',
-    }
+    const draw = this.#random.next() * this.#cumulative.at(-1)!
+    const slot = Math.max(0, this.#cumulative.findIndex((bound) => draw < bound))
+    const template = this.#workload.templates[slot]!
+    return { id: asJobId(`job-${String(index).padStart(5, '0')}`), spec: template.spec, durationMs: this.#random.int(1_000, 10_000) }
   }
 }

@@ -29,6 +29,8 @@ import { SimNetwork } from './network.ts'
 import type { SimOptions } from './options.ts'
 import { SeededRandom } from './random.ts'
 import { WorkloadGenerator } from './workload.ts'
+import { SpotMarket, generatedFleet, renameFleet } from './fleet.ts'
+import { PlacementMetrics } from './placement-metrics.ts'
 
 type SimEvent =
   | { kind: 'wake'; node: number }
@@ -38,6 +40,8 @@ type SimEvent =
   | { kind: 'submit' }
   | { kind: 'fault' }
   | { kind: 'heal' }
+  | { kind: 'market' }
+  | { kind: 'sample' }
   | { kind: 'action'; action: () => void }
 
 interface StoredState { term: number; votedFor: NodeId | null; chunks: Uint8Array[] }
@@ -58,7 +62,8 @@ interface SimNode {
   running: Map<JobId, { demand: Resources; token: number }>
 }
 
-export const nodeCapacity: Resources = { cpuMillis: 4_000, memoryMiB: 8_192 }
+/** How often utilization is sampled. */
+const sampleEveryMs = 1_000
 /** Large meshes recompute a publisher's gossip arrivals on this many publishes (and on every network change). */
 const gossipRefreshEvery = 10
 /** Safety valve: a run that schedules more events than this is a bug, not a workload. */
@@ -81,6 +86,7 @@ export class World implements FaultTarget {
   readonly nodes: SimNode[]
   readonly network: SimNetwork
   readonly checker: Checker
+  readonly placement: PlacementMetrics
   readonly metrics: WorldMetrics = { failoverMs: [], commitMs: [], ackMs: [], gossip99Ms: [], gossipUnreached: 0, messagesSent: 0, events: 0, leaderChanges: 0 }
   #now = 0
   readonly #queue = new EventQueue<SimEvent>()
@@ -89,6 +95,7 @@ export class World implements FaultTarget {
   readonly #scratch: Float64Array
   readonly #faults: FaultInjector
   readonly #workload: WorkloadGenerator
+  readonly #market: SpotMarket
   readonly #random: SeededRandom
   readonly #voterIndexes: number[]
   readonly #genesis: Uint8Array
@@ -121,14 +128,9 @@ export class World implements FaultTarget {
     // Voters spread by index; with the drawn ids this is as good as spreading over failure domains.
     const stride = options.nodes / options.voters
     this.#voterIndexes = Array.from({ length: options.voters }, (_, index) => Math.floor(index * stride))
-    const attributes = ids.map((id, index): NodeAttributes => ({
-      id,
-      capacity: { ...nodeCapacity },
-      provider: index % 3 === 0 ? 'aws' : index % 3 === 1 ? 'gcp' : 'nosana',
-      region: index % 2 === 0 ? 'eu-west-1' : 'us-east-1',
-      azId: `az${index % 4}`,
-      pricePerHour: 0.1 + (index % 7) * 0.01,
-    }))
+    if (options.fleet !== null && options.fleet.length !== options.nodes) throw new Error(`the fleet has ${options.fleet.length} nodes but the mesh ${options.nodes}`)
+    const offers = renameFleet(options.fleet ?? generatedFleet(options.nodes), ids)
+    const attributes = offers.map((offer): NodeAttributes => ({ id: offer.nodeId as string as NodeId, offer }))
     this.#genesis = createGenesis({ voters: this.#voterIndexes.map((index) => ids[index]!), nodes: attributes })
     const clockRandom = this.#random.fork('clocks')
     const drift = options.faults.includes('drift')
@@ -149,12 +151,16 @@ export class World implements FaultTarget {
       return node
     })
     this.checker = new Checker(this, options.traceLimit)
+    this.placement = new PlacementMetrics(offers)
+    this.#market = new SpotMarket(this.#random.fork('market'), offers)
     for (const node of this.nodes) this.#boot(node)
-    this.#workload = new WorkloadGenerator(this.#random.fork('workload'), options.ratePerSecond)
+    this.#workload = new WorkloadGenerator(this.#random.fork('workload'), options.ratePerSecond, options.workload ?? undefined)
     this.#faults = new FaultInjector(this.#random.fork('faults'), options.faults, this)
     this.#healAtMs = Math.round(options.durationMs * options.faultPhaseFraction)
     if (this.#faults.active) this.#queue.push(this.#faults.nextGapMs(), { kind: 'fault' })
     this.#queue.push(this.#healAtMs, { kind: 'heal' })
+    this.#queue.push(SpotMarket.periodMs, { kind: 'market' })
+    this.#queue.push(sampleEveryMs, { kind: 'sample' })
     const gap = this.#workload.nextGapMs()
     if (gap < this.#healAtMs) this.#queue.push(gap, { kind: 'submit' })
   }
@@ -271,6 +277,7 @@ export class World implements FaultTarget {
         if (live.length === 0) return
         const node = this.#random.pick(live)
         this.checker.noteSubmitted(job)
+        this.placement.noteSubmitted(job, this.#now)
         this.#submittedAtMs.set(job.id, this.#now)
         this.#step(node, { kind: 'submit', nowMs: node.clock.localMs(this.#now), requestId: job.id, job })
         return
@@ -287,6 +294,20 @@ export class World implements FaultTarget {
         this.checker.noteHealed()
         return
       }
+      case 'market': {
+        // Spot prices move: each spot node hears its new prices (its later bids ask them).
+        for (const [index, prices] of this.#market.move(this.placement.offers)) {
+          this.placement.setPrices(index, prices)
+          const node = this.nodes[index]!
+          if (node.up) this.#step(node, { kind: 'prices', nowMs: node.clock.localMs(this.#now), prices })
+        }
+        this.#queue.push(this.#now + SpotMarket.periodMs, { kind: 'market' })
+        return
+      }
+      case 'sample':
+        this.placement.sample(this.nodes)
+        this.#queue.push(this.#now + sampleEveryMs, { kind: 'sample' })
+        return
       case 'action':
         event.action()
         return
@@ -316,6 +337,7 @@ export class World implements FaultTarget {
           const token = ++this.#jobToken
           node.running.set(effect.jobId, { demand: effect.demand, token })
           this.checker.noteJobStarted(node.index, effect.jobId)
+          this.placement.noteStarted(effect.jobId, this.#now)
           this.#queue.push(this.#now + effect.durationMs, { kind: 'job-exit', node: node.index, incarnation: node.incarnation, jobId: effect.jobId, token })
           break
         }
@@ -396,6 +418,7 @@ export class World implements FaultTarget {
         break
       case 'decision':
         this.#decisionAtMs.set(`${event.term}.${event.seq}`, this.#now)
+        if (event.auction !== null) this.placement.noteAuction(event.auction)
         break
       case 'committed': {
         const key = `${event.term}.${event.seq}`

@@ -13,6 +13,7 @@ import {
   isLogLevel,
   jsonLogger,
   loadOrCreateIdentity,
+  localOffer,
   type ShuttleStatus,
 } from '../../node/index.ts'
 import { integer } from '../parse.ts'
@@ -49,10 +50,13 @@ export function registerNodeStart(program: Command): void {
     .option('--election-timeout <ms>', 'election timeout base T in ms (heartbeat T/5)', '150')
     .option('--cpu-millis <n>', 'CPU this node offers, in thousandths of a core', String(availableParallelism() * 1_000))
     .option('--memory-mib <n>', 'memory this node offers, in MiB', String(Math.floor(totalmem() / 1024 / 1024)))
+    .option('--disk-mib <n>', 'disk this node offers to jobs, in MiB', String(100 * 1024))
     .option('--provider <name>', 'provider label', 'local')
     .option('--region <name>', 'region label', 'local')
     .option('--az-id <id>', 'availability-zone id', 'local-1')
-    .option('--price-per-hour <usd>', 'ask price per hour', '0')
+    .option('--country <code>', 'ISO 3166 country code where the node runs (data sovereignty)', 'ZZ')
+    .option('--spot', 'the node is spot capacity (may be reclaimed)')
+    .option('--price-per-hour <usd>', 'price of the whole node per hour; bids ask the share a job takes', '0')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .option('--no-sync-writes', 'do not fsync each persist (tests only: a machine crash may lose acknowledged state)')
     .action(async (flags: Record<string, unknown>) => {
@@ -81,11 +85,15 @@ export function registerNodeStart(program: Command): void {
           electionTimeoutMs,
           syncWrites: flags.syncWrites !== false,
           attributes: {
-            capacity: { cpuMillis: integer('--cpu-millis', flags.cpuMillis), memoryMiB: integer('--memory-mib', flags.memoryMib) },
-            provider: String(flags.provider),
-            region: String(flags.region),
-            azId: String(flags.azId),
-            pricePerHour: price,
+            offer: localOffer({
+              capacity: { cpuMillis: integer('--cpu-millis', flags.cpuMillis), memoryMiB: integer('--memory-mib', flags.memoryMib), diskMiB: integer('--disk-mib', flags.diskMib), gpuCount: 0 },
+              provider: String(flags.provider),
+              region: String(flags.region),
+              azId: String(flags.azId),
+              country: String(flags.country),
+              pricePerHour: price,
+              spot: flags.spot === true,
+            }),
           },
         },
         {

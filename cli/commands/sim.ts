@@ -19,6 +19,8 @@ export function registerSim(program: Command): void {
     .option('--duration <time>', 'virtual time per seed (e.g. 120s, 2m)', '120s')
     .option('--faults <list>', `comma list of ${allFaults.join(', ')}; or all, none`, 'all')
     .option('--rate <jobs/s>', 'jobs submitted per virtual second', String(defaultSimOptions.ratePerSecond))
+    .option('--fleet <file>', 'the nodes (YAML, see examples/fleet.yaml); sets the node count. Default: a generated heterogeneous fleet')
+    .option('--workload <file>', 'the job mix (YAML, see examples/mixed.yaml): templates drawn by rate or weight, arriving at --rate')
     .option('--election-timeout <ms>', 'election timeout base T (followers wait [T, 2T))', String(defaultSimOptions.electionTimeoutMs))
     .option('--latency <min-max>', 'link latency range in ms', `${defaultSimOptions.linkLatencyMinMs}-${defaultSimOptions.linkLatencyMaxMs}`)
     .option('--workers <n>', 'worker threads (default: one per core)')
@@ -30,8 +32,11 @@ export function registerSim(program: Command): void {
         'one valid lease, committed decisions survive leader changes, acknowledged jobs are never lost,\n' +
         'no over-commit, one copy per job after heal, liveness after the faults stop). failoverMs is the\n' +
         'time from losing the leader to a new leader ready to decide; commitMs from a decision to its\n' +
-        'majority acknowledgement; gossip99Ms the time for 99% of peers to see a capacity update.\n\n' +
-        'Examples:\n  fabric sim --nodes 25 --voters 5 --seeds 20 --duration 120s --faults all --json\n  fabric sim --seed 7 --duration 60s',
+        'majority acknowledgement; gossip99Ms the time for 99% of peers to see a capacity update.\n' +
+        'Placement: placementMs is submission to first start; costVsOptimal divides what the auctions\n' +
+        'awarded by the cheapest bid with room in each round (1 = always the cheapest; only lowest_cost\n' +
+        'jobs aim there, see costVsOptimalByStrategy); unplaceable counts replicas pending with a reason.\n\n' +
+        'Examples:\n  fabric sim --nodes 25 --voters 5 --seeds 20 --duration 120s --faults all --json\n  fabric sim --nodes 50 --seeds 20 --faults all --workload examples/mixed.yaml --json\n  fabric sim --seed 7 --duration 60s',
     )
     .action(async (flags: Record<string, string | boolean | undefined>) => {
       const options = simOptionsFromFlags(flags)
@@ -54,7 +59,11 @@ function printReport(report: SimReport): void {
   console.log('')
   line('seeds', `${report.seeds.length} (${report.seeds[0]}..${report.seeds.at(-1)})`)
   line('mesh', `${report.nodes} nodes, ${report.voters} voters, faults: ${report.faults.join(',') || 'none'}`)
-  line('jobs', `${report.jobsSubmitted} submitted, ${report.jobsAcknowledged} acknowledged, ${report.jobsFinished} finished, ${report.unplaceable.count} unplaceable, ${report.jobsLost} lost`)
+  line('jobs', `${report.jobsSubmitted} submitted, ${report.jobsAcknowledged} acknowledged, ${report.jobsLost} lost`)
+  line('replicas', `${report.replicasSubmitted} submitted, ${report.replicasFinished} finished, ${report.unplaceable.count} pending with a reason ${JSON.stringify(report.unplaceable.reasons)}`)
+  line('placement', `${report.placementsPerSec}/s in ${report.auctionRounds} auctions; submit->start p50 ${report.placementMs.p50} ms, p99 ${report.placementMs.p99} ms`)
+  line('cost vs optimal', `${report.costVsOptimal} overall; ${Object.entries(report.costVsOptimalByStrategy).map(([strategy, ratio]) => `${strategy} ${ratio}`).join(', ')}`)
+  line('utilization', `CPU ${(report.utilization.cpu * 100).toFixed(1)}%, GPU ${(report.utilization.gpu * 100).toFixed(1)}%`)
   line('leaders', `${report.leaderChanges} elections, at most ${report.maxLeadersPerTerm} per term`)
   line('failover', `p50 ${report.failoverMs.p50} ms, p99 ${report.failoverMs.p99} ms`)
   line('commit', `p50 ${report.commitMs.p50} ms, p99 ${report.commitMs.p99} ms`)

@@ -19,6 +19,7 @@ import {
   type RandomSource,
   type Resources,
 } from '../index.ts'
+import { jobSpec, offer } from '../../placement/testing.ts'
 
 /** mulberry32: a small seeded PRNG, enough for election jitter. */
 export function mulberry32(seed: number): RandomSource {
@@ -43,6 +44,8 @@ export interface ClusterOptions {
   config?: Partial<Omit<PeerConfig, 'nodeId'>>
   /** Per node index; the default is 4 CPUs and 8 GiB. */
   capacities?: readonly (Resources | undefined)[]
+  /** Per node index: the price of a vCPU-hour (default 0.05); the auction places lowest_cost jobs on the cheapest node with room. */
+  pricesPerCpuHour?: readonly (number | undefined)[]
 }
 
 export interface Stored { term: number; votedFor: NodeId | null; chunks: Uint8Array[] }
@@ -70,10 +73,14 @@ interface HarnessNode {
 const maxEventsPerRun = 2_000_000
 const maxTicksAtOneInstant = 1_000
 
-export const defaultCapacity: Resources = { cpuMillis: 4_000, memoryMiB: 8_192 }
+export const defaultCapacity: Resources = { cpuMillis: 4_000, memoryMiB: 8_192, diskMiB: 100 * 1024, gpuCount: 0 }
 
-export function testJob(id: string, demand: Resources = { cpuMillis: 1_000, memoryMiB: 512 }): JobSubmission {
-  return { id: id as JobId, name: id, demand, durationMs: 1_000_000_000, command: 'sleep forever' }
+/** Capacity with the default disk and no GPUs. */
+export const capacity = (cpuMillis: number, memoryMiB: number): Resources => ({ cpuMillis, memoryMiB, diskMiB: 100 * 1024, gpuCount: 0 })
+
+/** A job running "forever" (until stopped); `spec` fields override the 1 CPU / 512 MiB default. */
+export function testJob(id: string, spec: Record<string, unknown> = {}): JobSubmission {
+  return { id: id as JobId, spec: jobSpec({ name: id, command: ['sleep', 'forever'], resources: { cpu: 1, memory: '512Mi' }, ...spec }), durationMs: 1_000_000_000 }
 }
 
 
@@ -103,11 +110,7 @@ export class Cluster {
     this.config = { ...defaultPeerTiming, ...options.config }
     const attributes = this.ids.map((id, index): NodeAttributes => ({
       id,
-      capacity: { ...(options.capacities?.[index] ?? defaultCapacity) },
-      provider: 'test',
-      region: 'test-1',
-      azId: 'az0',
-      pricePerHour: 0.1,
+      offer: offer(id, { provider: 'test', region: 'test-1', azId: 'az0', capacity: options.capacities?.[index] ?? defaultCapacity, pricePerCpuHour: options.pricesPerCpuHour?.[index] ?? 0.05 }),
     }))
     this.genesis = createGenesis({ voters: this.voterIds, nodes: attributes })
     const seed = options.seed ?? 1

@@ -1,0 +1,34 @@
+// What a Shuttle offers the auction, from its operator's flags: traits, capacity, and unit prices
+// split from one whole-node price per hour (so a job taking half the node asks half the price).
+import { asNodeId, unitPricesFromInstancePrice, type NodeOffer, type Resources } from '../placement/index.ts'
+
+export interface LocalOfferInit {
+  capacity: Resources
+  provider: string
+  region: string
+  azId: string
+  country: string
+  pricePerHour: number
+  spot: boolean
+  labels?: Record<string, string>
+}
+
+/** The node's offer; its id is filled in by the daemon once the identity is loaded. */
+export function localOffer(init: LocalOfferInit): NodeOffer {
+  return {
+    nodeId: asNodeId(''),
+    provider: init.provider,
+    region: init.region,
+    azId: init.azId,
+    country: init.country,
+    spot: init.spot,
+    labels: init.labels ?? {},
+    efa: false,
+    capacity: init.capacity,
+    free: init.capacity,
+    prices: unitPricesFromInstancePrice(init.pricePerHour, init.capacity),
+    performanceScore: 1,
+    reliability: { uptime: 1, interruptions: 0 },
+    startDelayMs: 0,
+  }
+}
