@@ -38,8 +38,9 @@ interface OpenRound {
   auction: AuctionRound
   /** Per submitted job in the round: its spec and its replicas' record ids. */
   jobs: Map<string, { spec: JobSpec; replicas: number; reasons: Map<number, string | null> }>
-  /** Free resources per node as the document accounted them at open: bids may not claim more. */
+  /** Per invited node: free resources as the document accounted them at open, and its registered capacity. */
   free: Map<string, Resources>
+  capacity: Map<string, Resources>
 }
 
 export type BidRefusal = string
@@ -94,7 +95,7 @@ export class LeaderAuction {
       // Signatures are checked in receive() on the bid as signed, before its free is clamped.
       options: { verify: trustAllBids, bidWindowMs: adaptiveBidWindowMs(this.#latenciesMs, { minBidWindowMs: this.#options.minBidWindowMs, maxBidWindowMs: this.#options.maxBidWindowMs, headroom: 1.5 }) },
     })
-    this.#round = { auction, jobs, free: new Map(offers.map((offer) => [offer.nodeId as string, offer.free])) }
+    this.#round = { auction, jobs, free: new Map(offers.map((offer) => [offer.nodeId as string, offer.free])), capacity: new Map(offers.map((offer) => [offer.nodeId as string, offer.capacity])) }
     return { opened: { call: auction.call, invite: [...auction.eligible].map((id) => asNodeId(id)) }, unreadable }
   }
 
@@ -105,8 +106,14 @@ export class LeaderAuction {
     if (bid.nodeId !== from) return `bid names ${String(bid.nodeId)} but came from ${from}`
     if (!(this.#options.verify ?? trustAllBids)(bid)) return 'bad bid signature'
     const free = round.free.get(from)
-    // A node's own view of its free resources may lag the document's: the leader never trusts more.
-    const clamped = free === undefined ? bid : { ...bid, free: minResources(bid.free, free) }
+    const capacity = round.capacity.get(from)
+    if (free === undefined || capacity === undefined) return 'not_eligible'
+    // Claiming more than the node registered is a lie, not lag: refuse it whole.
+    for (const resource of ['cpuMillis', 'memoryMiB', 'diskMiB', 'gpuCount'] as const) if (!(bid.free[resource] <= capacity[resource])) return 'attribute_mismatch'
+    // The document's accounting decides what a node has free: the node's own view lags it either
+    // way (a committed assignment not started yet, a fenced copy still stopping); its runner
+    // starts a replica only once the room is really there.
+    const clamped = { ...bid, free }
     const receipt = round.auction.receiveBid(clamped, nowMs)
     return receipt.ok ? null : `${receipt.reason.kind}`
   }
@@ -145,14 +152,5 @@ export class LeaderAuction {
       }
     }
     return { placement, waiting, summary }
-  }
-}
-
-function minResources(a: Resources, b: Resources): Resources {
-  return {
-    cpuMillis: Math.min(a.cpuMillis, b.cpuMillis),
-    memoryMiB: Math.min(a.memoryMiB, b.memoryMiB),
-    diskMiB: Math.min(a.diskMiB, b.diskMiB),
-    gpuCount: Math.min(a.gpuCount, b.gpuCount),
   }
 }

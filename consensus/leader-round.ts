@@ -83,7 +83,7 @@ const addTo = (total: Resources, demand: Resources): void => {
 export function surveyJobs(document: Document, leader: Readonly<LeaderState>, term: Term, nowMs: number, limits: RoundLimits, isAlive: (nodeId: NodeId) => boolean): JobSurvey {
   const survey: JobSurvey = { pending: [], used: new Map(), expired: [], doneSeen: [] }
   /** Gangs (tightly-coupled jobs) are placed whole: one lost replica sends every replica back. */
-  const gangs = new Map<string, { placed: { jobId: JobId; job: JobRecord }[]; pending: boolean }>()
+  const gangs = new Map<string, { placed: { jobId: JobId; job: JobRecord; node: NodeId }[]; pending: boolean }>()
   const wait = (jobId: JobId, job: JobRecord): void => {
     const reason = job.unplaceable[String(term)]
     survey.pending.push({
@@ -121,7 +121,7 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
       const parent = readText(job.job)
       let gang = gangs.get(parent)
       if (gang === undefined) gangs.set(parent, (gang = { placed: [], pending: false }))
-      if (placed) gang.placed.push({ jobId, job })
+      if (placed) gang.placed.push({ jobId, job, node: current!.node })
       else gang.pending = true
       if (placed) return
     } else if (placed) return
@@ -130,8 +130,18 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
   })
   for (const gang of gangs.values()) {
     if (!gang.pending) continue
-    // The survivors are placed again with the rest; their resources stay held until they are fenced.
-    for (const { jobId, job } of gang.placed) wait(jobId, job)
+    // The survivors are placed again with the rest, and their room counts as free: a survivor
+    // awarded its own node keeps running, one moved elsewhere is stopped by the fencing, and a
+    // runner starts a replica only once its node really has the room.
+    for (const { jobId, job, node } of gang.placed) {
+      wait(jobId, job)
+      const total = survey.used.get(node)!
+      const demand = demandOf(job)
+      total.cpuMillis -= demand.cpuMillis
+      total.memoryMiB -= demand.memoryMiB
+      total.diskMiB -= demand.diskMiB
+      total.gpuCount -= demand.gpuCount
+    }
   }
   survey.pending.sort((a, b) => a.submittedAtMs - b.submittedAtMs || (a.jobId < b.jobId ? -1 : 1))
   return survey

@@ -3,7 +3,7 @@
 // perform in order (persist first, then sends), like etcd-io/raft's Ready. No clock, no randomness
 // (drawn from the injected RandomSource), no I/O. node/ and sim/ drive the same code.
 import * as A from '@automerge/automerge'
-import { answerCall, type BidPolicy, type NodeOffer, type VerifyBid } from '../placement/index.ts'
+import { answerCall, type Bid, type BidPolicy, type NodeOffer, type VerifyBid } from '../placement/index.ts'
 import {
   committeeVoters,
   isJobDone,
@@ -652,8 +652,16 @@ export class Peer {
 
   #onCallForBids(from: NodeId, message: CallForBidsMessage): void {
     if (message.term < this.#election.term) return
-    const offer = { ...this.#offer, free: this.#runner.freeResources() }
-    this.#send(from, { kind: 'bid', term: message.term, bid: answerCall(offer, message.call, this.#now, this.#bidPolicy) })
+    this.#send(from, { kind: 'bid', term: message.term, bid: this.#bidFor(message.call) })
+  }
+
+  /**
+   * This node's bid: an ask for every class its traits and capacity allow. Free room is the
+   * leader's to account (from the document): this node's own view lags it (an award not started
+   * yet, a fenced copy still stopping), so it does not narrow the asks.
+   */
+  #bidFor(call: CallForBidsMessage['call']): Bid {
+    return answerCall({ ...this.#offer, free: this.#offer.capacity }, call, this.#now, this.#bidPolicy)
   }
 
   #onBid(from: NodeId, message: BidMessage): void {
@@ -690,7 +698,7 @@ export class Peer {
       if (opened !== null) {
         leader.nextRoundMs = Math.min(leader.nextRoundMs, opened.call.closesAtMs)
         for (const nodeId of opened.invite) if (nodeId !== this.id) this.#send(nodeId, { kind: 'call-for-bids', term, call: opened.call })
-        if (opened.invite.includes(this.id)) this.#onBid(this.id, { kind: 'bid', term, bid: answerCall({ ...this.#offer, free: this.#runner.freeResources() }, opened.call, this.#now, this.#bidPolicy) })
+        if (opened.invite.includes(this.id)) this.#onBid(this.id, { kind: 'bid', term, bid: this.#bidFor(opened.call) })
         // Nobody to ask (or only this node): decide now.
         if (leader.auction.shouldClose(this.#now) && placement === noPlacement) {
           const closed = leader.auction.close(this.#now)

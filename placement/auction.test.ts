@@ -203,7 +203,14 @@ describe('capacity accounting and fairness across a batch', () => {
     const result = placeBatch(jobs, fleet, { limits: { maxClassesPerRound: 1 } })
     expect(result.rounds).toHaveLength(3)
     expect(result.awards.map((award) => award.jobId)).toEqual(['a', 'b'])
-    expect(result.pending.map((entry) => [entry.jobId, entry.reason.kind])).toEqual([['c', 'no_feasible_node']])
+    // The node could run c when empty: c waits for room (capacity_exhausted), it is not unfit.
+    expect(result.pending.map((entry) => [entry.jobId, entry.reason.kind])).toEqual([['c', 'capacity_exhausted']])
+  })
+
+  it('tells a job too big for every node (no_feasible_node) from one waiting for room (capacity_exhausted)', () => {
+    const fleet = [offer('small', { capacity: { cpuMillis: 2000 }, free: { cpuMillis: 0 } })]
+    const result = placeBatch([job('huge', jobSpec({ resources: { cpu: 4, memory: '1Gi' } })), job('waits', jobSpec({ resources: { cpu: 1, memory: '1Gi' } }))], fleet)
+    expect(result.pending.map((entry) => [entry.jobId, entry.reason.kind])).toEqual([['huge', 'no_feasible_node'], ['waits', 'capacity_exhausted']])
   })
 })
 

@@ -18,7 +18,7 @@ import { exclusionKey, exclusionOf, resourceExclusion, type Exclusion, type Reso
 import { costHorizonHours, defaultCostModel, transferCostPerHour, type CostModel } from './cost-model.ts'
 import type { ClassSummary, ExplainRow, RoundExplanation } from './explain.ts'
 import type { DataInput, JobId, JobSpec, StrategyName, StrategyWeights } from './job-spec.ts'
-import { askPerHour, type NodeId, type NodeOffer } from './node-offer.ts'
+import { askPerHour, type NodeId, type NodeOffer, type Resources } from './node-offer.ts'
 import { reliabilityValue, scoreCandidates, strategyWeights, type CandidateTerms } from './strategies.ts'
 
 export interface PendingJob {
@@ -345,7 +345,7 @@ export class AuctionRound {
     const states = this.#scoreClasses(bidders, nowMs)
     const awards: Award[] = []
     const pending: Unplaced[] = []
-    const placer = new Placer(bidders, ledger, states, this.#options, this.#limits, awards, pending, this.#prefilter, this.#offerIndex, this.#offers.length)
+    const placer = new Placer(bidders, ledger, states, this.#options, this.#limits, awards, pending, this.#prefilter, this.#offerIndex, this.#offers.map((offer) => offer.capacity))
 
     // Higher priority first; equal priority keeps submission order (the sort is stable).
     let ordered: readonly PendingJob[] = this.jobs
@@ -500,6 +500,8 @@ class Placer {
   readonly #prefilter: (Exclusion | undefined)[][]
   readonly #offerIndex: ReadonlyMap<string, number>
   readonly #offerCount: number
+  /** Registered capacity per offer: a node out of room now but big enough when empty is busy, not unfit. */
+  readonly #capacities: readonly Resources[]
 
   constructor(
     bidders: readonly Bid[],
@@ -511,7 +513,7 @@ class Placer {
     pending: Unplaced[],
     prefilter: (Exclusion | undefined)[][],
     offerIndex: ReadonlyMap<string, number>,
-    offerCount: number,
+    capacities: readonly Resources[],
   ) {
     this.#bidders = bidders
     this.#ledger = ledger
@@ -522,7 +524,8 @@ class Placer {
     this.#pending = pending
     this.#prefilter = prefilter
     this.#offerIndex = offerIndex
-    this.#offerCount = offerCount
+    this.#offerCount = capacities.length
+    this.#capacities = capacities
   }
 
   place(job: PendingJob, classId: ClassId): void {
@@ -725,19 +728,30 @@ class Placer {
     const examples = new Map<string, Exclusion>()
     const prefilter = this.#prefilter[classId]!
     const seen = new Set<number>()
-    const count = (exclusion: Exclusion): void => {
+    const demand = state.info.call.demand
+    const busy = new Map<ResourceName, number>()
+    const count = (exclusion: Exclusion, offer: number | undefined): void => {
       const key = exclusionKey(exclusion)
       byConstraint[key] = (byConstraint[key] ?? 0) + 1
       if (!examples.has(key)) examples.set(key, exclusion)
+      // Out of room now, but it could run the job once its running jobs end.
+      if (exclusion.kind === 'resources' && offer !== undefined && resourceExclusion(demand, this.#capacities[offer]!) === undefined) {
+        busy.set(exclusion.resource, (busy.get(exclusion.resource) ?? 0) + 1)
+      }
     }
     for (const [node, exclusion] of state.excluded) {
-      count(exclusion)
       const offer = this.#offerIndex.get(this.#bidders[node]!.nodeId)
+      count(exclusion, offer)
       if (offer !== undefined) seen.add(offer)
     }
     for (let offer = 0; offer < this.#offerCount; offer++) {
       if (seen.has(offer)) continue
-      count(prefilter[offer] ?? { kind: 'no_bid' })
+      count(prefilter[offer] ?? { kind: 'no_bid' }, offer)
+    }
+    if (busy.size > 0) {
+      const [resource] = [...busy].sort((a, b) => b[1] - a[1])[0]!
+      state.exhausted = { kind: 'capacity_exhausted', resource, candidates: [...busy.values()].reduce((a, b) => a + b, 0) }
+      return state.exhausted
     }
     // The example is of the constraint that removed the most nodes (ties: first seen, by node id).
     let example: Exclusion | undefined

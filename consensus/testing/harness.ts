@@ -19,7 +19,7 @@ import {
   type RandomSource,
   type Resources,
 } from '../index.ts'
-import { jobSpec, offer } from '../../placement/testing.ts'
+import { jobSpec, offer, type OfferInit } from '../../placement/testing.ts'
 
 /** mulberry32: a small seeded PRNG, enough for election jitter. */
 export function mulberry32(seed: number): RandomSource {
@@ -46,6 +46,8 @@ export interface ClusterOptions {
   capacities?: readonly (Resources | undefined)[]
   /** Per node index: the price of a vCPU-hour (default 0.05); the auction places lowest_cost jobs on the cheapest node with room. */
   pricesPerCpuHour?: readonly (number | undefined)[]
+  /** Per node index: traits of its offer (provider, region, GPUs, ...) over the defaults. */
+  offers?: readonly (OfferInit | undefined)[]
 }
 
 export interface Stored { term: number; votedFor: NodeId | null; chunks: Uint8Array[] }
@@ -110,7 +112,7 @@ export class Cluster {
     this.config = { ...defaultPeerTiming, ...options.config }
     const attributes = this.ids.map((id, index): NodeAttributes => ({
       id,
-      offer: offer(id, { provider: 'test', region: 'test-1', azId: 'az0', capacity: options.capacities?.[index] ?? defaultCapacity, pricePerCpuHour: options.pricesPerCpuHour?.[index] ?? 0.05 }),
+      offer: offer(id, { provider: 'test', region: 'test-1', azId: 'az0', capacity: options.capacities?.[index] ?? defaultCapacity, pricePerCpuHour: options.pricesPerCpuHour?.[index] ?? 0.05, ...options.offers?.[index] }),
     }))
     this.genesis = createGenesis({ voters: this.voterIds, nodes: attributes })
     const seed = options.seed ?? 1
