@@ -118,6 +118,11 @@ describe('auction placement in the leader', () => {
     expect(placedOn(leader, 'eu-only', 1)).toEqual(['n4'])
     // On-demand only: not the cheap spot node (the on-demand voters at 0.05 per CPU-hour are next).
     expect(placedOn(leader, 'no-spot', 1)[0]).not.toBe('n3')
+    // The leader explains the decision: who bid, who was excluded and why, the winner and its price.
+    const record = leader.explain('eu-only')!
+    expect(record.awards.map((award) => award.nodeId)).toEqual(['n4'])
+    expect(record.rows.find((row) => row.nodeId === 'n3')?.excluded).toMatchObject({ kind: 'sovereignty', country: 'US' })
+    expect(record.answered).toBeGreaterThan(0)
   })
 
   it("a bidder's moved price decides later rounds", () => {

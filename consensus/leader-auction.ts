@@ -7,6 +7,9 @@ import {
   AuctionRound,
   adaptiveBidWindowMs,
   describePending,
+  explainJob,
+  type JobExplanation,
+  type RoundResult,
   trustAllBids,
   type Bid,
   type CallForBids,
@@ -33,6 +36,8 @@ export interface LeaderAuctionOptions {
 
 /** Bid latencies remembered for the adaptive window. */
 const latencyMemory = 256
+/** Closed rounds kept for `explain` (each holds its bids' score table). */
+const roundsRemembered = 32
 
 interface OpenRound {
   auction: AuctionRound
@@ -48,6 +53,7 @@ export type BidRefusal = string
 export class LeaderAuction {
   readonly #options: LeaderAuctionOptions
   readonly #latenciesMs: number[] = []
+  readonly #recent: RoundResult[] = []
   #round: OpenRound | null = null
   #seq = 0
 
@@ -124,6 +130,8 @@ export class LeaderAuction {
     if (round === null) throw new Error('assertion: no auction round to close')
     this.#round = null
     const result = round.auction.close(nowMs)
+    this.#recent.push(result)
+    if (this.#recent.length > roundsRemembered) this.#recent.shift()
     for (const latency of result.bidLatenciesMs) {
       this.#latenciesMs.push(latency)
       if (this.#latenciesMs.length > latencyMemory) this.#latenciesMs.shift()
@@ -152,5 +160,14 @@ export class LeaderAuction {
       }
     }
     return { placement, waiting, summary }
+  }
+
+  /** How the latest of the remembered rounds that held job `jobId` decided it: bids, exclusions, scores, winners, prices. */
+  explain(jobId: string): JobExplanation | undefined {
+    for (let index = this.#recent.length - 1; index >= 0; index--) {
+      const record = explainJob(this.#recent[index]!, jobId as PendingJob['jobId'])
+      if (record !== undefined) return record
+    }
+    return undefined
   }
 }

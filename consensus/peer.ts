@@ -3,7 +3,7 @@
 // perform in order (persist first, then sends), like etcd-io/raft's Ready. No clock, no randomness
 // (drawn from the injected RandomSource), no I/O. node/ and sim/ drive the same code.
 import * as A from '@automerge/automerge'
-import { answerCall, type Bid, type BidPolicy, type NodeOffer, type VerifyBid } from '../placement/index.ts'
+import { answerCall, type Bid, type BidPolicy, type JobExplanation, type NodeOffer, type VerifyBid } from '../placement/index.ts'
 import {
   committeeVoters,
   isJobDone,
@@ -194,6 +194,8 @@ export class Peer {
   get committedSeq(): number { return this.#leader?.committedSeq ?? 0 }
   runningJobs(): ReadonlyMap<JobId, { term: number; seq: number; demand: Resources }> { return this.#runner.running }
   voters(): NodeId[] { return committeeVoters(this.#document) }
+  /** On the leader: how a recent auction round decided the job (undefined elsewhere, or when too old). */
+  explain(jobId: string): JobExplanation | undefined { return this.#leader?.auction.explain(jobId) }
 
   /** The earliest local time at which this peer wants a tick. */
   nextWakeMs(): number {
