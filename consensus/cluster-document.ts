@@ -41,6 +41,8 @@ export interface JobRecord {
   runs: Record<string, RunRecord>
   /** Written by a leader when a round could not place the replica: why (which constraint, which resource). */
   unplaceable: Record<string, Text>
+  /** Keyed by the node that took a cancel request, with its time: a cancelled job is done. */
+  cancelled?: Record<string, number>
 }
 export interface NodeRecord {
   cpuMillis: number
@@ -164,7 +166,11 @@ export function runStateOf(run: RunRecord): RunState {
 }
 
 /** The run that ended the job (finished, or failed for good), or null while it is active. */
-export function finalRun(job: JobRecord): { node: NodeId; state: 'finished' | 'failed'; run: RunRecord } | null {
+export function finalRun(job: JobRecord): { node: NodeId; state: 'finished' | 'failed' | 'cancelled'; run: RunRecord } | null {
+  for (const node of Object.keys(job.cancelled ?? {})) {
+    const atMs = job.cancelled![node]!
+    return { node: asNodeId(node), state: 'cancelled', run: { state: text('stopped'), term: 0, seq: 0, exitCode: -1, atMs } }
+  }
   for (const node of Object.keys(job.runs)) {
     const run = job.runs[node]!
     const state = runStateOf(run)
@@ -173,13 +179,34 @@ export function finalRun(job: JobRecord): { node: NodeId; state: 'finished' | 'f
   return null
 }
 
-/** A job is done once any copy of it finished (or failed for good). */
+/** A job is done once any copy of it finished (or failed for good), or it was cancelled. */
 export function isJobDone(job: JobRecord): boolean {
+  if (isCancelled(job)) return true
   for (const run of Object.values(job.runs)) {
     const state = runStateOf(run)
     if (state === 'finished' || state === 'failed') return true
   }
   return false
+}
+
+export function isCancelled(job: JobRecord): boolean {
+  for (const _node in job.cancelled ?? {}) return true
+  return false
+}
+
+/** The records of a submitted job's replicas present in the document (none when it is unknown or archived). */
+export function replicaRecords(document: Document, jobId: string): { id: JobId; job: JobRecord }[] {
+  const single = jobRecord(document, asJobId(jobId))
+  if (single !== undefined && (single.replicas ?? 1) === 1) return [{ id: asJobId(jobId), job: single }]
+  const first = jobRecord(document, replicaIdOf(jobId, 0, 2))
+  const replicas = first?.replicas ?? 0
+  const records: { id: JobId; job: JobRecord }[] = []
+  for (let replica = 0; replica < replicas; replica++) {
+    const id = replicaIdOf(jobId, replica, replicas)
+    const job = jobRecord(document, id)
+    if (job !== undefined) records.push({ id, job })
+  }
+  return records
 }
 
 export function demandOf(job: JobRecord): Resources {
@@ -263,9 +290,20 @@ export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: Nod
       assignments: {},
       runs: {},
       unplaceable: {},
+      cancelled: {},
     }
   }
   draft.origins[origin] = originSeq
+}
+
+/** `node` records a cancel of these replicas (its own key in each), as its origin's next write. */
+export function writeCancel(draft: ClusterDocument, jobIds: readonly JobId[], node: NodeId, originSeq: number, nowMs: number): void {
+  for (const jobId of jobIds) {
+    const job = draftJob(draft, jobId)
+    if (job.cancelled === undefined) job.cancelled = {}
+    job.cancelled[node] = nowMs
+  }
+  draft.origins[node] = originSeq
 }
 
 function draftJob(draft: ClusterDocument, jobId: JobId): JobRecord {

@@ -6,10 +6,13 @@ import * as A from '@automerge/automerge'
 import { answerCall, type Bid, type BidPolicy, type JobExplanation, type NodeOffer, type VerifyBid } from '../placement/index.ts'
 import {
   committeeVoters,
+  effectiveAssignment,
   isJobDone,
   jobRecord,
   leaderSeqOf,
   loadDocument,
+  replicaRecords,
+  writeCancel,
   nodeRecord,
   originSeqOf,
   writeCommittee,
@@ -230,6 +233,9 @@ export class Peer {
         break
       case 'prices':
         this.#offer = { ...this.#offer, prices: input.prices }
+        break
+      case 'cancel':
+        this.#onCancel(input.requestId, input.jobId)
         break
     }
     this.#onTimers()
@@ -622,6 +628,24 @@ export class Peer {
     this.#change(`submit ${job.id}`, (draft) => writeJob(draft, job, this.id, originSeq, this.#now))
     this.#runner.touch(job.id)
     this.#submissions.add({ requestId, jobId: job.id, originSeq }, this.#now)
+    this.#markVotersDirty()
+    this.#acknowledgeDurable()
+  }
+
+  #onCancel(requestId: string, jobId: JobId): void {
+    const active = replicaRecords(this.#document, jobId).filter(({ job }) => !isJobDone(job))
+    if (active.length === 0) return this.#event({ kind: 'submission-refused', requestId, reason: `job ${jobId} is not active (unknown, finished or cancelled already)` })
+    const refusal = this.#submissions.capacityRefusal()
+    if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
+    const originSeq = this.#submissions.nextOriginSeq()
+    this.#change(`cancel ${jobId}`, (draft) => writeCancel(draft, active.map(({ id }) => id), this.id, originSeq, this.#now))
+    for (const { id, job } of active) {
+      this.#runner.touch(id)
+      // The runners hear it straight away, not at their next refresh from a voter.
+      const runner = effectiveAssignment(job)?.node
+      if (runner !== undefined && runner !== this.id) this.#dirtyPartners.add(runner)
+    }
+    this.#submissions.add({ requestId, jobId, originSeq }, this.#now)
     this.#markVotersDirty()
     this.#acknowledgeDurable()
   }

@@ -6,6 +6,7 @@ import {
   effectiveAssignment,
   finalRun,
   forEachJob,
+  isCancelled,
   isJobDone,
   jobRecord,
   readText,
@@ -94,9 +95,9 @@ export class Runner {
     for (const [jobId, run] of this.#running) {
       const job = jobRecord(document, jobId)
       if (job === undefined || isJobDone(job)) {
-        // Another copy finished it (and the leader may have archived it already): this copy is surplus.
+        // Cancelled, or another copy finished it (and the leader may have archived it already): this copy is surplus.
         this.#running.delete(jobId)
-        this.#components.emit({ kind: 'stop-job', jobId, reason: 'the job finished on another node' })
+        this.#components.emit({ kind: 'stop-job', jobId, reason: job !== undefined && isCancelled(job) ? 'cancelled' : 'the job finished on another node' })
         continue
       }
       const current = effectiveAssignment(job)

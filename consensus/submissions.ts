@@ -33,9 +33,15 @@ export class Submissions {
 
   get nextRetryMs(): number { return this.#nextRetryMs }
 
+  /** Why no more requests are taken now, or null. */
+  capacityRefusal(): string | null {
+    return this.#pending.length >= this.#maxPending ? `this node holds ${this.#maxPending} unacknowledged submissions already` : null
+  }
+
   /** Why this submission is refused, or null when it is accepted. */
   refusal(job: JobSubmission, document: Document): string | null {
-    if (this.#pending.length >= this.#maxPending) return `this node holds ${this.#maxPending} unacknowledged submissions already`
+    const full = this.capacityRefusal()
+    if (full !== null) return full
     if (job.id.length === 0 || job.id.includes(replicaSeparator)) return `job id "${job.id}" must be non-empty and must not contain "${replicaSeparator}"`
     const { resources, replicas } = job.spec
     if (!(resources.cpuMillis > 0) || !(resources.memoryMiB > 0)) return 'resources must ask for a positive CPU and memory'

@@ -185,7 +185,7 @@ export interface CapacityGossip {
 export interface ArchivedJob {
   id: JobId
   name: string
-  state: 'finished' | 'failed'
+  state: 'finished' | 'failed' | 'cancelled'
   node: NodeId
   exitCode: number
   submittedAtMs: number
@@ -200,6 +200,8 @@ export type PeerInput =
   | { kind: 'capacity'; nowMs: number; gossip: CapacityGossip }
   | { kind: 'submit'; nowMs: number; requestId: string; job: JobSubmission }
   | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number }
+  /** Cancel every replica of a submitted job; acknowledged like a submission (durable on a majority). */
+  | { kind: 'cancel'; nowMs: number; requestId: string; jobId: JobId }
   /** The node's prices changed (a spot market moved, an operator repriced): later bids ask them. */
   | { kind: 'prices'; nowMs: number; prices: UnitPrices }
 
