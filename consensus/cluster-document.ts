@@ -52,8 +52,17 @@ export interface NodeRecord {
   /** The node's offer as JSON (placement's NodeOffer: traits, capacity, registered prices). */
   offer: Text
 }
+/** Who may join the mesh or act on it: written by the node that took a request the admin key signed. */
+export type Role = 'node' | 'admin' | 'submitter' | 'viewer' | 'revoked'
+export const roles: readonly Role[] = ['node', 'admin', 'submitter', 'viewer', 'revoked']
+export interface AdmissionRecord { role: Text; by: Text; atMs: number }
+
 export interface ClusterDocument {
   formatVersion: number
+  /** The mesh's admin key as a peer id (empty: an open mesh, anyone may join and act). */
+  admin: Text
+  /** Peers admitted by the admin (nodes and clients), with their role. */
+  admitted: Record<string, AdmissionRecord>
   committee: { epoch: number; voters: Record<string, boolean> }
   nodes: Record<string, Record<string, NodeRecord>>
   jobs: Record<string, Record<string, JobRecord>>
@@ -96,12 +105,14 @@ const emptyShards = <T>(): Record<string, Record<string, T>> => {
 }
 
 /** The genesis document every peer starts from: identical bytes on every peer (fixed actor, no time). */
-export function createGenesis(options: { voters: readonly NodeId[]; nodes?: readonly NodeAttributes[] }): Uint8Array {
+export function createGenesis(options: { voters: readonly NodeId[]; nodes?: readonly NodeAttributes[]; admin?: string }): Uint8Array {
   const voters: Record<string, boolean> = {}
   for (const voter of options.voters) voters[voter] = true
   let document = A.init<ClusterDocument>({ actor: genesisActor })
   document = A.change(document, { time: undefined, message: 'genesis' }, (draft) => {
     draft.formatVersion = 1
+    draft.admin = text(options.admin ?? '')
+    draft.admitted = {}
     draft.committee = { epoch: 1, voters }
     draft.nodes = emptyShards<NodeRecord>()
     draft.jobs = emptyShards<JobRecord>()
@@ -241,6 +252,24 @@ export function forEachNode(document: Document, visit: (nodeId: NodeId, node: No
       if (node !== undefined) visit(asNodeId(id), node)
     }
   }
+}
+
+/**
+ * A peer's role: voters and registered nodes are 'node'; then what the admin admitted; an open mesh
+ * (no admin key) lets everyone be an 'admin'. Undefined: not admitted.
+ */
+export function roleOf(document: Document, peerId: string): Role | undefined {
+  const admitted = document.admitted?.[peerId]
+  if (admitted !== undefined) return readText(admitted.role) as Role
+  if (document.committee.voters[peerId] === true || nodeRecord(document, asNodeId(peerId)) !== undefined) return 'node'
+  if (readText(document.admin) === '') return 'admin'
+  return undefined
+}
+
+export function writeAdmission(draft: ClusterDocument, peerId: string, role: Role, by: NodeId, originSeq: number, nowMs: number): void {
+  if (draft.admitted === undefined) throw new Error('assertion: the document has no admitted map (made before admission existed)')
+  draft.admitted[peerId] = { role: text(role), by: text(by), atMs: nowMs }
+  draft.origins[by] = originSeq
 }
 
 export function nodeRecord(document: Document, nodeId: NodeId): NodeRecord | undefined {

@@ -12,7 +12,11 @@ import {
   leaderSeqOf,
   loadDocument,
   replicaRecords,
+  roleOf,
+  roles,
+  writeAdmission,
   writeCancel,
+  type Role as AdmissionRole,
   nodeRecord,
   originSeqOf,
   writeCommittee,
@@ -188,6 +192,8 @@ export class Peer {
   // ---- Read-only views (CLI, node/ adapter, the simulator's checker)
 
   get role(): Role { return this.#election.role }
+  /** A peer's admission role in this node's document (undefined: not admitted). */
+  roleOf(peerId: string): AdmissionRole | undefined { return roleOf(this.#document, peerId) }
   get term(): Term { return this.#election.term }
   get leaderId(): NodeId | null { return this.#election.leaderId }
   get document(): Document { return this.#document }
@@ -236,6 +242,9 @@ export class Peer {
         break
       case 'cancel':
         this.#onCancel(input.requestId, input.jobId)
+        break
+      case 'admit':
+        this.#onAdmit(input.requestId, input.peerId, input.role)
         break
     }
     this.#onTimers()
@@ -646,6 +655,16 @@ export class Peer {
       if (runner !== undefined && runner !== this.id) this.#dirtyPartners.add(runner)
     }
     this.#submissions.add({ requestId, jobId, originSeq }, this.#now)
+    this.#markVotersDirty()
+    this.#acknowledgeDurable()
+  }
+
+  #onAdmit(requestId: string, peerId: string, role: AdmissionRole): void {
+    const refusal = this.#submissions.capacityRefusal() ?? (this.#document.admitted === undefined ? 'this cluster document predates admission records' : null) ?? (peerId.length === 0 || peerId.length > 128 ? 'the peer id must have 1 to 128 characters' : null) ?? (roles.includes(role) ? null : `unknown role ${String(role)}`)
+    if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
+    const originSeq = this.#submissions.nextOriginSeq()
+    this.#change(`admit ${peerId} as ${role}`, (draft) => writeAdmission(draft, peerId, role, this.id, originSeq, this.#now))
+    this.#submissions.add({ requestId, jobId: peerId as JobId, originSeq }, this.#now)
     this.#markVotersDirty()
     this.#acknowledgeDurable()
   }

@@ -202,6 +202,8 @@ export type PeerInput =
   | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number }
   /** Cancel every replica of a submitted job; acknowledged like a submission (durable on a majority). */
   | { kind: 'cancel'; nowMs: number; requestId: string; jobId: JobId }
+  /** Record a peer's admission (or revocation) the admin signed (node/ checked the signature); acknowledged like a submission. */
+  | { kind: 'admit'; nowMs: number; requestId: string; peerId: string; role: 'node' | 'admin' | 'submitter' | 'viewer' | 'revoked' }
   /** The node's prices changed (a spot market moved, an operator repriced): later bids ask them. */
   | { kind: 'prices'; nowMs: number; prices: UnitPrices }
 
