@@ -13,7 +13,8 @@ const genesisActor = '00000000'
 type Text = A.ImmutableString
 
 export interface AssignmentRecord { node: Text; seq: number }
-export type RunState = 'running' | 'finished' | 'failed' | 'stopped'
+/** 'checkpointed': the copy was checkpointed and stopped so that it moves (a migration). */
+export type RunState = 'running' | 'finished' | 'failed' | 'stopped' | 'checkpointed'
 export interface RunRecord { state: Text; term: number; seq: number; exitCode: number; atMs: number }
 /** One replica of a submitted job (a job of n replicas has n records, written in one change). */
 export interface JobRecord {
@@ -43,7 +44,16 @@ export interface JobRecord {
   unplaceable: Record<string, Text>
   /** Keyed by the node that took a cancel request, with its time: a cancelled job is done. */
   cancelled?: Record<string, number>
+  /** From the spec's checkpoint policy: the runner checkpoints the replica this often (0: never). */
+  checkpointEveryMs?: number
+  /** Keyed by the runner that took it: the latest snapshot of its copy. */
+  snapshots?: Record<string, SnapshotRecord>
+  /** Keyed by the node that took a migrate request: move the replica (to `to`, or anywhere else when empty). */
+  migrate?: Record<string, MigrateRecord>
 }
+export interface SnapshotRecord { cid: Text; atMs: number; term: number; seq: number }
+/** Names the copy to move by its assignment stamp (clock-free: the runner compares its own run's stamp). */
+export interface MigrateRecord { to: Text; term: number; seq: number; atMs: number }
 export interface NodeRecord {
   cpuMillis: number
   memoryMiB: number
@@ -320,9 +330,45 @@ export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: Nod
       runs: {},
       unplaceable: {},
       cancelled: {},
+      checkpointEveryMs: job.spec.checkpoint?.intervalMs ?? 0,
+      snapshots: {},
+      migrate: {},
     }
   }
   draft.origins[origin] = originSeq
+}
+
+/** The newest snapshot of the replica (any runner's), or null. */
+export function latestSnapshot(job: JobRecord): { cid: string; node: NodeId; atMs: number } | null {
+  let best: { cid: string; node: NodeId; atMs: number } | null = null
+  for (const [node, snapshot] of Object.entries(job.snapshots ?? {})) {
+    if (best === null || snapshot.atMs > best.atMs) best = { cid: readText(snapshot.cid), node: asNodeId(node), atMs: snapshot.atMs }
+  }
+  return best
+}
+
+/** The migrate request for the copy stamped (term, seq), or null. */
+export function migrateOf(job: JobRecord, stamp: { term: number; seq: number }): { to: NodeId | null } | null {
+  for (const request of Object.values(job.migrate ?? {})) {
+    if (request.term === stamp.term && request.seq === stamp.seq) return { to: readText(request.to) === '' ? null : asNodeId(readText(request.to)) }
+  }
+  return null
+}
+
+export function writeSnapshot(draft: ClusterDocument, jobId: JobId, node: NodeId, snapshot: { cid: string; atMs: number; term: number; seq: number }): void {
+  const job = draftJob(draft, jobId)
+  if (job.snapshots === undefined) job.snapshots = {}
+  job.snapshots[node] = { ...snapshot, cid: text(snapshot.cid) }
+}
+
+/** `node` records a migrate request for these replicas, as its origin's next write. */
+export function writeMigrate(draft: ClusterDocument, copies: readonly { jobId: JobId; term: number; seq: number }[], node: NodeId, to: NodeId | null, originSeq: number, nowMs: number): void {
+  for (const { jobId, term, seq } of copies) {
+    const job = draftJob(draft, jobId)
+    if (job.migrate === undefined) job.migrate = {}
+    job.migrate[node] = { to: text(to ?? ''), term, seq, atMs: nowMs }
+  }
+  draft.origins[node] = originSeq
 }
 
 /** `node` records a cancel of these replicas (its own key in each), as its origin's next write. */

@@ -10,7 +10,9 @@ import {
   forEachJob,
   isJobDone,
   leaderSeqOf,
+  migrateOf,
   readText,
+  runStateOf,
   writeAssignment,
   writeCommit,
   writeLeaderSeq,
@@ -34,6 +36,9 @@ export interface PendingReplica {
   submittedAtMs: number
   /** The reason recorded for this replica in the current term, if any (rewritten only when it changes). */
   reason: string | null
+  /** A migration: the node its copy was checkpointed and stopped on, and the node asked for (null: any other). */
+  moveFrom: NodeId | null
+  moveTo: NodeId | null
 }
 
 export interface JobSurvey {
@@ -84,7 +89,7 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
   const survey: JobSurvey = { pending: [], used: new Map(), expired: [], doneSeen: [] }
   /** Gangs (tightly-coupled jobs) are placed whole: one lost replica sends every replica back. */
   const gangs = new Map<string, { placed: { jobId: JobId; job: JobRecord; node: NodeId }[]; pending: boolean }>()
-  const wait = (jobId: JobId, job: JobRecord): void => {
+  const wait = (jobId: JobId, job: JobRecord, move: { from: NodeId; to: NodeId | null } | null = null): void => {
     const reason = job.unplaceable[String(term)]
     survey.pending.push({
       jobId,
@@ -94,6 +99,8 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
       spec: readText(job.spec),
       submittedAtMs: job.submittedAtMs,
       reason: reason === undefined ? null : readText(reason),
+      moveFrom: move?.from ?? null,
+      moveTo: move?.to ?? null,
     })
   }
   const hold = (node: NodeId, job: JobRecord): void => {
@@ -114,6 +121,14 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
     if (current !== null && current.term < term) {
       const covered = Math.max(committedSeqOf(document, current.term), leader.ratify?.get(String(current.term)) ?? 0)
       if (current.seq > covered) current = null
+    }
+    // A copy checkpointed and stopped for a migration: placed again away from its node, and restored.
+    if (current !== null) {
+      const run = job.runs[current.node]
+      if (run !== undefined && runStateOf(run) === 'checkpointed' && run.term === current.term && run.seq === current.seq) {
+        if ((leader.retryAtMs.get(jobId) ?? -Infinity) <= nowMs) wait(jobId, job, { from: current.node, to: migrateOf(job, current)?.to ?? null })
+        return
+      }
     }
     const placed = current !== null && isAlive(current.node)
     if (placed) hold(current!.node, job)

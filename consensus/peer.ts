@@ -16,6 +16,8 @@ import {
   roles,
   writeAdmission,
   writeCancel,
+  writeMigrate,
+  writeSnapshot,
   type Role as AdmissionRole,
   nodeRecord,
   originSeqOf,
@@ -173,6 +175,11 @@ export class Peer {
       onArchived: (jobId) => {
         if (this.#election.role === 'leader') this.#leader?.doneSeenMs.set(jobId, this.#now)
       },
+      reportSnapshot: (jobId, snapshot) => {
+        this.#change(`snapshot ${jobId}`, (draft) => writeSnapshot(draft, jobId, this.id, snapshot))
+        this.#markReportDirty()
+      },
+      event: (event) => this.#event(event),
     })
     this.#nextCapacityMs = init.nowMs
     this.#nextDownstreamMs = init.nowMs + init.config.downstreamSyncIntervalMs
@@ -208,7 +215,7 @@ export class Peer {
 
   /** The earliest local time at which this peer wants a tick. */
   nextWakeMs(): number {
-    let wake = Math.min(this.#nextCapacityMs, this.#nextResyncMs, this.#submissions.nextRetryMs)
+    let wake = Math.min(this.#nextCapacityMs, this.#nextResyncMs, this.#submissions.nextRetryMs, this.#runner.nextCheckpointMs())
     if (this.#isVoter()) {
       wake = Math.min(wake, this.#nextDownstreamMs)
       if (this.#election.role !== 'leader') wake = Math.min(wake, this.#election.electionDeadlineMs)
@@ -245,6 +252,15 @@ export class Peer {
         break
       case 'admit':
         this.#onAdmit(input.requestId, input.peerId, input.role)
+        break
+      case 'migrate':
+        this.#onMigrate(input.requestId, input.jobId, input.to)
+        break
+      case 'job-checkpointed':
+        this.#runner.checkpointed(input.jobId, input.cid, input.stopped)
+        break
+      case 'job-checkpoint-failed':
+        this.#runner.checkpointFailed(input.jobId, input.reason)
         break
     }
     this.#onTimers()
@@ -384,6 +400,7 @@ export class Peer {
       this.#resync()
     }
     if (now >= this.#submissions.nextRetryMs) this.#retrySubmissions()
+    if (now >= this.#runner.nextCheckpointMs()) this.#runner.checkpointDue()
   }
 
   /** Restart sessions that may have lost a message so a lossy link cannot stall them. */
@@ -659,6 +676,26 @@ export class Peer {
     this.#acknowledgeDurable()
   }
 
+  #onMigrate(requestId: string, jobId: JobId, to: NodeId | null): void {
+    const copies = replicaRecords(this.#document, jobId).flatMap(({ id, job }) => {
+      const assignment = isJobDone(job) ? null : effectiveAssignment(job)
+      return assignment === null || assignment.node === to ? [] : [{ jobId: id, term: assignment.term, seq: assignment.seq, node: assignment.node }]
+    })
+    if (copies.length === 0) return this.#event({ kind: 'submission-refused', requestId, reason: `job ${jobId} has no running replica to move${to === null ? '' : ` away from ${to}`}` })
+    if (to !== null && nodeRecord(this.#document, to) === undefined) return this.#event({ kind: 'submission-refused', requestId, reason: `node ${to} is not registered` })
+    const refusal = this.#submissions.capacityRefusal()
+    if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
+    const originSeq = this.#submissions.nextOriginSeq()
+    this.#change(`migrate ${jobId}`, (draft) => writeMigrate(draft, copies, this.id, to, originSeq, this.#now))
+    for (const copy of copies) {
+      this.#runner.touch(copy.jobId)
+      if (copy.node !== this.id) this.#dirtyPartners.add(copy.node)
+    }
+    this.#submissions.add({ requestId, jobId, originSeq }, this.#now)
+    this.#markVotersDirty()
+    this.#acknowledgeDurable()
+  }
+
   #onAdmit(requestId: string, peerId: string, role: AdmissionRole): void {
     const refusal = this.#submissions.capacityRefusal() ?? (this.#document.admitted === undefined ? 'this cluster document predates admission records' : null) ?? (peerId.length === 0 || peerId.length > 128 ? 'the peer id must have 1 to 128 characters' : null) ?? (roles.includes(role) ? null : `unknown role ${String(role)}`)
     if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
@@ -737,8 +774,13 @@ export class Peer {
       for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, this.#now + this.#config.pendingRetryMs)
       placement = this.#stillWaiting(closed.placement)
     } else if (!leader.auction.isOpen && survey.pending.length > 0) {
-      const offers = this.#views.offers(this.#document, survey.used, (nodeId) => this.#isAlive(leader, nodeId))
-      const { opened, unreadable } = leader.auction.open(survey.pending, offers, (text) => this.#views.specOf(text), this.#now, term)
+      // Migrations go in rounds of their own: the offers leave out the node a copy moves from (or
+      // keep only the node it was sent to).
+      const move = survey.pending.find((replica) => replica.moveFrom !== null)
+      const pending = move === undefined ? survey.pending : survey.pending.filter((replica) => replica.moveFrom === move.moveFrom && replica.moveTo === move.moveTo)
+      const allowed = (nodeId: NodeId): boolean => move === undefined || (move.moveTo !== null ? nodeId === move.moveTo : nodeId !== move.moveFrom)
+      const offers = this.#views.offers(this.#document, survey.used, (nodeId) => allowed(nodeId) && this.#isAlive(leader, nodeId))
+      const { opened, unreadable } = leader.auction.open(pending, offers, (text) => this.#views.specOf(text), this.#now, term)
       if (unreadable.length > 0) placement = { assignments: [], unplaceable: unreadable }
       if (opened !== null) {
         leader.nextRoundMs = Math.min(leader.nextRoundMs, opened.call.closesAtMs)

@@ -9,15 +9,27 @@ import {
   isCancelled,
   isJobDone,
   jobRecord,
+  latestSnapshot,
+  migrateOf,
+  runStateOf,
   readText,
   type Document,
   type JobRecord,
   type RunState,
 } from './cluster-document.ts'
-import type { JobId, NodeId, PeerEffect, Resources } from './types.ts'
+import type { JobId, NodeId, PeerEffect, PeerEvent, Resources } from './types.ts'
 import { asTerm } from './types.ts'
 
-export interface LocalRun { term: number; seq: number; demand: Resources }
+export interface LocalRun {
+  term: number
+  seq: number
+  demand: Resources
+  /** Periodic checkpoints (0: none) and when the next is due. */
+  checkpointEveryMs: number
+  nextCheckpointMs: number
+  /** A checkpoint the adapter is taking now, and why. */
+  checkpointing: 'periodic' | 'migrate' | null
+}
 export interface RunOutcome { state: RunState; term: number; seq: number; exitCode: number; atMs: number }
 
 export interface RunnerComponents {
@@ -34,6 +46,9 @@ export interface RunnerComponents {
   reportRun: (message: string, jobId: JobId, run: RunOutcome) => void
   /** A finished job was handed to the archive. */
   onArchived: (jobId: JobId) => void
+  /** Writes this node's latest snapshot of a replica into the document and reports it to the leader. */
+  reportSnapshot: (jobId: JobId, snapshot: { cid: string; atMs: number; term: number; seq: number }) => void
+  event: (event: PeerEvent) => void
 }
 
 export class Runner {
@@ -78,13 +93,13 @@ export class Runner {
       this.#mine.clear()
       forEachJob(document, (jobId, job) => {
         const current = effectiveAssignment(job)
-        if (current !== null && current.node === self && !isJobDone(job)) this.#mine.set(jobId, current)
+        if (current !== null && current.node === self && !isJobDone(job) && !movedAway(job, self, current)) this.#mine.set(jobId, current)
       })
     } else {
       for (const jobId of check) {
         const job = jobRecord(document, jobId)
         const current = job === undefined ? null : effectiveAssignment(job)
-        if (job !== undefined && current !== null && current.node === self && !isJobDone(job)) this.#mine.set(jobId, current)
+        if (job !== undefined && current !== null && current.node === self && !isJobDone(job) && !movedAway(job, self, current)) this.#mine.set(jobId, current)
         else this.#mine.delete(jobId)
       }
     }
@@ -101,6 +116,11 @@ export class Runner {
         continue
       }
       const current = effectiveAssignment(job)
+      // A migrate request for this copy: checkpoint it and stop (it restores elsewhere).
+      if (run.checkpointing === null && migrateOf(job, run) !== null) {
+        run.checkpointing = 'migrate'
+        this.#components.emit({ kind: 'checkpoint-job', jobId, term: asTerm(run.term), seq: run.seq, stop: true, reason: 'migrate' })
+      }
       if (current === null || current.node === self || !this.#components.isCommitted(current)) continue
       this.#running.delete(jobId)
       this.#components.emit({ kind: 'stop-job', jobId, reason: `fenced: assignment ${current.term}.${current.seq} moved it to ${current.node}` })
@@ -113,9 +133,12 @@ export class Runner {
       const demand = demandOf(job)
       const free = this.freeResources()
       if (demand.cpuMillis > free.cpuMillis || demand.memoryMiB > free.memoryMiB || demand.diskMiB > free.diskMiB || demand.gpuCount > free.gpuCount) continue // wait for room
-      this.#running.set(jobId, { term: assignment.term, seq: assignment.seq, demand })
+      const every = job.checkpointEveryMs ?? 0
+      const now = this.#components.nowMs()
+      this.#running.set(jobId, { term: assignment.term, seq: assignment.seq, demand, checkpointEveryMs: every, nextCheckpointMs: every > 0 ? now + every : Infinity, checkpointing: null })
       // Only the outcome goes into the document; that it runs is soft state (capacity gossip).
-      this.#components.emit({ kind: 'start-job', jobId, demand, durationMs: job.durationMs, term: asTerm(assignment.term), seq: assignment.seq })
+      const snapshot = latestSnapshot(job)
+      this.#components.emit({ kind: 'start-job', jobId, demand, durationMs: job.durationMs, term: asTerm(assignment.term), seq: assignment.seq, restoreFrom: snapshot === null ? null : { cid: snapshot.cid, node: snapshot.node } })
     }
   }
 
@@ -138,6 +161,48 @@ export class Runner {
     }
   }
 
+  /** The earliest periodic checkpoint due. */
+  nextCheckpointMs(): number {
+    let next = Infinity
+    for (const run of this.#running.values()) if (run.checkpointing === null) next = Math.min(next, run.nextCheckpointMs)
+    return next
+  }
+
+  /** Asks the adapter for the periodic checkpoints that are due. */
+  checkpointDue(): void {
+    const now = this.#components.nowMs()
+    for (const [jobId, run] of this.#running) {
+      if (run.checkpointing !== null || now < run.nextCheckpointMs) continue
+      run.checkpointing = 'periodic'
+      this.#components.emit({ kind: 'checkpoint-job', jobId, term: asTerm(run.term), seq: run.seq, stop: false, reason: 'periodic' })
+    }
+  }
+
+  /** The adapter published a snapshot of a replica: record it; a stopped copy (a migration) leaves. */
+  checkpointed(jobId: JobId, cid: string, stopped: boolean): void {
+    const run = this.#running.get(jobId)
+    if (run === undefined || jobRecord(this.#components.document(), jobId) === undefined) return
+    const now = this.#components.nowMs()
+    this.#components.reportSnapshot(jobId, { cid, atMs: now, term: run.term, seq: run.seq })
+    run.checkpointing = null
+    run.nextCheckpointMs = run.checkpointEveryMs > 0 ? now + run.checkpointEveryMs : Infinity
+    if (!stopped) return
+    this.#running.delete(jobId)
+    this.#mine.delete(jobId)
+    this.#components.reportRun(`checkpointed ${jobId}`, jobId, { state: 'checkpointed', term: run.term, seq: run.seq, exitCode: -1, atMs: now })
+    this.#recheckAll = true
+  }
+
+  /** A checkpoint failed: the copy keeps running (a migration is not retried until asked again). */
+  checkpointFailed(jobId: JobId, reason: string): void {
+    const run = this.#running.get(jobId)
+    if (run === undefined) return
+    const now = this.#components.nowMs()
+    run.checkpointing = null
+    run.nextCheckpointMs = run.checkpointEveryMs > 0 ? now + run.checkpointEveryMs : Infinity
+    this.#components.event({ kind: 'checkpoint-failed', jobId, reason })
+  }
+
   /** A local job ended: record the outcome (if the job is still in the document) and free its room. */
   jobExited(jobId: JobId, exitCode: number): void {
     const run = this.#running.get(jobId)
@@ -150,4 +215,10 @@ export class Runner {
     }
     this.#recheckAll = true // room freed: a waiting assignment may start
   }
+}
+
+/** This node stopped its copy with the current stamp after a checkpoint: it restores elsewhere, not here again. */
+function movedAway(job: JobRecord, self: NodeId, stamp: { term: number; seq: number }): boolean {
+  const run = job.runs[self]
+  return run !== undefined && runStateOf(run) === 'checkpointed' && run.term === stamp.term && run.seq === stamp.seq
 }

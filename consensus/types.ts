@@ -202,6 +202,11 @@ export type PeerInput =
   | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number }
   /** Cancel every replica of a submitted job; acknowledged like a submission (durable on a majority). */
   | { kind: 'cancel'; nowMs: number; requestId: string; jobId: JobId }
+  /** Move a running job's replicas: checkpoint, place elsewhere (on `to` when given), restore there. */
+  | { kind: 'migrate'; nowMs: number; requestId: string; jobId: JobId; to: NodeId | null }
+  /** The adapter checkpointed a replica (a checkpoint-job effect) and published the snapshot as `cid`. */
+  | { kind: 'job-checkpointed'; nowMs: number; jobId: JobId; cid: string; stopped: boolean }
+  | { kind: 'job-checkpoint-failed'; nowMs: number; jobId: JobId; reason: string }
   /** Record a peer's admission (or revocation) the admin signed (node/ checked the signature); acknowledged like a submission. */
   | { kind: 'admit'; nowMs: number; requestId: string; peerId: string; role: 'node' | 'admin' | 'submitter' | 'viewer' | 'revoked' }
   /** The node's prices changed (a spot market moved, an operator repriced): later bids ask them. */
@@ -225,6 +230,7 @@ export type PeerEvent =
   | { kind: 'submission-durable'; jobId: JobId; requestId: string }
   | { kind: 'submission-refused'; requestId: string; reason: string }
   | { kind: 'message-dropped'; from: NodeId; message: string; reason: string }
+  | { kind: 'checkpoint-failed'; jobId: JobId; reason: string }
 
 /** What a closed auction decided, for metrics: per strategy, awarded cost against the round's cheapest. */
 export interface AuctionSummary {
@@ -240,7 +246,10 @@ export type PeerEffect =
   | { kind: 'persist'; state: PersistedIncrement }
   | { kind: 'send'; to: NodeId; message: PeerMessage }
   | { kind: 'publish-capacity'; gossip: CapacityGossip }
-  | { kind: 'start-job'; jobId: JobId; demand: Resources; durationMs: number; term: Term; seq: number }
+  /** Start a replica; from its latest snapshot when `restoreFrom` names one (its runner at the time holds it). */
+  | { kind: 'start-job'; jobId: JobId; demand: Resources; durationMs: number; term: Term; seq: number; restoreFrom: { cid: string; node: NodeId } | null }
+  /** Checkpoint a running replica and publish the snapshot; `stop`: the copy ends with it (it moves). */
+  | { kind: 'checkpoint-job'; jobId: JobId; term: Term; seq: number; stop: boolean; reason: 'periodic' | 'migrate' }
   | { kind: 'stop-job'; jobId: JobId; reason: string }
   /** A finished job, for this node's archive (the document keeps active state only). */
   | { kind: 'archive-job'; job: ArchivedJob }

@@ -50,6 +50,7 @@ export class Checker {
   /** Replicas that finished (a job of n replicas counts n). */
   finished = 0
   replicas = 0
+  restored = 0
   readonly #world: CheckedWorld
   readonly #traceLimit: number
   readonly #trace: string[] = []
@@ -161,6 +162,12 @@ export class Checker {
     if (over.length > 0) {
       this.#violate('no-over-commit', `${node.id} runs ${over.map((resource) => `${resource} ${used[resource]} of ${capacity[resource]}`).join(', ')} after starting ${jobId}`)
     }
+  }
+
+  /** A replica restores only from a snapshot of itself. */
+  noteRestored(index: number, jobId: JobId, cid: string, snapshotOf: JobId | undefined): void {
+    this.restored++
+    if (snapshotOf !== jobId) this.#violate('restore-own-snapshot', `${this.#world.nodes[index]!.id} restored ${jobId} from ${cid}, a snapshot of ${snapshotOf ?? 'nothing known'}`)
   }
 
   /** After every event: leases never overlap (a crashed leader's lease still counts until it ends). */

@@ -29,6 +29,8 @@ export interface SimOptions {
   fleet: NodeOffer[] | null
   /** The job mix (a --workload file); null: the built-in mix. Arrivals follow ratePerSecond. */
   workload: Workload | null
+  /** Users asking to move a running job (checkpoint, re-place, restore), per virtual second, during the fault phase. */
+  migrationsPerSecond: number
 }
 
 export const defaultSimOptions: SimOptions = {
@@ -48,6 +50,7 @@ export const defaultSimOptions: SimOptions = {
   traceLimit: 200,
   fleet: null,
   workload: null,
+  migrationsPerSecond: 0.2,
 }
 
 export function parseFaults(text: string): FaultKind[] {

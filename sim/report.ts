@@ -17,6 +17,7 @@ export interface SeedResult {
   replicasSubmitted: number
   unplaceable: { jobId: string; reason: string }[]
   placement: PlacementResult
+  migrations: { requested: number; checkpointed: number; restored: number }
   maxLeadersPerTerm: number
   failoverMs: number[]
   commitMs: number[]
@@ -55,6 +56,8 @@ export interface SimReport {
    */
   costVsOptimal: number
   costVsOptimalByStrategy: Record<string, number>
+  /** Move requests users made, checkpoints taken (periodic and for moves), replicas restored from a snapshot. */
+  migrations: { requested: number; checkpointed: number; restored: number }
   /** Mean sampled share of the fleet's CPU (and GPUs) held by running replicas. */
   utilization: { cpu: number; gpu: number }
   maxLeadersPerTerm: number
@@ -85,6 +88,7 @@ export function runSeed(options: SimOptions, seed: number): SeedResult {
     replicasSubmitted: checker.replicas,
     unplaceable: checker.unplaceable,
     placement: world.placement.result,
+    migrations: { ...world.migration },
     maxLeadersPerTerm: checker.maxLeadersPerTerm,
     failoverMs: world.metrics.failoverMs,
     commitMs: world.metrics.commitMs,
@@ -151,6 +155,11 @@ export function summarize(options: SimOptions, results: readonly SeedResult[], w
     placementMs: { p50: percentile(placementMs, 0.5), p99: percentile(placementMs, 0.99) },
     costVsOptimal: ratio(allCosts.reduce((total, cost) => total + cost.costPerHour, 0), allCosts.reduce((total, cost) => total + cost.cheapestPerHour, 0)),
     costVsOptimalByStrategy: Object.fromEntries(Object.entries(costs).sort(([a], [b]) => (a < b ? -1 : 1)).map(([strategy, cost]) => [strategy, ratio(cost.costPerHour, cost.cheapestPerHour)])),
+    migrations: {
+      requested: results.reduce((total, result) => total + result.migrations.requested, 0),
+      checkpointed: results.reduce((total, result) => total + result.migrations.checkpointed, 0),
+      restored: results.reduce((total, result) => total + result.migrations.restored, 0),
+    },
     utilization: { cpu: mean(results.flatMap((result) => result.placement.cpuUtilization)), gpu: mean(results.flatMap((result) => result.placement.gpuUtilization)) },
     maxLeadersPerTerm: Math.max(0, ...all('maxLeadersPerTerm')),
     leaderChanges: sum('leaderChanges'),

@@ -41,6 +41,7 @@ type SimEvent =
   | { kind: 'fault' }
   | { kind: 'heal' }
   | { kind: 'market' }
+  | { kind: 'migrate' }
   | { kind: 'sample' }
   | { kind: 'action'; action: () => void }
 
@@ -59,11 +60,13 @@ interface SimNode {
   wakeAtMs: number
   storage: StoredState
   /** Ground truth: what actually runs on this node, with the token of its exit event. */
-  running: Map<JobId, { demand: Resources; token: number }>
+  running: Map<JobId, { demand: Resources; token: number; endsAtMs: number }>
 }
 
 /** How often utilization is sampled. */
 const sampleEveryMs = 1_000
+/** How long a simulated checkpoint (dump and publish) takes. */
+const checkpointMs = 200
 /** Large meshes recompute a publisher's gossip arrivals on this many publishes (and on every network change). */
 const gossipRefreshEvery = 10
 /** Safety valve: a run that schedules more events than this is a bug, not a workload. */
@@ -105,6 +108,9 @@ export class World implements FaultTarget {
   #genesisLoaded: Document | undefined
   readonly #healAtMs: number
   #jobToken = 0
+  /** Simulated snapshots: which replica each CID holds and how much of its work was left. */
+  readonly #snapshots = new Map<string, { jobId: JobId; remainingMs: number }>()
+  readonly migration = { requested: 0, checkpointed: 0, restored: 0 }
   #faultHealed = false
   #leaderLostAtMs: number | null = null
   #lostLeaderTerm = 0
@@ -160,6 +166,7 @@ export class World implements FaultTarget {
     if (this.#faults.active) this.#queue.push(this.#faults.nextGapMs(), { kind: 'fault' })
     this.#queue.push(this.#healAtMs, { kind: 'heal' })
     this.#queue.push(SpotMarket.periodMs, { kind: 'market' })
+    if (options.migrationsPerSecond > 0) this.#queue.push(this.#random.exponential(1000 / options.migrationsPerSecond), { kind: 'migrate' })
     this.#queue.push(sampleEveryMs, { kind: 'sample' })
     const gap = this.#workload.nextGapMs()
     if (gap < this.#healAtMs) this.#queue.push(gap, { kind: 'submit' })
@@ -304,6 +311,21 @@ export class World implements FaultTarget {
         this.#queue.push(this.#now + SpotMarket.periodMs, { kind: 'market' })
         return
       }
+      case 'migrate': {
+        // A user moves a running job: any replica of it running anywhere, asked through a live voter.
+        const gap = this.#random.exponential(1000 / this.options.migrationsPerSecond)
+        if (this.#now + gap < this.#healAtMs) this.#queue.push(this.#now + gap, { kind: 'migrate' })
+        const runners = this.nodes.filter((node) => node.up && node.running.size > 0)
+        const voters = this.#voterIndexes.map((index) => this.nodes[index]!).filter((node) => node.up)
+        if (runners.length === 0 || voters.length === 0) return
+        const replica = this.#random.pick([...this.#random.pick(runners).running.keys()])
+        const jobId = replica.split('#')[0]! as JobId
+        const via = this.#random.pick(voters)
+        this.migration.requested++
+        this.checker.trace(`migrate ${jobId} via ${via.id}`)
+        this.#step(via, { kind: 'migrate', nowMs: via.clock.localMs(this.#now), requestId: `migrate-${this.migration.requested}`, jobId, to: null })
+        return
+      }
       case 'sample':
         this.placement.sample(this.nodes)
         this.#queue.push(this.#now + sampleEveryMs, { kind: 'sample' })
@@ -335,12 +357,23 @@ export class World implements FaultTarget {
           break
         case 'start-job': {
           const token = ++this.#jobToken
-          node.running.set(effect.jobId, { demand: effect.demand, token })
+          let durationMs = effect.durationMs
+          if (effect.restoreFrom !== null) {
+            // Restored: only the work left at the checkpoint remains.
+            const snapshot = this.#snapshots.get(effect.restoreFrom.cid)
+            this.checker.noteRestored(node.index, effect.jobId, effect.restoreFrom.cid, snapshot?.jobId)
+            if (snapshot !== undefined) durationMs = snapshot.remainingMs
+            this.migration.restored++
+          }
+          node.running.set(effect.jobId, { demand: effect.demand, token, endsAtMs: this.#now + durationMs })
           this.checker.noteJobStarted(node.index, effect.jobId)
           this.placement.noteStarted(effect.jobId, this.#now)
-          this.#queue.push(this.#now + effect.durationMs, { kind: 'job-exit', node: node.index, incarnation: node.incarnation, jobId: effect.jobId, token })
+          this.#queue.push(this.#now + durationMs, { kind: 'job-exit', node: node.index, incarnation: node.incarnation, jobId: effect.jobId, token })
           break
         }
+        case 'checkpoint-job':
+          this.#checkpoint(node, effect.jobId, effect.stop)
+          break
         case 'stop-job':
           node.running.delete(effect.jobId)
           break
@@ -353,6 +386,26 @@ export class World implements FaultTarget {
       }
     }
     this.#scheduleWake(node)
+  }
+
+  /** A checkpoint takes checkpointMs; a stopping one ends the copy then. The node may crash meanwhile. */
+  #checkpoint(node: SimNode, jobId: JobId, stop: boolean): void {
+    const incarnation = node.incarnation
+    const token = node.running.get(jobId)?.token
+    this.schedule(this.#now + checkpointMs, () => {
+      if (!node.up || node.incarnation !== incarnation) return
+      const run = node.running.get(jobId)
+      const nowMs = node.clock.localMs(this.#now)
+      if (run === undefined || run.token !== token) {
+        this.#step(node, { kind: 'job-checkpoint-failed', nowMs, jobId, reason: 'the process is gone' })
+        return
+      }
+      const cid = `sim-${this.seed}-${this.#snapshots.size + 1}`
+      this.#snapshots.set(cid, { jobId, remainingMs: Math.max(0, run.endsAtMs - this.#now) })
+      this.migration.checkpointed++
+      if (stop) node.running.delete(jobId)
+      this.#step(node, { kind: 'job-checkpointed', nowMs, jobId, cid, stopped: stop })
+    })
   }
 
   #scheduleWake(node: SimNode): void {

@@ -63,6 +63,7 @@ function printReport(report: SimReport): void {
   line('replicas', `${report.replicasSubmitted} submitted, ${report.replicasFinished} finished, ${report.unplaceable.count} pending with a reason ${JSON.stringify(report.unplaceable.reasons)}`)
   line('placement', `${report.placementsPerSec}/s in ${report.auctionRounds} auctions; submit->start p50 ${report.placementMs.p50} ms, p99 ${report.placementMs.p99} ms`)
   line('cost vs optimal', `${report.costVsOptimal} overall; ${Object.entries(report.costVsOptimalByStrategy).map(([strategy, ratio]) => `${strategy} ${ratio}`).join(', ')}`)
+  line('migrations', `${report.migrations.requested} asked, ${report.migrations.checkpointed} checkpoints, ${report.migrations.restored} restored`)
   line('utilization', `CPU ${(report.utilization.cpu * 100).toFixed(1)}%, GPU ${(report.utilization.gpu * 100).toFixed(1)}%`)
   line('leaders', `${report.leaderChanges} elections, at most ${report.maxLeadersPerTerm} per term`)
   line('failover', `p50 ${report.failoverMs.p50} ms, p99 ${report.failoverMs.p99} ms`)

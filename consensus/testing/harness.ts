@@ -184,6 +184,12 @@ export class Cluster {
     return this.step(id, { kind: 'submit', requestId, job })
   }
 
+  /** The adapter's side of a checkpoint-job effect: the snapshot is published (a stopping copy ends). */
+  checkpointed(id: NodeId, jobId: JobId, cid: string, stopped: boolean): PeerEffect[] {
+    if (stopped) this.#node(id).running.delete(jobId)
+    return this.step(id, { kind: 'job-checkpointed', jobId, cid, stopped })
+  }
+
   /** Performs effects a caller obtained from the peer outside step (e.g. changeCommittee). */
   perform(id: NodeId, effects: readonly PeerEffect[]): void { this.#perform(this.#node(id), effects) }
 
@@ -343,6 +349,7 @@ export class Cluster {
           break
         case 'event':
         case 'archive-job':
+        case 'checkpoint-job':
           this.log.push({ atMs: this.nowMs, node: node.id, effect })
           break
       }
