@@ -594,6 +594,7 @@ export class Peer {
       if (root === 'jobs') {
         const jobId = path[2]
         if (typeof jobId === 'string') this.#runner.touch(jobId as JobId)
+        if (path.length === 3) this.#placeSoon()
       } else if (root === 'commits') {
         this.#runner.recheckAll()
       } else if (root === 'committee' || root === 'nodes') {
@@ -652,6 +653,7 @@ export class Peer {
     if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
     const originSeq = this.#submissions.nextOriginSeq()
     this.#change(`submit ${job.id}`, (draft) => writeJob(draft, job, this.id, originSeq, this.#now))
+    this.#placeSoon()
     this.#runner.touch(job.id)
     this.#submissions.add({ requestId, jobId: job.id, originSeq }, this.#now)
     this.#markVotersDirty()
@@ -756,6 +758,17 @@ export class Peer {
   }
 
   // ---- Placement rounds (one document change per round)
+
+  /**
+   * A new job reached the leader: with no auction round open, the next one starts now instead of at
+   * the round interval (which then only bounds how often rounds run under load: while a round is
+   * open, new jobs wait and are batched into the next).
+   */
+  #placeSoon(): void {
+    const leader = this.#leader
+    if (leader === null || !leader.ready || leader.auction.isOpen) return
+    leader.nextRoundMs = Math.min(leader.nextRoundMs, this.#now)
+  }
 
   #isAlive(leader: LeaderState, nodeId: NodeId): boolean {
     return this.#capacity.isAlive(nodeId, leader.startedMs, this.#now)
