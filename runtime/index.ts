@@ -8,5 +8,6 @@ export { dockerSocketPath, probeDockerEngine, connectDocker, type DockerEngineIn
 export { probeCriu, criuLimits, type CriuSupport } from './criu.ts'
 export { uncheckpointableReasons } from './checkpoint-guard.ts'
 export { checkpointLayout, readCheckpointManifest, type CheckpointManifest } from './checkpoint-directory.ts'
+export { probeNodeCapabilities, probeCgroupVersion, probeGpus, renderCapabilities, type NodeCapabilities, type CgroupReport, type GpuReport } from './node-capabilities.ts'
 export { probePidNamespace, type NamespaceSupport } from './isolation.ts'
 export { cgroupLimits, type CgroupSupport } from './cgroups.ts'
