@@ -89,6 +89,14 @@ describe.skipIf(gate.skip)(`docker runtime${gate.note}`, () => {
       await expect(runtime.start({ jobId: freshJobId('nocommand'), command: ['/no/such/binary'] })).rejects.toMatchObject({ name: 'SpawnFailedError' })
     })
 
+    it('asks the engine for NVIDIA GPUs, and a node without the NVIDIA toolkit refuses with the engine\'s reason', async () => {
+      const { runtime } = await makeRuntime()
+      await expect(runtime.start({ jobId: freshJobId('gpu'), command: ['true'], resources: { gpuCount: 1 } })).rejects.toMatchObject({
+        name: 'SpawnFailedError',
+        reason: expect.stringMatching(/nvidia|gpu/i),
+      })
+    })
+
     it('removes each container once its exit and logs are recorded', async () => {
       const { runtime } = await makeRuntime()
       const handle = await runtime.start({ jobId: freshJobId('gone'), command: ['/bin/sh', '-c', 'echo bye'] })

@@ -178,7 +178,7 @@ export class DockerRuntime implements Runtime {
     this.#checkStartable(spec)
     this.#starting.add(spec.jobId)
     try {
-      await this.#availableEngine()
+      const engine = await this.#availableEngine()
       await this.#ensureImage(spec)
       const jobDir = this.jobDir(spec.jobId)
       await this.#prepareJobFolder(spec, jobDir, { freshLogs: true })
@@ -189,7 +189,7 @@ export class DockerRuntime implements Runtime {
         await container.remove({ force: true }).catch(() => {})
         throw new SpawnFailedError({ jobId: spec.jobId, command: spec.command, reason: engineMessage(error) })
       }
-      return await this.#track(spec, container, jobDir, 0)
+      return await this.#track(spec, container, jobDir, 0, engine)
     } finally {
       this.#starting.delete(spec.jobId)
     }
@@ -266,14 +266,13 @@ export class DockerRuntime implements Runtime {
   }
 
   /** Records a started container and watches it: its exit (engine wait) and its output (log pump). */
-  async #track(spec: RunSpec, container: Docker.Container, jobDir: string, ranBeforeMs: number): Promise<RunHandle> {
+  async #track(spec: RunSpec, container: Docker.Container, jobDir: string, ranBeforeMs: number, engine: Extract<DockerEngineInfo, { available: true }>): Promise<RunHandle> {
     const jobId = spec.jobId
     const details = await bounded(container.inspect(), this.#limits.engineCallTimeoutMs, 'inspecting the container')
     let resolveExited: (exit: JobExit) => void = () => {}
     const exited = new Promise<JobExit>((resolve) => {
       resolveExited = resolve
     })
-    const engine = await this.engine()
     const run: ContainerRun = {
       jobId,
       spec,
@@ -283,7 +282,7 @@ export class DockerRuntime implements Runtime {
       jobDir,
       startedAtMs: this.#nowMs(),
       ranBeforeMs,
-      limits: { requested: { ...spec.resources }, enforced: true, note: `docker (cgroup v${engine.available ? engine.cgroupVersion : '?'})` },
+      limits: { requested: { ...spec.resources }, enforced: true, note: `docker (cgroup v${engine.cgroupVersion})` },
       exit: undefined,
       exited,
       resolveExited,
@@ -533,7 +532,7 @@ export class DockerRuntime implements Runtime {
         await container.remove({ force: true }).catch(() => {})
         throw new CheckpointFailedError({ jobId, runtime: this.kind, operation: 'restore', reason: engineMessage(error) })
       }
-      const handle = await this.#track(spec, container, jobDir, manifest.ranMs)
+      const handle = await this.#track(spec, container, jobDir, manifest.ranMs, engine)
       this.#logger.info('job-restored', { jobId, directory, container: container.id, restoreMs: Date.now() - startedMs })
       return handle
     } finally {

@@ -53,6 +53,8 @@ describe.skipIf(gate.skip)(`process runtime checkpoints${gate.note}`, () => {
     const exit = await handle.exited
     expect(exit).toMatchObject({ state: 'stopped', reason: 'checkpointed' })
     expect(await isDead(handle.pid)).toBe(true)
+    // The dump's SIGKILL makes unshare complain: that goes to launcher.log, not into the job's own stderr.
+    expect(await readFile(join(runtime.jobDir(jobId), 'stderr.log'), 'utf8')).toBe('')
     const atDump = countsIn(await stdout())
     const lastBefore = assertConsecutive(atDump, 0)
     // Nothing counts while it is dumped: the log stays as it was.

@@ -112,10 +112,13 @@ const launcherScript = [
   'exec "$@"',
 ].join('\n')
 
-// PID 1 of a job's namespace: runs the command, records how it ended (128 + N for signal N, the
-// shell's convention), ends the same way. CRIU carries it across a checkpoint like any process.
-const initScript = 'f=$1; shift; "$@"; s=$?; echo $s > "$f"; exit $s'
+// PID 1 of a job's namespace: runs the command with its output appended to the job's logs, records
+// how it ended (128 + N for signal N, the shell's convention), ends the same way. CRIU carries it
+// across a checkpoint like any process. Its own output and unshare's ("Terminated", complaints
+// when a dump kills the tree) go to launcher.log, not into the job's logs.
+const initScript = 'f=$1; o=$2; e=$3; shift 3; "$@" >>"$o" 2>>"$e"; s=$?; echo $s > "$f"; exit $s'
 const exitStatusFile = 'exit-status'
+const launcherLog = 'launcher.log'
 
 interface Run {
   jobId: JobId
@@ -240,12 +243,14 @@ export class ProcessRuntime implements Runtime {
     await writeFile(join(jobDir, 'stdout.log'), '')
     await writeFile(join(jobDir, 'stderr.log'), '')
     await rm(join(jobDir, exitStatusFile), { force: true })
-    // The shim names its status file relative to its working folder: after a restore elsewhere the
+    // The shim names its files relative to its working folder: after a restore elsewhere the
     // folder is the new one, while an absolute path would still name the old.
-    const command = namespace.available
-      ? [namespace.unshare, '--pid', '--fork', '--kill-child', namespace.setsid, '/bin/sh', '-c', initScript, 'fabric-init', relative(workingDir, join(jobDir, exitStatusFile)), executable, ...argv.slice(1)]
-      : [executable, ...argv.slice(1)]
-    return this.#spawnRun({ spec, argv, jobDir, workingDir, env, command, cgroup, limitsNote, namespace, ranBeforeMs: 0 })
+    const fromWork = (name: string): string => relative(workingDir, join(jobDir, name))
+    if (!namespace.available) return this.#spawnRun({ spec, argv, jobDir, workingDir, env, command: [executable, ...argv.slice(1)], cgroup, limitsNote, namespace, ranBeforeMs: 0 })
+    await writeFile(join(jobDir, launcherLog), '')
+    const command = [namespace.unshare, '--pid', '--fork', '--kill-child', namespace.setsid, '/bin/sh', '-c', initScript, 'fabric-init', fromWork(exitStatusFile), fromWork('stdout.log'), fromWork('stderr.log'), executable, ...argv.slice(1)]
+    const launcherOutput = join(jobDir, launcherLog)
+    return this.#spawnRun({ spec, argv, jobDir, workingDir, env, command, cgroup, limitsNote, namespace, ranBeforeMs: 0, outputPaths: { stdout: launcherOutput, stderr: launcherOutput } })
   }
 
   async #createCgroup(jobId: JobId, spec: RunSpec): Promise<{ cgroup: JobCgroup | undefined; limitsNote: string }> {
@@ -640,7 +645,8 @@ export class ProcessRuntime implements Runtime {
         }
       }
       if (!(await pathExists(join(jobDir, 'work')))) await copyWorkFolder(join(directory, checkpointLayout.work), join(jobDir, 'work'))
-      for (const log of ['stdout.log', 'stderr.log']) await writeFile(join(jobDir, log), '', { flag: 'a' })
+      // CRIU reopens each file the tree had open by its path: they must exist (appending, any size will do).
+      for (const log of ['stdout.log', 'stderr.log', launcherLog]) await writeFile(join(jobDir, log), '', { flag: 'a' })
       await rm(join(jobDir, exitStatusFile), { force: true })
       const criuDir = join(jobDir, 'criu-restore')
       await rm(criuDir, { recursive: true, force: true })
