@@ -152,6 +152,10 @@ describe.skipIf(gate.skip)(`docker runtime${gate.note}`, () => {
       await waitForCounts(log, atFirst + 5, 20_000)
       expect((await runtime.inspect(jobId)).state).toBe('running')
       await expect(runtime.checkpoint(jobId, join(dataDir, 'first'))).rejects.toMatchObject({ name: 'CheckpointFailedError' })
+      // A damaged checkpoint: the engine's reason comes back, and no container is left behind (checked after each test).
+      await runtime.stop(jobId, 'done', { graceMs: 0 })
+      await rm(join(dataDir, 'first', 'criu', 'pstree.img'))
+      await expect(runtime.restore(jobId, join(dataDir, 'first'))).rejects.toMatchObject({ name: 'CheckpointFailedError', operation: 'restore' })
     })
   })
 })

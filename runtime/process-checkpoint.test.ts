@@ -118,6 +118,12 @@ describe.skipIf(gate.skip)(`process runtime checkpoints${gate.note}`, () => {
     await runtime.checkpoint(jobId, join(dataDir, 'second'), { leaveRunning: true })
     expect((await runtime.inspect(jobId)).state).toBe('running')
     await expect(runtime.checkpoint(jobId, join(dataDir, 'second'))).rejects.toMatchObject({ name: 'CheckpointFailedError', operation: 'checkpoint' }) // not empty
+    // A damaged checkpoint: the restore fails with CRIU's reason and where its log is.
+    await runtime.stop(jobId, 'done', { graceMs: 0 })
+    await rm(join(dataDir, 'first', 'criu', 'pstree.img'))
+    const failure = await runtime.restore(jobId, join(dataDir, 'first')).catch((error: unknown) => error)
+    expect(failure).toMatchObject({ name: 'CheckpointFailedError', operation: 'restore', logPath: expect.stringMatching(/restore\.log$/) })
+    expect((await runtime.inspect(jobId)).state).not.toBe('running')
   })
 
   it('refuses, before CRIU runs, a job that uses io_uring, and the job runs on', async () => {
