@@ -95,6 +95,10 @@ describe.skipIf(gate.skip)(`process runtime checkpoints${gate.note}`, () => {
       const targetLog = (): Promise<string> => collect(target.runtime.logs(jobId))
       const after = await waitForCounts(targetLog, 10, 10_000)
       assertConsecutive(after, lastBefore + 1)
+      // The restored tree runs inside the new job's own cgroup, with the spec's limit.
+      const inspection = await target.runtime.inspect(jobId)
+      expect(inspection.limits.requested).toEqual({ memoryMiB: 64 })
+      if (inspection.limits.enforced) expect(inspection.usage?.memoryBytes).toBeGreaterThan(0)
       // Its working folder is the target's own: the trigger file written there ends it.
       await writeFile(join(target.runtime.jobDir(jobId), 'work', 'finish'), '')
       const exit: JobExit = await restored.exited
