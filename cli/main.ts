@@ -5,6 +5,7 @@ import { registerSim } from './commands/sim.ts'
 import { registerBench } from './commands/bench.ts'
 import { registerPlan } from './commands/plan.ts'
 import { registerNodeStart } from './commands/node-start.ts'
+import { registerDoctor } from './commands/doctor.ts'
 import { UserError } from './user-error.ts'
 
 const program = new Command()
@@ -21,6 +22,7 @@ registerSim(program)
 registerBench(program)
 registerPlan(program)
 registerNodeStart(program)
+registerDoctor(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -1,13 +1,14 @@
 // The process runtime against real processes in temporary data folders: the port's compliance suite
 // in each isolation mode this machine offers, then what only a process runtime can show (the whole
-// process tree ends, PID 1 in the namespace, cgroup limits, its own bounds).
+// process tree ends, PID 1 in the namespace, cgroup limits, its own bounds). Checkpoints have their
+// own file (process-checkpoint.test.ts).
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isDead, processTree } from './isolation.ts'
-import { CheckpointUnsupportedError, ProcessRuntime, RuntimeAtCapacityError, SpawnFailedError, InvalidRunSpecError, probePidNamespace, type ProcessRuntimeInit } from './index.ts'
+import { ProcessRuntime, RuntimeAtCapacityError, SpawnFailedError, InvalidRunSpecError, probePidNamespace, type ProcessRuntimeInit } from './index.ts'
 import { collect, describeRuntimeCompliance, freshJobId, waitFor } from './testing/runtime-compliance.ts'
 import { probeCgroups } from './cgroups.ts'
 
@@ -171,13 +172,5 @@ describe('process runtime, everywhere', () => {
     const rest = await collect(made.runtime.logs(jobId, { fromBytes: 1000, maxBytes: 10_000 }))
     expect(rest.length).toBe(1000) // still capped by the runtime's own maximum
     expect(await readFile(join(made.runtime.jobDir(jobId), 'stdout.log'), 'utf8')).toHaveLength(5500)
-  })
-
-  it('answers checkpoint and restore with CheckpointUnsupportedError for now', async () => {
-    made = await makeRuntime({ name: 'plain', pidNamespace: 'off', cgroups: 'off' })
-    const jobId = freshJobId('criu')
-    await made.runtime.start({ jobId, command: ['sleep', '1000'] })
-    await expect(made.runtime.checkpoint(jobId, made.dataDir)).rejects.toThrow(CheckpointUnsupportedError)
-    await expect(made.runtime.restore(jobId, made.dataDir)).rejects.toMatchObject({ name: 'CheckpointUnsupportedError', operation: 'restore' })
   })
 })

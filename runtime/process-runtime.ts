@@ -3,19 +3,29 @@
 // its own under DATA/jobs/<jobId>/, with stdout and stderr written straight to files there (no pipes
 // through the daemon: logs survive it, and CRIU can see them later). cgroups give limits and usage.
 //
-// Launch chain: /bin/sh (setsid by Node: session and group leader) joins the job's cgroups, tells us
-// on fd 3, then execs the command, or `unshare --pid --fork --kill-child setsid --wait COMMAND` whose
-// forked child is PID 1 of the namespace and leads its own session there (as CRIU wants).
+// Launch chain: /bin/sh (setsid by Node: session and group leader) joins the job's cgroups, then
+// execs the command, or `unshare --pid --fork --kill-child setsid sh -c INIT COMMAND` whose forked
+// child is PID 1 of the namespace and leads its own session there (as CRIU wants). That PID 1 is a
+// small shell (the init shim) that runs the command and writes its exit status to a file: the status
+// survives a checkpoint, since the shim is dumped and restored with the job, and CRIU reports none.
+//
+// Checkpoints (namespace mode only): `criu dump` of the tree under the namespace's PID 1; a restore
+// runs `criu restore` (without detaching, so it stays our child and waits for the restored tree, as
+// unshare does) through the same launcher, so the restored job lands in its own new cgroups.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdir, open, readFile, stat } from 'node:fs/promises'
+import { access, mkdir, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { constants } from 'node:os'
-import { isAbsolute, join, normalize, relative } from 'node:path'
+import { dirname, isAbsolute, join, normalize, relative } from 'node:path'
 import type { JobId } from '../consensus/index.ts'
 import { probeCgroups, type CgroupSupport, type JobCgroup } from './cgroups.ts'
-import { childPids, isDead, livingGroupMembers, probePidNamespace, resolveExecutable, type NamespaceSupport } from './isolation.ts'
+import { checkpointLayout, copyWorkFolder, prepareCheckpointDirectory, readCheckpointManifest, writeCheckpointManifest } from './checkpoint-directory.ts'
+import { uncheckpointableReasons } from './checkpoint-guard.ts'
+import { criuLimits, logErrors, probeCriu, runCriu, type CriuSupport } from './criu.ts'
+import { childPids, isDead, livingGroupMembers, probePidNamespace, processTree, resolveExecutable, type NamespaceSupport } from './isolation.ts'
 import { mergeAsync, readLogFile } from './log-files.ts'
 import {
+  CheckpointFailedError,
   CheckpointUnsupportedError,
   InvalidRunSpecError,
   JobAlreadyRunningError,
@@ -23,6 +33,7 @@ import {
   RuntimeAtCapacityError,
   RuntimeClosedError,
   SpawnFailedError,
+  type CheckpointOptions,
   type ExitListener,
   type IsolationReport,
   type JobExit,
@@ -81,6 +92,8 @@ export interface ProcessRuntimeInit {
   cgroups?: 'auto' | 'off'
   /** PATH given to jobs that set none (and used to find their command). */
   jobPath?: string
+  /** The CRIU binary for checkpoints; `criu` on PATH by default. */
+  criuPath?: string
 }
 
 export interface ProcessRuntimeComponents {
@@ -99,12 +112,26 @@ const launcherScript = [
   'exec "$@"',
 ].join('\n')
 
+// PID 1 of a job's namespace: runs the command with its output appended to the job's logs, records
+// how it ended (128 + N for signal N, the shell's convention), ends the same way. CRIU carries it
+// across a checkpoint like any process. Its own output and unshare's ("Terminated", complaints
+// when a dump kills the tree) go to launcher.log, not into the job's logs.
+const initScript = 'f=$1; o=$2; e=$3; shift 3; "$@" >>"$o" 2>>"$e"; s=$?; echo $s > "$f"; exit $s'
+const exitStatusFile = 'exit-status'
+const launcherLog = 'launcher.log'
+
 interface Run {
   jobId: JobId
   spec: RunSpec
+  /** unshare (or the command itself without a namespace), or `criu restore` for a restored job. */
   child: ChildProcess
   pid: number
   namespace: boolean
+  /** The job's folder: this runtime's, or the one a restore found the job's files in. */
+  jobDir: string
+  /** How long the job ran before the checkpoint it was restored from (0 for a fresh start). */
+  ranBeforeMs: number
+  checkpointing: boolean
   startedAtMs: number
   isolation: IsolationReport
   limits: LimitsReport
@@ -137,6 +164,7 @@ export class ProcessRuntime implements Runtime {
   readonly #removals = new Set<Promise<unknown>>()
   readonly #namespace: Promise<NamespaceSupport>
   readonly #cgroups: Promise<CgroupSupport>
+  readonly #criuPath: string
   #closed = false
 
   constructor(init: ProcessRuntimeInit, components: ProcessRuntimeComponents) {
@@ -145,6 +173,7 @@ export class ProcessRuntime implements Runtime {
     this.#logger = components.logger
     this.#nowMs = components.nowMs ?? Date.now
     this.#jobPath = init.jobPath ?? defaultJobPath
+    this.#criuPath = init.criuPath ?? 'criu'
     this.#namespace = init.pidNamespace === 'off' ? Promise.resolve({ available: false, reason: 'PID namespaces turned off in the runtime settings' }) : probePidNamespace()
     this.#cgroups = init.cgroups === 'off' ? Promise.resolve({ available: false, reason: 'cgroups turned off in the runtime settings' }) : probeCgroups(this.#instanceName)
   }
@@ -153,6 +182,13 @@ export class ProcessRuntime implements Runtime {
   async isolation(): Promise<{ pidNamespace: NamespaceSupport; cgroups: { available: true; version: 1 | 2 } | { available: false; reason: string } }> {
     const cgroups = await this.#cgroups
     return { pidNamespace: await this.#namespace, cgroups: cgroups.available ? { available: true, version: cgroups.version } : cgroups }
+  }
+
+  /** Whether this runtime can checkpoint jobs here: CRIU usable and jobs in their own PID namespace. */
+  async checkpointSupport(): Promise<CriuSupport> {
+    const namespace = await this.#namespace
+    if (!namespace.available) return { available: false, reason: `jobs get no PID namespace of their own: ${namespace.reason}` }
+    return probeCriu(this.#criuPath)
   }
 
   jobDir(jobId: JobId): string {
@@ -167,17 +203,22 @@ export class ProcessRuntime implements Runtime {
     if (spec.command.length === 0 || argv[0] === '') throw new InvalidRunSpecError({ jobId, field: 'command', reason: 'is empty' })
     if (argv.length > this.#limits.maxCommandArguments) throw new InvalidRunSpecError({ jobId, field: 'command', reason: `has ${argv.length} arguments, at most ${this.#limits.maxCommandArguments}` })
     if (spec.timeoutMs !== undefined && !(spec.timeoutMs > 0)) throw new InvalidRunSpecError({ jobId, field: 'timeoutMs', reason: 'must be positive' })
-    const existing = this.#runs.get(jobId)
-    if (existing !== undefined && existing.exit === undefined) throw new JobAlreadyRunningError({ jobId, pid: existing.pid, startedAtMs: existing.startedAtMs })
-    if (this.#starting.has(jobId)) throw new JobAlreadyRunningError({ jobId, pid: 0, startedAtMs: this.#nowMs() })
-    const running = this.#runningCount() + this.#starting.size
-    if (running >= this.#limits.maxRunningJobs) throw new RuntimeAtCapacityError({ jobId, running, maxRunningJobs: this.#limits.maxRunningJobs })
+    if ((spec.resources?.gpuCount ?? 0) > 0) throw new InvalidRunSpecError({ jobId, field: 'resources.gpuCount', reason: 'cannot be given by the process runtime (run GPU jobs in the docker runtime)' })
+    this.#checkStartable(jobId)
     this.#starting.add(jobId)
     try {
       return await this.#launch(spec, argv)
     } finally {
       this.#starting.delete(jobId)
     }
+  }
+
+  #checkStartable(jobId: JobId): void {
+    const existing = this.#runs.get(jobId)
+    if (existing !== undefined && existing.exit === undefined) throw new JobAlreadyRunningError({ jobId, pid: existing.pid, startedAtMs: existing.startedAtMs })
+    if (this.#starting.has(jobId)) throw new JobAlreadyRunningError({ jobId, pid: 0, startedAtMs: this.#nowMs() })
+    const running = this.#runningCount() + this.#starting.size
+    if (running >= this.#limits.maxRunningJobs) throw new RuntimeAtCapacityError({ jobId, running, maxRunningJobs: this.#limits.maxRunningJobs })
   }
 
   async #launch(spec: RunSpec, argv: string[]): Promise<RunHandle> {
@@ -197,28 +238,59 @@ export class ProcessRuntime implements Runtime {
     if (executable === undefined) throw new SpawnFailedError({ jobId, command: argv, reason: `not found or not executable (PATH=${env.PATH})` })
 
     const namespace = await this.#namespace
-    const cgroups = await this.#cgroups
-    const requested = { ...spec.resources }
-    let cgroup: JobCgroup | undefined
-    let limitsNote: string
-    if (cgroups.available) {
-      try {
-        cgroup = await cgroups.createJob(`${jobId}-${randomUUID().slice(0, 8)}`, requested)
-        limitsNote = cgroup.note
-      } catch (error) {
-        limitsNote = `limits not enforced: cannot create the job's cgroup: ${(error as Error).message}`
-      }
-    } else {
-      limitsNote = `limits not enforced: ${cgroups.reason}`
-    }
+    const { cgroup, limitsNote } = await this.#createCgroup(jobId, spec)
+    // A new run starts new logs (a retry of the same job id does not mix its output with the last).
+    await writeFile(join(jobDir, 'stdout.log'), '')
+    await writeFile(join(jobDir, 'stderr.log'), '')
+    await rm(join(jobDir, exitStatusFile), { force: true })
+    // The shim names its files relative to its working folder: after a restore elsewhere the
+    // folder is the new one, while an absolute path would still name the old.
+    const fromWork = (name: string): string => relative(workingDir, join(jobDir, name))
+    if (!namespace.available) return this.#spawnRun({ spec, argv, jobDir, workingDir, env, command: [executable, ...argv.slice(1)], cgroup, limitsNote, namespace, ranBeforeMs: 0 })
+    await writeFile(join(jobDir, launcherLog), '')
+    const command = [namespace.unshare, '--pid', '--fork', '--kill-child', namespace.setsid, '/bin/sh', '-c', initScript, 'fabric-init', fromWork(exitStatusFile), fromWork('stdout.log'), fromWork('stderr.log'), executable, ...argv.slice(1)]
+    const launcherOutput = join(jobDir, launcherLog)
+    return this.#spawnRun({ spec, argv, jobDir, workingDir, env, command, cgroup, limitsNote, namespace, ranBeforeMs: 0, outputPaths: { stdout: launcherOutput, stderr: launcherOutput } })
+  }
 
+  async #createCgroup(jobId: JobId, spec: RunSpec): Promise<{ cgroup: JobCgroup | undefined; limitsNote: string }> {
+    const cgroups = await this.#cgroups
+    if (!cgroups.available) return { cgroup: undefined, limitsNote: `limits not enforced: ${cgroups.reason}` }
+    try {
+      const cgroup = await cgroups.createJob(`${jobId}-${randomUUID().slice(0, 8)}`, { ...spec.resources })
+      return { cgroup, limitsNote: cgroup.note }
+    } catch (error) {
+      return { cgroup: undefined, limitsNote: `limits not enforced: cannot create the job's cgroup: ${(error as Error).message}` }
+    }
+  }
+
+  /**
+   * Starts `command` through the launcher (which joins the cgroups) with stdout and stderr appended
+   * to the job's log files. O_APPEND matters for checkpoints: CRIU does not insist on the size of a
+   * file opened for appending, so a restore works after the log grew or on a fresh, empty log.
+   */
+  async #spawnRun(request: {
+    spec: RunSpec
+    argv: string[]
+    jobDir: string
+    workingDir: string
+    env: Record<string, string>
+    command: string[]
+    cgroup: JobCgroup | undefined
+    limitsNote: string
+    namespace: NamespaceSupport
+    ranBeforeMs: number
+    /** Where the launcher's own output goes (default: the job's stdout and stderr). */
+    outputPaths?: { stdout: string; stderr: string }
+  }): Promise<RunHandle> {
+    const { spec, argv, jobDir, workingDir, env, command, cgroup, limitsNote, namespace } = request
+    const jobId = spec.jobId
+    const requested = { ...spec.resources }
     const stdoutPath = join(jobDir, 'stdout.log')
     const stderrPath = join(jobDir, 'stderr.log')
-    // A new run starts new logs (a retry of the same job id does not mix its output with the last).
-    const stdoutFile = await open(stdoutPath, 'w')
-    const stderrFile = await open(stderrPath, 'w')
+    const stdoutFile = await open(request.outputPaths?.stdout ?? stdoutPath, 'a')
+    const stderrFile = await open(request.outputPaths?.stderr ?? stderrPath, 'a')
     const procsFiles = cgroup?.procsFiles ?? []
-    const command = namespace.available ? [namespace.unshare, '--pid', '--fork', '--kill-child', namespace.setsid, '--wait', executable, ...argv.slice(1)] : [executable, ...argv.slice(1)]
     let child: ChildProcess
     let launched: Promise<{ ok: true } | { ok: false; reason: string }>
     try {
@@ -243,7 +315,7 @@ export class ProcessRuntime implements Runtime {
       if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL')
       await cgroup?.killAll()
       await cgroup?.remove().catch(() => {})
-      const said = (await readFile(stderrPath, 'utf8').catch(() => '')).slice(0, 500).trim()
+      const said = (await readFile(request.outputPaths?.stderr ?? stderrPath, 'utf8').catch(() => '')).slice(0, 500).trim()
       throw new SpawnFailedError({ jobId, command: argv, reason: `${launch.ok ? 'no process id' : launch.reason}${said === '' ? '' : ` (it said: ${said})`}` })
     }
 
@@ -257,6 +329,9 @@ export class ProcessRuntime implements Runtime {
       child,
       pid: child.pid,
       namespace: namespace.available,
+      jobDir,
+      ranBeforeMs: request.ranBeforeMs,
+      checkpointing: false,
       startedAtMs: this.#nowMs(),
       isolation: namespace.available ? { mode: 'pid-namespace' } : { mode: 'process-group', note: namespace.reason },
       limits: { requested, enforced: cgroup !== undefined && cgroup.enforced, note: limitsNote },
@@ -278,7 +353,7 @@ export class ProcessRuntime implements Runtime {
       run.timeoutTimer = setTimeout(() => {
         this.#logger.info('job-timeout', { jobId, timeoutMs: spec.timeoutMs })
         void this.#end(run, { reason: 'timeout', timedOut: true }, this.#limits.stopGraceMs)
-      }, spec.timeoutMs)
+      }, Math.max(1, spec.timeoutMs - request.ranBeforeMs))
     }
     this.#logger.info('job-started', { jobId, pid: run.pid, isolation: run.isolation.mode, limits: run.limits.note })
     return { jobId, pid: run.pid, startedAtMs: run.startedAtMs, isolation: run.isolation, limits: run.limits, exited }
@@ -378,9 +453,14 @@ export class ProcessRuntime implements Runtime {
       this.#removals.add(removal)
       void removal.finally(() => this.#removals.delete(removal))
     }
-    if (run.namespace && run.killed && signal === null && code !== 0) {
-      // unshare re-raises its child's fatal signal on itself, but SIGKILL cannot be re-raised that
-      // way (it exits 1 instead): report the kill we know we sent.
+    const recorded = run.namespace ? await readExitStatus(join(run.jobDir, exitStatusFile)) : undefined
+    if (recorded !== undefined) {
+      // The init shim saw the command end: 128 + N means signal N (the shell's convention).
+      code = recorded
+      signal = recorded > 128 ? signalName(recorded - 128) : null
+    } else if (run.namespace && run.killed) {
+      // The shim died before it could record anything: SIGKILL from us (stop, close or a dump);
+      // unshare cannot re-raise SIGKILL on itself (it exits 1) and criu restore exits 0.
       code = null
       signal = 'SIGKILL'
     }
@@ -426,7 +506,7 @@ export class ProcessRuntime implements Runtime {
     const run = this.#runs.get(jobId)
     const streams: LogStream[] = options.stream === 'both' ? ['stdout', 'stderr'] : [options.stream ?? 'stdout']
     const maxBytes = Math.min(options.maxBytes ?? this.#limits.maxLogBytesPerCall, this.#limits.maxLogBytesPerCall)
-    const jobDir = this.jobDir(jobId)
+    const jobDir = run?.jobDir ?? this.jobDir(jobId)
     const limits = this.#limits
     async function* read(): AsyncGenerator<LogChunk> {
       if (run === undefined) {
@@ -479,13 +559,134 @@ export class ProcessRuntime implements Runtime {
     return inspection
   }
 
-  async checkpoint(jobId: JobId, _directory: string): Promise<void> {
-    this.#get(jobId)
-    throw new CheckpointUnsupportedError({ jobId, runtime: this.kind, operation: 'checkpoint', reason: 'CRIU support is not built yet (issue D)' })
+  /** `criu dump` of the tree under the job's namespace PID 1, after refusing what CRIU cannot dump. */
+  async checkpoint(jobId: JobId, directory: string, options: CheckpointOptions = {}): Promise<void> {
+    const run = this.#get(jobId)
+    const refuse = (reason: string): CheckpointUnsupportedError => new CheckpointUnsupportedError({ jobId, runtime: this.kind, operation: 'checkpoint', reason })
+    if (run.exit !== undefined || run.ending !== undefined) throw refuse(`the job is not running (${run.exit?.state ?? `ending: ${run.ending?.reason}`})`)
+    if (run.checkpointing) throw refuse('another checkpoint of the job is in progress')
+    if (!run.namespace) throw refuse(`the job has no PID namespace of its own (${run.isolation.note ?? 'turned off'}), so its restore would need its host PIDs free`)
+    const criu = await probeCriu(this.#criuPath)
+    if (!criu.available) throw refuse(criu.reason)
+    const inits = await childPids(run.pid)
+    if (inits.length !== 1 || inits[0] === undefined) throw refuse('its namespace is not up yet')
+    const init = inits[0]
+    const reasons = await uncheckpointableReasons(await processTree(init))
+    if (reasons.length > 0) throw refuse(reasons.join('; '))
+    await prepareCheckpointDirectory(directory, { jobId, runtime: this.kind })
+    const images = join(directory, checkpointLayout.images)
+    await mkdir(images)
+    const logPath = join(run.jobDir, 'criu-dump.log')
+    const leaveRunning = options.leaveRunning === true
+    run.checkpointing = true
+    // Set before the dump kills the tree, so its exit reads as stopped for a checkpoint.
+    if (!leaveRunning) {
+      run.ending = { reason: 'checkpointed', timedOut: false }
+      run.killed = true
+    }
+    const startedMs = Date.now()
+    try {
+      const args = ['dump', '--tree', String(init), '--images-dir', images, '--log-file', logPath, '-v4', '--manage-cgroups=ignore', '--tcp-close', '--file-locks']
+      if (leaveRunning) args.push('--leave-running')
+      const dump = await runCriu(criu.path, args, criuLimits.dumpTimeoutMs)
+      if (dump.code !== 0) {
+        if (!leaveRunning) {
+          // CRIU resumes the tree after a failed dump: the job runs on.
+          run.ending = undefined
+          run.killed = false
+        }
+        const reason = dump.timedOut ? `criu dump took longer than ${criuLimits.dumpTimeoutMs} ms` : await logErrors(logPath, dump.stderr)
+        throw new CheckpointFailedError({ jobId, runtime: this.kind, operation: 'checkpoint', reason, logPath })
+      }
+      await copyWorkFolder(join(run.jobDir, 'work'), join(directory, checkpointLayout.work))
+      await writeCheckpointManifest(directory, {
+        format: 1,
+        runtime: 'process',
+        jobId,
+        spec: run.spec,
+        jobDir: run.jobDir,
+        createdAtMs: this.#nowMs(),
+        ranMs: run.ranBeforeMs + (this.#nowMs() - run.startedAtMs),
+        criuVersion: criu.version,
+      })
+    } finally {
+      run.checkpointing = false
+    }
+    this.#logger.info('job-checkpointed', { jobId, directory, leaveRunning, dumpMs: Date.now() - startedMs })
+    if (!leaveRunning) await run.exited
   }
 
-  async restore(jobId: JobId, _directory: string): Promise<RunHandle> {
-    throw new CheckpointUnsupportedError({ jobId, runtime: this.kind, operation: 'restore', reason: 'CRIU support is not built yet (issue D)' })
+  /**
+   * `criu restore` of a checkpoint made by a process runtime. CRIU reopens the job's files and
+   * working folder by the paths they had: when the job's old folder is not on this machine, the
+   * job gets this runtime's folder (its work files copied from the checkpoint) and the old path
+   * is a symbolic link to it while CRIU restores.
+   */
+  async restore(jobId: JobId, directory: string): Promise<RunHandle> {
+    if (this.#closed) throw new RuntimeClosedError({ runtime: this.kind })
+    const refuse = (reason: string): CheckpointUnsupportedError => new CheckpointUnsupportedError({ jobId, runtime: this.kind, operation: 'restore', reason })
+    this.#checkStartable(jobId)
+    const manifest = await readCheckpointManifest(directory, { jobId, runtime: 'process' })
+    const namespace = await this.#namespace
+    if (!namespace.available) throw refuse(`jobs get no PID namespace of their own here: ${namespace.reason}`)
+    const criu = await probeCriu(this.#criuPath)
+    if (!criu.available) throw refuse(criu.reason)
+    this.#starting.add(jobId)
+    let link: string | undefined
+    try {
+      let jobDir = manifest.jobDir
+      if (!(await pathExists(jobDir))) {
+        jobDir = this.jobDir(jobId)
+        await mkdir(jobDir, { recursive: true })
+        if (jobDir !== manifest.jobDir) {
+          await mkdir(dirname(manifest.jobDir), { recursive: true })
+          await symlink(jobDir, manifest.jobDir)
+          link = manifest.jobDir
+        }
+      }
+      if (!(await pathExists(join(jobDir, 'work')))) await copyWorkFolder(join(directory, checkpointLayout.work), join(jobDir, 'work'))
+      // CRIU reopens each file the tree had open by its path: they must exist (appending, any size will do).
+      for (const log of ['stdout.log', 'stderr.log', launcherLog]) await writeFile(join(jobDir, log), '', { flag: 'a' })
+      await rm(join(jobDir, exitStatusFile), { force: true })
+      const criuDir = join(jobDir, 'criu-restore')
+      await rm(criuDir, { recursive: true, force: true })
+      await mkdir(criuDir)
+      const pidFile = join(criuDir, 'restored.pid')
+      const logPath = join(criuDir, 'restore.log')
+      const command = [criu.path, 'restore', '--images-dir', join(directory, checkpointLayout.images), '--work-dir', criuDir, '--pidfile', pidFile, '--log-file', logPath, '-v4', '--manage-cgroups=ignore', '--tcp-close', '--file-locks']
+      const { cgroup, limitsNote } = await this.#createCgroup(jobId, manifest.spec)
+      const handle = await this.#spawnRun({
+        spec: manifest.spec,
+        argv: command,
+        jobDir,
+        workingDir: criuDir,
+        env: { PATH: this.#jobPath },
+        command,
+        cgroup,
+        limitsNote,
+        namespace,
+        ranBeforeMs: manifest.ranMs,
+        outputPaths: { stdout: join(criuDir, 'criu.out'), stderr: join(criuDir, 'criu.out') },
+      })
+      // Restored once CRIU has written the root's PID; CRIU exiting first means it failed.
+      const deadline = Date.now() + criuLimits.restoreStartTimeoutMs
+      const run = this.#get(jobId)
+      for (;;) {
+        if ((await readFile(pidFile, 'utf8').catch(() => '')).trim() !== '') break
+        if (run.exit !== undefined || Date.now() > deadline) {
+          if (run.exit === undefined) await this.#end(run, { reason: 'restore timed out', timedOut: false }, 0)
+          const reason = Date.now() > deadline ? `criu restore did not finish within ${criuLimits.restoreStartTimeoutMs} ms` : await logErrors(logPath)
+          throw new CheckpointFailedError({ jobId, runtime: this.kind, operation: 'restore', reason, logPath })
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      this.#logger.info('job-restored', { jobId, directory, pid: handle.pid, jobDir })
+      return handle
+    } finally {
+      this.#starting.delete(jobId)
+      // CRIU has opened everything by now: the restored job holds its files, not the path.
+      if (link !== undefined) await rm(link, { force: true })
+    }
   }
 
   onExit(listener: ExitListener): () => void {
@@ -517,4 +718,18 @@ function killPid(pid: number, signal: NodeJS.Signals): void {
 
 function signalNumber(signal: NodeJS.Signals): number {
   return constants.signals[signal] ?? 0
+}
+
+function signalName(number: number): NodeJS.Signals | null {
+  for (const [name, value] of Object.entries(constants.signals)) if (value === number) return name as NodeJS.Signals
+  return null
+}
+
+async function readExitStatus(path: string): Promise<number | undefined> {
+  const text = (await readFile(path, 'utf8').catch(() => '')).trim()
+  return /^\d+$/.test(text) ? Number(text) : undefined
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  return access(path).then(() => true, () => false)
 }

@@ -1,5 +1,5 @@
 // The Runtime port: what the daemon needs from anything that runs a job's workload (the embedded
-// process runtime here, Docker later). The daemon turns a core's `start-job`/`stop-job` effects into
+// process runtime and the Docker runtime). The daemon turns a core's `start-job`/`stop-job` effects into
 // calls on it, and its exit notifications into the core's `job-exited` input. Retries are the
 // core's business: a runtime runs a job once per `start`.
 import type { JobId } from '../consensus/index.ts'
@@ -8,6 +8,8 @@ export interface RunResources {
   /** CPU limit in thousandths of a core (1000 = one core). */
   cpuMillis?: number
   memoryMiB?: number
+  /** NVIDIA GPUs (Docker runtime: a DeviceRequest; the process runtime cannot give GPUs and refuses). */
+  gpuCount?: number
 }
 
 export interface RunSpec {
@@ -47,8 +49,11 @@ export interface RunUsage {
 }
 
 export interface IsolationReport {
-  /** 'pid-namespace': own PID namespace and session; 'process-group': own session and process group only. */
-  mode: 'pid-namespace' | 'process-group'
+  /**
+   * 'container': a container of the Docker engine; 'pid-namespace': own PID namespace and session;
+   * 'process-group': own session and process group only.
+   */
+  mode: 'container' | 'pid-namespace' | 'process-group'
   /** Why the stronger mode was not used, when it was not. */
   note?: string
 }
@@ -114,6 +119,11 @@ export interface StopOptions {
 
 export type ExitListener = (exit: JobExit) => void
 
+export interface CheckpointOptions {
+  /** Keep the job running after the dump (periodic checkpoints); by default the dump ends it (migration). */
+  leaveRunning?: boolean
+}
+
 export interface Runtime {
   readonly kind: string
   start(spec: RunSpec): Promise<RunHandle>
@@ -121,7 +131,13 @@ export interface Runtime {
   stop(jobId: JobId, reason: string, options?: StopOptions): Promise<JobExit>
   logs(jobId: JobId, options?: LogOptions): AsyncIterable<LogChunk>
   inspect(jobId: JobId): Promise<JobInspection>
-  checkpoint(jobId: JobId, directory: string): Promise<void>
+  /**
+   * Writes the job's CRIU images and what a restore needs (its spec, its work folder) into
+   * `directory` (created; must be empty). Without `leaveRunning` the job ends, state 'stopped',
+   * reason 'checkpointed'. Refuses early, with CheckpointUnsupportedError, what cannot be dumped.
+   */
+  checkpoint(jobId: JobId, directory: string, options?: CheckpointOptions): Promise<void>
+  /** Runs the job again from a checkpoint directory written by the same kind of runtime (this machine or another). */
   restore(jobId: JobId, directory: string): Promise<RunHandle>
   /** Called once per job end; returns an unsubscribe function. */
   onExit(listener: ExitListener): () => void
@@ -212,6 +228,38 @@ export class CheckpointUnsupportedError extends Error {
     this.jobId = facts.jobId
     this.runtime = facts.runtime
     this.operation = facts.operation
+    this.reason = facts.reason
+  }
+}
+
+export class CheckpointFailedError extends Error {
+  override readonly name = 'CheckpointFailedError'
+  readonly jobId: JobId
+  readonly runtime: string
+  readonly operation: 'checkpoint' | 'restore'
+  readonly reason: string
+  /** Where the full CRIU log is, when there is one. */
+  readonly logPath: string | undefined
+  constructor(facts: { jobId: JobId; runtime: string; operation: 'checkpoint' | 'restore'; reason: string; logPath?: string }) {
+    super(`${facts.operation} of job ${facts.jobId} failed in the ${facts.runtime} runtime: ${facts.reason}${facts.logPath === undefined ? '' : ` (log: ${facts.logPath})`}`)
+    this.jobId = facts.jobId
+    this.runtime = facts.runtime
+    this.operation = facts.operation
+    this.reason = facts.reason
+    this.logPath = facts.logPath
+  }
+}
+
+/** The runtime's engine cannot be reached (no Docker daemon on the socket): the node runs what its other runtimes can. */
+export class RuntimeUnavailableError extends Error {
+  override readonly name = 'RuntimeUnavailableError'
+  readonly runtime: string
+  readonly endpoint: string
+  readonly reason: string
+  constructor(facts: { runtime: string; endpoint: string; reason: string }) {
+    super(`the ${facts.runtime} runtime is unavailable: no engine answers at ${facts.endpoint} (${facts.reason})`)
+    this.runtime = facts.runtime
+    this.endpoint = facts.endpoint
     this.reason = facts.reason
   }
 }

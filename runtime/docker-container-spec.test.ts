@@ -1,0 +1,32 @@
+// The container a RunSpec becomes, checked without an engine: GPU requests (no GPU here to run
+// them on), limits, the work folder mount and the refusals.
+import { describe, expect, it } from 'vitest'
+import { asJobId } from '../consensus/index.ts'
+import { containerCreateOptions, containerWorkDir } from './docker-container-spec.ts'
+import { InvalidRunSpecError } from './runtime.ts'
+
+const context = { name: 'fabric-j-1', hostWorkDir: '/data/jobs/j/work', networkMode: 'none', runtimeInstance: 'fabric-test' }
+const jobId = asJobId('j')
+
+describe('containerCreateOptions', () => {
+  it('asks the engine for NVIDIA GPUs with a DeviceRequest when the job wants GPUs, and for none otherwise', () => {
+    const withGpus = containerCreateOptions({ jobId, image: 'cuda:12', command: ['nvidia-smi'], resources: { gpuCount: 2 } }, context)
+    expect(withGpus.HostConfig?.DeviceRequests).toEqual([{ Driver: 'nvidia', Count: 2, Capabilities: [['gpu']] }])
+    expect(containerCreateOptions({ jobId, image: 'x', command: ['true'], resources: { gpuCount: 0 } }, context).HostConfig?.DeviceRequests).toBeUndefined()
+    expect(containerCreateOptions({ jobId, image: 'x', command: ['true'] }, context).HostConfig?.DeviceRequests).toBeUndefined()
+  })
+
+  it('turns CPU and memory into NanoCpus and Memory (no swap beyond it), the command into the entrypoint, env and labels', () => {
+    const options = containerCreateOptions({ jobId, image: 'img', command: ['/bin/sh', '-c'], args: ['echo hi'], env: { A: '1' }, resources: { cpuMillis: 1500, memoryMiB: 64 } }, context)
+    expect(options.HostConfig).toMatchObject({ NanoCpus: 1_500_000_000, Memory: 64 * 2 ** 20, MemorySwap: 64 * 2 ** 20, NetworkMode: 'none', Binds: [`/data/jobs/j/work:${containerWorkDir}`] })
+    expect(options).toMatchObject({ Image: 'img', Entrypoint: ['/bin/sh'], Cmd: ['-c', 'echo hi'], Env: ['FABRIC_JOB_ID=j', 'A=1'], WorkingDir: containerWorkDir, Tty: false })
+    expect(options.Labels).toMatchObject({ 'fabric.job-id': 'j', 'fabric.runtime-instance': 'fabric-test' })
+  })
+
+  it('keeps the working folder inside the job folder and requires an image and a command', () => {
+    expect(containerCreateOptions({ jobId, image: 'x', command: ['true'], workingDir: 'sub/dir' }, context).WorkingDir).toBe(`${containerWorkDir}/sub/dir`)
+    expect(() => containerCreateOptions({ jobId, image: 'x', command: ['true'], workingDir: '../..' }, context)).toThrow(InvalidRunSpecError)
+    expect(() => containerCreateOptions({ jobId, command: ['true'] }, context)).toThrow(/image is required/)
+    expect(() => containerCreateOptions({ jobId, image: 'x', command: [] }, context)).toThrow(/command is empty/)
+  })
+})

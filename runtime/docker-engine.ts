@@ -1,0 +1,77 @@
+// The Docker engine a node talks to: which socket, and what the engine answering there offers
+// (version, experimental features for checkpoints, data root, cgroup version). The Docker runtime
+// and `fabric doctor` both ask it; no answer is a RuntimeUnavailableError the daemon can report.
+import Docker from 'dockerode'
+import { RuntimeUnavailableError } from './runtime.ts'
+
+export const dockerEngineLimits = {
+  /** One short engine call (ping, info, inspect). */
+  callTimeoutMs: 10_000,
+} as const
+
+export type DockerEngineInfo =
+  | {
+      available: true
+      endpoint: string
+      version: string
+      apiVersion: string
+      /** `docker checkpoint` needs them (dockerd's "experimental": true). */
+      experimental: boolean
+      /** The engine's data folder: a restore puts CRIU images into a container's checkpoints/ there. */
+      rootDir: string
+      cgroupVersion: string
+      cgroupDriver: string
+    }
+  | { available: false; endpoint: string; reason: string }
+
+/** The engine's Unix socket: given, else DOCKER_HOST's unix:// path, else the standard one. */
+export function dockerSocketPath(explicit?: string): string {
+  if (explicit !== undefined && explicit !== '') return explicit
+  const host = process.env.DOCKER_HOST
+  if (host !== undefined && host.startsWith('unix://')) return host.slice('unix://'.length)
+  return '/var/run/docker.sock'
+}
+
+export function connectDocker(socketPath: string): Docker {
+  return new Docker({ socketPath })
+}
+
+/** Rejects after `timeoutMs` with `what` in the message (dockerode's own timeout would also cut long waits and log streams). */
+export function bounded<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} got no answer within ${timeoutMs} ms`)), timeoutMs)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+export async function probeDockerEngine(docker: Docker, endpoint: string): Promise<DockerEngineInfo> {
+  try {
+    const info = (await bounded(docker.info(), dockerEngineLimits.callTimeoutMs, `the Docker engine at ${endpoint}`)) as Record<string, unknown>
+    const version = (await bounded(docker.version(), dockerEngineLimits.callTimeoutMs, `the Docker engine at ${endpoint}`)) as unknown as Record<string, unknown>
+    return {
+      available: true,
+      endpoint,
+      version: String(version.Version ?? info.ServerVersion ?? 'unknown'),
+      apiVersion: String(version.ApiVersion ?? 'unknown'),
+      experimental: info.ExperimentalBuild === true,
+      rootDir: String(info.DockerRootDir ?? '/var/lib/docker'),
+      cgroupVersion: String(info.CgroupVersion ?? 'unknown'),
+      cgroupDriver: String(info.CgroupDriver ?? 'unknown'),
+    }
+  } catch (error) {
+    return { available: false, endpoint, reason: describeEngineError(error) }
+  }
+}
+
+export function unavailable(info: Extract<DockerEngineInfo, { available: false }>): RuntimeUnavailableError {
+  return new RuntimeUnavailableError({ runtime: 'docker', endpoint: info.endpoint, reason: info.reason })
+}
+
+function describeEngineError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code
+  if (code === 'ENOENT') return 'the socket does not exist (is dockerd running? scripts/install-runtime-deps.sh starts it)'
+  if (code === 'ECONNREFUSED') return 'nothing listens on the socket (dockerd stopped?)'
+  if (code === 'EACCES') return 'permission denied on the socket (not root and not in the docker group)'
+  return error instanceof Error ? error.message : String(error)
+}
