@@ -2,5 +2,5 @@
 // adapters: the embedded process runtime now; Docker and CRIU checkpoints follow.
 export * from './runtime.ts'
 export { ProcessRuntime, defaultProcessRuntimeLimits, type ProcessRuntimeInit, type ProcessRuntimeComponents, type ProcessRuntimeLimits } from './process-runtime.ts'
-export { probePidNamespace, type NamespaceSupport } from './isolation.ts'
+export { probePidNamespace, probeParentDeathSignal, processStartTicks, processTree, isDead, livingGroupMembers, type NamespaceSupport, type ParentDeathSupport } from './isolation.ts'
 export { cgroupLimits, type CgroupSupport } from './cgroups.ts'

@@ -5,7 +5,8 @@
 //
 // Launch chain: /bin/sh (setsid by Node: session and group leader) joins the job's cgroups, tells us
 // on fd 3, then execs the command, or `unshare --pid --fork --kill-child setsid --wait COMMAND` whose
-// forked child is PID 1 of the namespace and leads its own session there (as CRIU wants).
+// forked child is PID 1 of the namespace and leads its own session there (as CRIU wants). Both are
+// run through `setpriv --pdeathsig KILL` where available, so a job dies with the daemon that started it.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdir, open, readFile, stat } from 'node:fs/promises'
@@ -13,7 +14,7 @@ import { constants } from 'node:os'
 import { isAbsolute, join, normalize, relative } from 'node:path'
 import type { JobId } from '../consensus/index.ts'
 import { probeCgroups, type CgroupSupport, type JobCgroup } from './cgroups.ts'
-import { childPids, isDead, livingGroupMembers, probePidNamespace, resolveExecutable, type NamespaceSupport } from './isolation.ts'
+import { childPids, isDead, livingGroupMembers, probeParentDeathSignal, probePidNamespace, resolveExecutable, type NamespaceSupport, type ParentDeathSupport } from './isolation.ts'
 import { mergeAsync, readLogFile } from './log-files.ts'
 import {
   CheckpointUnsupportedError,
@@ -79,6 +80,11 @@ export interface ProcessRuntimeInit {
   pidNamespace?: 'auto' | 'off'
   /** 'auto' uses cgroups when writable; 'off' never does (limits then reported not enforced). */
   cgroups?: 'auto' | 'off'
+  /**
+   * 'auto' (the default): a job's first process gets SIGKILL when the daemon dies, even by SIGKILL,
+   * ending a namespaced job whole (its PID 1 goes with unshare); 'off': jobs outlive the daemon.
+   */
+  dieWithDaemon?: 'auto' | 'off'
   /** PATH given to jobs that set none (and used to find their command). */
   jobPath?: string
 }
@@ -136,6 +142,7 @@ export class ProcessRuntime implements Runtime {
   readonly #listeners = new Set<ExitListener>()
   readonly #removals = new Set<Promise<unknown>>()
   readonly #namespace: Promise<NamespaceSupport>
+  readonly #parentDeath: Promise<ParentDeathSupport>
   readonly #cgroups: Promise<CgroupSupport>
   #closed = false
 
@@ -146,6 +153,7 @@ export class ProcessRuntime implements Runtime {
     this.#nowMs = components.nowMs ?? Date.now
     this.#jobPath = init.jobPath ?? defaultJobPath
     this.#namespace = init.pidNamespace === 'off' ? Promise.resolve({ available: false, reason: 'PID namespaces turned off in the runtime settings' }) : probePidNamespace()
+    this.#parentDeath = init.dieWithDaemon === 'off' ? Promise.resolve({ available: false, reason: 'turned off in the runtime settings' }) : probeParentDeathSignal()
     this.#cgroups = init.cgroups === 'off' ? Promise.resolve({ available: false, reason: 'cgroups turned off in the runtime settings' }) : probeCgroups(this.#instanceName)
   }
 
@@ -218,7 +226,10 @@ export class ProcessRuntime implements Runtime {
     const stdoutFile = await open(stdoutPath, 'w')
     const stderrFile = await open(stderrPath, 'w')
     const procsFiles = cgroup?.procsFiles ?? []
-    const command = namespace.available ? [namespace.unshare, '--pid', '--fork', '--kill-child', namespace.setsid, '--wait', executable, ...argv.slice(1)] : [executable, ...argv.slice(1)]
+    const parentDeath = await this.#parentDeath
+    const workload = namespace.available ? [namespace.unshare, '--pid', '--fork', '--kill-child', namespace.setsid, '--wait', executable, ...argv.slice(1)] : [executable, ...argv.slice(1)]
+    // setpriv sets the parent-death signal and execs: the PID, group and session stay the launcher's.
+    const command = parentDeath.available ? [parentDeath.setpriv, '--pdeathsig', 'KILL', ...workload] : workload
     let child: ChildProcess
     let launched: Promise<{ ok: true } | { ok: false; reason: string }>
     try {
