@@ -5,6 +5,10 @@ import { registerSim } from './commands/sim.ts'
 import { registerBench } from './commands/bench.ts'
 import { registerPlan } from './commands/plan.ts'
 import { registerNodeStart } from './commands/node-start.ts'
+import { registerSubmit } from './commands/submit.ts'
+import { registerJobs } from './commands/jobs.ts'
+import { registerLogs } from './commands/logs.ts'
+import { registerNodes } from './commands/nodes.ts'
 import { UserError } from './user-error.ts'
 
 const program = new Command()
@@ -21,6 +25,10 @@ registerSim(program)
 registerBench(program)
 registerPlan(program)
 registerNodeStart(program)
+registerSubmit(program)
+registerJobs(program)
+registerLogs(program)
+registerNodes(program)
 
 try {
   await program.parseAsync(process.argv)
