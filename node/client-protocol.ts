@@ -22,7 +22,8 @@ export interface ClientProtocolLimits {
 
 export const defaultClientProtocolLimits: ClientProtocolLimits = {
   maxConcurrentRequests: 64,
-  maxInboundStreamsPerConnection: 8,
+  /** A daemon passing follows on to another holds one stream each on its connection: libp2p's default. */
+  maxInboundStreamsPerConnection: 32,
   requestReadTimeoutMs: 5_000,
   writeTimeoutMs: 30_000,
   keepaliveIntervalMs: 30_000,

@@ -128,14 +128,15 @@ export class ClientService {
 
   async *#logs(request: ClientRequestOf<'logs'>, signal: AbortSignal): AsyncGenerator<ClientResponse> {
     const jobId = asJobId(request.jobId)
-    const where = await this.#outputNode(jobId, request.follow, signal)
+    const { node: where, active } = await this.#outputNode(jobId, request.follow, signal)
     if (where !== this.#backend.nodeId) {
       // Passed on once: the node named by the document answers from its own files or refuses.
       if (request.forwarded === true) throw new ClientFailure('unavailable', `job ${jobId} ran on ${where}, not on ${this.#backend.nodeId}`, jobId)
       yield* this.#forward(where, request, signal)
       return
     }
-    if (request.follow) await this.#waitForLocalStart(jobId, signal)
+    // A job still to run here may not have started yet; a finished one is read from its files.
+    if (request.follow && active) await this.#waitForLocalStart(jobId, signal)
     try {
       // Without follow, one bounded read per stream (the daemon's runtime sets how much).
       yield* framesOf(this.#backend.localLogs(jobId, { follow: request.follow, stream: request.stream, signal }))
@@ -148,21 +149,19 @@ export class ClientService {
     yield { type: 'end' }
   }
 
-  /** The node holding the job's output; with follow, waits (bounded) for the job to be placed. */
-  async #outputNode(jobId: JobId, follow: boolean, signal: AbortSignal): Promise<NodeId> {
+  /** The node holding the job's output and whether the job is still active; with follow, waits (bounded) for it to be placed. */
+  async #outputNode(jobId: JobId, follow: boolean, signal: AbortSignal): Promise<{ node: NodeId; active: boolean }> {
     const archived = await this.#backend.archivedJob(jobId)
-    const locate = (): NodeId | null | undefined => {
-      const found = outputNode(this.#backend.document(), jobId, archived)
-      return found === undefined ? undefined : found.node
+    const locate = () => outputNode(this.#backend.document(), jobId, archived)
+    let found = locate()
+    if (found === undefined) throw new ClientFailure('not-found', `no job ${jobId} (not in the cluster document, nor in this node's archive)`, jobId)
+    if (found.node === null && follow) {
+      await this.#waitUntil(() => locate()?.node !== null, signal)
+      found = locate()
     }
-    let node = locate()
-    if (node === undefined) throw new ClientFailure('not-found', `no job ${jobId} (not in the cluster document, nor in this node's archive)`, jobId)
-    if (node === null && follow) {
-      await this.#waitUntil(() => locate() !== null, signal)
-      node = locate()
-    }
-    if (node === null || node === undefined) throw new ClientFailure('unavailable', `job ${jobId} has not been placed yet${follow ? ` (waited ${this.#limits.followStartWaitMs} ms)` : '; follow its logs with -f to wait for it'}`, jobId)
-    return node
+    const node = found?.node ?? null
+    if (node === null) throw new ClientFailure('unavailable', `job ${jobId} has not been placed yet${follow ? ` (waited ${this.#limits.followStartWaitMs} ms)` : '; follow its logs with -f to wait for it'}`, jobId)
+    return { node, active: found?.active ?? false }
   }
 
   async #waitForLocalStart(jobId: JobId, signal: AbortSignal): Promise<void> {
