@@ -85,6 +85,12 @@ describe('clients of a mesh of three Shuttle processes', () => {
     expect(leaderAnswer.code, leaderAnswer.stderr).toBe(0)
     expect(JSON.parse(leaderAnswer.stdout)).toMatchObject({ leaderId: leader.peerId, askedNode: follower.peerId, askedRole: 'follower' })
 
+    const { nodes } = await clientCall(host, ask(follower), { kind: 'nodes' })
+    expect(nodes.map((node) => node.id).sort()).toEqual([...ids].sort())
+    expect(nodes.filter((node) => node.leader).map((node) => node.id)).toEqual([leader.peerId])
+    expect(nodes.filter((node) => node.self).map((node) => node.id)).toEqual([follower.peerId])
+    expect(nodes.every((node) => node.voter && node.capacity.cpuMillis === 1000)).toBe(true)
+
     // 1. Submit through a follower with the CLI; the job runs as a real process.
     const submitted = await runCli(['submit', '--node', follower.address, '--cpu', '500m', '--cmd', "sh -c 'echo hello; sleep 1; echo done'"])
     expect(submitted.code, submitted.stderr).toBe(0)

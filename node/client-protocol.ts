@@ -108,7 +108,14 @@ export class ClientProtocol {
       this.#components.logger.debug('client-request', { peerId, requestId: request.requestId, kind: request.kind, forwarded: request.forwarded === true })
       try {
         for await (const frame of withKeepalive(this.#components.service.handle(request, controller.signal), this.#limits.keepaliveIntervalMs)) {
-          await write(frame)
+          try {
+            await write(frame)
+          } catch (error) {
+            // The client went away or stopped reading: nothing more to say to it.
+            controller.abort()
+            this.#components.logger.debug('client-gone', { peerId, requestId: request.requestId, error })
+            return
+          }
         }
       } catch (error) {
         if (controller.signal.aborted) return // the client went away
