@@ -6,6 +6,10 @@ import { registerBench } from './commands/bench.ts'
 import { registerPlan } from './commands/plan.ts'
 import { registerNodeStart } from './commands/node-start.ts'
 import { registerDoctor } from './commands/doctor.ts'
+import { registerSubmit } from './commands/submit.ts'
+import { registerJobs } from './commands/jobs.ts'
+import { registerLogs } from './commands/logs.ts'
+import { registerNodes } from './commands/nodes.ts'
 import { UserError } from './user-error.ts'
 
 const program = new Command()
@@ -23,6 +27,10 @@ registerBench(program)
 registerPlan(program)
 registerNodeStart(program)
 registerDoctor(program)
+registerSubmit(program)
+registerJobs(program)
+registerLogs(program)
+registerNodes(program)
 
 try {
   await program.parseAsync(process.argv)

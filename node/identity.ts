@@ -2,7 +2,7 @@
 // reloaded afterwards, so a restarted daemon keeps its libp2p peer id. The Fabric NodeId is
 // that peer id's string form, which is also what the genesis committee lists.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -31,7 +31,11 @@ export class IdentityFileError extends Error {
 
 export async function loadOrCreateIdentity(dataDir: string): Promise<NodeIdentity> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  const path = join(dataDir, identityFileName)
+  return loadOrCreateKeyFile(join(dataDir, identityFileName))
+}
+
+/** An Ed25519 key kept in `path` (created there on first use): a node's identity, or a client's key. */
+export async function loadOrCreateKeyFile(path: string): Promise<NodeIdentity> {
   let bytes: Uint8Array | null = null
   try {
     bytes = await readFile(path)
@@ -49,6 +53,7 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<NodeIdentit
     if (privateKey.type !== 'Ed25519') throw new IdentityFileError(path, `key type ${privateKey.type}, expected Ed25519`)
     return withIds(privateKey, false)
   }
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
   const privateKey = await generateKeyPair('Ed25519')
   // Write then rename: a crash mid-write never leaves a half key that would change the identity.
   const temporary = `${path}.tmp-${process.pid}`

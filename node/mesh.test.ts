@@ -2,82 +2,18 @@
 // leader is SIGKILLed the two others elect a new one within a bound; the killed daemon, restarted
 // on its data directory, comes back with the same identity and at least the term it had stored,
 // and follows the new leader. Daemons report through the JSON lines they print on stdout.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { createInterface } from 'node:readline'
+import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadOrCreateIdentity } from './identity.ts'
+import { Daemon, agreedLeader } from './testing/daemon-process.ts'
 
-const root = resolve(import.meta.dirname, '..')
-const nodeBinary = join(root, 'node_modules/.bin/node')
-const entry = join(root, 'cli/main.ts')
 /** Bounds of the waits below (generous against a loaded CI machine; typical values are far lower). */
 const readyTimeoutMs = 15_000
 const electionTimeoutMs = 15_000
 const failoverBoundMs = 10_000
 const exitTimeoutMs = 10_000
-
-interface StatusLine { event: 'status'; nodeId: string; role: string; term: number; leaderId: string | null; readyLeader: boolean }
-interface ReadyLine { event: 'ready'; peerId: string; listen: string[]; term: number }
-
-class Daemon {
-  readonly child: ChildProcess
-  readonly name: string
-  ready: ReadyLine | null = null
-  status: StatusLine | null = null
-  exit: { code: number | null; signal: NodeJS.Signals | null } | null = null
-  readonly stderrTail: string[] = []
-  readonly #waiters = new Set<() => void>()
-
-  constructor(name: string, args: string[]) {
-    this.name = name
-    this.child = spawn(nodeBinary, [entry, 'node', 'start', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
-    createInterface({ input: this.child.stdout! }).on('line', (line) => {
-      const value = JSON.parse(line) as ReadyLine | StatusLine
-      if (value.event === 'ready') this.ready = value
-      if (value.event === 'status') this.status = value
-      this.#notify()
-    })
-    createInterface({ input: this.child.stderr! }).on('line', (line) => {
-      this.stderrTail.push(line)
-      if (this.stderrTail.length > 40) this.stderrTail.shift()
-    })
-    this.child.on('exit', (code, signal) => {
-      this.exit = { code, signal }
-      this.#notify()
-    })
-  }
-
-  get alive(): boolean { return this.exit === null }
-
-  /** Resolves when `condition` holds (checked on every line any daemon prints); rejects after `timeoutMs`. */
-  static waitFor(daemons: readonly Daemon[], condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    return new Promise((resolvePromise, reject) => {
-      const check = (): void => {
-        if (!condition()) return
-        cleanup()
-        resolvePromise()
-      }
-      const timer = setTimeout(() => {
-        cleanup()
-        const logs = daemons.map((daemon) => `--- ${daemon.name} (${daemon.alive ? 'alive' : 'exited'}) status ${JSON.stringify(daemon.status)}\n${daemon.stderrTail.slice(-8).join('\n')}`)
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${logs.join('\n')}`))
-      }, timeoutMs)
-      const cleanup = (): void => {
-        clearTimeout(timer)
-        for (const daemon of daemons) daemon.#waiters.delete(check)
-      }
-      for (const daemon of daemons) daemon.#waiters.add(check)
-      check()
-    })
-  }
-
-  #notify(): void {
-    for (const waiter of [...this.#waiters]) waiter()
-  }
-}
 
 const started: Daemon[] = []
 const directories: string[] = []
@@ -87,16 +23,6 @@ afterAll(async () => {
   await Promise.all(started.map((daemon) => (daemon.alive ? new Promise((done) => daemon.child.once('exit', done)) : undefined)))
   for (const dir of directories) await rm(dir, { recursive: true, force: true })
 })
-
-/** One agreed leader: exactly one live daemon is the ready leader and every live daemon follows it in its term. */
-function agreedLeader(daemons: readonly Daemon[]): Daemon | null {
-  const live = daemons.filter((daemon) => daemon.alive)
-  const leaders = live.filter((daemon) => daemon.status?.role === 'leader' && daemon.status.readyLeader)
-  if (leaders.length !== 1) return null
-  const leader = leaders[0]!
-  const agree = live.every((daemon) => daemon.status?.term === leader.status!.term && daemon.status.leaderId === leader.status!.nodeId)
-  return agree ? leader : null
-}
 
 describe('a mesh of three Shuttle processes', () => {
   it('elects one leader, fails over after SIGKILL, and a restarted daemon keeps its identity and term', async () => {

@@ -2,7 +2,8 @@
 // with strict signing), boots the consensus core from the level store, and drives it: inputs
 // (messages, gossip, timer ticks) are stepped one at a time and each step's effects performed in
 // order, persist first and awaited, so nothing is sent before it is durable. No protocol rule
-// lives here; this file only carries effects between the core and the world.
+// lives here; this file only carries effects between the core and the world: jobs to the runtime
+// (job-runner.ts), clients' requests in (client-protocol.ts) and the core's answers back.
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
@@ -11,11 +12,15 @@ import type { Libp2p } from '@libp2p/interface'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
+import { randomUUID } from 'node:crypto'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import {
   Peer,
   createGenesis,
   defaultPeerTiming,
+  type JobId,
+  type JobSubmission,
   type NodeAttributes,
   type NodeId,
   type PeerConfig,
@@ -25,11 +30,19 @@ import {
   type Role,
   type Term,
 } from '../consensus/index.ts'
+import { ProcessRuntime, type Runtime } from '../runtime/index.ts'
+import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
 import { CapacityGossipChannel } from './capacity-gossip.ts'
+import { clientFrames } from './client-connection.ts'
+import { ClientProtocol } from './client-protocol.ts'
+import { ClientService, type ClientBackend, type SubmitOutcome } from './client-service.ts'
 import { systemClock, systemRandom, type Clock } from './clock.ts'
 import { ConsensusTransport } from './consensus-transport.ts'
 import { loadOrCreateIdentity, type NodeIdentity } from './identity.ts'
+import { JobRunner } from './job-runner.ts'
+import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
+import { NodeLiveness } from './node-liveness.ts'
 import { ConsensusStore } from './store.ts'
 
 /** Inputs waiting for the core; past this, new inputs are dropped (the core cannot keep up). */
@@ -41,6 +54,14 @@ export const bootstrapRetryMs = 1_000
 export const compactEveryIncrements = 1_000
 /** The timer is re-armed at least this often even when the core wants no tick sooner. */
 const maxTimerDelayMs = 60_000
+/** Client submissions waiting for the core's answer at once. */
+export const maxWaitingSubmissions = 1_024
+/** A submission not durable on a majority of voters by then is answered 'not-acknowledged' (the core keeps retrying it). */
+export const submitAckTimeoutMs = 30_000
+/** A job exit refused by a full inbox is offered again after this long (an exit must reach the core). */
+const exitRetryMs = 100
+/** What one non-follow logs request reads per stream. */
+export const maxLogBytesPerRequest = 64 * 1024 * 1024
 
 export interface ShuttleInit {
   dataDir: string
@@ -76,6 +97,8 @@ export interface ShuttleComponents {
   onReady?(ready: { nodeId: NodeId; addresses: string[]; term: Term; voters: NodeId[] }): void
   /** Called when the daemon stops itself on an error it cannot continue from (a failed persist). */
   onFatal?(error: Error): void
+  /** Runs the jobs the core assigns here (default: the process runtime in DATA/jobs). */
+  runtime?: Runtime
 }
 
 type PendingInput = (nowMs: number) => PeerInput
@@ -92,6 +115,12 @@ export class Shuttle {
   #transport: ConsensusTransport | null = null
   #gossip: CapacityGossipChannel | null = null
   #peer: Peer | null = null
+  #runtime: Runtime | null = null
+  #jobs: JobRunner | null = null
+  #clientProtocol: ClientProtocol | null = null
+  #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
+  readonly #submitWaiters = new Map<string, { jobId: JobId; timer: NodeJS.Timeout; resolve: (outcome: SubmitOutcome) => void }>()
+  #addressesWritten = false
   #state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new'
   readonly #inbox: PendingInput[] = []
   #inboxDropped = 0
@@ -134,6 +163,7 @@ export class Shuttle {
       peerDroppedMessages: this.#peer?.droppedMessages ?? 0,
       transport: this.#transport?.counters,
       capacity: this.#gossip?.counters,
+      client: this.#clientProtocol?.counters,
     }
   }
 
@@ -164,6 +194,21 @@ export class Shuttle {
     this.#logger.info('store-opened', { term: opened.persisted.term, votedFor: opened.persisted.votedFor, ...opened.stats })
     if (this.#state !== 'starting') return
 
+    const runtime = this.#components.runtime ?? new ProcessRuntime({ dataDir: init.dataDir, limits: { maxLogBytesPerCall: maxLogBytesPerRequest } }, { logger: this.#logger.child('runtime'), nowMs: () => this.#clock.nowMs() })
+    this.#runtime = runtime
+    const jobs = new JobRunner({
+      runtime,
+      store: opened.store,
+      logger: this.#logger.child('jobs'),
+      nowMs: () => this.#clock.nowMs(),
+      onExit: (jobId, exitCode) => this.#jobExited(jobId, exitCode),
+    })
+    this.#jobs = jobs
+    // Runs in flight when an earlier daemon on this directory died are ended before the core steps.
+    const document = opened.persisted.document
+    const lostRuns = await jobs.recover((jobId) => document === undefined || jobExists(document, jobId))
+    if (this.#state !== 'starting') return
+
     const libp2p = await createLibp2p({
       privateKey: identity.privateKey,
       addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
@@ -188,7 +233,10 @@ export class Shuttle {
     this.#gossip = new CapacityGossipChannel({
       pubsub: libp2p.services.pubsub,
       logger: this.#logger.child('capacity'),
-      onGossip: (gossip) => this.#enqueue((nowMs) => ({ kind: 'capacity', nowMs, gossip })),
+      onGossip: (gossip) => {
+        this.#liveness.record(gossip, this.#clock.nowMs())
+        this.#enqueue((nowMs) => ({ kind: 'capacity', nowMs, gossip }))
+      },
     })
     await libp2p.start()
     await this.#transport.start()
@@ -209,11 +257,86 @@ export class Shuttle {
       persisted: opened.persisted,
       nowMs: this.#clock.nowMs(),
     })
+    this.#clientProtocol = new ClientProtocol({ libp2p, service: new ClientService(this.#clientBackend()), logger: this.#logger.child('client') })
+    await this.#clientProtocol.start()
+    if (this.#state !== 'starting') return
     this.#state = 'running'
+    await writeAddressesFile(init.dataDir, { peerId: identity.nodeId, addresses: this.addresses, pid: process.pid, writtenAtMs: this.#clock.nowMs() })
+    this.#addressesWritten = true
     this.#logger.info('started', { nodeId: identity.nodeId, addresses: this.addresses, voters: this.#peer.voters(), electionTimeoutMs })
     this.#components.onReady?.({ nodeId: identity.nodeId, addresses: this.addresses, term: this.#peer.term, voters: this.#peer.voters() })
     this.#dialBootstrap()
+    // The core hears of runs lost with the previous daemon before anything else (see job-runner.ts).
+    for (const lost of lostRuns) this.#jobExited(lost.jobId, lost.exitCode)
     this.#enqueueTick()
+  }
+
+  /**
+   * Submits a job to the core and resolves once the core says it is durable on a majority of voters
+   * (`submission-durable`) or refuses it (`submission-refused`), or after submitAckTimeoutMs.
+   */
+  submit(job: JobSubmission): Promise<SubmitOutcome> {
+    if (this.#state !== 'running') return Promise.resolve({ ok: false, code: 'unavailable', reason: 'the daemon is not running' })
+    if (this.#submitWaiters.size >= maxWaitingSubmissions) return Promise.resolve({ ok: false, code: 'busy', reason: `${maxWaitingSubmissions} submissions are waiting for the core already` })
+    const requestId = randomUUID()
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#submitWaiters.delete(requestId)
+        resolve({ ok: false, code: 'not-acknowledged', jobId: job.id, reason: `job ${job.id} was not durable on a majority of voters within ${submitAckTimeoutMs} ms; this node keeps offering it (check with \`fabric job ${job.id}\`)` })
+      }, submitAckTimeoutMs)
+      this.#submitWaiters.set(requestId, { jobId: job.id, timer, resolve })
+      if (!this.#enqueue((nowMs) => ({ kind: 'submit', nowMs, requestId, job }))) this.#answerSubmission(requestId, { ok: false, code: 'busy', reason: 'the daemon\'s inbox is full; try again' })
+    })
+  }
+
+  #answerSubmission(requestId: string, outcome: SubmitOutcome): void {
+    const waiter = this.#submitWaiters.get(requestId)
+    if (waiter === undefined) return
+    this.#submitWaiters.delete(requestId)
+    clearTimeout(waiter.timer)
+    waiter.resolve(outcome)
+  }
+
+  /** A run ended: the core must hear it, so a full inbox only delays it. */
+  #jobExited(jobId: JobId, exitCode: number): void {
+    if (this.#state !== 'running') return
+    if (this.#enqueue((nowMs) => ({ kind: 'job-exited', nowMs, jobId, exitCode }))) return
+    setTimeout(() => this.#jobExited(jobId, exitCode), exitRetryMs).unref()
+  }
+
+  /** What the client protocol reads and asks of this daemon. */
+  #clientBackend(): ClientBackend {
+    const peer = (): Peer => {
+      if (this.#peer === null) throw new Error('the Shuttle has not started')
+      return this.#peer
+    }
+    const jobs = this.#jobs!
+    const store = this.#store!
+    const libp2p = this.#libp2p!
+    return {
+      nodeId: this.nodeId,
+      nowMs: () => this.#clock.nowMs(),
+      status: () => this.status(),
+      document: () => peer().document,
+      submit: (job) => this.submit(job),
+      archivedJob: (jobId) => store.archivedJob(jobId),
+      archivedJobs: (limit) => store.archivedJobs(limit),
+      liveness: this.#liveness,
+      own: () => {
+        const running = peer().runningJobs()
+        const capacity = this.#init.attributes.offer.capacity
+        let cpuMillis = capacity.cpuMillis
+        let memoryMiB = capacity.memoryMiB
+        for (const run of running.values()) {
+          cpuMillis -= run.demand.cpuMillis
+          memoryMiB -= run.demand.memoryMiB
+        }
+        return { free: { cpuMillis, memoryMiB }, running: running.size }
+      },
+      localJob: (jobId) => jobs.local(jobId),
+      localLogs: (jobId, options) => jobs.logs(jobId, options),
+      forward: (nodeId, body, signal) => clientFrames(libp2p, peerIdFromString(nodeId), body, { signal, forwarded: true }),
+    }
   }
 
   /** Idempotent; safe at any point of start (each part stops only what it started). */
@@ -232,6 +355,8 @@ export class Shuttle {
     this.#timer = null
     this.#bootstrapTimer = null
     this.#inbox.length = 0
+    for (const requestId of [...this.#submitWaiters.keys()]) this.#answerSubmission(requestId, { ok: false, code: 'unavailable', reason: 'the daemon is stopping; the job may still have been accepted' })
+    await this.#clientProtocol?.stop()
     this.#gossip?.stop()
     await this.#transport?.stop()
     try {
@@ -241,7 +366,11 @@ export class Shuttle {
     }
     // Let a step in flight finish its persist before the store closes.
     await this.#draining?.catch(() => {})
+    // Jobs end with the daemon (the ledger keeps them in flight: the next start reports them lost).
+    if (this.#jobs !== null) await this.#jobs.close()
+    else await this.#runtime?.close()
     await this.#store?.close()
+    if (this.#addressesWritten) await removeAddressesFile(this.#init.dataDir, process.pid)
     this.#state = 'stopped'
     this.#logger.info('stopped', { counters: this.counters() })
   }
@@ -308,16 +437,25 @@ export class Shuttle {
           break
         case 'archive-job':
           await this.#store!.archive(effect.job)
+          this.#jobs!.forget(effect.job.id)
           break
         case 'start-job':
+          // The document holds the job's record now; the launch itself does not hold up the core.
+          this.#logger.info('start-job', { jobId: effect.jobId, term: effect.term, seq: effect.seq })
+          this.#jobs!.start(effect, this.#peer!.document)
+          break
         case 'stop-job':
-          // The process runtime is not wired yet: the assignment is only logged.
-          this.#logger.warn('job-effect-ignored', { effect: effect.kind, jobId: effect.jobId })
+          this.#logger.info('stop-job', { jobId: effect.jobId, reason: effect.reason })
+          this.#jobs!.stop(effect.jobId, effect.reason)
           break
-        case 'event':
-          if (effect.event.kind === 'message-dropped') this.#logger.debug('core-dropped-message', effect.event)
-          else this.#logger.info(effect.event.kind, effect.event)
+        case 'event': {
+          const event = effect.event
+          if (event.kind === 'message-dropped') this.#logger.debug('core-dropped-message', event)
+          else this.#logger.info(event.kind, event)
+          if (event.kind === 'submission-durable') this.#answerSubmission(event.requestId, { ok: true, jobId: event.jobId })
+          else if (event.kind === 'submission-refused') this.#answerSubmission(event.requestId, { ok: false, code: 'refused', reason: event.reason })
           break
+        }
       }
     }
   }

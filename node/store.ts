@@ -18,6 +18,7 @@ const keys = {
   documentBase: 'document/base',
   incrementPrefix: 'document/increment/',
   archivePrefix: 'archive/job/',
+  localRunPrefix: 'local-run/',
 } as const
 const incrementKey = (index: number): string => `${keys.incrementPrefix}${String(index).padStart(16, '0')}`
 
@@ -47,6 +48,27 @@ export interface ConsensusStoreInit {
   /** fsync every persist (raft's durability); off only for tests that do not crash the machine. */
   syncWrites?: boolean
 }
+
+/**
+ * A job this node's runtime started, kept until the job leaves the document: after a crash the
+ * restarted daemon knows which processes were its own, and which runs already ended (and how).
+ */
+export interface LocalRunRecord {
+  jobId: string
+  /** The assignment the run belongs to. */
+  term: number
+  seq: number
+  /** The job's first process and its start time in clock ticks since boot (a reused PID has another). */
+  pid: number
+  pidStartTicks: number | null
+  startedAtMs: number
+  /** Set once the run ended and its exit was handed to the core. */
+  exitCode: number | null
+}
+
+/** Archived jobs one listing reads at most (the archive is keyed by job id, not by time). */
+export const maxArchiveScan = 10_000
+export const maxLocalRuns = 100_000
 
 export interface StoreStats { documentBytes: number; incrementsCompacted: number; fresh: boolean }
 
@@ -150,6 +172,33 @@ export class ConsensusStore {
   async archivedJob(jobId: string): Promise<ArchivedJob | undefined> {
     const text = await this.#getText(`${keys.archivePrefix}${jobId}`)
     return text === undefined ? undefined : (JSON.parse(text) as ArchivedJob)
+  }
+
+  /** Archived jobs, at most `limit` (read in key order: callers sort). */
+  async archivedJobs(limit: number): Promise<ArchivedJob[]> {
+    const jobs: ArchivedJob[] = []
+    for await (const value of this.#db.values({ gte: keys.archivePrefix, lt: `${keys.archivePrefix}~`, limit: Math.min(limit, maxArchiveScan) })) {
+      jobs.push(JSON.parse(new TextDecoder().decode(value)) as ArchivedJob)
+    }
+    return jobs
+  }
+
+  async putLocalRun(run: LocalRunRecord): Promise<void> {
+    if (this.#closed) throw new Error('putLocalRun after close')
+    await this.#db.put(`${keys.localRunPrefix}${run.jobId}`, utf8(JSON.stringify(run)), { sync: this.#syncWrites })
+  }
+
+  async deleteLocalRun(jobId: string): Promise<void> {
+    if (this.#closed) return
+    await this.#db.del(`${keys.localRunPrefix}${jobId}`, { sync: this.#syncWrites })
+  }
+
+  async localRuns(): Promise<LocalRunRecord[]> {
+    const runs: LocalRunRecord[] = []
+    for await (const value of this.#db.values({ gte: keys.localRunPrefix, lt: `${keys.localRunPrefix}~`, limit: maxLocalRuns })) {
+      runs.push(JSON.parse(new TextDecoder().decode(value)) as LocalRunRecord)
+    }
+    return runs
   }
 
   async close(): Promise<void> {

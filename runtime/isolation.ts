@@ -6,6 +6,7 @@ import { readdir, readFile, access, constants } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 
 export type NamespaceSupport = { available: true; unshare: string; setsid: string } | { available: false; reason: string }
+export type ParentDeathSupport = { available: true; setpriv: string } | { available: false; reason: string }
 
 export const isolationLimits = {
   probeTimeoutMs: 5_000,
@@ -49,6 +50,45 @@ async function probeOnce(): Promise<NamespaceSupport> {
   })
   if (!answer.ok) return { available: false, reason: `unshare --pid failed: ${answer.detail}` }
   return { available: true, unshare, setsid }
+}
+
+let parentDeathProbe: Promise<ParentDeathSupport> | undefined
+
+/**
+ * Whether a job's first process can be told to die with the daemon (`setpriv --pdeathsig KILL`, the
+ * kernel's PR_SET_PDEATHSIG): a daemon killed with SIGKILL then leaves no job running that nobody
+ * tracks. Cached for the process.
+ */
+export function probeParentDeathSignal(): Promise<ParentDeathSupport> {
+  parentDeathProbe ??= probeParentDeathOnce()
+  return parentDeathProbe
+}
+
+async function probeParentDeathOnce(): Promise<ParentDeathSupport> {
+  if (process.platform !== 'linux') return { available: false, reason: `a parent-death signal needs Linux (this is ${process.platform})` }
+  const setpriv = await resolveExecutable('setpriv', process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', '/')
+  if (setpriv === undefined) return { available: false, reason: 'setpriv not found on PATH (util-linux)' }
+  // Older setpriv (util-linux < 2.33) has no --pdeathsig: try it.
+  const answer = await new Promise<{ ok: boolean; detail: string }>((resolve) => {
+    execFile(setpriv, ['--pdeathsig', 'KILL', '/bin/sh', '-c', 'echo ok'], { timeout: isolationLimits.probeTimeoutMs }, (error, stdout, stderr) => {
+      if (error !== null) resolve({ ok: false, detail: `${error.message.trim()} ${stderr.trim()}`.trim() })
+      else resolve({ ok: stdout.trim() === 'ok', detail: stdout.trim() })
+    })
+  })
+  if (!answer.ok) return { available: false, reason: `setpriv --pdeathsig failed: ${answer.detail}` }
+  return { available: true, setpriv }
+}
+
+/** The process's start time in clock ticks since boot (/proc/PID/stat field 22), or undefined when it is gone. */
+export async function processStartTicks(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const ticks = Number(fields[19])
+    return Number.isFinite(ticks) ? ticks : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** Direct children of `pid` (by scanning /proc: this kernel may lack /proc/PID/task/TID/children). */

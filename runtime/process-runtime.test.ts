@@ -2,12 +2,14 @@
 // in each isolation mode this machine offers, then what only a process runtime can show (the whole
 // process tree ends, PID 1 in the namespace, cgroup limits, its own bounds). Checkpoints have their
 // own file (process-checkpoint.test.ts).
+import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { isDead, processTree } from './isolation.ts'
+import { isDead, probeParentDeathSignal, processTree } from './isolation.ts'
 import { ProcessRuntime, RuntimeAtCapacityError, SpawnFailedError, InvalidRunSpecError, probePidNamespace, type ProcessRuntimeInit } from './index.ts'
 import { collect, describeRuntimeCompliance, freshJobId, waitFor } from './testing/runtime-compliance.ts'
 import { probeCgroups } from './cgroups.ts'
@@ -16,6 +18,7 @@ const stopGraceMs = 300
 const silent = { debug() {}, info() {}, warn() {}, error() {} }
 
 const namespaceSupport = await probePidNamespace()
+const parentDeath = await probeParentDeathSignal()
 const cgroupProbe = await probeCgroups(`fabric-test-probe-${process.pid}`)
 if (cgroupProbe.available) await cgroupProbe.close()
 
@@ -173,4 +176,45 @@ describe('process runtime, everywhere', () => {
     expect(rest.length).toBe(1000) // still capped by the runtime's own maximum
     expect(await readFile(join(made.runtime.jobDir(jobId), 'stdout.log'), 'utf8')).toHaveLength(5500)
   })
+})
+
+describe('process runtime, when its daemon dies', () => {
+  // In a namespace the whole job ends with its PID 1; in a bare process group only the job's first
+  // process gets the signal (what it started is swept by the daemon's restart, node/job-runner.ts).
+  for (const pidNamespace of namespaceSupport.available ? (['auto', 'off'] as const) : (['off'] as const)) {
+    const whole = pidNamespace === 'auto'
+    it.skipIf(!parentDeath.available)(
+      `a SIGKILLed daemon takes ${whole ? 'every process of its job' : "its job's first process"} with it (PID namespace ${pidNamespace})${parentDeath.available ? '' : ` [skipped: ${parentDeath.reason}]`}`,
+      async () => {
+        const dataDir = await mkdtemp(join(tmpdir(), 'fabric-runtime-orphan-'))
+        const holder = spawn(process.execPath, [join(import.meta.dirname, 'testing/hold-job.ts'), dataDir, pidNamespace], { stdio: ['ignore', 'pipe', 'inherit'] })
+        let jobPid: number | undefined
+        try {
+          const line = await new Promise<string>((resolve, reject) => {
+            createInterface({ input: holder.stdout! }).once('line', resolve)
+            holder.once('exit', (code) => reject(new Error(`the holder exited (${code}) before starting its job`)))
+          })
+          const { pid } = JSON.parse(line) as { pid: number }
+          jobPid = pid
+          await waitFor(() => existsSync(join(dataDir, 'jobs/held/work/up')), 5_000, 'the job to start its sleeper')
+          const tree = await processTree(pid)
+          expect(tree.length).toBeGreaterThanOrEqual(2) // the launcher and at least the sleeper
+          const watched = whole ? tree : [pid]
+          holder.kill('SIGKILL')
+          await waitFor(async () => (await Promise.all(watched.map(isDead))).every(Boolean), 5_000, `PIDs ${watched.join(',')} to die with the holder`)
+        } finally {
+          holder.kill('SIGKILL')
+          // The sleeper a bare process group leaves behind: end it (its group is the job's first PID).
+          if (jobPid !== undefined) {
+            try {
+              process.kill(-jobPid, 'SIGKILL')
+            } catch {
+              // Already gone.
+            }
+          }
+          await rm(dataDir, { recursive: true, force: true })
+        }
+      },
+    )
+  }
 })

@@ -12,6 +12,8 @@
 // Checkpoints (namespace mode only): `criu dump` of the tree under the namespace's PID 1; a restore
 // runs `criu restore` (without detaching, so it stays our child and waits for the restored tree, as
 // unshare does) through the same launcher, so the restored job lands in its own new cgroups.
+// Every launch goes through `setpriv --pdeathsig KILL` where available, so a job dies with the daemon
+// that started it (a namespaced job whole: its PID 1 goes with unshare or criu restore).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { access, mkdir, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
@@ -22,7 +24,7 @@ import { probeCgroups, type CgroupSupport, type JobCgroup } from './cgroups.ts'
 import { checkpointLayout, copyWorkFolder, prepareCheckpointDirectory, readCheckpointManifest, writeCheckpointManifest } from './checkpoint-directory.ts'
 import { uncheckpointableReasons } from './checkpoint-guard.ts'
 import { criuLimits, logErrors, probeCriu, runCriu, type CriuSupport } from './criu.ts'
-import { childPids, isDead, livingGroupMembers, probePidNamespace, processTree, resolveExecutable, type NamespaceSupport } from './isolation.ts'
+import { childPids, isDead, livingGroupMembers, probeParentDeathSignal, probePidNamespace, processTree, resolveExecutable, type NamespaceSupport, type ParentDeathSupport } from './isolation.ts'
 import { mergeAsync, readLogFile } from './log-files.ts'
 import {
   CheckpointFailedError,
@@ -90,6 +92,11 @@ export interface ProcessRuntimeInit {
   pidNamespace?: 'auto' | 'off'
   /** 'auto' uses cgroups when writable; 'off' never does (limits then reported not enforced). */
   cgroups?: 'auto' | 'off'
+  /**
+   * 'auto' (the default): a job's first process gets SIGKILL when the daemon dies, even by SIGKILL,
+   * ending a namespaced job whole (its PID 1 goes with unshare); 'off': jobs outlive the daemon.
+   */
+  dieWithDaemon?: 'auto' | 'off'
   /** PATH given to jobs that set none (and used to find their command). */
   jobPath?: string
   /** The CRIU binary for checkpoints; `criu` on PATH by default. */
@@ -101,8 +108,8 @@ export interface ProcessRuntimeComponents {
   nowMs?: () => number
 }
 
-/** Job ids become folder and cgroup names: keep them to a safe alphabet. */
-const jobIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+/** Job ids name folders and cgroups: letters, digits, '.', '_', '-' and '#' (a replica: `<job>#<replica>`). */
+const jobIdPattern = /^[A-Za-z0-9][A-Za-z0-9._#-]{0,127}$/
 const defaultJobPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 // Joins each cgroup.procs file given (saying so on stderr when it cannot), then runs the command.
@@ -163,6 +170,7 @@ export class ProcessRuntime implements Runtime {
   readonly #listeners = new Set<ExitListener>()
   readonly #removals = new Set<Promise<unknown>>()
   readonly #namespace: Promise<NamespaceSupport>
+  readonly #parentDeath: Promise<ParentDeathSupport>
   readonly #cgroups: Promise<CgroupSupport>
   readonly #criuPath: string
   #closed = false
@@ -175,6 +183,7 @@ export class ProcessRuntime implements Runtime {
     this.#jobPath = init.jobPath ?? defaultJobPath
     this.#criuPath = init.criuPath ?? 'criu'
     this.#namespace = init.pidNamespace === 'off' ? Promise.resolve({ available: false, reason: 'PID namespaces turned off in the runtime settings' }) : probePidNamespace()
+    this.#parentDeath = init.dieWithDaemon === 'off' ? Promise.resolve({ available: false, reason: 'turned off in the runtime settings' }) : probeParentDeathSignal()
     this.#cgroups = init.cgroups === 'off' ? Promise.resolve({ available: false, reason: 'cgroups turned off in the runtime settings' }) : probeCgroups(this.#instanceName)
   }
 
@@ -283,8 +292,11 @@ export class ProcessRuntime implements Runtime {
     /** Where the launcher's own output goes (default: the job's stdout and stderr). */
     outputPaths?: { stdout: string; stderr: string }
   }): Promise<RunHandle> {
-    const { spec, argv, jobDir, workingDir, env, command, cgroup, limitsNote, namespace } = request
+    const { spec, argv, jobDir, workingDir, env, cgroup, limitsNote, namespace } = request
     const jobId = spec.jobId
+    const parentDeath = await this.#parentDeath
+    // setpriv sets the parent-death signal and execs: the PID, group and session stay the launcher's.
+    const command = parentDeath.available ? [parentDeath.setpriv, '--pdeathsig', 'KILL', ...request.command] : request.command
     const requested = { ...spec.resources }
     const stdoutPath = join(jobDir, 'stdout.log')
     const stderrPath = join(jobDir, 'stderr.log')

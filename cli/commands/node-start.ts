@@ -16,6 +16,7 @@ import {
   localOffer,
   type ShuttleStatus,
 } from '../../node/index.ts'
+import { defaultDataDir } from '../data-dir.ts'
 import { integer } from '../parse.ts'
 import { UserError } from '../user-error.ts'
 
@@ -27,7 +28,7 @@ export function registerNodeStart(program: Command): void {
   node
     .command('id')
     .description('Create the identity of a data directory if it has none, and print its peer id (the NodeId voters are named by)')
-    .requiredOption('--data <dir>', 'the daemon\'s data directory')
+    .option('--data <dir>', 'the daemon\'s data directory', defaultDataDir())
     .action(async (flags: { data: string }) => {
       const identity = await loadOrCreateIdentity(flags.data).catch(userErrors)
       console.log(JSON.stringify({ peerId: identity.nodeId, created: identity.created }))
@@ -43,7 +44,7 @@ export function registerNodeStart(program: Command): void {
         '`fabric node id --data DIR`); the genesis document is derived from it, identically everywhere. ' +
         'After the first start the data directory holds the cluster state and --voters may be omitted.',
     )
-    .requiredOption('--data <dir>', 'data directory (identity and consensus store; created if missing)')
+    .option('--data <dir>', 'data directory (identity, store, job folders, addresses.json; created if missing)', defaultDataDir())
     .option('--listen <multiaddr...>', 'addresses to listen on', ['/ip4/127.0.0.1/tcp/0'])
     .option('--bootstrap <multiaddr>', 'peer to dial at start and until connected, with /p2p/<id> (repeatable, or comma list)', collect, [])
     .option('--voters <ids>', 'genesis committee: comma list of peer ids (needed on first start)', collect, [])

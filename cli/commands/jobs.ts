@@ -1,0 +1,66 @@
+// `fabric jobs` and `fabric job ID`: the jobs a daemon knows (active ones from the cluster document,
+// finished ones from its archive), and one job in detail: record, assignments, runs, where it runs.
+import type { Command } from 'commander'
+import { clientCall, type JobDetail, type JobSummary } from '../../node/index.ts'
+import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { positiveInteger } from '../parse.ts'
+import { ago, renderTable, shortId } from '../table.ts'
+
+export function registerJobs(program: Command): void {
+  addConnectOptions(
+    program
+      .command('jobs')
+      .description('List jobs, newest first: active ones from the cluster document, finished ones from the daemon\'s archive')
+      .option('--limit <n>', 'at most this many', '100')
+      .option('--json', 'print the listing as JSON'),
+  ).action(async (flags: ConnectFlags & { limit: string; json?: boolean }) => {
+    const limit = Math.min(positiveInteger('--limit', flags.limit), 1_000)
+    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'jobs', limit }, { signal }))
+    if (flags.json === true) return console.log(JSON.stringify(result, null, 2))
+    const now = Date.now()
+    console.log(renderTable(['ID', 'NAME', 'STATE', 'NODE', 'SUBMITTED', 'EXIT'], result.jobs.map((job) => summaryRow(job, now))))
+    if (result.truncated) console.log(`(more than ${limit}; raise --limit)`)
+  })
+
+  addConnectOptions(
+    program
+      .command('job')
+      .description('Show one job: its record, assignments (by term), runs (by node) and where it runs')
+      .argument('<id>', 'job id (as printed by fabric submit or fabric jobs)')
+      .option('--json', 'print the job as JSON'),
+  ).action(async (jobId: string, flags: ConnectFlags & { json?: boolean }) => {
+    const job = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'job', jobId }, { signal }))
+    console.log(flags.json === true ? JSON.stringify(job, null, 2) : describeJob(job, Date.now()))
+  })
+}
+
+function summaryRow(job: JobSummary, nowMs: number): string[] {
+  return [job.id, job.name, job.state, shortId(job.node), ago(job.submittedAtMs, nowMs), job.exitCode === null ? '-' : String(job.exitCode)]
+}
+
+function describeJob(job: JobDetail, nowMs: number): string {
+  const lines = [
+    `job        ${job.id}`,
+    `name       ${job.name}`,
+    `state      ${job.state}${job.archived ? ' (from the archive)' : ''}`,
+    `node       ${job.node ?? '-'}`,
+    `submitted  ${new Date(job.submittedAtMs).toISOString()} (${ago(job.submittedAtMs, nowMs)})${job.origin === null ? '' : ` through ${job.origin}`}`,
+  ]
+  if (job.finishedAtMs !== null) lines.push(`finished   ${new Date(job.finishedAtMs).toISOString()}, exit code ${job.exitCode ?? '-'}`)
+  if (job.command !== '') lines.push(`command    ${job.command}`)
+  if (job.demand !== null) lines.push(`demand     ${job.demand.cpuMillis}m CPU, ${job.demand.memoryMiB} MiB`)
+  if (job.assignments.length > 0) {
+    lines.push('assignments')
+    for (const assignment of job.assignments) lines.push(`  term ${assignment.term} seq ${assignment.seq} -> ${assignment.node}${assignment.committed ? ' (committed)' : ' (not committed yet)'}`)
+  }
+  if (job.runs.length > 0) {
+    lines.push('runs')
+    for (const run of job.runs) lines.push(`  ${run.node}: ${run.state}, exit ${run.exitCode}, term ${run.term} seq ${run.seq}, ${new Date(run.atMs).toISOString()}`)
+  }
+  for (const refusal of job.unplaceable) lines.push(`unplaceable in term ${refusal.term}: ${refusal.reason}`)
+  if (job.local !== null) {
+    const local = job.local
+    lines.push(`here       ${local.state}${local.pid === null ? '' : `, pid ${local.pid}`}${local.exitCode === null ? '' : `, exit ${local.exitCode}`}${local.reason === null ? '' : ` (${local.reason})`}`)
+  }
+  return lines.join('\n')
+}

@@ -1,0 +1,42 @@
+// `fabric nodes` and `fabric leader`: the node registry of the cluster document with what the asked
+// daemon hears of each node (alive, free resources, running jobs), and who leads in which term.
+import type { Command } from 'commander'
+import { clientCall } from '../../node/index.ts'
+import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { renderTable } from '../table.ts'
+
+export function registerNodes(program: Command): void {
+  addConnectOptions(
+    program
+      .command('nodes')
+      .description('List the nodes of the mesh: role, liveness as the asked daemon hears it, capacity and free resources')
+      .option('--json', 'print the listing as JSON'),
+  ).action(async (flags: ConnectFlags & { json?: boolean }) => {
+    const { nodes } = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'nodes' }, { signal }))
+    if (flags.json === true) return console.log(JSON.stringify(nodes, null, 2))
+    const rows = nodes.map((node) => [
+      `${node.id}${node.self ? ' *' : ''}`,
+      node.leader ? 'leader' : node.voter ? 'voter' : 'member',
+      node.alive ? 'alive' : node.lastHeardAgoMs === null ? 'unheard' : `silent ${Math.round(node.lastHeardAgoMs / 1000)}s`,
+      `${node.capacity.cpuMillis}m / ${node.capacity.memoryMiB}Mi`,
+      node.free === null ? '-' : `${node.free.cpuMillis}m / ${node.free.memoryMiB}Mi`,
+      node.running === null ? '-' : String(node.running),
+      `${node.provider}/${node.region}/${node.azId}`,
+    ])
+    console.log(renderTable(['NODE', 'ROLE', 'STATUS', 'CAPACITY', 'FREE', 'JOBS', 'WHERE'], rows))
+    console.log('(* the node that answered)')
+  })
+
+  addConnectOptions(
+    program
+      .command('leader')
+      .description('Show the leader the asked daemon follows, and the term')
+      .option('--json', 'print the answer as JSON'),
+  ).action(async (flags: ConnectFlags & { json?: boolean }) => {
+    const leader = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'leader' }, { signal }))
+    if (flags.json === true) return console.log(JSON.stringify(leader, null, 2))
+    if (leader.leaderId === null) console.log(`no leader known in term ${leader.term} (asked ${leader.askedNode}, a ${leader.askedRole})`)
+    else if (leader.leaderId !== leader.askedNode) console.log(`${leader.leaderId} leads term ${leader.term}`)
+    else console.log(`${leader.leaderId} leads term ${leader.term} (the node asked)${leader.readyLeader ? '' : '; not placing yet: it is still merging the voters\' documents'}`)
+  })
+}

@@ -1,0 +1,109 @@
+// The calling side of /fabric/client/1.0.0: opens a stream to a daemon, sends one request and reads
+// its response frames, each checked against the wire schema. Used by the CLI (through its own client
+// host) and by a daemon that passes a logs request on to the node holding the output.
+import { randomUUID } from 'node:crypto'
+import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import {
+  clientProtocol,
+  clientWireLimits,
+  clientWireVersion,
+  decodeClientResponse,
+  decodeClientResult,
+  encodeClientRequest,
+  type ClientErrorCode,
+  type ClientRequest,
+  type ClientRequestBody,
+  type ClientRequestKind,
+  type ClientResponse,
+  type ClientResult,
+} from './client-wire.ts'
+
+export const defaultClientDialTimeoutMs = 5_000
+
+/** The daemon answered with an error frame. */
+export class ClientRequestError extends Error {
+  override name = 'ClientRequestError'
+  readonly code: ClientErrorCode
+  readonly jobId: string | undefined
+  constructor(facts: { code: ClientErrorCode; message: string; jobId?: string }) {
+    super(facts.message)
+    this.code = facts.code
+    this.jobId = facts.jobId
+  }
+}
+
+/** The daemon could not be reached, or its answer broke off or did not parse. */
+export class ClientConnectionError extends Error {
+  override name = 'ClientConnectionError'
+  readonly target: string
+  readonly reason: string
+  constructor(facts: { target: string; reason: string }) {
+    super(`${facts.target}: ${facts.reason}`)
+    this.target = facts.target
+    this.reason = facts.reason
+  }
+}
+
+export interface ClientCallOptions {
+  signal?: AbortSignal
+  dialTimeoutMs?: number
+  /** Marks a request a daemon passes on (the receiver answers it itself or refuses). */
+  forwarded?: boolean
+}
+
+/** Sends `body` to `target` and yields every response frame up to and including the last (result, error or end). */
+export async function* clientFrames(libp2p: Libp2p, target: Multiaddr | PeerId, body: ClientRequestBody, options: ClientCallOptions = {}): AsyncGenerator<ClientResponse> {
+  const name = target.toString()
+  const dialSignal = AbortSignal.any([AbortSignal.timeout(options.dialTimeoutMs ?? defaultClientDialTimeoutMs), ...(options.signal ? [options.signal] : [])])
+  let stream: Stream
+  try {
+    stream = await libp2p.dialProtocol(target, clientProtocol, { signal: dialSignal })
+  } catch (error) {
+    throw new ClientConnectionError({ target: name, reason: `cannot open ${clientProtocol}: ${(error as Error).message}` })
+  }
+  const request = { ...body, v: clientWireVersion, requestId: randomUUID().slice(0, 8), client: libp2p.peerId.toString(), ...(options.forwarded === true ? { forwarded: true } : {}) } as ClientRequest
+  const framed = lpStream(stream, { maxDataLength: clientWireLimits.maxResponseFrameBytes })
+  let finished = false
+  try {
+    await framed.write(encodeClientRequest(request), options.signal ? { signal: options.signal } : {})
+    for (;;) {
+      let frame: Uint8Array
+      try {
+        frame = (await framed.read(options.signal ? { signal: options.signal } : {})).subarray()
+      } catch (error) {
+        if (options.signal?.aborted === true) throw error
+        throw new ClientConnectionError({ target: name, reason: `the answer broke off: ${(error as Error).message}` })
+      }
+      const decoded = decodeClientResponse(frame)
+      if (!decoded.ok) throw new ClientConnectionError({ target: name, reason: `unreadable answer: ${decoded.reason}` })
+      yield decoded.value
+      if (decoded.value.type === 'result' || decoded.value.type === 'error' || decoded.value.type === 'end') {
+        finished = true
+        return
+      }
+    }
+  } finally {
+    if (finished) await stream.close().catch(() => stream.abort(new Error('closing')))
+    else stream.abort(new Error('request abandoned'))
+  }
+}
+
+/** One request, one result (checked against its kind's schema); an error frame throws ClientRequestError. */
+export async function clientCall<K extends Exclude<ClientRequestKind, 'logs'>>(
+  libp2p: Libp2p,
+  target: Multiaddr | PeerId,
+  body: ClientRequestBody & { kind: K },
+  options: ClientCallOptions = {},
+): Promise<ClientResult<K>> {
+  for await (const frame of clientFrames(libp2p, target, body, options)) {
+    if (frame.type === 'keepalive') continue
+    if (frame.type === 'error') throw new ClientRequestError(frame.jobId === undefined ? frame : { ...frame, jobId: frame.jobId })
+    if (frame.type !== 'result') throw new ClientConnectionError({ target: target.toString(), reason: `unexpected ${frame.type} frame in answer to ${body.kind}` })
+    const result = decodeClientResult(body.kind as K, frame.value)
+    if (!result.ok) throw new ClientConnectionError({ target: target.toString(), reason: `unreadable answer: ${result.reason}` })
+    return result.value
+  }
+  throw new ClientConnectionError({ target: target.toString(), reason: 'the daemon closed the stream without an answer' })
+}

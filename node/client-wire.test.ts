@@ -1,0 +1,62 @@
+// Proves the client protocol's wire checks: a well-formed request passes whole; anything malformed,
+// oversized, of an unknown kind, with unknown fields or a wrong version is refused with a reason
+// naming what is wrong; response frames and result values are checked on the client side too.
+import { describe, expect, it } from 'vitest'
+import { clientWireLimits, decodeClientRequest, decodeClientResponse, decodeClientResult, encodeClientRequest, errorResponse, type ClientRequest } from './client-wire.ts'
+
+const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
+const envelope = { v: 1, requestId: 'r1', client: '12D3KooWclient' } as const
+
+describe('client wire: requests', () => {
+  it('round-trips every request kind', () => {
+    const requests: ClientRequest[] = [
+      { ...envelope, kind: 'submit', spec: 'name: a\ncommand: [true]\nresources: {cpu: 1, memory: 1Gi}\n' },
+      { ...envelope, kind: 'jobs', limit: 10 },
+      { ...envelope, kind: 'job', jobId: 'a-1' },
+      { ...envelope, kind: 'logs', jobId: 'a-1', follow: true, stream: 'both', forwarded: true },
+      { ...envelope, kind: 'nodes' },
+      { ...envelope, kind: 'leader' },
+    ]
+    for (const request of requests) expect(decodeClientRequest(encodeClientRequest(request))).toEqual({ ok: true, value: request })
+  })
+
+  it('refuses what is not a request, saying why', () => {
+    const refusal = (bytes: Uint8Array): string => {
+      const decoded = decodeClientRequest(bytes)
+      if (decoded.ok) throw new Error('accepted')
+      return decoded.reason
+    }
+    expect(refusal(new Uint8Array([0xff, 0xfe]))).toMatch(/UTF-8/)
+    expect(refusal(utf8('{"kind":'))).toMatch(/not valid JSON/)
+    expect(refusal(utf8('[1,2]'))).toMatch(/not a JSON object/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'drop-tables' })))).toMatch(/unknown request kind "drop-tables"/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'jobs', extra: 1 })))).toMatch(/jobs: .*extra/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, v: 2, kind: 'jobs' })))).toMatch(/jobs: v/)
+    expect(refusal(utf8(JSON.stringify({ v: 1, requestId: 'r', kind: 'leader' })))).toMatch(/client/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'logs', jobId: 'a', follow: 'yes', stream: 'both' })))).toMatch(/follow/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'jobs', limit: clientWireLimits.maxListedJobs + 1 })))).toMatch(/limit/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'job', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/jobId/)
+  })
+
+  it('refuses a spec over its limit and a frame over the request limit', () => {
+    const big = encodeClientRequest({ ...envelope, kind: 'submit', spec: 'x'.repeat(clientWireLimits.maxSpecTextBytes + 1) })
+    expect(decodeClientRequest(big)).toMatchObject({ ok: false, reason: expect.stringMatching(/spec/) })
+    expect(decodeClientRequest(new Uint8Array(clientWireLimits.maxRequestBytes + 1))).toMatchObject({ ok: false, reason: expect.stringMatching(/exceeds maxRequestBytes/) })
+  })
+})
+
+describe('client wire: responses', () => {
+  it('checks frames and the result of each kind', () => {
+    expect(decodeClientResponse(utf8('{"type":"end"}'))).toEqual({ ok: true, value: { type: 'end' } })
+    expect(decodeClientResponse(utf8('{"type":"log","stream":"stdout","offsetBytes":-1,"text":"x"}')).ok).toBe(false)
+    expect(decodeClientResponse(utf8('{"type":"error","code":"teapot","message":"x"}')).ok).toBe(false)
+    expect(decodeClientResult('submit', { jobId: 'a-1' })).toEqual({ ok: true, value: { jobId: 'a-1' } })
+    expect(decodeClientResult('leader', { leaderId: null }).ok).toBe(false)
+  })
+
+  it('clips an error message to its limit', () => {
+    const response = errorResponse('internal', 'y'.repeat(clientWireLimits.maxErrorMessageChars * 2))
+    expect(response.message).toHaveLength(clientWireLimits.maxErrorMessageChars)
+    expect(decodeClientResponse(utf8(JSON.stringify(response))).ok).toBe(true)
+  })
+})

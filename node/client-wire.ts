@@ -1,0 +1,227 @@
+// The wire form of /fabric/client/1.0.0, the protocol the CLI (and a daemon forwarding a logs
+// request) speaks to a daemon: one request frame per stream, answered by response frames (one
+// result or error; or log chunks ending with `end`). Length-prefixed JSON, a zod schema per kind
+// and named size limits; a request that fails them is answered with an error and changes nothing.
+import { z } from 'zod'
+import type { Decoded } from './wire.ts'
+
+export const clientProtocol = '/fabric/client/1.0.0'
+export const clientWireVersion = 1
+
+// ---- Named limits
+
+export const clientWireLimits = {
+  /** A spec text (YAML or JSON) as placement/ accepts it. */
+  maxSpecTextBytes: 256 * 1024,
+  /** One request frame: the largest spec plus the envelope. */
+  maxRequestBytes: 272 * 1024,
+  /** One response frame (a listing of jobs or nodes is the largest). */
+  maxResponseFrameBytes: 4 * 1024 * 1024,
+  /** Log text per frame (before JSON escaping; escaping at most sextuples it). */
+  maxLogChunkChars: 64 * 1024,
+  maxErrorMessageChars: 4_096,
+  maxListedJobs: 1_000,
+  maxListedNodes: 10_000,
+  maxIdLength: 256,
+} as const
+
+// ---- Requests
+
+const id = z.string().min(1).max(clientWireLimits.maxIdLength)
+const envelope = {
+  v: z.literal(clientWireVersion),
+  /** Correlates the daemon's log lines with the client's; chosen by the client. */
+  requestId: z.string().min(1).max(64),
+  /** The client's peer id: must be the peer the connection authenticated (signatures come with admission). */
+  client: z.string().min(1).max(128),
+  /** Set by a daemon passing a request on to the node that can answer it; never passed on again. */
+  forwarded: z.boolean().optional(),
+}
+
+export const logStreams = ['stdout', 'stderr', 'both'] as const
+
+const requestSchemas = {
+  submit: z.strictObject({ ...envelope, kind: z.literal('submit'), spec: z.string().min(1).max(clientWireLimits.maxSpecTextBytes) }),
+  jobs: z.strictObject({ ...envelope, kind: z.literal('jobs'), limit: z.number().int().min(1).max(clientWireLimits.maxListedJobs).optional() }),
+  job: z.strictObject({ ...envelope, kind: z.literal('job'), jobId: id }),
+  logs: z.strictObject({ ...envelope, kind: z.literal('logs'), jobId: id, follow: z.boolean(), stream: z.enum(logStreams) }),
+  nodes: z.strictObject({ ...envelope, kind: z.literal('nodes') }),
+  leader: z.strictObject({ ...envelope, kind: z.literal('leader') }),
+} as const
+
+export type ClientRequestKind = keyof typeof requestSchemas
+export type ClientRequest = { [K in ClientRequestKind]: z.infer<(typeof requestSchemas)[K]> }[ClientRequestKind]
+export type ClientRequestOf<K extends ClientRequestKind> = z.infer<(typeof requestSchemas)[K]>
+/** A request as a caller builds it: the envelope is filled in by the connection. */
+export type ClientRequestBody = { [K in ClientRequestKind]: Omit<ClientRequestOf<K>, 'v' | 'requestId' | 'client'> }[ClientRequestKind]
+
+const isRequestKind = (kind: unknown): kind is ClientRequestKind => typeof kind === 'string' && Object.hasOwn(requestSchemas, kind)
+
+// ---- Views the daemon answers with (types derived from the schemas the client checks them with)
+
+const resources = z.object({ cpuMillis: z.number(), memoryMiB: z.number() })
+
+export const jobStates = ['pending', 'placed', 'assigned', 'unplaceable', 'finished', 'failed', 'cancelled'] as const
+
+export const jobSummarySchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  /** pending: not placed; placed: assigned, not yet committed; assigned: committed to `node` (it runs there or will). */
+  state: z.enum(jobStates),
+  node: z.string().nullable(),
+  submittedAtMs: z.number(),
+  finishedAtMs: z.number().nullable(),
+  exitCode: z.number().nullable(),
+  /** Read from the daemon's archive (the document keeps active jobs only). */
+  archived: z.boolean(),
+})
+
+export const jobDetailSchema = jobSummarySchema.extend({
+  command: z.string(),
+  demand: resources.nullable(),
+  origin: z.string().nullable(),
+  assignments: z.array(z.object({ term: z.number(), seq: z.number(), node: z.string(), committed: z.boolean() })),
+  runs: z.array(z.object({ node: z.string(), state: z.string(), term: z.number(), seq: z.number(), exitCode: z.number(), atMs: z.number() })),
+  unplaceable: z.array(z.object({ term: z.number(), reason: z.string() })),
+  /** What the answering daemon's own runtime knows of the job, when it ran it here. */
+  local: z.object({ node: z.string(), state: z.string(), pid: z.number().nullable(), exitCode: z.number().nullable(), reason: z.string().nullable() }).nullable(),
+})
+
+export const nodeViewSchema = z.object({
+  id: z.string(),
+  self: z.boolean(),
+  voter: z.boolean(),
+  leader: z.boolean(),
+  /** Heard on the capacity topic within the node timeout (as the answering daemon sees it). */
+  alive: z.boolean(),
+  lastHeardAgoMs: z.number().nullable(),
+  capacity: resources,
+  free: resources.nullable(),
+  running: z.number().nullable(),
+  provider: z.string(),
+  region: z.string(),
+  azId: z.string(),
+  pricePerHour: z.number(),
+})
+
+export const leaderViewSchema = z.object({
+  leaderId: z.string().nullable(),
+  term: z.number(),
+  /** The answering daemon and its role; readyLeader: it is the leader and has finished its barrier (places jobs). */
+  askedNode: z.string(),
+  askedRole: z.string(),
+  readyLeader: z.boolean(),
+})
+
+export type JobSummary = z.infer<typeof jobSummarySchema>
+export type JobDetail = z.infer<typeof jobDetailSchema>
+export type NodeView = z.infer<typeof nodeViewSchema>
+export type LeaderView = z.infer<typeof leaderViewSchema>
+
+export const resultSchemas = {
+  submit: z.object({ jobId: z.string() }),
+  jobs: z.object({ jobs: z.array(jobSummarySchema).max(clientWireLimits.maxListedJobs), truncated: z.boolean() }),
+  job: jobDetailSchema,
+  logs: z.object({}),
+  nodes: z.object({ nodes: z.array(nodeViewSchema).max(clientWireLimits.maxListedNodes) }),
+  leader: leaderViewSchema,
+} as const satisfies Record<ClientRequestKind, z.ZodType>
+
+export type ClientResult<K extends ClientRequestKind> = z.infer<(typeof resultSchemas)[K]>
+
+// ---- Response frames
+
+export const clientErrorCodes = [
+  'bad-request', // the request does not parse or breaks a limit
+  'unauthorized', // the client may not do this (or names another peer than the connection's)
+  'invalid-spec', // the job spec is refused (every error names the field)
+  'refused', // the core refused the submission
+  'not-found', // no such job
+  'not-acknowledged', // accepted but not durable on a majority of voters in time
+  'busy', // a bound was reached; try again
+  'unavailable', // the daemon, or the node that holds the answer, cannot answer now
+  'internal', // a bug in the daemon
+] as const
+export type ClientErrorCode = (typeof clientErrorCodes)[number]
+
+const responseSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('result'), value: z.unknown() }),
+  z.object({ type: z.literal('error'), code: z.enum(clientErrorCodes), message: z.string().max(clientWireLimits.maxErrorMessageChars), jobId: z.string().optional() }),
+  z.object({ type: z.literal('log'), stream: z.enum(['stdout', 'stderr']), offsetBytes: z.number().int().nonnegative(), text: z.string() }),
+  /** Sent while a follow waits for output, so idle streams are not closed for inactivity. */
+  z.object({ type: z.literal('keepalive') }),
+  /** The end of a logs answer (the job ended, or everything asked for was sent). */
+  z.object({ type: z.literal('end') }),
+])
+
+export type ClientResponse = z.infer<typeof responseSchema>
+export type ClientErrorResponse = Extract<ClientResponse, { type: 'error' }>
+
+// ---- Encoding
+
+const utf8 = new TextEncoder()
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+export function encodeClientRequest(request: ClientRequest): Uint8Array {
+  return utf8.encode(JSON.stringify(request))
+}
+
+export function decodeClientRequest(bytes: Uint8Array): Decoded<ClientRequest> {
+  if (bytes.length > clientWireLimits.maxRequestBytes) return { ok: false, reason: `request of ${bytes.length} bytes exceeds maxRequestBytes (${clientWireLimits.maxRequestBytes})` }
+  const parsed = parseJson(bytes)
+  if (!parsed.ok) return parsed
+  const value = parsed.value
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'request is not a JSON object' }
+  const kind = (value as { kind?: unknown }).kind
+  if (!isRequestKind(kind)) return { ok: false, reason: `unknown request kind ${JSON.stringify(kind)?.slice(0, 64) ?? 'undefined'} (known: ${Object.keys(requestSchemas).join(', ')})` }
+  const result = requestSchemas[kind].safeParse(value)
+  if (!result.success) return { ok: false, reason: `${kind}: ${describeIssues(result.error)}` }
+  return { ok: true, value: result.data as ClientRequest }
+}
+
+export function encodeClientResponse(response: ClientResponse): Uint8Array {
+  return utf8.encode(JSON.stringify(response))
+}
+
+export function decodeClientResponse(bytes: Uint8Array): Decoded<ClientResponse> {
+  if (bytes.length > clientWireLimits.maxResponseFrameBytes) return { ok: false, reason: `response frame of ${bytes.length} bytes exceeds maxResponseFrameBytes` }
+  const parsed = parseJson(bytes)
+  if (!parsed.ok) return parsed
+  const result = responseSchema.safeParse(parsed.value)
+  if (!result.success) return { ok: false, reason: `response: ${describeIssues(result.error)}` }
+  return { ok: true, value: result.data }
+}
+
+/** Checks a result value against the schema of the request kind it answers. */
+export function decodeClientResult<K extends ClientRequestKind>(kind: K, value: unknown): Decoded<ClientResult<K>> {
+  const result = resultSchemas[kind].safeParse(value)
+  if (!result.success) return { ok: false, reason: `${kind} result: ${describeIssues(result.error)}` }
+  return { ok: true, value: result.data as ClientResult<K> }
+}
+
+/** An error frame whose message fits the limit. */
+export function errorResponse(code: ClientErrorCode, message: string, jobId?: string): ClientErrorResponse {
+  const clipped = message.length > clientWireLimits.maxErrorMessageChars ? `${message.slice(0, clientWireLimits.maxErrorMessageChars - 3)}...` : message
+  return jobId === undefined ? { type: 'error', code, message: clipped } : { type: 'error', code, message: clipped, jobId }
+}
+
+function parseJson(bytes: Uint8Array): Decoded<unknown> {
+  let text: string
+  try {
+    text = strictUtf8.decode(bytes)
+  } catch {
+    return { ok: false, reason: 'not valid UTF-8' }
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) }
+  } catch (error) {
+    return { ok: false, reason: `not valid JSON (${(error as Error).message.slice(0, 120)})` }
+  }
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+    .join('; ')
+}

@@ -1,0 +1,150 @@
+// Proves the job runner against the real process runtime and the real level store: a start-job runs
+// the record's command and its exit comes back once; a run the core stopped is not reported; an
+// exit already handed to the core is replayed, not rerun, when the same assignment is asked again
+// after a restart; and a restart ends (by PID and start time) the processes of runs that were in
+// flight, reporting them lost with 137, while leaving alone a process that only reuses a PID.
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Peer, asJobId, asNodeId, asTerm, createGenesis, defaultPeerTiming, type Document, type JobId } from '../consensus/index.ts'
+import { ProcessRuntime, isDead, processStartTicks } from '../runtime/index.ts'
+import type { StartJobEffect } from './job-launch.ts'
+import { jobSpec, offer } from '../placement/testing.ts'
+import { JobRunner, lostWithDaemonExitCode } from './job-runner.ts'
+import { silentLogger } from './logger.ts'
+import { ConsensusStore } from './store.ts'
+
+const nodeId = asNodeId('12D3KooWjobrunnertest')
+const genesis = createGenesis({ voters: [nodeId] })
+const cleanups: (() => Promise<void>)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+/** A document holding one job record per command, written by the real core. */
+function documentWith(jobs: Record<string, string[]>): Document {
+  const peer = new Peer({
+    config: { ...defaultPeerTiming, nodeId },
+    attributes: { id: nodeId, offer: offer(nodeId, { capacity: { cpuMillis: 4_000, memoryMiB: 4_096 } }) },
+    random: { next: () => 0.5 },
+    persisted: Peer.fresh(genesis),
+    nowMs: 0,
+  })
+  for (const [id, argv] of Object.entries(jobs)) {
+    peer.step({ kind: 'submit', nowMs: 1, requestId: id, job: { id: asJobId(id), spec: jobSpec({ name: id, command: argv, resources: { cpu: '100m', memory: '16Mi' } }), durationMs: 0 } })
+  }
+  return peer.document
+}
+
+const startEffect = (jobId: string, seq = 1): StartJobEffect => ({ kind: 'start-job', jobId: asJobId(jobId), demand: { cpuMillis: 100, memoryMiB: 16, diskMiB: 0, gpuCount: 0 }, durationMs: 0, term: asTerm(1), seq, restoreFrom: null })
+
+async function openRunner(dataDir: string): Promise<{ runner: JobRunner; store: ConsensusStore; exits: { jobId: JobId; exitCode: number }[]; close(): Promise<void> }> {
+  const { store } = await ConsensusStore.open({ dataDir, nodeId, genesis, syncWrites: false })
+  const runtime = new ProcessRuntime({ dataDir, cgroups: 'off', limits: { stopGraceMs: 200 } }, { logger: silentLogger })
+  const exits: { jobId: JobId; exitCode: number }[] = []
+  const runner = new JobRunner({ runtime, store, logger: silentLogger, nowMs: Date.now, onExit: (jobId, exitCode) => exits.push({ jobId, exitCode }) })
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await runner.close()
+    await store.close()
+  }
+  cleanups.push(close)
+  return { runner, store, exits, close }
+}
+
+async function freshDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'fabric-job-runner-'))
+  cleanups.push(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+describe('JobRunner', () => {
+  it('runs the record\'s command and reports its exit once; the same assignment after a restart is answered, not rerun', async () => {
+    const dataDir = await freshDir()
+    const marks = join(dataDir, 'marks')
+    const document = documentWith({ once: ['/bin/sh', '-c', `echo run >> ${marks}; exit 3`] })
+    const first = await openRunner(dataDir)
+    first.runner.start(startEffect('once'), document)
+    await until(() => first.exits.length === 1, 'the exit')
+    expect(first.exits).toEqual([{ jobId: 'once', exitCode: 3 }])
+    expect(first.runner.local(asJobId('once'))).toMatchObject({ state: 'failed', exitCode: 3 })
+    await first.close()
+
+    // A crash before the core persisted the outcome: the restarted core asks for the same run again.
+    const second = await openRunner(dataDir)
+    expect(await second.runner.recover(() => true)).toEqual([])
+    second.runner.start(startEffect('once'), document)
+    await until(() => second.exits.length === 1, 'the replayed exit')
+    expect(second.exits).toEqual([{ jobId: 'once', exitCode: 3 }])
+    expect(readFileSync(marks, 'utf8')).toBe('run\n') // it ran once
+    // A new assignment (another seq) of the job is a new run.
+    second.runner.start(startEffect('once', 2), document)
+    await until(() => second.exits.length === 2, 'the second run')
+    expect(readFileSync(marks, 'utf8')).toBe('run\nrun\n')
+  })
+
+  it('does not report the end of a run the core stopped, and reports a launch failure as 127', async () => {
+    const dataDir = await freshDir()
+    const document = documentWith({ long: ['sleep', '1000'], missing: ['/no/such/program'] })
+    const opened = await openRunner(dataDir)
+    opened.runner.start(startEffect('long'), document)
+    await until(() => opened.runner.local(asJobId('long'))?.state === 'running', 'the run to start')
+    opened.runner.stop(asJobId('long'), 'fenced')
+    await until(() => opened.runner.local(asJobId('long'))?.state === 'stopped', 'the run to stop')
+    opened.runner.start(startEffect('missing'), document)
+    await until(() => opened.exits.length === 1, 'the launch failure')
+    expect(opened.exits).toEqual([{ jobId: 'missing', exitCode: 127 }]) // and nothing for 'long'
+    expect(opened.runner.local(asJobId('missing'))).toMatchObject({ state: 'launch-failed', reason: expect.stringContaining('/no/such/program') })
+  })
+
+  it('at restart ends what a dead daemon left running and reports it lost; a reused PID is left alone', async () => {
+    const dataDir = await freshDir()
+    const { store } = await ConsensusStore.open({ dataDir, nodeId, genesis, syncWrites: false })
+    // Stand-ins for a dead daemon's jobs: process-group leaders with children, as the runtime makes them.
+    const spawnGroup = () => spawn('/bin/sh', ['-c', 'sleep 1000 & sleep 1000; wait'], { detached: true, stdio: 'ignore' })
+    const orphan = spawnGroup()
+    const stranger = spawnGroup()
+    cleanups.push(async () => {
+      for (const child of [orphan, stranger]) {
+        try {
+          process.kill(-child.pid!, 'SIGKILL')
+        } catch {
+          // Gone.
+        }
+      }
+    })
+    await until(async () => (await processStartTicks(orphan.pid!)) !== undefined && (await processStartTicks(stranger.pid!)) !== undefined, 'the stand-ins')
+    const orphanTicks = (await processStartTicks(orphan.pid!))!
+    await store.putLocalRun({ jobId: 'orphan', term: 1, seq: 1, pid: orphan.pid!, pidStartTicks: orphanTicks, startedAtMs: 0, exitCode: null })
+    // Same PID as a live process, but another start time: the recorded run's process is long gone.
+    await store.putLocalRun({ jobId: 'reused', term: 1, seq: 1, pid: stranger.pid!, pidStartTicks: (await processStartTicks(stranger.pid!))! - 1, startedAtMs: 0, exitCode: null })
+    await store.putLocalRun({ jobId: 'archived', term: 1, seq: 1, pid: 1, pidStartTicks: 0, startedAtMs: 0, exitCode: 0 })
+    await store.close()
+
+    const opened = await openRunner(dataDir)
+    const lost = await opened.runner.recover((jobId) => jobId !== 'archived')
+    expect(lost.sort((a, b) => (a.jobId < b.jobId ? -1 : 1))).toEqual([
+      { jobId: 'orphan', exitCode: lostWithDaemonExitCode },
+      { jobId: 'reused', exitCode: lostWithDaemonExitCode },
+    ])
+    expect(await isDead(orphan.pid!)).toBe(true)
+    expect(await isDead(stranger.pid!)).toBe(false)
+    expect(opened.runner.local(asJobId('orphan'))).toMatchObject({ state: 'lost', exitCode: 137 })
+    // The entry of a job the document no longer holds is dropped.
+    expect((await opened.store.localRuns()).map((run) => run.jobId).sort()).toEqual(['orphan', 'reused'])
+    expect(existsSync(join(dataDir, 'jobs'))).toBe(false) // nothing was started by recovery
+  })
+})

@@ -1,0 +1,48 @@
+// Proves the contact points between a job spec and the core: submissionFromSpec carries the whole
+// spec and refuses what this daemon cannot honour yet, naming each; runSpecFor turns the record's
+// spec into what the process runtime runs (argv with its quoting, env, timeout, the replica's share).
+import { describe, expect, it } from 'vitest'
+import { Peer, asNodeId, asTerm, createGenesis, defaultPeerTiming } from '../consensus/index.ts'
+import { parseJobSpec } from '../placement/index.ts'
+import { offer } from '../placement/testing.ts'
+import { runSpecFor } from './job-launch.ts'
+import { newJobId, submissionFromSpec } from './submission.ts'
+
+const spec = (text: string) => {
+  const parsed = parseJobSpec(text)
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors))
+  return parsed.spec
+}
+
+describe('submissionFromSpec', () => {
+  it('carries the whole spec; the process decides the duration', () => {
+    const parsed = spec(`name: hello\ncommand: [sh, -c]\nargs: ["echo 'a  b'; exit 3"]\nresources: {cpu: 250m, memory: 64Mi}\nreplicas: 2\n`)
+    expect(submissionFromSpec(parsed, newJobId('hello'))).toMatchObject({ ok: true, submission: { spec: parsed, durationMs: 0 } })
+  })
+
+  it('refuses what this daemon cannot honour yet, naming each', () => {
+    const made = submissionFromSpec(spec('name: web\nimage: nginx\nretries: 2\ncheckpoint: {interval: 5m}\nresources: {cpu: 1, memory: 1Gi}\n'), newJobId('web'))
+    expect(made.ok).toBe(false)
+    if (made.ok) return
+    for (const part of ['image "nginx" without a command', 'retries 2', 'checkpoint']) expect(made.reason).toContain(part)
+  })
+
+  it('makes job ids from the name that the runtime accepts as folder names', () => {
+    const id = newJobId('hello-web')
+    expect(id).toMatch(/^hello-web-[0-9a-f]{12}$/)
+    expect(newJobId('hello-web')).not.toBe(id)
+  })
+})
+
+describe('runSpecFor', () => {
+  it("runs the record's argv with its quoting, env and timeout, with the replica's resources", () => {
+    const nodeId = asNodeId('12D3KooWlaunch')
+    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(createGenesis({ voters: [nodeId] })), nowMs: 0 })
+    const parsed = spec(`name: hello\ncommand: [sh, -c]\nargs: ["echo 'a  b'; exit 3"]\nenv: {GREETING: hi}\ntimeout: 30s\nresources: {cpu: 250m, memory: 64Mi}\n`)
+    const made = submissionFromSpec(parsed, newJobId('hello'))
+    if (!made.ok) throw new Error(made.reason)
+    peer.step({ kind: 'submit', nowMs: 1, requestId: 'r', job: made.submission })
+    const plan = runSpecFor({ kind: 'start-job', jobId: made.submission.id, demand: { cpuMillis: 250, memoryMiB: 64, diskMiB: 0, gpuCount: 0 }, durationMs: 0, term: asTerm(1), seq: 1, restoreFrom: null }, peer.document)
+    expect(plan).toEqual({ ok: true, spec: { jobId: made.submission.id, command: ['sh', '-c', "echo 'a  b'; exit 3"], env: { GREETING: 'hi' }, timeoutMs: 30_000, resources: { cpuMillis: 250, memoryMiB: 64 } } })
+  })
+})
