@@ -129,6 +129,8 @@ export class Peer {
   readonly #bidPolicy: BidPolicy | undefined
   readonly #verifyBid: VerifyBid | undefined
   readonly #views = new PlacementViews()
+  /** A bound on the runner's wait for the committee's document after boot (it fences stale copies anyway). */
+  #releaseRunnerAtMs: number
 
   #effects: PeerEffect[] = []
 
@@ -188,6 +190,11 @@ export class Peer {
       this.#change('register node', (draft) => writeNode(draft, init.attributes))
       this.#markVotersDirty()
     }
+    // Catch up with the committee at once: the runner starts nothing until then.
+    const voters = committeeVoters(this.#document).filter((id) => id !== this.id)
+    if (voters.length === 0) this.#runner.release()
+    else this.#dirtyPartners.add(voters[this.id.length % voters.length]!)
+    this.#releaseRunnerAtMs = init.nowMs + 3 * init.config.resyncIntervalMs
   }
 
   /** A fresh node's persisted state: the genesis document and term 0. */
@@ -215,7 +222,7 @@ export class Peer {
 
   /** The earliest local time at which this peer wants a tick. */
   nextWakeMs(): number {
-    let wake = Math.min(this.#nextCapacityMs, this.#nextResyncMs, this.#submissions.nextRetryMs, this.#runner.nextCheckpointMs())
+    let wake = Math.min(this.#nextCapacityMs, this.#nextResyncMs, this.#submissions.nextRetryMs, this.#runner.nextCheckpointMs(), this.#runner.held ? this.#releaseRunnerAtMs : Infinity)
     if (this.#isVoter()) {
       wake = Math.min(wake, this.#nextDownstreamMs)
       if (this.#election.role !== 'leader') wake = Math.min(wake, this.#election.electionDeadlineMs)
@@ -401,6 +408,7 @@ export class Peer {
     }
     if (now >= this.#submissions.nextRetryMs) this.#retrySubmissions()
     if (now >= this.#runner.nextCheckpointMs()) this.#runner.checkpointDue()
+    if (this.#runner.held && now >= this.#releaseRunnerAtMs) this.#runner.release()
   }
 
   /** Restart sessions that may have lost a message so a lossy link cannot stall them. */
@@ -524,6 +532,7 @@ export class Peer {
     if (!this.#quorum(merged)) return
     leader.ready = true
     leader.nextRoundMs = this.#now
+    this.#runner.release() // it holds a majority's documents
     this.#event({ kind: 'leader-ready', term: this.#election.term, documentHeads: A.getHeads(this.#document) })
   }
 
@@ -575,6 +584,7 @@ export class Peer {
     }
     if (!this.#isVoter(from)) return
     this.#lastVoterSyncMs = this.#now
+    if (this.#runner.held && this.#sessions.inSync(this.#document, from)) this.#runner.release()
     if (message.leaderHint !== null && !this.#isVoter()) this.#leaderHint = message.leaderHint
     const leader = this.#leader
     if (leader !== null && message.ack.term === this.#election.term) {

@@ -60,6 +60,11 @@ export class Runner {
   /** Jobs already handed to the archive (a bounded memory of them; the archive itself is the adapter's). */
   readonly #archived = new Set<JobId>()
   #recheckAll = true
+  /**
+   * After a boot, starts wait until this node's document has caught up with a voter's: a saved
+   * document can still name this node for a job placed elsewhere since (and finished there).
+   */
+  #held = true
 
   constructor(components: RunnerComponents) {
     this.#components = components
@@ -72,6 +77,15 @@ export class Runner {
 
   /** The next reconcile looks at every job (commits moved, or room was freed). */
   recheckAll(): void { this.#recheckAll = true }
+
+  get held(): boolean { return this.#held }
+
+  /** The document caught up after boot: committed assignments may start. */
+  release(): void {
+    if (!this.#held) return
+    this.#held = false
+    this.#recheckAll = true
+  }
 
   freeResources(): Resources {
     const free = { ...this.#components.capacity }
@@ -126,6 +140,7 @@ export class Runner {
       this.#components.emit({ kind: 'stop-job', jobId, reason: `fenced: assignment ${current.term}.${current.seq} moved it to ${current.node}` })
       this.#components.reportRun(`stop ${jobId}`, jobId, { state: 'stopped', term: run.term, seq: run.seq, exitCode: -1, atMs: this.#components.nowMs() })
     }
+    if (this.#held) return
     for (const [jobId, assignment] of this.#mine) {
       if (this.#running.has(jobId) || !this.#components.isCommitted(assignment)) continue
       const job = jobRecord(document, jobId)
