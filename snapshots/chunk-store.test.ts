@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { afterAll, beforeEach, describe, expect, it } from 'vitest'
-import { ChunkStore } from './chunk-store.ts'
+import { ChunkStore, verifyChunk } from './chunk-store.ts'
 import { ChunkHashMismatchError, InvalidManifestError, UnreferencedChunkError } from './errors.ts'
 import { chunkHashOf } from './hash.ts'
 import { manifestFormat, type Manifest } from './manifest.ts'
@@ -40,6 +40,10 @@ describe('chunk store', () => {
     expect((await store.stats()).chunks).toBe(0)
     await store.putChunks([{ hash: hash.first, bytes: bytes.first }])
     expect(Buffer.from((await store.getChunk(hash.first))!).equals(bytes.first)).toBe(true)
+    // A fetch verifies on arrival; the store takes that chunk as verified, and nothing else.
+    expect(verifyChunk(hash.shared, bytes.second)).toBeNull()
+    await store.putChunks([verifyChunk(hash.shared, bytes.shared)!])
+    expect(await store.hasChunk(hash.shared)).toBe(true)
     await store.close()
   })
 

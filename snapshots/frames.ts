@@ -1,9 +1,10 @@
 // Length-prefixed frames (unsigned varint length, then the bytes: the same framing as
 // @libp2p/utils' lpStream) read and written straight on a libp2p stream's message events. The
-// chunk path moves tens of thousands of frames a second; lpStream re-scans its segment list on
-// every byte of every length prefix, which cost a third of the receive path. Here each message is
-// parsed once, frames that arrive whole are handed on as views without a copy, and the bytes held
-// unread are bounded: past the bound the stream is aborted (a holder sending unasked data).
+// chunk path moves thousands of frames a second; lpStream re-scans its segment list on every byte
+// of every length prefix, which cost a third of the receive path. Here each message is parsed
+// once, frames inside one message are handed on as views, only a frame split across two messages
+// is copied, and the bytes held unread are bounded: past the bound the stream is aborted (a
+// holder sending data nobody asked for).
 import type { Stream } from '@libp2p/interface'
 
 export class FrameTooLargeError extends Error {
@@ -21,21 +22,87 @@ export class StreamEndedError extends Error {
 /** Bytes of a varint length prefix for frames up to 2^28 bytes. */
 const maxLengthPrefixBytes = 4
 
+/**
+ * The framing state machine, apart from any stream: feed it messages as they come, in any split,
+ * and it hands out whole frames. Frames inside one message are views of it; a frame split across
+ * messages is assembled in a buffer of its exact length.
+ */
+export class FrameParser {
+  readonly #maxFrameBytes: number
+  /** Bytes of a length prefix split across messages (rare: at most three). */
+  #prefix: number[] = []
+  #pending: Buffer | null = null
+  #pendingFilled = 0
+
+  constructor(maxFrameBytes: number) {
+    this.#maxFrameBytes = maxFrameBytes
+  }
+
+  /** Bytes held of an incomplete frame. */
+  get pendingBytes(): number {
+    return this.#pendingFilled + this.#prefix.length
+  }
+
+  /** Throws FrameTooLargeError on a length over the limit (the stream cannot be resynchronized). */
+  feed(data: Uint8Array, onFrame: (frame: Uint8Array) => void): void {
+    let offset = 0
+    while (offset < data.length) {
+      if (this.#pending !== null) {
+        const take = Math.min(this.#pending.length - this.#pendingFilled, data.length - offset)
+        this.#pending.set(data.subarray(offset, offset + take), this.#pendingFilled)
+        this.#pendingFilled += take
+        offset += take
+        if (this.#pendingFilled === this.#pending.length) {
+          const frame = this.#pending
+          this.#pending = null
+          this.#pendingFilled = 0
+          onFrame(frame)
+        }
+        continue
+      }
+      let length = -1
+      while (offset < data.length) {
+        const byte = data[offset++]!
+        this.#prefix.push(byte)
+        if (byte < 0x80) {
+          length = 0
+          for (let index = this.#prefix.length - 1; index >= 0; index--) length = length * 128 + (this.#prefix[index]! & 0x7f)
+          this.#prefix.length = 0
+          break
+        }
+        if (this.#prefix.length >= maxLengthPrefixBytes) throw new FrameTooLargeError(`frame length prefix longer than ${maxLengthPrefixBytes} bytes`)
+      }
+      if (length < 0) return
+      if (length > this.#maxFrameBytes) throw new FrameTooLargeError(`frame of ${length} bytes exceeds the limit (${this.#maxFrameBytes})`)
+      if (data.length - offset >= length) {
+        // A view, as lpStream keeps them: the muxer hands each message's bytes over for good.
+        onFrame(data.subarray(offset, offset + length))
+        offset += length
+      } else {
+        this.#pending = Buffer.allocUnsafe(length)
+      }
+    }
+  }
+}
+
+/** Frames from a stream, read one at a time; unread bytes are bounded. */
 export class FrameReader {
   readonly #stream: Stream
-  readonly #maxFrameBytes: number
+  readonly #parser: FrameParser
   readonly #maxBufferedBytes: number
   readonly #frames: Uint8Array[] = []
   #framesHead = 0
   #bufferedBytes = 0
-  /** Bytes of an incomplete frame (or length prefix) carried to the next message. */
-  #partial: Buffer | null = null
   #ended: Error | null = null
   #waiter: { resolve(frame: Uint8Array): void; reject(error: Error): void } | null = null
+  readonly #onFrame = (frame: Uint8Array): void => {
+    this.#frames.push(frame)
+    this.#bufferedBytes += frame.length
+  }
 
   constructor(stream: Stream, limits: { maxFrameBytes: number; maxBufferedBytes: number }) {
     this.#stream = stream
-    this.#maxFrameBytes = limits.maxFrameBytes
+    this.#parser = new FrameParser(limits.maxFrameBytes)
     this.#maxBufferedBytes = limits.maxBufferedBytes
     stream.addEventListener('message', (event) => {
       const data = event.data
@@ -65,38 +132,14 @@ export class FrameReader {
     return frame
   }
 
-  #receive(message: Uint8Array): void {
+  #receive(data: Uint8Array): void {
     if (this.#ended !== null) return
-    let data: Uint8Array = message
-    if (this.#partial !== null) {
-      data = Buffer.concat([this.#partial, message])
-      this.#partial = null
+    try {
+      this.#parser.feed(data, this.#onFrame)
+    } catch (error) {
+      return this.#fail(error as Error)
     }
-    let offset = 0
-    while (offset < data.length) {
-      let length = 0
-      let shift = 0
-      let cursor = offset
-      let complete = false
-      while (cursor < data.length && cursor - offset < maxLengthPrefixBytes) {
-        const byte = data[cursor++]!
-        length += (byte & 0x7f) * 2 ** shift
-        shift += 7
-        if (byte < 0x80) {
-          complete = true
-          break
-        }
-      }
-      if (!complete && cursor - offset >= maxLengthPrefixBytes) return this.#fail(new FrameTooLargeError(`frame length prefix longer than ${maxLengthPrefixBytes} bytes`))
-      if (complete && length > this.#maxFrameBytes) return this.#fail(new FrameTooLargeError(`frame of ${length} bytes exceeds the limit (${this.#maxFrameBytes})`))
-      if (!complete || data.length - cursor < length) break
-      this.#frames.push(data.subarray(cursor, cursor + length))
-      this.#bufferedBytes += length
-      offset = cursor + length
-    }
-    // A view, as lpStream keeps them: the muxer hands each message's bytes over for good.
-    if (offset < data.length) this.#partial = Buffer.from(data.buffer, data.byteOffset + offset, data.length - offset)
-    if (this.#bufferedBytes + (this.#partial?.length ?? 0) > this.#maxBufferedBytes) {
+    if (this.#bufferedBytes + this.#parser.pendingBytes > this.#maxBufferedBytes) {
       return this.#fail(new ReadBufferOverflowError(`more than ${this.#maxBufferedBytes} bytes received and not read`))
     }
     if (this.#waiter !== null && this.#framesHead < this.#frames.length) {

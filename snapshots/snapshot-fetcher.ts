@@ -9,11 +9,11 @@
 // again, never asking for a chunk already stored.
 import type { Libp2p, PeerInfo, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
-import type { ChunkStore, StoredChunk } from './chunk-store.ts'
+import { verifyChunk, type ChunkStore, type StoredChunk } from './chunk-store.ts'
 import { cidDigest, cidOf, type Cid } from './cid.ts'
 import { FetchFailedError } from './errors.ts'
 import { encodeFrames, FrameReader, sendAll } from './frames.ts'
-import { chunkHashOf, type ChunkHash } from './hash.ts'
+import type { ChunkHash } from './hash.ts'
 import type { SnapshotLogger } from './logger.ts'
 import { distinctChunks, manifestSizeBytes, type Manifest } from './manifest.ts'
 import { ProgressMeter, type ProgressListener } from './progress.ts'
@@ -289,9 +289,10 @@ export class SnapshotFetcher {
           run.requeue(item, null)
           throw new HolderProtocolError(response.kind === 'refused' ? `refused a request: ${response.reason}` : `answered out of order (${response.kind})`)
         }
-        // Verified here, before the store (which checks again): a bad chunk never gets further.
-        const problem = response.bytes.length !== item.sizeBytes ? `has ${response.bytes.length} bytes, the manifest says ${item.sizeBytes}` : chunkHashOf(response.bytes) !== item.hash ? 'does not match its hash' : null
-        if (problem !== null) {
+        // Verified here, before the store: a bad chunk is blamed on this holder and never gets further.
+        const chunk = response.bytes.length === item.sizeBytes ? verifyChunk(item.hash, response.bytes) : null
+        if (chunk === null) {
+          const problem = response.bytes.length !== item.sizeBytes ? `has ${response.bytes.length} bytes, the manifest says ${item.sizeBytes}` : 'does not match its hash'
           report.corruptChunks++
           meter.corruptChunk()
           run.requeue(item, index)
@@ -301,7 +302,7 @@ export class SnapshotFetcher {
         report.bytes += item.sizeBytes
         run.done(item)
         meter.chunkFetched(item.sizeBytes)
-        await writer.add({ hash: item.hash, bytes: response.bytes })
+        await writer.add(chunk)
       }
       closeQuietly(stream)
     } catch (error) {

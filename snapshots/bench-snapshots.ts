@@ -1,0 +1,203 @@
+// `fabric bench snapshots`: real libp2p hosts on 127.0.0.1, holders in child processes (as other
+// machines would be), the fetcher in this process. Interleaved runs of: a raw libp2p stream of
+// the snapshot's bytes from a holder (the ceiling), a fetch from that one holder, and a fetch
+// from two holders; then, for a second checkpoint of a barely changed memory image, the bytes a
+// node holding the first one must receive. Medians over the runs; per-run ratios so that load
+// from elsewhere on the machine hits both sides of a comparison alike.
+import { cp, mkdtemp, rm } from 'node:fs/promises'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Libp2p, PeerInfo } from '@libp2p/interface'
+import { ChunkStore } from './chunk-store.ts'
+import { defaultChunkingPolicy } from './chunking.ts'
+import type { Cid } from './cid.ts'
+import { HolderProcess } from './holder-process.ts'
+import { createSnapshotHost } from './host.ts'
+import { silentSnapshotLogger } from './logger.ts'
+import { packDirectory } from './pack.ts'
+import { receiveRawStream } from './raw-stream.ts'
+import { SnapshotFetcher, type FetchResult } from './snapshot-fetcher.ts'
+import { mutateImage, writeSyntheticImage } from './synthetic-image.ts'
+
+export interface SnapshotBenchOptions {
+  memoryBytes: number
+  /** Fraction of the memory image's pages dirtied for the second checkpoint. */
+  changedFraction: number
+  runs: number
+  /** Pages per dirty run in the clustered variant (the scattered one dirties single pages). */
+  clusteredRunPages?: number
+  workDirectory?: string
+  nowMs: () => number
+  /** Human-readable steps (the CLI prints them unless --json). */
+  onStep?: (message: string) => void
+}
+
+interface IncrementalResult {
+  runPages: number
+  pagesChanged: number
+  firstBytes: number
+  secondBytes: number
+  secondManifestBytes: number
+  ratio: number
+}
+
+export interface SnapshotBenchResult {
+  memoryImageBytes: number
+  snapshotBytes: number
+  /** Distinct chunk bytes: what a node with an empty store receives (zero pages dedupe). */
+  distinctChunkBytes: number
+  chunks: number
+  pageChunkBytes: number
+  manifestBytes: number
+  packMBps: number
+  runs: number
+  rawStreamMBps: number
+  oneHolderMBps: number
+  twoHoldersMBps: number
+  /** Median over runs of (one holder / raw stream in the same run). */
+  oneHolderVsRaw: number
+  /** Median over runs of (two holders / one holder in the same run). */
+  twoHoldersVsOne: number
+  incremental: { scattered: IncrementalResult; clustered: IncrementalResult }
+  goals: { oneHolderVsRaw: number; twoHoldersVsOne: number; incrementalRatio: number }
+  met: { oneHolderVsRaw: boolean; twoHoldersVsOne: boolean; incrementalScattered: boolean; incrementalClustered: boolean }
+  samples: { rawStreamMBps: number[]; oneHolderMBps: number[]; twoHoldersMBps: number[] }
+  machine: { cores: number; loadAverageAtStart: number[]; loadAverageAtEnd: number[] }
+}
+
+const goals = { oneHolderVsRaw: 0.9, twoHoldersVsOne: 1.6, incrementalRatio: 0.1 }
+
+export async function benchSnapshots(options: SnapshotBenchOptions): Promise<SnapshotBenchResult> {
+  const { nowMs } = options
+  const step = options.onStep ?? (() => {})
+  const loadAverageAtStart = loadavg().map(round2)
+  const work = await mkdtemp(join(options.workDirectory ?? tmpdir(), 'fabric-bench-snapshots-'))
+  const holders: HolderProcess[] = []
+  let host: Libp2p | null = null
+  try {
+    // Checkpoint 1 and two variants of checkpoint 2: ~changedFraction of the pages dirtied, scattered or clustered.
+    const clusteredRunPages = options.clusteredRunPages ?? 16
+    step(`writing a ${mib(options.memoryBytes)} MiB synthetic memory image and two later checkpoints of it`)
+    const base = join(work, 'checkpoint-1')
+    await writeSyntheticImage(base, { memoryBytes: options.memoryBytes, seed: 'bench' })
+    const variants = { scattered: { directory: join(work, 'checkpoint-2-scattered'), runPages: 1, pagesChanged: 0 }, clustered: { directory: join(work, 'checkpoint-2-clustered'), runPages: clusteredRunPages, pagesChanged: 0 } }
+    for (const variant of Object.values(variants)) {
+      await cp(base, variant.directory, { recursive: true })
+      variant.pagesChanged = (await mutateImage(variant.directory, { seed: `bench-${variant.runPages}`, changedFraction: options.changedFraction, runPages: variant.runPages })).pagesChanged
+    }
+
+    step('packing the checkpoints into the first holder\'s store')
+    const holderDirectories = [join(work, 'holder-1'), join(work, 'holder-2')]
+    const store = await ChunkStore.open({ directory: holderDirectories[0]!, syncWrites: false })
+    const packStartMs = nowMs()
+    const first = await packDirectory(base, store, { owner: 'bench' })
+    const packMs = nowMs() - packStartMs
+    const scattered = await packDirectory(variants.scattered.directory, store, { owner: 'bench' })
+    const clustered = await packDirectory(variants.clustered.directory, store, { owner: 'bench' })
+    const manifestBytes = (await store.manifestBytes(first.cid))!.length
+    await store.close()
+    await cp(holderDirectories[0]!, holderDirectories[1]!, { recursive: true })
+
+    step('starting two holder processes')
+    for (const directory of holderDirectories) holders.push(await HolderProcess.start(directory))
+    host = await createSnapshotHost()
+    const [one, two] = holders.map((holder) => holder.info) as [PeerInfo, PeerInfo]
+    // Warm up connections and code paths on both sides before timing anything.
+    await receiveRawStream(host, one, 8 * 1024 * 1024)
+    await receiveRawStream(host, two, 8 * 1024 * 1024)
+
+    const samples = { rawStreamMBps: [] as number[], oneHolderMBps: [] as number[], twoHoldersMBps: [] as number[] }
+    const oneVsRaw: number[] = []
+    const twoVsOne: number[] = []
+    for (let run = 1; run <= options.runs; run++) {
+      const rawStartMs = nowMs()
+      const received = await receiveRawStream(host, one, first.bytesWritten)
+      const raw = mbps(received, nowMs() - rawStartMs)
+      const single = await timedFetch(host, work, first.cid, [one], nowMs)
+      const double = await timedFetch(host, work, first.cid, [one, two], nowMs)
+      samples.rawStreamMBps.push(raw)
+      samples.oneHolderMBps.push(single.mbps)
+      samples.twoHoldersMBps.push(double.mbps)
+      oneVsRaw.push(single.mbps / raw)
+      twoVsOne.push(double.mbps / single.mbps)
+      step(`run ${run}/${options.runs}: raw stream ${raw} MB/s, one holder ${single.mbps} MB/s, two holders ${double.mbps} MB/s (${double.result.holders.map((holder) => holder.chunks).join(' + ')} chunks)`)
+    }
+
+    step('fetching checkpoint 1, then checkpoint 2, into one store')
+    const incremental = {
+      scattered: await incrementalTransfer(host, work, first.cid, scattered.cid, one, variants.scattered),
+      clustered: await incrementalTransfer(host, work, first.cid, clustered.cid, one, variants.clustered),
+    }
+    const result: SnapshotBenchResult = {
+      memoryImageBytes: options.memoryBytes,
+      snapshotBytes: first.sizeBytes,
+      distinctChunkBytes: first.bytesWritten,
+      chunks: first.distinctChunks,
+      pageChunkBytes: defaultChunkingPolicy.pageChunkBytes,
+      manifestBytes,
+      packMBps: mbps(first.sizeBytes, packMs),
+      runs: options.runs,
+      rawStreamMBps: median(samples.rawStreamMBps),
+      oneHolderMBps: median(samples.oneHolderMBps),
+      twoHoldersMBps: median(samples.twoHoldersMBps),
+      oneHolderVsRaw: round2(median(oneVsRaw)),
+      twoHoldersVsOne: round2(median(twoVsOne)),
+      incremental,
+      goals,
+      met: {
+        oneHolderVsRaw: median(oneVsRaw) >= goals.oneHolderVsRaw,
+        twoHoldersVsOne: median(twoVsOne) >= goals.twoHoldersVsOne,
+        incrementalScattered: incremental.scattered.ratio <= goals.incrementalRatio,
+        incrementalClustered: incremental.clustered.ratio <= goals.incrementalRatio,
+      },
+      samples,
+      machine: { cores: availableParallelism(), loadAverageAtStart, loadAverageAtEnd: loadavg().map(round2) },
+    }
+    return result
+  } finally {
+    for (const holder of holders) await holder.stop()
+    await host?.stop()
+    await rm(work, { recursive: true, force: true })
+  }
+}
+
+async function timedFetch(host: Libp2p, work: string, cid: Cid, holders: PeerInfo[], nowMs: () => number): Promise<{ mbps: number; result: FetchResult }> {
+  const directory = await mkdtemp(join(work, 'fetch-'))
+  const store = await ChunkStore.open({ directory, syncWrites: false })
+  try {
+    const fetcher = new SnapshotFetcher({ libp2p: host, store, holdersOf: async () => holders, logger: silentSnapshotLogger, nowMs })
+    const startMs = nowMs()
+    const result = await fetcher.fetch(cid, { owner: 'bench' })
+    return { mbps: mbps(result.bytesFetched + result.manifestBytes, nowMs() - startMs), result }
+  } finally {
+    await store.close()
+    await rm(directory, { recursive: true, force: true })
+  }
+}
+
+/** Bytes a node holding checkpoint 1 receives for checkpoint 2: its manifest and the chunks it lacks. */
+async function incrementalTransfer(host: Libp2p, work: string, firstCid: Cid, secondCid: Cid, holder: PeerInfo, variant: { runPages: number; pagesChanged: number }): Promise<IncrementalResult> {
+  const directory = await mkdtemp(join(work, 'incremental-'))
+  const store = await ChunkStore.open({ directory, syncWrites: false })
+  try {
+    const fetcher = new SnapshotFetcher({ libp2p: host, store, holdersOf: async () => [holder], logger: silentSnapshotLogger })
+    const first = await fetcher.fetch(firstCid, { owner: 'bench' })
+    const second = await fetcher.fetch(secondCid, { owner: 'bench' })
+    const firstBytes = first.manifestBytes + first.bytesFetched
+    const secondBytes = second.manifestBytes + second.bytesFetched
+    return { runPages: variant.runPages, pagesChanged: variant.pagesChanged, firstBytes, secondBytes, secondManifestBytes: second.manifestBytes, ratio: Math.round((secondBytes / firstBytes) * 10_000) / 10_000 }
+  } finally {
+    await store.close()
+    await rm(directory, { recursive: true, force: true })
+  }
+}
+
+const mbps = (bytes: number, ms: number): number => Math.round(bytes / 1e6 / (ms / 1_000))
+const mib = (bytes: number): number => Math.round(bytes / 1024 / 1024)
+const round2 = (value: number): number => Math.round(value * 100) / 100
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
