@@ -8,15 +8,16 @@ import { cp, mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Libp2p, PeerInfo } from '@libp2p/interface'
-import { ChunkStore } from './chunk-store.ts'
+import { ChunkStore, verifyChunk, type StoredChunk } from './chunk-store.ts'
 import { defaultChunkingPolicy } from './chunking.ts'
 import type { Cid } from './cid.ts'
 import { HolderProcess } from './holder-process.ts'
 import { createSnapshotHost } from './host.ts'
 import { silentSnapshotLogger } from './logger.ts'
+import { distinctChunks } from './manifest.ts'
 import { packDirectory } from './pack.ts'
 import { receiveRawStream } from './raw-stream.ts'
-import { SnapshotFetcher, type FetchResult } from './snapshot-fetcher.ts'
+import { defaultSnapshotFetcherLimits, SnapshotFetcher, type FetchResult } from './snapshot-fetcher.ts'
 import { mutateImage, writeSyntheticImage } from './synthetic-image.ts'
 
 export interface SnapshotBenchOptions {
@@ -50,6 +51,9 @@ export interface SnapshotBenchResult {
   pageChunkBytes: number
   manifestBytes: number
   packMBps: number
+  /** The chunk store alone: verified chunks from memory into an empty store, batched as a fetch does. */
+  storeWriteMBps: number
+  storeWriteCpuMsPerMB: number
   runs: number
   rawStreamMBps: number
   oneHolderMBps: number
@@ -62,6 +66,8 @@ export interface SnapshotBenchResult {
   goals: { oneHolderVsRaw: number; twoHoldersVsOne: number; incrementalRatio: number }
   met: { oneHolderVsRaw: boolean; twoHoldersVsOne: boolean; incrementalScattered: boolean; incrementalClustered: boolean }
   samples: { rawStreamMBps: number[]; oneHolderMBps: number[]; twoHoldersMBps: number[] }
+  /** CPU milliseconds (all threads, level's included) per MB moved: this process, and the holder processes together. */
+  cpuMsPerMB: { rawStream: CpuSample; oneHolder: CpuSample; twoHolders: CpuSample }
   machine: { cores: number; loadAverageAtStart: number[]; loadAverageAtEnd: number[] }
 }
 
@@ -95,6 +101,8 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
     const scattered = await packDirectory(variants.scattered.directory, store, { owner: 'bench' })
     const clustered = await packDirectory(variants.clustered.directory, store, { owner: 'bench' })
     const manifestBytes = (await store.manifestBytes(first.cid))!.length
+    step('timing the chunk store alone: writing the snapshot\'s chunks into an empty store')
+    const storeWrite = await storeWriteRate(store, first.cid, work, nowMs)
     await store.close()
     await cp(holderDirectories[0]!, holderDirectories[1]!, { recursive: true })
 
@@ -107,26 +115,28 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
     await receiveRawStream(host, two, 8 * 1024 * 1024)
 
     const samples = { rawStreamMBps: [] as number[], oneHolderMBps: [] as number[], twoHoldersMBps: [] as number[] }
+    const cpu = { rawStream: [] as CpuSample[], oneHolder: [] as CpuSample[], twoHolders: [] as CpuSample[] }
     const oneVsRaw: number[] = []
     const twoVsOne: number[] = []
     for (let run = 1; run <= options.runs; run++) {
-      const rawStartMs = nowMs()
-      const received = await receiveRawStream(host, one, first.bytesWritten)
-      const raw = mbps(received, nowMs() - rawStartMs)
-      const single = await timedFetch(host, work, first.cid, [one], nowMs)
-      const double = await timedFetch(host, work, first.cid, [one, two], nowMs)
-      samples.rawStreamMBps.push(raw)
+      const raw = await measured(holders.slice(0, 1), nowMs, async () => receiveRawStream(host!, one, first.bytesWritten))
+      const single = await withFreshStore(work, (store) => measured(holders.slice(0, 1), nowMs, async () => fetchedBytes(await fetchInto(host!, store, first.cid, [one], nowMs))))
+      const double = await withFreshStore(work, (store) => measured(holders, nowMs, async () => fetchedBytes(await fetchInto(host!, store, first.cid, [one, two], nowMs))))
+      samples.rawStreamMBps.push(raw.mbps)
       samples.oneHolderMBps.push(single.mbps)
       samples.twoHoldersMBps.push(double.mbps)
-      oneVsRaw.push(single.mbps / raw)
+      cpu.rawStream.push(raw.cpu)
+      cpu.oneHolder.push(single.cpu)
+      cpu.twoHolders.push(double.cpu)
+      oneVsRaw.push(single.mbps / raw.mbps)
       twoVsOne.push(double.mbps / single.mbps)
-      step(`run ${run}/${options.runs}: raw stream ${raw} MB/s, one holder ${single.mbps} MB/s, two holders ${double.mbps} MB/s (${double.result.holders.map((holder) => holder.chunks).join(' + ')} chunks)`)
+      step(`run ${run}/${options.runs}: raw stream ${raw.mbps} MB/s, one holder ${single.mbps} MB/s, two holders ${double.mbps} MB/s`)
     }
 
     step('fetching checkpoint 1, then checkpoint 2, into one store')
     const incremental = {
-      scattered: await incrementalTransfer(host, work, first.cid, scattered.cid, one, variants.scattered),
-      clustered: await incrementalTransfer(host, work, first.cid, clustered.cid, one, variants.clustered),
+      scattered: await incrementalTransfer(host, work, first.cid, scattered.cid, one, variants.scattered, nowMs),
+      clustered: await incrementalTransfer(host, work, first.cid, clustered.cid, one, variants.clustered, nowMs),
     }
     const result: SnapshotBenchResult = {
       memoryImageBytes: options.memoryBytes,
@@ -136,6 +146,8 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
       pageChunkBytes: defaultChunkingPolicy.pageChunkBytes,
       manifestBytes,
       packMBps: mbps(first.sizeBytes, packMs),
+      storeWriteMBps: storeWrite.mbps,
+      storeWriteCpuMsPerMB: storeWrite.cpuMsPerMB,
       runs: options.runs,
       rawStreamMBps: median(samples.rawStreamMBps),
       oneHolderMBps: median(samples.oneHolderMBps),
@@ -151,6 +163,7 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
         incrementalClustered: incremental.clustered.ratio <= goals.incrementalRatio,
       },
       samples,
+      cpuMsPerMB: { rawStream: medianCpu(cpu.rawStream), oneHolder: medianCpu(cpu.oneHolder), twoHolders: medianCpu(cpu.twoHolders) },
       machine: { cores: availableParallelism(), loadAverageAtStart, loadAverageAtEnd: loadavg().map(round2) },
     }
     return result
@@ -161,14 +174,70 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
   }
 }
 
-async function timedFetch(host: Libp2p, work: string, cid: Cid, holders: PeerInfo[], nowMs: () => number): Promise<{ mbps: number; result: FetchResult }> {
-  const directory = await mkdtemp(join(work, 'fetch-'))
+interface CpuSample { fetcher: number; holders: number }
+
+/** Runs `task` (which returns the bytes it moved) and measures its rate and the CPU both sides spent. */
+async function measured(holders: HolderProcess[], nowMs: () => number, task: () => Promise<number>): Promise<{ mbps: number; cpu: CpuSample }> {
+  const holdersBefore = await Promise.all(holders.map((holder) => holder.counters()))
+  const cpuBefore = process.cpuUsage()
+  const startMs = nowMs()
+  const bytes = await task()
+  const elapsedMs = nowMs() - startMs
+  const cpuAfter = process.cpuUsage(cpuBefore)
+  const holdersAfter = await Promise.all(holders.map((holder) => holder.counters()))
+  const holderMs = holdersAfter.reduce((sum, after, index) => sum + after.cpuMs - holdersBefore[index]!.cpuMs, 0)
+  const megabytes = bytes / 1e6
+  return { mbps: mbps(bytes, elapsedMs), cpu: { fetcher: round2((cpuAfter.user + cpuAfter.system) / 1_000 / megabytes), holders: round2(holderMs / megabytes) } }
+}
+
+/** Writes every chunk of `cid` from `source` into a new store, as a fetch's writer does (4 MiB batches, 4 under way). */
+async function storeWriteRate(source: ChunkStore, cid: Cid, work: string, nowMs: () => number): Promise<{ mbps: number; cpuMsPerMB: number }> {
+  const manifest = (await source.manifest(cid))!
+  const hashes = [...distinctChunks(manifest).keys()]
+  const values = await source.getChunks(hashes)
+  const chunks = hashes.map((hash, index) => verifyChunk(hash, values[index]!)!)
+  const bytes = chunks.reduce((sum, chunk) => sum + chunk.bytes.byteLength, 0)
+  return withFreshStore(work, async (store) => {
+    await store.pin(manifest, 'bench')
+    const cpuBefore = process.cpuUsage()
+    const startMs = nowMs()
+    const pending = new Set<Promise<unknown>>()
+    const write = async (batch: StoredChunk[]): Promise<void> => {
+      const written: Promise<unknown> = store.putChunks(batch).finally(() => pending.delete(written))
+      pending.add(written)
+      while (pending.size >= defaultSnapshotFetcherLimits.maxPendingWrites) await Promise.race(pending)
+    }
+    let batch: StoredChunk[] = []
+    let batchBytes = 0
+    for (const chunk of chunks) {
+      batch.push(chunk)
+      batchBytes += chunk.bytes.byteLength
+      if (batchBytes < defaultSnapshotFetcherLimits.writeBatchBytes) continue
+      await write(batch)
+      batch = []
+      batchBytes = 0
+    }
+    if (batch.length > 0) await write(batch)
+    await Promise.all(pending)
+    const elapsedMs = nowMs() - startMs
+    const cpu = process.cpuUsage(cpuBefore)
+    return { mbps: mbps(bytes, elapsedMs), cpuMsPerMB: round2((cpu.user + cpu.system) / 1_000 / (bytes / 1e6)) }
+  })
+}
+
+const fetchedBytes = (result: FetchResult): number => result.bytesFetched + result.manifestBytes
+
+async function fetchInto(host: Libp2p, store: ChunkStore, cid: Cid, holders: PeerInfo[], nowMs: () => number): Promise<FetchResult> {
+  const fetcher = new SnapshotFetcher({ libp2p: host, store, holdersOf: async () => holders, logger: silentSnapshotLogger, nowMs })
+  return fetcher.fetch(cid, { owner: 'bench' })
+}
+
+/** Runs `task` on a new, empty store, removed afterwards (outside any timing). */
+async function withFreshStore<T>(work: string, task: (store: ChunkStore) => Promise<T>): Promise<T> {
+  const directory = await mkdtemp(join(work, 'store-'))
   const store = await ChunkStore.open({ directory, syncWrites: false })
   try {
-    const fetcher = new SnapshotFetcher({ libp2p: host, store, holdersOf: async () => holders, logger: silentSnapshotLogger, nowMs })
-    const startMs = nowMs()
-    const result = await fetcher.fetch(cid, { owner: 'bench' })
-    return { mbps: mbps(result.bytesFetched + result.manifestBytes, nowMs() - startMs), result }
+    return await task(store)
   } finally {
     await store.close()
     await rm(directory, { recursive: true, force: true })
@@ -176,25 +245,22 @@ async function timedFetch(host: Libp2p, work: string, cid: Cid, holders: PeerInf
 }
 
 /** Bytes a node holding checkpoint 1 receives for checkpoint 2: its manifest and the chunks it lacks. */
-async function incrementalTransfer(host: Libp2p, work: string, firstCid: Cid, secondCid: Cid, holder: PeerInfo, variant: { runPages: number; pagesChanged: number }): Promise<IncrementalResult> {
-  const directory = await mkdtemp(join(work, 'incremental-'))
-  const store = await ChunkStore.open({ directory, syncWrites: false })
-  try {
-    const fetcher = new SnapshotFetcher({ libp2p: host, store, holdersOf: async () => [holder], logger: silentSnapshotLogger })
-    const first = await fetcher.fetch(firstCid, { owner: 'bench' })
-    const second = await fetcher.fetch(secondCid, { owner: 'bench' })
-    const firstBytes = first.manifestBytes + first.bytesFetched
-    const secondBytes = second.manifestBytes + second.bytesFetched
+async function incrementalTransfer(host: Libp2p, work: string, firstCid: Cid, secondCid: Cid, holder: PeerInfo, variant: { runPages: number; pagesChanged: number }, nowMs: () => number): Promise<IncrementalResult> {
+  return withFreshStore(work, async (store) => {
+    const firstBytes = fetchedBytes(await fetchInto(host, store, firstCid, [holder], nowMs))
+    const second = await fetchInto(host, store, secondCid, [holder], nowMs)
+    const secondBytes = fetchedBytes(second)
     return { runPages: variant.runPages, pagesChanged: variant.pagesChanged, firstBytes, secondBytes, secondManifestBytes: second.manifestBytes, ratio: Math.round((secondBytes / firstBytes) * 10_000) / 10_000 }
-  } finally {
-    await store.close()
-    await rm(directory, { recursive: true, force: true })
-  }
+  })
 }
 
 const mbps = (bytes: number, ms: number): number => Math.round(bytes / 1e6 / (ms / 1_000))
 const mib = (bytes: number): number => Math.round(bytes / 1024 / 1024)
 const round2 = (value: number): number => Math.round(value * 100) / 100
+
+function medianCpu(samples: readonly CpuSample[]): CpuSample {
+  return { fetcher: median(samples.map((sample) => sample.fetcher)), holders: median(samples.map((sample) => sample.holders)) }
+}
 
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b)

@@ -223,7 +223,8 @@ export class ChunkStore {
 
   /** Bytes of each hash (undefined where not stored), unverified: callers that hand bytes on verify. */
   async getChunks(hashes: readonly ChunkHash[]): Promise<(Uint8Array | undefined)[]> {
-    return this.#db.getMany(hashes.map(keys.chunk))
+    // Chunks are read once per transfer: kept out of level's small block cache (the OS caches the files).
+    return this.#db.getMany(hashes.map(keys.chunk), { fillCache: false })
   }
 
   /** References to `hash` (stored manifests naming it). */

@@ -7,7 +7,7 @@ import { seededBytes } from './synthetic-image.ts'
 describe('frame parser', () => {
   // Lengths that need one, two and three prefix bytes, and an empty frame.
   const frames = [seededBytes('f1', 5), new Uint8Array(0), seededBytes('f2', 300), seededBytes('f3', 20_000)]
-  const encoded = encodeFrames(frames.map((frame) => [frame.subarray(0, 2), frame.subarray(2)]))
+  const encoded = encodeFrames(frames.map((frame) => [frame.subarray(0, 2), frame.subarray(2)])).subarray()
 
   it('yields the frames however the bytes are split into messages', () => {
     for (let split = 0; split <= encoded.length; split += split < 400 ? 1 : 997) {

@@ -6,6 +6,7 @@
 // is copied, and the bytes held unread are bounded: past the bound the stream is aborted (a
 // holder sending data nobody asked for).
 import type { Stream } from '@libp2p/interface'
+import { Uint8ArrayList } from 'uint8arraylist'
 
 export class FrameTooLargeError extends Error {
   override name = 'FrameTooLargeError'
@@ -167,30 +168,25 @@ export class FrameReader {
 
 const empty = new Uint8Array(0)
 
-/** Frames, each given as parts, encoded into one buffer (one send, one muxer write). */
-export function encodeFrames(frames: readonly (readonly Uint8Array[])[]): Buffer {
-  let total = 0
+/**
+ * Frames, each given as parts, as one list for one send: the parts are not copied (the muxer and
+ * the encrypter read them in place), only the length prefixes are new.
+ */
+export function encodeFrames(frames: readonly (readonly Uint8Array[])[]): Uint8ArrayList {
+  const out = new Uint8ArrayList()
   for (const parts of frames) {
     let length = 0
     for (const part of parts) length += part.length
-    total += varintLength(length) + length
-  }
-  const out = Buffer.allocUnsafe(total)
-  let offset = 0
-  for (const parts of frames) {
-    let length = 0
-    for (const part of parts) length += part.length
-    offset = writeVarint(out, offset, length)
-    for (const part of parts) {
-      out.set(part, offset)
-      offset += part.length
-    }
+    const prefix = Buffer.allocUnsafe(varintLength(length))
+    writeVarint(prefix, 0, length)
+    out.append(prefix)
+    for (const part of parts) if (part.length > 0) out.append(part)
   }
   return out
 }
 
 /** Sends `bytes`, waiting for the stream to drain when its write buffer is full. */
-export async function sendAll(stream: Stream, bytes: Uint8Array): Promise<void> {
+export async function sendAll(stream: Stream, bytes: Uint8Array | Uint8ArrayList): Promise<void> {
   if (!stream.send(bytes)) await stream.onDrain()
 }
 

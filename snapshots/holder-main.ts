@@ -1,7 +1,7 @@
 // A snapshot holder in its own process: opens a chunk store, serves it over
 // /fabric/snapshots/1.0.0 (and the raw baseline stream) on a loopback libp2p host, and prints one
 // JSON line {"event":"ready",...} on stdout. A line "counters" on stdin is answered with the
-// server's counters; end of stdin or SIGTERM stops it. The bench and the integration tests run
+// server's counters and the process's CPU time; end of stdin or SIGTERM stops it. The bench and the integration tests run
 // holders this way so that a holder can be killed for real and restarted on its store.
 //   node snapshots/holder-main.ts --store DIR
 import { createInterface } from 'node:readline'
@@ -34,7 +34,10 @@ const stop = (): Promise<void> =>
 process.on('SIGTERM', () => void stop())
 const lines = createInterface({ input: process.stdin })
 lines.on('line', (line) => {
-  if (line.trim() === 'counters') process.stdout.write(`${JSON.stringify({ event: 'counters', ...server.counters })}\n`)
+  if (line.trim() !== 'counters') return
+  // CPU time of this whole process (all threads), so the bench can say where the cycles went.
+  const cpu = process.cpuUsage()
+  process.stdout.write(`${JSON.stringify({ event: 'counters', ...server.counters, cpuMs: Math.round((cpu.user + cpu.system) / 1_000) })}\n`)
 })
 lines.on('close', () => void stop())
 process.stdout.write(`${JSON.stringify({ event: 'ready', peerId: libp2p.peerId.toString(), addresses: libp2p.getMultiaddrs().map(String) })}\n`)

@@ -41,11 +41,11 @@ export class HolderProcess {
     }
   }
 
-  async counters(): Promise<SnapshotServerCounters> {
+  async counters(): Promise<SnapshotServerCounters & { cpuMs: number }> {
     this.child.stdin!.write('counters\n')
     const next = await this.#lines.next()
     if (next.done === true) throw new Error('holder process has exited')
-    return JSON.parse(next.value) as SnapshotServerCounters
+    return JSON.parse(next.value) as SnapshotServerCounters & { cpuMs: number }
   }
 
   /** SIGKILL: the holder vanishes mid-whatever, as a crashed machine does. */
