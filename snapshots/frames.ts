@@ -185,9 +185,9 @@ export function encodeFrames(frames: readonly (readonly Uint8Array[])[]): Uint8A
   return out
 }
 
-/** Sends `bytes`, waiting for the stream to drain when its write buffer is full. */
-export async function sendAll(stream: Stream, bytes: Uint8Array | Uint8ArrayList): Promise<void> {
-  if (!stream.send(bytes)) await stream.onDrain()
+/** Sends `bytes`, waiting (at most `timeoutMs`) for the stream to drain when its write buffer is full. */
+export async function sendAll(stream: Stream, bytes: Uint8Array | Uint8ArrayList, timeoutMs?: number): Promise<void> {
+  if (!stream.send(bytes)) await stream.onDrain(timeoutMs === undefined ? undefined : { signal: AbortSignal.timeout(timeoutMs) })
 }
 
 function varintLength(value: number): number {

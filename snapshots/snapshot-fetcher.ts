@@ -123,6 +123,7 @@ export class SnapshotFetcher {
   }
 
   async fetch(cid: Cid, options: FetchOptions): Promise<FetchResult> {
+    options.signal?.throwIfAborted()
     const startedAtMs = this.#nowMs()
     const { store, logger } = this.#components
     const meter = new ProgressMeter({ cid, nowMs: this.#nowMs, intervalMs: this.#limits.progressIntervalMs, listener: options.onProgress })
@@ -132,7 +133,9 @@ export class SnapshotFetcher {
       if (holders !== null) return holders
       const self = this.#components.libp2p.peerId.toString()
       const found = await this.#components.holdersOf(cid, { signal: options.signal })
-      holders = found.filter((holder) => holder.id.toString() !== self).slice(0, this.#limits.maxHolders)
+      // Each peer once (a worker per peer), never this node itself.
+      const seen = new Set<string>([self])
+      holders = found.filter((holder) => !seen.has(holder.id.toString()) && seen.add(holder.id.toString())).slice(0, this.#limits.maxHolders)
       for (const holder of holders) reports.set(holder.id.toString(), { peerId: holder.id.toString(), chunks: 0, bytes: 0, corruptChunks: 0, notFound: 0, failure: null })
       return holders
     }

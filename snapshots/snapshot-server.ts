@@ -15,14 +15,21 @@ export interface SnapshotServerLimits {
   maxInboundStreamsPerConnection: number
   /** Snapshot streams served at once across all peers; past this new streams are refused. */
   maxActiveStreams: number
-  /** Chunks read from the store and sent per step while answering one request. */
+  /** Chunks read from the store and sent per step while answering one request (two steps are in memory at once). */
   chunksPerWrite: number
+  /** A client that takes none of what was sent for this long loses the stream (its buffers are freed). */
+  sendTimeoutMs: number
+  /** A stream with no request for this long is closed, freeing its place among maxActiveStreams. */
+  requestIdleTimeoutMs: number
 }
 
 export const defaultSnapshotServerLimits: SnapshotServerLimits = {
   maxInboundStreamsPerConnection: 8,
-  maxActiveStreams: 256,
+  // Each stream holds up to 2 x chunksPerWrite chunks: 1 MiB at 16 KiB chunks, 64 MiB at the 1 MiB maximum.
+  maxActiveStreams: 32,
   chunksPerWrite: 32,
+  sendTimeoutMs: 30_000,
+  requestIdleTimeoutMs: 60_000,
 }
 
 export interface SnapshotServerCounters {
@@ -89,7 +96,7 @@ export class SnapshotServer {
         this.counters.bytesServed += bytes.byteLength
         return [chunkFrameHeader(hash), bytes]
       })
-      await sendAll(stream, encodeFrames(frames))
+      await sendAll(stream, encodeFrames(frames), this.#limits.sendTimeoutMs)
     }
   }
 
@@ -106,13 +113,15 @@ export class SnapshotServer {
       for (;;) {
         let frame: Uint8Array
         try {
-          frame = (await framed.read()).subarray()
+          frame = (await framed.read({ signal: AbortSignal.timeout(this.#limits.requestIdleTimeoutMs) })).subarray()
         } catch (error) {
           const name = (error as Error).name
           if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError') {
             // An oversized request cannot be skipped safely: refuse it and drop the stream.
             this.counters.refused++
             logger.warn('request-refused', { from, reason: `frame exceeds maxRequestBytes (${maxRequestBytes})` })
+            stream.abort(error as Error)
+          } else if (name === 'TimeoutError') {
             stream.abort(error as Error)
           } else {
             // The client is done (or gone): close our side too.

@@ -11,7 +11,7 @@ import { z } from 'zod'
 import { maxChunkBytes } from './chunking.ts'
 import { cidDigest, isCid, type Cid } from './cid.ts'
 import { chunkHashBytes, chunkHashFromBytes, hashBytes, isChunkHash, type ChunkHash } from './hash.ts'
-import { maxManifestBytes } from './manifest.ts'
+import { maxManifestBytes, type Decoded } from './manifest.ts'
 
 export const snapshotProtocol = '/fabric/snapshots/1.0.0'
 
@@ -30,8 +30,6 @@ export const maxRefusalBytes = 1_024
 export const frameTag = { manifest: 0x01, chunk: 0x02, notFound: 0x03, refused: 0x04 } as const
 
 export type SnapshotRequest = { kind: 'manifest'; cid: Cid } | { kind: 'chunks'; hashes: ChunkHash[] }
-
-export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string }
 
 const requestSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('manifest'), cid: z.string().refine(isCid, 'not a snapshot CID') }),
