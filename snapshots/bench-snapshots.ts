@@ -18,6 +18,7 @@ import { distinctChunks } from './manifest.ts'
 import { packDirectory } from './pack.ts'
 import { receiveRawStream } from './raw-stream.ts'
 import { defaultSnapshotFetcherLimits, SnapshotFetcher, type FetchResult } from './snapshot-fetcher.ts'
+import { defaultSnapshotServerLimits } from './snapshot-server.ts'
 import { mutateImage, writeSyntheticImage } from './synthetic-image.ts'
 
 export interface SnapshotBenchOptions {
@@ -54,6 +55,9 @@ export interface SnapshotBenchResult {
   /** The chunk store alone: verified chunks from memory into an empty store, batched as a fetch does. */
   storeWriteMBps: number
   storeWriteCpuMsPerMB: number
+  /** The chunk store alone: every chunk read back as a holder serves them. */
+  storeReadMBps: number
+  storeReadCpuMsPerMB: number
   runs: number
   rawStreamMBps: number
   oneHolderMBps: number
@@ -101,8 +105,9 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
     const scattered = await packDirectory(variants.scattered.directory, store, { owner: 'bench' })
     const clustered = await packDirectory(variants.clustered.directory, store, { owner: 'bench' })
     const manifestBytes = (await store.manifestBytes(first.cid))!.length
-    step('timing the chunk store alone: writing the snapshot\'s chunks into an empty store')
+    step('timing the chunk store alone: writing the snapshot\'s chunks into an empty store, reading them back')
     const storeWrite = await storeWriteRate(store, first.cid, work, nowMs)
+    const storeRead = await storeReadRate(store, first.cid, nowMs)
     await store.close()
     await cp(holderDirectories[0]!, holderDirectories[1]!, { recursive: true })
 
@@ -148,6 +153,8 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
       packMBps: mbps(first.sizeBytes, packMs),
       storeWriteMBps: storeWrite.mbps,
       storeWriteCpuMsPerMB: storeWrite.cpuMsPerMB,
+      storeReadMBps: storeRead.mbps,
+      storeReadCpuMsPerMB: storeRead.cpuMsPerMB,
       runs: options.runs,
       rawStreamMBps: median(samples.rawStreamMBps),
       oneHolderMBps: median(samples.oneHolderMBps),
@@ -188,6 +195,20 @@ async function measured(holders: HolderProcess[], nowMs: () => number, task: () 
   const holderMs = holdersAfter.reduce((sum, after, index) => sum + after.cpuMs - holdersBefore[index]!.cpuMs, 0)
   const megabytes = bytes / 1e6
   return { mbps: mbps(bytes, elapsedMs), cpu: { fetcher: round2((cpuAfter.user + cpuAfter.system) / 1_000 / megabytes), holders: round2(holderMs / megabytes) } }
+}
+
+/** Reads every chunk of `cid` as a holder serves them (32 per lookup). */
+async function storeReadRate(store: ChunkStore, cid: Cid, nowMs: () => number): Promise<{ mbps: number; cpuMsPerMB: number }> {
+  const hashes = [...distinctChunks((await store.manifest(cid))!).keys()]
+  const cpuBefore = process.cpuUsage()
+  const startMs = nowMs()
+  let bytes = 0
+  for (let start = 0; start < hashes.length; start += defaultSnapshotServerLimits.chunksPerWrite) {
+    for (const value of await store.getChunks(hashes.slice(start, start + defaultSnapshotServerLimits.chunksPerWrite))) bytes += value?.byteLength ?? 0
+  }
+  const elapsedMs = nowMs() - startMs
+  const cpu = process.cpuUsage(cpuBefore)
+  return { mbps: mbps(bytes, elapsedMs), cpuMsPerMB: round2((cpu.user + cpu.system) / 1_000 / (bytes / 1e6)) }
 }
 
 /** Writes every chunk of `cid` from `source` into a new store, as a fetch's writer does (4 MiB batches, 4 under way). */

@@ -33,6 +33,9 @@ export function registerBenchSnapshots(bench: Command): void {
       if (!options.json) {
         console.log(`one holder ${result.oneHolderMBps} MB/s vs raw stream ${result.rawStreamMBps} MB/s (${Math.round(result.oneHolderVsRaw * 100)}%, goal 90%)`)
         console.log(`two holders ${result.twoHoldersMBps} MB/s (${result.twoHoldersVsOne}x one holder, goal 1.6x)`)
+        const cpu = result.cpuMsPerMB
+        console.log(`CPU ms per MB (fetcher / holders): raw stream ${cpu.rawStream.fetcher} / ${cpu.rawStream.holders}, one holder ${cpu.oneHolder.fetcher} / ${cpu.oneHolder.holders}, two holders ${cpu.twoHolders.fetcher} / ${cpu.twoHolders.holders} on ${result.machine.cores} cores`)
+        console.log(`chunk store alone: write ${result.storeWriteMBps} MB/s (${result.storeWriteCpuMsPerMB} CPU ms/MB), read ${result.storeReadMBps} MB/s (${result.storeReadCpuMsPerMB} CPU ms/MB)`)
         console.log(`second checkpoint: ${Math.round(result.incremental.scattered.ratio * 1000) / 10}% of the first (scattered pages), ${Math.round(result.incremental.clustered.ratio * 1000) / 10}% (clustered), goal <= 10%`)
       }
       console.log(JSON.stringify(result))
