@@ -246,7 +246,7 @@ async function storeWriteRate(source: ChunkStore, cid: Cid, work: string, nowMs:
   })
 }
 
-const fetchedBytes = (result: FetchResult): number => result.bytesFetched + result.manifestBytes
+const fetchedBytes = (result: FetchResult): number => result.bytesFetched + (result.manifestFetched ? result.manifestBytes : 0)
 
 async function fetchInto(host: Libp2p, store: ChunkStore, cid: Cid, holders: PeerInfo[], nowMs: () => number): Promise<FetchResult> {
   const fetcher = new SnapshotFetcher({ libp2p: host, store, holdersOf: async () => holders, logger: silentSnapshotLogger, nowMs })

@@ -83,6 +83,7 @@ export interface FetchResult {
   sizeBytes: number
   /** True when the manifest came over the network (false: it was stored already). */
   manifestFetched: boolean
+  /** The manifest's size (received only when manifestFetched). */
   manifestBytes: number
   chunksTotal: number
   chunksAlreadyStored: number
@@ -104,6 +105,11 @@ export class HolderCorruptChunkError extends Error {
     super(`served chunk ${hash.slice(0, 16)}... ${detail}`)
     this.hash = hash
   }
+}
+
+/** The holder answered that it does not have the manifest: not a fault, just not a source of it. */
+export class HolderLacksSnapshotError extends Error {
+  override name = 'HolderLacksSnapshotError'
 }
 
 export class HolderIdleError extends Error {
@@ -161,6 +167,10 @@ export class SnapshotFetcher {
     logger.debug('fetch-chunks', { cid, missing: missing.length, stored: wanted.size - missing.length })
     if (missing.length > 0) {
       const peers = await holderList()
+      // A holder that failed while serving the manifest (unreachable, wrong bytes) gets no chunk work.
+      peers.forEach((peer, index) => {
+        if (reports.get(peer.id.toString())?.failure != null) run.failedHolders.add(index)
+      })
       const writer = new ChunkWriter(store, this.#limits)
       const onAbort = (): void => run.fail(options.signal!.reason as Error)
       options.signal?.addEventListener('abort', onAbort, { once: true })
@@ -219,7 +229,7 @@ export class SnapshotFetcher {
         const decoded = decodeResponseFrame(frame)
         if (!decoded.ok) throw new HolderProtocolError(decoded.reason)
         const response = decoded.value
-        if (response.kind === 'not-found' && response.digest === cidDigest(cid).toString('hex')) throw new HolderProtocolError('does not hold the snapshot')
+        if (response.kind === 'not-found' && response.digest === cidDigest(cid).toString('hex')) throw new HolderLacksSnapshotError('does not hold the snapshot')
         if (response.kind !== 'manifest') throw new HolderProtocolError(`answered a manifest request with ${response.kind}`)
         if (cidOf(response.bytes) !== cid) throw new HolderProtocolError('served a manifest that does not hash to the CID')
         return response.bytes
@@ -228,8 +238,9 @@ export class SnapshotFetcher {
         if (signal?.aborted) throw signal.reason
         const reason = describe(error)
         failures.push({ holder: peerId, reason })
+        // Lacking the manifest is no fault (it may still hold chunks); anything else abandons the holder.
         const report = reports.get(peerId)
-        if (report !== undefined && !reason.startsWith('does not hold')) report.failure = `manifest: ${reason}`
+        if (report !== undefined && !(error instanceof HolderLacksSnapshotError)) report.failure = `manifest: ${reason}`
         this.#components.logger.debug('manifest-fetch-failed', { cid, holder: peerId, reason })
       }
     }

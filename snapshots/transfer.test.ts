@@ -166,6 +166,38 @@ describe('snapshot transfer over libp2p', () => {
     expect(await local.missingChunks(hashes)).toEqual([])
   })
 
+  it('takes the manifest only from a holder whose bytes hash to the CID, passing over one that lacks it', async () => {
+    const source = join(root, 'manifest-source')
+    await writeSyntheticImage(source, { memoryBytes: 512 * 1024, seed: 'manifest' })
+    const good = await startHolder(await openStore('manifest-good'))
+    const { cid } = await packDirectory(source, good.store, { owner: 'job-1' })
+    const empty = await startHolder(await openStore('manifest-empty'))
+    // A holder whose stored manifest rotted on disk: one byte of it changed behind its store.
+    const rottenDirectory = join(root, 'manifest-rotten')
+    const packing = await ChunkStore.open({ directory: rottenDirectory })
+    await packDirectory(source, packing, { owner: 'job-1' })
+    await packing.close()
+    const raw = new Level<string, Uint8Array>(rottenDirectory, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    const key = `m/${cid.slice(3)}`
+    const manifestBytes = Buffer.from((await raw.get(key))!)
+    manifestBytes[manifestBytes.indexOf('"mode":') + 7] = '4'.charCodeAt(0)
+    await raw.put(key, manifestBytes)
+    await raw.close()
+    const rotten = await startHolder(await ChunkStore.open({ directory: rottenDirectory }))
+
+    const local = await openStore('manifest-local')
+    const fetcher = new SnapshotFetcher({ libp2p: await fetcherHost(), store: local, holdersOf: async () => [empty.info, rotten.info, good.info], logger: silentSnapshotLogger }, smallPipeline)
+    const result = await fetcher.fetch(cid, { owner: 'job-1' })
+    const [emptyReport, rottenReport, goodReport] = result.holders
+    expect(result.manifestFetched).toBe(true)
+    expect(emptyReport!.failure).toBeNull()
+    expect(rottenReport!.failure).toMatch(/does not hash to the CID/)
+    expect(rottenReport!.chunks).toBe(0)
+    expect(rotten.server.counters.chunksServed).toBe(0)
+    expect(goodReport!.chunks + emptyReport!.chunks).toBe(result.chunksFetched)
+    expect(await local.manifest(cid)).toEqual((await good.store.manifest(cid))!)
+  })
+
   it('resumes after the only holder is killed mid-transfer, without fetching any chunk twice', async () => {
     const source = join(root, 'resume-source')
     await writeSyntheticImage(source, { memoryBytes: 16 * 1024 * 1024, seed: 'resume', zeroFraction: 0 })
