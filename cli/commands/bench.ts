@@ -2,6 +2,7 @@
 import type { Command } from 'commander'
 import { registerBenchPlacement } from './bench-placement.ts'
 import { registerBenchSim } from './bench-sim.ts'
+import { registerBenchSnapshots } from './bench-snapshots.ts'
 
 export function registerBench(program: Command): void {
   const bench = program
@@ -9,4 +10,5 @@ export function registerBench(program: Command): void {
     .description('Measure speed and memory; each subcommand prints one JSON object')
   registerBenchSim(bench)
   registerBenchPlacement(bench)
+  registerBenchSnapshots(bench)
 }

@@ -1,0 +1,43 @@
+// `fabric bench snapshots`: snapshot transfer over real libp2p on loopback (holders in child
+// processes): one holder against a raw stream, two holders against one, and the bytes a second
+// checkpoint of a barely changed memory image costs. Prints one JSON object (the last line).
+import type { Command } from 'commander'
+import { benchSnapshots } from '../../snapshots/index.ts'
+import { UserError } from '../user-error.ts'
+import { positiveInteger } from '../parse.ts'
+
+export function registerBenchSnapshots(bench: Command): void {
+  bench
+    .command('snapshots')
+    .description('Transfer a synthetic CRIU memory image over /fabric/snapshots/1.0.0 on loopback; compares with a raw libp2p stream')
+    .option('--memory-mib <count>', 'size of the synthetic memory image (pages-1.img) in MiB', '100')
+    .option('--changed-percent <percent>', 'share of pages dirtied for the second checkpoint', '2')
+    .option('--runs <count>', 'interleaved timing runs (medians are reported)', '3')
+    .option('--work-dir <path>', 'where the images and stores are written (removed afterwards)')
+    .option('--json', 'print only the JSON object')
+    .action(async (options: { memoryMib: string; changedPercent: string; runs: string; workDir?: string; json?: boolean }) => {
+      const memoryMib = positiveInteger('--memory-mib', options.memoryMib)
+      const runs = positiveInteger('--runs', options.runs)
+      const changedPercent = Number(options.changedPercent)
+      if (!Number.isFinite(changedPercent) || changedPercent <= 0 || changedPercent > 100) {
+        throw new UserError(`--changed-percent must be a number in (0, 100], got "${options.changedPercent}"`)
+      }
+      const result = await benchSnapshots({
+        memoryBytes: memoryMib * 1024 * 1024,
+        changedFraction: changedPercent / 100,
+        runs,
+        workDirectory: options.workDir,
+        nowMs: () => performance.now(),
+        onStep: options.json ? undefined : (message) => console.error(message),
+      })
+      if (!options.json) {
+        console.log(`one holder ${result.oneHolderMBps} MB/s vs raw stream ${result.rawStreamMBps} MB/s (${Math.round(result.oneHolderVsRaw * 100)}%, goal 90%)`)
+        console.log(`two holders ${result.twoHoldersMBps} MB/s (${result.twoHoldersVsOne}x one holder, goal 1.6x)`)
+        const cpu = result.cpuMsPerMB
+        console.log(`CPU ms per MB (fetcher / holders): raw stream ${cpu.rawStream.fetcher} / ${cpu.rawStream.holders}, one holder ${cpu.oneHolder.fetcher} / ${cpu.oneHolder.holders}, two holders ${cpu.twoHolders.fetcher} / ${cpu.twoHolders.holders} on ${result.machine.cores} cores`)
+        console.log(`chunk store alone: write ${result.storeWriteMBps} MB/s (${result.storeWriteCpuMsPerMB} CPU ms/MB), read ${result.storeReadMBps} MB/s (${result.storeReadCpuMsPerMB} CPU ms/MB)`)
+        console.log(`second checkpoint: ${Math.round(result.incremental.scattered.ratio * 1000) / 10}% of the first (scattered pages), ${Math.round(result.incremental.clustered.ratio * 1000) / 10}% (clustered), goal <= 10%`)
+      }
+      console.log(JSON.stringify(result))
+    })
+}

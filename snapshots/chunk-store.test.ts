@@ -1,0 +1,107 @@
+// The chunk store on a real level database: it stores only verified chunks that a pinned manifest
+// names, counts references per manifest, and deletes what no snapshot needs when one is released.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Level } from 'level'
+import { afterAll, beforeEach, describe, expect, it } from 'vitest'
+import { ChunkStore, verifyChunk } from './chunk-store.ts'
+import { ChunkHashMismatchError, InvalidManifestError, UnreferencedChunkError } from './errors.ts'
+import { chunkHashOf } from './hash.ts'
+import { manifestFormat, type Manifest } from './manifest.ts'
+
+const root = await mkdtemp(join(tmpdir(), 'fabric-chunk-store-'))
+afterAll(() => rm(root, { recursive: true, force: true }))
+
+const bytes = { shared: Buffer.from('shared chunk'), first: Buffer.from('only in the first'), second: Buffer.from('only in the second') }
+const hash = { shared: chunkHashOf(bytes.shared), first: chunkHashOf(bytes.first), second: chunkHashOf(bytes.second) }
+
+function manifestOf(name: string, parts: (keyof typeof bytes)[]): Manifest {
+  const chunks = parts.map((part) => [hash[part], bytes[part].length] as const)
+  return { format: manifestFormat, entries: [{ kind: 'file', path: name, mode: 0o600, sizeBytes: chunks.reduce((sum, [, size]) => sum + size, 0), chunking: 'test', chunks }] }
+}
+const first = manifestOf('first.img', ['shared', 'first', 'shared'])
+const second = manifestOf('second.img', ['shared', 'second'])
+
+let directory: string
+let counter = 0
+beforeEach(() => {
+  directory = join(root, `store-${counter++}`)
+})
+
+describe('chunk store', () => {
+  it('refuses a chunk whose bytes do not match its hash, and one no pinned manifest names', async () => {
+    const store = await ChunkStore.open({ directory })
+    await expect(store.putChunks([{ hash: hash.first, bytes: bytes.first }])).rejects.toBeInstanceOf(UnreferencedChunkError)
+    await store.pin(first, 'job-1')
+    await expect(store.putChunks([{ hash: hash.first, bytes: bytes.second }])).rejects.toBeInstanceOf(ChunkHashMismatchError)
+    // All or nothing: the good chunk in a batch with a bad one is not stored either.
+    await expect(store.putChunks([{ hash: hash.shared, bytes: bytes.shared }, { hash: hash.first, bytes: bytes.second }])).rejects.toBeInstanceOf(ChunkHashMismatchError)
+    expect((await store.stats()).chunks).toBe(0)
+    await store.putChunks([{ hash: hash.first, bytes: bytes.first }])
+    expect(Buffer.from((await store.getChunk(hash.first))!).equals(bytes.first)).toBe(true)
+    // A fetch verifies on arrival; the store takes that chunk as verified, and nothing else.
+    expect(verifyChunk(hash.shared, bytes.second)).toBeNull()
+    await store.putChunks([verifyChunk(hash.shared, bytes.shared)!])
+    expect(await store.hasChunk(hash.shared)).toBe(true)
+    await store.close()
+  })
+
+  it('counts references per manifest and deletes a chunk only when its last manifest is released', async () => {
+    const store = await ChunkStore.open({ directory })
+    const { cid: firstCid } = await store.pin(first, 'job-1')
+    const { cid: secondCid } = await store.pin(second, 'job-2')
+    await store.putChunks(Object.keys(bytes).map((part) => ({ hash: hash[part as keyof typeof bytes], bytes: bytes[part as keyof typeof bytes] })))
+    expect(await store.referenceCount(hash.shared)).toBe(2)
+    expect(await store.referenceCount(hash.first)).toBe(1)
+
+    expect(await store.release(firstCid, 'job-1')).toEqual({ manifestDeleted: true, chunksDeleted: 1 })
+    expect(await store.hasChunk(hash.first)).toBe(false)
+    expect(await store.hasChunk(hash.shared)).toBe(true)
+    expect(await store.referenceCount(hash.shared)).toBe(1)
+    expect(await store.manifest(firstCid)).toBeUndefined()
+
+    expect(await store.release(secondCid, 'job-2')).toEqual({ manifestDeleted: true, chunksDeleted: 2 })
+    expect(await store.stats()).toEqual({ manifests: 0, pins: 0, chunks: 0, chunkBytes: 0 })
+    await store.close()
+  })
+
+  it('keeps a snapshot while any owner pins it; pinning twice is one pin', async () => {
+    const store = await ChunkStore.open({ directory })
+    const { cid, stored } = await store.pin(first, 'job-1')
+    expect(stored).toBe(true)
+    expect((await store.pin(first, 'job-1')).stored).toBe(false)
+    await store.pin(first, 'replica-of-job-1')
+    expect(await store.owners(cid)).toEqual(['job-1', 'replica-of-job-1'])
+    expect(await store.referenceCount(hash.shared)).toBe(1)
+    expect((await store.release(cid, 'job-1')).manifestDeleted).toBe(false)
+    expect(await store.manifest(cid)).toEqual(first)
+    expect((await store.release(cid, 'replica-of-job-1')).manifestDeleted).toBe(true)
+    expect(await store.release(cid, 'replica-of-job-1')).toEqual({ manifestDeleted: false, chunksDeleted: 0 })
+    await store.close()
+  })
+
+  it('refuses a malformed manifest and stores nothing for it', async () => {
+    const store = await ChunkStore.open({ directory })
+    await expect(store.pin(new TextEncoder().encode('{"format":"fabric-snapshot/1","entries":[{"kind":"file"}]}'), 'job-1')).rejects.toBeInstanceOf(InvalidManifestError)
+    expect(await store.stats()).toEqual({ manifests: 0, pins: 0, chunks: 0, chunkBytes: 0 })
+    await store.close()
+  })
+
+  it('survives a reopen, and collects a chunk no manifest names at open', async () => {
+    let store = await ChunkStore.open({ directory })
+    const { cid } = await store.pin(first, 'job-1')
+    await store.putChunks([{ hash: hash.first, bytes: bytes.first }])
+    await store.close()
+    // An orphan written behind the store's back (as a crash between two writes could leave).
+    const raw = new Level<string, Uint8Array>(directory, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    await raw.put(`c/${hash.second}`, bytes.second)
+    await raw.close()
+    store = await ChunkStore.open({ directory })
+    expect(await store.hasChunk(hash.second)).toBe(false)
+    expect(await store.hasChunk(hash.first)).toBe(true)
+    expect(await store.owners(cid)).toEqual(['job-1'])
+    expect(await store.missingChunks([hash.shared, hash.first])).toEqual([hash.shared])
+    await store.close()
+  })
+})

@@ -1,0 +1,43 @@
+// A snapshot holder in its own process: opens a chunk store, serves it over
+// /fabric/snapshots/1.0.0 (and the raw baseline stream) on a loopback libp2p host, and prints one
+// JSON line {"event":"ready",...} on stdout. A line "counters" on stdin is answered with the
+// server's counters and the process's CPU time; end of stdin or SIGTERM stops it. The bench and the integration tests run
+// holders this way so that a holder can be killed for real and restarted on its store.
+//   node snapshots/holder-main.ts --store DIR
+import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import { ChunkStore } from './chunk-store.ts'
+import { createSnapshotHost } from './host.ts'
+import { silentSnapshotLogger } from './logger.ts'
+import { serveRawStream } from './raw-stream.ts'
+import { SnapshotServer } from './snapshot-server.ts'
+
+const { values } = parseArgs({ options: { store: { type: 'string' } } })
+if (values.store === undefined) {
+  process.stderr.write('usage: holder-main.ts --store DIR\n')
+  process.exit(1)
+}
+const store = await ChunkStore.open({ directory: values.store, syncWrites: false })
+const libp2p = await createSnapshotHost()
+const server = new SnapshotServer({ libp2p, store, logger: silentSnapshotLogger })
+await server.start()
+await serveRawStream(libp2p)
+
+let stopping: Promise<void> | null = null
+const stop = (): Promise<void> =>
+  (stopping ??= (async () => {
+    await server.stop()
+    await libp2p.stop()
+    await store.close()
+    process.exit(0)
+  })())
+process.on('SIGTERM', () => void stop())
+const lines = createInterface({ input: process.stdin })
+lines.on('line', (line) => {
+  if (line.trim() !== 'counters') return
+  // CPU time of this whole process (all threads), so the bench can say where the cycles went.
+  const cpu = process.cpuUsage()
+  process.stdout.write(`${JSON.stringify({ event: 'counters', ...server.counters, cpuMs: Math.round((cpu.user + cpu.system) / 1_000) })}\n`)
+})
+lines.on('close', () => void stop())
+process.stdout.write(`${JSON.stringify({ event: 'ready', peerId: libp2p.peerId.toString(), addresses: libp2p.getMultiaddrs().map(String) })}\n`)
