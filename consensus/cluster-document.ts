@@ -51,7 +51,14 @@ export interface JobRecord {
   /** Keyed by the node that took a migrate request: move the replica (to `to`, or anywhere else when empty). */
   migrate?: Record<string, MigrateRecord>
 }
-export interface SnapshotRecord { cid: Text; atMs: number; term: number; seq: number }
+export interface SnapshotRecord {
+  cid: Text
+  atMs: number
+  term: number
+  seq: number
+  /** Peers that confirmed holding a replica of the snapshot (JSON array), besides the runner. */
+  holders?: Text
+}
 /** Names the copy to move by its assignment stamp (clock-free: the runner compares its own run's stamp). */
 export interface MigrateRecord { to: Text; term: number; seq: number; atMs: number }
 export interface NodeRecord {
@@ -339,12 +346,21 @@ export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: Nod
 }
 
 /** The newest snapshot of the replica (any runner's), or null. */
-export function latestSnapshot(job: JobRecord): { cid: string; node: NodeId; atMs: number } | null {
-  let best: { cid: string; node: NodeId; atMs: number } | null = null
+export function latestSnapshot(job: JobRecord): { cid: string; node: NodeId; holders: NodeId[]; atMs: number } | null {
+  let best: { cid: string; node: NodeId; holders: NodeId[]; atMs: number } | null = null
   for (const [node, snapshot] of Object.entries(job.snapshots ?? {})) {
-    if (best === null || snapshot.atMs > best.atMs) best = { cid: readText(snapshot.cid), node: asNodeId(node), atMs: snapshot.atMs }
+    if (best === null || snapshot.atMs > best.atMs) best = { cid: readText(snapshot.cid), node: asNodeId(node), holders: readHolders(snapshot.holders), atMs: snapshot.atMs }
   }
   return best
+}
+
+function readHolders(value: Text | undefined): NodeId[] {
+  try {
+    const holders: unknown = JSON.parse(readText(value) || '[]')
+    return Array.isArray(holders) ? holders.filter((holder): holder is string => typeof holder === 'string').map(asNodeId) : []
+  } catch {
+    return []
+  }
 }
 
 /** The migrate request for the copy stamped (term, seq), or null. */
@@ -355,10 +371,10 @@ export function migrateOf(job: JobRecord, stamp: { term: number; seq: number }):
   return null
 }
 
-export function writeSnapshot(draft: ClusterDocument, jobId: JobId, node: NodeId, snapshot: { cid: string; atMs: number; term: number; seq: number }): void {
+export function writeSnapshot(draft: ClusterDocument, jobId: JobId, node: NodeId, snapshot: { cid: string; atMs: number; term: number; seq: number; holders: readonly NodeId[] }): void {
   const job = draftJob(draft, jobId)
   if (job.snapshots === undefined) job.snapshots = {}
-  job.snapshots[node] = { ...snapshot, cid: text(snapshot.cid) }
+  job.snapshots[node] = { cid: text(snapshot.cid), atMs: snapshot.atMs, term: snapshot.term, seq: snapshot.seq, holders: text(JSON.stringify(snapshot.holders)) }
 }
 
 /** `node` records a migrate request for these replicas, as its origin's next write. */

@@ -24,7 +24,7 @@ describe('migration', () => {
     cluster.checkpointed(from, jobId, 'b3:snapshot-1', true)
     expect(cluster.runUntil(() => cluster.running(to).has(jobId), 2_000)).toBe(true)
     const start = cluster.effectsOf('start-job', to).find((record) => record.effect.jobId === jobId)!.effect
-    expect(start.restoreFrom).toEqual({ cid: 'b3:snapshot-1', node: from })
+    expect(start.restoreFrom).toEqual({ cid: 'b3:snapshot-1', node: from, holders: [] })
     cluster.advance(1_000)
     // The source never runs it again, and no second copy appears.
     expect(cluster.effectsOf('start-job', from).filter((record) => record.effect.jobId === jobId)).toHaveLength(1)
@@ -62,7 +62,7 @@ describe('migration', () => {
     cluster.crash(first)
     expect(cluster.runUntil(() => cluster.running(second).has(jobId), cluster.config.nodeTimeoutMs + 3_000)).toBe(true)
     const start = cluster.effectsOf('start-job', second).find((record) => record.effect.jobId === jobId)!.effect
-    expect(start.restoreFrom).toEqual({ cid: 'b3:periodic-2', node: first })
+    expect(start.restoreFrom).toEqual({ cid: 'b3:periodic-2', node: first, holders: [] })
   })
 
   it('refuses to move a job that runs nowhere', () => {

@@ -264,7 +264,7 @@ export class Peer {
         this.#onMigrate(input.requestId, input.jobId, input.to)
         break
       case 'job-checkpointed':
-        this.#runner.checkpointed(input.jobId, input.cid, input.stopped)
+        this.#runner.checkpointed(input.jobId, input.cid, input.stopped, input.holders ?? [])
         break
       case 'job-checkpoint-failed':
         this.#runner.checkpointFailed(input.jobId, input.reason)

@@ -47,7 +47,7 @@ export interface RunnerComponents {
   /** A finished job was handed to the archive. */
   onArchived: (jobId: JobId) => void
   /** Writes this node's latest snapshot of a replica into the document and reports it to the leader. */
-  reportSnapshot: (jobId: JobId, snapshot: { cid: string; atMs: number; term: number; seq: number }) => void
+  reportSnapshot: (jobId: JobId, snapshot: { cid: string; atMs: number; term: number; seq: number; holders: readonly NodeId[] }) => void
   event: (event: PeerEvent) => void
 }
 
@@ -153,7 +153,7 @@ export class Runner {
       this.#running.set(jobId, { term: assignment.term, seq: assignment.seq, demand, checkpointEveryMs: every, nextCheckpointMs: every > 0 ? now + every : Infinity, checkpointing: null })
       // Only the outcome goes into the document; that it runs is soft state (capacity gossip).
       const snapshot = latestSnapshot(job)
-      this.#components.emit({ kind: 'start-job', jobId, demand, durationMs: job.durationMs, term: asTerm(assignment.term), seq: assignment.seq, restoreFrom: snapshot === null ? null : { cid: snapshot.cid, node: snapshot.node } })
+      this.#components.emit({ kind: 'start-job', jobId, demand, durationMs: job.durationMs, term: asTerm(assignment.term), seq: assignment.seq, restoreFrom: snapshot === null ? null : { cid: snapshot.cid, node: snapshot.node, holders: snapshot.holders } })
     }
   }
 
@@ -194,11 +194,11 @@ export class Runner {
   }
 
   /** The adapter published a snapshot of a replica: record it; a stopped copy (a migration) leaves. */
-  checkpointed(jobId: JobId, cid: string, stopped: boolean): void {
+  checkpointed(jobId: JobId, cid: string, stopped: boolean, holders: readonly NodeId[] = []): void {
     const run = this.#running.get(jobId)
     if (run === undefined || jobRecord(this.#components.document(), jobId) === undefined) return
     const now = this.#components.nowMs()
-    this.#components.reportSnapshot(jobId, { cid, atMs: now, term: run.term, seq: run.seq })
+    this.#components.reportSnapshot(jobId, { cid, atMs: now, term: run.term, seq: run.seq, holders })
     run.checkpointing = null
     run.nextCheckpointMs = run.checkpointEveryMs > 0 ? now + run.checkpointEveryMs : Infinity
     if (!stopped) return

@@ -205,7 +205,7 @@ export type PeerInput =
   /** Move a running job's replicas: checkpoint, place elsewhere (on `to` when given), restore there. */
   | { kind: 'migrate'; nowMs: number; requestId: string; jobId: JobId; to: NodeId | null }
   /** The adapter checkpointed a replica (a checkpoint-job effect) and published the snapshot as `cid`. */
-  | { kind: 'job-checkpointed'; nowMs: number; jobId: JobId; cid: string; stopped: boolean }
+  | { kind: 'job-checkpointed'; nowMs: number; jobId: JobId; cid: string; stopped: boolean; holders?: NodeId[] }
   | { kind: 'job-checkpoint-failed'; nowMs: number; jobId: JobId; reason: string }
   /** Record a peer's admission (or revocation) the admin signed (node/ checked the signature); acknowledged like a submission. */
   | { kind: 'admit'; nowMs: number; requestId: string; peerId: string; role: 'node' | 'admin' | 'submitter' | 'viewer' | 'revoked' }
@@ -247,7 +247,7 @@ export type PeerEffect =
   | { kind: 'send'; to: NodeId; message: PeerMessage }
   | { kind: 'publish-capacity'; gossip: CapacityGossip }
   /** Start a replica; from its latest snapshot when `restoreFrom` names one (its runner at the time holds it). */
-  | { kind: 'start-job'; jobId: JobId; demand: Resources; durationMs: number; term: Term; seq: number; restoreFrom: { cid: string; node: NodeId } | null }
+  | { kind: 'start-job'; jobId: JobId; demand: Resources; durationMs: number; term: Term; seq: number; restoreFrom: { cid: string; node: NodeId; holders: NodeId[] } | null }
   /** Checkpoint a running replica and publish the snapshot; `stop`: the copy ends with it (it moves). */
   | { kind: 'checkpoint-job'; jobId: JobId; term: Term; seq: number; stop: boolean; reason: 'periodic' | 'migrate' }
   | { kind: 'stop-job'; jobId: JobId; reason: string }

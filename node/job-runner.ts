@@ -9,7 +9,7 @@
 // as lost with exit code 137, like a SIGKILL. A run that had ended, and whose exit was handed to
 // the core, is not run again when the core asks for the same assignment again: its exit is replayed.
 import type { Document, JobId } from '../consensus/index.ts'
-import { isDead, livingGroupMembers, processStartTicks, processTree, type JobExit, type LogChunk, type LogOptions, type Runtime } from '../runtime/index.ts'
+import { isDead, livingGroupMembers, processStartTicks, processTree, type JobExit, type LogChunk, type LogOptions, type RunHandle, type Runtime } from '../runtime/index.ts'
 import { runSpecFor, type StartJobEffect } from './job-launch.ts'
 import type { Logger } from './logger.ts'
 import type { LocalRunRecord } from './store.ts'
@@ -92,8 +92,11 @@ export class JobRunner {
     return lost
   }
 
-  /** The core's start-job: launch the run (asynchronously; its end comes back through onExit). */
-  start(effect: StartJobEffect, document: Document): void {
+  /**
+   * The core's start-job: launch the run (asynchronously; its end comes back through onExit). With
+   * `restore`, the run comes back from a snapshot instead; should that fail, it starts afresh.
+   */
+  start(effect: StartJobEffect, document: Document, restore?: () => Promise<RunHandle>): void {
     const jobId = effect.jobId
     const recorded = this.#ledger.get(jobId)
     if (recorded !== undefined && recorded.exitCode !== null && recorded.term === effect.term && recorded.seq === effect.seq) {
@@ -114,9 +117,16 @@ export class JobRunner {
     this.#serialize(jobId, async () => {
       if (run.stopReason !== null) return this.#ended(jobId, run, null)
       if (!plan.ok) return this.#launchFailed(jobId, run, plan.reason)
-      let handle
+      let handle: RunHandle | undefined
+      if (restore !== undefined) {
+        try {
+          handle = await restore()
+        } catch (error) {
+          this.#components.logger.warn('job-restore-failed', { jobId, reason: (error as Error).message, fallback: 'a fresh start' })
+        }
+      }
       try {
-        handle = await this.#components.runtime.start(plan.spec)
+        handle ??= await this.#components.runtime.start(plan.spec)
       } catch (error) {
         return this.#launchFailed(jobId, run, (error as Error).message)
       }
@@ -127,6 +137,21 @@ export class JobRunner {
       await this.#components.store.putLocalRun(record)
       void handle.exited.then((exit) => this.#serialize(jobId, () => this.#ended(jobId, run, exit)))
     })
+  }
+
+  /**
+   * A checkpoint that ends the run is about to be taken (a migration): the run's end is then the
+   * checkpoint's doing, reported by the core's job-checkpointed input, not as an exit.
+   */
+  endsWithCheckpoint(jobId: JobId): void {
+    const run = this.#runs.get(jobId)
+    if (run !== undefined && run.state !== 'ended' && run.stopReason === null) run.stopReason = 'checkpointed'
+  }
+
+  /** A checkpoint meant to end the run failed and the run goes on: its end is reported again. */
+  checkpointFailed(jobId: JobId): void {
+    const run = this.#runs.get(jobId)
+    if (run !== undefined && run.state !== 'ended' && run.stopReason === 'checkpointed') run.stopReason = null
   }
 
   /** The core's stop-job: end the run; the core already recorded why, so its end is not reported. */

@@ -40,6 +40,8 @@ import { systemClock, systemRandom, type Clock } from './clock.ts'
 import { ConsensusTransport } from './consensus-transport.ts'
 import { loadOrCreateIdentity, type NodeIdentity } from './identity.ts'
 import { JobRunner } from './job-runner.ts'
+import { SnapshotKeeper } from './snapshot-keeper.ts'
+import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
 import { NodeLiveness } from './node-liveness.ts'
@@ -118,6 +120,7 @@ export class Shuttle {
   #runtime: Runtime | null = null
   #jobs: JobRunner | null = null
   #clientProtocol: ClientProtocol | null = null
+  #snapshots: SnapshotKeeper | null = null
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
   readonly #submitWaiters = new Map<string, { jobId: JobId; timer: NodeJS.Timeout; resolve: (outcome: SubmitOutcome) => void }>()
   #addressesWritten = false
@@ -241,6 +244,13 @@ export class Shuttle {
     await libp2p.start()
     await this.#transport.start()
     this.#gossip.start()
+    this.#snapshots = await SnapshotKeeper.open({
+      libp2p,
+      runtime,
+      logger: this.#logger.child('snapshots'),
+      dataDir: init.dataDir,
+      replicaCandidates: () => replicaCandidates(this.#peer!.document, identity.nodeId, (nodeId) => this.#liveness.isAlive(nodeId, this.#clock.nowMs())),
+    })
     if (this.#state !== 'starting') return
 
     const electionTimeoutMs = init.electionTimeoutMs ?? defaultPeerTiming.electionTimeoutMs
@@ -357,6 +367,7 @@ export class Shuttle {
     this.#inbox.length = 0
     for (const requestId of [...this.#submitWaiters.keys()]) this.#answerSubmission(requestId, { ok: false, code: 'unavailable', reason: 'the daemon is stopping; the job may still have been accepted' })
     await this.#clientProtocol?.stop()
+    await this.#snapshots?.close().catch((error: unknown) => this.#logger.warn('snapshots-close-failed', { error }))
     this.#gossip?.stop()
     await this.#transport?.stop()
     try {
@@ -438,11 +449,18 @@ export class Shuttle {
         case 'archive-job':
           await this.#store!.archive(effect.job)
           this.#jobs!.forget(effect.job.id)
+          void this.#snapshots!.release(effect.job.id).catch((error: unknown) => this.#logger.warn('snapshot-release-failed', { jobId: effect.job.id, error }))
           break
-        case 'start-job':
+        case 'start-job': {
           // The document holds the job's record now; the launch itself does not hold up the core.
-          this.#logger.info('start-job', { jobId: effect.jobId, term: effect.term, seq: effect.seq })
-          this.#jobs!.start(effect, this.#peer!.document)
+          this.#logger.info('start-job', { jobId: effect.jobId, term: effect.term, seq: effect.seq, restoreFrom: effect.restoreFrom?.cid ?? null })
+          const from = effect.restoreFrom
+          const snapshots = this.#snapshots!
+          this.#jobs!.start(effect, this.#peer!.document, from === null ? undefined : () => snapshots.restore(effect.jobId, from.cid, [from.node, ...from.holders]))
+          break
+        }
+        case 'checkpoint-job':
+          this.#checkpoint(effect)
           break
         case 'stop-job':
           this.#logger.info('stop-job', { jobId: effect.jobId, reason: effect.reason })
@@ -458,6 +476,22 @@ export class Shuttle {
         }
       }
     }
+  }
+
+  /** Takes the checkpoint off the step loop; its outcome comes back as an input. */
+  #checkpoint(effect: Extract<PeerEffect, { kind: 'checkpoint-job' }>): void {
+    const { jobId, stop } = effect
+    const policy = checkpointPolicyOf(this.#peer!.document, jobId)
+    if (stop) this.#jobs!.endsWithCheckpoint(jobId)
+    this.#logger.info('checkpoint-job', { jobId, stop, reason: effect.reason })
+    this.#snapshots!.checkpoint(jobId, { stop, replicas: policy.replicas, keep: policy.keep }).then(
+      ({ cid, holders }) => this.#enqueue((nowMs) => ({ kind: 'job-checkpointed', nowMs, jobId, cid, stopped: stop, holders })),
+      (error: Error) => {
+        this.#logger.warn('checkpoint-failed', { jobId, reason: error.message })
+        if (stop) this.#jobs!.checkpointFailed(jobId)
+        this.#enqueue((nowMs) => ({ kind: 'job-checkpoint-failed', nowMs, jobId, reason: error.message }))
+      },
+    )
   }
 
   #armTimer(): void {

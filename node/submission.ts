@@ -1,7 +1,7 @@
 // The one place where a validated job spec (placement/) becomes the submission the consensus core
 // accepts. What this daemon cannot honour yet is refused here with a clear reason rather than
-// dropped: an image without a command (the Docker runtime is not wired into the daemon yet),
-// retries (a failed run is final for now) and periodic checkpoints (not wired into the daemon yet).
+// dropped: an image without a command (the Docker runtime is not wired into the daemon yet) and
+// retries (a failed run is final for now).
 import { randomBytes } from 'node:crypto'
 import { asJobId, type JobId, type JobSubmission } from '../consensus/index.ts'
 import type { JobSpec } from '../placement/index.ts'
@@ -17,7 +17,6 @@ export function submissionFromSpec(spec: JobSpec, jobId: JobId): SubmissionResul
   const unsupported: string[] = []
   if (spec.command === undefined) unsupported.push(`image ${JSON.stringify(spec.image)} without a command: this daemon runs processes (the Docker runtime is not wired into it yet)`)
   if (spec.retries > 0) unsupported.push(`retries ${spec.retries}: a failed run is final for now`)
-  if (spec.checkpoint !== undefined) unsupported.push('checkpoint: periodic checkpoints are not wired into the daemon yet')
   if (unsupported.length > 0) return { ok: false, reason: `not supported yet: ${unsupported.join('; ')}` }
   return { ok: true, submission: { id: jobId, spec, durationMs: 0 } }
 }

@@ -32,7 +32,7 @@ describe('valid specs', () => {
     expect(spec.intent).toBe('tightly-coupled')
     expect(spec.replicas).toBe(4)
     expect(spec.timeoutMs).toBe(12 * 3_600_000)
-    expect(spec.checkpoint).toEqual({ intervalMs: 15 * 60_000, keep: 3 })
+    expect(spec.checkpoint).toEqual({ intervalMs: 15 * 60_000, keep: 3, replicas: 1 })
     expect(spec.data[0]).toEqual({ name: 'training-corpus', location: { provider: 'aws', region: 'us-east-1', azId: 'use1-az1' }, sizeGB: 500 })
     expect(spec.constraints.spotAllowed).toBe(false)
   })

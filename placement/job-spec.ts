@@ -58,6 +58,8 @@ export interface JobConstraints {
 export interface CheckpointPolicy {
   intervalMs: number
   keep: number
+  /** Peers (in other failure domains) that hold a copy of each snapshot besides the node that made it. */
+  replicas: number
 }
 
 /** A validated, normalized job spec. */
@@ -96,6 +98,7 @@ export const jobSpecLimits = {
   maxDataInputs: 64,
   maxEnvEntries: 256,
   maxSpecBytes: 256 * 1024,
+  maxSnapshotReplicas: 8,
 } as const
 
 // ---------------------------------------------------------------------------------------------
@@ -261,7 +264,13 @@ const jobSpecSchema = z
     priority: z.number().int().optional(),
     timeout: durationMs.optional(),
     retries: z.number().int().min(0, 'expected retries >= 0').max(100).optional(),
-    checkpoint: z.strictObject({ interval: durationMs, keep: z.number().int().min(1, 'expected to keep at least 1 checkpoint').optional() }).optional(),
+    checkpoint: z
+      .strictObject({
+        interval: durationMs,
+        keep: z.number().int().min(1, 'expected to keep at least 1 checkpoint').optional(),
+        replicas: z.number().int().min(0).max(jobSpecLimits.maxSnapshotReplicas, `expected at most ${jobSpecLimits.maxSnapshotReplicas} replicas`).optional(),
+      })
+      .optional(),
   })
 
 /**
@@ -385,7 +394,7 @@ function normalize(raw: RawJobSpec): JobSpec {
   }
   if (raw.maxPricePerHour !== undefined) spec.maxPricePerHour = raw.maxPricePerHour
   if (raw.timeout !== undefined) spec.timeoutMs = raw.timeout
-  if (raw.checkpoint !== undefined) spec.checkpoint = { intervalMs: raw.checkpoint.interval, keep: raw.checkpoint.keep ?? 3 }
+  if (raw.checkpoint !== undefined) spec.checkpoint = { intervalMs: raw.checkpoint.interval, keep: raw.checkpoint.keep ?? 3, replicas: raw.checkpoint.replicas ?? 1 }
   return spec
 }
 
