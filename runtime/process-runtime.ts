@@ -15,6 +15,7 @@
 // Every launch goes through `setpriv --pdeathsig KILL` where available, so a job dies with the daemon
 // that started it (a namespaced job whole: its PID 1 goes with unshare or criu restore).
 import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import { access, mkdir, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { constants } from 'node:os'
@@ -114,6 +115,9 @@ const defaultJobPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 
 // Joins each cgroup.procs file given (saying so on stderr when it cannot), then runs the command.
 const launcherScript = [
+  // Descriptors the daemon leaked without close-on-exec (LevelDB's LOG file, for one) must not reach
+  // the job: CRIU would dump them and fail to restore them on another machine. bash closes any fd.
+  'if [ -n "$BASH_VERSION" ]; then for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && exec {fd}>&-; done 2>/dev/null; fi',
   'n=$1; shift',
   'while [ "$n" -gt 0 ]; do { echo $$ > "$1"; } 2>/dev/null || echo "fabric-launch: could not join cgroup $1; limits not enforced" >&2; shift; n=$((n - 1)); done',
   'exec "$@"',
@@ -123,6 +127,9 @@ const launcherScript = [
 // how it ended (128 + N for signal N, the shell's convention), ends the same way. CRIU carries it
 // across a checkpoint like any process. Its own output and unshare's ("Terminated", complaints
 // when a dump kills the tree) go to launcher.log, not into the job's logs.
+/** bash where the machine has it (Debian always does): it can close descriptors above 9. */
+const launcherShell = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh'
+
 const initScript = 'f=$1; o=$2; e=$3; shift 3; "$@" >>"$o" 2>>"$e"; s=$?; echo $s > "$f"; exit $s'
 const exitStatusFile = 'exit-status'
 const launcherLog = 'launcher.log'
@@ -306,7 +313,7 @@ export class ProcessRuntime implements Runtime {
     let child: ChildProcess
     let launched: Promise<{ ok: true } | { ok: false; reason: string }>
     try {
-      child = spawn('/bin/sh', ['-c', launcherScript, 'fabric-launch', String(procsFiles.length), ...procsFiles, ...command], {
+      child = spawn(launcherShell, ['-c', launcherScript, 'fabric-launch', String(procsFiles.length), ...procsFiles, ...command], {
         cwd: workingDir,
         env,
         detached: true, // setsid: its own session and process group
@@ -645,13 +652,15 @@ export class ProcessRuntime implements Runtime {
     if (!criu.available) throw refuse(criu.reason)
     this.#starting.add(jobId)
     let link: string | undefined
+    let linkParents: string | undefined
     try {
       let jobDir = manifest.jobDir
       if (!(await pathExists(jobDir))) {
         jobDir = this.jobDir(jobId)
         await mkdir(jobDir, { recursive: true })
         if (jobDir !== manifest.jobDir) {
-          await mkdir(dirname(manifest.jobDir), { recursive: true })
+          // Folders made here only to hold the link go with it (another machine's data dir path).
+          linkParents = await mkdir(dirname(manifest.jobDir), { recursive: true })
           await symlink(jobDir, manifest.jobDir)
           link = manifest.jobDir
         }
@@ -698,6 +707,7 @@ export class ProcessRuntime implements Runtime {
       this.#starting.delete(jobId)
       // CRIU has opened everything by now: the restored job holds its files, not the path.
       if (link !== undefined) await rm(link, { force: true })
+      if (linkParents !== undefined) await rm(linkParents, { recursive: true, force: true })
     }
   }
 

@@ -32,7 +32,7 @@ export class Daemon {
     })
     createInterface({ input: this.child.stderr! }).on('line', (line) => {
       this.stderrTail.push(line)
-      if (this.stderrTail.length > 40) this.stderrTail.shift()
+      if (this.stderrTail.length > 400) this.stderrTail.shift()
     })
     this.child.on('exit', (code, signal) => {
       this.exit = { code, signal }
