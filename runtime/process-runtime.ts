@@ -117,7 +117,7 @@ const defaultJobPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 const launcherScript = [
   // Descriptors the daemon leaked without close-on-exec (LevelDB's LOG file, for one) must not reach
   // the job: CRIU would dump them and fail to restore them on another machine. bash closes any fd.
-  'if [ -n "$BASH_VERSION" ]; then for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && exec {fd}>&-; done 2>/dev/null; fi',
+  'if [ -n "$BASH_VERSION" ]; then for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && exec {fd}>&-; done; fi',
   'n=$1; shift',
   'while [ "$n" -gt 0 ]; do { echo $$ > "$1"; } 2>/dev/null || echo "fabric-launch: could not join cgroup $1; limits not enforced" >&2; shift; n=$((n - 1)); done',
   'exec "$@"',
