@@ -1,7 +1,7 @@
 // The one place where the core's `start-job` effect and the job's record in the cluster document
 // become what a runtime runs (a RunSpec): the record carries the job's normalized spec as JSON, whose
-// command and args, env and timeout the process runtime honours; the replica's resources come with
-// the effect.
+// image (Docker), command and args, env and timeout the runtimes honour; the replica's resources
+// come with the effect.
 import { jobRecord, readText, type Document, type PeerEffect } from '../consensus/index.ts'
 import type { JobSpec } from '../placement/index.ts'
 import type { RunSpec } from '../runtime/index.ts'
@@ -23,12 +23,13 @@ export function runSpecFor(effect: StartJobEffect, document: Document): LaunchPl
     return { ok: false, reason: `job ${effect.jobId} has no readable spec in the document` }
   }
   const command = [...(Array.isArray(spec.command) ? spec.command : []), ...(Array.isArray(spec.args) ? spec.args : [])]
-  if (!Array.isArray(spec.command) || spec.command.length === 0) return { ok: false, reason: `the job has no command (image ${JSON.stringify(spec.image)} needs the Docker runtime, which this daemon does not run yet)` }
+  if (!Array.isArray(spec.command) || spec.command.length === 0) return { ok: false, reason: `the job has no command${spec.image === undefined ? '' : ` to run in image ${JSON.stringify(spec.image)}`}` }
   if (!command.every((word) => typeof word === 'string')) return { ok: false, reason: 'the command holds something other than text' }
   if (command.length > maxCommandWords) return { ok: false, reason: `the command has ${command.length} words, at most ${maxCommandWords}` }
   const run: RunSpec = { jobId: effect.jobId, command, resources: { cpuMillis: effect.demand.cpuMillis, memoryMiB: effect.demand.memoryMiB } }
   if (spec.env !== null && typeof spec.env === 'object' && Object.keys(spec.env).length > 0) run.env = spec.env
   if (typeof spec.timeoutMs === 'number') run.timeoutMs = spec.timeoutMs
+  if (typeof spec.image === 'string') run.image = spec.image
   // durationMs is the simulator's stand-in for a process; a real process decides when it ends.
   return { ok: true, spec: run }
 }

@@ -30,7 +30,8 @@ import {
   type Role,
   type Term,
 } from '../consensus/index.ts'
-import { ProcessRuntime, type Runtime } from '../runtime/index.ts'
+import { DockerRuntime, ProcessRuntime, type Runtime } from '../runtime/index.ts'
+import { RuntimeSelector, dockerLabel } from './runtime-selector.ts'
 import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
 import { CapacityGossipChannel } from './capacity-gossip.ts'
 import { clientFrames } from './client-connection.ts'
@@ -67,6 +68,8 @@ export const maxLogBytesPerRequest = 64 * 1024 * 1024
 
 export interface ShuttleInit {
   dataDir: string
+  /** Jobs naming an image run in Docker when an engine answers ('auto', the default); 'off' never tries. */
+  docker?: 'auto' | 'off'
   /** Multiaddrs to listen on (default tcp on 127.0.0.1, a free port). */
   listen?: string[]
   /** Multiaddrs (with /p2p/<id>) dialed at start and again until connected. */
@@ -197,8 +200,9 @@ export class Shuttle {
     this.#logger.info('store-opened', { term: opened.persisted.term, votedFor: opened.persisted.votedFor, ...opened.stats })
     if (this.#state !== 'starting') return
 
-    const runtime = this.#components.runtime ?? new ProcessRuntime({ dataDir: init.dataDir, limits: { maxLogBytesPerCall: maxLogBytesPerRequest } }, { logger: this.#logger.child('runtime'), nowMs: () => this.#clock.nowMs() })
+    const runtime = this.#components.runtime ?? (await this.#defaultRuntime())
     this.#runtime = runtime
+    const offerLabels = runtime instanceof RuntimeSelector && runtime.hasDocker ? { ...init.attributes.offer.labels, [dockerLabel.key]: dockerLabel.value } : init.attributes.offer.labels
     const jobs = new JobRunner({
       runtime,
       store: opened.store,
@@ -262,7 +266,7 @@ export class Shuttle {
     }
     this.#peer = new Peer({
       config,
-      attributes: { id: identity.nodeId, offer: { ...init.attributes.offer, nodeId: identity.nodeId } },
+      attributes: { id: identity.nodeId, offer: { ...init.attributes.offer, labels: offerLabels, nodeId: identity.nodeId } },
       random: this.#random,
       persisted: opened.persisted,
       nowMs: this.#clock.nowMs(),
@@ -476,6 +480,21 @@ export class Shuttle {
         }
       }
     }
+  }
+
+  /** The process runtime, and the Docker runtime when an engine answers (jobs naming an image go there). */
+  async #defaultRuntime(): Promise<RuntimeSelector> {
+    const components = { logger: this.#logger.child('runtime'), nowMs: () => this.#clock.nowMs() }
+    const processRuntime = new ProcessRuntime({ dataDir: this.#init.dataDir, limits: { maxLogBytesPerCall: maxLogBytesPerRequest } }, components)
+    let docker: DockerRuntime | null = null
+    if (this.#init.docker !== 'off') {
+      const candidate = new DockerRuntime({ dataDir: this.#init.dataDir }, { logger: this.#logger.child('docker') })
+      const engine = await candidate.engine()
+      if (engine.available) docker = candidate
+      else await candidate.close()
+      this.#logger.info('docker-engine', engine.available ? { available: true, version: engine.version } : { available: false, reason: engine.reason })
+    }
+    return new RuntimeSelector({ process: processRuntime, docker })
   }
 
   /** Takes the checkpoint off the step loop; its outcome comes back as an input. */

@@ -27,6 +27,11 @@ describe('submissionFromSpec', () => {
     for (const part of ['image "nginx" without a command', 'retries 2']) expect(made.reason).toContain(part)
   })
 
+  it('sends a job naming an image only to nodes with a Docker engine', () => {
+    const made = submissionFromSpec(spec('name: counter\nimage: fabric-test/busybox\ncommand: [sh, -c, "echo 1"]\nresources: {cpu: 1, memory: 64Mi}\n'), newJobId('counter'))
+    expect(made).toMatchObject({ ok: true, submission: { spec: { constraints: { labels: { 'runtime.docker': 'yes' } } } } })
+  })
+
   it('makes job ids from the name that the runtime accepts as folder names', () => {
     const id = newJobId('hello-web')
     expect(id).toMatch(/^hello-web-[0-9a-f]{12}$/)

@@ -103,7 +103,8 @@ export interface DockerRuntimeComponents {
   nowMs?: () => number
 }
 
-const jobIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+/** Job ids name folders; a replica (`<job>#<replica>`) has its `#` turned into `.` in its container name. */
+const jobIdPattern = /^[A-Za-z0-9][A-Za-z0-9._#-]{0,127}$/
 /** The engine's name for the checkpoint a restore starts from (inside the new container). */
 const restoreCheckpointName = 'fabric-restore'
 
@@ -253,7 +254,7 @@ export class DockerRuntime implements Runtime {
 
   async #createContainer(spec: RunSpec, jobDir: string): Promise<Docker.Container> {
     const options = containerCreateOptions(spec, {
-      name: `fabric-${spec.jobId}-${randomUUID().slice(0, 8)}`,
+      name: `fabric-${spec.jobId.replaceAll('#', '.')}-${randomUUID().slice(0, 8)}`,
       hostWorkDir: join(jobDir, 'work'),
       networkMode: this.#networkMode,
       runtimeInstance: this.#instance,
