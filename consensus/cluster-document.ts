@@ -80,6 +80,8 @@ export interface ClusterDocument {
   admin: Text
   /** Peers admitted by the admin (nodes and clients), with their role. */
   admitted: Record<string, AdmissionRecord>
+  /** Nodes being drained (keyed by node, with when it was asked): no new placements; their jobs move. */
+  draining: Record<string, number>
   committee: { epoch: number; voters: Record<string, boolean> }
   nodes: Record<string, Record<string, NodeRecord>>
   jobs: Record<string, Record<string, JobRecord>>
@@ -130,6 +132,7 @@ export function createGenesis(options: { voters: readonly NodeId[]; nodes?: read
     draft.formatVersion = 1
     draft.admin = text(options.admin ?? '')
     draft.admitted = {}
+    draft.draining = {}
     draft.committee = { epoch: 1, voters }
     draft.nodes = emptyShards<NodeRecord>()
     draft.jobs = emptyShards<JobRecord>()
@@ -385,6 +388,17 @@ export function writeMigrate(draft: ClusterDocument, copies: readonly { jobId: J
     job.migrate[node] = { to: text(to ?? ''), term, seq, atMs: nowMs }
   }
   draft.origins[node] = originSeq
+}
+
+export function isDraining(document: Document, nodeId: NodeId): boolean {
+  return document.draining?.[nodeId] !== undefined
+}
+
+/** `by` records that `nodeId` is drained, and a migrate request for every copy running there. */
+export function writeDrain(draft: ClusterDocument, nodeId: NodeId, copies: readonly { jobId: JobId; term: number; seq: number }[], by: NodeId, originSeq: number, nowMs: number): void {
+  if (draft.draining === undefined) throw new Error('assertion: the document has no draining map (made before drains existed)')
+  draft.draining[nodeId] = nowMs
+  writeMigrate(draft, copies, by, null, originSeq, nowMs)
 }
 
 /** `node` records a cancel of these replicas (its own key in each), as its origin's next write. */

@@ -19,6 +19,8 @@ export {
   readText,
   replicaIdOf,
   replicaRecords,
+  isDraining,
+  latestSnapshot,
   roleOf,
   roles,
   type AdmissionRecord,

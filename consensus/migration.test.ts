@@ -65,6 +65,23 @@ describe('migration', () => {
     expect(start.restoreFrom).toEqual({ cid: 'b3:periodic-2', node: first, holders: [] })
   })
 
+  it('drains a node: its jobs move away and nothing new is placed there', () => {
+    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 35, ...cheapFirst })
+    const leader = cluster.awaitLeader()
+    cluster.advance(200)
+    const [drained, other] = [asNodeId('n3'), asNodeId('n4')]
+    cluster.submit(leader.id, testJob('resident'))
+    expect(cluster.runUntil(() => cluster.running(drained).has(asJobId('resident')), 2_000)).toBe(true)
+    cluster.step(leader.id, { kind: 'drain', requestId: 'd1', nodeId: drained })
+    expect(cluster.runUntil(() => cluster.effectsOf('checkpoint-job', drained).length > 0, 2_000)).toBe(true)
+    cluster.checkpointed(drained, asJobId('resident'), 'b3:drained-1', true)
+    expect(cluster.runUntil(() => cluster.running(other).has(asJobId('resident')), 2_000)).toBe(true)
+    // The cheapest node is drained: a new job goes elsewhere.
+    cluster.submit(leader.id, testJob('newcomer'))
+    expect(cluster.runUntil(() => cluster.ids.some((id) => cluster.running(id).has(asJobId('newcomer'))), 2_000)).toBe(true)
+    expect(cluster.running(drained).size).toBe(0)
+  })
+
   it('refuses to move a job that runs nowhere', () => {
     const cluster = new Cluster({ voters: 3, seed: 34 })
     const leader = cluster.awaitLeader()

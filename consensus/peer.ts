@@ -16,8 +16,11 @@ import {
   roles,
   writeAdmission,
   writeCancel,
+  writeDrain,
   writeMigrate,
   writeSnapshot,
+  forEachJob,
+  isDraining,
   type Role as AdmissionRole,
   nodeRecord,
   originSeqOf,
@@ -262,6 +265,9 @@ export class Peer {
         break
       case 'migrate':
         this.#onMigrate(input.requestId, input.jobId, input.to)
+        break
+      case 'drain':
+        this.#onDrain(input.requestId, input.nodeId)
         break
       case 'job-checkpointed':
         this.#runner.checkpointed(input.jobId, input.cid, input.stopped, input.holders ?? [])
@@ -708,6 +714,24 @@ export class Peer {
     this.#acknowledgeDurable()
   }
 
+  #onDrain(requestId: string, nodeId: NodeId): void {
+    if (nodeRecord(this.#document, nodeId) === undefined) return this.#event({ kind: 'submission-refused', requestId, reason: `node ${nodeId} is not registered` })
+    const refusal = this.#submissions.capacityRefusal() ?? (this.#document.draining === undefined ? 'this cluster document predates drains' : null)
+    if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
+    const copies: { jobId: JobId; term: number; seq: number }[] = []
+    forEachJob(this.#document, (jobId, job) => {
+      const assignment = isJobDone(job) ? null : effectiveAssignment(job)
+      if (assignment !== null && assignment.node === nodeId) copies.push({ jobId, term: assignment.term, seq: assignment.seq })
+    })
+    const originSeq = this.#submissions.nextOriginSeq()
+    this.#change(`drain ${nodeId}`, (draft) => writeDrain(draft, nodeId, copies, this.id, originSeq, this.#now))
+    for (const copy of copies) this.#runner.touch(copy.jobId)
+    if (nodeId !== this.id) this.#dirtyPartners.add(nodeId)
+    this.#submissions.add({ requestId, jobId: nodeId as string as JobId, originSeq }, this.#now)
+    this.#markVotersDirty()
+    this.#acknowledgeDurable()
+  }
+
   #onAdmit(requestId: string, peerId: string, role: AdmissionRole): void {
     const refusal = this.#submissions.capacityRefusal() ?? (this.#document.admitted === undefined ? 'this cluster document predates admission records' : null) ?? (peerId.length === 0 || peerId.length > 128 ? 'the peer id must have 1 to 128 characters' : null) ?? (roles.includes(role) ? null : `unknown role ${String(role)}`)
     if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
@@ -801,7 +825,8 @@ export class Peer {
       // keep only the node it was sent to).
       const move = survey.pending.find((replica) => replica.moveFrom !== null)
       const pending = move === undefined ? survey.pending : survey.pending.filter((replica) => replica.moveFrom === move.moveFrom && replica.moveTo === move.moveTo)
-      const allowed = (nodeId: NodeId): boolean => move === undefined || (move.moveTo !== null ? nodeId === move.moveTo : nodeId !== move.moveFrom)
+      // Draining nodes take nothing new; a move goes away from its node (or to the node asked for).
+      const allowed = (nodeId: NodeId): boolean => !isDraining(this.#document, nodeId) && (move === undefined || (move.moveTo !== null ? nodeId === move.moveTo : nodeId !== move.moveFrom))
       const offers = this.#views.offers(this.#document, survey.used, (nodeId) => allowed(nodeId) && this.#isAlive(leader, nodeId))
       const { opened, unreadable } = leader.auction.open(pending, offers, (text) => this.#views.specOf(text), this.#now, term)
       if (unreadable.length > 0) placement = { assignments: [], unplaceable: unreadable }

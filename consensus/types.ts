@@ -204,6 +204,8 @@ export type PeerInput =
   | { kind: 'cancel'; nowMs: number; requestId: string; jobId: JobId }
   /** Move a running job's replicas: checkpoint, place elsewhere (on `to` when given), restore there. */
   | { kind: 'migrate'; nowMs: number; requestId: string; jobId: JobId; to: NodeId | null }
+  /** Drain a node: nothing new is placed there, and every replica running there migrates away. */
+  | { kind: 'drain'; nowMs: number; requestId: string; nodeId: NodeId }
   /** The adapter checkpointed a replica (a checkpoint-job effect) and published the snapshot as `cid`. */
   | { kind: 'job-checkpointed'; nowMs: number; jobId: JobId; cid: string; stopped: boolean; holders?: NodeId[] }
   | { kind: 'job-checkpoint-failed'; nowMs: number; jobId: JobId; reason: string }
