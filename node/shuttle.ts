@@ -42,6 +42,7 @@ import { ConsensusTransport } from './consensus-transport.ts'
 import { loadOrCreateIdentity, type NodeIdentity } from './identity.ts'
 import { JobRunner } from './job-runner.ts'
 import { SnapshotKeeper } from './snapshot-keeper.ts'
+import { fabricDht } from './snapshot-routing.ts'
 import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
@@ -226,6 +227,7 @@ export class Shuttle {
         identify: identify(),
         ping: ping(),
         pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
+        dht: fabricDht(),
       },
       start: false,
     })
