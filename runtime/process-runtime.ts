@@ -17,7 +17,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
-import { access, mkdir, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { access, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { constants } from 'node:os'
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path'
 import type { JobId } from '../consensus/index.ts'
@@ -637,9 +637,8 @@ export class ProcessRuntime implements Runtime {
 
   /**
    * `criu restore` of a checkpoint made by a process runtime. CRIU reopens the job's files and
-   * working folder by the paths they had: when the job's old folder is not on this machine, the
-   * job gets this runtime's folder (its work files copied from the checkpoint) and the old path
-   * is a symbolic link to it while CRIU restores.
+   * working folder by the paths they had: the job gets this runtime's folder (its work files copied
+   * from the checkpoint when missing) and the old path is a symbolic link to it while CRIU restores.
    */
   async restore(jobId: JobId, directory: string): Promise<RunHandle> {
     if (this.#closed) throw new RuntimeClosedError({ runtime: this.kind })
@@ -653,17 +652,23 @@ export class ProcessRuntime implements Runtime {
     this.#starting.add(jobId)
     let link: string | undefined
     let linkParents: string | undefined
+    let aside: string | undefined
     try {
-      let jobDir = manifest.jobDir
-      if (!(await pathExists(jobDir))) {
-        jobDir = this.jobDir(jobId)
-        await mkdir(jobDir, { recursive: true })
-        if (jobDir !== manifest.jobDir) {
-          // Folders made here only to hold the link go with it (another machine's data dir path).
+      // The job always comes back in this runtime's own folder. Its old path (another node's data
+      // dir) is a link to it while CRIU runs; when that path exists here too (two daemons on one
+      // machine), the folder there is moved aside for that time.
+      const jobDir = this.jobDir(jobId)
+      await mkdir(jobDir, { recursive: true })
+      if (jobDir !== manifest.jobDir) {
+        if (await pathExists(manifest.jobDir)) {
+          aside = `${manifest.jobDir}.aside-${randomUUID().slice(0, 8)}`
+          await rename(manifest.jobDir, aside)
+        } else {
+          // Folders made here only to hold the link go with it.
           linkParents = await mkdir(dirname(manifest.jobDir), { recursive: true })
-          await symlink(jobDir, manifest.jobDir)
-          link = manifest.jobDir
         }
+        await symlink(jobDir, manifest.jobDir)
+        link = manifest.jobDir
       }
       if (!(await pathExists(join(jobDir, 'work')))) await copyWorkFolder(join(directory, checkpointLayout.work), join(jobDir, 'work'))
       // CRIU reopens each file the tree had open by its path: they must exist (appending, any size will do).
@@ -707,6 +712,7 @@ export class ProcessRuntime implements Runtime {
       this.#starting.delete(jobId)
       // CRIU has opened everything by now: the restored job holds its files, not the path.
       if (link !== undefined) await rm(link, { force: true })
+      if (aside !== undefined) await rename(aside, link!)
       if (linkParents !== undefined) await rm(linkParents, { recursive: true, force: true })
     }
   }
