@@ -63,9 +63,6 @@ export async function benchMigrate(options: MigrateBenchOptions): Promise<Migrat
     const fetcher = new SnapshotFetcher({ libp2p: hostB, store: storeB, logger: silentSnapshotLogger, holdersOf: staticHolders([{ id: hostA.peerId, multiaddrs: hostA.getMultiaddrs() }]) })
     const fetched = await fetcher.fetch(packed.cid, { owner: jobId })
     const fetchedAt = options.nowMs()
-    // Node A's copy of the job folder goes (another machine would not have it): the process runtime
-    // restores at the original path when that path exists on the target.
-    await rm(join(dataA, 'jobs', jobId), { recursive: true, force: true })
     const restoreDirectory = join(root, 'restore')
     await materializeSnapshot(storeB, packed.cid, restoreDirectory)
     const materialized = options.nowMs()
