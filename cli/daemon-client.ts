@@ -1,9 +1,11 @@
 // How the client commands (submit, jobs, job, logs, nodes, leader) reach a daemon: --node MULTIADDR,
 // or else the daemon of a data directory (its addresses.json; --data, default $FABRIC_DATA or
-// ~/.fabric), through a client libp2p host of their own (an ephemeral key, or --key FILE). Maps
-// what can go wrong on the way to UserError with a hint.
+// ~/.fabric), through a client libp2p host of their own (--key FILE, else the data directory's
+// client.key that `fabric join` made, else an ephemeral key). Maps what can go wrong on the way to
+// UserError with a hint.
 import type { Libp2p } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { existsSync } from 'node:fs'
 import type { Command } from 'commander'
 import {
   AddressesFileError,
@@ -15,7 +17,7 @@ import {
   readAddressesFile,
   type ClientErrorCode,
 } from '../node/index.ts'
-import { defaultDataDir } from './data-dir.ts'
+import { clientKeyPath, defaultDataDir } from './data-dir.ts'
 import { positiveInteger } from './parse.ts'
 import { UserError } from './user-error.ts'
 
@@ -32,7 +34,7 @@ export function addConnectOptions(command: Command): Command {
   return command
     .option('--node <multiaddr>', 'the daemon to ask (default: the one running on --data)')
     .option('--data <dir>', 'data directory of the local daemon to ask (its addresses.json)', defaultDataDir())
-    .option('--key <file>', 'client key file (Ed25519; created if missing); default: a fresh key per call')
+    .option('--key <file>', 'client key file (Ed25519; created if missing); default: DATA/client.key from `fabric join` if present, else a fresh key per call')
     .option('--timeout <ms>', 'give up on an answer after this long (not for logs -f)', String(defaultRequestTimeoutMs))
 }
 
@@ -48,9 +50,10 @@ export async function withDaemon<T>(flags: ConnectFlags, work: (session: DaemonS
   const target = await resolveTarget(flags)
   const timeoutMs = positiveInteger('--timeout', flags.timeout)
   let privateKey
-  if (flags.key !== undefined) {
+  const keyFile = flags.key ?? (existsSync(clientKeyPath(flags.data)) ? clientKeyPath(flags.data) : undefined)
+  if (keyFile !== undefined) {
     try {
-      privateKey = (await loadOrCreateKeyFile(flags.key)).privateKey
+      privateKey = (await loadOrCreateKeyFile(keyFile)).privateKey
     } catch (error) {
       if (error instanceof IdentityFileError) throw new UserError(error.message, 'point --key at an Ed25519 key file, or leave it out for a fresh key')
       throw error
@@ -108,6 +111,7 @@ const hints: Partial<Record<ClientErrorCode, string>> = {
   unavailable: 'the answer is not available right now; try again, or ask another node with --node',
   'not-found': 'list jobs with `fabric jobs`',
   internal: "this is a daemon bug: its log (stderr of `fabric node start`) says more",
+  unauthorized: 'this client key has no role that allows it: get an invite from the mesh\'s admin and run `fabric join TOKEN` (or pass --key FILE with a key that has the role)',
 }
 
 function asUserError(error: unknown, target: string, timeoutMs: number): unknown {

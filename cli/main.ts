@@ -10,6 +10,7 @@ import { registerSubmit } from './commands/submit.ts'
 import { registerJobs } from './commands/jobs.ts'
 import { registerLogs } from './commands/logs.ts'
 import { registerNodes } from './commands/nodes.ts'
+import { registerAdmission } from './commands/admission.ts'
 import { UserError } from './user-error.ts'
 
 const program = new Command()
@@ -31,6 +32,7 @@ registerSubmit(program)
 registerJobs(program)
 registerLogs(program)
 registerNodes(program)
+registerAdmission(program)
 
 try {
   await program.parseAsync(process.argv)

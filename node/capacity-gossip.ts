@@ -12,16 +12,18 @@ export const capacityTopic = 'fabric/capacity/1'
 /** Senders whose latest sequence number is remembered (oldest forgotten first). */
 export const maxCapacitySendersTracked = 10_000
 
-export interface CapacityGossipCounters { published: number; delivered: number; refused: number; stale: number }
+export interface CapacityGossipCounters { published: number; delivered: number; refused: number; stale: number; unadmitted: number }
 
 export interface CapacityGossipComponents {
   pubsub: GossipSub
   logger: Logger
   onGossip(gossip: CapacityGossip): void
+  /** Admission: is this signer a node of the mesh? (absent: everyone is). Gossip of others is ignored. */
+  accept?(signer: string): boolean
 }
 
 export class CapacityGossipChannel {
-  readonly counters: CapacityGossipCounters = { published: 0, delivered: 0, refused: 0, stale: 0 }
+  readonly counters: CapacityGossipCounters = { published: 0, delivered: 0, refused: 0, stale: 0, unadmitted: 0 }
   readonly #components: CapacityGossipComponents
   readonly #latest = new Map<string, bigint>()
   #started = false
@@ -74,6 +76,11 @@ export class CapacityGossipChannel {
     const decoded = decodeCapacityGossip(message.data)
     if (!decoded.ok) return this.#refuse(decoded.reason, signer)
     if (decoded.value.nodeId !== signer) return this.#refuse(`names node ${decoded.value.nodeId} but is signed by ${signer}`, signer)
+    // Ignored, not rejected: a node that forwards it may know of an admission this one has not seen yet.
+    if (this.#components.accept?.(signer) === false) {
+      this.counters.unadmitted++
+      return TopicValidatorResult.Ignore
+    }
     const latest = this.#latest.get(signer)
     if (latest !== undefined && message.sequenceNumber <= latest) {
       this.counters.stale++

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import { signClientRequest } from './request-signature.ts'
 import {
   clientProtocol,
   clientWireLimits,
@@ -57,13 +58,15 @@ export interface ClientCallOptions {
 export async function* clientFrames(libp2p: Libp2p, target: Multiaddr | PeerId, body: ClientRequestBody, options: ClientCallOptions = {}): AsyncGenerator<ClientResponse> {
   const name = target.toString()
   const dialSignal = AbortSignal.any([AbortSignal.timeout(options.dialTimeoutMs ?? defaultClientDialTimeoutMs), ...(options.signal ? [options.signal] : [])])
+  // Signed by the host's own key (request-signature.ts): the daemon checks it against `client`.
+  const unsigned = { ...body, v: clientWireVersion, requestId: randomUUID().slice(0, 8), client: libp2p.peerId.toString(), signedAtMs: Date.now(), ...(options.forwarded === true ? { forwarded: true } : {}) }
+  const request = { ...unsigned, signature: await signClientRequest(libp2p, unsigned) } as ClientRequest
   let stream: Stream
   try {
     stream = await libp2p.dialProtocol(target, clientProtocol, { signal: dialSignal })
   } catch (error) {
     throw new ClientConnectionError({ target: name, reason: `cannot open ${clientProtocol}: ${(error as Error).message}` })
   }
-  const request = { ...body, v: clientWireVersion, requestId: randomUUID().slice(0, 8), client: libp2p.peerId.toString(), ...(options.forwarded === true ? { forwarded: true } : {}) } as ClientRequest
   const framed = lpStream(stream, { maxDataLength: clientWireLimits.maxResponseFrameBytes })
   let finished = false
   try {

@@ -1,11 +1,12 @@
 // The daemon's side of /fabric/client/1.0.0: reads one length-prefixed request per stream, checks
-// it (size, schema, that it names the peer the connection authenticated, authorize()), hands it to
-// the ClientService and writes the answer frames. A bad request gets an error frame and reaches
-// nothing else. Bounded: concurrent requests, streams per connection, time to send the request,
-// time a client may take to read; idle follows are kept open with keepalive frames.
+// it (size, schema, that it names the peer the connection authenticated; then client-guard.ts: its
+// signature, replay window and the client's role), hands it to the ClientService and writes the
+// answer frames. A bad request gets an error frame and reaches nothing else. Bounded: concurrent
+// requests, streams per connection, time to send the request, time a client may take to read; idle
+// follows are kept open with keepalive frames.
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
-import { authorize } from './client-authorization.ts'
+import type { ClientGuard } from './client-guard.ts'
 import type { ClientService } from './client-service.ts'
 import { clientProtocol, clientWireLimits, decodeClientRequest, encodeClientResponse, errorResponse, type ClientResponse } from './client-wire.ts'
 import type { Logger } from './logger.ts'
@@ -35,6 +36,8 @@ export interface ClientProtocolComponents {
   libp2p: Libp2p
   service: ClientService
   logger: Logger
+  /** Signature, replay window and role (admission). */
+  guard: ClientGuard
 }
 
 export class ClientProtocol {
@@ -101,8 +104,8 @@ export class ClientProtocol {
       if (!decoded.ok) return await refuse('bad-request', decoded.reason)
       const request = decoded.value
       if (request.client !== peerId) return await refuse('unauthorized', `the request names client ${request.client.slice(0, 128)}, but the connection is authenticated as ${peerId}`)
-      const allowed = authorize(request, peerId)
-      if (!allowed.ok) return await refuse('unauthorized', allowed.reason)
+      const verdict = await this.#components.guard.check(request, JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>)
+      if (!verdict.ok) return await refuse(verdict.code, verdict.reason)
 
       this.counters.requests++
       this.#components.logger.debug('client-request', { peerId, requestId: request.requestId, kind: request.kind, forwarded: request.forwarded === true })

@@ -5,6 +5,7 @@
 import { asJobId, type ArchivedJob, type Document, type JobId, type JobSubmission, type NodeId, type Role, type Term } from '../consensus/index.ts'
 import { parseJobSpec } from '../placement/index.ts'
 import { JobNotFoundError, type LogChunk, type LogOptions } from '../runtime/index.ts'
+import { answerAdmissionRequest, type AdmissionRequestBackend } from './admission-requests.ts'
 import { clientWireLimits, errorResponse, type ClientErrorCode, type ClientRequest, type ClientRequestBody, type ClientRequestOf, type ClientResponse } from './client-wire.ts'
 import type { LocalJobState } from './job-runner.ts'
 import { jobDetail, listJobs, listNodes, outputNode } from './job-views.ts'
@@ -29,6 +30,8 @@ export interface ClientBackend {
   localLogs(jobId: JobId, options: LogOptions): AsyncIterable<LogChunk>
   /** Passes a request on to another node over the client protocol and yields its frames. */
   forward(nodeId: NodeId, body: ClientRequestBody, signal: AbortSignal): AsyncIterable<ClientResponse>
+  /** Answers admit, revoke and mesh (admission-requests.ts). */
+  admission: AdmissionRequestBackend
 }
 
 export interface ClientServiceLimits {
@@ -82,6 +85,11 @@ export class ClientService {
           return
         case 'leader':
           yield this.#leader()
+          return
+        case 'admit':
+        case 'revoke':
+        case 'mesh':
+          yield await answerAdmissionRequest(request, this.#backend.admission)
           return
       }
     } catch (error) {

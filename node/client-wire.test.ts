@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { clientWireLimits, decodeClientRequest, decodeClientResponse, decodeClientResult, encodeClientRequest, errorResponse, type ClientRequest } from './client-wire.ts'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
-const envelope = { v: 1, requestId: 'r1', client: '12D3KooWclient' } as const
+const envelope = { v: 1, requestId: 'r1', client: '12D3KooWclient', signedAtMs: 1_700_000_000_000, signature: 'c2lnbmF0dXJl' } as const
 
 describe('client wire: requests', () => {
   it('round-trips every request kind', () => {
@@ -16,6 +16,9 @@ describe('client wire: requests', () => {
       { ...envelope, kind: 'logs', jobId: 'a-1', follow: true, stream: 'both', forwarded: true },
       { ...envelope, kind: 'nodes' },
       { ...envelope, kind: 'leader' },
+      { ...envelope, kind: 'admit', peerId: '12D3KooWpeer', role: 'viewer' },
+      { ...envelope, kind: 'revoke', peerId: '12D3KooWpeer' },
+      { ...envelope, kind: 'mesh' },
     ]
     for (const request of requests) expect(decodeClientRequest(encodeClientRequest(request))).toEqual({ ok: true, value: request })
   })

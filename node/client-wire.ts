@@ -3,6 +3,8 @@
 // result or error; or log chunks ending with `end`). Length-prefixed JSON, a zod schema per kind
 // and named size limits; a request that fails them is answered with an error and changes nothing.
 import { z } from 'zod'
+import { admissionRequestSchemas, admissionResultSchemas } from './admission-wire.ts'
+import { maxSignatureChars } from './request-signature.ts'
 import type { Decoded } from './wire.ts'
 
 export const clientProtocol = '/fabric/client/1.0.0'
@@ -32,8 +34,12 @@ const envelope = {
   v: z.literal(clientWireVersion),
   /** Correlates the daemon's log lines with the client's; chosen by the client. */
   requestId: z.string().min(1).max(64),
-  /** The client's peer id: must be the peer the connection authenticated (signatures come with admission). */
+  /** The client's peer id: must be the peer the connection authenticated, and the key that signed. */
   client: z.string().min(1).max(128),
+  /** When the client signed (its clock): the daemon refuses requests outside its replay window. */
+  signedAtMs: z.number().int().nonnegative(),
+  /** Ed25519 signature (base64url) over the request's canonical bytes without this field (request-signature.ts). */
+  signature: z.string().min(1).max(maxSignatureChars),
   /** Set by a daemon passing a request on to the node that can answer it; never passed on again. */
   forwarded: z.boolean().optional(),
 }
@@ -47,13 +53,14 @@ const requestSchemas = {
   logs: z.strictObject({ ...envelope, kind: z.literal('logs'), jobId: id, follow: z.boolean(), stream: z.enum(logStreams) }),
   nodes: z.strictObject({ ...envelope, kind: z.literal('nodes') }),
   leader: z.strictObject({ ...envelope, kind: z.literal('leader') }),
+  ...admissionRequestSchemas(envelope),
 } as const
 
 export type ClientRequestKind = keyof typeof requestSchemas
 export type ClientRequest = { [K in ClientRequestKind]: z.infer<(typeof requestSchemas)[K]> }[ClientRequestKind]
 export type ClientRequestOf<K extends ClientRequestKind> = z.infer<(typeof requestSchemas)[K]>
-/** A request as a caller builds it: the envelope is filled in by the connection. */
-export type ClientRequestBody = { [K in ClientRequestKind]: Omit<ClientRequestOf<K>, 'v' | 'requestId' | 'client'> }[ClientRequestKind]
+/** A request as a caller builds it: the envelope (and the signature) is filled in by the connection. */
+export type ClientRequestBody = { [K in ClientRequestKind]: Omit<ClientRequestOf<K>, 'v' | 'requestId' | 'client' | 'signedAtMs' | 'signature'> }[ClientRequestKind]
 
 const isRequestKind = (kind: unknown): kind is ClientRequestKind => typeof kind === 'string' && Object.hasOwn(requestSchemas, kind)
 
@@ -125,6 +132,7 @@ export const resultSchemas = {
   logs: z.object({}),
   nodes: z.object({ nodes: z.array(nodeViewSchema).max(clientWireLimits.maxListedNodes) }),
   leader: leaderViewSchema,
+  ...admissionResultSchemas,
 } as const satisfies Record<ClientRequestKind, z.ZodType>
 
 export type ClientResult<K extends ClientRequestKind> = z.infer<(typeof resultSchemas)[K]>

@@ -46,6 +46,8 @@ export interface ConsensusTransportCounters {
   outboundDropped: Record<string, number>
   /** Inbound frames refused by the wire schema or size limits (never reached the core). */
   inboundRefused: number
+  /** Inbound streams refused because the peer is not admitted as a node. */
+  unadmittedRefused: number
 }
 
 export interface ConsensusTransportComponents {
@@ -53,6 +55,8 @@ export interface ConsensusTransportComponents {
   clock: Clock
   logger: Logger
   onMessage(from: NodeId, message: PeerMessage): void
+  /** Admission: may this peer speak consensus? (absent: everyone may). A refused peer's stream is closed. */
+  accept?(from: NodeId): boolean
 }
 
 interface Link {
@@ -65,7 +69,7 @@ interface Link {
 }
 
 export class ConsensusTransport {
-  readonly counters: ConsensusTransportCounters = { framesSent: 0, framesReceived: 0, outboundDropped: {}, inboundRefused: 0 }
+  readonly counters: ConsensusTransportCounters = { framesSent: 0, framesReceived: 0, outboundDropped: {}, inboundRefused: 0, unadmittedRefused: 0 }
   readonly #components: ConsensusTransportComponents
   readonly #limits: ConsensusTransportLimits
   readonly #links = new Map<NodeId, Link>()
@@ -176,6 +180,12 @@ export class ConsensusTransport {
   async #readLoop(stream: Stream, from: NodeId): Promise<void> {
     if (!this.#started) {
       stream.abort(new Error('transport stopped'))
+      return
+    }
+    if (this.#components.accept?.(from) === false) {
+      this.counters.unadmittedRefused++
+      this.#logRefusal(from, { reason: 'the peer is not admitted as a node of this mesh' })
+      stream.abort(new Error('not admitted as a node of this mesh'))
       return
     }
     this.#inbound.add(stream)

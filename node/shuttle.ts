@@ -27,12 +27,15 @@ import {
   type PeerEffect,
   type PeerInput,
   type RandomSource,
+  type AdmissionRole,
   type Role,
   type Term,
 } from '../consensus/index.ts'
 import { DockerRuntime, ProcessRuntime, type Runtime } from '../runtime/index.ts'
 import { RuntimeSelector, dockerLabel } from './runtime-selector.ts'
 import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
+import { Admission } from './admission.ts'
+import { meshAddresses } from './admission-requests.ts'
 import { CapacityGossipChannel } from './capacity-gossip.ts'
 import { clientFrames } from './client-connection.ts'
 import { ClientProtocol } from './client-protocol.ts'
@@ -47,6 +50,7 @@ import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
 import { NodeLiveness } from './node-liveness.ts'
+import { requestSigner } from './request-signature.ts'
 import { ConsensusStore } from './store.ts'
 
 /** Inputs waiting for the core; past this, new inputs are dropped (the core cannot keep up). */
@@ -77,6 +81,10 @@ export interface ShuttleInit {
   bootstrap?: string[]
   /** The genesis committee (peer ids). Needed on first start; later the store holds the document. */
   voters?: NodeId[]
+  /** With voters on first start: the admin key's peer id (admission); absent, an open mesh. */
+  admin?: string
+  /** Instead of voters: the genesis a join by invite received (node/join-client.ts). */
+  genesis?: Uint8Array
   attributes: Omit<NodeAttributes, 'id'>
   /** Election timeout base T; heartbeats every T/5 (DESIGN's starting parameters). */
   electionTimeoutMs?: number
@@ -125,6 +133,7 @@ export class Shuttle {
   #jobs: JobRunner | null = null
   #clientProtocol: ClientProtocol | null = null
   #snapshots: SnapshotKeeper | null = null
+  #admission: Admission | null = null
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
   readonly #submitWaiters = new Map<string, { jobId: JobId; timer: NodeJS.Timeout; resolve: (outcome: SubmitOutcome) => void }>()
   #addressesWritten = false
@@ -171,6 +180,7 @@ export class Shuttle {
       transport: this.#transport?.counters,
       capacity: this.#gossip?.counters,
       client: this.#clientProtocol?.counters,
+      admission: this.#admission?.counters(),
     }
   }
 
@@ -195,7 +205,7 @@ export class Shuttle {
     // Sorted and deduplicated: every node must derive byte-identical genesis from the same set,
     // whatever order its --voters flag listed them in.
     const voters = [...new Set(init.voters ?? [])].sort()
-    const genesis = voters.length > 0 ? createGenesis({ voters }) : null
+    const genesis = init.genesis ?? (voters.length > 0 ? createGenesis({ voters, ...(init.admin !== undefined ? { admin: init.admin } : {}) }) : null)
     const opened = await ConsensusStore.open({ dataDir: init.dataDir, nodeId: identity.nodeId, genesis, syncWrites: init.syncWrites ?? true })
     this.#store = opened.store
     this.#logger.info('store-opened', { term: opened.persisted.term, votedFor: opened.persisted.votedFor, ...opened.stats })
@@ -217,8 +227,12 @@ export class Shuttle {
     const lostRuns = await jobs.recover((jobId) => document === undefined || jobExists(document, jobId))
     if (this.#state !== 'starting') return
 
+    const store = opened.store
+    const admission = new Admission({ nodeId: identity.nodeId, meshId: store.genesisHash, genesis: () => store.genesis(), document: () => this.#peer?.document ?? document, nowMs: () => this.#clock.nowMs(), logger: this.#logger.child('admission') })
+    this.#admission = admission
     const libp2p = await createLibp2p({
       privateKey: identity.privateKey,
+      connectionGater: admission.connectionGater,
       addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
       transports: [tcp()],
       connectionEncrypters: [noise()],
@@ -228,6 +242,7 @@ export class Shuttle {
         ping: ping(),
         pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
         dht: fabricDht(),
+        requestSigner: requestSigner(),
       },
       start: false,
     })
@@ -238,10 +253,12 @@ export class Shuttle {
       clock: this.#clock,
       logger: transportLogger,
       onMessage: (from, message) => this.#enqueue((nowMs) => ({ kind: 'message', nowMs, from, message })),
+      accept: (from) => admission.mayActAsNode(from),
     })
     this.#gossip = new CapacityGossipChannel({
       pubsub: libp2p.services.pubsub,
       logger: this.#logger.child('capacity'),
+      accept: (signer) => admission.mayActAsNode(signer),
       onGossip: (gossip) => {
         this.#liveness.record(gossip, this.#clock.nowMs())
         this.#enqueue((nowMs) => ({ kind: 'capacity', nowMs, gossip }))
@@ -256,6 +273,7 @@ export class Shuttle {
       logger: this.#logger.child('snapshots'),
       dataDir: init.dataDir,
       replicaCandidates: () => replicaCandidates(this.#peer!.document, identity.nodeId, (nodeId) => this.#liveness.isAlive(nodeId, this.#clock.nowMs())),
+      mayActAsNode: (peerId) => admission.mayActAsNode(peerId),
     })
     if (this.#state !== 'starting') return
 
@@ -273,8 +291,9 @@ export class Shuttle {
       persisted: opened.persisted,
       nowMs: this.#clock.nowMs(),
     })
-    this.#clientProtocol = new ClientProtocol({ libp2p, service: new ClientService(this.#clientBackend()), logger: this.#logger.child('client') })
+    this.#clientProtocol = new ClientProtocol({ libp2p, service: new ClientService(this.#clientBackend()), logger: this.#logger.child('client'), guard: admission.clientGuard })
     await this.#clientProtocol.start()
+    await admission.start({ libp2p, admit: (peerId, role) => this.admit(peerId, role) })
     if (this.#state !== 'starting') return
     this.#state = 'running'
     await writeAddressesFile(init.dataDir, { peerId: identity.nodeId, addresses: this.addresses, pid: process.pid, writtenAtMs: this.#clock.nowMs() })
@@ -302,6 +321,21 @@ export class Shuttle {
       }, submitAckTimeoutMs)
       this.#submitWaiters.set(requestId, { jobId: job.id, timer, resolve })
       if (!this.#enqueue((nowMs) => ({ kind: 'submit', nowMs, requestId, job }))) this.#answerSubmission(requestId, { ok: false, code: 'busy', reason: 'the daemon\'s inbox is full; try again' })
+    })
+  }
+
+  /** Records a peer's admission (or revocation) through the core; answered like a submission. */
+  admit(peerId: string, role: AdmissionRole): Promise<SubmitOutcome> {
+    if (this.#state !== 'running') return Promise.resolve({ ok: false, code: 'unavailable', reason: 'the daemon is not running' })
+    if (this.#submitWaiters.size >= maxWaitingSubmissions) return Promise.resolve({ ok: false, code: 'busy', reason: `${maxWaitingSubmissions} requests are waiting for the core already` })
+    const requestId = randomUUID()
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#submitWaiters.delete(requestId)
+        resolve({ ok: false, code: 'not-acknowledged', reason: `the ${role} record of ${peerId} was not durable on a majority of voters within ${submitAckTimeoutMs} ms; this node keeps offering it` })
+      }, submitAckTimeoutMs)
+      this.#submitWaiters.set(requestId, { jobId: peerId as JobId, timer, resolve })
+      if (!this.#enqueue((nowMs) => ({ kind: 'admit', nowMs, requestId, peerId, role }))) this.#answerSubmission(requestId, { ok: false, code: 'busy', reason: 'the daemon\'s inbox is full; try again' })
     })
   }
 
@@ -352,6 +386,7 @@ export class Shuttle {
       localJob: (jobId) => jobs.local(jobId),
       localLogs: (jobId, options) => jobs.logs(jobId, options),
       forward: (nodeId, body, signal) => clientFrames(libp2p, peerIdFromString(nodeId), body, { signal, forwarded: true }),
+      admission: { nodeId: this.nodeId, meshId: store.genesisHash, document: () => peer().document, addresses: () => meshAddresses(libp2p, peer().voters(), maxBootstrapAddresses), admit: (peerId, role) => this.admit(peerId, role) },
     }
   }
 
@@ -374,6 +409,7 @@ export class Shuttle {
     for (const requestId of [...this.#submitWaiters.keys()]) this.#answerSubmission(requestId, { ok: false, code: 'unavailable', reason: 'the daemon is stopping; the job may still have been accepted' })
     await this.#clientProtocol?.stop()
     await this.#snapshots?.close().catch((error: unknown) => this.#logger.warn('snapshots-close-failed', { error }))
+    await this.#admission?.stop()
     this.#gossip?.stop()
     await this.#transport?.stop()
     try {

@@ -35,6 +35,8 @@ export interface SnapshotKeeperComponents {
   dataDir: string
   /** Peers to ask to hold a replica, best first (other failure domains first); never this node. */
   replicaCandidates(): NodeId[]
+  /** Whether a peer may fetch snapshots or ask this node to hold one (mesh nodes only). */
+  mayActAsNode(peerId: string): boolean
 }
 
 export class SnapshotKeeper {
@@ -51,7 +53,7 @@ export class SnapshotKeeper {
     this.#components = components
     this.#store = store
     const logger = components.logger
-    this.#server = new SnapshotServer({ libp2p: components.libp2p, store, logger })
+    this.#server = new SnapshotServer({ libp2p: components.libp2p, store, logger, accept: (peerId) => components.mayActAsNode(peerId) })
     this.#fetcher = new SnapshotFetcher({ libp2p: components.libp2p, store, logger, holdersOf: async () => [] })
   }
 
@@ -170,6 +172,7 @@ export class SnapshotKeeper {
       await sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify(reply))]]), 10_000)
       await stream.close().catch(() => stream.abort(new Error('closing')))
     }
+    if (!this.#components.mayActAsNode(from)) return answer({ ok: false, reason: 'only mesh nodes may ask to hold a snapshot' })
     if (this.#replicating >= maxConcurrentReplications) return answer({ ok: false, reason: 'busy replicating' })
     this.#replicating++
     try {

@@ -14,6 +14,8 @@ export const maxIncrementsBeforeCompaction = 10_000
 
 const keys = {
   genesisHash: 'meta/genesis-sha256',
+  /** The genesis bytes themselves, kept so this node can hand them to a peer joining by invite. */
+  genesis: 'meta/genesis',
   hardState: 'hard-state',
   documentBase: 'document/base',
   incrementPrefix: 'document/increment/',
@@ -75,6 +77,8 @@ export interface StoreStats { documentBytes: number; incrementsCompacted: number
 export class ConsensusStore {
   readonly #db: Level<string, Uint8Array>
   readonly #syncWrites: boolean
+  /** SHA-256 (hex) of the genesis document: the mesh's id. */
+  #genesisHash = ''
   #nextIncrement = 0
   #closed = false
 
@@ -107,12 +111,14 @@ export class ConsensusStore {
           { type: 'put', key: keys.genesisHash, value: utf8(givenHash) },
           { type: 'put', key: keys.hardState, value: utf8(JSON.stringify({ term: 0, votedFor: null })) },
           { type: 'put', key: keys.documentBase, value: init.genesis },
+          { type: 'put', key: keys.genesis, value: init.genesis },
         ],
         { sync: this.#syncWrites },
       )
     } else if (givenHash !== null && givenHash !== storedHash) {
       throw new GenesisMismatchError(init.dataDir, storedHash, givenHash)
     }
+    this.#genesisHash = storedHash ?? givenHash!
     const hard = JSON.parse((await this.#getText(keys.hardState)) ?? '{"term":0,"votedFor":null}') as { term: number; votedFor: NodeId | null }
     const stored = await this.#db.get(keys.documentBase)
     if (stored === undefined) throw new Error(`store ${init.dataDir} has a genesis hash but no document`)
@@ -162,6 +168,15 @@ export class ConsensusStore {
   }
 
   get incrementCount(): number { return this.#nextIncrement }
+
+  /** The mesh's id: the SHA-256 (hex) of its genesis document. */
+  get genesisHash(): string { return this.#genesisHash }
+
+  /** The genesis document (undefined in a store made before it was kept). */
+  async genesis(): Promise<Uint8Array | undefined> {
+    const bytes = await this.#db.get(keys.genesis)
+    return bytes === undefined ? undefined : plain(bytes)
+  }
 
   /** A finished job leaves the document for this archive (the document keeps active state only). */
   async archive(job: ArchivedJob): Promise<void> {

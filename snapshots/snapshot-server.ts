@@ -47,6 +47,8 @@ export interface SnapshotServerComponents {
   libp2p: Libp2p
   store: ChunkStore
   logger: SnapshotLogger
+  /** Who may fetch (the daemon admits mesh nodes only); everyone when absent. */
+  accept?: (peerId: string) => boolean
 }
 
 export class SnapshotServer {
@@ -101,7 +103,7 @@ export class SnapshotServer {
   }
 
   async #serve(stream: Stream, from: string): Promise<void> {
-    if (!this.#started || this.#active.size >= this.#limits.maxActiveStreams) {
+    if (!this.#started || this.#active.size >= this.#limits.maxActiveStreams || (this.#components.accept?.(from) === false)) {
       this.counters.streamsRefused++
       stream.abort(new Error('snapshot server busy'))
       return

@@ -8,7 +8,11 @@ import { asNodeId } from '../../consensus/index.ts'
 import {
   GenesisMismatchError,
   IdentityFileError,
+  JoinFailedError,
+  JoinRefusedError,
   MissingGenesisError,
+  assertPeerId,
+  joinAsNode,
   Shuttle,
   isLogLevel,
   jsonLogger,
@@ -42,12 +46,16 @@ export function registerNodeStart(program: Command): void {
         '({"event":"status",...}); logs go to stderr as JSON lines. SIGTERM or SIGINT stops it cleanly.\n\n' +
         'Bootstrap: every node of a new cluster is started with the same set of --voters (peer ids from ' +
         '`fabric node id --data DIR`); the genesis document is derived from it, identically everywhere. ' +
-        'After the first start the data directory holds the cluster state and --voters may be omitted.',
+        'After the first start the data directory holds the cluster state and --voters may be omitted.\n\n' +
+        'Admission: the first nodes of a closed mesh also get --admin ADMIN_ID (from `fabric admin key`); ' +
+        'a node added later starts with --invite TOKEN (from `fabric invite`) instead of --voters.',
     )
     .option('--data <dir>', 'data directory (identity, store, job folders, addresses.json; created if missing)', defaultDataDir())
     .option('--listen <multiaddr...>', 'addresses to listen on', ['/ip4/127.0.0.1/tcp/0'])
     .option('--bootstrap <multiaddr>', 'peer to dial at start and until connected, with /p2p/<id> (repeatable, or comma list)', collect, [])
     .option('--voters <ids>', 'genesis committee: comma list of peer ids (needed on first start)', collect, [])
+    .option('--admin <peerId>', 'with --voters on first start: the mesh\'s admin key (its peer id); only invited peers may join. Without it the mesh is open')
+    .option('--invite <token>', 'join an existing mesh with an invite from `fabric invite` (first start; bootstrap from the invite unless --bootstrap)')
     .option('--election-timeout <ms>', 'election timeout base T in ms (heartbeat T/5)', '150')
     .option('--cpu-millis <n>', 'CPU this node offers, in thousandths of a core', String(availableParallelism() * 1_000))
     .option('--memory-mib <n>', 'memory this node offers, in MiB', String(Math.floor(totalmem() / 1024 / 1024)))
@@ -75,14 +83,35 @@ export function registerNodeStart(program: Command): void {
           throw new UserError(`--voters: "${voter}" is not a peer id`, 'peer ids come from `fabric node id --data DIR`')
         }
       }
+      const admin = flags.admin as string | undefined
+      const invite = flags.invite as string | undefined
+      if (admin !== undefined) {
+        if (voters.length === 0) throw new UserError('--admin goes with --voters, on the first start of a new mesh', 'a node joining an existing mesh takes --invite TOKEN instead')
+        try {
+          assertPeerId(admin, '--admin')
+        } catch (error) {
+          throw new UserError((error as Error).message, 'the admin id is what `fabric admin key --out FILE` printed')
+        }
+      }
+      if (invite !== undefined && voters.length > 0) throw new UserError('--invite takes the mesh from the invite; --voters (and --admin) are for the first nodes of a new mesh')
       const logger = jsonLogger({ component: 'shuttle', level: logLevel })
       const printLine = (value: Record<string, unknown>): void => { process.stdout.write(`${JSON.stringify(value)}\n`) }
+      let bootstrap = flags.bootstrap as string[]
+      let genesis: Uint8Array | undefined
+      if (invite !== undefined) {
+        const joined = await joinAsNode({ dataDir: String(flags.data), token: invite, bootstrap }).catch(userErrors)
+        bootstrap = joined.bootstrap
+        if (joined.genesis !== null) genesis = joined.genesis
+        if (joined.joined !== null) printLine({ event: 'joined', meshId: joined.joined.meshId, role: joined.joined.role, admittedBy: joined.joined.node, via: joined.joined.via })
+      }
       const shuttle = new Shuttle(
         {
           dataDir: String(flags.data),
           listen: flags.listen as string[],
-          bootstrap: flags.bootstrap as string[],
+          bootstrap,
           voters: voters.map(asNodeId),
+          ...(admin !== undefined ? { admin } : {}),
+          ...(genesis !== undefined ? { genesis } : {}),
           electionTimeoutMs,
           syncWrites: flags.syncWrites !== false,
           attributes: {
@@ -121,9 +150,11 @@ export function registerNodeStart(program: Command): void {
 
 /** Map the daemon's start-up refusals that a user can fix to UserError (exit 1 with a hint). */
 function userErrors(error: unknown): never {
-  if (error instanceof MissingGenesisError) throw new UserError(error.message, 'pass --voters ID,ID,... (peer ids from `fabric node id --data DIR`) on the first start')
-  if (error instanceof GenesisMismatchError) throw new UserError(error.message, 'use a fresh --data directory for a different cluster, or the original --voters list')
+  if (error instanceof MissingGenesisError) throw new UserError(error.message, 'pass --voters ID,ID,... (peer ids from `fabric node id --data DIR`) on the first start of a new mesh, or --invite TOKEN to join one')
+  if (error instanceof GenesisMismatchError) throw new UserError(error.message, 'use a fresh --data directory for a different cluster, or the original --voters list (and --admin, if it had one)')
   if (error instanceof IdentityFileError) throw new UserError(error.message, 'restore the key file from a backup or start with a fresh --data directory')
+  if (error instanceof JoinRefusedError) throw new UserError(`cannot join: ${error.message}`, 'ask the mesh\'s admin for a new invite (`fabric invite --peer THIS_NODE_ID`)')
+  if (error instanceof JoinFailedError) throw new UserError(`cannot join: ${error.message}`, 'check --bootstrap (or the invite\'s addresses) and that those nodes run')
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'EADDRINUSE' || code === 'EACCES') throw new UserError(`cannot listen: ${(error as Error).message}`, 'choose another --listen address or port')
   throw error

@@ -9,6 +9,9 @@ export const repositoryRoot = resolve(import.meta.dirname, '../..')
 export const nodeBinary = join(repositoryRoot, 'node_modules/.bin/node')
 export const cliEntry = join(repositoryRoot, 'cli/main.ts')
 
+/** Log lines each Daemon keeps for `logged` (a test's whole run stays far below this). */
+export const maxKeptLogLines = 50_000
+
 export interface StatusLine { event: 'status'; nodeId: string; role: string; term: number; leaderId: string | null; readyLeader: boolean }
 export interface ReadyLine { event: 'ready'; peerId: string; listen: string[]; term: number }
 
@@ -19,6 +22,8 @@ export class Daemon {
   status: StatusLine | null = null
   exit: { code: number | null; signal: NodeJS.Signals | null } | null = null
   readonly stderrTail: string[] = []
+  /** Every stderr line so far (bounded by maxKeptLogLines), for `logged`. */
+  readonly #logLines: string[] = []
   readonly #waiters = new Set<() => void>()
 
   constructor(name: string, args: string[]) {
@@ -32,7 +37,9 @@ export class Daemon {
     })
     createInterface({ input: this.child.stderr! }).on('line', (line) => {
       this.stderrTail.push(line)
-      if (this.stderrTail.length > 400) this.stderrTail.shift()
+      if (this.stderrTail.length > 40) this.stderrTail.shift()
+      if (this.#logLines.length < maxKeptLogLines) this.#logLines.push(line)
+      this.#notify()
     })
     this.child.on('exit', (code, signal) => {
       this.exit = { code, signal }
@@ -41,6 +48,20 @@ export class Daemon {
   }
 
   get alive(): boolean { return this.exit === null }
+
+  /** Has the daemon logged a JSON line with this event whose fields include `fields`? */
+  logged(event: string, fields: Record<string, unknown> = {}): boolean {
+    return this.#logLines.some((line) => {
+      if (!line.includes(`"event":"${event}"`)) return false
+      let value: Record<string, unknown>
+      try {
+        value = JSON.parse(line) as Record<string, unknown>
+      } catch {
+        return false
+      }
+      return Object.entries(fields).every(([key, expected]) => value[key] === expected)
+    })
+  }
 
   /** The daemon's first listen address (with /p2p/<id>). */
   get address(): string {

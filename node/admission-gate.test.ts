@@ -1,0 +1,65 @@
+// Proves the gater's decisions at connection time, on a controlled clock: peers with a role are let
+// in, revoked peers are refused in and out; peers without a role are let in as pending joiners up to
+// the named limit, and a pending joiner's reconnection is refused once its window is over (unless a
+// join is being answered). The sweep's disconnections are exercised by admission-mesh.test.ts.
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { AdmissionRole } from '../consensus/index.ts'
+import { AdmissionGate } from './admission-gate.ts'
+import { silentLogger } from './logger.ts'
+
+let peers: PeerId[] = []
+
+beforeAll(async () => {
+  peers = await Promise.all(Array.from({ length: 5 }, async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))))
+})
+
+function gateWith(roles: Map<string, AdmissionRole>) {
+  const clock = { nowMs: 0 }
+  const gate = new AdmissionGate({ nowMs: () => clock.nowMs, roleOf: (peerId) => roles.get(peerId), logger: silentLogger }, { maxPendingJoiners: 2, pendingJoinWindowMs: 1_000 })
+  const letIn = (peer: PeerId): boolean => gate.gater.denyInboundEncryptedConnection!(peer, undefined as never) === false
+  return { gate, clock, letIn }
+}
+
+describe('the admission gate', () => {
+  it('lets admitted peers in and refuses revoked ones in every direction', () => {
+    const [node, viewer, revoked] = peers as [PeerId, PeerId, PeerId]
+    const { gate, letIn } = gateWith(new Map([[node.toString(), 'node'], [viewer.toString(), 'viewer'], [revoked.toString(), 'revoked']]))
+    expect(letIn(node)).toBe(true)
+    expect(letIn(viewer)).toBe(true)
+    expect(letIn(revoked)).toBe(false)
+    expect(gate.gater.denyOutboundEncryptedConnection!(revoked, undefined as never)).toBe(true)
+    expect(gate.gater.denyDialPeer!(revoked)).toBe(true)
+    expect(gate.gater.denyDialPeer!(node)).toBe(false)
+    expect(gate.pendingJoiners).toBe(0)
+    expect(gate.counters.refused).toEqual({ revoked: 1, 'revoked (outbound)': 1, 'revoked (dial)': 1 })
+  })
+
+  it('holds at most maxPendingJoiners peers without a role, each for its window', () => {
+    const [first, second, third] = peers as [PeerId, PeerId, PeerId]
+    const { gate, clock, letIn } = gateWith(new Map())
+    expect(letIn(first)).toBe(true)
+    expect(letIn(second)).toBe(true)
+    expect(letIn(third)).toBe(false)
+    expect(gate.counters.refused).toEqual({ '2 pending joiners already': 1 })
+    // A second connection of a pending joiner inside its window is fine; after it, refused.
+    clock.nowMs = 999
+    expect(letIn(first)).toBe(true)
+    clock.nowMs = 1_000
+    expect(letIn(first)).toBe(false)
+    expect(gate.counters.refused['join window over']).toBe(1)
+  })
+
+  it('keeps a joiner whose join is being answered past its window', () => {
+    const [joiner] = peers as [PeerId]
+    const { gate, clock, letIn } = gateWith(new Map())
+    expect(letIn(joiner)).toBe(true)
+    gate.joinStarted(joiner.toString())
+    clock.nowMs = 5_000
+    expect(letIn(joiner)).toBe(true)
+    gate.joinEnded(joiner.toString())
+    expect(letIn(joiner)).toBe(false)
+  })
+})
