@@ -10,6 +10,11 @@ import { registerSubmit } from './commands/submit.ts'
 import { registerJobs } from './commands/jobs.ts'
 import { registerLogs } from './commands/logs.ts'
 import { registerNodes } from './commands/nodes.ts'
+import { registerCancel } from './commands/cancel.ts'
+import { registerMigrate } from './commands/migrate.ts'
+import { registerExplain } from './commands/explain.ts'
+import { registerNodeStatus } from './commands/node-status.ts'
+import { registerDemo } from './commands/demo.ts'
 import { UserError } from './user-error.ts'
 
 const program = new Command()
@@ -31,6 +36,11 @@ registerSubmit(program)
 registerJobs(program)
 registerLogs(program)
 registerNodes(program)
+registerCancel(program)
+registerMigrate(program)
+registerExplain(program)
+registerNodeStatus(program)
+registerDemo(program)
 
 try {
   await program.parseAsync(process.argv)

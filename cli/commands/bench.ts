@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 import { registerBenchPlacement } from './bench-placement.ts'
 import { registerBenchSim } from './bench-sim.ts'
 import { registerBenchSnapshots } from './bench-snapshots.ts'
+import { registerBenchMesh } from './bench-mesh.ts'
 
 export function registerBench(program: Command): void {
   const bench = program
@@ -11,4 +12,5 @@ export function registerBench(program: Command): void {
   registerBenchSim(bench)
   registerBenchPlacement(bench)
   registerBenchSnapshots(bench)
+  registerBenchMesh(bench)
 }
