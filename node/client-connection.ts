@@ -64,7 +64,8 @@ export async function* clientFrames(libp2p: Libp2p, target: Multiaddr | PeerId, 
     throw new ClientConnectionError({ target: name, reason: `cannot open ${clientProtocol}: ${(error as Error).message}` })
   }
   const request = { ...body, v: clientWireVersion, requestId: randomUUID().slice(0, 8), client: libp2p.peerId.toString(), ...(options.forwarded === true ? { forwarded: true } : {}) } as ClientRequest
-  const framed = lpStream(stream, { maxDataLength: clientWireLimits.maxResponseFrameBytes })
+  // Room for a whole frame of the largest size and the start of the next (libp2p's default buffer is 4 MiB, exactly a frame's limit).
+  const framed = lpStream(stream, { maxDataLength: clientWireLimits.maxResponseFrameBytes, maxBufferSize: 2 * clientWireLimits.maxResponseFrameBytes })
   let finished = false
   try {
     await framed.write(encodeClientRequest(request), options.signal ? { signal: options.signal } : {})
