@@ -104,7 +104,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       say(`why ${nameOf(helloDone.node)}? the leader explains its auction (fabric explain ${helloId}):`)
       // Node names instead of peer ids, so the table fits a terminal.
       const record = explained.explanation as unknown as JobExplanation
-      const named = { ...record, rows: record.rows.map((row) => ({ ...row, nodeId: nameOf(row.nodeId) })), awards: record.awards.map((award) => ({ ...award, nodeId: nameOf(award.nodeId) as typeof award.nodeId })) }
+      const named = { ...record, roundId: record.roundId.replaceAll(/12D3KooW\w+/g, (id) => nameOf(id)), rows: record.rows.map((row) => ({ ...row, nodeId: nameOf(row.nodeId) })), awards: record.awards.map((award) => ({ ...award, nodeId: nameOf(award.nodeId) as typeof award.nodeId })) }
       for (const line of renderExplanation(named).split('\n')) detail(line)
     }
 
@@ -156,8 +156,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       return finals.size === longIds.length
     })
     const lastId = onKilled[0] ?? longIds[0]!
-    say(`the output of ${lastId}, asked of ${survivor.name}:`)
-    for (const line of (await output(survivor, lastId)).trimEnd().split('\n').slice(-3)) detail(`| ${line}`)
+    // Asked of a node that did not run it: the answer is passed on from the node that did.
+    const asked = local.live.find((daemon) => daemon.peerId !== finals.get(lastId)?.node) ?? survivor
+    say(`the last lines of ${lastId}'s output, asked of ${asked.name}:`)
+    for (const line of (await output(asked, lastId)).trimEnd().split('\n').slice(-3)) detail(`| ${line}`)
     // Each job's record holds one run per node that reported one: exactly one of them finished (a job
     // already moved to the archive keeps no runs; it is seen within a poll of finishing, well before).
     const finishedOnce = [...finals.values()].every((seen) => seen.state === 'finished' && (seen.archived || seen.runs.filter((run) => run.state === 'finished').length === 1))
