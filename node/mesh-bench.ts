@@ -4,7 +4,7 @@
 // job submitted after the kill committed by the new leader, and each daemon's idle RSS.
 import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, loadavg } from 'node:os'
 import { clientCall, clientFrames } from './client-connection.ts'
 import { createClientHost } from './client-host.ts'
 import type { Daemon } from './daemon-process.ts'
@@ -53,7 +53,8 @@ export interface MeshBenchResult {
   idleRssMiB: { perNode: (number | null)[]; max: number | null }
   rssAfterLoadMiB: { perNode: (number | null)[]; max: number | null }
   goals: Record<keyof typeof meshBenchGoals, { goal: number; measured: number | null; met: boolean }>
-  machine: { cpus: number; node: string }
+  /** The machine's 1-minute load average when the run started and ended: other work on it shows here. */
+  machine: { cpus: number; node: string; loadAverageAtStart: number; loadAverageAtEnd: number }
   wallSeconds: number
 }
 
@@ -69,6 +70,7 @@ const mib = (bytes: number | null): number | null => (bytes === null ? null : Ma
 
 export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBenchResult> {
   const wallStart = performance.now()
+  const loadAtStart = loadavg()[0]!
   const progress = options.progress ?? (() => {})
   const mesh = await LocalMesh.start({ nodes: options.nodes, cpuMillis: meshBenchLimits.nodeCpuMillis, memoryMiB: meshBenchLimits.nodeMemoryMiB, logLevel: 'warn', onProgress: progress })
   let client: Libp2p | null = null
@@ -170,7 +172,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
         failoverToPlacingP99Ms: measuredGoal(placingMs.length === 0 ? null : failoverPercentiles.p99, meshBenchGoals.failoverToPlacingP99Ms),
         idleRssMiB: measuredGoal(idleMax, meshBenchGoals.idleRssMiB),
       },
-      machine: { cpus: availableParallelism(), node: process.version },
+      machine: { cpus: availableParallelism(), node: process.version, loadAverageAtStart: Math.round(loadAtStart * 100) / 100, loadAverageAtEnd: Math.round(loadavg()[0]! * 100) / 100 },
       wallSeconds: Math.round((performance.now() - wallStart) / 100) / 10,
     }
   } finally {
