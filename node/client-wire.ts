@@ -114,7 +114,7 @@ export const jobDetailSchema = jobSummarySchema.extend({
   runs: z.array(z.object({ replica: z.string(), node: z.string(), state: z.string(), term: z.number(), seq: z.number(), exitCode: z.number(), atMs: z.number() })),
   unplaceable: z.array(z.object({ replica: z.string(), term: z.number(), reason: z.string() })),
   /** What the answering daemon's own runtime knows of the job, when it ran it here. */
-  local: z.object({ node: z.string(), state: z.string(), pid: z.number().nullable(), exitCode: z.number().nullable(), reason: z.string().nullable() }).nullable(),
+  local: z.object({ node: z.string(), replica: z.string().optional(), state: z.string(), pid: z.number().nullable(), exitCode: z.number().nullable(), reason: z.string().nullable() }).nullable(),
 })
 
 export const nodeViewSchema = z.object({

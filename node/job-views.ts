@@ -144,7 +144,7 @@ export function recordsOf(document: Document, jobId: JobId): { id: JobId; job: J
  */
 export function jobDetail(document: Document, jobId: JobId, archived: readonly ArchivedJob[], local: { node: NodeId; replica: JobId; state: LocalJobState } | undefined): JobDetail | undefined {
   const records = recordsOf(document, jobId)
-  const localView = local === undefined ? null : { node: local.node, state: local.state.state, pid: local.state.pid, exitCode: local.state.exitCode, reason: local.state.reason }
+  const localView = local === undefined ? null : { node: local.node, replica: local.replica, state: local.state.state, pid: local.state.pid, exitCode: local.state.exitCode, reason: local.state.reason }
   if (records.length === 0) {
     const first = archived[0]
     if (first === undefined) return undefined

@@ -83,7 +83,7 @@ function describeJob(job: JobDetail, nowMs: number): string {
   for (const refusal of job.unplaceable) lines.push(`unplaceable ${which(refusal.replica)}in term ${refusal.term}: ${refusal.reason}`)
   if (job.local !== null) {
     const local = job.local
-    lines.push(`here       ${local.state}${local.pid === null ? '' : `, pid ${local.pid}`}${local.exitCode === null ? '' : `, exit ${local.exitCode}`}${local.reason === null ? '' : ` (${local.reason})`}`)
+    lines.push(`here       ${several && local.replica !== undefined ? `${local.replica}: ` : ''}${local.state}${local.pid === null ? '' : `, pid ${local.pid}`}${local.exitCode === null ? '' : `, exit ${local.exitCode}`}${local.reason === null ? '' : ` (${local.reason})`}`)
   }
   return lines.join('\n')
 }
