@@ -11,6 +11,11 @@ import { registerJobs } from './commands/jobs.ts'
 import { registerLogs } from './commands/logs.ts'
 import { registerNodes } from './commands/nodes.ts'
 import { registerAdmission } from './commands/admission.ts'
+import { registerCancel } from './commands/cancel.ts'
+import { registerMigrate } from './commands/migrate.ts'
+import { registerExplain } from './commands/explain.ts'
+import { registerNodeStatus } from './commands/node-status.ts'
+import { registerDemo } from './commands/demo.ts'
 import { UserError } from './user-error.ts'
 
 const program = new Command()
@@ -33,6 +38,11 @@ registerJobs(program)
 registerLogs(program)
 registerNodes(program)
 registerAdmission(program)
+registerCancel(program)
+registerMigrate(program)
+registerExplain(program)
+registerNodeStatus(program)
+registerDemo(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -37,4 +37,19 @@ describe('cancel', () => {
     expect(refused?.event.reason).toMatch(/not active/)
     expect(A.getHeads(leader.document)).toEqual(heads)
   })
+
+  it('refuses a cancel or migrate naming an inherited property (__proto__, constructor) instead of throwing', () => {
+    const cluster = new Cluster({ voters: 3, seed: 13 })
+    const leader = cluster.awaitLeader()
+    cluster.advance(200)
+    const heads = A.getHeads(leader.document)
+    for (const id of ['__proto__', 'constructor', 'toString']) {
+      cluster.step(leader.id, { kind: 'cancel', requestId: `cancel-${id}`, jobId: asJobId(id) })
+      cluster.step(leader.id, { kind: 'migrate', requestId: `migrate-${id}`, jobId: asJobId(id), to: null })
+      cluster.step(leader.id, { kind: 'migrate', requestId: `migrate-to-${id}`, jobId: asJobId(id), to: id as never })
+    }
+    const refused = cluster.events('submission-refused').map((record) => record.event.requestId)
+    expect(refused).toHaveLength(9)
+    expect(A.getHeads(leader.document)).toEqual(heads)
+  })
 })

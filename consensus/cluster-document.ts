@@ -167,11 +167,20 @@ export function committedSeqOf(document: Document, term: number): number {
 }
 
 export function originSeqOf(document: Document, nodeId: NodeId): number {
-  return document.origins[nodeId] ?? 0
+  return ownEntry(document.origins, nodeId) ?? 0
+}
+
+/**
+ * The entry `key` of a map of the document, own properties only: ids come from clients and peers,
+ * and `__proto__` or `constructor` must read as absent, not as Object.prototype's members (a cancel
+ * of job `constructor` once threw inside the core and stopped the daemon).
+ */
+function ownEntry<T>(map: Record<string, T> | undefined, key: string): T | undefined {
+  return map !== undefined && Object.hasOwn(map, key) ? map[key] : undefined
 }
 
 export function jobRecord(document: Document, jobId: JobId): JobRecord | undefined {
-  return document.jobs[shardOf(jobId)]?.[jobId]
+  return ownEntry(document.jobs[shardOf(jobId)], jobId)
 }
 
 export interface EffectiveAssignment { term: Term; seq: number; node: NodeId }
@@ -279,7 +288,7 @@ export function forEachNode(document: Document, visit: (nodeId: NodeId, node: No
  * (no admin key) lets everyone be an 'admin'. Undefined: not admitted.
  */
 export function roleOf(document: Document, peerId: string): Role | undefined {
-  const admitted = document.admitted?.[peerId]
+  const admitted = ownEntry(document.admitted, peerId)
   if (admitted !== undefined) return readText(admitted.role) as Role
   if (document.committee.voters[peerId] === true || nodeRecord(document, asNodeId(peerId)) !== undefined) return 'node'
   if (readText(document.admin) === '') return 'admin'
@@ -293,7 +302,7 @@ export function writeAdmission(draft: ClusterDocument, peerId: string, role: Rol
 }
 
 export function nodeRecord(document: Document, nodeId: NodeId): NodeRecord | undefined {
-  return document.nodes[shardOf(nodeId)]?.[nodeId]
+  return ownEntry(document.nodes[shardOf(nodeId)], nodeId)
 }
 
 // ---- Writers (called inside A.change; each writes only keys its caller owns)

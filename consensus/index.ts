@@ -33,4 +33,5 @@ export {
   type Document,
   type JobRecord,
 } from './cluster-document.ts'
+export { PlacementViews } from './placement-views.ts'
 export { isMajority, isJointMajority, majorityValue, validateCommitteeChange } from './quorum.ts'

@@ -18,7 +18,13 @@ export const requiredRole = {
   nodes: 'viewer',
   leader: 'viewer',
   mesh: 'viewer',
+  explain: 'viewer',
+  plan: 'viewer',
+  status: 'viewer',
+  assignments: 'viewer',
   submit: 'submitter',
+  cancel: 'submitter',
+  migrate: 'submitter',
   admit: 'admin',
   revoke: 'admin',
 } as const satisfies Record<ClientRequestKind, ClientRole>

@@ -67,7 +67,8 @@ export async function* clientFrames(libp2p: Libp2p, target: Multiaddr | PeerId, 
   } catch (error) {
     throw new ClientConnectionError({ target: name, reason: `cannot open ${clientProtocol}: ${(error as Error).message}` })
   }
-  const framed = lpStream(stream, { maxDataLength: clientWireLimits.maxResponseFrameBytes })
+  // Room for a whole frame of the largest size and the start of the next (libp2p's default buffer is 4 MiB, exactly a frame's limit).
+  const framed = lpStream(stream, { maxDataLength: clientWireLimits.maxResponseFrameBytes, maxBufferSize: 2 * clientWireLimits.maxResponseFrameBytes })
   let finished = false
   try {
     await framed.write(encodeClientRequest(request), options.signal ? { signal: options.signal } : {})

@@ -1,14 +1,19 @@
-// What the daemon answers on the client protocol, request by request: submit (spec -> submission ->
-// the core, answered once durable or refused), jobs, job, logs (local files, or passed on to the
-// node that holds them; follow streams until the job ends), nodes and leader. The protocol layer
-// (client-protocol.ts) frames, validates and authorizes; this file only decides the answers.
-import { asJobId, type ArchivedJob, type Document, type JobId, type JobSubmission, type NodeId, type Role, type Term } from '../consensus/index.ts'
-import { parseJobSpec } from '../placement/index.ts'
+// What the daemon answers on the client protocol, request by request: submit, cancel and migrate
+// (to the core, answered once durable or refused), jobs, job, logs (local files, or passed on to the
+// node that holds them; follow streams until the job ends), nodes, leader, status, explain (the
+// leader answers; another node passes it on once), plan (a dry run here) and the stream of committed
+// assignments. The protocol layer (client-protocol.ts) frames, validates and authorizes; this file
+// only decides the answers.
+import { getHeads } from '@automerge/automerge'
+import { asJobId, asNodeId, forEachJob, replicaRecords, type ArchivedJob, type Document, type JobId, type JobSubmission, type NodeId, type PeerEvent, type Role, type Term } from '../consensus/index.ts'
+import { parseJobSpec, type JobExplanation } from '../placement/index.ts'
 import { JobNotFoundError, type LogChunk, type LogOptions } from '../runtime/index.ts'
 import { answerAdmissionRequest, type AdmissionRequestBackend } from './admission-requests.ts'
 import { clientWireLimits, errorResponse, type ClientErrorCode, type ClientRequest, type ClientRequestBody, type ClientRequestOf, type ClientResponse } from './client-wire.ts'
 import type { LocalJobState } from './job-runner.ts'
-import { jobDetail, listJobs, listNodes, outputNode } from './job-views.ts'
+import { CommittedAssignmentWatch } from './assignment-watch.ts'
+import { jobDetail, listJobs, listNodes, outputNode, parentJobId, recordsOf } from './job-views.ts'
+import { planOnDocument } from './live-plan.ts'
 import type { NodeLiveness } from './node-liveness.ts'
 import { newJobId, submissionFromSpec } from './submission.ts'
 import { maxArchiveScan } from './store.ts'
@@ -19,9 +24,17 @@ export type SubmitOutcome = { ok: true; jobId: JobId } | { ok: false; code: 'ref
 export interface ClientBackend {
   readonly nodeId: NodeId
   nowMs(): number
-  status(): { role: Role; term: Term; leaderId: NodeId | null; readyLeader: boolean }
+  status(): { role: Role; term: Term; leaderId: NodeId | null; readyLeader: boolean; voters: NodeId[] }
   document(): Document
   submit(job: JobSubmission): Promise<SubmitOutcome>
+  cancel(jobId: JobId): Promise<SubmitOutcome>
+  migrate(jobId: JobId, to: NodeId | null): Promise<SubmitOutcome>
+  /** The leader's explain record of the latest remembered auction round that held the job (undefined elsewhere). */
+  explain(jobId: JobId): JobExplanation | undefined
+  /** On the leader, the highest of its term's decisions a majority acknowledged; null elsewhere. */
+  leaderCommittedSeq(): number | null
+  onCoreEvent(listener: (event: PeerEvent) => void): () => void
+  counters(): Record<string, unknown>
   archivedJob(jobId: JobId): Promise<ArchivedJob | undefined>
   archivedJobs(limit: number): Promise<ArchivedJob[]>
   liveness: NodeLiveness
@@ -39,9 +52,15 @@ export interface ClientServiceLimits {
   followStartWaitMs: number
   /** How often such a wait looks again. */
   waitPollMs: number
+  /** `assignments` streams open at once (each scans the document whenever the core commits). */
+  maxAssignmentWatches: number
+  /** A non-leader's `assignments` stream looks at the document this often (it hears no commit events). */
+  assignmentScanIntervalMs: number
+  /** Archived replica records of one job looked up for `job ID` (a job leaves the document for the archive). */
+  maxArchivedReplicasRead: number
 }
 
-export const defaultClientServiceLimits: ClientServiceLimits = { followStartWaitMs: 60_000, waitPollMs: 100 }
+export const defaultClientServiceLimits: ClientServiceLimits = { followStartWaitMs: 60_000, waitPollMs: 100, maxAssignmentWatches: 16, assignmentScanIntervalMs: 100, maxArchivedReplicasRead: 1_000 }
 
 /** A refusal with the code the client sees; thrown inside handlers, framed by the protocol. */
 export class ClientFailure extends Error {
@@ -58,6 +77,7 @@ export class ClientFailure extends Error {
 export class ClientService {
   readonly #backend: ClientBackend
   readonly #limits: ClientServiceLimits
+  #assignmentWatches = 0
 
   constructor(backend: ClientBackend, limits: Partial<ClientServiceLimits> = {}) {
     this.#backend = backend
@@ -91,6 +111,24 @@ export class ClientService {
         case 'mesh':
           yield await answerAdmissionRequest(request, this.#backend.admission)
           return
+        case 'cancel':
+          yield await this.#acknowledged(request.jobId, this.#backend.cancel(asJobId(request.jobId)), { jobId: request.jobId })
+          return
+        case 'migrate':
+          yield await this.#acknowledged(request.jobId, this.#backend.migrate(asJobId(request.jobId), request.to === null ? null : asNodeId(request.to)), { jobId: request.jobId, to: request.to })
+          return
+        case 'explain':
+          yield* this.#explain(request, signal)
+          return
+        case 'plan':
+          yield this.#plan(request)
+          return
+        case 'status':
+          yield this.#status()
+          return
+        case 'assignments':
+          yield* this.#assignments(signal)
+          return
       }
     } catch (error) {
       if (error instanceof ClientFailure) yield errorResponse(error.code, error.message, error.jobId)
@@ -115,10 +153,151 @@ export class ClientService {
 
   async #job(request: ClientRequestOf<'job'>): Promise<ClientResponse> {
     const jobId = asJobId(request.jobId)
-    const local = this.#backend.localJob(jobId)
-    const detail = jobDetail(this.#backend.document(), jobId, await this.#backend.archivedJob(jobId), local === undefined ? undefined : { node: this.#backend.nodeId, state: local })
+    const document = this.#backend.document()
+    const records = recordsOf(document, jobId)
+    // The replicas this node runs: the first one found is shown as `local`.
+    const candidates = records.length > 0 ? records.map(({ id }) => id) : [jobId]
+    let local
+    for (const id of candidates) {
+      const state = this.#backend.localJob(id)
+      if (state !== undefined) {
+        local = { node: this.#backend.nodeId, replica: id, state }
+        break
+      }
+    }
+    const detail = jobDetail(document, jobId, await this.#archivedRecords(jobId, records.length), local)
     if (detail === undefined) throw new ClientFailure('not-found', `no job ${jobId} (not in the cluster document, nor in this node's archive)`, jobId)
     return { type: 'result', value: detail }
+  }
+
+  /** What the archive holds of a job: its record, or its replicas' records `<id>#0`, `<id>#1`, ... */
+  async #archivedRecords(jobId: JobId, inDocument: number): Promise<ArchivedJob[]> {
+    const whole = await this.#backend.archivedJob(jobId)
+    if (whole !== undefined) return [whole]
+    const found: ArchivedJob[] = []
+    // Replicas leave the document one by one; read on past those still in it.
+    for (let replica = 0; replica < this.#limits.maxArchivedReplicasRead; replica++) {
+      const archived = await this.#backend.archivedJob(asJobId(`${jobId}#${replica}`))
+      if (archived === undefined) {
+        if (replica >= inDocument) break
+        continue
+      }
+      found.push(archived)
+    }
+    return found
+  }
+
+  /** cancel and migrate: answered once the core says the request is durable on a majority of voters. */
+  async #acknowledged(jobId: string, outcome: Promise<SubmitOutcome>, value: Record<string, unknown>): Promise<ClientResponse> {
+    const answer = await outcome
+    if (!answer.ok) throw new ClientFailure(answer.code, answer.reason, jobId)
+    return { type: 'result', value }
+  }
+
+  #status(): ClientResponse {
+    const status = this.#backend.status()
+    const document = this.#backend.document()
+    let jobRecords = 0
+    forEachJob(document, () => jobRecords++)
+    const heads = getHeads(document)
+    return {
+      type: 'result',
+      value: {
+        nodeId: this.#backend.nodeId,
+        role: status.role,
+        term: status.term,
+        leaderId: status.leaderId,
+        readyLeader: status.readyLeader,
+        voters: status.voters,
+        documentHeads: heads.slice(0, clientWireLimits.maxStatusHeads),
+        jobRecords,
+        counters: this.#backend.counters(),
+      },
+    }
+  }
+
+  // ---- explain and plan
+
+  async *#explain(request: ClientRequestOf<'explain'>, signal: AbortSignal): AsyncGenerator<ClientResponse> {
+    // Auctions are held per submitted job: a replica's id names its job's record.
+    const jobId = asJobId(parentJobId(request.jobId))
+    const status = this.#backend.status()
+    if (status.role !== 'leader') {
+      if (request.forwarded === true) throw new ClientFailure('unavailable', `${this.#backend.nodeId} is not the leader (it follows ${status.leaderId ?? 'no leader'}); ask again`, jobId)
+      if (status.leaderId === null) throw new ClientFailure('unavailable', `no leader is known to ${this.#backend.nodeId} in term ${status.term}: only the leader remembers its auction rounds`, jobId)
+      const leaderId = status.leaderId
+      try {
+        yield* this.#backend.forward(leaderId, { kind: 'explain', jobId }, signal)
+      } catch (error) {
+        if (signal.aborted) throw error
+        throw new ClientFailure('unavailable', `the leader ${leaderId} did not answer: ${(error as Error).message}`, jobId)
+      }
+      return
+    }
+    const record = this.#backend.explain(jobId)
+    if (record === undefined) {
+      const known = replicaRecords(this.#backend.document(), jobId).length > 0 || (await this.#backend.archivedJob(jobId)) !== undefined
+      throw new ClientFailure(
+        'not-found',
+        known
+          ? `job ${jobId} is in none of the auction rounds the leader remembers (its last 32; a new leader remembers only its own): it was placed earlier, or waits for its next round`
+          : `no job ${jobId} (not in the cluster document, nor in this node's archive)`,
+        jobId,
+      )
+    }
+    yield { type: 'result', value: { explanation: clipExplanation(record), answeredBy: this.#backend.nodeId, term: status.term } }
+  }
+
+  #plan(request: ClientRequestOf<'plan'>): ClientResponse {
+    const parsed = parseJobSpec(request.spec, 'spec')
+    if (!parsed.ok) throw new ClientFailure('invalid-spec', parsed.errors.map((error) => `${error.path}: ${error.message}`).join('; '))
+    const nowMs = this.#backend.nowMs()
+    const self = this.#backend.nodeId
+    const liveness = this.#backend.liveness
+    const plan = planOnDocument(this.#backend.document(), parsed.spec, {
+      nowMs,
+      isAlive: (nodeId) => nodeId === self || liveness.isAlive(nodeId, nowMs),
+      describeSilence: (nodeId) => {
+        const heard = liveness.heard(nodeId)
+        return heard === undefined ? 'not heard on the capacity topic' : `silent for ${Math.round((nowMs - heard.lastHeardMs) / 1000)} s`
+      },
+    })
+    return { type: 'result', value: { explanation: clipExplanation(plan.explanation), considered: plan.considered, leftOut: plan.leftOut.slice(0, clientWireLimits.maxListedNodes) } }
+  }
+
+  // ---- the stream of committed assignments
+
+  async *#assignments(signal: AbortSignal): AsyncGenerator<ClientResponse> {
+    if (this.#assignmentWatches >= this.#limits.maxAssignmentWatches) throw new ClientFailure('busy', `${this.#limits.maxAssignmentWatches} assignment streams are open on this node already`)
+    this.#assignmentWatches++
+    const watch = new CommittedAssignmentWatch()
+    let wake: (() => void) | null = null
+    // A commit on the leader wakes the stream at once; elsewhere it looks every scan interval.
+    const unsubscribe = this.#backend.onCoreEvent((event) => {
+      if (event.kind === 'committed' || event.kind === 'leader-ready') wake?.()
+    })
+    try {
+      while (!signal.aborted) {
+        const status = this.#backend.status()
+        const committedSeq = this.#backend.leaderCommittedSeq()
+        const leader = committedSeq === null ? null : { term: status.term, committedSeq }
+        for (const assignment of watch.scan(this.#backend.document(), leader)) yield { type: 'assignment', ...assignment }
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(timer)
+            signal.removeEventListener('abort', done)
+            wake = null
+            resolve()
+          }
+          const timer = setTimeout(done, this.#limits.assignmentScanIntervalMs)
+          signal.addEventListener('abort', done)
+          wake = done
+        })
+      }
+    } finally {
+      unsubscribe()
+      this.#assignmentWatches--
+    }
   }
 
   #nodes(): ClientResponse {
@@ -162,7 +341,11 @@ export class ClientService {
     const archived = await this.#backend.archivedJob(jobId)
     const locate = () => outputNode(this.#backend.document(), jobId, archived)
     let found = locate()
-    if (found === undefined) throw new ClientFailure('not-found', `no job ${jobId} (not in the cluster document, nor in this node's archive)`, jobId)
+    if (found === undefined) {
+      const replicas = replicaRecords(this.#backend.document(), jobId)
+      if (replicas.length > 1) throw new ClientFailure('not-found', `job ${jobId} has ${replicas.length} replicas, each with its own output: ask for one of ${replicas.map(({ id }) => id).join(', ')}`, jobId)
+      throw new ClientFailure('not-found', `no job ${jobId} (not in the cluster document, nor in this node's archive)`, jobId)
+    }
     if (found.node === null && follow) {
       await this.#waitUntil(() => locate()?.node !== null, signal)
       found = locate()
@@ -210,4 +393,11 @@ async function* framesOf(chunks: AsyncIterable<LogChunk>): AsyncGenerator<Client
       offsetBytes += Buffer.byteLength(text)
     }
   }
+}
+
+/** An explain record within the wire's row limit (the rest are counted in `rowsOmitted`). */
+function clipExplanation(record: JobExplanation): JobExplanation & { rowsOmitted?: number } {
+  const max = clientWireLimits.maxExplainRows
+  if (record.rows.length <= max) return record
+  return { ...record, rows: record.rows.slice(0, max), rowsOmitted: record.rows.length - max }
 }

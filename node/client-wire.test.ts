@@ -19,6 +19,13 @@ describe('client wire: requests', () => {
       { ...envelope, kind: 'admit', peerId: '12D3KooWpeer', role: 'viewer' },
       { ...envelope, kind: 'revoke', peerId: '12D3KooWpeer' },
       { ...envelope, kind: 'mesh' },
+      { ...envelope, kind: 'cancel', jobId: 'a-1' },
+      { ...envelope, kind: 'migrate', jobId: 'a-1', to: null },
+      { ...envelope, kind: 'migrate', jobId: 'a-1', to: '12D3KooWnode' },
+      { ...envelope, kind: 'explain', jobId: 'a-1', forwarded: true },
+      { ...envelope, kind: 'plan', spec: 'name: a\ncommand: [true]\n' },
+      { ...envelope, kind: 'status' },
+      { ...envelope, kind: 'assignments' },
     ]
     for (const request of requests) expect(decodeClientRequest(encodeClientRequest(request))).toEqual({ ok: true, value: request })
   })
@@ -39,6 +46,9 @@ describe('client wire: requests', () => {
     expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'logs', jobId: 'a', follow: 'yes', stream: 'both' })))).toMatch(/follow/)
     expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'jobs', limit: clientWireLimits.maxListedJobs + 1 })))).toMatch(/limit/)
     expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'job', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/jobId/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'migrate', jobId: 'a' })))).toMatch(/migrate: to/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'cancel', jobId: '' })))).toMatch(/cancel: jobId/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'plan', spec: 'x'.repeat(clientWireLimits.maxSpecTextBytes + 1) })))).toMatch(/plan: spec/)
   })
 
   it('refuses a spec over its limit and a frame over the request limit', () => {
@@ -55,6 +65,13 @@ describe('client wire: responses', () => {
     expect(decodeClientResponse(utf8('{"type":"error","code":"teapot","message":"x"}')).ok).toBe(false)
     expect(decodeClientResult('submit', { jobId: 'a-1' })).toEqual({ ok: true, value: { jobId: 'a-1' } })
     expect(decodeClientResult('leader', { leaderId: null }).ok).toBe(false)
+    expect(decodeClientResponse(utf8('{"type":"assignment","jobId":"a#0","node":"n","term":2,"seq":3}')).ok).toBe(true)
+    expect(decodeClientResult('status', { nodeId: 'n', role: 'leader', term: 1, leaderId: 'n', readyLeader: true, voters: ['n'], documentHeads: [], jobRecords: 0, counters: {} }).ok).toBe(true)
+    // An explain record whose table is over the row limit is refused, not rendered.
+    const row = { nodeId: 'n', provider: 'p', region: 'r', azId: 'a', spot: false, awarded: 0 }
+    const explanation = { roundId: 'r', jobId: 'j', name: 'j', strategy: 'lowest_cost', intent: 'throughput', replicas: 1, demand: { cpuMillis: 1, memoryMiB: 1, diskMiB: 0, gpuCount: 0, gpuModels: [], gpuMinMemoryMiB: 0 }, eligible: 1, answered: 1, rows: [row], awards: [] }
+    expect(decodeClientResult('explain', { explanation, answeredBy: 'n', term: 1 }).ok).toBe(true)
+    expect(decodeClientResult('explain', { explanation: { ...explanation, rows: Array(clientWireLimits.maxExplainRows + 1).fill(row) }, answeredBy: 'n', term: 1 }).ok).toBe(false)
   })
 
   it('clips an error message to its limit', () => {

@@ -25,6 +25,10 @@ export const clientWireLimits = {
   maxListedJobs: 1_000,
   maxListedNodes: 10_000,
   maxIdLength: 256,
+  /** Rows of an explain or plan table sent (one per node considered; the rest are counted). */
+  maxExplainRows: 1_000,
+  /** Document heads in a status answer (concurrent changes not merged yet make several). */
+  maxStatusHeads: 1_024,
 } as const
 
 // ---- Requests
@@ -54,6 +58,18 @@ const requestSchemas = {
   nodes: z.strictObject({ ...envelope, kind: z.literal('nodes') }),
   leader: z.strictObject({ ...envelope, kind: z.literal('leader') }),
   ...admissionRequestSchemas(envelope),
+  /** Cancel every replica of a job; answered once the cancel is durable on a majority of voters. */
+  cancel: z.strictObject({ ...envelope, kind: z.literal('cancel'), jobId: id }),
+  /** Move a job's running replicas (to `to`, or anywhere else); answered once durable, like cancel. */
+  migrate: z.strictObject({ ...envelope, kind: z.literal('migrate'), jobId: id, to: id.nullable() }),
+  /** How the leader's latest auction round that held the job decided it (a non-leader asks the leader). */
+  explain: z.strictObject({ ...envelope, kind: z.literal('explain'), jobId: id }),
+  /** A dry run of one auction for a spec against the mesh as this node's document accounts it; places nothing. */
+  plan: z.strictObject({ ...envelope, kind: z.literal('plan'), spec: z.string().min(1).max(clientWireLimits.maxSpecTextBytes) }),
+  /** This node's role, term and document heads (read-only; tests compare heads to prove nothing changed). */
+  status: z.strictObject({ ...envelope, kind: z.literal('status') }),
+  /** Streams committed assignments as this node learns them: those already committed first, then new ones. */
+  assignments: z.strictObject({ ...envelope, kind: z.literal('assignments') }),
 } as const
 
 export type ClientRequestKind = keyof typeof requestSchemas
@@ -70,6 +86,18 @@ const resources = z.object({ cpuMillis: z.number(), memoryMiB: z.number() })
 
 export const jobStates = ['pending', 'placed', 'assigned', 'unplaceable', 'finished', 'failed', 'cancelled'] as const
 
+/** One replica record of a job (a job of one replica has one, named by the job id itself). */
+export const replicaSummarySchema = z.object({
+  id: z.string(),
+  state: z.enum(jobStates),
+  node: z.string().nullable(),
+  exitCode: z.number().nullable(),
+})
+
+/**
+ * A submitted job. A job of n replicas is shown grouped: `replicas` lists its n records and
+ * `state` is the least advanced of theirs (a failed or cancelled replica marks the whole job).
+ */
 export const jobSummarySchema = z.object({
   id: z.string(),
   name: z.string(),
@@ -81,17 +109,19 @@ export const jobSummarySchema = z.object({
   exitCode: z.number().nullable(),
   /** Read from the daemon's archive (the document keeps active jobs only). */
   archived: z.boolean(),
+  replicas: z.array(replicaSummarySchema),
 })
 
 export const jobDetailSchema = jobSummarySchema.extend({
   command: z.string(),
   demand: resources.nullable(),
   origin: z.string().nullable(),
-  assignments: z.array(z.object({ term: z.number(), seq: z.number(), node: z.string(), committed: z.boolean() })),
-  runs: z.array(z.object({ node: z.string(), state: z.string(), term: z.number(), seq: z.number(), exitCode: z.number(), atMs: z.number() })),
-  unplaceable: z.array(z.object({ term: z.number(), reason: z.string() })),
+  /** Per replica record (`replica`: its id), so a job of several replicas lists every copy's history. */
+  assignments: z.array(z.object({ replica: z.string(), term: z.number(), seq: z.number(), node: z.string(), committed: z.boolean() })),
+  runs: z.array(z.object({ replica: z.string(), node: z.string(), state: z.string(), term: z.number(), seq: z.number(), exitCode: z.number(), atMs: z.number() })),
+  unplaceable: z.array(z.object({ replica: z.string(), term: z.number(), reason: z.string() })),
   /** What the answering daemon's own runtime knows of the job, when it ran it here. */
-  local: z.object({ node: z.string(), state: z.string(), pid: z.number().nullable(), exitCode: z.number().nullable(), reason: z.string().nullable() }).nullable(),
+  local: z.object({ node: z.string(), replica: z.string().optional(), state: z.string(), pid: z.number().nullable(), exitCode: z.number().nullable(), reason: z.string().nullable() }).nullable(),
 })
 
 export const nodeViewSchema = z.object({
@@ -120,10 +150,64 @@ export const leaderViewSchema = z.object({
   readyLeader: z.boolean(),
 })
 
+/** An explain record (placement's JobExplanation) as it travels; the CLI renders it with renderExplanation. */
+const tagged = z.looseObject({ kind: z.string() })
+export const explanationSchema = z.object({
+  roundId: z.string(),
+  jobId: z.string(),
+  name: z.string(),
+  strategy: z.string(),
+  intent: z.string(),
+  replicas: z.number(),
+  demand: z.object({ cpuMillis: z.number(), memoryMiB: z.number(), diskMiB: z.number(), gpuCount: z.number(), gpuModels: z.array(z.string()), gpuMinMemoryMiB: z.number() }),
+  maxPricePerHour: z.number().optional(),
+  eligible: z.number(),
+  answered: z.number(),
+  rows: z
+    .array(
+      z.object({
+        nodeId: z.string(),
+        provider: z.string(),
+        region: z.string(),
+        azId: z.string(),
+        spot: z.boolean(),
+        askPerHour: z.number().optional(),
+        transferPerHour: z.number().optional(),
+        costPerHour: z.number().optional(),
+        score: z.number().optional(),
+        excluded: tagged.optional(),
+        awarded: z.number(),
+      }),
+    )
+    .max(clientWireLimits.maxExplainRows),
+  /** Rows left out to keep the answer within maxExplainRows. */
+  rowsOmitted: z.number().optional(),
+  awards: z.array(z.object({ jobId: z.string(), replica: z.number(), nodeId: z.string(), pricePerHour: z.number(), askPerHour: z.number(), costPerHour: z.number(), score: z.number(), classId: z.number() })),
+  pending: z.object({ jobId: z.string(), replicas: z.array(z.number()), reason: tagged }).optional(),
+})
+
+export const statusViewSchema = z.object({
+  nodeId: z.string(),
+  role: z.string(),
+  term: z.number(),
+  leaderId: z.string().nullable(),
+  readyLeader: z.boolean(),
+  voters: z.array(z.string()),
+  /** The cluster document's heads on this node: equal heads, equal documents. */
+  documentHeads: z.array(z.string()).max(clientWireLimits.maxStatusHeads),
+  /** Job records in the document (replicas count one each). */
+  jobRecords: z.number(),
+  /** What the daemon refused or dropped, by layer (transport, gossip, client protocol, core). */
+  counters: z.record(z.string(), z.unknown()),
+})
+
+export type ReplicaSummary = z.infer<typeof replicaSummarySchema>
 export type JobSummary = z.infer<typeof jobSummarySchema>
 export type JobDetail = z.infer<typeof jobDetailSchema>
 export type NodeView = z.infer<typeof nodeViewSchema>
 export type LeaderView = z.infer<typeof leaderViewSchema>
+export type ExplanationView = z.infer<typeof explanationSchema>
+export type StatusView = z.infer<typeof statusViewSchema>
 
 export const resultSchemas = {
   submit: z.object({ jobId: z.string() }),
@@ -133,6 +217,14 @@ export const resultSchemas = {
   nodes: z.object({ nodes: z.array(nodeViewSchema).max(clientWireLimits.maxListedNodes) }),
   leader: leaderViewSchema,
   ...admissionResultSchemas,
+  cancel: z.object({ jobId: z.string() }),
+  migrate: z.object({ jobId: z.string(), to: z.string().nullable() }),
+  /** `answeredBy`: the leader whose rounds these are, in `term`. */
+  explain: z.object({ explanation: explanationSchema, answeredBy: z.string(), term: z.number() }),
+  /** `considered`: nodes whose offers went into the dry run; `leftOut`: registered nodes that did not, and why. */
+  plan: z.object({ explanation: explanationSchema, considered: z.number(), leftOut: z.array(z.object({ nodeId: z.string(), reason: z.string() })).max(clientWireLimits.maxListedNodes) }),
+  status: statusViewSchema,
+  assignments: z.object({}),
 } as const satisfies Record<ClientRequestKind, z.ZodType>
 
 export type ClientResult<K extends ClientRequestKind> = z.infer<(typeof resultSchemas)[K]>
@@ -156,6 +248,8 @@ const responseSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('result'), value: z.unknown() }),
   z.object({ type: z.literal('error'), code: z.enum(clientErrorCodes), message: z.string().max(clientWireLimits.maxErrorMessageChars), jobId: z.string().optional() }),
   z.object({ type: z.literal('log'), stream: z.enum(['stdout', 'stderr']), offsetBytes: z.number().int().nonnegative(), text: z.string() }),
+  /** One committed assignment (an `assignments` stream): replica record `jobId` runs on `node`, decided in `term` as decision `seq`. */
+  z.object({ type: z.literal('assignment'), jobId: z.string(), node: z.string(), term: z.number(), seq: z.number() }),
   /** Sent while a follow waits for output, so idle streams are not closed for inactivity. */
   z.object({ type: z.literal('keepalive') }),
   /** The end of a logs answer (the job ended, or everything asked for was sent). */

@@ -13,6 +13,12 @@ import { decodePeerMessage, encodePeerMessage, maxPeerFrameBytes } from './wire.
 
 export const consensusProtocol = '/fabric/consensus/1.0.0'
 
+/**
+ * Bytes an inbound stream may buffer while a frame arrives: a whole frame of maxPeerFrameBytes plus
+ * the start of the next. (libp2p's default, 4 MiB, reset the stream on any frame past it.)
+ */
+export const inboundBufferBytes = 2 * maxPeerFrameBytes
+
 /** Refused inbound messages are all counted, but logged at most once per peer per interval. */
 export const refusalLogIntervalMs = 1_000
 const maxRefusalLogPeers = 1_024
@@ -189,7 +195,7 @@ export class ConsensusTransport {
       return
     }
     this.#inbound.add(stream)
-    const reader = lpStream(stream, { maxDataLength: maxPeerFrameBytes })
+    const reader = lpStream(stream, { maxDataLength: maxPeerFrameBytes, maxBufferSize: inboundBufferBytes })
     try {
       for (;;) {
         const frame = (await reader.read()).subarray()

@@ -10,6 +10,7 @@ import {
   isCommitted,
   jobRecord,
   readText,
+  replicaRecords,
   runStateOf,
   type ArchivedJob,
   type Document,
@@ -18,7 +19,7 @@ import {
   type NodeId,
 } from '../consensus/index.ts'
 import { nodePricePerHour, type NodeOffer } from '../placement/index.ts'
-import type { JobDetail, JobSummary, NodeView } from './client-wire.ts'
+import type { JobDetail, JobSummary, NodeView, ReplicaSummary } from './client-wire.ts'
 import type { LocalJobState } from './job-runner.ts'
 import type { NodeLiveness } from './node-liveness.ts'
 
@@ -49,57 +50,132 @@ function offerOf(text: string): { provider: string; region: string; azId: string
   }
 }
 
-export function summarizeJob(document: Document, jobId: JobId, job: JobRecord): JobSummary {
-  const base = { id: jobId, name: readText(job.name), submittedAtMs: job.submittedAtMs, archived: false }
+/** Job ids may not contain '#': consensus names replica records `<jobId>#<r>` (its replicaSeparator). */
+const replicaSeparator = '#'
+
+/** The submitted job a replica record (or archived record) belongs to. */
+export function parentJobId(recordId: string): string {
+  const at = recordId.indexOf(replicaSeparator)
+  return at < 0 ? recordId : recordId.slice(0, at)
+}
+
+type ReplicaState = JobSummary['state']
+
+/** One replica record as the client sees it: state, node, exit. */
+export function summarizeRecord(document: Document, jobId: JobId, job: JobRecord): ReplicaSummary & { finishedAtMs: number | null } {
   const final = finalRun(job)
-  if (final !== null) return { ...base, state: final.state, node: final.node, finishedAtMs: final.atMs, exitCode: final.exitCode }
+  if (final !== null) return { id: jobId, state: final.state, node: final.node, exitCode: final.exitCode, finishedAtMs: final.atMs }
   const assignment = effectiveAssignment(job)
-  if (assignment !== null) {
-    return { ...base, state: isCommitted(document, assignment) ? 'assigned' : 'placed', node: assignment.node, finishedAtMs: null, exitCode: null }
+  if (assignment !== null) return { id: jobId, state: isCommitted(document, assignment) ? 'assigned' : 'placed', node: assignment.node, exitCode: null, finishedAtMs: null }
+  return { id: jobId, state: Object.keys(job.unplaceable).length > 0 ? 'unplaceable' : 'pending', node: null, exitCode: null, finishedAtMs: null }
+}
+
+function summarizeArchivedRecord(job: ArchivedJob): ReplicaSummary & { finishedAtMs: number | null } {
+  return { id: job.id, state: job.state, node: job.node, exitCode: job.exitCode, finishedAtMs: job.finishedAtMs }
+}
+
+/** Least advanced first: a job is as far along as its slowest replica. */
+const progress: Record<ReplicaState, number> = { unplaceable: 0, pending: 1, placed: 2, assigned: 3, finished: 4, failed: 4, cancelled: 4 }
+
+/** A job's summary from its replica records (one for a job of one replica). */
+function groupSummary(id: string, name: string, submittedAtMs: number, archived: boolean, records: readonly (ReplicaSummary & { finishedAtMs: number | null })[]): JobSummary {
+  const replicas = [...records].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  const states = new Set(replicas.map((replica) => replica.state))
+  // One cancelled or failed replica marks the job; otherwise the slowest replica says where it is.
+  const state: ReplicaState = states.has('cancelled') ? 'cancelled' : states.has('failed') ? 'failed' : replicas.reduce<ReplicaState>((slowest, replica) => (progress[replica.state] < progress[slowest] ? replica.state : slowest), 'finished')
+  const nodes = new Set(replicas.map((replica) => replica.node))
+  const ended = replicas.every((replica) => replica.finishedAtMs !== null)
+  return {
+    id,
+    name,
+    state,
+    node: nodes.size === 1 ? [...nodes][0]! : null,
+    submittedAtMs,
+    finishedAtMs: ended ? Math.max(...replicas.map((replica) => replica.finishedAtMs!)) : null,
+    exitCode: ended ? (replicas.find((replica) => replica.exitCode !== 0)?.exitCode ?? 0) : null,
+    archived,
+    replicas: replicas.map(({ id: replicaId, state: replicaState, node, exitCode }) => ({ id: replicaId, state: replicaState, node, exitCode })),
   }
-  const state = Object.keys(job.unplaceable).length > 0 ? 'unplaceable' : 'pending'
-  return { ...base, state, node: null, finishedAtMs: null, exitCode: null }
+}
+
+export function summarizeJob(document: Document, jobId: JobId, job: JobRecord): JobSummary {
+  return groupSummary(jobId, readText(job.name), job.submittedAtMs, false, [summarizeRecord(document, jobId, job)])
 }
 
 export function summarizeArchived(job: ArchivedJob): JobSummary {
-  return { id: job.id, name: job.name, state: job.state, node: job.node, submittedAtMs: job.submittedAtMs, finishedAtMs: job.finishedAtMs, exitCode: job.exitCode, archived: true }
+  return groupSummary(job.id, job.name, job.submittedAtMs, true, [summarizeArchivedRecord(job)])
 }
 
-/** Active jobs from the document and finished ones from the archive, newest first, at most `limit`. */
+/**
+ * Active jobs from the document and finished ones from the archive, newest first, at most
+ * `limit`; the replicas of one job are grouped into one entry (its `replicas` lists them).
+ */
 export function listJobs(document: Document, archived: readonly ArchivedJob[], limit: number): { jobs: JobSummary[]; truncated: boolean } {
-  const byId = new Map<string, JobSummary>()
-  for (const job of archived) byId.set(job.id, summarizeArchived(job))
-  // The document's view wins: it is newer than the archive for a job still in it.
-  forEachJob(document, (jobId, job) => byId.set(jobId, summarizeJob(document, jobId, job)))
-  const jobs = [...byId.values()].sort((a, b) => b.submittedAtMs - a.submittedAtMs || (a.id < b.id ? -1 : 1))
+  interface Group { name: string; submittedAtMs: number; fromDocument: boolean; records: Map<string, ReplicaSummary & { finishedAtMs: number | null }> }
+  const groups = new Map<string, Group>()
+  const groupOf = (id: string, name: string, submittedAtMs: number): Group => {
+    let group = groups.get(id)
+    if (group === undefined) groups.set(id, (group = { name, submittedAtMs, fromDocument: false, records: new Map() }))
+    return group
+  }
+  for (const job of archived) groupOf(parentJobId(job.id), job.name, job.submittedAtMs).records.set(job.id, summarizeArchivedRecord(job))
+  // The document's view wins: it is newer than the archive for a record still in it.
+  forEachJob(document, (jobId, job) => {
+    const group = groupOf(readText(job.job) || parentJobId(jobId), readText(job.name), job.submittedAtMs)
+    group.fromDocument = true
+    group.records.set(jobId, summarizeRecord(document, jobId, job))
+  })
+  const jobs = [...groups].map(([id, group]) => groupSummary(id, group.name, group.submittedAtMs, !group.fromDocument, [...group.records.values()]))
+  jobs.sort((a, b) => b.submittedAtMs - a.submittedAtMs || (a.id < b.id ? -1 : 1))
   return { jobs: jobs.slice(0, limit), truncated: jobs.length > limit }
 }
 
-export function jobDetail(document: Document, jobId: JobId, archived: ArchivedJob | undefined, local: { node: NodeId; state: LocalJobState } | undefined): JobDetail | undefined {
-  const job = jobRecord(document, jobId)
-  const localView = local === undefined ? null : { node: local.node, state: local.state.state, pid: local.state.pid, exitCode: local.state.exitCode, reason: local.state.reason }
-  if (job === undefined) {
-    if (archived === undefined) return undefined
-    return { ...summarizeArchived(archived), command: '', demand: null, origin: null, assignments: [], runs: [], unplaceable: [], local: localView }
+/** The replica records of `jobId` in the document: every replica of a job, or the one record a replica id names. */
+export function recordsOf(document: Document, jobId: JobId): { id: JobId; job: JobRecord }[] {
+  const records = replicaRecords(document, jobId)
+  if (records.length > 0) return records
+  const single = jobRecord(document, jobId)
+  return single === undefined ? [] : [{ id: jobId, job: single }]
+}
+
+/**
+ * One job in detail: every replica record in the document (a job of n replicas lists n histories,
+ * each entry naming its replica), else what the archive holds of it.
+ */
+export function jobDetail(document: Document, jobId: JobId, archived: readonly ArchivedJob[], local: { node: NodeId; replica: JobId; state: LocalJobState } | undefined): JobDetail | undefined {
+  const records = recordsOf(document, jobId)
+  const localView = local === undefined ? null : { node: local.node, replica: local.replica, state: local.state.state, pid: local.state.pid, exitCode: local.state.exitCode, reason: local.state.reason }
+  if (records.length === 0) {
+    const first = archived[0]
+    if (first === undefined) return undefined
+    const summary = groupSummary(jobId, first.name, first.submittedAtMs, true, archived.map(summarizeArchivedRecord))
+    return { ...summary, command: '', demand: null, origin: null, assignments: [], runs: [], unplaceable: [], local: localView }
   }
-  const assignments = Object.keys(job.assignments)
-    .map((term) => {
-      const record = job.assignments[term]!
-      return { term: Number(term), seq: record.seq, node: readText(record.node), committed: isCommitted(document, { term: Number(term), seq: record.seq }) }
-    })
-    .sort((a, b) => a.term - b.term)
-  const runs = Object.keys(job.runs)
-    .map((node) => {
-      const run = job.runs[node]!
-      return { node, state: runStateOf(run), term: run.term, seq: run.seq, exitCode: run.exitCode, atMs: run.atMs }
-    })
+  const first = records[0]!.job
+  const replicaIds = new Set<string>(records.map(({ id }) => id))
+  const summaries = [...records.map(({ id, job }) => summarizeRecord(document, id, job)), ...archived.filter((job) => !replicaIds.has(job.id)).map(summarizeArchivedRecord)]
+  const assignments = records
+    .flatMap(({ id, job }) =>
+      Object.keys(job.assignments).map((term) => {
+        const record = job.assignments[term]!
+        return { replica: id as string, term: Number(term), seq: record.seq, node: readText(record.node), committed: isCommitted(document, { term: Number(term), seq: record.seq }) }
+      }),
+    )
+    .sort((a, b) => a.term - b.term || (a.replica < b.replica ? -1 : 1))
+  const runs = records
+    .flatMap(({ id, job }) =>
+      Object.keys(job.runs).map((node) => {
+        const run = job.runs[node]!
+        return { replica: id as string, node, state: runStateOf(run), term: run.term, seq: run.seq, exitCode: run.exitCode, atMs: run.atMs }
+      }),
+    )
     .sort((a, b) => a.atMs - b.atMs)
-  const unplaceable = Object.keys(job.unplaceable).map((term) => ({ term: Number(term), reason: readText(job.unplaceable[term]) }))
+  const unplaceable = records.flatMap(({ id, job }) => Object.keys(job.unplaceable).map((term) => ({ replica: id as string, term: Number(term), reason: readText(job.unplaceable[term]) })))
   return {
-    ...summarizeJob(document, jobId, job),
-    command: commandOf(job),
-    demand: { cpuMillis: job.cpuMillis, memoryMiB: job.memoryMiB },
-    origin: readText(job.origin),
+    ...groupSummary(jobId, readText(first.name), first.submittedAtMs, false, summaries),
+    command: commandOf(first),
+    demand: { cpuMillis: first.cpuMillis, memoryMiB: first.memoryMiB },
+    origin: readText(first.origin),
     assignments,
     runs,
     unplaceable,

@@ -25,6 +25,7 @@ import {
   type NodeId,
   type PeerConfig,
   type PeerEffect,
+  type PeerEvent,
   type PeerInput,
   type RandomSource,
   type AdmissionRole,
@@ -136,6 +137,8 @@ export class Shuttle {
   #admission: Admission | null = null
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
   readonly #submitWaiters = new Map<string, { jobId: JobId; timer: NodeJS.Timeout; resolve: (outcome: SubmitOutcome) => void }>()
+  /** Called with every event the core reports (client watches, benchmarks); see onCoreEvent. */
+  readonly #eventListeners = new Set<(event: PeerEvent) => void>()
   #addressesWritten = false
   #state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new'
   readonly #inbox: PendingInput[] = []
@@ -311,16 +314,37 @@ export class Shuttle {
    * (`submission-durable`) or refuses it (`submission-refused`), or after submitAckTimeoutMs.
    */
   submit(job: JobSubmission): Promise<SubmitOutcome> {
+    return this.#acknowledged(job.id, `job ${job.id}`, (nowMs, requestId) => ({ kind: 'submit', nowMs, requestId, job }))
+  }
+
+  /** Cancels every replica of a job; acknowledged like a submission (durable on a majority of voters). */
+  cancel(jobId: JobId): Promise<SubmitOutcome> {
+    return this.#acknowledged(jobId, `the cancel of job ${jobId}`, (nowMs, requestId) => ({ kind: 'cancel', nowMs, requestId, jobId }))
+  }
+
+  /** Asks for a job's running replicas to move (to `to`, or anywhere else); acknowledged like a submission. */
+  migrate(jobId: JobId, to: NodeId | null): Promise<SubmitOutcome> {
+    return this.#acknowledged(jobId, `the migration of job ${jobId}`, (nowMs, requestId) => ({ kind: 'migrate', nowMs, requestId, jobId, to }))
+  }
+
+  /** Listens to every event the core reports until the returned function is called. */
+  onCoreEvent(listener: (event: PeerEvent) => void): () => void {
+    this.#eventListeners.add(listener)
+    return () => this.#eventListeners.delete(listener)
+  }
+
+  /** A request the core acknowledges like a submission: answered by its `submission-durable` or `submission-refused`. */
+  #acknowledged(jobId: JobId, what: string, input: (nowMs: number, requestId: string) => PeerInput): Promise<SubmitOutcome> {
     if (this.#state !== 'running') return Promise.resolve({ ok: false, code: 'unavailable', reason: 'the daemon is not running' })
     if (this.#submitWaiters.size >= maxWaitingSubmissions) return Promise.resolve({ ok: false, code: 'busy', reason: `${maxWaitingSubmissions} submissions are waiting for the core already` })
     const requestId = randomUUID()
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#submitWaiters.delete(requestId)
-        resolve({ ok: false, code: 'not-acknowledged', jobId: job.id, reason: `job ${job.id} was not durable on a majority of voters within ${submitAckTimeoutMs} ms; this node keeps offering it (check with \`fabric job ${job.id}\`)` })
+        resolve({ ok: false, code: 'not-acknowledged', jobId, reason: `${what} was not durable on a majority of voters within ${submitAckTimeoutMs} ms; this node keeps offering it (check with \`fabric job ${jobId}\`)` })
       }, submitAckTimeoutMs)
-      this.#submitWaiters.set(requestId, { jobId: job.id, timer, resolve })
-      if (!this.#enqueue((nowMs) => ({ kind: 'submit', nowMs, requestId, job }))) this.#answerSubmission(requestId, { ok: false, code: 'busy', reason: 'the daemon\'s inbox is full; try again' })
+      this.#submitWaiters.set(requestId, { jobId, timer, resolve })
+      if (!this.#enqueue((nowMs) => input(nowMs, requestId))) this.#answerSubmission(requestId, { ok: false, code: 'busy', reason: 'the daemon\'s inbox is full; try again' })
     })
   }
 
@@ -369,6 +393,12 @@ export class Shuttle {
       status: () => this.status(),
       document: () => peer().document,
       submit: (job) => this.submit(job),
+      cancel: (jobId) => this.cancel(jobId),
+      migrate: (jobId, to) => this.migrate(jobId, to),
+      explain: (jobId) => peer().explain(jobId),
+      leaderCommittedSeq: () => (peer().role === 'leader' ? peer().committedSeq : null),
+      onCoreEvent: (listener) => this.onCoreEvent(listener),
+      counters: () => this.counters(),
       archivedJob: (jobId) => store.archivedJob(jobId),
       archivedJobs: (limit) => store.archivedJobs(limit),
       liveness: this.#liveness,
@@ -514,6 +544,13 @@ export class Shuttle {
           else this.#logger.info(event.kind, event)
           if (event.kind === 'submission-durable') this.#answerSubmission(event.requestId, { ok: true, jobId: event.jobId })
           else if (event.kind === 'submission-refused') this.#answerSubmission(event.requestId, { ok: false, code: 'refused', reason: event.reason })
+          for (const listener of this.#eventListeners) {
+            try {
+              listener(event)
+            } catch (error) {
+              this.#logger.error('event-listener-failed', { error })
+            }
+          }
           break
         }
       }

@@ -93,6 +93,16 @@ describe('peer message wire form', () => {
     expect(decodePeerMessage(bytesOf({ kind: 'barrier-reply', term: 1, heads: ['not-a-head'] }))).toMatchObject({ ok: false, reason: expect.stringContaining('heads') })
     const badBase64 = { kind: 'sync', term: 1, data: '!!!!', ack: { term: 1, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 1, seq: 1 }, leaderHint: null }
     expect(decodePeerMessage(bytesOf(badBase64))).toMatchObject({ ok: false, reason: expect.stringContaining('base64') })
+    for (const data of ['QR==', 'QUJ=', 'QUJD=', 'QU JD', 'QUJD\n']) expect(decodePeerMessage(bytesOf({ ...badBase64, data })), data).toMatchObject({ ok: false, reason: expect.stringContaining('base64') })
+    expect(decodePeerMessage(bytesOf({ ...badBase64, data: 'QQ==' })).ok).toBe(true)
+  })
+
+  it('decodes a sync of several MiB (a regex check once overflowed the stack there)', () => {
+    const data = new Uint8Array(5 * 1024 * 1024).map((_, index) => index % 251)
+    const message: PeerMessage = { kind: 'sync', term, data, ack: { term, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 1, seq: 1 }, leaderHint: null }
+    const decoded = decodePeerMessage(encodePeerMessage(message))
+    if (!decoded.ok || decoded.value.kind !== 'sync') throw new Error(`refused: ${decoded.ok ? decoded.value.kind : decoded.reason}`)
+    expect(Buffer.compare(decoded.value.data!, data)).toBe(0)
   })
 
   it('refuses unknown kinds, non-objects, inherited kinds and invalid UTF-8', () => {

@@ -44,7 +44,30 @@ const term = counter
 const nodeId = z.string().min(1).max(maxNodeIdLength)
 /** Automerge change hashes: 32 bytes of SHA-256 in hex. */
 const heads = z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(maxHeads)
-const base64 = z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'not canonical base64')
+/** Alphabet, padding and length checked in one linear pass (a regex over a sync of several MiB overflowed V8's stack). */
+function isCanonicalBase64(text: string): boolean {
+  if (text.length % 4 !== 0) return false
+  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0
+  for (let index = 0; index < text.length - padding; index++) {
+    const code = text.charCodeAt(index)
+    const letterOrDigit = (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || (code >= 48 && code <= 57)
+    if (!letterOrDigit && code !== 43 && code !== 47) return false
+  }
+  // Canonical: the unused bits before the padding are zero, so the text is the one encoding of its bytes.
+  if (padding === 0) return true
+  const last = text.length - padding - 1
+  const value = base64Value(text.charCodeAt(last))
+  return padding === 2 ? (value & 0b1111) === 0 : (value & 0b11) === 0
+}
+
+function base64Value(code: number): number {
+  if (code >= 65 && code <= 90) return code - 65
+  if (code >= 97 && code <= 122) return code - 71
+  if (code >= 48 && code <= 57) return code + 4
+  return code === 43 ? 62 : 63
+}
+
+const base64 = z.string().refine(isCanonicalBase64, 'not canonical base64')
 
 const name = z.string().max(maxNameLength)
 const amount = z.number().finite().nonnegative()

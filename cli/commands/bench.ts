@@ -4,6 +4,7 @@ import { registerBenchPlacement } from './bench-placement.ts'
 import { registerBenchSim } from './bench-sim.ts'
 import { registerBenchSnapshots } from './bench-snapshots.ts'
 import { registerBenchMigrate } from './bench-migrate.ts'
+import { registerBenchMesh } from './bench-mesh.ts'
 
 export function registerBench(program: Command): void {
   const bench = program
@@ -13,4 +14,5 @@ export function registerBench(program: Command): void {
   registerBenchPlacement(bench)
   registerBenchSnapshots(bench)
   registerBenchMigrate(bench)
+  registerBenchMesh(bench)
 }

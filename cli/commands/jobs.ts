@@ -1,5 +1,7 @@
 // `fabric jobs` and `fabric job ID`: the jobs a daemon knows (active ones from the cluster document,
 // finished ones from its archive), and one job in detail: record, assignments, runs, where it runs.
+// A job of several replicas is one entry: its state is its slowest replica's, and `job ID` lists
+// every replica (`ID#0`, `ID#1`, ...), which `job ID#r` shows alone.
 import type { Command } from 'commander'
 import { clientCall, type JobDetail, type JobSummary } from '../../node/index.ts'
 import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
@@ -18,7 +20,7 @@ export function registerJobs(program: Command): void {
     const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'jobs', limit }, { signal }))
     if (flags.json === true) return console.log(JSON.stringify(result, null, 2))
     const now = Date.now()
-    console.log(renderTable(['ID', 'NAME', 'STATE', 'NODE', 'SUBMITTED', 'EXIT'], result.jobs.map((job) => summaryRow(job, now))))
+    console.log(renderTable(['ID', 'NAME', 'STATE', 'REPLICAS', 'NODE', 'SUBMITTED', 'EXIT'], result.jobs.map((job) => summaryRow(job, now))))
     if (result.truncated) console.log(`(more than ${limit}; raise --limit)`)
   })
 
@@ -35,7 +37,21 @@ export function registerJobs(program: Command): void {
 }
 
 function summaryRow(job: JobSummary, nowMs: number): string[] {
-  return [job.id, job.name, job.state, shortId(job.node), ago(job.submittedAtMs, nowMs), job.exitCode === null ? '-' : String(job.exitCode)]
+  return [job.id, job.name, job.state, replicaCounts(job), nodesOf(job), ago(job.submittedAtMs, nowMs), job.exitCode === null ? '-' : String(job.exitCode)]
+}
+
+/** "1", or for several replicas how many are in each state: "3 (2 assigned, 1 pending)". */
+function replicaCounts(job: JobSummary): string {
+  if (job.replicas.length <= 1) return String(Math.max(1, job.replicas.length))
+  const counts = new Map<string, number>()
+  for (const replica of job.replicas) counts.set(replica.state, (counts.get(replica.state) ?? 0) + 1)
+  return `${job.replicas.length} (${[...counts].map(([state, count]) => `${count} ${state}`).join(', ')})`
+}
+
+function nodesOf(job: JobSummary): string {
+  if (job.node !== null) return shortId(job.node)
+  const nodes = [...new Set(job.replicas.flatMap((replica) => (replica.node === null ? [] : [replica.node])))]
+  return nodes.length === 0 ? '-' : nodes.map(shortId).join(',')
 }
 
 function describeJob(job: JobDetail, nowMs: number): string {
@@ -43,24 +59,31 @@ function describeJob(job: JobDetail, nowMs: number): string {
     `job        ${job.id}`,
     `name       ${job.name}`,
     `state      ${job.state}${job.archived ? ' (from the archive)' : ''}`,
-    `node       ${job.node ?? '-'}`,
+    `node       ${job.node ?? (job.replicas.some((replica) => replica.node !== null) ? '(several, see replicas)' : '-')}`,
     `submitted  ${new Date(job.submittedAtMs).toISOString()} (${ago(job.submittedAtMs, nowMs)})${job.origin === null ? '' : ` through ${job.origin}`}`,
   ]
   if (job.finishedAtMs !== null) lines.push(`finished   ${new Date(job.finishedAtMs).toISOString()}, exit code ${job.exitCode ?? '-'}`)
   if (job.command !== '') lines.push(`command    ${job.command}`)
   if (job.demand !== null) lines.push(`demand     ${job.demand.cpuMillis}m CPU, ${job.demand.memoryMiB} MiB`)
+  const several = job.replicas.length > 1
+  // With several replicas each line names its replica record.
+  const which = (replica: string): string => (several ? `${replica}: ` : '')
+  if (several) {
+    lines.push(`replicas   ${job.replicas.length}`)
+    for (const replica of job.replicas) lines.push(`  ${replica.id}: ${replica.state}${replica.node === null ? '' : ` on ${replica.node}`}${replica.exitCode === null ? '' : `, exit ${replica.exitCode}`}`)
+  }
   if (job.assignments.length > 0) {
     lines.push('assignments')
-    for (const assignment of job.assignments) lines.push(`  term ${assignment.term} seq ${assignment.seq} -> ${assignment.node}${assignment.committed ? ' (committed)' : ' (not committed yet)'}`)
+    for (const assignment of job.assignments) lines.push(`  ${which(assignment.replica)}term ${assignment.term} seq ${assignment.seq} -> ${assignment.node}${assignment.committed ? ' (committed)' : ' (not committed yet)'}`)
   }
   if (job.runs.length > 0) {
     lines.push('runs')
-    for (const run of job.runs) lines.push(`  ${run.node}: ${run.state}, exit ${run.exitCode}, term ${run.term} seq ${run.seq}, ${new Date(run.atMs).toISOString()}`)
+    for (const run of job.runs) lines.push(`  ${which(run.replica)}${run.node}: ${run.state}, exit ${run.exitCode}, term ${run.term} seq ${run.seq}, ${new Date(run.atMs).toISOString()}`)
   }
-  for (const refusal of job.unplaceable) lines.push(`unplaceable in term ${refusal.term}: ${refusal.reason}`)
+  for (const refusal of job.unplaceable) lines.push(`unplaceable ${which(refusal.replica)}in term ${refusal.term}: ${refusal.reason}`)
   if (job.local !== null) {
     const local = job.local
-    lines.push(`here       ${local.state}${local.pid === null ? '' : `, pid ${local.pid}`}${local.exitCode === null ? '' : `, exit ${local.exitCode}`}${local.reason === null ? '' : ` (${local.reason})`}`)
+    lines.push(`here       ${several && local.replica !== undefined ? `${local.replica}: ` : ''}${local.state}${local.pid === null ? '' : `, pid ${local.pid}`}${local.exitCode === null ? '' : `, exit ${local.exitCode}`}${local.reason === null ? '' : ` (${local.reason})`}`)
   }
   return lines.join('\n')
 }

@@ -1,12 +1,19 @@
-// `fabric plan SPEC`: a dry run of one auction for a job spec against a fleet file. Prints the
-// explain table (every node considered, who was excluded and why, scores) and the choice with
-// the price paid, without placing anything (like `nomad job plan`).
+// `fabric plan SPEC`: a dry run of one auction for a job spec, placing nothing (like `nomad job
+// plan`). By default on the live mesh: the asked daemon builds offers from its cluster document's
+// registered nodes (free resources as the document accounts them, nodes it hears on the capacity
+// topic). With --fleet FILE, against a fleet file instead (simulated offers, no daemon needed).
+// Either way it prints the explain table: every node considered, who was excluded and why, scores,
+// the choice and the price paid.
 import { readFileSync } from 'node:fs'
 import type { Command } from 'commander'
-import { asJobId, explainJob, parseFleet, parseJobSpec, placeBatch, renderExplanation } from '../../placement/index.ts'
+import { clientCall, clientWireLimits } from '../../node/index.ts'
+import { asJobId, explainJob, parseFleet, parseJobSpec, placeBatch, renderExplanation, type JobSpec } from '../../placement/index.ts'
+import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { renderExplanationView } from '../explanation.ts'
+import { shortId } from '../table.ts'
 import { UserError } from '../user-error.ts'
 
-const defaultFleetPath = new URL('../../examples/fleet.yaml', import.meta.url)
+const bundledFleetPath = new URL('../../examples/fleet.yaml', import.meta.url)
 
 function readText(path: string | URL, what: string): string {
   try {
@@ -16,32 +23,43 @@ function readText(path: string | URL, what: string): string {
   }
 }
 
+interface PlanFlags extends ConnectFlags {
+  fleet?: string
+  json?: boolean
+}
+
 export function registerPlan(program: Command): void {
-  program
-    .command('plan')
-    .description('Dry-run the placement auction for a job spec against a fleet and explain the choice (places nothing)')
-    .argument('<spec>', 'job spec file (YAML or JSON)')
-    .option('--fleet <file>', 'fleet description (YAML)', 'examples/fleet.yaml')
-    .option('--json', 'print the explain record as JSON')
-    .action((specPath: string, options: { fleet: string; json?: boolean }) => {
-      const parsedSpec = parseJobSpec(readText(specPath, 'job spec'), specPath)
-      if (!parsedSpec.ok) {
-        throw new UserError(
-          `invalid job spec ${specPath}:\n${parsedSpec.errors.map((error) => `  ${error.path}: ${error.message}`).join('\n')}`,
-          'fix the fields above; nothing was placed',
-        )
-      }
-      const fleetPath = options.fleet === 'examples/fleet.yaml' ? defaultFleetPath : options.fleet
-      const fleet = parseFleet(readText(fleetPath, 'fleet'), String(fleetPath))
-      if (!fleet.ok) {
-        throw new UserError(`invalid fleet ${String(fleetPath)}:\n${fleet.errors.map((error) => `  ${error.path}: ${error.message}`).join('\n')}`)
-      }
-      const jobId = asJobId(`plan-${parsedSpec.spec.name}`)
-      const result = placeBatch([{ jobId, spec: parsedSpec.spec }], fleet.offers, { nowMs: 0, roundIdPrefix: 'plan' })
-      const round = result.rounds[0]
-      const record = round ? explainJob(round, jobId) : undefined
-      if (!record) throw new Error('assertion: the plan round did not consider the job')
-      if (options.json) console.log(JSON.stringify(record, null, 2))
-      else console.log(renderExplanation(record))
-    })
+  addConnectOptions(
+    program
+      .command('plan')
+      .description('Dry-run the placement auction for a job spec and explain the choice (places nothing): on the live mesh, or with --fleet against a fleet file')
+      .argument('<spec>', 'job spec file (YAML or JSON)')
+      .option('--fleet <file>', 'plan against this fleet file instead of the live mesh (examples/fleet.yaml is bundled)')
+      .option('--json', 'print the explain record as JSON'),
+  ).action(async (specPath: string, flags: PlanFlags) => {
+    const specText = readText(specPath, 'job spec')
+    const parsedSpec = parseJobSpec(specText, specPath)
+    if (!parsedSpec.ok) {
+      throw new UserError(`invalid job spec ${specPath}:\n${parsedSpec.errors.map((error) => `  ${error.path}: ${error.message}`).join('\n')}`, 'fix the fields above; nothing was placed')
+    }
+    if (flags.fleet !== undefined) return planOnFleet(parsedSpec.spec, flags.fleet, flags.json === true)
+    if (Buffer.byteLength(specText) > clientWireLimits.maxSpecTextBytes) throw new UserError(`${specPath} is larger than ${clientWireLimits.maxSpecTextBytes} bytes`)
+    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'plan', spec: specText }, { signal }))
+    if (flags.json === true) return console.log(JSON.stringify(result, null, 2))
+    console.log(renderExplanationView(result.explanation))
+    const leftOut = result.leftOut.map((entry) => `${shortId(entry.nodeId)} (${entry.reason})`)
+    console.log(`(dry run on the live mesh: ${result.considered} node(s) offered${leftOut.length > 0 ? `; left out: ${leftOut.join(', ')}` : ''}; nothing was placed)`)
+  })
+}
+
+function planOnFleet(spec: JobSpec, fleetFlag: string, json: boolean): void {
+  const fleetPath = fleetFlag === 'examples/fleet.yaml' ? bundledFleetPath : fleetFlag
+  const fleet = parseFleet(readText(fleetPath, 'fleet'), String(fleetPath))
+  if (!fleet.ok) throw new UserError(`invalid fleet ${String(fleetPath)}:\n${fleet.errors.map((error) => `  ${error.path}: ${error.message}`).join('\n')}`)
+  const jobId = asJobId(`plan-${spec.name}`)
+  const result = placeBatch([{ jobId, spec }], fleet.offers, { nowMs: 0, roundIdPrefix: 'plan' })
+  const round = result.rounds[0]
+  const record = round ? explainJob(round, jobId) : undefined
+  if (!record) throw new Error('assertion: the plan round did not consider the job')
+  console.log(json ? JSON.stringify(record, null, 2) : renderExplanation(record))
 }

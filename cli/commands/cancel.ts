@@ -1,0 +1,18 @@
+// `fabric cancel ID`: cancels every replica of a job, on any node. Printed once the cancel is durable
+// on a majority of voters; the nodes running the job then stop it (its whole process tree).
+import type { Command } from 'commander'
+import { clientCall } from '../../node/index.ts'
+import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+
+export function registerCancel(program: Command): void {
+  addConnectOptions(
+    program
+      .command('cancel')
+      .description('Cancel a job (every replica); prints once the cancel is durable on a majority of voters')
+      .argument('<id>', 'job id (a job of several replicas is cancelled whole)')
+      .option('--json', 'print {"jobId": ...}'),
+  ).action(async (jobId: string, flags: ConnectFlags & { json?: boolean }) => {
+    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'cancel', jobId }, { signal }))
+    console.log(flags.json === true ? JSON.stringify(result) : `cancelled ${result.jobId} (durable on a majority of voters; its runners stop it)`)
+  })
+}
