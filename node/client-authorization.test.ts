@@ -19,10 +19,10 @@ describe('the role table', () => {
   const allowed = (role: AdmissionRole | undefined): string[] => kinds.filter((kind) => authorize({ kind, client }, role).ok).sort()
 
   it('viewers and nodes read, submitters also submit, admins do everything', () => {
-    const reads = ['job', 'jobs', 'leader', 'logs', 'mesh', 'nodes']
+    const reads = ['assignments', 'explain', 'job', 'jobs', 'leader', 'logs', 'mesh', 'nodes', 'plan', 'status']
     expect(allowed('viewer')).toEqual(reads)
     expect(allowed('node')).toEqual(reads)
-    expect(allowed('submitter')).toEqual([...reads, 'submit'].sort())
+    expect(allowed('submitter')).toEqual([...reads, 'cancel', 'migrate', 'submit'].sort())
     expect(allowed('admin')).toEqual([...kinds].sort())
   })
 
