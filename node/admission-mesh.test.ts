@@ -22,6 +22,7 @@ import { createInvite } from './invite-token.ts'
 import { JoinRefusedError, joinMesh } from './join-client.ts'
 import { signClientRequest } from './request-signature.ts'
 import { Daemon, agreedLeader, runCli } from './testing/daemon-process.ts'
+import { poll } from './testing/poll.ts'
 
 const readyTimeoutMs = 15_000
 const electionTimeoutMs = 15_000
@@ -41,21 +42,6 @@ afterAll(async () => {
   for (const dir of directories) await rm(dir, { recursive: true, force: true })
 })
 
-async function poll<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: T | undefined
-  let lastError: unknown
-  for (;;) {
-    try {
-      last = await read()
-      if (done(last)) return last
-    } catch (error) {
-      lastError = error
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)} ${lastError === undefined ? '' : String(lastError)}`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
 
 const temporary = async (prefix: string): Promise<string> => {
   const dir = await mkdtemp(join(tmpdir(), prefix))

@@ -17,6 +17,7 @@ import { createClientHost } from './client-host.ts'
 import type { JobDetail } from './client-wire.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { Daemon, agreedLeader } from './testing/daemon-process.ts'
+import { poll } from './testing/poll.ts'
 
 const criu = await probeCriu()
 const required = process.env.FABRIC_REQUIRE_RUNTIMES === '1'
@@ -31,20 +32,6 @@ afterAll(async () => {
   for (const dir of directories) await rm(dir, { recursive: true, force: true })
 })
 
-async function poll<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: T | undefined
-  for (;;) {
-    try {
-      last = await read()
-      if (done(last)) return last
-    } catch {
-      // Not there yet (a daemon restarting, a file not written).
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)}\n${Daemon.describe(started)}`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
 
 const numbers = (text: string): number[] => text.split('\n').filter((line) => /^\d+$/.test(line)).map(Number)
 

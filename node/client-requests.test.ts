@@ -16,6 +16,7 @@ import type { JobDetail } from './client-wire.ts'
 import type { Daemon } from './daemon-process.ts'
 import { LocalMesh } from './local-mesh.ts'
 import { runCli } from './testing/daemon-process.ts'
+import { poll } from './testing/poll.ts'
 
 const electionTimeoutMs = 30_000
 const placedTimeoutMs = 30_000
@@ -30,21 +31,6 @@ afterAll(async () => {
   for (const dir of directories) await rm(dir, { recursive: true, force: true })
 })
 
-async function poll<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: T | undefined
-  let lastError: unknown
-  for (;;) {
-    try {
-      last = await read()
-      if (done(last)) return last
-    } catch (error) {
-      lastError = error
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)} ${lastError === undefined ? '' : String(lastError)}`)
-    await new Promise((resolve) => setTimeout(resolve, 150))
-  }
-}
 
 describe('job control and placement requests on a mesh of three Shuttle processes', () => {
   it('plans on the live mesh, lists replicas, explains through a follower, refuses and acknowledges migrate, cancels', async () => {

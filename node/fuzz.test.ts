@@ -27,6 +27,7 @@ import { Daemon } from './daemon-process.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { clientRequests, consensusFrames, gossipMessages, gossipRpcFrames, oversizedConsensusFrame, type Identities } from './testing/fuzz-corpus.ts'
 import { decodePeerMessage, maxPeerFrameBytes } from './wire.ts'
+import { poll } from './testing/poll.ts'
 
 const fuzzSeed = Number(process.env.FABRIC_FUZZ_SEED ?? 20_261_124)
 const counts = { consensusFrames: 4_000, clientRequests: 2_000, gossipMessages: 2_000 }
@@ -53,16 +54,6 @@ afterAll(async () => {
 
 const seedNote = `(fuzz seed ${fuzzSeed}: FABRIC_FUZZ_SEED=${fuzzSeed} replays it)`
 
-async function poll<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: T | undefined
-  for (;;) {
-    last = await read().catch(() => last)
-    if (last !== undefined && done(last)) return last
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)} ${seedNote}`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
 
 interface Counters {
   peerDroppedMessages: number

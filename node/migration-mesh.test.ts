@@ -15,6 +15,7 @@ import { createClientHost } from './client-host.ts'
 import type { JobDetail } from './client-wire.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { Daemon, agreedLeader } from './testing/daemon-process.ts'
+import { poll } from './testing/poll.ts'
 
 const criu = await probeCriu()
 const socket = dockerSocketPath()
@@ -51,20 +52,6 @@ afterAll(async () => {
   for (const dir of directories) await rm(dir, { recursive: true, force: true })
 })
 
-async function poll<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: T | undefined
-  for (;;) {
-    try {
-      last = await read()
-      if (done(last)) return last
-    } catch {
-      // Not there yet.
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)}\n${Daemon.describe(started)}`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
 
 const numbers = (text: string): number[] => text.split('\n').filter((line) => /^\d+$/.test(line)).map(Number)
 const counter = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done'
