@@ -1,9 +1,13 @@
 // Protocol fuzzing of a real daemon (a separate process on loopback, the leader of a one-voter mesh
 // running a job) from a separate libp2p host: thousands of malformed, truncated, oversized and forged
-// frames on /fabric/consensus/1.0.0, requests on /fabric/client/1.0.0 and gossipsub RPCs on the
-// capacity topic. Afterwards the daemon still runs and leads in the same term, its cluster document
-// has the same heads, every refusal was counted where it belongs (transport, client protocol, topic
-// validator), no forged gossip reached the core, and it still places a new job.
+// frames on /fabric/consensus/1.0.0, requests on /fabric/client/1.0.0, /fabric/join/1.0.0,
+// /fabric/snapshots/1.0.0 and /fabric/snapshot-replicate/1.0.0, and gossipsub RPCs on the capacity
+// topic. The mesh is closed (an admin key) so that invites are checked at all; the fuzzer is admitted
+// as a node, so that every node-only protocol serves it, and a stranger with no role tries the same
+// doors. Afterwards the daemon still runs and leads in the same term, its cluster document has the
+// same heads, every refusal was counted where it belongs (transport, client protocol, topic validator,
+// join protocol, snapshot server, replication), no forged gossip reached the core, nobody was
+// admitted, nothing was served or fetched, and it still places a new job.
 // The generator is seeded: FABRIC_FUZZ_SEED=N replays a run (the seed is in every failure message).
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -25,12 +29,22 @@ import { clientProtocol, clientWireLimits, decodeClientRequest, decodeClientResp
 import { consensusProtocol } from './consensus-transport.ts'
 import { Daemon } from './daemon-process.ts'
 import { loadOrCreateIdentity } from './identity.ts'
-import { clientRequests, consensusFrames, gossipMessages, gossipRpcFrames, oversizedConsensusFrame, type Identities } from './testing/fuzz-corpus.ts'
+import { verifyInvite } from './invite-token.ts'
+import { decodeJoinAnswer, decodeJoinRequest, joinProtocol, joinWireLimits } from './join-wire.ts'
+import { maxReplicateMessageBytes, snapshotReplicateProtocol } from './snapshot-keeper.ts'
+import {
+  clientRequests, consensusFrames, forgedInvites, gossipMessages, gossipRpcFrames, joinRequests, oversizedConsensusFrame, oversizedSnapshotRequest, replicateRequests, snapshotRequests,
+  type Identities,
+} from './testing/fuzz-corpus.ts'
+import { decodeSnapshotRequest, decodeSnapshotResponseFrame, maxChunkFrameBytes, snapshotProtocol } from '../snapshots/index.ts'
 import { decodePeerMessage, maxPeerFrameBytes } from './wire.ts'
 import { poll } from './testing/poll.ts'
 
 const fuzzSeed = Number(process.env.FABRIC_FUZZ_SEED ?? 20_261_124)
-const counts = { consensusFrames: 4_000, clientRequests: 2_000, gossipMessages: 2_000 }
+const counts = { consensusFrames: 4_000, clientRequests: 2_000, gossipMessages: 2_000, invites: 200, joinRequests: 400, snapshotRequests: 1_000, replicateRequests: 150 }
+/** The join protocol serves two streams per connection at once; the replicate protocol four. */
+const joinConcurrency = 2
+const replicateConcurrency = 2
 /** Client requests in flight at once (under the daemon's maxConcurrentRequests, so none is refused as busy). */
 const clientConcurrency = 8
 /** The whole fuzzing phase must end within this (the issue's bound is about a minute). */
@@ -42,11 +56,13 @@ const gossipsubProtocol = '/meshsub/1.1.0'
 let daemon: Daemon | null = null
 let fuzzer: Libp2p | null = null
 let client: Libp2p | null = null
+let stranger: Libp2p | null = null
 const directories: string[] = []
 
 afterAll(async () => {
   await fuzzer?.stop()
   await client?.stop()
+  await stranger?.stop()
   if (daemon?.alive === true) daemon.kill('SIGKILL')
   await daemon?.exited()
   for (const dir of directories) await rm(dir, { recursive: true, force: true })
@@ -60,6 +76,11 @@ interface Counters {
   transport: { framesReceived: number; inboundRefused: number }
   capacity: { delivered: number; refused: number; stale: number }
   client: { requests: number; refused: number; failed: number }
+  admission: { join: { admitted: number; refused: Record<string, number> } }
+  snapshots: {
+    server: { requests: number; manifestsServed: number; chunksServed: number; notFound: number; refused: number; streamsRefused: number }
+    replicate: { requests: number; refused: number; replicated: number }
+  }
 }
 const countersOf = (status: StatusView): Counters => status.counters as unknown as Counters
 
@@ -69,14 +90,24 @@ describe('protocol fuzzing of a Shuttle process', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'fabric-fuzz-'))
     directories.push(dataDir)
     const daemonId = (await loadOrCreateIdentity(dataDir)).nodeId
-    daemon = new Daemon('target', ['--data', dataDir, '--voters', daemonId, '--cpu-millis', '2000', '--memory-mib', '2048', '--no-sync-writes', '--log-level', 'error'])
+    const seededKey = () => generateKeyPairFromSeed('Ed25519', Uint8Array.from({ length: 32 }, () => random.int(0, 256)))
+    const fuzzerKey = await seededKey()
+    const victimKey = await seededKey()
+    const adminKey = await seededKey()
+    const strangerKey = await seededKey()
+    const adminId = peerIdFromPrivateKey(adminKey).toString()
+    daemon = new Daemon('target', ['--data', dataDir, '--voters', daemonId, '--admin', adminId, '--cpu-millis', '2000', '--memory-mib', '2048', '--no-sync-writes', '--log-level', 'error'])
     const target = daemon
     await Daemon.waitFor([target], () => target.status?.role === 'leader' && target.status.readyLeader, readyTimeoutMs, 'the daemon to lead its one-voter mesh')
     const address = multiaddr(target.address)
 
-    client = await createClientHost()
+    client = await createClientHost({ privateKey: adminKey })
     const host = client
     const status = (): Promise<StatusView> => clientCall(host, address, { kind: 'status' })
+    // The fuzzer is a node (consensus, gossip, snapshots and replication serve it as in an open mesh); the stranger has no role.
+    const fuzzerId = peerIdFromPrivateKey(fuzzerKey).toString()
+    await clientCall(host, address, { kind: 'admit', peerId: fuzzerId, role: 'node' })
+    const { meshId } = await clientCall(host, address, { kind: 'mesh' })
     // A running job: the document holds an assignment and a run in flight while it is attacked.
     const { jobId } = await clientCall(host, address, { kind: 'submit', spec: JSON.stringify({ name: 'steady', command: ['sleep', '600'], resources: { cpu: '100m', memory: '16Mi' } }) })
     await poll(() => clientCall(host, address, { kind: 'job', jobId }), (detail) => detail.local?.state === 'running' && detail.state === 'assigned', settleTimeoutMs, 'the job to run')
@@ -90,11 +121,9 @@ describe('protocol fuzzing of a Shuttle process', () => {
     }, (stable) => stable, settleTimeoutMs, 'the document to be idle')
     const countersBefore = countersOf(before)
 
-    const fuzzerKey = await generateKeyPairFromSeed('Ed25519', Uint8Array.from({ length: 32 }, () => random.int(0, 256)))
-    const victimKey = await generateKeyPairFromSeed('Ed25519', Uint8Array.from({ length: 32 }, () => random.int(0, 256)))
     fuzzer = await createLibp2p({ privateKey: fuzzerKey, addresses: { listen: [] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
     const attacker = fuzzer
-    const ids: Identities = { daemon: daemonId, fuzzer: attacker.peerId.toString(), victim: peerIdFromPrivateKey(victimKey).toString() }
+    const ids: Identities = { daemon: daemonId, fuzzer: fuzzerId, victim: peerIdFromPrivateKey(victimKey).toString() }
     const fuzzStarted = performance.now()
 
     // 1. /fabric/consensus/1.0.0: every frame on one stream (framing intact), then one past maxPeerFrameBytes.
@@ -154,19 +183,133 @@ describe('protocol fuzzing of a Shuttle process', () => {
     const gossip = lpStream(await attacker.dialProtocol(address, gossipsubProtocol), { maxDataLength: 8 * 1024 * 1024 })
     for (const rpc of rpcs) await gossip.write(rpc)
 
+    // 4. /fabric/join/1.0.0, one frame per stream: invites forged, altered after signing, expired, for
+    // another mesh or bound to another peer, and malformed and oversized frames. Each is answered with
+    // the refusal the daemon's own checks give (invite-token.ts, join-wire.ts); nobody is admitted.
+    const tokens = await forgedInvites(random.fork('invites'), ids, { adminKey, forgerKey: victimKey, meshId, nowMs: Date.now() }, counts.invites)
+    const joins = joinRequests(random.fork('join'), tokens, counts.joinRequests)
+    const joinRefusals: Record<string, number> = {}
+    const joinVerdicts: string[] = []
+    const presentJoin = async (from: Libp2p, bytes: Uint8Array): Promise<void> => {
+      const decoded = decodeJoinRequest(bytes)
+      const verified = decoded.ok ? await verifyInvite(decoded.value.token, { adminId, meshId, peerId: from.peerId.toString(), nowMs: Date.now() }) : null
+      if (verified?.ok === true) return void joinVerdicts.push(`the corpus drew an invite that admits: ${decoded.ok ? decoded.value.token : ''}`)
+      const expected = verified === null ? 'bad-request' : verified.code
+      joinRefusals[expected] = (joinRefusals[expected] ?? 0) + 1
+      const stream = await from.dialProtocol(address, joinProtocol)
+      const framed = lpStream(stream, { maxDataLength: joinWireLimits.maxAnswerBytes })
+      void framed.write(bytes, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+      let verdict: string
+      try {
+        const answer = decodeJoinAnswer((await framed.read({ signal: AbortSignal.timeout(15_000) })).subarray())
+        verdict = !answer.ok ? `unreadable answer: ${answer.reason}` : answer.value.ok ? `admitted as ${answer.value.role}` : answer.value.code
+      } catch (error) {
+        verdict = bytes.length > joinWireLimits.maxRequestBytes ? 'bad-request' : `no answer: ${(error as Error).message}`
+      }
+      stream.abort(new Error('done'))
+      if (verdict !== expected) joinVerdicts.push(`${expected} expected, got ${verdict}: ${Buffer.from(bytes.subarray(0, 120)).toString('utf8')}`)
+    }
+    let nextJoin = 0
+    await Promise.all(Array.from({ length: joinConcurrency }, async () => {
+      while (nextJoin < joins.length) await presentJoin(attacker, joins[nextJoin++]!)
+    }))
+
+    // A joiner that opens a stream and never sends: refused when the request read times out (meanwhile, 5 and 6).
+    const silentJoin = (async () => {
+      const stream = lpStream(await attacker.dialProtocol(address, joinProtocol), { maxDataLength: joinWireLimits.maxAnswerBytes })
+      joinRefusals['bad-request'] = (joinRefusals['bad-request'] ?? 0) + 1
+      return decodeJoinAnswer((await stream.read({ signal: AbortSignal.timeout(20_000) })).subarray())
+    })()
+
+    // 5. /fabric/snapshots/1.0.0, every request on one stream, answered in order: a malformed one with
+    // a refused frame, a well-formed one with not-found (the daemon holds no snapshot); then one
+    // frame past maxRequestBytes, which costs its stream.
+    const snapshotFrames = snapshotRequests(random.fork('snapshots'), counts.snapshotRequests)
+    const expectedSnapshotAnswers = snapshotFrames.flatMap((bytes): string[] => {
+      const decoded = decodeSnapshotRequest(bytes)
+      return !decoded.ok ? ['refused'] : decoded.value.kind === 'manifest' ? ['not-found'] : decoded.value.hashes.map(() => 'not-found')
+    })
+    const snapshotRefused = expectedSnapshotAnswers.filter((kind) => kind === 'refused').length
+    const snapshots = lpStream(await attacker.dialProtocol(address, snapshotProtocol), { maxDataLength: maxChunkFrameBytes })
+    const snapshotAnswers: string[] = []
+    await Promise.all([
+      (async () => { for (const frame of snapshotFrames) await snapshots.write(frame) })(),
+      (async () => {
+        while (snapshotAnswers.length < expectedSnapshotAnswers.length) {
+          const decoded = decodeSnapshotResponseFrame((await snapshots.read({ signal: AbortSignal.timeout(15_000) })).subarray())
+          snapshotAnswers.push(decoded.ok ? decoded.value.kind : `unreadable: ${decoded.reason}`)
+        }
+      })(),
+    ])
+    const firstWrongAnswer = snapshotAnswers.findIndex((kind, index) => kind !== expectedSnapshotAnswers[index])
+    expect(firstWrongAnswer, `snapshot answer ${firstWrongAnswer}: ${snapshotAnswers[firstWrongAnswer]} instead of ${expectedSnapshotAnswers[firstWrongAnswer]} ${seedNote}`).toBe(-1)
+    const oversizedSnapshot = lpStream(await attacker.dialProtocol(address, snapshotProtocol), { maxDataLength: maxChunkFrameBytes })
+    await oversizedSnapshot.write(oversizedSnapshotRequest(), { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+
+    // 6. /fabric/snapshot-replicate/1.0.0, one request per stream: malformed, oversized, wrong CIDs, a
+    // source other than the asker, or a snapshot to fetch from the fuzzer (which serves none). Every
+    // one is refused and nothing is fetched.
+    const replicates = replicateRequests(random.fork('replicate'), ids, counts.replicateRequests)
+    const replicateVerdicts: string[] = []
+    const replicate = async (from: Libp2p, bytes: Uint8Array): Promise<string> => {
+      const stream = await from.dialProtocol(address, snapshotReplicateProtocol)
+      const framed = lpStream(stream, { maxDataLength: maxReplicateMessageBytes })
+      void framed.write(bytes, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+      try {
+        const reply = JSON.parse(new TextDecoder().decode((await framed.read({ signal: AbortSignal.timeout(15_000) })).subarray())) as { ok: boolean; reason?: string }
+        if (reply.ok !== false) replicateVerdicts.push(`accepted: ${Buffer.from(bytes.subarray(0, 120)).toString('utf8')}`)
+        return reply.reason ?? ''
+      } catch (error) {
+        // The oversized frame costs its stream; anything else must be answered.
+        if (bytes.length <= maxReplicateMessageBytes) replicateVerdicts.push(`no answer (${(error as Error).message}): ${Buffer.from(bytes.subarray(0, 120)).toString('utf8')}`)
+        return 'no answer'
+      } finally {
+        stream.abort(new Error('done'))
+      }
+    }
+    let nextReplicate = 0
+    await Promise.all(Array.from({ length: replicateConcurrency }, async () => {
+      while (nextReplicate < replicates.length) await replicate(attacker, replicates[nextReplicate++]!)
+    }))
+
+    // 7. A stranger with no role, let in only to join: its invites are refused like the fuzzer's, the
+    // snapshot server drops its stream, replication refuses it, and streams it opens and drops at once
+    // (or never writes to) leave the daemon as it was.
+    stranger = await createLibp2p({ privateKey: strangerKey, addresses: { listen: [] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+    const outsider = stranger
+    for (const bytes of joins.slice(0, 4)) await presentJoin(outsider, bytes)
+    const refusedStream = lpStream(await outsider.dialProtocol(address, snapshotProtocol), { maxDataLength: maxChunkFrameBytes })
+    await refusedStream.write(snapshotFrames[1]!).catch(() => {})
+    await expect(refusedStream.read({ signal: AbortSignal.timeout(15_000) }), `the snapshot server serves a stranger ${seedNote}`).rejects.not.toHaveProperty('name', 'TimeoutError')
+    expect(await replicate(outsider, replicates.at(-1)!), seedNote).toMatch(/only mesh nodes/)
+    for (let round = 0; round < 4; round++) {
+      for (const protocol of [snapshotReplicateProtocol, snapshotProtocol, joinProtocol]) (await outsider.dialProtocol(address, protocol)).abort(new Error('gone'))
+    }
+    expect(await silentJoin, seedNote).toMatchObject({ ok: true, value: { ok: false, code: 'bad-request' } })
+    expect(joinVerdicts, seedNote).toEqual([])
+    expect(replicateVerdicts, seedNote).toEqual([])
+
     // Everything sent has been read: the daemon counted every consensus frame.
     const after = await poll(
       status,
       (answer) => {
         const counters = countersOf(answer)
-        return counters.transport.framesReceived - countersBefore.transport.framesReceived >= frames.length && counters.capacity.refused - countersBefore.capacity.refused >= toValidator
+        return (
+          counters.transport.framesReceived - countersBefore.transport.framesReceived >= frames.length &&
+          counters.capacity.refused - countersBefore.capacity.refused >= toValidator &&
+          counters.snapshots.server.refused - countersBefore.snapshots.server.refused >= snapshotRefused + 1
+        )
       },
       settleTimeoutMs,
       'the daemon to have read every frame',
     )
     await gossip.write(new Uint8Array(5 * 1024 * 1024), { signal: AbortSignal.timeout(10_000) }).catch(() => {})
     const fuzzMs = performance.now() - fuzzStarted
-    console.log(`fuzzed in ${(fuzzMs / 1000).toFixed(1)} s: ${frames.length + 1} consensus frames (${expectedRefused + 1} malformed), ${requests.length + 2} client requests, ${messages.length} gossip messages in ${rpcs.length + 1} RPCs ${seedNote}`)
+    console.log(
+      `fuzzed in ${(fuzzMs / 1000).toFixed(1)} s: ${frames.length + 1} consensus frames (${expectedRefused + 1} malformed), ${requests.length + 2} client requests, ` +
+        `${messages.length} gossip messages in ${rpcs.length + 1} RPCs, ${joins.length + 5} join requests ${JSON.stringify(joinRefusals)}, ${snapshotFrames.length + 2} snapshot requests ` +
+        `(${snapshotRefused + 1} malformed), ${replicates.length + 1} replication requests ${seedNote}`,
+    )
     expect(fuzzMs).toBeLessThan(fuzzBudgetMs)
 
     // The daemon lives, still leads in the same term, and its document did not change.
@@ -183,6 +326,33 @@ describe('protocol fuzzing of a Shuttle process', () => {
     // No forged or malformed gossip reached the core; the validator refused each one the fuzzer signed as itself.
     expect(counters.capacity.delivered - countersBefore.capacity.delivered, seedNote).toBe(0)
     expect(counters.capacity.refused - countersBefore.capacity.refused, seedNote).toBe(toValidator)
+    // Nobody was admitted: every join was refused with the code the invite deserved.
+    const joinCounters = (counters: Counters) => counters.admission.join
+    expect(joinCounters(counters).admitted - joinCounters(countersBefore).admitted, seedNote).toBe(0)
+    const refusedNow = Object.fromEntries(Object.entries(joinCounters(counters).refused).map(([code, count]) => [code, count - (joinCounters(countersBefore).refused[code] ?? 0)]).filter(([, count]) => count !== 0))
+    // A join stream the stranger dropped at once is refused as bad-request when it reached the handler.
+    expect((refusedNow['bad-request'] ?? 0) - (joinRefusals['bad-request'] ?? 0), seedNote).toBeLessThanOrEqual(4)
+    expect({ ...refusedNow, 'bad-request': joinRefusals['bad-request'] }, seedNote).toEqual(joinRefusals)
+    expect(refusedNow['bad-request'], seedNote).toBeGreaterThanOrEqual(joinRefusals['bad-request']!)
+    // The snapshot server answered every request from the store (holding nothing), refused the
+    // malformed and the oversized, and dropped the stranger's stream.
+    const server = counters.snapshots.server
+    const serverBefore = countersBefore.snapshots.server
+    expect({
+      requests: server.requests - serverBefore.requests,
+      refused: server.refused - serverBefore.refused,
+      notFound: server.notFound - serverBefore.notFound,
+      served: server.manifestsServed + server.chunksServed - serverBefore.manifestsServed - serverBefore.chunksServed,
+    }, seedNote).toEqual({ requests: snapshotFrames.length, refused: snapshotRefused + 1, notFound: expectedSnapshotAnswers.length - snapshotRefused, served: 0 })
+    // The stranger's stream, plus those it dropped at once that reached the handler.
+    expect(server.streamsRefused - serverBefore.streamsRefused, seedNote).toBeGreaterThanOrEqual(1)
+    expect(server.streamsRefused - serverBefore.streamsRefused, seedNote).toBeLessThanOrEqual(5)
+    // Replication refused every request (the dropped streams may not have reached the handler) and holds nothing new.
+    const replicated = counters.snapshots.replicate
+    const replicatedBefore = countersBefore.snapshots.replicate
+    expect(replicated.replicated - replicatedBefore.replicated, seedNote).toBe(0)
+    expect(replicated.refused - replicatedBefore.refused, seedNote).toBe(replicated.requests - replicatedBefore.requests)
+    expect(replicated.requests - replicatedBefore.requests, seedNote).toBeGreaterThanOrEqual(replicates.length + 1)
     const failures = target.stderrTail.filter((line) => line.includes('client-request-failed')).join('\n')
     expect(counters.client.failed - countersBefore.client.failed, `no request hit a daemon bug ${seedNote}\n${failures}`).toBe(0)
 

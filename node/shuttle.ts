@@ -184,6 +184,7 @@ export class Shuttle {
       capacity: this.#gossip?.counters,
       client: this.#clientProtocol?.counters,
       admission: this.#admission?.counters(),
+      snapshots: this.#snapshots?.counters,
     }
   }
 

@@ -39,7 +39,11 @@ export interface SnapshotKeeperComponents {
   mayActAsNode(peerId: string): boolean
 }
 
+/** Replication requests this node was asked to serve: refused ones (answered `ok: false`) and those it now holds. */
+export interface ReplicateCounters { requests: number; refused: number; replicated: number }
+
 export class SnapshotKeeper {
+  readonly #replicateCounters: ReplicateCounters = { requests: 0, refused: 0, replicated: 0 }
   readonly #components: SnapshotKeeperComponents
   readonly #store: ChunkStore
   readonly #server: SnapshotServer
@@ -65,6 +69,11 @@ export class SnapshotKeeper {
       void keeper.#serveReplicate(stream, connection.remotePeer.toString())
     }, { maxInboundStreams: maxConcurrentReplications })
     return keeper
+  }
+
+  /** For the daemon's status: what the snapshot server answered and what replication requests came to. */
+  get counters(): { server: SnapshotServer['counters']; replicate: ReplicateCounters } {
+    return { server: this.#server.counters, replicate: this.#replicateCounters }
   }
 
   async close(): Promise<void> {
@@ -168,7 +177,12 @@ export class SnapshotKeeper {
 
   async #serveReplicate(stream: Stream, from: string): Promise<void> {
     const frames = new FrameReader(stream, { maxFrameBytes: maxReplicateMessageBytes, maxBufferedBytes: 2 * maxReplicateMessageBytes })
+    this.#replicateCounters.requests++
+    let counted = false
     const answer = async (reply: z.infer<typeof replicateReply>): Promise<void> => {
+      // Counted once: a reply that could not be sent is answered again from the catch below.
+      if (!counted) this.#replicateCounters[reply.ok ? 'replicated' : 'refused']++
+      counted = true
       await sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify(reply))]]), 10_000)
       await stream.close().catch(() => stream.abort(new Error('closing')))
     }

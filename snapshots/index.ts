@@ -22,7 +22,10 @@ export {
 } from './snapshot-fetcher.ts'
 export { type FetchProgress, type ProgressListener } from './progress.ts'
 export { type HoldersOf, type SnapshotRouting, staticHolders } from './routing.ts'
-export { snapshotProtocol, maxChunksPerRequest, maxRequestBytes, maxChunkFrameBytes, maxManifestFrameBytes } from './wire.ts'
+export {
+  snapshotProtocol, maxChunksPerRequest, maxRequestBytes, maxChunkFrameBytes, maxManifestFrameBytes,
+  decodeRequest as decodeSnapshotRequest, decodeResponseFrame as decodeSnapshotResponseFrame,
+} from './wire.ts'
 export { type SnapshotLogger, silentSnapshotLogger } from './logger.ts'
 export * from './errors.ts'
 export { benchSnapshots, type SnapshotBenchOptions, type SnapshotBenchResult } from './bench-snapshots.ts'

@@ -1,18 +1,22 @@
-// A seeded generator of hostile input for the daemon's three inbound surfaces: frames for the
-// consensus stream protocol, requests for the client protocol, and payloads and whole gossipsub RPCs
-// for the capacity topic. Each item is malformed (random bytes, wrong shapes, mutated fields),
+// A seeded generator of hostile input for the daemon's inbound surfaces: frames for the consensus
+// stream protocol, requests for the client, join, snapshot and snapshot-replicate protocols, and
+// payloads and whole gossipsub RPCs for the capacity topic. Each item is malformed (random bytes, wrong shapes, mutated fields),
 // truncated, oversized (past a named limit) or forged (another node's identity in a field, or a
 // gossip signature that does not match its claimed author). One seed draws everything.
 import { concatBytes } from '../../consensus/index.ts'
 import { RPC } from '@libp2p/gossipsub/message'
 import type { PrivateKey } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { answerCall, type CallForBids } from '../../placement/index.ts'
 import { offer } from '../../placement/testing.ts'
 import type { SeededRandom } from '../../sim/index.ts'
 import { clientWireLimits } from '../client-wire.ts'
 import { decodeCapacityGossip, maxAwardJobs, maxCallClasses, maxCapacityGossipBytes, maxHeads, maxPeerFrameBytes, maxPeerMessageBytes } from '../wire.ts'
 import { capacityTopic } from '../capacity-gossip.ts'
+import { createInvite, invitableRoles, inviteLimits, inviteTokenPrefix, verifyInvite } from '../invite-token.ts'
+import { joinWireLimits, joinWireVersion } from '../join-wire.ts'
+import { maxReplicateMessageBytes } from '../snapshot-keeper.ts'
+import { maxChunksPerRequest, maxRequestBytes as maxSnapshotRequestBytes } from '../../snapshots/index.ts'
 
 export interface Identities {
   /** The daemon under attack (a voter, the leader). */
@@ -291,4 +295,172 @@ export function gossipRpcFrames(random: SeededRandom, messages: readonly GossipF
     if (random.chance(0.3)) frames.push(randomBytes(random, random.int(1, 400)))
   }
   return frames
+}
+
+export interface InviteKeys {
+  /** The mesh's admin key: the only key whose invites the daemon honours. */
+  adminKey: PrivateKey
+  /** Any other key. */
+  forgerKey: PrivateKey
+  meshId: string
+  nowMs: number
+}
+
+const hourMs = 3_600_000
+const hex = (random: SeededRandom, length: number): string => Array.from({ length }, () => '0123456789abcdef'[random.int(0, 16)]).join('')
+const nonceOf = (random: SeededRandom): string => Buffer.from(randomBytes(random, inviteLimits.nonceBytes)).toString('base64url')
+
+/** One token that fails exactly one check (or several): forged, altered, expired, for another mesh or peer, or malformed. */
+async function inviteCandidate(random: SeededRandom, ids: Identities, keys: InviteKeys): Promise<string> {
+  const role = random.pick(invitableRoles)
+  const valid = { adminKey: keys.adminKey, meshId: keys.meshId, role, ttlMs: hourMs, nowMs: keys.nowMs, nonce: nonceOf(random) }
+  const parts = (token: string): [string, string] => token.slice(inviteTokenPrefix.length).split('.') as [string, string]
+  switch (random.int(0, 10)) {
+    case 0: return createInvite({ ...valid, adminKey: keys.forgerKey })
+    case 1: {
+      // The admin's signature over another payload: a role, peer or expiry raised after signing.
+      const [, signature] = parts(await createInvite(valid))
+      const payload = { mesh: keys.meshId, role: 'admin', nonce: nonceOf(random), exp: keys.nowMs + 1_000 * hourMs }
+      return `${inviteTokenPrefix}${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${signature}`
+    }
+    case 2: {
+      const [payload, signature] = parts(await createInvite(valid))
+      const bytes = Buffer.from(signature, 'base64url')
+      bytes[random.int(0, bytes.length)]! ^= 1 << random.int(0, 8)
+      return `${inviteTokenPrefix}${payload}.${bytes.toString('base64url')}`
+    }
+    case 3: return createInvite({ ...valid, nowMs: keys.nowMs - random.int(2, 24 * 30) * hourMs })
+    case 4: return createInvite({ ...valid, meshId: hex(random, 64) })
+    case 5: return createInvite({ ...valid, peer: random.pick([ids.victim, ids.daemon]) })
+    case 6: return createInvite({ ...valid, meshId: hex(random, 64), nowMs: keys.nowMs - 2 * hourMs, adminKey: random.pick([keys.adminKey, keys.forgerKey]) })
+    case 7: {
+      // Well-signed payloads the schema refuses.
+      const payload = mutate(random, { mesh: keys.meshId, role, nonce: nonceOf(random), exp: keys.nowMs + hourMs })
+      return `${inviteTokenPrefix}${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${Buffer.from(await keys.adminKey.sign(randomBytes(random, 8))).toString('base64url')}`
+    }
+    case 8: return random.pick([inviteTokenPrefix, `${inviteTokenPrefix}a.b.c`, `${inviteTokenPrefix}!!.??`, 'x'.repeat(random.int(1, 200)), `${inviteTokenPrefix}${Buffer.from('not json').toString('base64url')}.AA`])
+    default: {
+      const token = await createInvite(valid)
+      const damaged = Buffer.from(damage(random, utf8.encode(token))).toString('latin1')
+      return damaged.length > 0 ? damaged : token.slice(0, -1)
+    }
+  }
+}
+
+/**
+ * `count` invite tokens for the join protocol, every one of which this mesh must refuse when the
+ * fuzzer presents it (checked here with the daemon's own verifyInvite: a token that would admit is
+ * drawn again, so no frame can change the document).
+ */
+export async function forgedInvites(random: SeededRandom, ids: Identities, keys: InviteKeys, count: number): Promise<string[]> {
+  const tokens: string[] = []
+  while (tokens.length < count) {
+    const token = await inviteCandidate(random, ids, keys)
+    const verdict = await verifyInvite(token, { adminId: peerIdFromPrivateKey(keys.adminKey).toString(), meshId: keys.meshId, peerId: ids.fuzzer, nowMs: keys.nowMs })
+    if (!verdict.ok) tokens.push(token)
+  }
+  return tokens
+}
+
+/** `count` frames for /fabric/join/1.0.0 (one per stream): malformed, oversized, or well-formed around a refused token. */
+export function joinRequests(random: SeededRandom, tokens: readonly string[], count: number): Uint8Array[] {
+  const request = (): Record<string, unknown> => ({ v: joinWireVersion, token: random.pick(tokens) })
+  const requests: Uint8Array[] = [
+    padPast(request(), joinWireLimits.maxRequestBytes),
+    bytesOf({ v: joinWireVersion, token: `${inviteTokenPrefix}${'a'.repeat(inviteLimits.maxTokenChars)}` }),
+    new Uint8Array(0),
+  ]
+  while (requests.length < count) {
+    switch (random.int(0, 5)) {
+      case 0:
+        requests.push(randomBytes(random, random.int(0, 200)))
+        break
+      case 1:
+        requests.push(bytesOf(randomValue(random)))
+        break
+      case 2:
+        requests.push(damage(random, bytesOf(mutate(random, request()))))
+        break
+      default:
+        requests.push(bytesOf(request()))
+    }
+  }
+  return requests
+}
+
+/**
+ * `count` request frames for /fabric/snapshots/1.0.0, all on one stream: malformed, hash lists past
+ * maxChunksPerRequest, and well-formed requests for manifests and chunks the daemon does not hold.
+ */
+export function snapshotRequests(random: SeededRandom, count: number): Uint8Array[] {
+  const hashes = (length: number): string[] => Array.from({ length }, () => hex(random, 64))
+  const templates = (): Record<string, unknown>[] => [
+    { kind: 'manifest', cid: `b3:${hex(random, 64)}` },
+    { kind: 'chunks', hashes: hashes(random.int(1, 9)) },
+    { kind: 'manifest', cid: random.pick([`b3:${hex(random, 63)}`, `b3:${hex(random, 64).toUpperCase()}`, hex(random, 64), ...inheritedNames]) },
+    { kind: 'chunks', hashes: [random.pick(['', hex(random, 65), `b3:${hex(random, 64)}`, ...inheritedNames])] },
+  ]
+  const requests: Uint8Array[] = [
+    bytesOf({ kind: 'chunks', hashes: hashes(maxChunksPerRequest + 1) }),
+    bytesOf({ kind: 'chunks', hashes: hashes(maxChunksPerRequest) }),
+    bytesOf({ kind: 'chunks', hashes: [] }),
+    new Uint8Array(0),
+  ]
+  while (requests.length < count) {
+    switch (random.int(0, 5)) {
+      case 0:
+        requests.push(randomBytes(random, random.int(0, 200)))
+        break
+      case 1:
+        requests.push(bytesOf(randomValue(random)))
+        break
+      case 2:
+        requests.push(bytesOf(random.pick(templates())))
+        break
+      default:
+        requests.push(damage(random, bytesOf(mutate(random, random.pick(templates())))))
+    }
+  }
+  return requests
+}
+
+/** One snapshot request frame just past maxRequestBytes: it costs its stream. */
+export function oversizedSnapshotRequest(): Uint8Array {
+  return new Uint8Array(maxSnapshotRequestBytes + 1).fill(0x20)
+}
+
+/**
+ * `count` frames for /fabric/snapshot-replicate/1.0.0 (one per stream): malformed, oversized, wrong
+ * CIDs, a `from` naming another peer, or well-formed asking the daemon to fetch a snapshot from the
+ * fuzzer (which serves no snapshots): every one must be refused and nothing fetched.
+ */
+export function replicateRequests(random: SeededRandom, ids: Identities, count: number): Uint8Array[] {
+  const template = (from: string): Record<string, unknown> => ({ cid: `b3:${hex(random, 64)}`, from, owner: random.pick(['job-1#0', '../../etc', ...inheritedNames]) })
+  const requests: Uint8Array[] = [
+    new Uint8Array(maxReplicateMessageBytes + 1).fill(0x20),
+    padPast(template(ids.fuzzer), maxReplicateMessageBytes),
+    new Uint8Array(0),
+  ]
+  while (requests.length < count) {
+    switch (random.int(0, 6)) {
+      case 0:
+        requests.push(randomBytes(random, random.int(0, 200)))
+        break
+      case 1:
+        requests.push(bytesOf(randomValue(random)))
+        break
+      case 2:
+        requests.push(bytesOf(template(random.pick([ids.daemon, ids.victim]))))
+        break
+      case 3:
+        requests.push(bytesOf({ ...template(ids.fuzzer), cid: random.pick([`b3:${hex(random, 63)}`, hex(random, 64), '', ...inheritedNames]) }))
+        break
+      case 4:
+        requests.push(bytesOf(template(ids.fuzzer)))
+        break
+      default:
+        requests.push(damage(random, bytesOf(mutate(random, template(random.pick([ids.fuzzer, ids.victim]))))))
+    }
+  }
+  return requests
 }
