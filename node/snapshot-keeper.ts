@@ -67,6 +67,11 @@ export class SnapshotKeeper {
     return keeper
   }
 
+  /** Chunk bytes this node's snapshot server has sent to others. */
+  get bytesServed(): number {
+    return this.#server.counters.bytesServed
+  }
+
   async close(): Promise<void> {
     await this.#components.libp2p.unhandle(snapshotReplicateProtocol).catch(() => {})
     await this.#server.stop()
