@@ -1,7 +1,7 @@
 // Admission in the daemon, in one place for the Shuttle to hold: the connection gater
 // (admission-gate.ts), the join protocol (join-protocol.ts), the check of client requests
-// (client-guard.ts), and whether a peer may act as a node (the consensus transport and the capacity
-// gossip ask). Every decision reads the roles in this node's current cluster document.
+// (client-guard.ts), and whether a peer may act as a node (the consensus transport and the gossip
+// topics ask). Every decision reads the roles in this node's current cluster document.
 import type { ConnectionGater, Libp2p } from '@libp2p/interface'
 import type { AdmissionRole, Document } from '../consensus/index.ts'
 import { AdmissionGate, type AdmissionGateLimits } from './admission-gate.ts'
@@ -44,7 +44,7 @@ export class Admission {
     return document === undefined ? undefined : effectiveRole(document, peerId)
   }
 
-  /** May this peer speak the consensus protocol and gossip capacity? */
+  /** May this peer speak the consensus protocol and gossip (capacity, metrics)? */
   mayActAsNode(peerId: string): boolean {
     const document = this.#init.document()
     return document !== undefined && mayActAsNode(document, peerId)

@@ -26,6 +26,8 @@ const electionTimeoutMs = 15_000
 const jobTimeoutMs = 20_000
 /** After the leader dies: a new election, its node timeout (3 s) before re-placing, and a 4 s run. */
 const failoverJobsTimeoutMs = 30_000
+/** Every node publishes its metrics every 5 s; a loaded machine and a forming gossip mesh add to it. */
+const metricsTimeoutMs = 20_000
 
 const started: Daemon[] = []
 const directories: string[] = []
@@ -77,6 +79,13 @@ describe('clients of a mesh of three Shuttle processes', () => {
     expect(nodes.filter((node) => node.leader).map((node) => node.id)).toEqual([leader.peerId])
     expect(nodes.filter((node) => node.self).map((node) => node.id)).toEqual([follower.peerId])
     expect(nodes.every((node) => node.voter && node.capacity.cpuMillis === 1000)).toBe(true)
+    // Every node's metrics: its own now, the others' as heard on the metrics topic (published every 5 s).
+    const withMetrics = await poll(async () => (await clientCall(host, ask(follower), { kind: 'nodes' })).nodes, (listed) => listed.every((node) => node.metrics !== undefined), metricsTimeoutMs, 'metrics from every node')
+    for (const node of withMetrics) expect(node.metrics).toMatchObject({ nodeId: node.id, rssBytes: expect.any(Number), loadAverage1m: expect.any(Number), ageMs: expect.any(Number) })
+    expect(withMetrics.find((node) => node.self)!.metrics!.ageMs).toBe(0)
+    const nodesTable = await runCli(['nodes', '--node', follower.address])
+    expect(nodesTable.code, nodesTable.stderr).toBe(0)
+    expect(nodesTable.stdout).toMatch(/RSS +LOAD/)
 
     // 1. Submit through a follower with the CLI; the job runs as a real process.
     const submitted = await runCli(['submit', '--node', follower.address, '--cpu', '500m', '--cmd', "sh -c 'echo hello; sleep 1; echo done'"])

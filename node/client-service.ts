@@ -14,6 +14,8 @@ import type { LocalJobState } from './job-runner.ts'
 import { CommittedAssignmentWatch } from './assignment-watch.ts'
 import { jobDetail, listJobs, listNodes, outputNode, parentJobId, recordsOf } from './job-views.ts'
 import { planOnDocument } from './live-plan.ts'
+import type { NodeMetricsBook } from './metrics-gossip.ts'
+import type { NodeMetrics } from './wire.ts'
 import type { NodeLiveness } from './node-liveness.ts'
 import { newJobId, submissionFromSpec } from './submission.ts'
 import { maxArchiveScan } from './store.ts'
@@ -38,7 +40,10 @@ export interface ClientBackend {
   archivedJob(jobId: JobId): Promise<ArchivedJob | undefined>
   archivedJobs(limit: number): Promise<ArchivedJob[]>
   liveness: NodeLiveness
-  own(): { free: { cpuMillis: number; memoryMiB: number }; running: number }
+  /** This node's own state (it does not hear its own gossip). */
+  own(): { free: { cpuMillis: number; memoryMiB: number }; running: number; metrics: NodeMetrics }
+  /** The latest metrics heard from the other nodes. */
+  metricsHeard: NodeMetricsBook
   localJob(jobId: JobId): LocalJobState | undefined
   localLogs(jobId: JobId, options: LogOptions): AsyncIterable<LogChunk>
   /** Passes a request on to another node over the client protocol and yields its frames. */
@@ -302,7 +307,7 @@ export class ClientService {
 
   #nodes(): ClientResponse {
     const status = this.#backend.status()
-    const nodes = listNodes(this.#backend.document(), { self: this.#backend.nodeId, leaderId: status.leaderId, nowMs: this.#backend.nowMs(), liveness: this.#backend.liveness, own: this.#backend.own() })
+    const nodes = listNodes(this.#backend.document(), { self: this.#backend.nodeId, leaderId: status.leaderId, nowMs: this.#backend.nowMs(), liveness: this.#backend.liveness, metricsHeard: this.#backend.metricsHeard, own: this.#backend.own() })
     return { type: 'result', value: { nodes: nodes.slice(0, clientWireLimits.maxListedNodes) } }
   }
 

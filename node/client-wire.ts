@@ -5,7 +5,7 @@
 import { z } from 'zod'
 import { admissionRequestSchemas, admissionResultSchemas } from './admission-wire.ts'
 import { maxSignatureChars } from './request-signature.ts'
-import type { Decoded } from './wire.ts'
+import { nodeMetricsFields, type Decoded } from './wire.ts'
 
 export const clientProtocol = '/fabric/client/1.0.0'
 export const clientWireVersion = 1
@@ -139,6 +139,8 @@ export const nodeViewSchema = z.object({
   region: z.string(),
   azId: z.string(),
   pricePerHour: z.number(),
+  /** The latest heard on the metrics topic (this node's own, now, for the node that answers), and how long ago. */
+  metrics: z.object({ ...nodeMetricsFields, ageMs: z.number() }).optional(),
 })
 
 export const leaderViewSchema = z.object({

@@ -21,7 +21,9 @@ import {
 import { nodePricePerHour, type NodeOffer } from '../placement/index.ts'
 import type { JobDetail, JobSummary, NodeView, ReplicaSummary } from './client-wire.ts'
 import type { LocalJobState } from './job-runner.ts'
+import type { NodeMetricsBook } from './metrics-gossip.ts'
 import type { NodeLiveness } from './node-liveness.ts'
+import type { NodeMetrics } from './wire.ts'
 
 /** How the job ended, if it did: cancelled, or the run that finished (or failed). */
 function finalRun(job: JobRecord): { node: string; state: 'finished' | 'failed' | 'cancelled'; exitCode: number; atMs: number } | null {
@@ -201,8 +203,9 @@ export interface NodeListContext {
   leaderId: NodeId | null
   nowMs: number
   liveness: NodeLiveness
-  /** This node's own free resources and running count (it does not hear its own gossip). */
-  own: { free: { cpuMillis: number; memoryMiB: number }; running: number }
+  metricsHeard: NodeMetricsBook
+  /** This node's own free resources, running count and metrics (it does not hear its own gossip). */
+  own: { free: { cpuMillis: number; memoryMiB: number }; running: number; metrics: NodeMetrics }
 }
 
 export function listNodes(document: Document, context: NodeListContext): NodeView[] {
@@ -211,6 +214,7 @@ export function listNodes(document: Document, context: NodeListContext): NodeVie
   forEachNode(document, (nodeId, node) => {
     const self = nodeId === context.self
     const heard = context.liveness.heard(nodeId)
+    const metrics = self ? { metrics: context.own.metrics, heardAtMs: context.nowMs } : context.metricsHeard.latest(nodeId)
     nodes.push({
       id: nodeId,
       self,
@@ -222,6 +226,7 @@ export function listNodes(document: Document, context: NodeListContext): NodeVie
       free: self ? context.own.free : (heard?.free ?? null),
       running: self ? context.own.running : (heard?.running ?? null),
       ...offerOf(readText(node.offer)),
+      ...(metrics === undefined ? {} : { metrics: { ...metrics.metrics, ageMs: Math.max(0, context.nowMs - metrics.heardAtMs) } }),
     })
   })
   return nodes.sort((a, b) => (a.id < b.id ? -1 : 1))

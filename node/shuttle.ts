@@ -13,6 +13,7 @@ import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { randomUUID } from 'node:crypto'
+import { loadavg } from 'node:os'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import {
@@ -50,9 +51,11 @@ import { fabricDht } from './snapshot-routing.ts'
 import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
+import { MetricsGossipChannel, NodeMetricsBook, metricsPublishIntervalMs } from './metrics-gossip.ts'
 import { NodeLiveness } from './node-liveness.ts'
 import { requestSigner } from './request-signature.ts'
 import { ConsensusStore } from './store.ts'
+import type { NodeMetrics } from './wire.ts'
 
 /** Inputs waiting for the core; past this, new inputs are dropped (the core cannot keep up). */
 export const maxInboxLength = 10_000
@@ -129,6 +132,10 @@ export class Shuttle {
   #libp2p: Libp2p<{ pubsub: GossipSub }> | null = null
   #transport: ConsensusTransport | null = null
   #gossip: CapacityGossipChannel | null = null
+  #metricsGossip: MetricsGossipChannel | null = null
+  readonly #metricsHeard = new NodeMetricsBook()
+  #metricsSeq = 0
+  #metricsTimer: NodeJS.Timeout | null = null
   #peer: Peer | null = null
   #runtime: Runtime | null = null
   #jobs: JobRunner | null = null
@@ -182,6 +189,7 @@ export class Shuttle {
       peerDroppedMessages: this.#peer?.droppedMessages ?? 0,
       transport: this.#transport?.counters,
       capacity: this.#gossip?.counters,
+      metrics: this.#metricsGossip?.counters,
       client: this.#clientProtocol?.counters,
       admission: this.#admission?.counters(),
       snapshots: this.#snapshots?.counters,
@@ -268,9 +276,16 @@ export class Shuttle {
         this.#enqueue((nowMs) => ({ kind: 'capacity', nowMs, gossip }))
       },
     })
+    this.#metricsGossip = new MetricsGossipChannel({
+      pubsub: libp2p.services.pubsub,
+      logger: this.#logger.child('metrics'),
+      accept: (signer) => admission.mayActAsNode(signer),
+      onMetrics: (metrics) => this.#metricsHeard.record(metrics, this.#clock.nowMs()),
+    })
     await libp2p.start()
     await this.#transport.start()
     this.#gossip.start()
+    this.#metricsGossip.start()
     this.#snapshots = await SnapshotKeeper.open({
       libp2p,
       runtime,
@@ -305,6 +320,10 @@ export class Shuttle {
     this.#logger.info('started', { nodeId: identity.nodeId, addresses: this.addresses, voters: this.#peer.voters(), electionTimeoutMs })
     this.#components.onReady?.({ nodeId: identity.nodeId, addresses: this.addresses, term: this.#peer.term, voters: this.#peer.voters() })
     this.#dialBootstrap()
+    this.#metricsTimer = setInterval(() => {
+      this.#metricsSeq++
+      this.#metricsGossip?.publish(this.#ownMetrics())
+    }, metricsPublishIntervalMs)
     // The core hears of runs lost with the previous daemon before anything else (see job-runner.ts).
     for (const lost of lostRuns) this.#jobExited(lost.jobId, lost.exitCode)
     this.#enqueueTick()
@@ -412,12 +431,35 @@ export class Shuttle {
           cpuMillis -= run.demand.cpuMillis
           memoryMiB -= run.demand.memoryMiB
         }
-        return { free: { cpuMillis, memoryMiB }, running: running.size }
+        return { free: { cpuMillis, memoryMiB }, running: running.size, metrics: this.#ownMetrics() }
       },
+      metricsHeard: this.#metricsHeard,
       localJob: (jobId) => jobs.local(jobId),
       localLogs: (jobId, options) => jobs.logs(jobId, options),
       forward: (nodeId, body, signal) => clientFrames(libp2p, peerIdFromString(nodeId), body, { signal, forwarded: true }),
       admission: { nodeId: this.nodeId, meshId: store.genesisHash, document: () => peer().document, addresses: () => meshAddresses(libp2p, peer().voters(), maxBootstrapAddresses), admit: (peerId, role) => this.admit(peerId, role) },
+    }
+  }
+
+  /** This daemon's metrics now, from its own counters (published on the metrics topic, shown by `fabric nodes`). */
+  #ownMetrics(): NodeMetrics {
+    const memory = process.memoryUsage()
+    const client = this.#clientProtocol?.counters
+    return {
+      nodeId: this.nodeId,
+      seq: this.#metricsSeq,
+      atMs: Math.max(0, Math.round(this.#clock.nowMs())),
+      runningJobs: this.#peer?.runningJobs().size ?? 0,
+      rssBytes: memory.rss,
+      heapUsedBytes: memory.heapUsed,
+      heapTotalBytes: memory.heapTotal,
+      loadAverage1m: loadavg()[0] ?? 0,
+      inboxLength: this.#inbox.length,
+      inboxDropped: this.#inboxDropped,
+      coreRefusedMessages: this.#peer?.droppedMessages ?? 0,
+      clientRequestsServed: client?.requests ?? 0,
+      clientRequestsRefused: client?.refused ?? 0,
+      snapshotBytesServed: this.#snapshots?.bytesServed ?? 0,
     }
   }
 
@@ -434,7 +476,9 @@ export class Shuttle {
     if (wasStarting) await this.#starting?.catch(() => {})
     if (this.#timer !== null) clearTimeout(this.#timer)
     if (this.#bootstrapTimer !== null) clearTimeout(this.#bootstrapTimer)
+    if (this.#metricsTimer !== null) clearInterval(this.#metricsTimer)
     this.#timer = null
+    this.#metricsTimer = null
     this.#bootstrapTimer = null
     this.#inbox.length = 0
     for (const requestId of [...this.#submitWaiters.keys()]) this.#answerSubmission(requestId, { ok: false, code: 'unavailable', reason: 'the daemon is stopping; the job may still have been accepted' })
@@ -442,6 +486,7 @@ export class Shuttle {
     await this.#snapshots?.close().catch((error: unknown) => this.#logger.warn('snapshots-close-failed', { error }))
     await this.#admission?.stop()
     this.#gossip?.stop()
+    this.#metricsGossip?.stop()
     await this.#transport?.stop()
     try {
       await this.#libp2p?.stop()

@@ -66,7 +66,8 @@ export class SnapshotKeeper {
     const keeper = new SnapshotKeeper(components, store)
     await keeper.#server.start()
     await components.libp2p.handle(snapshotReplicateProtocol, (stream, connection) => {
-      void keeper.#serveReplicate(stream, connection.remotePeer.toString())
+      // A reply that fails to send must not become an unhandled rejection (it would end the daemon).
+      keeper.#serveReplicate(stream, connection.remotePeer.toString()).catch((error: unknown) => components.logger.debug('replicate-answer-failed', { error: String(error) }))
     }, { maxInboundStreams: maxConcurrentReplications })
     return keeper
   }
@@ -74,6 +75,11 @@ export class SnapshotKeeper {
   /** For the daemon's status: what the snapshot server answered and what replication requests came to. */
   get counters(): { server: SnapshotServer['counters']; replicate: ReplicateCounters } {
     return { server: this.#server.counters, replicate: this.#replicateCounters }
+  }
+
+  /** Chunk bytes this node's snapshot server has sent to others. */
+  get bytesServed(): number {
+    return this.#server.counters.bytesServed
   }
 
   async close(): Promise<void> {

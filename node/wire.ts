@@ -1,5 +1,5 @@
-// The wire form of what peers exchange: PeerMessage on the consensus stream protocol and
-// CapacityGossip on the capacity topic. JSON (UTF-8) with the one binary field (sync data) as
+// The wire form of what peers exchange: PeerMessage on the consensus stream protocol,
+// CapacityGossip on the capacity topic and NodeMetrics on the metrics topic. JSON (UTF-8) with the one binary field (sync data) as
 // base64: a parser with no tags, no prototypes and no native code for input from strangers.
 // Every inbound byte string is checked against a named size limit and its kind's schema before
 // anything reaches the core; a refusal is a value with a reason, never an exception.
@@ -26,6 +26,8 @@ export const maxPeerMessageBytes: Record<PeerMessage['kind'], number> = {
   bid: 16 * 1024,
 }
 export const maxCapacityGossipBytes = 4 * 1024
+/** A metrics message is a dozen numbers and a node id (some 600 bytes at most). */
+export const maxNodeMetricsBytes = 2 * 1024
 export const maxHeads = 1_024
 export const maxAwardJobs = 10_000
 export const maxNodeIdLength = 128
@@ -147,6 +149,28 @@ const peerMessageSchemas = {
 const signedAmount = z.number().int().min(-(2 ** 40)).max(2 ** 40)
 const freeResources = z.strictObject({ cpuMillis: signedAmount, memoryMiB: signedAmount, diskMiB: signedAmount, gpuCount: signedAmount })
 const capacityGossipSchema = z.strictObject({ nodeId, seq: counter, free: freeResources, running: counter })
+/** The fields of a metrics message; the client's node view shows them again, with their age. */
+export const nodeMetricsFields = {
+  nodeId,
+  /** The sender's own count of metrics it published, and its wall clock then (staleness is gossipsub's seqno). */
+  seq: counter,
+  atMs: counter,
+  runningJobs: counter,
+  rssBytes: counter,
+  heapUsedBytes: counter,
+  heapTotalBytes: counter,
+  loadAverage1m: z.number().finite().nonnegative().max(1e6),
+  inboxLength: counter,
+  inboxDropped: counter,
+  /** Messages the consensus core refused (its droppedMessages). */
+  coreRefusedMessages: counter,
+  clientRequestsServed: counter,
+  clientRequestsRefused: counter,
+  snapshotBytesServed: counter,
+}
+const nodeMetricsSchema = z.strictObject(nodeMetricsFields)
+/** What a Shuttle tells the mesh about itself every metricsPublishIntervalMs (node/metrics-gossip.ts). */
+export type NodeMetrics = z.infer<typeof nodeMetricsSchema>
 
 const isPeerMessageKind = (kind: unknown): kind is PeerMessage['kind'] =>
   typeof kind === 'string' && Object.hasOwn(peerMessageSchemas, kind)
@@ -191,6 +215,19 @@ export function decodeCapacityGossip(bytes: Uint8Array): Decoded<CapacityGossip>
   const result = capacityGossipSchema.safeParse(parsed.value)
   if (!result.success) return { ok: false, reason: `capacity: ${describeIssues(result.error)}` }
   return { ok: true, value: result.data as CapacityGossip }
+}
+
+export function encodeNodeMetrics(metrics: NodeMetrics): Uint8Array {
+  return utf8.encode(JSON.stringify(metrics))
+}
+
+export function decodeNodeMetrics(bytes: Uint8Array): Decoded<NodeMetrics> {
+  if (bytes.length > maxNodeMetricsBytes) return { ok: false, reason: `metrics of ${bytes.length} bytes exceed maxNodeMetricsBytes (${maxNodeMetricsBytes})` }
+  const parsed = parseJson(bytes)
+  if (!parsed.ok) return parsed
+  const result = nodeMetricsSchema.safeParse(parsed.value)
+  if (!result.success) return { ok: false, reason: `metrics: ${describeIssues(result.error)}` }
+  return { ok: true, value: result.data }
 }
 
 function parseJson(bytes: Uint8Array): Decoded<unknown> {

@@ -1,5 +1,6 @@
 // `fabric nodes` and `fabric leader`: the node registry of the cluster document with what the asked
-// daemon hears of each node (alive, free resources, running jobs), and who leads in which term.
+// daemon hears of each node (alive, free resources, running jobs, memory and load from the metrics
+// topic), and who leads in which term.
 import type { Command } from 'commander'
 import { clientCall } from '../../node/index.ts'
 import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
@@ -9,7 +10,7 @@ export function registerNodes(program: Command): void {
   addConnectOptions(
     program
       .command('nodes')
-      .description('List the nodes of the mesh: role, liveness as the asked daemon hears it, capacity and free resources')
+      .description('List the nodes of the mesh: role, liveness as the asked daemon hears it, capacity, free resources, memory (RSS) and 1-minute load')
       .option('--json', 'print the listing as JSON'),
   ).action(async (flags: ConnectFlags & { json?: boolean }) => {
     const { nodes } = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'nodes' }, { signal }))
@@ -20,10 +21,12 @@ export function registerNodes(program: Command): void {
       node.alive ? 'alive' : node.lastHeardAgoMs === null ? 'unheard' : `silent ${Math.round(node.lastHeardAgoMs / 1000)}s`,
       `${node.capacity.cpuMillis}m / ${node.capacity.memoryMiB}Mi`,
       node.free === null ? '-' : `${node.free.cpuMillis}m / ${node.free.memoryMiB}Mi`,
-      node.running === null ? '-' : String(node.running),
+      node.running === null ? (node.metrics === undefined ? '-' : String(node.metrics.runningJobs)) : String(node.running),
+      node.metrics === undefined ? '-' : `${Math.round(node.metrics.rssBytes / 2 ** 20)}Mi`,
+      node.metrics === undefined ? '-' : node.metrics.loadAverage1m.toFixed(2),
       `${node.provider}/${node.region}/${node.azId}`,
     ])
-    console.log(renderTable(['NODE', 'ROLE', 'STATUS', 'CAPACITY', 'FREE', 'JOBS', 'WHERE'], rows))
+    console.log(renderTable(['NODE', 'ROLE', 'STATUS', 'CAPACITY', 'FREE', 'JOBS', 'RSS', 'LOAD', 'WHERE'], rows))
     console.log('(* the node that answered)')
   })
 
