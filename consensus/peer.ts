@@ -6,26 +6,17 @@ import * as A from '@automerge/automerge'
 import { answerCall, type Bid, type BidPolicy, type JobExplanation, type NodeOffer, type VerifyBid } from '../placement/index.ts'
 import {
   committeeVoters,
-  effectiveAssignment,
   isJobDone,
   jobRecord,
   leaderSeqOf,
   loadDocument,
-  replicaRecords,
   roleOf,
-  roles,
-  writeAdmission,
-  writeCancel,
-  writeDrain,
-  writeMigrate,
   writeSnapshot,
-  forEachJob,
   isDraining,
   type Role as AdmissionRole,
   nodeRecord,
   originSeqOf,
   writeCommittee,
-  writeJob,
   writeLeaderSeq,
   writeNode,
   writeRun,
@@ -38,6 +29,7 @@ import { concatBytes } from './bytes.ts'
 import { activeVoters, creditLease, newLeaderState, openHeartbeatRound, type LeaderState } from './leader-state.ts'
 import { isIdle, noPlacement, planRound, surveyJobs, writeRound, type Placement } from './leader-round.ts'
 import { LeaderAuction } from './leader-auction.ts'
+import { planAdmit, planCancel, planDrain, planMigrate, planSubmit, type RequestPlan, type RequestWrite } from './requests.ts'
 import { PlacementViews } from './placement-views.ts'
 import { CapacityTable } from './capacity-table.ts'
 import { Submissions } from './submissions.ts'
@@ -53,7 +45,6 @@ import type {
   CapacityGossip,
   DocumentAck,
   JobId,
-  JobSubmission,
   NodeAttributes,
   NodeId,
   PeerConfig,
@@ -249,7 +240,7 @@ export class Peer {
         this.#onCapacity(input.gossip)
         break
       case 'submit':
-        this.#onSubmit(input.requestId, input.job)
+        this.#applyRequest(input.requestId, planSubmit(input.job, this.#submissions.refusal(input.job, this.#document), this.id, this.#now))
         break
       case 'job-exited':
         this.#runner.jobExited(input.jobId, input.exitCode)
@@ -258,16 +249,16 @@ export class Peer {
         this.#offer = { ...this.#offer, prices: input.prices }
         break
       case 'cancel':
-        this.#onCancel(input.requestId, input.jobId)
+        this.#applyRequest(input.requestId, planCancel(this.#document, input.jobId, this.id, this.#now))
         break
       case 'admit':
-        this.#onAdmit(input.requestId, input.peerId, input.role)
+        this.#applyRequest(input.requestId, planAdmit(this.#document, input.peerId, input.role, this.id, this.#now))
         break
       case 'migrate':
-        this.#onMigrate(input.requestId, input.jobId, input.to)
+        this.#applyRequest(input.requestId, planMigrate(this.#document, input.jobId, input.to, this.id, this.#now))
         break
       case 'drain':
-        this.#onDrain(input.requestId, input.nodeId)
+        this.#applyRequest(input.requestId, planDrain(this.#document, input.nodeId, this.id, this.#now))
         break
       case 'job-checkpointed':
         this.#runner.checkpointed(input.jobId, input.cid, input.stopped, input.holders ?? [])
@@ -662,82 +653,19 @@ export class Peer {
     }
   }
 
-  // ---- Submissions: acknowledged once durable on a majority of voters
+  // ---- Requests (submit, cancel, migrate, drain, admit): acknowledged once durable on a majority of voters
 
-  #onSubmit(requestId: string, job: JobSubmission): void {
-    const refusal = this.#submissions.refusal(job, this.#document)
-    if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
+  /** Writes a planned request as this node's next origin change, or reports its refusal. */
+  #applyRequest(requestId: string, plan: RequestPlan): void {
+    const refused = 'refused' in plan ? plan.refused : this.#submissions.capacityRefusal()
+    if (refused !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refused })
+    const request = plan as RequestWrite
     const originSeq = this.#submissions.nextOriginSeq()
-    this.#change(`submit ${job.id}`, (draft) => writeJob(draft, job, this.id, originSeq, this.#now))
-    this.#placeSoon()
-    this.#runner.touch(job.id)
-    this.#submissions.add({ requestId, jobId: job.id, originSeq }, this.#now)
-    this.#markVotersDirty()
-    this.#acknowledgeDurable()
-  }
-
-  #onCancel(requestId: string, jobId: JobId): void {
-    const active = replicaRecords(this.#document, jobId).filter(({ job }) => !isJobDone(job))
-    if (active.length === 0) return this.#event({ kind: 'submission-refused', requestId, reason: `job ${jobId} is not active (unknown, finished or cancelled already)` })
-    const refusal = this.#submissions.capacityRefusal()
-    if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
-    const originSeq = this.#submissions.nextOriginSeq()
-    this.#change(`cancel ${jobId}`, (draft) => writeCancel(draft, active.map(({ id }) => id), this.id, originSeq, this.#now))
-    for (const { id, job } of active) {
-      this.#runner.touch(id)
-      // The runners hear it straight away, not at their next refresh from a voter.
-      const runner = effectiveAssignment(job)?.node
-      if (runner !== undefined && runner !== this.id) this.#dirtyPartners.add(runner)
-    }
-    this.#submissions.add({ requestId, jobId, originSeq }, this.#now)
-    this.#markVotersDirty()
-    this.#acknowledgeDurable()
-  }
-
-  #onMigrate(requestId: string, jobId: JobId, to: NodeId | null): void {
-    const copies = replicaRecords(this.#document, jobId).flatMap(({ id, job }) => {
-      const assignment = isJobDone(job) ? null : effectiveAssignment(job)
-      return assignment === null || assignment.node === to ? [] : [{ jobId: id, term: assignment.term, seq: assignment.seq, node: assignment.node }]
-    })
-    if (copies.length === 0) return this.#event({ kind: 'submission-refused', requestId, reason: `job ${jobId} has no running replica to move${to === null ? '' : ` away from ${to}`}` })
-    if (to !== null && nodeRecord(this.#document, to) === undefined) return this.#event({ kind: 'submission-refused', requestId, reason: `node ${to} is not registered` })
-    const refusal = this.#submissions.capacityRefusal()
-    if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
-    const originSeq = this.#submissions.nextOriginSeq()
-    this.#change(`migrate ${jobId}`, (draft) => writeMigrate(draft, copies, this.id, to, originSeq, this.#now))
-    for (const copy of copies) {
-      this.#runner.touch(copy.jobId)
-      if (copy.node !== this.id) this.#dirtyPartners.add(copy.node)
-    }
-    this.#submissions.add({ requestId, jobId, originSeq }, this.#now)
-    this.#markVotersDirty()
-    this.#acknowledgeDurable()
-  }
-
-  #onDrain(requestId: string, nodeId: NodeId): void {
-    if (nodeRecord(this.#document, nodeId) === undefined) return this.#event({ kind: 'submission-refused', requestId, reason: `node ${nodeId} is not registered` })
-    const refusal = this.#submissions.capacityRefusal() ?? (this.#document.draining === undefined ? 'this cluster document predates drains' : null)
-    if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
-    const copies: { jobId: JobId; term: number; seq: number }[] = []
-    forEachJob(this.#document, (jobId, job) => {
-      const assignment = isJobDone(job) ? null : effectiveAssignment(job)
-      if (assignment !== null && assignment.node === nodeId) copies.push({ jobId, term: assignment.term, seq: assignment.seq })
-    })
-    const originSeq = this.#submissions.nextOriginSeq()
-    this.#change(`drain ${nodeId}`, (draft) => writeDrain(draft, nodeId, copies, this.id, originSeq, this.#now))
-    for (const copy of copies) this.#runner.touch(copy.jobId)
-    if (nodeId !== this.id) this.#dirtyPartners.add(nodeId)
-    this.#submissions.add({ requestId, jobId: nodeId as string as JobId, originSeq }, this.#now)
-    this.#markVotersDirty()
-    this.#acknowledgeDurable()
-  }
-
-  #onAdmit(requestId: string, peerId: string, role: AdmissionRole): void {
-    const refusal = this.#submissions.capacityRefusal() ?? (this.#document.admitted === undefined ? 'this cluster document predates admission records' : null) ?? (peerId.length === 0 || peerId.length > 128 ? 'the peer id must have 1 to 128 characters' : null) ?? (roles.includes(role) ? null : `unknown role ${String(role)}`)
-    if (refusal !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refusal })
-    const originSeq = this.#submissions.nextOriginSeq()
-    this.#change(`admit ${peerId} as ${role}`, (draft) => writeAdmission(draft, peerId, role, this.id, originSeq, this.#now))
-    this.#submissions.add({ requestId, jobId: peerId as JobId, originSeq }, this.#now)
+    this.#change(request.message, (draft) => request.write(draft, originSeq))
+    if (request.placeSoon) this.#placeSoon()
+    for (const jobId of request.touch) this.#runner.touch(jobId)
+    for (const node of request.notify) this.#dirtyPartners.add(node)
+    this.#submissions.add({ requestId, jobId: request.ackId as JobId, originSeq }, this.#now)
     this.#markVotersDirty()
     this.#acknowledgeDurable()
   }
