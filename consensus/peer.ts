@@ -97,6 +97,8 @@ export class Peer {
   #persistedHeads: string[]
   readonly #sessions: SyncSessions
   readonly #dirtyPartners = new Set<NodeId>()
+  /** Partners whose changes arrived: they hear back (the ack) even when there is nothing to sync. */
+  readonly #ackOwed = new Set<NodeId>()
   readonly #channel: SyncChannel
 
   readonly #election: Election
@@ -229,7 +231,26 @@ export class Peer {
   }
 
   step(input: PeerInput): PeerEffect[] {
-    this.#now = Math.max(this.#now, input.nowMs)
+    return this.stepAll([input])
+  }
+
+  /**
+   * Several inputs, one batch of effects (raft's Ready): timers, the runner, document sync and the
+   * persist run once after all of them, so a busy node answers k sync messages with one per partner
+   * and one write, not k of each. Same outcome as stepping them one by one, in fewer messages.
+   */
+  stepAll(inputs: readonly PeerInput[]): PeerEffect[] {
+    for (const input of inputs) {
+      this.#now = Math.max(this.#now, input.nowMs)
+      this.#apply(input)
+    }
+    this.#onTimers()
+    this.#runner.reconcile()
+    this.#flushSync()
+    return this.#drain()
+  }
+
+  #apply(input: PeerInput): void {
     switch (input.kind) {
       case 'tick':
         break
@@ -267,10 +288,6 @@ export class Peer {
         this.#runner.checkpointFailed(input.jobId, input.reason)
         break
     }
-    this.#onTimers()
-    this.#runner.reconcile()
-    this.#flushSync()
-    return this.#drain()
   }
 
   /** Leader only: move one voter in or out of the committee (committed by old and new majorities). */
@@ -542,9 +559,10 @@ export class Peer {
   #flushSync(): void {
     for (const peer of this.#dirtyPartners) {
       const data = this.#sessions.generate(this.#document, peer)
-      if (data !== null) this.#sendSync(peer, data)
+      if (data !== null || this.#ackOwed.has(peer)) this.#sendSync(peer, data)
     }
     this.#dirtyPartners.clear()
+    this.#ackOwed.clear()
   }
 
   #sendSync(peer: NodeId, data: Uint8Array | null): void {
@@ -576,8 +594,9 @@ export class Peer {
         this.#noteTouched(received.touchedPaths)
         if (this.#election.role === 'leader') this.#relayPending = true
       }
-      const reply = this.#sessions.generate(this.#document, from)
-      if (reply !== null || changed) this.#sendSync(from, reply)
+      // The reply goes out when the step (or batch) flushes: one per partner, whatever arrived.
+      this.#dirtyPartners.add(from)
+      if (changed) this.#ackOwed.add(from)
     }
     if (!this.#isVoter(from)) return
     this.#lastVoterSyncMs = this.#now

@@ -6,6 +6,9 @@ import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 
+/** USER_HZ: Linux reports process times in hundredths of a second on every architecture we run. */
+const clockTicksPerSecond = 100
+
 export const repositoryRoot = resolve(import.meta.dirname, '..')
 export const cliEntry = join(repositoryRoot, 'cli/main.ts')
 /** Lines of a daemon's stderr kept for error messages. */
@@ -111,6 +114,18 @@ export class Daemon {
     try {
       const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'))
       return match === null ? null : Number(match[1]) * 1024
+    } catch {
+      return null
+    }
+  }
+
+  /** CPU seconds the daemon itself has used (utime + stime of /proc/PID/stat; its jobs not counted), or null. */
+  cpuSeconds(): number | null {
+    try {
+      const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      // Fields 14 and 15 of proc(5), in clock ticks (100 per second on Linux).
+      return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond
     } catch {
       return null
     }

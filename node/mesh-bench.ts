@@ -49,6 +49,8 @@ export interface MeshBenchResult {
   submitToCommitMs: Percentiles
   submitAckMs: Percentiles
   jobsPerSec: number
+  /** CPU the daemons themselves spent per job during the load, summed over the mesh (not their jobs' CPU): a figure a loaded machine does not distort the way it does latency. */
+  daemonCpuMsPerJob: number
   failover: { kills: number; leaderLossToPlacingMs: Percentiles & { all: number[] }; leaderLossToElectedMs: Percentiles }
   idleRssMiB: { perNode: (number | null)[]; max: number | null }
   rssAfterLoadMiB: { perNode: (number | null)[]; max: number | null }
@@ -106,6 +108,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
     const submittedAt = new Map<string, number>()
     const ackMs: number[] = []
     let next = 0
+    const cpuBefore = mesh.daemons.map((daemon) => daemon.cpuSeconds())
     const firstSubmit = performance.now()
     progress(`submitting ${options.jobs} jobs through ${followers.length} follower(s), ${options.concurrency} at a time`)
     await Promise.all(
@@ -127,6 +130,12 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
     loadWatch.abort()
     progress(`load done: ${options.jobs} jobs committed in ${((lastCommit - firstSubmit) / 1000).toFixed(1)} s`)
     const afterLoad = mesh.daemons.map((daemon) => mib(daemon.rssBytes()))
+    const cpuUsed = mesh.daemons.map((daemon, index) => {
+      const before = cpuBefore[index]
+      const after = daemon.cpuSeconds()
+      return before === null || before === undefined || after === null ? 0 : after - before
+    })
+    const daemonCpuMsPerJob = Math.round((cpuUsed.reduce((sum, value) => sum + value, 0) * 1000 * 10) / options.jobs) / 10
 
     // Failovers: SIGKILL the leader, submit one job through a survivor at once, time until the new leader commits it.
     const placingMs: number[] = []
@@ -163,6 +172,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
       submitToCommitMs,
       submitAckMs: percentiles(ackMs),
       jobsPerSec,
+      daemonCpuMsPerJob,
       failover: { kills: placingMs.length, leaderLossToPlacingMs: { ...failoverPercentiles, all: placingMs.map((value) => Math.round(value)) }, leaderLossToElectedMs: percentiles(electedMs) },
       idleRssMiB: { perNode: idle, max: idleMax },
       rssAfterLoadMiB: { perNode: afterLoad, max: afterLoad.every((value) => value === null) ? null : Math.max(...afterLoad.filter((value): value is number => value !== null)) },

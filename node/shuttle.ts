@@ -59,6 +59,8 @@ import type { NodeMetrics } from './wire.ts'
 
 /** Inputs waiting for the core; past this, new inputs are dropped (the core cannot keep up). */
 export const maxInboxLength = 10_000
+/** Inputs handed to the core in one step (what queued during the previous step's persist). */
+export const maxStepBatch = 256
 export const maxBootstrapAddresses = 64
 /** How often bootstrap peers not connected are dialed again (start order does not matter). */
 export const bootstrapRetryMs = 1_000
@@ -536,8 +538,11 @@ export class Shuttle {
     try {
       while (this.#inbox.length > 0 && this.#state === 'running') {
         const peer = this.#peer!
-        const input = this.#inbox.shift()!(this.#clock.nowMs())
-        const effects = peer.step(input)
+        // What queued while the last batch persisted and sent goes to the core as one batch: one
+        // write and one sync message per partner for all of it (bounded, so a flood still yields).
+        const nowMs = this.#clock.nowMs()
+        const batch = this.#inbox.splice(0, maxStepBatch).map((make) => make(nowMs))
+        const effects = peer.stepAll(batch)
         await this.#perform(effects)
         this.#reportStatus()
       }
