@@ -14,7 +14,7 @@
 // unshare does) through the same launcher, so the restored job lands in its own new cgroups.
 // Every launch goes through `setpriv --pdeathsig KILL` where available, so a job dies with the daemon
 // that started it (a namespaced job whole: its PID 1 goes with unshare or criu restore).
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import { access, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises'
@@ -27,6 +27,7 @@ import { uncheckpointableReasons } from './checkpoint-guard.ts'
 import { criuLimits, logErrors, probeCriu, runCriu, type CriuSupport } from './criu.ts'
 import { childPids, isDead, livingGroupMembers, probeParentDeathSignal, probePidNamespace, processTree, resolveExecutable, type NamespaceSupport, type ParentDeathSupport } from './isolation.ts'
 import { mergeAsync, readLogFile } from './log-files.ts'
+import { Spawner, type LaunchedProcess } from './spawner.ts'
 import {
   CheckpointFailedError,
   CheckpointUnsupportedError,
@@ -102,6 +103,8 @@ export interface ProcessRuntimeInit {
   jobPath?: string
   /** The CRIU binary for checkpoints; `criu` on PATH by default. */
   criuPath?: string
+  /** 'auto' (the default): jobs are forked by a small spawner process (spawner.ts); 'off': by this process. */
+  spawner?: 'auto' | 'off'
 }
 
 export interface ProcessRuntimeComponents {
@@ -138,7 +141,7 @@ interface Run {
   jobId: JobId
   spec: RunSpec
   /** unshare (or the command itself without a namespace), or `criu restore` for a restored job. */
-  child: ChildProcess
+  child: LaunchedProcess
   pid: number
   namespace: boolean
   /** The job's folder: this runtime's, or the one a restore found the job's files in. */
@@ -180,6 +183,8 @@ export class ProcessRuntime implements Runtime {
   readonly #parentDeath: Promise<ParentDeathSupport>
   readonly #cgroups: Promise<CgroupSupport>
   readonly #criuPath: string
+  readonly #useSpawner: boolean
+  #spawner: Promise<Spawner | null> | null = null
   #closed = false
 
   constructor(init: ProcessRuntimeInit, components: ProcessRuntimeComponents) {
@@ -189,6 +194,7 @@ export class ProcessRuntime implements Runtime {
     this.#nowMs = components.nowMs ?? Date.now
     this.#jobPath = init.jobPath ?? defaultJobPath
     this.#criuPath = init.criuPath ?? 'criu'
+    this.#useSpawner = init.spawner !== 'off'
     this.#namespace = init.pidNamespace === 'off' ? Promise.resolve({ available: false, reason: 'PID namespaces turned off in the runtime settings' }) : probePidNamespace()
     this.#parentDeath = init.dieWithDaemon === 'off' ? Promise.resolve({ available: false, reason: 'turned off in the runtime settings' }) : probeParentDeathSignal()
     this.#cgroups = init.cgroups === 'off' ? Promise.resolve({ available: false, reason: 'cgroups turned off in the runtime settings' }) : probeCgroups(this.#instanceName)
@@ -307,27 +313,30 @@ export class ProcessRuntime implements Runtime {
     const requested = { ...spec.resources }
     const stdoutPath = join(jobDir, 'stdout.log')
     const stderrPath = join(jobDir, 'stderr.log')
-    const stdoutFile = await open(request.outputPaths?.stdout ?? stdoutPath, 'a')
-    const stderrFile = await open(request.outputPaths?.stderr ?? stderrPath, 'a')
     const procsFiles = cgroup?.procsFiles ?? []
-    let child: ChildProcess
+    const launcher = { file: launcherShell, args: ['-c', launcherScript, 'fabric-launch', String(procsFiles.length), ...procsFiles, ...command], argv0: 'fabric-launch', cwd: workingDir, env }
+    const outputs = { stdoutPath: request.outputPaths?.stdout ?? stdoutPath, stderrPath: request.outputPaths?.stderr ?? stderrPath }
+    let child: LaunchedProcess
     let launched: Promise<{ ok: true } | { ok: false; reason: string }>
-    try {
-      child = spawn(launcherShell, ['-c', launcherScript, 'fabric-launch', String(procsFiles.length), ...procsFiles, ...command], {
-        cwd: workingDir,
-        env,
-        detached: true, // setsid: its own session and process group
-        stdio: ['ignore', stdoutFile.fd, stderrFile.fd],
-        argv0: 'fabric-launch',
-      })
-      // Listen at once: 'spawn' and 'error' come on the next tick.
+    const spawner = await this.#spawnerReady()
+    if (spawner !== null) {
+      child = spawner.launch({ ...launcher, ...outputs })
       launched = this.#awaitLauncher(child)
-    } catch (error) {
-      await cgroup?.remove().catch(() => {})
-      throw new SpawnFailedError({ jobId, command: argv, reason: (error as Error).message })
-    } finally {
-      await stdoutFile.close()
-      await stderrFile.close()
+    } else {
+      const stdoutFile = await open(outputs.stdoutPath, 'a')
+      const stderrFile = await open(outputs.stderrPath, 'a')
+      try {
+        // detached: setsid, its own session and process group.
+        child = spawn(launcher.file, launcher.args, { cwd: launcher.cwd, env: launcher.env, detached: true, stdio: ['ignore', stdoutFile.fd, stderrFile.fd], argv0: launcher.argv0 })
+        // Listen at once: 'spawn' and 'error' come on the next tick.
+        launched = this.#awaitLauncher(child)
+      } catch (error) {
+        await cgroup?.remove().catch(() => {})
+        throw new SpawnFailedError({ jobId, command: argv, reason: (error as Error).message })
+      } finally {
+        await stdoutFile.close()
+        await stderrFile.close()
+      }
     }
     const launch = await launched
     if (!launch.ok || child.pid === undefined) {
@@ -378,8 +387,25 @@ export class ProcessRuntime implements Runtime {
     return { jobId, pid: run.pid, startedAtMs: run.startedAtMs, isolation: run.isolation, limits: run.limits, exited }
   }
 
+  /** The spawner, started at the first launch; null (fork here) when off or when it does not answer. */
+  #spawnerReady(): Promise<Spawner | null> {
+    if (!this.#useSpawner) return Promise.resolve(null)
+    this.#spawner ??= (async () => {
+      const parentDeath = await this.#parentDeath
+      const spawner = Spawner.start({
+        ...(parentDeath.available ? { setpriv: parentDeath.setpriv } : {}),
+        onProblem: (reason) => this.#logger.warn('spawner-problem', { reason }),
+      })
+      if (await spawner.ready()) return spawner
+      this.#logger.warn('spawner-unavailable', { reason: 'it did not answer; jobs are forked by the daemon itself' })
+      await spawner.close().catch(() => {})
+      return null
+    })()
+    return this.#spawner
+  }
+
   /** Node's 'spawn' (the launcher runs) or 'error' (it could not), bounded. */
-  #awaitLauncher(child: ChildProcess): Promise<{ ok: true } | { ok: false; reason: string }> {
+  #awaitLauncher(child: LaunchedProcess): Promise<{ ok: true } | { ok: false; reason: string }> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve({ ok: false, reason: `the launcher did not start within ${this.#limits.launchTimeoutMs} ms` }), this.#limits.launchTimeoutMs)
       child.once('spawn', () => {
@@ -507,7 +533,10 @@ export class ProcessRuntime implements Runtime {
     const deadline = Date.now() + this.#limits.reapWaitMs
     for (;;) {
       const cgroupPids = (await run.cgroup?.pids()) ?? []
-      const alive = [...new Set([...(await livingGroupMembers(run.pid)), ...cgroupPids])]
+      // In a PID namespace the kernel ends every member once its PID 1 is gone, and the launcher
+      // only exits after that: no need to read all of /proc (costly on a busy machine) for the group.
+      const groupMembers = run.namespace ? [] : await livingGroupMembers(run.pid)
+      const alive = [...new Set([...groupMembers, ...cgroupPids])]
       const living: number[] = []
       for (const pid of alive) if (!(await isDead(pid))) living.push(pid)
       if (living.length === 0) return
@@ -729,6 +758,8 @@ export class ProcessRuntime implements Runtime {
     await Promise.all(this.#removals)
     const cgroups = await this.#cgroups
     if (cgroups.available) await cgroups.close()
+    const spawner = await this.#spawner
+    await spawner?.close()
   }
 }
 
