@@ -1,58 +1,6 @@
-// Entry point of the `fabric` command: builds the command tree and maps errors to exit codes
-// (user errors exit 1 with a hint, anything else is a bug and exits 2).
-import { Command } from 'commander'
-import { registerSim } from './commands/sim.ts'
-import { registerBench } from './commands/bench.ts'
-import { registerPlan } from './commands/plan.ts'
-import { registerNodeStart } from './commands/node-start.ts'
-import { registerDoctor } from './commands/doctor.ts'
-import { registerSubmit } from './commands/submit.ts'
-import { registerJobs } from './commands/jobs.ts'
-import { registerLogs } from './commands/logs.ts'
-import { registerNodes } from './commands/nodes.ts'
-import { registerAdmission } from './commands/admission.ts'
-import { registerCancel } from './commands/cancel.ts'
-import { registerMigrate } from './commands/migrate.ts'
-import { registerExplain } from './commands/explain.ts'
-import { registerNodeStatus } from './commands/node-status.ts'
-import { registerDemo } from './commands/demo.ts'
-import { UserError } from './user-error.ts'
+// Entry point of the `fabric` command. The daemon's process settings come first (they may replace
+// this process before anything else loads); then the command tree (program.ts).
+import { tuneDaemonProcess } from './daemon-tuning.ts'
 
-const program = new Command()
-program
-  .name('fabric')
-  .description(
-    'Fabric: a peer-to-peer mesh that places and runs workloads across clouds with no central server.\n' +
-      'Every machine runs the same daemon (the Shuttle); a committee elects a leader that places jobs.',
-  )
-  .showHelpAfterError('(run with --help for usage)')
-  .configureHelp({ sortSubcommands: true })
-
-registerSim(program)
-registerBench(program)
-registerPlan(program)
-registerNodeStart(program)
-registerDoctor(program)
-registerSubmit(program)
-registerJobs(program)
-registerLogs(program)
-registerNodes(program)
-registerAdmission(program)
-registerCancel(program)
-registerMigrate(program)
-registerExplain(program)
-registerNodeStatus(program)
-registerDemo(program)
-
-try {
-  await program.parseAsync(process.argv)
-} catch (error) {
-  if (error instanceof UserError) {
-    console.error(`fabric: ${error.message}`)
-    if (error.hint) console.error(`hint: ${error.hint}`)
-    process.exit(1)
-  }
-  console.error('fabric: internal error (this is a bug, please report it):')
-  console.error(error)
-  process.exit(2)
-}
+tuneDaemonProcess(process.argv)
+await import('./program.ts')

@@ -1,8 +1,15 @@
 // The Docker engine a node talks to: which socket, and what the engine answering there offers
 // (version, experimental features for checkpoints, data root, cgroup version). The Docker runtime
 // and `fabric doctor` both ask it; no answer is a RuntimeUnavailableError the daemon can report.
-import Docker from 'dockerode'
+import { request } from 'node:http'
+import { createRequire } from 'node:module'
+import type Docker from 'dockerode'
 import { RuntimeUnavailableError } from './runtime.ts'
+
+// dockerode loads on first use, not with the daemon: with its SSH transport (ssh2, which reserves a
+// 16 MiB WebAssembly heap) it is about 30 MiB of resident memory a node without container jobs
+// never needs. The engine probe below speaks plain HTTP for the same reason.
+const require = createRequire(import.meta.url)
 
 export const dockerEngineLimits = {
   /** One short engine call (ping, info, inspect). */
@@ -33,7 +40,8 @@ export function dockerSocketPath(explicit?: string): string {
 }
 
 export function connectDocker(socketPath: string): Docker {
-  return new Docker({ socketPath })
+  const Dockerode = require('dockerode') as typeof Docker
+  return new Dockerode({ socketPath })
 }
 
 /** Rejects after `timeoutMs` with `what` in the message (dockerode's own timeout would also cut long waits and log streams). */
@@ -46,9 +54,38 @@ export function bounded<T>(promise: Promise<T>, timeoutMs: number, what: string)
 }
 
 export async function probeDockerEngine(docker: Docker, endpoint: string): Promise<DockerEngineInfo> {
+  return probeWith(endpoint, async () => [(await docker.info()) as Record<string, unknown>, (await docker.version()) as unknown as Record<string, unknown>])
+}
+
+/** The same probe without dockerode: two GETs on the engine's socket. */
+export function probeDockerEngineAt(endpoint: string): Promise<DockerEngineInfo> {
+  return probeWith(endpoint, async () => [await getJson(endpoint, '/info'), await getJson(endpoint, '/version')])
+}
+
+function getJson(socketPath: string, path: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const call = request({ socketPath, path, method: 'GET', headers: { host: 'docker' } }, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => chunks.push(chunk))
+      response.on('error', reject)
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        if (response.statusCode !== 200) return reject(new Error(`GET ${path}: HTTP ${response.statusCode} ${text.slice(0, 200)}`))
+        try {
+          resolve(JSON.parse(text) as Record<string, unknown>)
+        } catch (error) {
+          reject(new Error(`GET ${path}: not JSON (${(error as Error).message})`))
+        }
+      })
+    })
+    call.on('error', reject)
+    call.end()
+  })
+}
+
+async function probeWith(endpoint: string, ask: () => Promise<[Record<string, unknown>, Record<string, unknown>]>): Promise<DockerEngineInfo> {
   try {
-    const info = (await bounded(docker.info(), dockerEngineLimits.callTimeoutMs, `the Docker engine at ${endpoint}`)) as Record<string, unknown>
-    const version = (await bounded(docker.version(), dockerEngineLimits.callTimeoutMs, `the Docker engine at ${endpoint}`)) as unknown as Record<string, unknown>
+    const [info, version] = await bounded(ask(), dockerEngineLimits.callTimeoutMs, `the Docker engine at ${endpoint}`)
     return {
       available: true,
       endpoint,

@@ -21,7 +21,7 @@ import { checkpointLayout, copyWorkFolder, prepareCheckpointDirectory, readCheck
 import { uncheckpointableReasons } from './checkpoint-guard.ts'
 import { probeCriu } from './criu.ts'
 import { containerCreateOptions, dockerLabels } from './docker-container-spec.ts'
-import { bounded, connectDocker, dockerSocketPath, probeDockerEngine, unavailable, type DockerEngineInfo } from './docker-engine.ts'
+import { bounded, connectDocker, dockerSocketPath, probeDockerEngineAt, unavailable, type DockerEngineInfo } from './docker-engine.ts'
 import { processTree } from './isolation.ts'
 import { mergeAsync, readLogFile } from './log-files.ts'
 import {
@@ -135,7 +135,12 @@ export class DockerRuntime implements Runtime {
   readonly #logger: RuntimeLogger
   readonly #nowMs: () => number
   readonly #endpoint: string
-  readonly #docker: Docker
+  #client: Docker | null = null
+  /** The engine's client, made at the first container call (dockerode is loaded then: docker-engine.ts). */
+  get #docker(): Docker {
+    this.#client ??= connectDocker(this.#endpoint)
+    return this.#client
+  }
   readonly #networkMode: string
   readonly #pull: 'missing' | 'never'
   readonly #criuPath: string
@@ -152,7 +157,6 @@ export class DockerRuntime implements Runtime {
     this.#logger = components.logger
     this.#nowMs = components.nowMs ?? Date.now
     this.#endpoint = dockerSocketPath(init.socketPath)
-    this.#docker = connectDocker(this.#endpoint)
     this.#networkMode = init.networkMode ?? 'bridge'
     this.#pull = init.pull ?? 'never'
     this.#criuPath = init.criuPath ?? 'criu'
@@ -161,7 +165,7 @@ export class DockerRuntime implements Runtime {
 
   /** What the engine on our socket offers, asked now (the daemon reports it, and bids only when available). */
   engine(): Promise<DockerEngineInfo> {
-    return probeDockerEngine(this.#docker, this.#endpoint)
+    return probeDockerEngineAt(this.#endpoint)
   }
 
   jobDir(jobId: JobId): string {
