@@ -60,7 +60,8 @@ describe('clients of a mesh of three Shuttle processes', () => {
       await Daemon.waitFor([daemon], () => daemon.ready !== null, readyTimeoutMs, `${daemon.name} ready`)
     }
     await Daemon.waitFor(daemons, () => agreedLeader(daemons) !== null, electionTimeoutMs, 'one agreed leader')
-    const leader = agreedLeader(daemons)!
+    // On a loaded machine an election may come between two reads: `leader` is re-read where it matters.
+    let leader = agreedLeader(daemons)!
     const follower = daemons.find((daemon) => daemon !== leader)!
     const byId = (id: string | null): Daemon | undefined => daemons.find((daemon) => daemon.peerId === id)
 
@@ -70,11 +71,22 @@ describe('clients of a mesh of three Shuttle processes', () => {
     const job = (daemon: Daemon, jobId: string): Promise<JobDetail> => clientCall(host, ask(daemon), { kind: 'job', jobId })
 
     // The CLI finds a daemon through its data directory (addresses.json) and agrees on the leader.
-    const leaderAnswer = await runCli(['leader', '--json', '--data', dataDirs[daemons.indexOf(follower)]!])
-    expect(leaderAnswer.code, leaderAnswer.stderr).toBe(0)
+    const leaderAnswer = await poll(
+      () => runCli(['leader', '--json', '--data', dataDirs[daemons.indexOf(follower)]!]),
+      (answer) => answer.code === 0 && (JSON.parse(answer.stdout) as { leaderId: string }).leaderId === agreedLeader(daemons)?.peerId,
+      electionTimeoutMs,
+      'the CLI to name the agreed leader',
+    )
+    leader = agreedLeader(daemons)!
     expect(JSON.parse(leaderAnswer.stdout)).toMatchObject({ leaderId: leader.peerId, askedNode: follower.peerId, askedRole: 'follower' })
 
-    const { nodes } = await clientCall(host, ask(follower), { kind: 'nodes' })
+    const { nodes } = await poll(
+      () => clientCall(host, ask(follower), { kind: 'nodes' }),
+      (answer) => answer.nodes.some((node) => node.leader && node.id === agreedLeader(daemons)?.peerId),
+      electionTimeoutMs,
+      'the follower to list the agreed leader',
+    )
+    leader = agreedLeader(daemons)!
     expect(nodes.map((node) => node.id).sort()).toEqual([...ids].sort())
     expect(nodes.filter((node) => node.leader).map((node) => node.id)).toEqual([leader.peerId])
     expect(nodes.filter((node) => node.self).map((node) => node.id)).toEqual([follower.peerId])
@@ -147,6 +159,8 @@ describe('clients of a mesh of three Shuttle processes', () => {
     await poll(async () => Promise.all(names.map((name) => readMarks(join(marks, name)))), (texts) => texts.every((text) => text === 'start\n'), jobTimeoutMs, 'all three jobs to start')
     const placements = await Promise.all(jobIds.map((jobId) => job(follower, jobId)))
     expect(new Set(placements.map((detail) => detail.node)).size).toBe(3)
+    await Daemon.waitFor(daemons, () => agreedLeader(daemons) !== null, electionTimeoutMs, 'one agreed leader')
+    leader = agreedLeader(daemons)!
     const leaderJob = placements.findIndex((detail) => detail.node === leader.peerId)
     expect(leaderJob).toBeGreaterThanOrEqual(0)
     const firstTerm = placements[leaderJob]!.assignments.at(-1)!.term
