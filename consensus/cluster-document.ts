@@ -250,7 +250,7 @@ export function stampAfter(a: { term: number; seq: number }, b: { term: number; 
 /** The replica's failed runs, oldest first (none in records older than retries). */
 export function failedAttempts(job: JobRecord): { node: NodeId; term: number; seq: number; exitCode: number; atMs: number; usage: UsageRecord | null }[] {
   return Object.values(job.attempts ?? {})
-    .map((attempt) => ({ node: asNodeId(readText(attempt.node)), term: attempt.term, seq: attempt.seq, exitCode: attempt.exitCode, atMs: attempt.atMs, usage: attempt.usage ?? null }))
+    .map((attempt) => ({ node: asNodeId(readText(attempt.node)), term: attempt.term, seq: attempt.seq, exitCode: attempt.exitCode, atMs: attempt.atMs, usage: readUsage(attempt.usage) }))
     .sort((a, b) => a.term - b.term || a.seq - b.seq)
 }
 
@@ -472,10 +472,24 @@ export function writeUnplaceable(draft: ClusterDocument, jobId: JobId, term: Ter
 /** The runner `node` reports its run; a failure is also kept as an attempt (its run record is rewritten by a retry here). */
 export function writeRun(draft: ClusterDocument, jobId: JobId, node: NodeId, run: { state: RunState; term: number; seq: number; exitCode: number; atMs: number; usage?: JobUsage }): void {
   const job = draftJob(draft, jobId)
-  const { usage, ...rest } = run
-  job.runs[node] = { ...rest, state: text(run.state), ...(usage === undefined ? {} : { usage: { ...usage } }) }
+  const { usage: measured, ...rest } = run
+  const usage = measured === undefined ? {} : { usage: readUsage(measured)! }
+  job.runs[node] = { ...rest, state: text(run.state), ...usage }
   if (run.state !== 'failed' || job.attempts === undefined) return
-  job.attempts[`${run.term}.${run.seq}`] = { node: text(node), term: run.term, seq: run.seq, exitCode: run.exitCode, atMs: run.atMs, ...(usage === undefined ? {} : { usage: { ...usage } }) }
+  job.attempts[`${run.term}.${run.seq}`] = { node: text(node), term: run.term, seq: run.seq, exitCode: run.exitCode, atMs: run.atMs, ...usage }
+}
+
+/**
+ * A usage record as read from the document (any peer may have written it): each figure a finite,
+ * non-negative number or null; null when it is not a usage record at all.
+ */
+export function readUsage(value: unknown): UsageRecord | null {
+  if (typeof value !== 'object' || value === null) return null
+  const figure = (key: keyof UsageRecord): number | null => {
+    const number = (value as Record<string, unknown>)[key]
+    return typeof number === 'number' && Number.isFinite(number) && number >= 0 ? number : null
+  }
+  return { cpuSeconds: figure('cpuSeconds'), peakMemoryBytes: figure('peakMemoryBytes'), wallMs: figure('wallMs') }
 }
 
 /** The leader drops an archived job; runners' concurrent reports land in the detached map and vanish. */

@@ -29,6 +29,7 @@ export {
   finalRun,
   failedAttempts,
   hasAttemptsLeft,
+  readUsage,
   demandOf,
   runStateOf,
   type ClusterDocument,

@@ -12,6 +12,7 @@ import {
   jobRecord,
   migrateOf,
   readText,
+  readUsage,
   type Document,
   type JobRecord,
   type RunState,
@@ -166,8 +167,9 @@ export class Runner {
       this.#archived.add(jobId)
       this.#components.onArchived(jobId)
       const attempts = failedAttempts(job).length + (outcome.state === 'finished' ? 1 : 0)
-      const usage = outcome.run.usage === undefined ? {} : { usage: { ...outcome.run.usage } }
-      this.#components.emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs, attempts, ...usage } })
+      const measured = readUsage(outcome.run.usage)
+      const usage = measured === null ? {} : { usage: measured }
+      this.#components.emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs, attempts, maxAttempts: job.maxAttempts ?? 1, ...usage } })
     }
     const document = this.#components.document()
     if (check === null) forEachJob(document, visit)

@@ -199,6 +199,8 @@ export interface ArchivedJob {
   finishedAtMs: number
   /** Runs it took (failed attempts + the last); absent in archives older than retries. */
   attempts?: number
+  /** Runs the spec allowed (retries + 1). */
+  maxAttempts?: number
   /** What the last run used, when its runtime measured it. */
   usage?: JobUsage
 }

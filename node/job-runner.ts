@@ -8,7 +8,7 @@
 // processes, if any outlived the daemon, are killed, checked by PID and start time) and reported
 // as lost with exit code 137, like a SIGKILL. A run that had ended, and whose exit was handed to
 // the core, is not run again when the core asks for the same assignment again: its exit is replayed.
-import type { Document, JobId } from '../consensus/index.ts'
+import type { Document, JobId, JobUsage } from '../consensus/index.ts'
 import { isDead, livingGroupMembers, processStartTicks, processTree, type JobExit, type LogChunk, type LogOptions, type RunHandle, type Runtime } from '../runtime/index.ts'
 import { runSpecFor, type StartJobEffect } from './job-launch.ts'
 import type { Logger } from './logger.ts'
@@ -35,8 +35,8 @@ export interface JobRunnerComponents {
   store: LocalRunStore
   logger: Logger
   nowMs: () => number
-  /** A run ended by itself (or could not start): hand its exit code to the core. */
-  onExit(jobId: JobId, exitCode: number): void
+  /** A run ended by itself (or could not start): hand its exit code, and what it used when measured, to the core. */
+  onExit(jobId: JobId, exitCode: number, usage?: JobUsage): void
 }
 
 /** What this node's runtime knows of a job (for `fabric job`). */
@@ -238,7 +238,7 @@ export class JobRunner {
       this.#ledger.set(jobId, ended)
       await this.#components.store.putLocalRun(ended)
     }
-    this.#components.onExit(jobId, exitCode)
+    this.#components.onExit(jobId, exitCode, exit?.usage)
   }
 
   /** Runs `work` after everything queued for the job; failures are logged, never thrown. */
