@@ -37,6 +37,6 @@ export {
   type JobRecord,
   type UsageRecord,
 } from './cluster-document.ts'
-export { attemptProgress, type AttemptProgress } from './retries.ts'
+export { attemptProgress, copyFailed, type AttemptProgress } from './retries.ts'
 export { PlacementViews } from './placement-views.ts'
 export { isMajority, isJointMajority, majorityValue, validateCommitteeChange } from './quorum.ts'
