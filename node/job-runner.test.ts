@@ -13,7 +13,7 @@ import { Peer, asJobId, asNodeId, asTerm, createGenesis, defaultPeerTiming, type
 import { ProcessRuntime, isDead, processStartTicks } from '../runtime/index.ts'
 import type { StartJobEffect } from './job-launch.ts'
 import { jobSpec, offer } from '../placement/testing.ts'
-import { JobRunner, lostWithDaemonExitCode } from './job-runner.ts'
+import { JobRunner, lostWithDaemonExitCode, timedOutExitCode } from './job-runner.ts'
 import { silentLogger } from './logger.ts'
 import { ConsensusStore } from './store.ts'
 
@@ -113,6 +113,16 @@ describe('JobRunner', () => {
     expect(opened.exits).toEqual([{ jobId: 'napper', exitCode: 4 }])
     expect(opened.usages[0]).toMatchObject({ cpuSeconds: null, peakMemoryBytes: null, wallMs: expect.any(Number) })
     expect(opened.usages[0]!.wallMs).toBeGreaterThanOrEqual(250)
+  })
+
+  it('reports a run its timeout ended as failed, even when it caught the signal and exited 0', async () => {
+    const opened = await openRunner(await freshDir())
+    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(genesis), nowMs: 0 })
+    const spec = jobSpec({ name: 'stubborn', command: ['/bin/sh', '-c', "trap 'exit 0' TERM; sleep 10 & wait"], resources: { cpu: '100m', memory: '16Mi' }, timeout: '300ms' })
+    peer.step({ kind: 'submit', nowMs: 1, requestId: 'stubborn', job: { id: asJobId('stubborn'), spec, durationMs: 0 } })
+    opened.runner.start(startEffect('stubborn'), peer.document)
+    await until(() => opened.exits.length === 1, 'the timeout')
+    expect(opened.exits).toEqual([{ jobId: 'stubborn', exitCode: timedOutExitCode }])
   })
 
   it('does not report the end of a run the core stopped, and reports a launch failure as 127', async () => {

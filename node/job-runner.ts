@@ -18,6 +18,8 @@ import type { LocalRunRecord } from './store.ts'
 export const lostWithDaemonExitCode = 137
 /** The exit code reported for a run that could not be launched (the shell's "command not found"). */
 export const launchFailedExitCode = 127
+/** The exit code reported for a run its timeout ended that still exited 0 (GNU timeout's): a timeout is a failure. */
+export const timedOutExitCode = 124
 /** Launch failures and ended runs remembered for `fabric job` (oldest forgotten first). */
 export const maxRememberedLaunchErrors = 1_024
 export const maxRememberedRuns = 4_096
@@ -221,7 +223,7 @@ export class JobRunner {
     return this.#ended(jobId, run, null, launchFailedExitCode)
   }
 
-  async #ended(jobId: JobId, run: LocalRun, exit: JobExit | null, exitCode = exit?.exitCode ?? launchFailedExitCode): Promise<void> {
+  async #ended(jobId: JobId, run: LocalRun, exit: JobExit | null, exitCode = exitCodeOf(exit)): Promise<void> {
     run.state = 'ended'
     run.exit = exit
     if (this.#runs.get(jobId) !== run) return // a later run of the same job replaced this one
@@ -250,6 +252,12 @@ export class JobRunner {
       if (this.#chains.get(jobId) === next) this.#chains.delete(jobId)
     })
   }
+}
+
+/** The code the core hears: a run ended by its timeout failed, even if it caught the signal and exited 0. */
+function exitCodeOf(exit: JobExit | null): number {
+  if (exit === null) return launchFailedExitCode
+  return exit.state === 'failed' && exit.exitCode === 0 ? timedOutExitCode : exit.exitCode
 }
 
 /**

@@ -4,6 +4,7 @@
 import {
   attemptProgress,
   committeeVoters,
+  copyFailed,
   effectiveAssignment,
   finalRun as endingRun,
   forEachJob,
@@ -70,7 +71,8 @@ export function summarizeRecord(document: Document, jobId: JobId, job: JobRecord
   const final = finalRun(job)
   if (final !== null) return { id: jobId, state: final.state, node: final.node, exitCode: final.exitCode, finishedAtMs: final.atMs }
   const assignment = effectiveAssignment(job)
-  if (assignment !== null) return { id: jobId, state: isCommitted(document, assignment) ? 'assigned' : 'placed', node: assignment.node, exitCode: null, finishedAtMs: null }
+  // A copy that failed with attempts left waits to be placed again (its failure is in `attempts`).
+  if (assignment !== null && !copyFailed(job, assignment)) return { id: jobId, state: isCommitted(document, assignment) ? 'assigned' : 'placed', node: assignment.node, exitCode: null, finishedAtMs: null }
   return { id: jobId, state: Object.keys(job.unplaceable).length > 0 ? 'unplaceable' : 'pending', node: null, exitCode: null, finishedAtMs: null }
 }
 
