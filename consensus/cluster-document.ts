@@ -224,10 +224,14 @@ export function finalRun(job: JobRecord): { node: NodeId; state: 'finished' | 'f
     const run = job.runs[node]!
     const state = runStateOf(run)
     if (state === 'finished') return { node: asNodeId(node), state, run }
-    // The latest failure ends the job once no attempt is left.
     if (state === 'failed' && (failed === null || stampAfter(run, failed.run))) failed = { node: asNodeId(node), state, run }
   }
-  return failed !== null && !hasAttemptsLeft(job) ? failed : null
+  if (job.attempts === undefined) return failed // made before retries: any failure is final
+  if (hasAttemptsLeft(job)) return null
+  // Out of attempts: the last failure ends it (kept as an attempt even if its run record was rewritten since).
+  const last = failedAttempts(job).at(-1)
+  if (failed !== null && (last === undefined || !stampAfter(last, failed.run))) return failed
+  return last === undefined ? null : { node: last.node, state: 'failed', run: { state: text('failed'), term: last.term, seq: last.seq, exitCode: last.exitCode, atMs: last.atMs, ...(last.usage === null ? {} : { usage: last.usage }) } }
 }
 
 /** A job is done once any copy of it finished, its last attempt failed, or it was cancelled. */
@@ -239,7 +243,8 @@ export function isJobDone(job: JobRecord): boolean {
     if (state === 'finished') return true
     if (state === 'failed') failed = true
   }
-  return failed && !hasAttemptsLeft(job)
+  // Every failure is kept as an attempt; in records made before retries, any failure is final.
+  return job.attempts === undefined ? failed : !hasAttemptsLeft(job)
 }
 
 /** (term, seq) order: a higher term wins, then the later decision of the term. */

@@ -4,7 +4,7 @@
 // attempts neither loses an attempt nor counts one twice. Usage reported at exit lands in the record.
 import { describe, expect, it } from 'vitest'
 import { Cluster, testJob } from './testing/harness.ts'
-import { failedAttempts, finalRun, isJobDone, jobRecord } from './cluster-document.ts'
+import { failedAttempts, finalRun, isJobDone, jobRecord, type JobRecord } from './cluster-document.ts'
 import { attemptProgress } from './retries.ts'
 import { asJobId, asNodeId, type JobId, type NodeId } from './types.ts'
 
@@ -177,3 +177,25 @@ describe('retries', () => {
     expect(cluster.effectsOf('archive-job', leader.id).find((record) => record.effect.job.id === jobId)!.effect.job.usage).toEqual(usage)
   })
 })
+
+describe('when a failure is final', () => {
+  const run = (state: string, term: number, seq: number, exitCode: number) => ({ state, term, seq, exitCode, atMs: term * 100 + seq })
+  const attempt = (node: string, term: number, seq: number, exitCode: number) => ({ node, term, seq, exitCode, atMs: term * 100 + seq })
+  const record = (fields: Record<string, unknown>): JobRecord => ({ runs: {}, cancelled: {}, ...fields }) as unknown as JobRecord
+
+  it('in a record made before retries (no attempts kept), at the first failure', () => {
+    const job = record({ runs: { n1: run('failed', 1, 1, 2) } })
+    expect(isJobDone(job)).toBe(true)
+    expect(finalRun(job)).toMatchObject({ node: 'n1', state: 'failed' })
+  })
+
+  it('with attempts kept, only once they reach the spec\'s retries + 1, whatever the run records say since', () => {
+    const once = record({ maxAttempts: 2, runs: { n1: run('failed', 1, 1, 2) }, attempts: { '1.1': attempt('n1', 1, 1, 2) } })
+    expect([isJobDone(once), finalRun(once)]).toEqual([false, null])
+    // The second failure ran on n1 again, whose run record a stale report rewrote afterwards.
+    const twice = record({ maxAttempts: 2, runs: { n1: run('stopped', 1, 3, -1) }, attempts: { '1.1': attempt('n1', 1, 1, 2), '1.2': attempt('n1', 1, 2, 7) } })
+    expect(isJobDone(twice)).toBe(true)
+    expect(finalRun(twice)).toMatchObject({ node: 'n1', state: 'failed', run: { term: 1, seq: 2, exitCode: 7 } })
+  })
+})
+
