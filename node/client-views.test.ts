@@ -121,7 +121,7 @@ describe('job views of a job with retries', () => {
     const document = cluster.peer(runner).document
     expect(listJobs(document, [], 100).jobs.find((job) => job.id === 'flaky')).toMatchObject({ state: 'pending', node: null })
     const detail = jobDetail(document, jobId, [], undefined)!
-    expect(detail.attempts).toEqual([{ replica: 'flaky', attempt: 2, of: 3, failed: [expect.objectContaining({ node: runner, exitCode: 3, usage })] }])
+    expect(detail.attempts).toEqual([{ replica: 'flaky', attempt: 2, of: 3, failed: [expect.objectContaining({ attempt: 1, node: runner, exitCode: 3, usage })] }])
     expect(detail.runs).toEqual([expect.objectContaining({ node: runner, state: 'failed', usage })])
     expect(jobDetailSchema.parse(detail)).toEqual(detail)
   })

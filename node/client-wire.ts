@@ -128,7 +128,7 @@ export const jobDetailSchema = jobSummarySchema.extend({
       replica: z.string(),
       attempt: z.number(),
       of: z.number().nullable(),
-      failed: z.array(z.object({ node: z.string(), term: z.number(), seq: z.number(), exitCode: z.number(), atMs: z.number(), usage: usageSchema.nullable() })),
+      failed: z.array(z.object({ attempt: z.number(), node: z.string(), term: z.number(), seq: z.number(), exitCode: z.number(), atMs: z.number(), usage: usageSchema.nullable() })),
     }))
     .optional(),
   unplaceable: z.array(z.object({ replica: z.string(), term: z.number(), reason: z.string() })),

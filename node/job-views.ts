@@ -180,7 +180,7 @@ export function jobDetail(document: Document, jobId: JobId, archived: readonly A
     .sort((a, b) => a.atMs - b.atMs)
   const attempts = records.map(({ id, job }) => {
     const progress = attemptProgress(job)
-    return { replica: id as string, attempt: progress.attempt, of: progress.of, failed: progress.failed.map((attempt) => ({ ...attempt, node: attempt.node as string })) }
+    return { replica: id as string, attempt: progress.attempt, of: progress.of, failed: progress.failed.map((attempt, index) => ({ attempt: index + 1, ...attempt, node: attempt.node as string })) }
   })
   const unplaceable = records.flatMap(({ id, job }) => Object.keys(job.unplaceable).map((term) => ({ replica: id as string, term: Number(term), reason: readText(job.unplaceable[term]) })))
   return {

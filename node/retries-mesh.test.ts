@@ -50,7 +50,7 @@ describe('retries on a mesh of two Shuttle processes', () => {
     expect(await readFile(join(marks, 'runs'), 'utf8')).toBe('run\nrun\n')
     expect(done.state).toBe('finished')
     expect(done.archived).toBe(false) // it leaves the document 5 s after it ended
-    expect(done.attempts).toEqual([{ replica: jobId, attempt: 2, of: 3, failed: [expect.objectContaining({ exitCode: 3, usage: expect.objectContaining({ wallMs: expect.any(Number) }) })] }])
+    expect(done.attempts).toEqual([{ replica: jobId, attempt: 2, of: 3, failed: [expect.objectContaining({ attempt: 1, exitCode: 3, usage: expect.objectContaining({ wallMs: expect.any(Number) }) })] }])
     const finished = done.runs.find((run) => run.state === 'finished')!
     expect(finished.usage).toMatchObject({ wallMs: expect.any(Number) })
     // Two different assignments ran: the retry is a new one.

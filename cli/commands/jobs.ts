@@ -92,8 +92,8 @@ function describeJob(job: JobDetail, nowMs: number): string {
     // A job without retries on its first attempt has nothing to say here.
     if ((progress.of ?? 1) <= 1 && progress.failed.length === 0) continue
     lines.push(`attempts   ${which(progress.replica)}attempt ${progress.attempt}${progress.of === null ? '' : ` of ${progress.of}`}`)
-    progress.failed.forEach((failure, index) => {
-      lines.push(`  ${which(progress.replica)}attempt ${index + 1} failed on ${failure.node}: exit ${failure.exitCode}, term ${failure.term} seq ${failure.seq}, ${new Date(failure.atMs).toISOString()}${describeUsage(failure.usage)}`)
+    progress.failed.forEach((failure) => {
+      lines.push(`  ${which(progress.replica)}attempt ${failure.attempt} failed on ${failure.node}: exit ${failure.exitCode}, term ${failure.term} seq ${failure.seq}, ${new Date(failure.atMs).toISOString()}${describeUsage(failure.usage)}`)
     })
   }
   if (job.runs.length > 0) {
