@@ -281,13 +281,15 @@ export class Checker {
         continue
       }
       const current = effectiveAssignment(job)
+      // Runs fail in the liveness phase too: a retry must be placed (and committed) soon after.
+      const failedAtMs = this.#ended.get(jobId)?.findLast((run) => run.exitCode !== 0)?.atMs ?? -Infinity
+      const failedLately = world.nowMs - failedAtMs <= retryPlacedWithinMs
       if (current !== null && copyFailed(job, current)) {
-        // Its run failed with attempts left (not done): it must be placed again soon.
-        const failedAtMs = this.#ended.get(jobId)?.findLast((run) => run.exitCode !== 0)?.atMs ?? -Infinity
-        if (world.nowMs - failedAtMs > retryPlacedWithinMs) this.#violate('liveness-retry', `${jobId} failed on ${current.node} with attempts left and was not placed again`)
+        if (!failedLately) this.#violate('liveness-retry', `${jobId} failed on ${current.node} with attempts left and was not placed again`)
         continue
       }
       if (current !== null && isCommitted(document, current)) continue
+      if (current !== null && failedLately) continue // its retry, placed just now, not committed yet
       this.#violate('liveness-jobs', `${jobId} is neither placed, finished nor reported unplaceable at the end`)
     }
   }
