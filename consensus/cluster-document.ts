@@ -3,7 +3,7 @@
 // map concurrently (Automerge would keep one and hide the other). Every key has a single writer
 // (a job's origin, its runner, or the leader of a term), so concurrent changes never conflict.
 import * as A from '@automerge/automerge'
-import type { JobId, JobSubmission, NodeAttributes, NodeId, Resources, Term } from './types.ts'
+import type { JobId, JobSubmission, JobUsage, NodeAttributes, NodeId, Resources, Term } from './types.ts'
 import { canonicalJson } from '../placement/index.ts'
 import { asJobId, asNodeId, asTerm } from './types.ts'
 
@@ -15,7 +15,11 @@ type Text = A.ImmutableString
 export interface AssignmentRecord { node: Text; seq: number }
 /** 'checkpointed': the copy was checkpointed and stopped so that it moves (a migration). */
 export type RunState = 'running' | 'finished' | 'failed' | 'stopped' | 'checkpointed'
-export interface RunRecord { state: Text; term: number; seq: number; exitCode: number; atMs: number }
+export interface RunRecord { state: Text; term: number; seq: number; exitCode: number; atMs: number; usage?: UsageRecord }
+/** What a run used, measured by its runtime at exit (null where the machine cannot measure it). */
+export interface UsageRecord { cpuSeconds: number | null; peakMemoryBytes: number | null; wallMs: number | null }
+/** A failed run, keyed by its assignment stamp (`term.seq`): only the runner of that stamp writes it. */
+export interface AttemptRecord { node: Text; term: number; seq: number; exitCode: number; atMs: number; usage?: UsageRecord }
 /** One replica of a submitted job (a job of n replicas has n records, written in one change). */
 export interface JobRecord {
   id: Text
@@ -50,6 +54,10 @@ export interface JobRecord {
   snapshots?: Record<string, SnapshotRecord>
   /** Keyed by the node that took a migrate request: move the replica (to `to`, or anywhere else when empty). */
   migrate?: Record<string, MigrateRecord>
+  /** Runs the replica may take: the spec's retries + 1 (absent in records older than retries: 1). */
+  maxAttempts?: number
+  /** The replica's failed runs (consensus/retries.ts decides what follows one). */
+  attempts?: Record<string, AttemptRecord>
 }
 export interface SnapshotRecord {
   cid: Text
@@ -211,22 +219,52 @@ export function finalRun(job: JobRecord): { node: NodeId; state: 'finished' | 'f
     const atMs = job.cancelled![node]!
     return { node: asNodeId(node), state: 'cancelled', run: { state: text('stopped'), term: 0, seq: 0, exitCode: -1, atMs } }
   }
+  let failed: { node: NodeId; state: 'failed'; run: RunRecord } | null = null
   for (const node of Object.keys(job.runs)) {
     const run = job.runs[node]!
     const state = runStateOf(run)
-    if (state === 'finished' || state === 'failed') return { node: asNodeId(node), state, run }
+    if (state === 'finished') return { node: asNodeId(node), state, run }
+    if (state === 'failed' && (failed === null || stampAfter(run, failed.run))) failed = { node: asNodeId(node), state, run }
   }
-  return null
+  if (job.attempts === undefined) return failed // made before retries: any failure is final
+  if (hasAttemptsLeft(job)) return null
+  // Out of attempts: the last failure ends it (kept as an attempt even if its run record was rewritten since).
+  const last = failedAttempts(job).at(-1)
+  if (failed !== null && (last === undefined || !stampAfter(last, failed.run))) return failed
+  return last === undefined ? null : { node: last.node, state: 'failed', run: { state: text('failed'), term: last.term, seq: last.seq, exitCode: last.exitCode, atMs: last.atMs, ...(last.usage === null ? {} : { usage: last.usage }) } }
 }
 
-/** A job is done once any copy of it finished (or failed for good), or it was cancelled. */
+/** A job is done once any copy of it finished, its last attempt failed, or it was cancelled. */
 export function isJobDone(job: JobRecord): boolean {
   if (isCancelled(job)) return true
+  let failed = false
   for (const run of Object.values(job.runs)) {
     const state = runStateOf(run)
-    if (state === 'finished' || state === 'failed') return true
+    if (state === 'finished') return true
+    if (state === 'failed') failed = true
   }
-  return false
+  // Every failure is kept as an attempt; in records made before retries, any failure is final.
+  return job.attempts === undefined ? failed : !hasAttemptsLeft(job)
+}
+
+/** (term, seq) order: a higher term wins, then the later decision of the term. */
+export function stampAfter(a: { term: number; seq: number }, b: { term: number; seq: number }): boolean {
+  return a.term > b.term || (a.term === b.term && a.seq > b.seq)
+}
+
+/** The replica's failed runs, oldest first (none in records older than retries). */
+export function failedAttempts(job: JobRecord): { node: NodeId; term: number; seq: number; exitCode: number; atMs: number; usage: UsageRecord | null }[] {
+  return Object.values(job.attempts ?? {})
+    .map((attempt) => ({ node: asNodeId(readText(attempt.node)), term: attempt.term, seq: attempt.seq, exitCode: attempt.exitCode, atMs: attempt.atMs, usage: readUsage(attempt.usage) }))
+    .sort((a, b) => a.term - b.term || a.seq - b.seq)
+}
+
+/** Whether a failed run may be followed by another: fewer failures recorded than runs allowed. */
+export function hasAttemptsLeft(job: JobRecord): boolean {
+  if (job.attempts === undefined) return false // made before retries: a failure is final
+  let failures = 0
+  for (const _key in job.attempts) failures++
+  return failures < (job.maxAttempts ?? 1)
 }
 
 export function isCancelled(job: JobRecord): boolean {
@@ -352,6 +390,8 @@ export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: Nod
       checkpointEveryMs: job.spec.checkpoint?.intervalMs ?? 0,
       snapshots: {},
       migrate: {},
+      maxAttempts: job.spec.retries + 1,
+      attempts: {},
     }
   }
   draft.origins[origin] = originSeq
@@ -434,8 +474,27 @@ export function writeUnplaceable(draft: ClusterDocument, jobId: JobId, term: Ter
   draftJob(draft, jobId).unplaceable[String(term)] = text(reason)
 }
 
-export function writeRun(draft: ClusterDocument, jobId: JobId, node: NodeId, run: { state: RunState; term: number; seq: number; exitCode: number; atMs: number }): void {
-  draftJob(draft, jobId).runs[node] = { ...run, state: text(run.state) }
+/** The runner `node` reports its run; a failure is also kept as an attempt (its run record is rewritten by a retry here). */
+export function writeRun(draft: ClusterDocument, jobId: JobId, node: NodeId, run: { state: RunState; term: number; seq: number; exitCode: number; atMs: number; usage?: JobUsage }): void {
+  const job = draftJob(draft, jobId)
+  const { usage: measured, ...rest } = run
+  const usage = measured === undefined ? {} : { usage: readUsage(measured)! }
+  job.runs[node] = { ...rest, state: text(run.state), ...usage }
+  if (run.state !== 'failed' || job.attempts === undefined) return
+  job.attempts[`${run.term}.${run.seq}`] = { node: text(node), term: run.term, seq: run.seq, exitCode: run.exitCode, atMs: run.atMs, ...usage }
+}
+
+/**
+ * A usage record as read from the document (any peer may have written it): each figure a finite,
+ * non-negative number or null; null when it is not a usage record at all.
+ */
+export function readUsage(value: unknown): UsageRecord | null {
+  if (typeof value !== 'object' || value === null) return null
+  const figure = (key: keyof UsageRecord): number | null => {
+    const number = (value as Record<string, unknown>)[key]
+    return typeof number === 'number' && Number.isFinite(number) && number >= 0 ? number : null
+  }
+  return { cpuSeconds: figure('cpuSeconds'), peakMemoryBytes: figure('peakMemoryBytes'), wallMs: figure('wallMs') }
 }
 
 /** The leader drops an archived job; runners' concurrent reports land in the detached map and vanish. */

@@ -27,11 +27,16 @@ export {
   type Role as AdmissionRole,
   isCancelled,
   finalRun,
+  failedAttempts,
+  hasAttemptsLeft,
+  readUsage,
   demandOf,
   runStateOf,
   type ClusterDocument,
   type Document,
   type JobRecord,
+  type UsageRecord,
 } from './cluster-document.ts'
+export { attemptProgress, copyFailed, type AttemptProgress } from './retries.ts'
 export { PlacementViews } from './placement-views.ts'
 export { isMajority, isJointMajority, majorityValue, validateCommitteeChange } from './quorum.ts'

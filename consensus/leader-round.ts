@@ -23,6 +23,7 @@ import {
   type JobRecord,
 } from './cluster-document.ts'
 import type { LeaderState } from './leader-state.ts'
+import { copyFailed } from './retries.ts'
 import type { JobId, NodeId, PeerConfig, Resources, Term } from './types.ts'
 
 /** A replica waiting for a placement, as the auction needs it. */
@@ -39,6 +40,8 @@ export interface PendingReplica {
   /** A migration: the node its copy was checkpointed and stopped on, and the node asked for (null: any other). */
   moveFrom: NodeId | null
   moveTo: NodeId | null
+  /** A retry: the node its last attempt failed on (placed elsewhere if another node can take it). */
+  avoid: NodeId | null
 }
 
 export interface JobSurvey {
@@ -89,7 +92,7 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
   const survey: JobSurvey = { pending: [], used: new Map(), expired: [], doneSeen: [] }
   /** Gangs (tightly-coupled jobs) are placed whole: one lost replica sends every replica back. */
   const gangs = new Map<string, { placed: { jobId: JobId; job: JobRecord; node: NodeId }[]; pending: boolean }>()
-  const wait = (jobId: JobId, job: JobRecord, move: { from: NodeId; to: NodeId | null } | null = null): void => {
+  const wait = (jobId: JobId, job: JobRecord, move: { from: NodeId; to: NodeId | null } | null = null, avoid: NodeId | null = null): void => {
     const reason = job.unplaceable[String(term)]
     survey.pending.push({
       jobId,
@@ -101,6 +104,7 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
       reason: reason === undefined ? null : readText(reason),
       moveFrom: move?.from ?? null,
       moveTo: move?.to ?? null,
+      avoid,
     })
   }
   const hold = (node: NodeId, job: JobRecord): void => {
@@ -130,6 +134,9 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
         return
       }
     }
+    // Its copy failed with attempts left (a final failure made the job done above): placed again.
+    const failedOn = current !== null && copyFailed(job, current) ? current.node : null
+    if (failedOn !== null) current = null
     const placed = current !== null && isAlive(current.node)
     if (placed) hold(current!.node, job)
     if (job.gang === true) {
@@ -141,7 +148,7 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
       if (placed) return
     } else if (placed) return
     if ((leader.retryAtMs.get(jobId) ?? -Infinity) > nowMs) return
-    wait(jobId, job)
+    wait(jobId, job, null, job.gang === true ? null : failedOn)
   })
   for (const gang of gangs.values()) {
     if (!gang.pending) continue

@@ -29,6 +29,7 @@ import { concatBytes } from './bytes.ts'
 import { activeVoters, creditLease, newLeaderState, openHeartbeatRound, type LeaderState } from './leader-state.ts'
 import { isIdle, noPlacement, planRound, surveyJobs, writeRound, type Placement } from './leader-round.ts'
 import { LeaderAuction } from './leader-auction.ts'
+import { scopeRound } from './retries.ts'
 import { planAdmit, planCancel, planDrain, planMigrate, planSubmit, type RequestPlan, type RequestWrite } from './requests.ts'
 import { PlacementViews } from './placement-views.ts'
 import { CapacityTable } from './capacity-table.ts'
@@ -264,7 +265,7 @@ export class Peer {
         this.#applyRequest(input.requestId, planSubmit(input.job, this.#submissions.refusal(input.job, this.#document), this.id, this.#now))
         break
       case 'job-exited':
-        this.#runner.jobExited(input.jobId, input.exitCode)
+        this.#runner.jobExited(input.jobId, input.exitCode, input.usage)
         break
       case 'prices':
         this.#offer = { ...this.#offer, prices: input.prices }
@@ -768,13 +769,9 @@ export class Peer {
       for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, this.#now + this.#config.pendingRetryMs)
       placement = this.#stillWaiting(closed.placement)
     } else if (!leader.auction.isOpen && survey.pending.length > 0) {
-      // Migrations go in rounds of their own: the offers leave out the node a copy moves from (or
-      // keep only the node it was sent to).
-      const move = survey.pending.find((replica) => replica.moveFrom !== null)
-      const pending = move === undefined ? survey.pending : survey.pending.filter((replica) => replica.moveFrom === move.moveFrom && replica.moveTo === move.moveTo)
-      // Draining nodes take nothing new; a move goes away from its node (or to the node asked for).
-      const allowed = (nodeId: NodeId): boolean => !isDraining(this.#document, nodeId) && (move === undefined || (move.moveTo !== null ? nodeId === move.moveTo : nodeId !== move.moveFrom))
-      const offers = this.#views.offers(this.#document, survey.used, (nodeId) => allowed(nodeId) && this.#isAlive(leader, nodeId))
+      // Migrations and retries go in rounds of their own (consensus/retries.ts); draining nodes take nothing new.
+      const { pending, offers } = scopeRound(survey.pending, (jobId) => leader.retryAtMs.has(jobId), (allows) =>
+        this.#views.offers(this.#document, survey.used, (nodeId) => !isDraining(this.#document, nodeId) && allows(nodeId) && this.#isAlive(leader, nodeId)))
       const { opened, unreadable } = leader.auction.open(pending, offers, (text) => this.#views.specOf(text), this.#now, term)
       if (unreadable.length > 0) placement = { assignments: [], unplaceable: unreadable }
       if (opened !== null) {

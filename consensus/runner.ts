@@ -4,20 +4,21 @@
 import {
   demandOf,
   effectiveAssignment,
+  failedAttempts,
   finalRun,
   forEachJob,
   isCancelled,
   isJobDone,
   jobRecord,
-  latestSnapshot,
   migrateOf,
-  runStateOf,
   readText,
+  readUsage,
   type Document,
   type JobRecord,
   type RunState,
 } from './cluster-document.ts'
-import type { JobId, NodeId, PeerEffect, PeerEvent, Resources } from './types.ts'
+import { copyEnded, restorePoint } from './retries.ts'
+import type { JobId, JobUsage, NodeId, PeerEffect, PeerEvent, Resources } from './types.ts'
 import { asTerm } from './types.ts'
 
 export interface LocalRun {
@@ -30,7 +31,7 @@ export interface LocalRun {
   /** A checkpoint the adapter is taking now, and why. */
   checkpointing: 'periodic' | 'migrate' | null
 }
-export interface RunOutcome { state: RunState; term: number; seq: number; exitCode: number; atMs: number }
+export interface RunOutcome { state: RunState; term: number; seq: number; exitCode: number; atMs: number; usage?: JobUsage }
 
 export interface RunnerComponents {
   nodeId: NodeId
@@ -107,13 +108,13 @@ export class Runner {
       this.#mine.clear()
       forEachJob(document, (jobId, job) => {
         const current = effectiveAssignment(job)
-        if (current !== null && current.node === self && !isJobDone(job) && !movedAway(job, self, current)) this.#mine.set(jobId, current)
+        if (current !== null && current.node === self && !isJobDone(job) && !copyEnded(job, self, current)) this.#mine.set(jobId, current)
       })
     } else {
       for (const jobId of check) {
         const job = jobRecord(document, jobId)
         const current = job === undefined ? null : effectiveAssignment(job)
-        if (job !== undefined && current !== null && current.node === self && !isJobDone(job) && !movedAway(job, self, current)) this.#mine.set(jobId, current)
+        if (job !== undefined && current !== null && current.node === self && !isJobDone(job) && !copyEnded(job, self, current)) this.#mine.set(jobId, current)
         else this.#mine.delete(jobId)
       }
     }
@@ -152,8 +153,7 @@ export class Runner {
       const now = this.#components.nowMs()
       this.#running.set(jobId, { term: assignment.term, seq: assignment.seq, demand, checkpointEveryMs: every, nextCheckpointMs: every > 0 ? now + every : Infinity, checkpointing: null })
       // Only the outcome goes into the document; that it runs is soft state (capacity gossip).
-      const snapshot = latestSnapshot(job)
-      this.#components.emit({ kind: 'start-job', jobId, demand, durationMs: job.durationMs, term: asTerm(assignment.term), seq: assignment.seq, restoreFrom: snapshot === null ? null : { cid: snapshot.cid, node: snapshot.node, holders: snapshot.holders } })
+      this.#components.emit({ kind: 'start-job', jobId, demand, durationMs: job.durationMs, term: asTerm(assignment.term), seq: assignment.seq, restoreFrom: restorePoint(job) })
     }
   }
 
@@ -166,7 +166,10 @@ export class Runner {
       if (this.#archived.size >= this.#components.maxArchiveRemembered) this.#archived.delete(this.#archived.keys().next().value!)
       this.#archived.add(jobId)
       this.#components.onArchived(jobId)
-      this.#components.emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs } })
+      const attempts = failedAttempts(job).length + (outcome.state === 'finished' ? 1 : 0)
+      const measured = readUsage(outcome.run.usage)
+      const usage = measured === null ? {} : { usage: measured }
+      this.#components.emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs, attempts, maxAttempts: job.maxAttempts ?? 1, ...usage } })
     }
     const document = this.#components.document()
     if (check === null) forEachJob(document, visit)
@@ -218,22 +221,16 @@ export class Runner {
     this.#components.event({ kind: 'checkpoint-failed', jobId, reason })
   }
 
-  /** A local job ended: record the outcome (if the job is still in the document) and free its room. */
-  jobExited(jobId: JobId, exitCode: number): void {
+  /** A local job ended: record the outcome and its usage (if the job is still in the document) and free its room. */
+  jobExited(jobId: JobId, exitCode: number, usage?: JobUsage): void {
     const run = this.#running.get(jobId)
     if (run === undefined) return
     this.#running.delete(jobId)
     this.#mine.delete(jobId)
     const state = exitCode === 0 ? 'finished' : 'failed'
     if (jobRecord(this.#components.document(), jobId) !== undefined) {
-      this.#components.reportRun(`${state} ${jobId}`, jobId, { state, term: run.term, seq: run.seq, exitCode, atMs: this.#components.nowMs() })
+      this.#components.reportRun(`${state} ${jobId}`, jobId, { state, term: run.term, seq: run.seq, exitCode, atMs: this.#components.nowMs(), ...(usage === undefined ? {} : { usage }) })
     }
     this.#recheckAll = true // room freed: a waiting assignment may start
   }
-}
-
-/** This node stopped its copy with the current stamp after a checkpoint: it restores elsewhere, not here again. */
-function movedAway(job: JobRecord, self: NodeId, stamp: { term: number; seq: number }): boolean {
-  const run = job.runs[self]
-  return run !== undefined && runStateOf(run) === 'checkpointed' && run.term === stamp.term && run.seq === stamp.seq
 }

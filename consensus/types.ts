@@ -182,6 +182,13 @@ export interface CapacityGossip {
   running: number
 }
 
+/** What a run used, as its runtime measured it at exit (null: this machine cannot measure it). */
+export interface JobUsage {
+  cpuSeconds: number | null
+  peakMemoryBytes: number | null
+  wallMs: number | null
+}
+
 export interface ArchivedJob {
   id: JobId
   name: string
@@ -190,6 +197,12 @@ export interface ArchivedJob {
   exitCode: number
   submittedAtMs: number
   finishedAtMs: number
+  /** Runs it took (failed attempts + the last); absent in archives older than retries. */
+  attempts?: number
+  /** Runs the spec allowed (retries + 1). */
+  maxAttempts?: number
+  /** What the last run used, when its runtime measured it. */
+  usage?: JobUsage
 }
 
 // ---- Inputs
@@ -199,7 +212,7 @@ export type PeerInput =
   | { kind: 'message'; nowMs: number; from: NodeId; message: PeerMessage }
   | { kind: 'capacity'; nowMs: number; gossip: CapacityGossip }
   | { kind: 'submit'; nowMs: number; requestId: string; job: JobSubmission }
-  | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number }
+  | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number; usage?: JobUsage }
   /** Cancel every replica of a submitted job; acknowledged like a submission (durable on a majority). */
   | { kind: 'cancel'; nowMs: number; requestId: string; jobId: JobId }
   /** Move a running job's replicas: checkpoint, place elsewhere (on `to` when given), restore there. */

@@ -6,7 +6,8 @@
 import * as A from '@automerge/automerge'
 import { describe, expect, it } from 'vitest'
 import { Cluster, testJob } from '../consensus/testing/harness.ts'
-import { asJobId, replicaRecords } from '../consensus/index.ts'
+import { asJobId, readUsage, replicaRecords } from '../consensus/index.ts'
+import { jobDetailSchema } from './client-wire.ts'
 import { jobSpec } from '../placement/testing.ts'
 import { CommittedAssignmentWatch } from './assignment-watch.ts'
 import { jobDetail, listJobs, parentJobId } from './job-views.ts'
@@ -102,5 +103,33 @@ describe('live plan', () => {
     const fits = planOnDocument(document, jobSpec({ name: 'small', command: ['true'], resources: { cpu: 2, memory: '1Gi' }, replicas: 2 }), { nowMs: 0, isAlive: () => true, describeSilence: () => '' })
     expect(fits.explanation.awards).toHaveLength(2)
     expect(A.getHeads(document)).toEqual(heads)
+  })
+})
+
+describe('job views of a job with retries', () => {
+  it('shows a replica whose run failed with attempts left as pending, with the failed attempt and its usage, in a detail the wire accepts', () => {
+    const cluster = new Cluster({ voters: 3, seed: 6 })
+    const leader = cluster.awaitLeader()
+    cluster.advance(200)
+    const jobId = asJobId('flaky')
+    cluster.submit(leader.id, testJob('flaky', { retries: 2 }))
+    expect(cluster.runUntil(() => cluster.ids.some((id) => cluster.running(id).has(jobId)), 2_000)).toBe(true)
+    const runner = cluster.ids.find((id) => cluster.running(id).has(jobId))!
+    const usage = { cpuSeconds: 0.5, peakMemoryBytes: 52_428_800, wallMs: 700 }
+    cluster.exited(runner, jobId, 3, usage)
+    // The runner's own document, before the leader places it again.
+    const document = cluster.peer(runner).document
+    expect(listJobs(document, [], 100).jobs.find((job) => job.id === 'flaky')).toMatchObject({ state: 'pending', node: null })
+    const detail = jobDetail(document, jobId, [], undefined)!
+    expect(detail.attempts).toEqual([{ replica: 'flaky', attempt: 2, of: 3, failed: [expect.objectContaining({ attempt: 1, node: runner, exitCode: 3, usage })] }])
+    expect(detail.runs).toEqual([expect.objectContaining({ node: runner, state: 'failed', usage })])
+    expect(jobDetailSchema.parse(detail)).toEqual(detail)
+  })
+
+  it('reads a usage record any peer may have written: each figure a number >= 0 or null', () => {
+    expect(readUsage({ cpuSeconds: 'lots', peakMemoryBytes: -1, wallMs: 5 })).toEqual({ cpuSeconds: null, peakMemoryBytes: null, wallMs: 5 })
+    expect(readUsage({ cpuSeconds: Number.NaN, peakMemoryBytes: Number.POSITIVE_INFINITY })).toEqual({ cpuSeconds: null, peakMemoryBytes: null, wallMs: null })
+    expect(readUsage('junk')).toBeNull()
+    expect(readUsage(null)).toBeNull()
   })
 })

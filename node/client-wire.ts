@@ -112,13 +112,25 @@ export const jobSummarySchema = z.object({
   replicas: z.array(replicaSummarySchema),
 })
 
+/** What a run used, measured by its runtime at exit (null: not measurable there). */
+export const usageSchema = z.object({ cpuSeconds: z.number().nullable(), peakMemoryBytes: z.number().nullable(), wallMs: z.number().nullable() })
+
 export const jobDetailSchema = jobSummarySchema.extend({
   command: z.string(),
   demand: resources.nullable(),
   origin: z.string().nullable(),
   /** Per replica record (`replica`: its id), so a job of several replicas lists every copy's history. */
   assignments: z.array(z.object({ replica: z.string(), term: z.number(), seq: z.number(), node: z.string(), committed: z.boolean() })),
-  runs: z.array(z.object({ replica: z.string(), node: z.string(), state: z.string(), term: z.number(), seq: z.number(), exitCode: z.number(), atMs: z.number() })),
+  runs: z.array(z.object({ replica: z.string(), node: z.string(), state: z.string(), term: z.number(), seq: z.number(), exitCode: z.number(), atMs: z.number(), usage: usageSchema.nullable().optional() })),
+  /** Per replica: which attempt it is on (of how many the spec's retries allow) and its failed runs. */
+  attempts: z
+    .array(z.object({
+      replica: z.string(),
+      attempt: z.number(),
+      of: z.number().nullable(),
+      failed: z.array(z.object({ attempt: z.number(), node: z.string(), term: z.number(), seq: z.number(), exitCode: z.number(), atMs: z.number(), usage: usageSchema.nullable() })),
+    }))
+    .optional(),
   unplaceable: z.array(z.object({ replica: z.string(), term: z.number(), reason: z.string() })),
   /** What the answering daemon's own runtime knows of the job, when it ran it here. */
   local: z.object({ node: z.string(), replica: z.string().optional(), state: z.string(), pid: z.number().nullable(), exitCode: z.number().nullable(), reason: z.string().nullable() }).nullable(),

@@ -9,11 +9,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Peer, asJobId, asNodeId, asTerm, createGenesis, defaultPeerTiming, type Document, type JobId } from '../consensus/index.ts'
+import { Peer, asJobId, asNodeId, asTerm, createGenesis, defaultPeerTiming, type Document, type JobId, type JobUsage } from '../consensus/index.ts'
 import { ProcessRuntime, isDead, processStartTicks } from '../runtime/index.ts'
 import type { StartJobEffect } from './job-launch.ts'
 import { jobSpec, offer } from '../placement/testing.ts'
-import { JobRunner, lostWithDaemonExitCode } from './job-runner.ts'
+import { JobRunner, lostWithDaemonExitCode, timedOutExitCode } from './job-runner.ts'
 import { silentLogger } from './logger.ts'
 import { ConsensusStore } from './store.ts'
 
@@ -41,11 +41,21 @@ function documentWith(jobs: Record<string, string[]>): Document {
 
 const startEffect = (jobId: string, seq = 1): StartJobEffect => ({ kind: 'start-job', jobId: asJobId(jobId), demand: { cpuMillis: 100, memoryMiB: 16, diskMiB: 0, gpuCount: 0 }, durationMs: 0, term: asTerm(1), seq, restoreFrom: null })
 
-async function openRunner(dataDir: string): Promise<{ runner: JobRunner; store: ConsensusStore; exits: { jobId: JobId; exitCode: number }[]; close(): Promise<void> }> {
+async function openRunner(dataDir: string): Promise<{ runner: JobRunner; store: ConsensusStore; exits: { jobId: JobId; exitCode: number }[]; usages: (JobUsage | undefined)[]; close(): Promise<void> }> {
   const { store } = await ConsensusStore.open({ dataDir, nodeId, genesis, syncWrites: false })
   const runtime = new ProcessRuntime({ dataDir, cgroups: 'off', limits: { stopGraceMs: 200 } }, { logger: silentLogger })
   const exits: { jobId: JobId; exitCode: number }[] = []
-  const runner = new JobRunner({ runtime, store, logger: silentLogger, nowMs: Date.now, onExit: (jobId, exitCode) => exits.push({ jobId, exitCode }) })
+  const usages: (JobUsage | undefined)[] = []
+  const runner = new JobRunner({
+    runtime,
+    store,
+    logger: silentLogger,
+    nowMs: Date.now,
+    onExit: (jobId, exitCode, usage) => {
+      exits.push({ jobId, exitCode })
+      usages.push(usage)
+    },
+  })
   let closed = false
   const close = async (): Promise<void> => {
     if (closed) return
@@ -54,7 +64,7 @@ async function openRunner(dataDir: string): Promise<{ runner: JobRunner; store: 
     await store.close()
   }
   cleanups.push(close)
-  return { runner, store, exits, close }
+  return { runner, store, exits, usages, close }
 }
 
 async function freshDir(): Promise<string> {
@@ -94,6 +104,25 @@ describe('JobRunner', () => {
     second.runner.start(startEffect('once', 2), document)
     await until(() => second.exits.length === 2, 'the second run')
     expect(readFileSync(marks, 'utf8')).toBe('run\nrun\n')
+  })
+
+  it('hands the core what the run used with its exit (wall time here: this runtime has no cgroups)', async () => {
+    const opened = await openRunner(await freshDir())
+    opened.runner.start(startEffect('napper'), documentWith({ napper: ['/bin/sh', '-c', 'sleep 0.3; exit 4'] }))
+    await until(() => opened.exits.length === 1, 'the exit')
+    expect(opened.exits).toEqual([{ jobId: 'napper', exitCode: 4 }])
+    expect(opened.usages[0]).toMatchObject({ cpuSeconds: null, peakMemoryBytes: null, wallMs: expect.any(Number) })
+    expect(opened.usages[0]!.wallMs).toBeGreaterThanOrEqual(250)
+  })
+
+  it('reports a run its timeout ended as failed, even when it caught the signal and exited 0', async () => {
+    const opened = await openRunner(await freshDir())
+    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(genesis), nowMs: 0 })
+    const spec = jobSpec({ name: 'stubborn', command: ['/bin/sh', '-c', "trap 'exit 0' TERM; sleep 10 & wait"], resources: { cpu: '100m', memory: '16Mi' }, timeout: '300ms' })
+    peer.step({ kind: 'submit', nowMs: 1, requestId: 'stubborn', job: { id: asJobId('stubborn'), spec, durationMs: 0 } })
+    opened.runner.start(startEffect('stubborn'), peer.document)
+    await until(() => opened.exits.length === 1, 'the timeout')
+    expect(opened.exits).toEqual([{ jobId: 'stubborn', exitCode: timedOutExitCode }])
   })
 
   it('does not report the end of a run the core stopped, and reports a launch failure as 127', async () => {

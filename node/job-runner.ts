@@ -8,7 +8,7 @@
 // processes, if any outlived the daemon, are killed, checked by PID and start time) and reported
 // as lost with exit code 137, like a SIGKILL. A run that had ended, and whose exit was handed to
 // the core, is not run again when the core asks for the same assignment again: its exit is replayed.
-import type { Document, JobId } from '../consensus/index.ts'
+import type { Document, JobId, JobUsage } from '../consensus/index.ts'
 import { isDead, livingGroupMembers, processStartTicks, processTree, type JobExit, type LogChunk, type LogOptions, type RunHandle, type Runtime } from '../runtime/index.ts'
 import { runSpecFor, type StartJobEffect } from './job-launch.ts'
 import type { Logger } from './logger.ts'
@@ -18,6 +18,8 @@ import type { LocalRunRecord } from './store.ts'
 export const lostWithDaemonExitCode = 137
 /** The exit code reported for a run that could not be launched (the shell's "command not found"). */
 export const launchFailedExitCode = 127
+/** The exit code reported for a run its timeout ended that still exited 0 (GNU timeout's): a timeout is a failure. */
+export const timedOutExitCode = 124
 /** Launch failures and ended runs remembered for `fabric job` (oldest forgotten first). */
 export const maxRememberedLaunchErrors = 1_024
 export const maxRememberedRuns = 4_096
@@ -35,8 +37,8 @@ export interface JobRunnerComponents {
   store: LocalRunStore
   logger: Logger
   nowMs: () => number
-  /** A run ended by itself (or could not start): hand its exit code to the core. */
-  onExit(jobId: JobId, exitCode: number): void
+  /** A run ended by itself (or could not start): hand its exit code, and what it used when measured, to the core. */
+  onExit(jobId: JobId, exitCode: number, usage?: JobUsage): void
 }
 
 /** What this node's runtime knows of a job (for `fabric job`). */
@@ -221,7 +223,7 @@ export class JobRunner {
     return this.#ended(jobId, run, null, launchFailedExitCode)
   }
 
-  async #ended(jobId: JobId, run: LocalRun, exit: JobExit | null, exitCode = exit?.exitCode ?? launchFailedExitCode): Promise<void> {
+  async #ended(jobId: JobId, run: LocalRun, exit: JobExit | null, exitCode = exitCodeOf(exit)): Promise<void> {
     run.state = 'ended'
     run.exit = exit
     if (this.#runs.get(jobId) !== run) return // a later run of the same job replaced this one
@@ -238,7 +240,7 @@ export class JobRunner {
       this.#ledger.set(jobId, ended)
       await this.#components.store.putLocalRun(ended)
     }
-    this.#components.onExit(jobId, exitCode)
+    this.#components.onExit(jobId, exitCode, exit?.usage)
   }
 
   /** Runs `work` after everything queued for the job; failures are logged, never thrown. */
@@ -250,6 +252,12 @@ export class JobRunner {
       if (this.#chains.get(jobId) === next) this.#chains.delete(jobId)
     })
   }
+}
+
+/** The code the core hears: a run ended by its timeout failed, even if it caught the signal and exited 0. */
+function exitCodeOf(exit: JobExit | null): number {
+  if (exit === null) return launchFailedExitCode
+  return exit.state === 'failed' && exit.exitCode === 0 ? timedOutExitCode : exit.exitCode
 }
 
 /**

@@ -2,7 +2,9 @@
 // details, and the node registry. The one place node/ interprets job and node records; the state
 // names are the client's (pending, placed, assigned, unplaceable, finished, failed).
 import {
+  attemptProgress,
   committeeVoters,
+  copyFailed,
   effectiveAssignment,
   finalRun as endingRun,
   forEachJob,
@@ -10,6 +12,7 @@ import {
   isCommitted,
   jobRecord,
   readText,
+  readUsage,
   replicaRecords,
   runStateOf,
   type ArchivedJob,
@@ -68,7 +71,8 @@ export function summarizeRecord(document: Document, jobId: JobId, job: JobRecord
   const final = finalRun(job)
   if (final !== null) return { id: jobId, state: final.state, node: final.node, exitCode: final.exitCode, finishedAtMs: final.atMs }
   const assignment = effectiveAssignment(job)
-  if (assignment !== null) return { id: jobId, state: isCommitted(document, assignment) ? 'assigned' : 'placed', node: assignment.node, exitCode: null, finishedAtMs: null }
+  // A copy that failed with attempts left waits to be placed again (its failure is in `attempts`).
+  if (assignment !== null && !copyFailed(job, assignment)) return { id: jobId, state: isCommitted(document, assignment) ? 'assigned' : 'placed', node: assignment.node, exitCode: null, finishedAtMs: null }
   return { id: jobId, state: Object.keys(job.unplaceable).length > 0 ? 'unplaceable' : 'pending', node: null, exitCode: null, finishedAtMs: null }
 }
 
@@ -151,7 +155,9 @@ export function jobDetail(document: Document, jobId: JobId, archived: readonly A
     const first = archived[0]
     if (first === undefined) return undefined
     const summary = groupSummary(jobId, first.name, first.submittedAtMs, true, archived.map(summarizeArchivedRecord))
-    return { ...summary, command: '', demand: null, origin: null, assignments: [], runs: [], unplaceable: [], local: localView }
+    const attempts = archived.flatMap((job) => (job.attempts === undefined ? [] : [{ replica: job.id, attempt: job.attempts, of: job.maxAttempts ?? null, failed: [] }]))
+    const runs = archived.map((job) => ({ replica: job.id, node: job.node, state: job.state, term: 0, seq: 0, exitCode: job.exitCode, atMs: job.finishedAtMs, usage: readUsage(job.usage) }))
+    return { ...summary, command: '', demand: null, origin: null, assignments: [], runs, unplaceable: [], attempts, local: localView }
   }
   const first = records[0]!.job
   const replicaIds = new Set<string>(records.map(({ id }) => id))
@@ -168,10 +174,14 @@ export function jobDetail(document: Document, jobId: JobId, archived: readonly A
     .flatMap(({ id, job }) =>
       Object.keys(job.runs).map((node) => {
         const run = job.runs[node]!
-        return { replica: id as string, node, state: runStateOf(run), term: run.term, seq: run.seq, exitCode: run.exitCode, atMs: run.atMs }
+        return { replica: id as string, node, state: runStateOf(run), term: run.term, seq: run.seq, exitCode: run.exitCode, atMs: run.atMs, usage: readUsage(run.usage) }
       }),
     )
     .sort((a, b) => a.atMs - b.atMs)
+  const attempts = records.map(({ id, job }) => {
+    const progress = attemptProgress(job)
+    return { replica: id as string, attempt: progress.attempt, of: progress.of, failed: progress.failed.map((attempt, index) => ({ attempt: index + 1, ...attempt, node: attempt.node as string })) }
+  })
   const unplaceable = records.flatMap(({ id, job }) => Object.keys(job.unplaceable).map((term) => ({ replica: id as string, term: Number(term), reason: readText(job.unplaceable[term]) })))
   return {
     ...groupSummary(jobId, readText(first.name), first.submittedAtMs, false, summaries),
@@ -181,6 +191,7 @@ export function jobDetail(document: Document, jobId: JobId, archived: readonly A
     assignments,
     runs,
     unplaceable,
+    attempts,
     local: localView,
   }
 }

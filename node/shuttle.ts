@@ -21,6 +21,7 @@ import {
   createGenesis,
   defaultPeerTiming,
   type JobId,
+  type JobUsage,
   type JobSubmission,
   type NodeAttributes,
   type NodeId,
@@ -233,7 +234,7 @@ export class Shuttle {
       store: opened.store,
       logger: this.#logger.child('jobs'),
       nowMs: () => this.#clock.nowMs(),
-      onExit: (jobId, exitCode) => this.#jobExited(jobId, exitCode),
+      onExit: (jobId, exitCode, usage) => this.#jobExited(jobId, exitCode, usage),
     })
     this.#jobs = jobs
     // Runs in flight when an earlier daemon on this directory died are ended before the core steps.
@@ -394,10 +395,10 @@ export class Shuttle {
   }
 
   /** A run ended: the core must hear it, so a full inbox only delays it. */
-  #jobExited(jobId: JobId, exitCode: number): void {
+  #jobExited(jobId: JobId, exitCode: number, usage?: JobUsage): void {
     if (this.#state !== 'running') return
-    if (this.#enqueue((nowMs) => ({ kind: 'job-exited', nowMs, jobId, exitCode }))) return
-    setTimeout(() => this.#jobExited(jobId, exitCode), exitRetryMs).unref()
+    if (this.#enqueue((nowMs) => ({ kind: 'job-exited', nowMs, jobId, exitCode, ...(usage === undefined ? {} : { usage }) }))) return
+    setTimeout(() => this.#jobExited(jobId, exitCode, usage), exitRetryMs).unref()
   }
 
   /** What the client protocol reads and asks of this daemon. */

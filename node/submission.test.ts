@@ -2,7 +2,7 @@
 // spec and refuses what this daemon cannot honour yet, naming each; runSpecFor turns the record's
 // spec into what the process runtime runs (argv with its quoting, env, timeout, the replica's share).
 import { describe, expect, it } from 'vitest'
-import { Peer, asNodeId, asTerm, createGenesis, defaultPeerTiming } from '../consensus/index.ts'
+import { Peer, asNodeId, asTerm, createGenesis, defaultPeerTiming, jobRecord } from '../consensus/index.ts'
 import { parseJobSpec } from '../placement/index.ts'
 import { offer } from '../placement/testing.ts'
 import { runSpecFor } from './job-launch.ts'
@@ -20,11 +20,21 @@ describe('submissionFromSpec', () => {
     expect(submissionFromSpec(parsed, newJobId('hello'))).toMatchObject({ ok: true, submission: { spec: parsed, durationMs: 0 } })
   })
 
-  it('refuses what this daemon cannot honour yet, naming each', () => {
-    const made = submissionFromSpec(spec('name: web\nimage: nginx\nretries: 2\nresources: {cpu: 1, memory: 1Gi}\n'), newJobId('web'))
+  it('refuses what this daemon cannot honour yet, naming it', () => {
+    const made = submissionFromSpec(spec('name: web\nimage: nginx\nresources: {cpu: 1, memory: 1Gi}\n'), newJobId('web'))
     expect(made.ok).toBe(false)
     if (made.ok) return
-    for (const part of ['image "nginx" without a command', 'retries 2']) expect(made.reason).toContain(part)
+    expect(made.reason).toContain('image "nginx" without a command')
+  })
+
+  it('carries retries to the core, which records the attempts a replica may take', () => {
+    const made = submissionFromSpec(spec('name: flaky\ncommand: [sh, -c, "exit 1"]\nretries: 2\nresources: {cpu: 250m, memory: 64Mi}\n'), newJobId('flaky'))
+    if (!made.ok) throw new Error(made.reason)
+    expect(made.submission.spec.retries).toBe(2)
+    const nodeId = asNodeId('12D3KooWretries')
+    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(createGenesis({ voters: [nodeId] })), nowMs: 0 })
+    peer.step({ kind: 'submit', nowMs: 1, requestId: 'r', job: made.submission })
+    expect(jobRecord(peer.document, made.submission.id)?.maxAttempts).toBe(3)
   })
 
   it('sends a job naming an image only to nodes with a Docker engine', () => {

@@ -2,7 +2,7 @@
 // accepts. A job naming an image runs in Docker: it gets the constraint that only nodes with an
 // engine bid for it. What no daemon can honour yet is refused here with a clear reason rather than
 // dropped: an image without a command (the command replaces the image's entrypoint, as in the
-// process runtime) and retries (a failed run is final for now).
+// process runtime). Retries are the core's (consensus/retries.ts): the spec carries them.
 import { randomBytes } from 'node:crypto'
 import { asJobId, type JobId, type JobSubmission } from '../consensus/index.ts'
 import type { JobSpec } from '../placement/index.ts'
@@ -18,7 +18,6 @@ export function newJobId(name: string): JobId {
 export function submissionFromSpec(spec: JobSpec, jobId: JobId): SubmissionResult {
   const unsupported: string[] = []
   if (spec.command === undefined) unsupported.push(`image ${JSON.stringify(spec.image)} without a command: give the command to run in it`)
-  if (spec.retries > 0) unsupported.push(`retries ${spec.retries}: a failed run is final for now`)
   if (unsupported.length > 0) return { ok: false, reason: `not supported yet: ${unsupported.join('; ')}` }
   const placed = spec.image === undefined ? spec : { ...spec, constraints: { ...spec.constraints, labels: { ...spec.constraints.labels, [dockerLabel.key]: dockerLabel.value } } }
   return { ok: true, submission: { id: jobId, spec: placed, durationMs: 0 } }

@@ -97,6 +97,17 @@ describe.skipIf(gate.skip)(`docker runtime${gate.note}`, () => {
       })
     })
 
+    it('reports at exit what the container used, from the engine\'s stats (CPU a lower bound: the last sample)', async () => {
+      const { runtime } = await makeRuntime()
+      // 50 MiB in the container's tmpfs (charged to its memory group), then about three seconds of forks.
+      const script = 'head -c 52428800 /dev/zero > /dev/shm/fill; end=$(( $(date +%s) + 3 )); while [ $(date +%s) -lt $end ]; do :; done'
+      const handle = await runtime.start({ jobId: freshJobId('usage'), command: ['/bin/sh', '-c', script], resources: { memoryMiB: 256 } })
+      const { usage } = await handle.exited
+      expect(usage.wallMs).toBeGreaterThanOrEqual(2_000)
+      expect(usage.peakMemoryBytes).toBeGreaterThanOrEqual(40 * 2 ** 20)
+      expect(usage.cpuSeconds).toBeGreaterThanOrEqual(0.2)
+    }, 30_000)
+
     it('removes each container once its exit and logs are recorded', async () => {
       const { runtime } = await makeRuntime()
       const handle = await runtime.start({ jobId: freshJobId('gone'), command: ['/bin/sh', '-c', 'echo bye'] })

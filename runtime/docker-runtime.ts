@@ -16,6 +16,7 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import type Docker from 'dockerode'
+import { ContainerUsageMeter } from './docker-usage.ts'
 import type { JobId } from '../consensus/index.ts'
 import { checkpointLayout, copyWorkFolder, prepareCheckpointDirectory, readCheckpointManifest, writeCheckpointManifest } from './checkpoint-directory.ts'
 import { uncheckpointableReasons } from './checkpoint-guard.ts'
@@ -124,6 +125,8 @@ interface ContainerRun {
   ending: { reason: string; timedOut: boolean } | undefined
   timeoutTimer: NodeJS.Timeout | undefined
   checkpointing: boolean
+  /** The engine's stats, read while it runs: the usage its exit reports. */
+  meter: ContainerUsageMeter
 }
 
 const isolation: IsolationReport = { mode: 'container' }
@@ -294,6 +297,7 @@ export class DockerRuntime implements Runtime {
       ending: undefined,
       timeoutTimer: undefined,
       checkpointing: false,
+      meter: ContainerUsageMeter.start(container),
     }
     this.#remember(run)
     const pumped = this.#pumpLogs(run)
@@ -338,13 +342,15 @@ export class DockerRuntime implements Runtime {
     } catch (error) {
       this.#logger.warn('container-wait-failed', { jobId: run.jobId, error: engineMessage(error) })
     }
+    const measured = run.meter.finish()
     // Everything the job wrote is in the log files before anyone hears it ended.
     await bounded(pumped, this.#limits.logDrainTimeoutMs, 'draining the container log').catch((error) => this.#logger.warn('log-drain-slow', { jobId: run.jobId, error: engineMessage(error) }))
     await run.container.remove({ force: true }).catch((error) => this.#logger.warn('container-remove-failed', { jobId: run.jobId, error: engineMessage(error) }))
     clearTimeout(run.timeoutTimer)
     const signal = statusCode > 128 ? signalName(statusCode - 128) : null
     const state = run.ending !== undefined && !run.ending.timedOut ? 'stopped' : statusCode === 0 && run.ending === undefined ? 'exited' : 'failed'
-    const exit: JobExit = { jobId: run.jobId, state, exitCode: statusCode, signal, startedAtMs: run.startedAtMs, endedAtMs: this.#nowMs() }
+    const endedAtMs = this.#nowMs()
+    const exit: JobExit = { jobId: run.jobId, state, exitCode: statusCode, signal, startedAtMs: run.startedAtMs, endedAtMs, usage: { ...measured, wallMs: Math.max(0, endedAtMs - run.startedAtMs) } }
     if (run.ending !== undefined) exit.reason = run.ending.reason
     else if (oomKilled) exit.reason = 'out of memory'
     run.exit = exit

@@ -114,6 +114,22 @@ for (const mode of modes) {
       }
     })
 
+    it('reports at exit what the job used: CPU, peak memory (through cgroups) and wall time', async () => {
+      // 50 MiB held in one string, then half a second of CPU; a job that does nothing for contrast.
+      const heavy = await made.runtime.start({ jobId: freshJobId('usage'), command: ['/usr/bin/perl', '-e', '$x = "a" x (50 * 1024 * 1024); 1 while (times)[0] < 0.5; exit length($x) == 52428800 ? 0 : 1'] })
+      const light = await made.runtime.start({ jobId: freshJobId('idle'), command: ['/bin/sh', '-c', 'exit 0'] })
+      const [used, idle] = [(await heavy.exited).usage, (await light.exited).usage]
+      expect(used.wallMs).toBeGreaterThanOrEqual(400)
+      if (mode.cgroups === 'auto') {
+        expect(used.peakMemoryBytes).toBeGreaterThanOrEqual(40 * 2 ** 20)
+        expect(used.cpuSeconds).toBeGreaterThanOrEqual(0.2)
+        expect(idle.peakMemoryBytes).toBeLessThan(40 * 2 ** 20)
+        expect(idle.cpuSeconds).toBeLessThan(0.2)
+      } else {
+        expect([used.cpuSeconds, used.peakMemoryBytes]).toEqual([null, null]) // not measurable without cgroups
+      }
+    })
+
     it('reports limits as enforced through cgroups, or says why not', async () => {
       const jobId = freshJobId('limits')
       const handle = await made.runtime.start({ jobId, command: ['/bin/sh', '-c', 'cat /proc/self/cgroup'], resources: { cpuMillis: 500, memoryMiB: 64 } })

@@ -511,7 +511,10 @@ export class ProcessRuntime implements Runtime {
     }
     const exitCode = code ?? (signal !== null ? 128 + signalNumber(signal) : 255)
     const state = run.ending !== undefined && !run.ending.timedOut ? 'stopped' : exitCode === 0 && run.ending === undefined ? 'exited' : 'failed'
-    const exit: JobExit = { jobId: run.jobId, state, exitCode, signal, startedAtMs: run.startedAtMs, endedAtMs: this.#nowMs() }
+    const endedAtMs = this.#nowMs()
+    // cgroups measure the whole job (v1: cpuacct.usage, memory.max_usage_in_bytes); without them only the wall time is known.
+    const usage = { cpuSeconds: run.usage?.cpuSeconds ?? null, peakMemoryBytes: run.usage?.memoryPeakBytes ?? null, wallMs: Math.max(0, endedAtMs - run.startedAtMs) }
+    const exit: JobExit = { jobId: run.jobId, state, exitCode, signal, startedAtMs: run.startedAtMs, endedAtMs, usage }
     if (run.ending !== undefined) exit.reason = run.ending.reason
     run.exit = exit
     this.#logger.info('job-exited', { ...exit })

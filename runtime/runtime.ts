@@ -40,6 +40,15 @@ export interface JobExit {
   reason?: string
   startedAtMs: number
   endedAtMs: number
+  /** What the run used, measured at its end (for the document; null where this machine cannot measure). */
+  usage: ExitUsage
+}
+
+/** A run's usage at exit, as the core records it (consensus' JobUsage). */
+export interface ExitUsage {
+  cpuSeconds: number | null
+  peakMemoryBytes: number | null
+  wallMs: number | null
 }
 
 export interface RunUsage {

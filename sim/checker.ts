@@ -2,6 +2,7 @@
 // liveness phase. Every violation carries the seed, the virtual time and the recent transcript,
 // so `fabric sim --seed S` replays it exactly.
 import {
+  copyFailed,
   effectiveAssignment,
   isCommitted,
   isJobDone,
@@ -37,6 +38,8 @@ export interface CheckedWorld {
 }
 
 const maxViolationsPerRun = 20
+/** After the faults heal, a replica whose run failed with attempts left is placed again within this. */
+const retryPlacedWithinMs = 5_000
 const traceLinesPerViolation = 40
 
 export class Checker {
@@ -51,6 +54,11 @@ export class Checker {
   finished = 0
   replicas = 0
   restored = 0
+  /** Runs that ended by themselves with a non-zero exit, and starts of a replica after one of its runs failed. */
+  failedRuns = 0
+  retried = 0
+  /** Ground truth per replica: its runs that ended by themselves, in order. */
+  readonly #ended = new Map<JobId, { node: NodeId; term: number; seq: number; exitCode: number; atMs: number }[]>()
   readonly #world: CheckedWorld
   readonly #traceLimit: number
   readonly #trace: string[] = []
@@ -148,7 +156,37 @@ export class Checker {
     }
   }
 
-  noteJobStarted(index: number, jobId: JobId): void {
+  /** A run ended by itself (the world's ground truth, before the runner's core hears it). */
+  noteRunEnded(index: number, jobId: JobId, stamp: { term: number; seq: number }, exitCode: number): void {
+    const runs = this.#ended.get(jobId) ?? []
+    runs.push({ node: this.#world.nodes[index]!.id, term: stamp.term, seq: stamp.seq, exitCode, atMs: this.#world.nowMs })
+    this.#ended.set(jobId, runs)
+    if (exitCode !== 0) this.failedRuns++
+  }
+
+  /**
+   * A replica whose run already ended runs again only after a failure with attempts left: never on
+   * the assignment that ran (a retry is a new one), never once its record is final (finished, out
+   * of attempts, cancelled) on the node starting it, never after a success that node knows of.
+   */
+  #checkRunAgain(index: number, jobId: JobId, stamp: { term: number; seq: number }): void {
+    const ended = this.#ended.get(jobId)
+    if (ended === undefined) return
+    const node = this.#world.nodes[index]!
+    const again = ended.find((run) => run.term === stamp.term && run.seq === stamp.seq)
+    if (again !== undefined) this.#violate('run-again-only-after-failure', `${node.id} starts ${jobId} on assignment ${stamp.term}.${stamp.seq}, whose run already ended on ${again.node} (exit ${again.exitCode})`)
+    const job = jobRecord(node.peer.document, jobId)
+    if (job === undefined || isJobDone(job)) {
+      this.#violate('run-again-only-after-failure', `${node.id} starts ${jobId} whose record ${job === undefined ? 'it does not hold' : 'is final'} (${ended.length} runs ended)`)
+      return
+    }
+    const knownSuccess = ended.find((run) => run.exitCode === 0 && job.runs[run.node]?.term === run.term && job.runs[run.node]?.seq === run.seq)
+    if (knownSuccess !== undefined) this.#violate('run-again-only-after-failure', `${node.id} starts ${jobId} again after its run on ${knownSuccess.node} succeeded`)
+    if (ended.some((run) => run.exitCode !== 0)) this.retried++
+  }
+
+  noteJobStarted(index: number, jobId: JobId, stamp: { term: number; seq: number }): void {
+    this.#checkRunAgain(index, jobId, stamp)
     const node = this.#world.nodes[index]!
     const used = { cpuMillis: 0, memoryMiB: 0, diskMiB: 0, gpuCount: 0 }
     for (const run of node.running.values()) {
@@ -243,7 +281,15 @@ export class Checker {
         continue
       }
       const current = effectiveAssignment(job)
+      // Runs fail in the liveness phase too: a retry must be placed (and committed) soon after.
+      const failedAtMs = this.#ended.get(jobId)?.findLast((run) => run.exitCode !== 0)?.atMs ?? -Infinity
+      const failedLately = world.nowMs - failedAtMs <= retryPlacedWithinMs
+      if (current !== null && copyFailed(job, current)) {
+        if (!failedLately) this.#violate('liveness-retry', `${jobId} failed on ${current.node} with attempts left and was not placed again`)
+        continue
+      }
       if (current !== null && isCommitted(document, current)) continue
+      if (current !== null && failedLately) continue // its retry, placed just now, not committed yet
       this.#violate('liveness-jobs', `${jobId} is neither placed, finished nor reported unplaceable at the end`)
     }
   }

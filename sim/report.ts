@@ -18,6 +18,7 @@ export interface SeedResult {
   unplaceable: { jobId: string; reason: string }[]
   placement: PlacementResult
   migrations: { requested: number; checkpointed: number; restored: number }
+  retries: { failedRuns: number; retried: number }
   maxLeadersPerTerm: number
   failoverMs: number[]
   commitMs: number[]
@@ -58,6 +59,8 @@ export interface SimReport {
   costVsOptimalByStrategy: Record<string, number>
   /** Move requests users made, checkpoints taken (periodic and for moves), replicas restored from a snapshot. */
   migrations: { requested: number; checkpointed: number; restored: number }
+  /** Runs that failed (the workload's flaky jobs), and replicas started again after a failed run. */
+  retries: { failedRuns: number; retried: number }
   /** Mean sampled share of the fleet's CPU (and GPUs) held by running replicas. */
   utilization: { cpu: number; gpu: number }
   maxLeadersPerTerm: number
@@ -89,6 +92,7 @@ export function runSeed(options: SimOptions, seed: number): SeedResult {
     unplaceable: checker.unplaceable,
     placement: world.placement.result,
     migrations: { ...world.migration },
+    retries: { failedRuns: checker.failedRuns, retried: checker.retried },
     maxLeadersPerTerm: checker.maxLeadersPerTerm,
     failoverMs: world.metrics.failoverMs,
     commitMs: world.metrics.commitMs,
@@ -159,6 +163,10 @@ export function summarize(options: SimOptions, results: readonly SeedResult[], w
       requested: results.reduce((total, result) => total + result.migrations.requested, 0),
       checkpointed: results.reduce((total, result) => total + result.migrations.checkpointed, 0),
       restored: results.reduce((total, result) => total + result.migrations.restored, 0),
+    },
+    retries: {
+      failedRuns: results.reduce((total, result) => total + result.retries.failedRuns, 0),
+      retried: results.reduce((total, result) => total + result.retries.retried, 0),
     },
     utilization: { cpu: mean(results.flatMap((result) => result.placement.cpuUtilization)), gpu: mean(results.flatMap((result) => result.placement.gpuUtilization)) },
     maxLeadersPerTerm: Math.max(0, ...all('maxLeadersPerTerm')),

@@ -60,7 +60,7 @@ interface SimNode {
   wakeAtMs: number
   storage: StoredState
   /** Ground truth: what actually runs on this node, with the token of its exit event. */
-  running: Map<JobId, { demand: Resources; token: number; endsAtMs: number }>
+  running: Map<JobId, { demand: Resources; token: number; endsAtMs: number; term: number; seq: number }>
 }
 
 /** How often utilization is sampled. */
@@ -116,6 +116,10 @@ export class World implements FaultTarget {
   #lostLeaderTerm = 0
   readonly #decisionAtMs = new Map<string, number>()
   readonly #submittedAtMs = new Map<JobId, number>()
+  /** Ground truth of flaky jobs: how many runs of each replica fail before one succeeds. */
+  readonly #failuresPlanned = new Map<JobId, number>()
+  /** Runs of each replica that ended by themselves. */
+  readonly #runsEnded = new Map<JobId, number>()
 
   constructor(options: SimOptions, seed: number) {
     if (options.voters < 1 || options.voters > options.nodes) throw new Error(`voters must be between 1 and the node count (${options.nodes})`)
@@ -272,8 +276,11 @@ export class World implements FaultTarget {
       case 'job-exit': {
         const node = this.nodes[event.node]!
         if (!node.up || node.incarnation !== event.incarnation || node.running.get(event.jobId)?.token !== event.token) return
+        const run = node.running.get(event.jobId)!
         node.running.delete(event.jobId)
-        this.#step(node, { kind: 'job-exited', nowMs: node.clock.localMs(this.#now), jobId: event.jobId, exitCode: 0 })
+        const exitCode = this.#exitCodeOf(event.jobId)
+        this.checker.noteRunEnded(node.index, event.jobId, run, exitCode)
+        this.#step(node, { kind: 'job-exited', nowMs: node.clock.localMs(this.#now), jobId: event.jobId, exitCode })
         return
       }
       case 'submit': {
@@ -284,6 +291,8 @@ export class World implements FaultTarget {
         if (live.length === 0) return
         const node = this.#random.pick(live)
         this.checker.noteSubmitted(job)
+        // A job with retries fails its first 0 to retries + 1 runs (all of them: a final failure).
+        if (job.spec.retries > 0) this.#failuresPlanned.set(job.id, this.#random.int(0, job.spec.retries + 2))
         this.placement.noteSubmitted(job, this.#now)
         this.#submittedAtMs.set(job.id, this.#now)
         this.#step(node, { kind: 'submit', nowMs: node.clock.localMs(this.#now), requestId: job.id, job })
@@ -336,6 +345,13 @@ export class World implements FaultTarget {
     }
   }
 
+  /** A replica's run ended by itself: it fails while the planned failures of its job last. */
+  #exitCodeOf(jobId: JobId): number {
+    const ended = this.#runsEnded.get(jobId) ?? 0
+    this.#runsEnded.set(jobId, ended + 1)
+    return ended < (this.#failuresPlanned.get(jobId.split('#')[0]! as JobId) ?? 0) ? 1 : 0
+  }
+
   #step(node: SimNode, input: PeerInput): void {
     const effects = node.peer.step(input)
     this.#perform(node, effects)
@@ -365,8 +381,8 @@ export class World implements FaultTarget {
             if (snapshot !== undefined) durationMs = snapshot.remainingMs
             this.migration.restored++
           }
-          node.running.set(effect.jobId, { demand: effect.demand, token, endsAtMs: this.#now + durationMs })
-          this.checker.noteJobStarted(node.index, effect.jobId)
+          node.running.set(effect.jobId, { demand: effect.demand, token, endsAtMs: this.#now + durationMs, term: effect.term, seq: effect.seq })
+          this.checker.noteJobStarted(node.index, effect.jobId, { term: effect.term, seq: effect.seq })
           this.placement.noteStarted(effect.jobId, this.#now)
           this.#queue.push(this.#now + durationMs, { kind: 'job-exit', node: node.index, incarnation: node.incarnation, jobId: effect.jobId, token })
           break

@@ -54,6 +54,18 @@ function nodesOf(job: JobSummary): string {
   return nodes.length === 0 ? '-' : nodes.map(shortId).join(',')
 }
 
+type Usage = NonNullable<JobDetail['runs'][number]['usage']>
+
+/** ", used 0.52 s CPU, peak 51.3 MiB, wall 0.81 s" (what the runtime measured; nothing when it measured nothing). */
+export function describeUsage(usage: Usage | null): string {
+  if (usage === null) return ''
+  const parts: string[] = []
+  if (usage.cpuSeconds !== null) parts.push(`${usage.cpuSeconds.toFixed(2)} s CPU`)
+  if (usage.peakMemoryBytes !== null) parts.push(`peak ${(usage.peakMemoryBytes / 2 ** 20).toFixed(1)} MiB`)
+  if (usage.wallMs !== null) parts.push(`wall ${(usage.wallMs / 1000).toFixed(2)} s`)
+  return parts.length === 0 ? '' : `, used ${parts.join(', ')}`
+}
+
 function describeJob(job: JobDetail, nowMs: number): string {
   const lines = [
     `job        ${job.id}`,
@@ -76,9 +88,17 @@ function describeJob(job: JobDetail, nowMs: number): string {
     lines.push('assignments')
     for (const assignment of job.assignments) lines.push(`  ${which(assignment.replica)}term ${assignment.term} seq ${assignment.seq} -> ${assignment.node}${assignment.committed ? ' (committed)' : ' (not committed yet)'}`)
   }
+  for (const progress of job.attempts ?? []) {
+    // A job without retries on its first attempt has nothing to say here.
+    if ((progress.of ?? 1) <= 1 && progress.failed.length === 0) continue
+    lines.push(`attempts   ${which(progress.replica)}attempt ${progress.attempt}${progress.of === null ? '' : ` of ${progress.of}`}`)
+    progress.failed.forEach((failure) => {
+      lines.push(`  ${which(progress.replica)}attempt ${failure.attempt} failed on ${failure.node}: exit ${failure.exitCode}, term ${failure.term} seq ${failure.seq}, ${new Date(failure.atMs).toISOString()}${describeUsage(failure.usage)}`)
+    })
+  }
   if (job.runs.length > 0) {
     lines.push('runs')
-    for (const run of job.runs) lines.push(`  ${which(run.replica)}${run.node}: ${run.state}, exit ${run.exitCode}, term ${run.term} seq ${run.seq}, ${new Date(run.atMs).toISOString()}`)
+    for (const run of job.runs) lines.push(`  ${which(run.replica)}${run.node}: ${run.state}, exit ${run.exitCode}, term ${run.term} seq ${run.seq}, ${new Date(run.atMs).toISOString()}${describeUsage(run.usage ?? null)}`)
   }
   for (const refusal of job.unplaceable) lines.push(`unplaceable ${which(refusal.replica)}in term ${refusal.term}: ${refusal.reason}`)
   if (job.local !== null) {

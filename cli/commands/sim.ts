@@ -64,6 +64,7 @@ function printReport(report: SimReport): void {
   line('placement', `${report.placementsPerSec}/s in ${report.auctionRounds} auctions; submit->start p50 ${report.placementMs.p50} ms, p99 ${report.placementMs.p99} ms`)
   line('cost vs optimal', `${report.costVsOptimal} overall; ${Object.entries(report.costVsOptimalByStrategy).map(([strategy, ratio]) => `${strategy} ${ratio}`).join(', ')}`)
   line('migrations', `${report.migrations.requested} asked, ${report.migrations.checkpointed} checkpoints, ${report.migrations.restored} restored`)
+  line('retries', `${report.retries.failedRuns} runs failed, ${report.retries.retried} replicas started again after a failure`)
   line('utilization', `CPU ${(report.utilization.cpu * 100).toFixed(1)}%, GPU ${(report.utilization.gpu * 100).toFixed(1)}%`)
   line('leaders', `${report.leaderChanges} elections, at most ${report.maxLeadersPerTerm} per term`)
   line('failover', `p50 ${report.failoverMs.p50} ms, p99 ${report.failoverMs.p99} ms`)

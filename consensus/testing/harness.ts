@@ -9,6 +9,7 @@ import {
   defaultPeerTiming,
   type JobId,
   type JobSubmission,
+  type JobUsage,
   type NodeAttributes,
   type NodeId,
   type PeerConfig,
@@ -182,6 +183,12 @@ export class Cluster {
 
   submit(id: NodeId, job: JobSubmission, requestId: string = job.id): PeerEffect[] {
     return this.step(id, { kind: 'submit', requestId, job })
+  }
+
+  /** The adapter's side of a run's end: the workload exits with `exitCode` (and what it used). */
+  exited(id: NodeId, jobId: JobId, exitCode: number, usage?: JobUsage): PeerEffect[] {
+    this.#node(id).running.delete(jobId)
+    return this.step(id, { kind: 'job-exited', jobId, exitCode, ...(usage === undefined ? {} : { usage }) })
   }
 
   /** The adapter's side of a checkpoint-job effect: the snapshot is published (a stopping copy ends). */
