@@ -20,10 +20,13 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 import type { SnapshotTransport } from './transport.ts'
 
 export const irohSnapshotAlpn = 'fabric/snapshots/1'
-const alpnBytes = [...Buffer.from(irohSnapshotAlpn)]
+/** The bench's baseline (raw-stream.ts) over iroh: bytes with no protocol around them. */
+export const irohRawAlpn = 'fabric/bench/raw/1'
+const alpns = [irohSnapshotAlpn, irohRawAlpn]
+const alpnBytes = (alpn: string): number[] => [...Buffer.from(alpn)]
 
-/** The bytes asked of one native read (it returns what arrived, up to this). */
-const readBytes = 1024 * 1024
+/** The bytes asked of one native read (it returns what arrived, up to this; iroh-js allocates and zeroes this much per read). */
+const readBytes = 64 * 1024
 /** Bytes handed to native writes and not yet taken; past this `send` says "wait for drain". */
 const writeHighWaterBytes = 4 * 1024 * 1024
 /** QUIC error codes on reset and stop (the peer sees them; their meaning is ours). */
@@ -64,8 +67,7 @@ export class IrohSnapshotTransport implements SnapshotTransport {
   readonly endpoint: Iroh.Endpoint
   readonly #iroh: IrohModule
   readonly #connections = new Map<string, Promise<Iroh.Connection>>()
-  #handler: ((stream: Stream, remotePeerId: string) => void) | null = null
-  #maxInboundStreams = 8
+  readonly #handlers = new Map<string, { handler: (stream: Stream, remotePeerId: string) => void; maxInboundStreams: number }>()
   #accepting: Promise<void> | null = null
   #streamIds = 0
 
@@ -83,7 +85,7 @@ export class IrohSnapshotTransport implements SnapshotTransport {
     iroh.presetMinimal(builder)
     builder.secretKey([...init.privateKey.raw.subarray(0, 32)])
     builder.bindAddr(init.bindAddr ?? '127.0.0.1:0')
-    builder.alpns([alpnBytes])
+    builder.alpns(alpns.map(alpnBytes))
     const endpoint = await builder.bind()
     const peerId = peerIdOfEndpoint(endpoint.id())
     const expected = peerIdFromPublicKey(init.privateKey.publicKey).toString()
@@ -103,12 +105,17 @@ export class IrohSnapshotTransport implements SnapshotTransport {
     })
   }
 
-  async dial(holder: PeerInfo, options: { signal?: AbortSignal }): Promise<Stream> {
+  dial(holder: PeerInfo, options: { signal?: AbortSignal }): Promise<Stream> {
+    return this.dialProtocol(holder, irohSnapshotAlpn, options)
+  }
+
+  /** A stream to `holder` on a connection for `alpn` (one connection per peer and ALPN, reused). */
+  async dialProtocol(holder: PeerInfo, alpn: string, options: { signal?: AbortSignal } = {}): Promise<Stream> {
     options.signal?.throwIfAborted()
-    const key = holder.id.toString()
+    const key = `${alpn} ${holder.id.toString()}`
     let connecting = this.#connections.get(key)
     if (connecting === undefined) {
-      connecting = this.#connect(holder)
+      connecting = this.#connect(holder, alpn)
       this.#connections.set(key, connecting)
       // A failed dial is not cached: the next fetch tries again.
       connecting.catch(() => this.#connections.delete(key))
@@ -116,13 +123,13 @@ export class IrohSnapshotTransport implements SnapshotTransport {
     const connection = await raceAbort(connecting, options.signal)
     if (connection.closeReason() !== null) {
       this.#connections.delete(key)
-      return this.dial(holder, options)
+      return this.dialProtocol(holder, alpn, options)
     }
     const bi = await raceAbort(connection.openBi(), options.signal)
-    return new IrohStream(bi, { id: `iroh-${++this.#streamIds}`, direction: 'outbound' })
+    return new IrohStream(bi, { id: `iroh-${++this.#streamIds}`, direction: 'outbound', protocol: alpn })
   }
 
-  async #connect(holder: PeerInfo): Promise<Iroh.Connection> {
+  async #connect(holder: PeerInfo, alpn: string): Promise<Iroh.Connection> {
     const addresses = holder.multiaddrs.flatMap((address) => {
       const parsed = /^\/(ip4|ip6)\/([^/]+)\/udp\/(\d+)$/.exec(address.toString())
       if (parsed === null) return []
@@ -130,21 +137,25 @@ export class IrohSnapshotTransport implements SnapshotTransport {
     })
     if (addresses.length === 0) throw new Error(`holder ${holder.id.toString()} has no iroh address (/ip4/A/udp/P) among ${holder.multiaddrs.length} addresses`)
     const endpointId = this.#iroh.EndpointId.fromBytes([...endpointKeyOf(holder)])
-    return this.endpoint.connect(new this.#iroh.EndpointAddr(endpointId, null, addresses), alpnBytes)
+    return this.endpoint.connect(new this.#iroh.EndpointAddr(endpointId, null, addresses), alpnBytes(alpn))
   }
 
-  async handle(handler: (stream: Stream, remotePeerId: string) => void, options: { maxInboundStreamsPerConnection: number }): Promise<void> {
-    this.#handler = handler
-    this.#maxInboundStreams = options.maxInboundStreamsPerConnection
-    this.#accepting ??= this.#acceptLoop()
+  handle(handler: (stream: Stream, remotePeerId: string) => void, options: { maxInboundStreamsPerConnection: number }): Promise<void> {
+    return this.handleProtocol(irohSnapshotAlpn, handler, options)
   }
 
   async unhandle(): Promise<void> {
-    this.#handler = null
+    this.#handlers.delete(irohSnapshotAlpn)
+  }
+
+  async handleProtocol(alpn: string, handler: (stream: Stream, remotePeerId: string) => void, options: { maxInboundStreamsPerConnection: number }): Promise<void> {
+    if (!alpns.includes(alpn)) throw new Error(`the iroh endpoint was not built for ALPN ${alpn}`)
+    this.#handlers.set(alpn, { handler, maxInboundStreams: options.maxInboundStreamsPerConnection })
+    this.#accepting ??= this.#acceptLoop()
   }
 
   async close(): Promise<void> {
-    this.#handler = null
+    this.#handlers.clear()
     this.#connections.clear()
     await this.endpoint.close()
     await this.#accepting
@@ -154,28 +165,26 @@ export class IrohSnapshotTransport implements SnapshotTransport {
     for (;;) {
       const incoming = await this.endpoint.acceptNext().catch(() => null)
       if (incoming === null) return
-      if (this.#handler === null) {
-        void incoming.refuse().catch(() => {})
-        continue
-      }
       void this.#serveConnection(incoming).catch(() => {})
     }
   }
 
   async #serveConnection(incoming: Iroh.Incoming): Promise<void> {
     const connection = await (await incoming.accept()).connect()
-    if (Buffer.from(connection.alpn()).toString() !== irohSnapshotAlpn) {
-      connection.close(resetCode, [...Buffer.from('unknown alpn')])
+    const alpn = Buffer.from(connection.alpn()).toString()
+    const served = this.#handlers.get(alpn)
+    if (served === undefined) {
+      connection.close(resetCode, alpnBytes(`not serving ${alpn}`))
       return
     }
     // QUIC's own stream limit: the peer cannot open more than this at once.
-    connection.setMaxConcurrentBiStreams(BigInt(this.#maxInboundStreams))
+    connection.setMaxConcurrentBiStreams(BigInt(served.maxInboundStreams))
     const from = peerIdOfEndpoint(connection.remoteId())
     for (;;) {
       const bi = await connection.acceptBi()
-      const handler = this.#handler
-      const stream = new IrohStream(bi, { id: `iroh-${++this.#streamIds}`, direction: 'inbound' })
-      if (handler === null) stream.abort(new Error('not serving snapshots'))
+      const handler = this.#handlers.get(alpn)?.handler
+      const stream = new IrohStream(bi, { id: `iroh-${++this.#streamIds}`, direction: 'inbound', protocol: alpn })
+      if (handler === undefined) stream.abort(new Error(`not serving ${alpn}`))
       else handler(stream, from)
     }
   }
@@ -189,8 +198,8 @@ class IrohStream extends AbstractStream {
   #paused = false
   #reading = false
 
-  constructor(bi: Iroh.BiStream, init: { id: string; direction: 'inbound' | 'outbound' } & Partial<StreamOptions>) {
-    super({ ...init, protocol: irohSnapshotAlpn, log: silentLog })
+  constructor(bi: Iroh.BiStream, init: { id: string; direction: 'inbound' | 'outbound'; protocol: string } & Partial<StreamOptions>) {
+    super({ ...init, log: silentLog })
     this.#bi = bi
     void this.#readLoop()
   }
