@@ -15,6 +15,7 @@ import type { JobId, NodeId } from '../consensus/index.ts'
 import type { RunHandle, Runtime } from '../runtime/index.ts'
 import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid, type HoldersOf } from '../snapshots/index.ts'
 import { FrameReader, encodeFrames, sendAll } from '../snapshots/frames.ts'
+import type { SnapshotTransport } from '../snapshots/transport.ts'
 import type { Logger } from './logger.ts'
 import { SnapshotDhtRouting } from './snapshot-routing.ts'
 
@@ -42,6 +43,8 @@ export interface SnapshotKeeperComponents {
   replicaCandidates(): NodeId[]
   /** Whether a peer may fetch snapshots or ask this node to hold one (mesh nodes only). */
   mayActAsNode(peerId: string): boolean
+  /** What carries /fabric/snapshots (default libp2p streams on `libp2p`); the keeper closes it. */
+  snapshotTransport?: SnapshotTransport & { close?(): Promise<void> }
 }
 
 /** Replication requests this node was asked to serve: refused ones (answered `ok: false`) and those it now holds. */
@@ -63,8 +66,8 @@ export class SnapshotKeeper {
     this.#components = components
     this.#store = store
     const logger = components.logger
-    this.#server = new SnapshotServer({ libp2p: components.libp2p, store, logger, accept: (peerId) => components.mayActAsNode(peerId) })
-    this.#fetcher = new SnapshotFetcher({ libp2p: components.libp2p, store, logger, holdersOf: async () => [] })
+    this.#server = new SnapshotServer({ libp2p: components.libp2p, transport: components.snapshotTransport, store, logger, accept: (peerId) => components.mayActAsNode(peerId) })
+    this.#fetcher = new SnapshotFetcher({ libp2p: components.libp2p, transport: components.snapshotTransport, store, logger, holdersOf: async () => [] })
     this.#routing = new SnapshotDhtRouting({ libp2p: components.libp2p })
   }
 
@@ -92,6 +95,7 @@ export class SnapshotKeeper {
   async close(): Promise<void> {
     await this.#components.libp2p.unhandle(snapshotReplicateProtocol).catch(() => {})
     await this.#server.stop()
+    await this.#components.snapshotTransport?.close?.()
     await this.#store.close()
   }
 
@@ -120,7 +124,7 @@ export class SnapshotKeeper {
   async restore(jobId: JobId, cid: string, holders: readonly NodeId[]): Promise<RunHandle> {
     if (!isCid(cid)) throw new Error(`"${cid}" is not a snapshot CID`)
     const self = this.#components.libp2p.peerId.toString()
-    const peers = holders.filter((holder) => holder !== self).map((holder) => this.#peerInfo(holder))
+    const peers = await Promise.all(holders.filter((holder) => holder !== self).map((holder) => this.#peerInfo(holder)))
     // Asked only when chunks are missing: the document's holders, then any the DHT knows besides.
     let sources = new Map<string, string[]>()
     const holdersOf = async (_cid: Cid, options: { signal?: AbortSignal }): Promise<PeerInfo[]> => {
@@ -169,7 +173,7 @@ export class SnapshotKeeper {
   }
 
   async #fetchFrom(cid: Cid, owner: string, holdersOf: HoldersOf) {
-    const fetcher = new SnapshotFetcher({ libp2p: this.#components.libp2p, store: this.#store, logger: this.#components.logger, holdersOf })
+    const fetcher = new SnapshotFetcher({ libp2p: this.#components.libp2p, transport: this.#components.snapshotTransport, store: this.#store, logger: this.#components.logger, holdersOf })
     return fetcher.fetch(cid, { owner })
   }
 
@@ -186,9 +190,14 @@ export class SnapshotKeeper {
     await this.#routing.withdraw(cid).catch((error: unknown) => this.#components.logger.debug('snapshot-withdraw-failed', { cid, error: (error as Error).message }))
   }
 
-  #peerInfo(id: string): PeerInfo {
+  async #peerInfo(id: string): Promise<PeerInfo> {
     const peerId = peerIdFromString(id)
-    return { id: peerId, multiaddrs: this.#components.libp2p.getConnections(peerId).map((connection) => connection.remoteAddr) }
+    const libp2p = this.#components.libp2p
+    if ((this.#components.snapshotTransport?.name ?? 'libp2p') === 'libp2p') return { id: peerId, multiaddrs: libp2p.getConnections(peerId).map((connection) => connection.remoteAddr) }
+    // iroh: the peer's announced listen addresses (not a connection's, whose port may be ephemeral):
+    // its iroh endpoint is on UDP at its TCP port's number.
+    const known = await libp2p.peerStore.get(peerId).then((peer) => peer.addresses.map((address) => address.multiaddr), () => [])
+    return { id: peerId, multiaddrs: known }
   }
 
   /** Asks candidates in turn until `count` confirmed holding the snapshot (bounded by the candidates). */
@@ -244,8 +253,9 @@ export class SnapshotKeeper {
       if (!request.success) return await answer({ ok: false, reason: `malformed: ${request.error.issues[0]?.message ?? 'invalid'}` })
       // Only the peer that made the snapshot may ask (it is the one we fetch from).
       if (request.data.from !== from) return await answer({ ok: false, reason: 'the request names another peer as the source' })
-      const source = [this.#peerInfo(from)]
-      await this.#fetchFrom(request.data.cid as Cid, `replica:${request.data.owner}`, async () => source)
+      const source = [await this.#peerInfo(from)]
+      const fetched = await this.#fetchFrom(request.data.cid as Cid, `replica:${request.data.owner}`, async () => source)
+      this.#components.logger.info('snapshot-replicated', { cid: request.data.cid, from, chunks: fetched.chunksFetched, bytes: fetched.bytesFetched, alreadyStored: fetched.chunksAlreadyStored, ms: Math.round(fetched.elapsedMs) })
       this.#announce(request.data.cid as Cid)
       await answer({ ok: true })
     } catch (error) {

@@ -5,7 +5,9 @@
 //
 // Identity: the endpoint's secret key is the node's libp2p Ed25519 key, so an iroh endpoint id IS
 // the node's libp2p peer id (the same 32-byte public key). A holder's iroh addresses travel in its
-// PeerInfo as `/ip4/A/udp/P` (plain UDP, no `quic-v1`: not a libp2p QUIC address).
+// PeerInfo as `/ip4/A/udp/P` (plain UDP, no `quic-v1`: not a libp2p QUIC address). A daemon binds
+// iroh on UDP at its libp2p TCP port's number, so a peer's iroh address follows from the TCP
+// listen addresses it already announces (`udpPortOfTcp`).
 //
 // iroh-js takes and returns `Array<number>` (one JS number per byte), so every byte crosses the
 // native boundary as an array element; see the README for what that costs.
@@ -59,6 +61,8 @@ export interface IrohSnapshotTransportInit {
   privateKey: PrivateKey
   /** UDP address to bind (default 127.0.0.1:0). */
   bindAddr?: string
+  /** Holders given only TCP addresses are dialled on UDP at the same IP and port number (the daemon's convention). */
+  udpPortOfTcp?: boolean
 }
 
 export class IrohSnapshotTransport implements SnapshotTransport {
@@ -70,11 +74,13 @@ export class IrohSnapshotTransport implements SnapshotTransport {
   readonly #handlers = new Map<string, { handler: (stream: Stream, remotePeerId: string) => void; maxInboundStreams: number }>()
   #accepting: Promise<void> | null = null
   #streamIds = 0
+  readonly #udpPortOfTcp: boolean
 
-  private constructor(iroh: IrohModule, endpoint: Iroh.Endpoint, peerId: string) {
+  private constructor(iroh: IrohModule, endpoint: Iroh.Endpoint, peerId: string, udpPortOfTcp: boolean) {
     this.#iroh = iroh
     this.endpoint = endpoint
     this.peerId = peerId
+    this.#udpPortOfTcp = udpPortOfTcp
   }
 
   static async create(init: IrohSnapshotTransportInit): Promise<IrohSnapshotTransport> {
@@ -93,7 +99,7 @@ export class IrohSnapshotTransport implements SnapshotTransport {
       await endpoint.close()
       throw new Error(`iroh endpoint id ${peerId} does not match the node's peer id ${expected}`)
     }
-    return new IrohSnapshotTransport(iroh, endpoint, peerId)
+    return new IrohSnapshotTransport(iroh, endpoint, peerId, init.udpPortOfTcp === true)
   }
 
   /** The endpoint's direct addresses as `/ip4/A/udp/P` multiaddrs, for PeerInfo. */
@@ -130,11 +136,13 @@ export class IrohSnapshotTransport implements SnapshotTransport {
   }
 
   async #connect(holder: PeerInfo, alpn: string): Promise<Iroh.Connection> {
-    const addresses = holder.multiaddrs.flatMap((address) => {
-      const parsed = /^\/(ip4|ip6)\/([^/]+)\/udp\/(\d+)$/.exec(address.toString())
+    const socketAddresses = (transport: 'udp' | 'tcp'): string[] => [...new Set(holder.multiaddrs.flatMap((address) => {
+      const parsed = new RegExp(`^/(ip4|ip6)/([^/]+)/${transport}/(\\d+)(?:/p2p/[^/]+)?$`).exec(address.toString())
       if (parsed === null) return []
       return [parsed[1] === 'ip6' ? `[${parsed[2]}]:${parsed[3]}` : `${parsed[2]}:${parsed[3]}`]
-    })
+    }))]
+    let addresses = socketAddresses('udp')
+    if (addresses.length === 0 && this.#udpPortOfTcp) addresses = socketAddresses('tcp')
     if (addresses.length === 0) throw new Error(`holder ${holder.id.toString()} has no iroh address (/ip4/A/udp/P) among ${holder.multiaddrs.length} addresses`)
     const endpointId = this.#iroh.EndpointId.fromBytes([...endpointKeyOf(holder)])
     return this.endpoint.connect(new this.#iroh.EndpointAddr(endpointId, null, addresses), alpnBytes(alpn))
