@@ -10,7 +10,8 @@
 // loopback probe that found no providers; js-libp2p-kad-dht#381 is the same decode). The key is
 // therefore sha2-256 of the CID's text, which every node derives from the CID alone.
 import { createHash } from 'node:crypto'
-import type { Libp2p, PeerInfo } from '@libp2p/interface'
+import type { Libp2p, PeerId, PeerInfo } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
@@ -88,8 +89,7 @@ export class SnapshotDhtRouting {
         const id = provider.id.toString()
         if (id === self) continue
         // The same peer may come from several answers: keep every address heard.
-        const known = found.get(id)
-        found.set(id, { id: provider.id, multiaddrs: [...(known?.multiaddrs ?? []), ...provider.multiaddrs] })
+        found.set(id, { id: provider.id, multiaddrs: mergeAddresses(provider.id, found.get(id)?.multiaddrs ?? [], provider.multiaddrs) })
         if (found.size >= this.#maxProviders) break
       }
     } catch (error) {
@@ -115,10 +115,27 @@ export class SnapshotDhtRouting {
       for (const holder of list) {
         const id = holder.id.toString()
         sources.set(id, [...(sources.get(id) ?? []), source])
-        const known = byId.get(id)
-        byId.set(id, { id: holder.id, multiaddrs: [...(known?.multiaddrs ?? []), ...holder.multiaddrs.filter((address) => !(known?.multiaddrs ?? []).some((other) => other.equals(address)))] })
+        byId.set(id, { id: holder.id, multiaddrs: mergeAddresses(holder.id, byId.get(id)?.multiaddrs ?? [], holder.multiaddrs) })
       }
     }
     return { holders: [...byId.values()], sources, dhtError }
   }
+}
+
+/** p2p's multiaddr code: every address is kept ending in the holder's /p2p id (a dial wants all of one peer's or none). */
+const p2pCode = 421
+
+/**
+ * `known` and `more` as one list for `peer`: each address once, all ending in /p2p/<peer>, and none
+ * that names another peer (libp2p refuses a dial of addresses with and without, or with differing, /p2p ids).
+ */
+function mergeAddresses(peer: PeerId, known: readonly Multiaddr[], more: readonly Multiaddr[]): Multiaddr[] {
+  const merged = new Map<string, Multiaddr>()
+  for (const address of [...known, ...more]) {
+    const named = address.getComponents().find((component) => component.code === p2pCode)?.value
+    if (named !== undefined && named !== peer.toString()) continue
+    const full = named === undefined ? address.encapsulate(`/p2p/${peer.toString()}`) : address
+    merged.set(full.toString(), full)
+  }
+  return [...merged.values()]
 }
