@@ -49,7 +49,7 @@ export function loadIroh(): IrohModule {
       // because the package's "main" names a file it does not ship (Node warns on each load).
       loaded = createRequire(import.meta.url)('@number0/iroh/index.js') as IrohModule
     } catch (error) {
-      loaded = new IrohUnavailableError(`the iroh transport needs @number0/iroh and its native binary for ${process.platform}-${process.arch} (@number0/iroh-${process.platform}-${process.arch}-*): ${(error as Error).message.split('\n')[0]}`)
+      loaded = new IrohUnavailableError(`the iroh transport needs @number0/iroh and its native binary for ${process.platform}-${process.arch} (@number0/iroh-${process.platform}-${process.arch}-*): ${firstSentence((error as Error).message)}`)
     }
   }
   if (loaded instanceof Error) throw loaded
@@ -283,6 +283,11 @@ function toNumberArray(data: Uint8ArrayList): number[] {
     offset += part.length
   }
   return out
+}
+
+/** The loader's own first sentence only (the rest advises deleting the lock file, wrong here). */
+function firstSentence(message: string): string {
+  return message.split(/(?<=\.)\s/)[0]!.split('\n')[0]!
 }
 
 function peerIdOfEndpoint(id: Iroh.EndpointId): string {
