@@ -171,6 +171,17 @@ export class Daemon {
     })
   }
 
+  /** Every JSON line logged with this event, parsed (for assertions on nested fields). */
+  events(event: string): Record<string, unknown>[] {
+    return this.#logLines.filter((line) => line.includes(`"event":"${event}"`)).flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>]
+      } catch {
+        return []
+      }
+    })
+  }
+
   #notify(): void {
     for (const waiter of [...this.#waiters]) waiter()
   }

@@ -8,7 +8,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -48,6 +48,8 @@ import { ConsensusTransport } from './consensus-transport.ts'
 import { loadOrCreateIdentity, type NodeIdentity } from './identity.ts'
 import { JobRunner } from './job-runner.ts'
 import { SnapshotKeeper } from './snapshot-keeper.ts'
+import { IrohSnapshotTransport } from '../snapshots/iroh-transport.ts'
+import type { SnapshotTransportName } from '../snapshots/transport.ts'
 import { fabricDht } from './snapshot-routing.ts'
 import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
@@ -97,6 +99,8 @@ export interface ShuttleInit {
   electionTimeoutMs?: number
   /** fsync each persist (default true). */
   syncWrites?: boolean
+  /** What carries snapshot transfers: libp2p streams (default) or iroh, bound on UDP at the libp2p TCP port's number. */
+  snapshotTransport?: SnapshotTransportName
 }
 
 export interface ShuttleStatus {
@@ -289,8 +293,11 @@ export class Shuttle {
     await this.#transport.start()
     this.#gossip.start()
     this.#metricsGossip.start()
+    const snapshotTransport = init.snapshotTransport === 'iroh' ? await irohBesideLibp2p(libp2p, identity.privateKey, init.listen ?? ['/ip4/127.0.0.1/tcp/0']) : undefined
+    if (snapshotTransport !== undefined) this.#logger.info('snapshot-transport', { name: 'iroh', addresses: snapshotTransport.multiaddrs.map(String) })
     this.#snapshots = await SnapshotKeeper.open({
       libp2p,
+      snapshotTransport,
       runtime,
       logger: this.#logger.child('snapshots'),
       dataDir: init.dataDir,
@@ -693,4 +700,20 @@ export class Shuttle {
     }
     if (pending > 0 || targets.length > 0) this.#bootstrapTimer = setTimeout(() => this.#dialBootstrap(), bootstrapRetryMs)
   }
+}
+
+/**
+ * The iroh endpoint of a daemon: on UDP at the IP its first TCP listen address names (0.0.0.0
+ * included) and the port number libp2p got for it, so peers derive it from the TCP addresses
+ * identify told them.
+ */
+async function irohBesideLibp2p(libp2p: Libp2p, privateKey: PrivateKey, listen: readonly string[]): Promise<IrohSnapshotTransport> {
+  const tcpAddress = /^\/(ip4|ip6)\/([^/]+)\/tcp\/(\d+)/
+  const configured = listen.map((address) => tcpAddress.exec(address)).find((parsed) => parsed !== null)
+  const bound = libp2p.getMultiaddrs().map((address) => tcpAddress.exec(address.toString())).find((parsed) => parsed != null && (configured == null || configured[3] === '0' || parsed[3] === configured[3]))
+  if (configured == null || bound == null) throw new Error('the iroh snapshot transport needs a TCP listen address to take its port number from')
+  const bindAddr = configured[1] === 'ip6' ? `[${configured[2]}]:${bound[3]}` : `${configured[2]}:${bound[3]}`
+  return IrohSnapshotTransport.create({ privateKey, bindAddr, udpPortOfTcp: true }).catch((error: Error) => {
+    throw new Error(`cannot start the iroh snapshot transport on UDP ${bindAddr}: ${error.message}`)
+  })
 }

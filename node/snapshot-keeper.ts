@@ -1,8 +1,10 @@
 // The Shuttle's side of checkpoints: a core `checkpoint-job` becomes a runtime checkpoint (CRIU),
 // packed into the node's chunk store as a snapshot (snapshots/), replicated to k peers in other
 // failure domains (they fetch it from here over /fabric/snapshots/1.0.0 when asked on
-// /fabric/snapshot-replicate/1.0.0), and reported back with its CID and holders. A `start-job` with
-// `restoreFrom` fetches the snapshot from its holders, writes it out and restores the job from it.
+// /fabric/snapshot-replicate/1.0.0), and reported back with its CID and holders. Every node that holds
+// a complete snapshot (its maker, each replica) provides it in the DHT. A `start-job` with
+// `restoreFrom` fetches the snapshot from its holders (the document's, and those the DHT finds),
+// writes it out and restores the job from it.
 // Old snapshots of a job are released past its policy's `keep`, and all of them when it is archived.
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -11,9 +13,11 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
 import type { JobId, NodeId } from '../consensus/index.ts'
 import type { RunHandle, Runtime } from '../runtime/index.ts'
-import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid } from '../snapshots/index.ts'
+import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid, type HoldersOf } from '../snapshots/index.ts'
 import { FrameReader, encodeFrames, sendAll } from '../snapshots/frames.ts'
+import type { SnapshotTransport } from '../snapshots/transport.ts'
 import type { Logger } from './logger.ts'
+import { SnapshotDhtRouting } from './snapshot-routing.ts'
 
 export const snapshotReplicateProtocol = '/fabric/snapshot-replicate/1.0.0'
 /** A replicate request or reply is a small JSON object. */
@@ -24,6 +28,8 @@ export const replicateTimeoutMs = 120_000
 export const maxConcurrentReplications = 4
 /** Snapshots kept per job on this node when its policy says nothing. */
 export const defaultKeep = 3
+/** How long a DHT provide may take before it is given up (logged; the document still names the holders). */
+export const announceTimeoutMs = 30_000
 
 const replicateRequest = z.strictObject({ cid: z.string().refine(isCid, 'not a snapshot CID'), from: z.string().min(1).max(128), owner: z.string().min(1).max(256) })
 const replicateReply = z.strictObject({ ok: z.boolean(), reason: z.string().max(512).optional() })
@@ -37,6 +43,8 @@ export interface SnapshotKeeperComponents {
   replicaCandidates(): NodeId[]
   /** Whether a peer may fetch snapshots or ask this node to hold one (mesh nodes only). */
   mayActAsNode(peerId: string): boolean
+  /** What carries /fabric/snapshots (default libp2p streams on `libp2p`); the keeper closes it. */
+  snapshotTransport?: SnapshotTransport & { close?(): Promise<void> }
 }
 
 /** Replication requests this node was asked to serve: refused ones (answered `ok: false`) and those it now holds. */
@@ -48,6 +56,7 @@ export class SnapshotKeeper {
   readonly #store: ChunkStore
   readonly #server: SnapshotServer
   readonly #fetcher: SnapshotFetcher
+  readonly #routing: SnapshotDhtRouting
   /** Per job: the snapshots this node made of it, oldest first (released past `keep`). */
   readonly #made = new Map<string, Cid[]>()
   #serial = 0
@@ -57,8 +66,9 @@ export class SnapshotKeeper {
     this.#components = components
     this.#store = store
     const logger = components.logger
-    this.#server = new SnapshotServer({ libp2p: components.libp2p, store, logger, accept: (peerId) => components.mayActAsNode(peerId) })
-    this.#fetcher = new SnapshotFetcher({ libp2p: components.libp2p, store, logger, holdersOf: async () => [] })
+    this.#server = new SnapshotServer({ libp2p: components.libp2p, transport: components.snapshotTransport, store, logger, accept: (peerId) => components.mayActAsNode(peerId) })
+    this.#fetcher = new SnapshotFetcher({ libp2p: components.libp2p, transport: components.snapshotTransport, store, logger, holdersOf: async () => [] })
+    this.#routing = new SnapshotDhtRouting({ libp2p: components.libp2p })
   }
 
   static async open(components: SnapshotKeeperComponents): Promise<SnapshotKeeper> {
@@ -85,6 +95,7 @@ export class SnapshotKeeper {
   async close(): Promise<void> {
     await this.#components.libp2p.unhandle(snapshotReplicateProtocol).catch(() => {})
     await this.#server.stop()
+    await this.#components.snapshotTransport?.close?.()
     await this.#store.close()
   }
 
@@ -100,6 +111,7 @@ export class SnapshotKeeper {
       const packed = await packDirectory(directory, this.#store, { owner: jobId })
       const cid = packed.cid
       await this.#keepOnly(jobId, cid, options.keep)
+      this.#announce(cid)
       const holders = await this.#replicate(cid, jobId, options.replicas)
       this.#components.logger.info('snapshot-made', { jobId, cid, holders, stop: options.stop })
       return { cid, holders }
@@ -112,10 +124,20 @@ export class SnapshotKeeper {
   async restore(jobId: JobId, cid: string, holders: readonly NodeId[]): Promise<RunHandle> {
     if (!isCid(cid)) throw new Error(`"${cid}" is not a snapshot CID`)
     const self = this.#components.libp2p.peerId.toString()
-    const peers = holders.filter((holder) => holder !== self).map((holder) => this.#peerInfo(holder))
-    if (await this.#store.manifest(cid) === undefined || peers.length > 0) {
-      const fetched = await this.#fetchFrom(cid, jobId, peers)
-      this.#components.logger.info('snapshot-fetched', { jobId, cid, bytes: fetched.bytesFetched, chunks: fetched.chunksFetched, alreadyStored: fetched.chunksAlreadyStored, ms: Math.round(fetched.elapsedMs) })
+    const peers = await Promise.all(holders.filter((holder) => holder !== self).map((holder) => this.#peerInfo(holder)))
+    // Asked only when chunks are missing: the document's holders, then any the DHT knows besides.
+    let sources = new Map<string, string[]>()
+    const holdersOf = async (_cid: Cid, options: { signal?: AbortSignal }): Promise<PeerInfo[]> => {
+      const found = await this.#routing.holders(cid, peers, options)
+      sources = found.sources
+      this.#components.logger.info('snapshot-holders', { jobId, cid, holders: found.holders.map((holder) => ({ peer: holder.id.toString(), sources: found.sources.get(holder.id.toString()) })), dhtError: found.dhtError })
+      return found.holders
+    }
+    const fetched = await this.#fetchFrom(cid, jobId, holdersOf)
+    if (fetched.chunksFetched > 0 || fetched.manifestFetched) {
+      const used = fetched.holders.map((holder) => ({ peer: holder.peerId, sources: sources.get(holder.peerId), chunks: holder.chunks, failure: holder.failure }))
+      this.#components.logger.info('snapshot-fetched', { jobId, cid, bytes: fetched.bytesFetched, chunks: fetched.chunksFetched, alreadyStored: fetched.chunksAlreadyStored, ms: Math.round(fetched.elapsedMs), holders: used })
+      this.#announce(cid)
     }
     const directory = join(this.#components.dataDir, 'restores', `${jobId.replaceAll('#', '.r')}-${Date.now()}-${++this.#serial}`)
     await mkdir(join(this.#components.dataDir, 'restores'), { recursive: true })
@@ -132,7 +154,9 @@ export class SnapshotKeeper {
     this.#made.delete(jobId)
     for (const owner of [jobId, `replica:${jobId}`]) {
       for (const cid of await this.#store.snapshots()) {
-        if ((await this.#store.owners(cid)).includes(owner)) await this.#store.release(cid, owner)
+        if (!(await this.#store.owners(cid)).includes(owner)) continue
+        await this.#store.release(cid, owner)
+        if ((await this.#store.owners(cid)).length === 0) await this.#withdraw(cid)
       }
     }
   }
@@ -141,17 +165,39 @@ export class SnapshotKeeper {
     const made = this.#made.get(jobId) ?? []
     made.push(cid)
     this.#made.set(jobId, made)
-    while (made.length > Math.max(1, keep)) await this.#store.release(made.shift()!, jobId)
+    while (made.length > Math.max(1, keep)) {
+      const old = made.shift()!
+      await this.#store.release(old, jobId)
+      if ((await this.#store.owners(old)).length === 0) await this.#withdraw(old)
+    }
   }
 
-  async #fetchFrom(cid: Cid, owner: string, peers: readonly PeerInfo[]) {
-    const fetcher = new SnapshotFetcher({ libp2p: this.#components.libp2p, store: this.#store, logger: this.#components.logger, holdersOf: async () => peers })
+  async #fetchFrom(cid: Cid, owner: string, holdersOf: HoldersOf) {
+    const fetcher = new SnapshotFetcher({ libp2p: this.#components.libp2p, transport: this.#components.snapshotTransport, store: this.#store, logger: this.#components.logger, holdersOf })
     return fetcher.fetch(cid, { owner })
   }
 
-  #peerInfo(id: string): PeerInfo {
+  /** Provides `cid` in the DHT, in the background: a checkpoint or restore never waits on it, and the document still names the holders. */
+  #announce(cid: Cid): void {
+    const startedMs = performance.now()
+    this.#routing.announce(cid, { signal: AbortSignal.timeout(announceTimeoutMs) }).then(
+      () => this.#components.logger.debug('snapshot-announced', { cid, ms: Math.round(performance.now() - startedMs) }),
+      (error: unknown) => this.#components.logger.warn('snapshot-announce-failed', { cid, error: (error as Error).message }),
+    )
+  }
+
+  async #withdraw(cid: Cid): Promise<void> {
+    await this.#routing.withdraw(cid).catch((error: unknown) => this.#components.logger.debug('snapshot-withdraw-failed', { cid, error: (error as Error).message }))
+  }
+
+  async #peerInfo(id: string): Promise<PeerInfo> {
     const peerId = peerIdFromString(id)
-    return { id: peerId, multiaddrs: this.#components.libp2p.getConnections(peerId).map((connection) => connection.remoteAddr) }
+    const libp2p = this.#components.libp2p
+    if ((this.#components.snapshotTransport?.name ?? 'libp2p') === 'libp2p') return { id: peerId, multiaddrs: libp2p.getConnections(peerId).map((connection) => connection.remoteAddr) }
+    // iroh: the peer's announced listen addresses (not a connection's, whose port may be ephemeral):
+    // its iroh endpoint is on UDP at its TCP port's number.
+    const known = await libp2p.peerStore.get(peerId).then((peer) => peer.addresses.map((address) => address.multiaddr), () => [])
+    return { id: peerId, multiaddrs: known }
   }
 
   /** Asks candidates in turn until `count` confirmed holding the snapshot (bounded by the candidates). */
@@ -207,7 +253,10 @@ export class SnapshotKeeper {
       if (!request.success) return await answer({ ok: false, reason: `malformed: ${request.error.issues[0]?.message ?? 'invalid'}` })
       // Only the peer that made the snapshot may ask (it is the one we fetch from).
       if (request.data.from !== from) return await answer({ ok: false, reason: 'the request names another peer as the source' })
-      await this.#fetchFrom(request.data.cid as Cid, `replica:${request.data.owner}`, [this.#peerInfo(from)])
+      const source = [await this.#peerInfo(from)]
+      const fetched = await this.#fetchFrom(request.data.cid as Cid, `replica:${request.data.owner}`, async () => source)
+      this.#components.logger.info('snapshot-replicated', { cid: request.data.cid, from, chunks: fetched.chunksFetched, bytes: fetched.bytesFetched, alreadyStored: fetched.chunksAlreadyStored, ms: Math.round(fetched.elapsedMs) })
+      this.#announce(request.data.cid as Cid)
       await answer({ ok: true })
     } catch (error) {
       await answer({ ok: false, reason: (error as Error).message.slice(0, 500) }).catch(() => {})

@@ -8,6 +8,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Libp2p, PeerInfo } from '@libp2p/interface'
+import { irohBenchTransport, irohParallelStreams, receiveRawIroh, type IrohBenchResult, type IrohBenchSamples } from './bench-iroh.ts'
 import { ChunkStore, verifyChunk, type StoredChunk } from './chunk-store.ts'
 import { defaultChunkingPolicy } from './chunking.ts'
 import type { Cid } from './cid.ts'
@@ -20,6 +21,7 @@ import { receiveRawStream } from './raw-stream.ts'
 import { defaultSnapshotFetcherLimits, SnapshotFetcher, type FetchResult } from './snapshot-fetcher.ts'
 import { defaultSnapshotServerLimits } from './snapshot-server.ts'
 import { mutateImage, writeSyntheticImage } from './synthetic-image.ts'
+import type { SnapshotTransport, SnapshotTransportName } from './transport.ts'
 
 export interface SnapshotBenchOptions {
   memoryBytes: number
@@ -29,6 +31,8 @@ export interface SnapshotBenchOptions {
   /** Pages per dirty run in the clustered variant (the scattered one dirties single pages). */
   clusteredRunPages?: number
   workDirectory?: string
+  /** 'iroh' adds the iroh row (measured beside libp2p in the same runs); default libp2p only. */
+  transport?: SnapshotTransportName
   nowMs: () => number
   /** Human-readable steps (the CLI prints them unless --json). */
   onStep?: (message: string) => void
@@ -73,6 +77,8 @@ export interface SnapshotBenchResult {
   /** CPU milliseconds (all threads, level's included) per MB moved: this process, and the holder processes together. */
   cpuMsPerMB: { rawStream: CpuSample; oneHolder: CpuSample; twoHolders: CpuSample }
   machine: { cores: number; loadAverageAtStart: number[]; loadAverageAtEnd: number[] }
+  /** With `transport: 'iroh'`: the same holder over iroh, same runs (null otherwise). */
+  iroh: IrohBenchResult | null
 }
 
 const goals = { oneHolderVsRaw: 0.9, twoHoldersVsOne: 1.6, incrementalRatio: 0.1 }
@@ -84,6 +90,7 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
   const work = await mkdtemp(join(options.workDirectory ?? tmpdir(), 'fabric-bench-snapshots-'))
   const holders: HolderProcess[] = []
   let host: Libp2p | null = null
+  let iroh: Awaited<ReturnType<typeof irohBenchTransport>> | null = null
   try {
     // Checkpoint 1 and two variants of checkpoint 2: ~changedFraction of the pages dirtied, scattered or clustered.
     const clusteredRunPages = options.clusteredRunPages ?? 16
@@ -112,12 +119,20 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
     await cp(holderDirectories[0]!, holderDirectories[1]!, { recursive: true })
 
     step('starting two holder processes')
-    for (const directory of holderDirectories) holders.push(await HolderProcess.start(directory))
+    const withIroh = options.transport === 'iroh'
+    for (const directory of holderDirectories) holders.push(await HolderProcess.start(directory, { iroh: withIroh }))
     host = await createSnapshotHost()
     const [one, two] = holders.map((holder) => holder.info) as [PeerInfo, PeerInfo]
     // Warm up connections and code paths on both sides before timing anything.
     await receiveRawStream(host, one, 8 * 1024 * 1024)
     await receiveRawStream(host, two, 8 * 1024 * 1024)
+    const oneIroh = holders[0]!.irohInfo
+    if (withIroh) {
+      iroh = await irohBenchTransport()
+      await receiveRawIroh(iroh, oneIroh!, 1024 * 1024, 1)
+    }
+    const irohSamples: IrohBenchSamples = { rawStreamMBps: [], rawParallelStreamsMBps: [], oneHolderMBps: [], oneHolderVsLibp2p: [] }
+    const irohCpu = { rawStream: [] as CpuSample[], oneHolder: [] as CpuSample[] }
 
     const samples = { rawStreamMBps: [] as number[], oneHolderMBps: [] as number[], twoHoldersMBps: [] as number[] }
     const cpu = { rawStream: [] as CpuSample[], oneHolder: [] as CpuSample[], twoHolders: [] as CpuSample[] }
@@ -136,6 +151,19 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
       oneVsRaw.push(single.mbps / raw.mbps)
       twoVsOne.push(double.mbps / single.mbps)
       step(`run ${run}/${options.runs}: raw stream ${raw.mbps} MB/s, one holder ${single.mbps} MB/s, two holders ${double.mbps} MB/s`)
+      if (iroh !== null) {
+        const transport = iroh
+        const irohRaw = await measured(holders.slice(0, 1), nowMs, () => receiveRawIroh(transport, oneIroh!, first.bytesWritten, 1))
+        const irohParallel = await measured(holders.slice(0, 1), nowMs, () => receiveRawIroh(transport, oneIroh!, first.bytesWritten, irohParallelStreams))
+        const irohSingle = await withFreshStore(work, (store) => measured(holders.slice(0, 1), nowMs, async () => fetchedBytes(await fetchInto(host!, store, first.cid, [oneIroh!], nowMs, transport))))
+        irohSamples.rawStreamMBps.push(irohRaw.mbps)
+        irohSamples.rawParallelStreamsMBps.push(irohParallel.mbps)
+        irohSamples.oneHolderMBps.push(irohSingle.mbps)
+        irohSamples.oneHolderVsLibp2p.push(round2(irohSingle.mbps / single.mbps))
+        irohCpu.rawStream.push(irohRaw.cpu)
+        irohCpu.oneHolder.push(irohSingle.cpu)
+        step(`run ${run}/${options.runs} over iroh: raw stream ${irohRaw.mbps} MB/s, ${irohParallelStreams} raw streams ${irohParallel.mbps} MB/s, one holder ${irohSingle.mbps} MB/s`)
+      }
     }
 
     step('fetching checkpoint 1, then checkpoint 2, into one store')
@@ -172,11 +200,21 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
       samples,
       cpuMsPerMB: { rawStream: medianCpu(cpu.rawStream), oneHolder: medianCpu(cpu.oneHolder), twoHolders: medianCpu(cpu.twoHolders) },
       machine: { cores: availableParallelism(), loadAverageAtStart, loadAverageAtEnd: loadavg().map(round2) },
+      iroh: iroh === null ? null : {
+        rawStreamMBps: median(irohSamples.rawStreamMBps),
+        rawParallelStreamsMBps: median(irohSamples.rawParallelStreamsMBps),
+        parallelStreams: irohParallelStreams,
+        oneHolderMBps: median(irohSamples.oneHolderMBps),
+        oneHolderVsLibp2p: median(irohSamples.oneHolderVsLibp2p),
+        samples: irohSamples,
+        cpuMsPerMB: { rawStream: medianCpu(irohCpu.rawStream), oneHolder: medianCpu(irohCpu.oneHolder) },
+      },
     }
     return result
   } finally {
     for (const holder of holders) await holder.stop()
     await host?.stop()
+    await iroh?.close()
     await rm(work, { recursive: true, force: true })
   }
 }
@@ -248,8 +286,8 @@ async function storeWriteRate(source: ChunkStore, cid: Cid, work: string, nowMs:
 
 const fetchedBytes = (result: FetchResult): number => result.bytesFetched + (result.manifestFetched ? result.manifestBytes : 0)
 
-async function fetchInto(host: Libp2p, store: ChunkStore, cid: Cid, holders: PeerInfo[], nowMs: () => number): Promise<FetchResult> {
-  const fetcher = new SnapshotFetcher({ libp2p: host, store, holdersOf: async () => holders, logger: silentSnapshotLogger, nowMs })
+async function fetchInto(host: Libp2p, store: ChunkStore, cid: Cid, holders: PeerInfo[], nowMs: () => number, transport?: SnapshotTransport): Promise<FetchResult> {
+  const fetcher = new SnapshotFetcher({ libp2p: host, transport, store, holdersOf: async () => holders, logger: silentSnapshotLogger, nowMs })
   return fetcher.fetch(cid, { owner: 'bench' })
 }
 

@@ -3,30 +3,41 @@
 // JSON line {"event":"ready",...} on stdout. A line "counters" on stdin is answered with the
 // server's counters and the process's CPU time; end of stdin or SIGTERM stops it. The bench and the integration tests run
 // holders this way so that a holder can be killed for real and restarted on its store.
-//   node snapshots/holder-main.ts --store DIR
+// With --iroh it serves the same store over iroh too (same key, so the same peer id), and the
+// ready line carries its UDP addresses.
+//   node snapshots/holder-main.ts --store DIR [--iroh]
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { ChunkStore } from './chunk-store.ts'
 import { createSnapshotHost } from './host.ts'
 import { silentSnapshotLogger } from './logger.ts'
-import { serveRawStream } from './raw-stream.ts'
-import { SnapshotServer } from './snapshot-server.ts'
+import { IrohSnapshotTransport, irohRawAlpn } from './iroh-transport.ts'
+import { serveRawStream, serveRawStreamOn } from './raw-stream.ts'
+import { SnapshotServer, type SnapshotServerCounters } from './snapshot-server.ts'
 
-const { values } = parseArgs({ options: { store: { type: 'string' } } })
+const { values } = parseArgs({ options: { store: { type: 'string' }, iroh: { type: 'boolean', default: false } } })
 if (values.store === undefined) {
   process.stderr.write('usage: holder-main.ts --store DIR\n')
   process.exit(1)
 }
 const store = await ChunkStore.open({ directory: values.store, syncWrites: false })
-const libp2p = await createSnapshotHost()
+const privateKey = await generateKeyPair('Ed25519')
+const libp2p = await createSnapshotHost({ privateKey })
 const server = new SnapshotServer({ libp2p, store, logger: silentSnapshotLogger })
 await server.start()
 await serveRawStream(libp2p)
+const iroh = values.iroh ? await IrohSnapshotTransport.create({ privateKey }) : null
+const irohServer = iroh === null ? null : new SnapshotServer({ transport: iroh, store, logger: silentSnapshotLogger })
+await irohServer?.start()
+await iroh?.handleProtocol(irohRawAlpn, (stream) => void serveRawStreamOn(stream), { maxInboundStreamsPerConnection: 16 })
 
 let stopping: Promise<void> | null = null
 const stop = (): Promise<void> =>
   (stopping ??= (async () => {
     await server.stop()
+    await irohServer?.stop()
+    await iroh?.close()
     await libp2p.stop()
     await store.close()
     process.exit(0)
@@ -37,7 +48,13 @@ lines.on('line', (line) => {
   if (line.trim() !== 'counters') return
   // CPU time of this whole process (all threads), so the bench can say where the cycles went.
   const cpu = process.cpuUsage()
-  process.stdout.write(`${JSON.stringify({ event: 'counters', ...server.counters, cpuMs: Math.round((cpu.user + cpu.system) / 1_000) })}\n`)
+  process.stdout.write(`${JSON.stringify({ event: 'counters', ...sum(server.counters, irohServer?.counters), cpuMs: Math.round((cpu.user + cpu.system) / 1_000) })}\n`)
 })
 lines.on('close', () => void stop())
-process.stdout.write(`${JSON.stringify({ event: 'ready', peerId: libp2p.peerId.toString(), addresses: libp2p.getMultiaddrs().map(String) })}\n`)
+process.stdout.write(`${JSON.stringify({ event: 'ready', peerId: libp2p.peerId.toString(), addresses: libp2p.getMultiaddrs().map(String), irohAddresses: iroh?.multiaddrs.map(String) ?? [] })}\n`)
+
+/** Both servers' counters together (they serve one store). */
+function sum(a: SnapshotServerCounters, b: SnapshotServerCounters | undefined): SnapshotServerCounters {
+  if (b === undefined) return a
+  return Object.fromEntries(Object.entries(a).map(([key, value]) => [key, value + b[key as keyof SnapshotServerCounters]])) as unknown as SnapshotServerCounters
+}

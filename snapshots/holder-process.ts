@@ -16,26 +16,31 @@ const holderExitTimeoutMs = 10_000
 export class HolderProcess {
   readonly child: ChildProcess
   readonly info: PeerInfo
+  /** The same holder over iroh (its UDP addresses), when started with `iroh: true`. */
+  readonly irohInfo: PeerInfo | null
   readonly #lines: AsyncIterator<string>
 
-  private constructor(child: ChildProcess, info: PeerInfo, lines: AsyncIterator<string>) {
+  private constructor(child: ChildProcess, info: PeerInfo, irohInfo: PeerInfo | null, lines: AsyncIterator<string>) {
     this.child = child
     this.info = info
+    this.irohInfo = irohInfo
     this.#lines = lines
   }
 
   /** Starts a holder serving the chunk store at `storeDirectory` (not open in this process). */
-  static async start(storeDirectory: string): Promise<HolderProcess> {
+  static async start(storeDirectory: string, options: { iroh?: boolean } = {}): Promise<HolderProcess> {
     // The running Node (24, with type stripping) runs the child too.
-    const child = spawn(process.execPath, [entry, '--store', resolve(storeDirectory)], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, [entry, '--store', resolve(storeDirectory), ...(options.iroh === true ? ['--iroh'] : [])], { stdio: ['pipe', 'pipe', 'inherit'] })
     const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
     const timer = setTimeout(() => child.kill('SIGKILL'), holderReadyTimeoutMs)
     try {
       const first = await lines.next()
       if (first.done === true) throw new Error(`holder process exited before it was ready (store ${storeDirectory})`)
-      const ready = JSON.parse(first.value) as { event: string; peerId: string; addresses: string[] }
+      const ready = JSON.parse(first.value) as { event: string; peerId: string; addresses: string[]; irohAddresses: string[] }
       if (ready.event !== 'ready') throw new Error(`holder process said ${first.value.slice(0, 200)}`)
-      return new HolderProcess(child, { id: peerIdFromString(ready.peerId), multiaddrs: ready.addresses.map((address) => multiaddr(address)) }, lines)
+      const id = peerIdFromString(ready.peerId)
+      const irohInfo = options.iroh === true ? { id, multiaddrs: ready.irohAddresses.map((address) => multiaddr(address)) } : null
+      return new HolderProcess(child, { id, multiaddrs: ready.addresses.map((address) => multiaddr(address)) }, irohInfo, lines)
     } finally {
       clearTimeout(timer)
     }

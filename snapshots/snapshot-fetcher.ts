@@ -18,7 +18,8 @@ import type { SnapshotLogger } from './logger.ts'
 import { distinctChunks, manifestSizeBytes, type Manifest } from './manifest.ts'
 import { ProgressMeter, type ProgressListener } from './progress.ts'
 import type { HoldersOf } from './routing.ts'
-import { decodeResponseFrame, encodeRequest, maxChunkFrameBytes, maxChunksPerRequest, maxManifestFrameBytes, snapshotProtocol } from './wire.ts'
+import { transportOf, type SnapshotTransport } from './transport.ts'
+import { decodeResponseFrame, encodeRequest, maxChunkFrameBytes, maxChunksPerRequest, maxManifestFrameBytes } from './wire.ts'
 
 export interface SnapshotFetcherLimits {
   /** Holders used for one fetch (the first ones `holdersOf` returns). */
@@ -52,7 +53,10 @@ export const defaultSnapshotFetcherLimits: SnapshotFetcherLimits = {
 }
 
 export interface SnapshotFetcherComponents {
-  libp2p: Libp2p
+  /** The host whose libp2p streams carry the protocol, unless `transport` is given. */
+  libp2p?: Libp2p
+  /** Another carrier for the same protocol (iroh-transport.ts). */
+  transport?: SnapshotTransport
   store: ChunkStore
   holdersOf: HoldersOf
   logger: SnapshotLogger
@@ -120,9 +124,11 @@ export class SnapshotFetcher {
   readonly #components: SnapshotFetcherComponents
   readonly #limits: SnapshotFetcherLimits
   readonly #nowMs: () => number
+  readonly #transport: SnapshotTransport
 
   constructor(components: SnapshotFetcherComponents, limits: Partial<SnapshotFetcherLimits> = {}) {
     this.#components = components
+    this.#transport = transportOf(components, 'SnapshotFetcher')
     this.#limits = { ...defaultSnapshotFetcherLimits, ...limits }
     this.#nowMs = components.nowMs ?? (() => performance.now())
     if (this.#limits.maxInFlightBytesPerHolder < this.#limits.requestBytes) throw new Error('maxInFlightBytesPerHolder must be at least requestBytes')
@@ -137,7 +143,7 @@ export class SnapshotFetcher {
     let holders: PeerInfo[] | null = null
     const holderList = async (): Promise<PeerInfo[]> => {
       if (holders !== null) return holders
-      const self = this.#components.libp2p.peerId.toString()
+      const self = this.#transport.peerId
       const found = await this.#components.holdersOf(cid, { signal: options.signal })
       // Each peer once (a worker per peer), never this node itself.
       const seen = new Set<string>([self])
@@ -249,8 +255,7 @@ export class SnapshotFetcher {
 
   async #dial(holder: PeerInfo, signal: AbortSignal | undefined): Promise<Stream> {
     const timeout = AbortSignal.timeout(this.#limits.dialTimeoutMs)
-    const target = holder.multiaddrs.length > 0 ? holder.multiaddrs : holder.id
-    return this.#components.libp2p.dialProtocol(target, snapshotProtocol, { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })
+    return this.#transport.dial(holder, { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })
   }
 
   /** One holder's worker: keeps its pipeline full from the shared queue until no work fits it. */

@@ -8,7 +8,8 @@ import type { ChunkStore } from './chunk-store.ts'
 import { encodeFrames, sendAll } from './frames.ts'
 import type { ChunkHash } from './hash.ts'
 import type { SnapshotLogger } from './logger.ts'
-import { chunkFrameHeader, decodeRequest, manifestFrame, maxRequestBytes, notFoundFrame, refusedFrame, snapshotProtocol } from './wire.ts'
+import { transportOf, type SnapshotTransport } from './transport.ts'
+import { chunkFrameHeader, decodeRequest, manifestFrame, maxRequestBytes, notFoundFrame, refusedFrame } from './wire.ts'
 
 export interface SnapshotServerLimits {
   /** Snapshot streams one connection may hold open. */
@@ -44,7 +45,10 @@ export interface SnapshotServerCounters {
 }
 
 export interface SnapshotServerComponents {
-  libp2p: Libp2p
+  /** The host whose libp2p streams carry the protocol, unless `transport` is given. */
+  libp2p?: Libp2p
+  /** Another carrier for the same protocol (iroh-transport.ts). */
+  transport?: SnapshotTransport
   store: ChunkStore
   logger: SnapshotLogger
   /** Who may fetch (the daemon admits mesh nodes only); everyone when absent. */
@@ -56,25 +60,27 @@ export class SnapshotServer {
   readonly #components: SnapshotServerComponents
   readonly #limits: SnapshotServerLimits
   readonly #active = new Set<Stream>()
+  readonly #transport: SnapshotTransport
   #started = false
 
   constructor(components: SnapshotServerComponents, limits: Partial<SnapshotServerLimits> = {}) {
     this.#components = components
+    this.#transport = transportOf(components, 'SnapshotServer')
     this.#limits = { ...defaultSnapshotServerLimits, ...limits }
   }
 
   async start(): Promise<void> {
     if (this.#started) return
     this.#started = true
-    await this.#components.libp2p.handle(snapshotProtocol, (stream, connection) => {
-      void this.#serve(stream, connection.remotePeer.toString())
-    }, { maxInboundStreams: this.#limits.maxInboundStreamsPerConnection })
+    await this.#transport.handle((stream, from) => {
+      void this.#serve(stream, from)
+    }, { maxInboundStreamsPerConnection: this.#limits.maxInboundStreamsPerConnection })
   }
 
   async stop(): Promise<void> {
     if (!this.#started) return
     this.#started = false
-    await this.#components.libp2p.unhandle(snapshotProtocol).catch(() => {})
+    await this.#transport.unhandle().catch(() => {})
     for (const stream of this.#active) stream.abort(new Error('snapshot server stopping'))
     this.#active.clear()
   }

@@ -3,6 +3,7 @@
 // checkpoint of a barely changed memory image costs. Prints one JSON object (the last line).
 import type { Command } from 'commander'
 import { benchSnapshots } from '../../snapshots/index.ts'
+import { snapshotTransportNames, type SnapshotTransportName } from '../../snapshots/transport.ts'
 import { UserError } from '../user-error.ts'
 import { positiveInteger } from '../parse.ts'
 
@@ -14,8 +15,12 @@ export function registerBenchSnapshots(bench: Command): void {
     .option('--changed-percent <percent>', 'share of pages dirtied for the second checkpoint', '2')
     .option('--runs <count>', 'interleaved timing runs (medians are reported)', '3')
     .option('--work-dir <path>', 'where the images and stores are written (removed afterwards)')
+    .option('--transport <name>', 'libp2p, or iroh to measure the same holder over iroh beside libp2p in every run', 'libp2p')
     .option('--json', 'print only the JSON object')
-    .action(async (options: { memoryMib: string; changedPercent: string; runs: string; workDir?: string; json?: boolean }) => {
+    .action(async (options: { memoryMib: string; changedPercent: string; runs: string; workDir?: string; transport: string; json?: boolean }) => {
+      if (!snapshotTransportNames.includes(options.transport as SnapshotTransportName)) {
+        throw new UserError(`--transport must be one of ${snapshotTransportNames.join(', ')}, got "${options.transport}"`)
+      }
       const memoryMib = positiveInteger('--memory-mib', options.memoryMib)
       const runs = positiveInteger('--runs', options.runs)
       const changedPercent = Number(options.changedPercent)
@@ -27,6 +32,7 @@ export function registerBenchSnapshots(bench: Command): void {
         changedFraction: changedPercent / 100,
         runs,
         workDirectory: options.workDir,
+        transport: options.transport as SnapshotTransportName,
         nowMs: () => performance.now(),
         onStep: options.json ? undefined : (message) => console.error(message),
       })
@@ -36,6 +42,10 @@ export function registerBenchSnapshots(bench: Command): void {
         const cpu = result.cpuMsPerMB
         console.log(`CPU ms per MB (fetcher / holders): raw stream ${cpu.rawStream.fetcher} / ${cpu.rawStream.holders}, one holder ${cpu.oneHolder.fetcher} / ${cpu.oneHolder.holders}, two holders ${cpu.twoHolders.fetcher} / ${cpu.twoHolders.holders} on ${result.machine.cores} cores`)
         console.log(`chunk store alone: write ${result.storeWriteMBps} MB/s (${result.storeWriteCpuMsPerMB} CPU ms/MB), read ${result.storeReadMBps} MB/s (${result.storeReadCpuMsPerMB} CPU ms/MB)`)
+        if (result.iroh !== null) {
+          const iroh = result.iroh
+          console.log(`iroh: one holder ${iroh.oneHolderMBps} MB/s (${iroh.oneHolderVsLibp2p}x libp2p), raw stream ${iroh.rawStreamMBps} MB/s, ${iroh.parallelStreams} raw streams ${iroh.rawParallelStreamsMBps} MB/s; CPU ms per MB (fetcher / holder): raw ${iroh.cpuMsPerMB.rawStream.fetcher} / ${iroh.cpuMsPerMB.rawStream.holders}, fetch ${iroh.cpuMsPerMB.oneHolder.fetcher} / ${iroh.cpuMsPerMB.oneHolder.holders}`)
+        }
         console.log(`second checkpoint: ${Math.round(result.incremental.scattered.ratio * 1000) / 10}% of the first (scattered pages), ${Math.round(result.incremental.clustered.ratio * 1000) / 10}% (clustered), goal <= 10%`)
       }
       console.log(JSON.stringify(result))

@@ -23,6 +23,7 @@ import {
 import { defaultDataDir } from '../data-dir.ts'
 import { integer } from '../parse.ts'
 import { UserError } from '../user-error.ts'
+import { snapshotTransportNames, type SnapshotTransportName } from '../../snapshots/transport.ts'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, ...value.split(',').map((part) => part.trim()).filter((part) => part !== '')]
 
@@ -68,6 +69,7 @@ export function registerNodeStart(program: Command): void {
     .option('--price-per-hour <usd>', 'price of the whole node per hour; bids ask the share a job takes', '0')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .option('--no-sync-writes', 'do not fsync each persist (tests only: a machine crash may lose acknowledged state)')
+    .option('--snapshot-transport <name>', 'what carries snapshot transfers: libp2p, or iroh (QUIC on UDP at the libp2p TCP port\'s number)', 'libp2p')
     .action(async (flags: Record<string, unknown>) => {
       const logLevel = String(flags.logLevel)
       if (!isLogLevel(logLevel)) throw new UserError(`--log-level must be debug, info, warn or error, got "${logLevel}"`)
@@ -94,6 +96,8 @@ export function registerNodeStart(program: Command): void {
         }
       }
       if (invite !== undefined && voters.length > 0) throw new UserError('--invite takes the mesh from the invite; --voters (and --admin) are for the first nodes of a new mesh')
+      const snapshotTransport = String(flags.snapshotTransport)
+      if (!snapshotTransportNames.includes(snapshotTransport as SnapshotTransportName)) throw new UserError(`--snapshot-transport must be one of ${snapshotTransportNames.join(', ')}, got "${snapshotTransport}"`)
       const logger = jsonLogger({ component: 'shuttle', level: logLevel })
       const printLine = (value: Record<string, unknown>): void => { process.stdout.write(`${JSON.stringify(value)}\n`) }
       let bootstrap = flags.bootstrap as string[]
@@ -114,6 +118,7 @@ export function registerNodeStart(program: Command): void {
           ...(genesis !== undefined ? { genesis } : {}),
           electionTimeoutMs,
           syncWrites: flags.syncWrites !== false,
+          snapshotTransport: snapshotTransport as SnapshotTransportName,
           attributes: {
             offer: localOffer({
               capacity: { cpuMillis: integer('--cpu-millis', flags.cpuMillis), memoryMiB: integer('--memory-mib', flags.memoryMib), diskMiB: integer('--disk-mib', flags.diskMib), gpuCount: 0 },
