@@ -117,6 +117,10 @@ describe('chunk store', () => {
     await store.putChunks([{ hash: hash.shared, bytes: bytes.shared }])
     await store.putChunks([{ hash: hash.second, bytes: bytes.second }])
     expect(await packs()).toHaveLength(2)
+    // A chunk asked for twice in one call is read once: both answers are the same bytes.
+    const [one, other, again] = await store.getChunks([hash.shared, hash.first, hash.shared])
+    expect(Buffer.from(one!).equals(bytes.shared) && Buffer.from(other!).equals(bytes.first)).toBe(true)
+    expect(again).toBe(one)
     expect((await store.stats()).chunkBytes).toBe(bytes.shared.length + bytes.first.length + bytes.second.length)
     await store.release(firstCid, 'job-1')
     // The first pack still holds the shared chunk.

@@ -121,10 +121,18 @@ export class PackFiles {
    */
   async read(locations: readonly (ChunkLocation | undefined)[]): Promise<(Uint8Array | undefined)[]> {
     const values: (Uint8Array | undefined)[] = new Array(locations.length).fill(undefined)
+    // A location asked for again (a repeated chunk: zero pages, a file's copies) is read once and
+    // its bytes shared.
+    const firstAsk = new Map<string, number>()
+    const repeats: [index: number, first: number][] = []
     // Runs of consecutive indexes whose bytes follow each other in one pack: one read each.
     const runs: { pack: number; offset: number; length: number; indexes: number[] }[] = []
     locations.forEach((location, index) => {
       if (location === undefined) return
+      const key = `${location.pack}/${location.offset}/${location.length}`
+      const first = firstAsk.get(key)
+      if (first !== undefined) return void repeats.push([index, first])
+      firstAsk.set(key, index)
       const last = runs.at(-1)
       if (last !== undefined && last.pack === location.pack && last.offset + last.length === location.offset) {
         last.length += location.length
@@ -165,6 +173,7 @@ export class PackFiles {
         this.#release(pack, entry)
       }
     }))
+    for (const [index, first] of repeats) values[index] = values[first]
     return values
   }
 
