@@ -5,8 +5,9 @@
 // there, so logs read, follow and outlive the container the same way in both runtimes. A
 // container is removed once its exit and its last log bytes are recorded.
 //
-// Checkpoints go through the engine's checkpoint API (runc drives CRIU; the engine needs
-// experimental features on). A restore creates a new container from the same spec and image,
+// Checkpoints go through the engine's own runc when the engine is on this machine (the API's
+// round trip through containerd's content store cost seconds: see runc-checkpoint.ts), else
+// through the engine's checkpoint API (runc drives CRIU; the engine needs experimental features on). A restore creates a new container from the same spec and image,
 // places the CRIU images in its checkpoints/ folder and starts it from them (Docker 20.10 refuses
 // --checkpoint-dir on start): the path a migration to another node takes.
 import { randomUUID } from 'node:crypto'
@@ -24,6 +25,7 @@ import { probeCriu } from './criu.ts'
 import { containerCreateOptions, dockerLabels } from './docker-container-spec.ts'
 import { bounded, connectDocker, dockerSocketPath, probeDockerEngineAt, unavailable, type DockerEngineInfo } from './docker-engine.ts'
 import { processTree } from './isolation.ts'
+import { defaultRuncRoot, localRuncContainer, runcCheckpoint } from './runc-checkpoint.ts'
 import { mergeAsync, readLogFile } from './log-files.ts'
 import {
   CheckpointFailedError,
@@ -96,6 +98,8 @@ export interface DockerRuntimeInit {
   defaultImage?: string
   /** The CRIU the engine's runc uses (checked before a checkpoint); `criu` on PATH by default. */
   criuPath?: string
+  /** dockerd's runc state root, for checkpoints straight through runc; null: always the engine's API. */
+  runcRoot?: string | null
   limits?: Partial<DockerRuntimeLimits>
 }
 
@@ -147,6 +151,7 @@ export class DockerRuntime implements Runtime {
   readonly #networkMode: string
   readonly #pull: 'missing' | 'never'
   readonly #criuPath: string
+  readonly #runcRoot: string | null
   readonly #defaultImage: string | undefined
   readonly #instance = `fabric-${process.pid}-${randomUUID().slice(0, 8)}`
   readonly #runs = new Map<JobId, ContainerRun>()
@@ -163,6 +168,7 @@ export class DockerRuntime implements Runtime {
     this.#networkMode = init.networkMode ?? 'bridge'
     this.#pull = init.pull ?? 'never'
     this.#criuPath = init.criuPath ?? 'criu'
+    this.#runcRoot = init.runcRoot === undefined ? defaultRuncRoot : init.runcRoot
     this.#defaultImage = init.defaultImage
   }
 
@@ -486,8 +492,15 @@ export class DockerRuntime implements Runtime {
     const startedMs = Date.now()
     try {
       try {
-        // Docker writes the images to CheckpointDir/CheckpointID.
-        await bounded(withCheckpoints(run.container).createCheckpoint({ CheckpointID: checkpointLayout.images, CheckpointDir: directory, Exit: !leaveRunning }), this.#limits.checkpointTimeoutMs, 'docker checkpoint create')
+        const runc = this.#runcRoot === null ? null : await localRuncContainer(run.container.id, this.#runcRoot)
+        if (runc !== null) {
+          const imagesDirectory = join(directory, checkpointLayout.images)
+          await mkdir(imagesDirectory)
+          await runcCheckpoint(runc, { criuPath: criu.path, imagesDirectory, scratchDirectory: run.jobDir, leaveRunning, timeoutMs: this.#limits.checkpointTimeoutMs })
+        } else {
+          // Docker writes the images to CheckpointDir/CheckpointID.
+          await bounded(withCheckpoints(run.container).createCheckpoint({ CheckpointID: checkpointLayout.images, CheckpointDir: directory, Exit: !leaveRunning }), this.#limits.checkpointTimeoutMs, 'docker checkpoint create')
+        }
       } catch (error) {
         if (!leaveRunning) run.ending = undefined
         throw new CheckpointFailedError({ jobId, runtime: this.kind, operation: 'checkpoint', reason: engineMessage(error) })

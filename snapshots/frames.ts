@@ -107,7 +107,9 @@ export class FrameReader {
     this.#maxBufferedBytes = limits.maxBufferedBytes
     stream.addEventListener('message', (event) => {
       const data = event.data
-      this.#receive(data instanceof Uint8Array ? data : data.subarray())
+      if (data instanceof Uint8Array) return this.#receive(data)
+      // A list's parts one by one: subarray() would copy them into one buffer (measured: 4 % of a fetch).
+      for (const part of data) this.#receive(part)
     })
     stream.addEventListener('remoteCloseWrite', () => this.#end(new StreamEndedError('the remote closed the stream')))
     stream.addEventListener('close', (event) => this.#end(event.error ?? new StreamEndedError('the stream closed')))

@@ -1,11 +1,12 @@
 // The holder side of /fabric/snapshots/1.0.0: answers manifest and chunk requests from the local
 // chunk store. It serves what it holds, stored bytes as they are (the fetcher verifies every
-// chunk; a holder whose disk rotted is caught there and dropped). Each stream is served one
-// request at a time, which bounds what a client can make it buffer to one request's answer.
+// chunk; a holder whose disk rotted is caught there and dropped). What a client can make it buffer
+// is bounded per stream: readAheadSteps steps of chunksPerWrite chunks read, maxQueuedSteps queued.
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import type { ChunkStore } from './chunk-store.ts'
 import { encodeFrames, sendAll } from './frames.ts'
+import type { Cid } from './cid.ts'
 import type { ChunkHash } from './hash.ts'
 import type { SnapshotLogger } from './logger.ts'
 import { transportOf, type SnapshotTransport } from './transport.ts'
@@ -16,8 +17,12 @@ export interface SnapshotServerLimits {
   maxInboundStreamsPerConnection: number
   /** Snapshot streams served at once across all peers; past this new streams are refused. */
   maxActiveStreams: number
-  /** Chunks read from the store and sent per step while answering one request (two steps are in memory at once). */
+  /** Chunks read from the store and sent per step (one request is answered in several steps). */
   chunksPerWrite: number
+  /** Steps whose store reads run ahead of the one being sent (they may belong to later requests). */
+  readAheadSteps: number
+  /** Answers queued before more requests are read from a stream. */
+  maxQueuedSteps: number
   /** A client that takes none of what was sent for this long loses the stream (its buffers are freed). */
   sendTimeoutMs: number
   /** A stream with no request for this long is closed, freeing its place among maxActiveStreams. */
@@ -29,6 +34,8 @@ export const defaultSnapshotServerLimits: SnapshotServerLimits = {
   // Each stream holds up to 2 x chunksPerWrite chunks: 1 MiB at 16 KiB chunks, 64 MiB at the 1 MiB maximum.
   maxActiveStreams: 32,
   chunksPerWrite: 32,
+  readAheadSteps: 4,
+  maxQueuedSteps: 8,
   sendTimeoutMs: 30_000,
   requestIdleTimeoutMs: 60_000,
 }
@@ -85,29 +92,6 @@ export class SnapshotServer {
     this.#active.clear()
   }
 
-  /** Answers one chunks request: reads the next slice from the store while the current one is sent. */
-  async #sendChunks(stream: Stream, hashes: readonly ChunkHash[]): Promise<void> {
-    const { store } = this.#components
-    const step = this.#limits.chunksPerWrite
-    let next = store.getChunks(hashes.slice(0, step))
-    for (let start = 0; start < hashes.length; start += step) {
-      const slice = hashes.slice(start, start + step)
-      const values = await next
-      if (start + step < hashes.length) next = store.getChunks(hashes.slice(start + step, start + 2 * step))
-      const frames = values.map((bytes, index): Uint8Array[] => {
-        const hash = slice[index]!
-        if (bytes === undefined) {
-          this.counters.notFound++
-          return [notFoundFrame(hash)]
-        }
-        this.counters.chunksServed++
-        this.counters.bytesServed += bytes.byteLength
-        return [chunkFrameHeader(hash), bytes]
-      })
-      await sendAll(stream, encodeFrames(frames), this.#limits.sendTimeoutMs)
-    }
-  }
-
   async #serve(stream: Stream, from: string): Promise<void> {
     if (!this.#started || this.#active.size >= this.#limits.maxActiveStreams || (this.#components.accept?.(from) === false)) {
       this.counters.streamsRefused++
@@ -117,48 +101,119 @@ export class SnapshotServer {
     this.#active.add(stream)
     const framed = lpStream(stream, { maxDataLength: maxRequestBytes })
     const { store, logger } = this.#components
-    try {
-      for (;;) {
-        let frame: Uint8Array
-        try {
-          frame = (await framed.read({ signal: AbortSignal.timeout(this.#limits.requestIdleTimeoutMs) })).subarray()
-        } catch (error) {
-          const name = (error as Error).name
-          if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError') {
-            // An oversized request cannot be skipped safely: refuse it and drop the stream.
-            this.counters.refused++
-            logger.warn('request-refused', { from, reason: `frame exceeds maxRequestBytes (${maxRequestBytes})` })
-            stream.abort(error as Error)
-          } else if (name === 'TimeoutError') {
-            stream.abort(error as Error)
-          } else {
-            // The client is done (or gone): close our side too.
-            stream.close().catch(() => {})
+    // Requests are read while earlier answers are still being sent, and the store reads for the
+    // next steps (across request boundaries) run while the current one is sent: a holder must not
+    // leave the stream idle while its disk answers. Answers still go out in request order.
+    const queue: Answer[] = []
+    let wake: (() => void) | null = null
+    const notify = (): void => {
+      const waiting = wake
+      wake = null
+      waiting?.()
+    }
+    const changed = (): Promise<void> => new Promise((resolve) => { wake = resolve })
+    let reading = true
+    let stopped = false
+    const readRequests = async (): Promise<void> => {
+      try {
+        for (;;) {
+          // Bounded: at most maxQueuedSteps answers wait (plus the steps of the request just read).
+          while (queue.length >= this.#limits.maxQueuedSteps && !stopped) await changed()
+          if (stopped) return
+          let frame: Uint8Array
+          try {
+            frame = (await framed.read({ signal: AbortSignal.timeout(this.#limits.requestIdleTimeoutMs) })).subarray()
+          } catch (error) {
+            const name = (error as Error).name
+            if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError') {
+              // An oversized request cannot be skipped safely: refuse it and drop the stream.
+              this.counters.refused++
+              logger.warn('request-refused', { from, reason: `frame exceeds maxRequestBytes (${maxRequestBytes})` })
+              stream.abort(error as Error)
+            } else if (name === 'TimeoutError') {
+              stream.abort(error as Error)
+            }
+            // Otherwise the client is done (or gone): our side closes once the answers are out.
+            return
           }
-          return
+          this.counters.requests++
+          const decoded = decodeRequest(frame)
+          if (!decoded.ok) {
+            this.counters.refused++
+            logger.debug('request-refused', { from, reason: decoded.reason })
+            queue.push({ kind: 'frame', frame: refusedFrame(decoded.reason) })
+          } else if (decoded.value.kind === 'manifest') {
+            queue.push({ kind: 'manifest', cid: decoded.value.cid })
+          } else {
+            const { hashes } = decoded.value
+            for (let start = 0; start < hashes.length; start += this.#limits.chunksPerWrite) queue.push({ kind: 'chunks', hashes: hashes.slice(start, start + this.#limits.chunksPerWrite), values: null })
+          }
+          notify()
         }
-        this.counters.requests++
-        const decoded = decodeRequest(frame)
-        if (!decoded.ok) {
-          this.counters.refused++
-          logger.debug('request-refused', { from, reason: decoded.reason })
-          await framed.write(refusedFrame(decoded.reason))
+      } finally {
+        reading = false
+        notify()
+      }
+    }
+    const sendAnswers = async (): Promise<void> => {
+      for (;;) {
+        if (queue.length === 0) {
+          if (!reading) return
+          await changed()
           continue
         }
-        const request = decoded.value
-        if (request.kind === 'manifest') {
-          const bytes = await store.manifestBytes(request.cid)
+        // Store reads for the next steps start now, in order, a bounded number ahead.
+        for (const answer of queue.slice(0, this.#limits.readAheadSteps)) {
+          if (answer.kind === 'chunks' && answer.values === null) {
+            answer.values = store.getChunks(answer.hashes)
+            // Awaited when its turn comes; a stream that ends first must not leave it unhandled.
+            answer.values.catch(() => {})
+          }
+        }
+        const answer = queue[0]!
+        if (answer.kind === 'frame') {
+          await framed.write(answer.frame)
+        } else if (answer.kind === 'manifest') {
+          const bytes = await store.manifestBytes(answer.cid)
           if (bytes === undefined) this.counters.notFound++
           else this.counters.manifestsServed++
-          await framed.write(bytes === undefined ? notFoundFrame(request.cid) : manifestFrame(bytes))
-          continue
+          await framed.write(bytes === undefined ? notFoundFrame(answer.cid) : manifestFrame(bytes))
+        } else {
+          const values = await answer.values!
+          const frames = values.map((bytes, index): Uint8Array[] => {
+            const hash = answer.hashes[index]!
+            if (bytes === undefined) {
+              this.counters.notFound++
+              return [notFoundFrame(hash)]
+            }
+            this.counters.chunksServed++
+            this.counters.bytesServed += bytes.byteLength
+            return [chunkFrameHeader(hash), bytes]
+          })
+          await sendAll(stream, encodeFrames(frames), this.#limits.sendTimeoutMs)
         }
-        await this.#sendChunks(stream, request.hashes)
+        queue.shift()
+        notify()
       }
+    }
+    try {
+      const reader = readRequests()
+      await sendAnswers()
+      await reader
+      if (stream.status === 'open') await stream.close().catch(() => {})
     } catch (error) {
+      stopped = true
+      notify()
+      stream.abort(error as Error)
       if (this.#started) logger.debug('stream-ended', { from, error: (error as Error).message })
     } finally {
       this.#active.delete(stream)
     }
   }
 }
+
+/** One answer, in request order: a refusal, a manifest, or one step of a chunks request. */
+type Answer =
+  | { kind: 'frame'; frame: Uint8Array }
+  | { kind: 'manifest'; cid: Cid }
+  | { kind: 'chunks'; hashes: ChunkHash[]; values: Promise<(Uint8Array | undefined)[]> | null }
