@@ -8,7 +8,6 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerInfo } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { Level } from 'level'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ChunkStore } from './chunk-store.ts'
 import { IrohSnapshotTransport } from './iroh-transport.ts'
@@ -16,6 +15,7 @@ import { silentSnapshotLogger } from './logger.ts'
 import { distinctChunks } from './manifest.ts'
 import { materializeSnapshot } from './materialize.ts'
 import { packDirectory } from './pack.ts'
+import { rotEveryChunk } from './testing/rot-chunks.ts'
 import { SnapshotFetcher, type SnapshotFetcherLimits } from './snapshot-fetcher.ts'
 import { SnapshotServer } from './snapshot-server.ts'
 import { memoryImageName, mutateImage, writeSyntheticImage } from './synthetic-image.ts'
@@ -110,15 +110,7 @@ describe('snapshot transfer over iroh', () => {
     const packing = await ChunkStore.open({ directory: badDirectory })
     await packDirectory(source, packing, { owner: 'job-1' })
     await packing.close()
-    const raw = new Level<string, Uint8Array>(badDirectory, { keyEncoding: 'utf8', valueEncoding: 'view' })
-    const flipped: { type: 'put'; key: string; value: Uint8Array }[] = []
-    for await (const [key, value] of raw.iterator({ gte: 'c/', lt: 'c0' })) {
-      const copy = Buffer.from(value)
-      copy[copy.length >> 1]! ^= 0x01
-      flipped.push({ type: 'put', key, value: copy })
-    }
-    await raw.batch(flipped)
-    await raw.close()
+    const flipped = await rotEveryChunk(badDirectory)
     const bad = await startHolder(await ChunkStore.open({ directory: badDirectory }))
 
     const local = await openStore('corrupt-local')

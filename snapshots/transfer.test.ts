@@ -4,12 +4,12 @@
 // bytes is caught and the chunk fetched from another, that a chunk a holder lacks is asked of
 // another, that a killed holder's fetch resumes without refetching, and that malformed requests
 // are refused without changing anything.
-import { cp, mkdtemp, open, readFile, rm } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { Level } from 'level'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Libp2p, PeerInfo } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
-import { Level } from 'level'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ChunkStore } from './chunk-store.ts'
 import type { Cid } from './cid.ts'
@@ -19,8 +19,8 @@ import { createSnapshotHost } from './host.ts'
 import { silentSnapshotLogger } from './logger.ts'
 import { distinctChunks } from './manifest.ts'
 import { materializeSnapshot } from './materialize.ts'
-import { decodeChunkLocation, type ChunkLocation } from './pack-files.ts'
 import { packDirectory } from './pack.ts'
+import { rotEveryChunk } from './testing/rot-chunks.ts'
 import type { FetchProgress } from './progress.ts'
 import { SnapshotFetcher, type SnapshotFetcherLimits } from './snapshot-fetcher.ts'
 import { SnapshotServer } from './snapshot-server.ts'
@@ -115,21 +115,9 @@ describe('snapshot transfer over libp2p', () => {
     const packing = await ChunkStore.open({ directory: badDirectory })
     await packDirectory(source, packing, { owner: 'job-1' })
     await packing.close()
-    const raw = new Level<string, Uint8Array>(badDirectory, { keyEncoding: 'utf8', valueEncoding: 'view' })
-    const flipped: ChunkLocation[] = []
-    for await (const value of raw.values({ gte: 'c/', lt: 'c0' })) flipped.push(decodeChunkLocation(value)!)
-    await raw.close()
-    for (const location of flipped) {
-      const pack = await open(join(badDirectory, 'packs', `${location.pack}.pack`), 'r+')
-      const byte = Buffer.alloc(1)
-      const at = location.offset + (location.length >> 1)
-      await pack.read(byte, 0, 1, at)
-      byte[0]! ^= 0x01
-      await pack.write(byte, 0, 1, at)
-      await pack.close()
-    }
+    const flipped = await rotEveryChunk(badDirectory)
     const bad = await startHolder(await ChunkStore.open({ directory: badDirectory }))
-    expect((await bad.store.corruptChunks()).length).toBe(flipped.length)
+    expect((await bad.store.corruptChunks()).length).toBe(flipped)
 
     const local = await openStore('corrupt-local')
     // The bad holder listed first, so it is asked for chunks from the start.
