@@ -11,9 +11,10 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
 import type { JobId, NodeId } from '../consensus/index.ts'
 import type { RunHandle, Runtime } from '../runtime/index.ts'
-import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid } from '../snapshots/index.ts'
+import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid, type FetchProgress } from '../snapshots/index.ts'
 import { FrameReader, encodeFrames, sendAll } from '../snapshots/frames.ts'
 import type { Logger } from './logger.ts'
+import { PhaseMeter, fetchFrame, type ProgressListener } from './transfer-progress.ts'
 
 export const snapshotReplicateProtocol = '/fabric/snapshot-replicate/1.0.0'
 /** A replicate request or reply is a small JSON object. */
@@ -27,6 +28,8 @@ export const defaultKeep = 3
 
 const replicateRequest = z.strictObject({ cid: z.string().refine(isCid, 'not a snapshot CID'), from: z.string().min(1).max(128), owner: z.string().min(1).max(256) })
 const replicateReply = z.strictObject({ ok: z.boolean(), reason: z.string().max(512).optional() })
+/** Sent by the holder while it fetches, before its reply: what it has of the snapshot so far. */
+const replicateProgress = z.strictObject({ progress: z.strictObject({ bytesDone: z.number().nonnegative(), bytesTotal: z.number().nonnegative(), chunksDone: z.number().nonnegative(), chunksTotal: z.number().nonnegative(), bytesPerSecond: z.number().nonnegative(), etaMs: z.number().nonnegative().nullable() }) })
 
 export interface SnapshotKeeperComponents {
   libp2p: Libp2p
@@ -92,35 +95,46 @@ export class SnapshotKeeper {
    * Checkpoints the job, packs the images as a snapshot and gets `replicas` peers to hold it.
    * Returns the CID and the peers that confirmed. The local images are removed once packed.
    */
-  async checkpoint(jobId: JobId, options: { stop: boolean; replicas: number; keep: number }): Promise<{ cid: Cid; holders: NodeId[] }> {
+  async checkpoint(jobId: JobId, options: { stop: boolean; replicas: number; keep: number; onProgress?: ProgressListener }): Promise<{ cid: Cid; holders: NodeId[]; sizeBytes: number; chunks: number }> {
     const directory = join(this.#components.dataDir, 'checkpoints', `${jobId.replaceAll('#', '.r')}-${Date.now()}-${++this.#serial}`)
     await mkdir(join(this.#components.dataDir, 'checkpoints'), { recursive: true })
+    const listener = options.onProgress
+    const meter = (phase: 'checkpoint' | 'pack' | 'replicate', peer?: string): PhaseMeter | null =>
+      listener === undefined ? null : new PhaseMeter({ jobId, node: this.#components.libp2p.peerId.toString(), phase, ...(peer === undefined ? {} : { peer }) }, () => performance.now(), listener)
     try {
+      meter('checkpoint')?.update(0, 0, true)
       await this.#components.runtime.checkpoint(jobId, directory, { leaveRunning: !options.stop })
-      const packed = await packDirectory(directory, this.#store, { owner: jobId })
+      const packing = meter('pack')
+      const packed = await packDirectory(directory, this.#store, {
+        owner: jobId,
+        ...(packing === null ? {} : { onProgress: ({ bytes, chunks, bytesTotal }: { bytes: number; chunks: number; bytesTotal: number }) => { packing.total(bytesTotal, 0); packing.update(bytes, chunks) } }),
+      })
+      packing?.total(packed.sizeBytes, packed.distinctChunks)
+      packing?.update(packed.sizeBytes, packed.distinctChunks, true)
       const cid = packed.cid
       await this.#keepOnly(jobId, cid, options.keep)
-      const holders = await this.#replicate(cid, jobId, options.replicas)
-      this.#components.logger.info('snapshot-made', { jobId, cid, holders, stop: options.stop })
-      return { cid, holders }
+      const holders = await this.#replicate(cid, jobId, options.replicas, listener === undefined ? undefined : (peer) => meter('replicate', peer)!)
+      this.#components.logger.info('snapshot-made', { jobId, cid, holders, stop: options.stop, sizeBytes: packed.sizeBytes, chunks: packed.distinctChunks })
+      return { cid, holders, sizeBytes: packed.sizeBytes, chunks: packed.distinctChunks }
     } finally {
       await rm(directory, { recursive: true, force: true })
     }
   }
 
   /** Fetches the snapshot from its holders (the first is the node that made it), writes it out and restores the job. */
-  async restore(jobId: JobId, cid: string, holders: readonly NodeId[]): Promise<RunHandle> {
+  async restore(jobId: JobId, cid: string, holders: readonly NodeId[], onProgress?: ProgressListener): Promise<RunHandle> {
     if (!isCid(cid)) throw new Error(`"${cid}" is not a snapshot CID`)
     const self = this.#components.libp2p.peerId.toString()
     const peers = holders.filter((holder) => holder !== self).map((holder) => this.#peerInfo(holder))
     if (await this.#store.manifest(cid) === undefined || peers.length > 0) {
-      const fetched = await this.#fetchFrom(cid, jobId, peers)
+      const fetched = await this.#fetchFrom(cid, jobId, peers, onProgress === undefined ? undefined : (progress) => onProgress(fetchFrame(progress, { jobId, node: self, phase: 'fetch' })))
       this.#components.logger.info('snapshot-fetched', { jobId, cid, bytes: fetched.bytesFetched, chunks: fetched.chunksFetched, alreadyStored: fetched.chunksAlreadyStored, ms: Math.round(fetched.elapsedMs) })
     }
     const directory = join(this.#components.dataDir, 'restores', `${jobId.replaceAll('#', '.r')}-${Date.now()}-${++this.#serial}`)
     await mkdir(join(this.#components.dataDir, 'restores'), { recursive: true })
     await materializeSnapshot(this.#store, cid, directory)
     try {
+      onProgress?.({ type: 'progress', jobId, node: self, phase: 'restore', bytesDone: 0, bytesTotal: 0, chunksDone: 0, chunksTotal: 0, bytesPerSecond: 0, etaMs: null })
       return await this.#components.runtime.restore(jobId, directory)
     } finally {
       await rm(directory, { recursive: true, force: true })
@@ -144,9 +158,9 @@ export class SnapshotKeeper {
     while (made.length > Math.max(1, keep)) await this.#store.release(made.shift()!, jobId)
   }
 
-  async #fetchFrom(cid: Cid, owner: string, peers: readonly PeerInfo[]) {
+  async #fetchFrom(cid: Cid, owner: string, peers: readonly PeerInfo[], onProgress?: (progress: FetchProgress) => void) {
     const fetcher = new SnapshotFetcher({ libp2p: this.#components.libp2p, store: this.#store, logger: this.#components.logger, holdersOf: async () => peers })
-    return fetcher.fetch(cid, { owner })
+    return fetcher.fetch(cid, { owner, ...(onProgress === undefined ? {} : { onProgress }) })
   }
 
   #peerInfo(id: string): PeerInfo {
@@ -155,27 +169,44 @@ export class SnapshotKeeper {
   }
 
   /** Asks candidates in turn until `count` confirmed holding the snapshot (bounded by the candidates). */
-  async #replicate(cid: Cid, jobId: string, count: number): Promise<NodeId[]> {
+  async #replicate(cid: Cid, jobId: string, count: number, meterFor?: (peer: NodeId) => PhaseMeter): Promise<NodeId[]> {
     const holders: NodeId[] = []
     for (const candidate of this.#components.replicaCandidates()) {
       if (holders.length >= count) break
-      const reason = await this.#askToHold(candidate, cid, jobId).catch((error: Error) => error.message)
+      const reason = await this.#askToHold(candidate, cid, jobId, meterFor?.(candidate)).catch((error: Error) => error.message)
       if (reason === null) holders.push(candidate)
       else this.#components.logger.warn('snapshot-replica-refused', { cid, peer: candidate, reason })
     }
     return holders
   }
 
-  async #askToHold(peer: NodeId, cid: Cid, owner: string): Promise<string | null> {
+  /** Null once `peer` holds the snapshot, else why not; the holder's fetch progress goes to `meter` as it comes. */
+  async #askToHold(peer: NodeId, cid: Cid, owner: string, meter?: PhaseMeter): Promise<string | null> {
     const signal = AbortSignal.timeout(replicateTimeoutMs)
     const stream = await this.#components.libp2p.dialProtocol(peerIdFromString(peer), snapshotReplicateProtocol, { signal })
     try {
       const frames = new FrameReader(stream, { maxFrameBytes: maxReplicateMessageBytes, maxBufferedBytes: 2 * maxReplicateMessageBytes })
       await sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify({ cid, from: this.#components.libp2p.peerId.toString(), owner }))]]))
-      const bytes = await withTimeout(frames.read(), signal)
-      const reply = replicateReply.safeParse(JSON.parse(new TextDecoder().decode(bytes)))
-      if (!reply.success) return 'malformed reply'
-      return reply.data.ok ? null : (reply.data.reason ?? 'refused')
+      for (;;) {
+        const bytes = await withTimeout(frames.read(), signal)
+        let parsed: unknown
+        try {
+          parsed = JSON.parse(new TextDecoder().decode(bytes))
+        } catch {
+          return 'malformed reply'
+        }
+        const progress = replicateProgress.safeParse(parsed)
+        if (progress.success) {
+          const { bytesDone, bytesTotal, chunksDone, chunksTotal } = progress.data.progress
+          meter?.total(bytesTotal, chunksTotal)
+          meter?.update(bytesDone, chunksDone)
+          continue
+        }
+        const reply = replicateReply.safeParse(parsed)
+        if (!reply.success) return 'malformed reply'
+        if (reply.data.ok) meter?.finish()
+        return reply.data.ok ? null : (reply.data.reason ?? 'refused')
+      }
     } finally {
       await stream.close().catch(() => stream.abort(new Error('closing')))
     }
@@ -207,7 +238,14 @@ export class SnapshotKeeper {
       if (!request.success) return await answer({ ok: false, reason: `malformed: ${request.error.issues[0]?.message ?? 'invalid'}` })
       // Only the peer that made the snapshot may ask (it is the one we fetch from).
       if (request.data.from !== from) return await answer({ ok: false, reason: 'the request names another peer as the source' })
-      await this.#fetchFrom(request.data.cid as Cid, `replica:${request.data.owner}`, [this.#peerInfo(from)])
+      // The asker shows the fetch as its replicate progress: one small frame per update, in order.
+      let sending: Promise<void> = Promise.resolve()
+      const report = (progress: FetchProgress): void => {
+        const frame = { progress: { bytesDone: progress.bytesFetched, bytesTotal: progress.bytesTotal, chunksDone: progress.chunksFetched, chunksTotal: progress.chunksTotal, bytesPerSecond: progress.bytesPerSecond, etaMs: progress.etaMs } }
+        sending = sending.then(() => sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify(frame))]]), 10_000)).catch(() => {})
+      }
+      await this.#fetchFrom(request.data.cid as Cid, `replica:${request.data.owner}`, [this.#peerInfo(from)], report)
+      await sending
       await answer({ ok: true })
     } catch (error) {
       await answer({ ok: false, reason: (error as Error).message.slice(0, 500) }).catch(() => {})
