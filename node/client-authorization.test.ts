@@ -47,6 +47,13 @@ describe('the role table', () => {
     expect(authorize({ kind: 'snapshots', client }, 'viewer')).toEqual({ ok: true })
   })
 
+  it('lets a node pass a checkpoint on to the runner, but not ask for one itself, nor pass on a drain', () => {
+    expect(authorize({ kind: 'checkpoint', client, forwarded: true }, 'node')).toEqual({ ok: true })
+    expect(authorize({ kind: 'checkpoint', client }, 'node')).toMatchObject({ ok: false, reason: `client ${client} is a node; checkpoint needs the submitter role or higher` })
+    expect(authorize({ kind: 'checkpoint', client, forwarded: true }, 'viewer')).toMatchObject({ ok: false })
+    expect(authorize({ kind: 'drain', client, forwarded: true }, 'node')).toMatchObject({ ok: false })
+  })
+
   it('refuses a kind that is not in the table, whatever the role', () => {
     expect(authorize({ kind: 'drop-tables' as ClientRequestKind, client }, 'admin')).toMatchObject({ ok: false, reason: expect.stringMatching(/no entry in the role table/) })
   })
