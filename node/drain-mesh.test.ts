@@ -3,7 +3,8 @@
 // `fabric checkpoint` streams the runner's progress and returns a CID that `fabric snapshots` then
 // lists with 2 holders. `fabric drain` on the job's node moves it away (checkpoint, restore on
 // another node) and the count goes on from where it stopped; `fabric nodes` shows the node
-// draining until `fabric undrain`.
+// draining until `fabric undrain`. `fabric migrate --region --follow` moves a job to the one node
+// in that region (not the cheaper one elsewhere) while streaming the target's fetch and restore.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -35,7 +36,7 @@ beforeAll(async () => {
   for (let index = 0; index < 3; index++) {
     const bootstrap = daemons.flatMap((daemon) => ['--bootstrap', daemon.address])
     // Three providers: each snapshot's 2 replicas go to the two other nodes.
-    const daemon = new Daemon(`d${index}`, ['--data', dataDirs[index]!, '--voters', ids.join(','), '--provider', `p${index}`, '--price-per-hour', String(1 + index), '--cpu-millis', '2000', '--memory-mib', '4096', '--no-sync-writes', ...bootstrap])
+    const daemon = new Daemon(`d${index}`, ['--data', dataDirs[index]!, '--voters', ids.join(','), '--provider', `p${index}`, '--region', `r${index}`, '--price-per-hour', String(1 + index), '--cpu-millis', '2000', '--memory-mib', '4096', '--no-sync-writes', ...bootstrap])
     started.push(daemon)
     daemons.push(daemon)
     await Daemon.waitFor([daemon], () => daemon.ready !== null, 30_000, `${daemon.name} ready`)
@@ -134,6 +135,38 @@ describe('checkpoint, snapshots and drain from the CLI on a mesh of three Shuttl
     expect(await draining()).toBe(true)
     await fabric(daemons[to]!, ['undrain', drained.peerId!])
     await poll(draining, (value) => value === undefined, 10_000, 'the node no longer shown draining')
+    await clientCall(host, multiaddr(daemons[0]!.address), { kind: 'cancel', jobId })
+  }, 300_000)
+
+  it.skipIf(!runnable)(`moves a job to the region asked for and follows the target's fetch and restore; refuses a region with no node${criu.available ? '' : ' [skipped: no CRIU]'}`, async () => {
+    const host = client!
+    const spec = JSON.stringify({ name: 'region-counter', command: ['sh', '-c', counter], resources: { cpu: '250m', memory: '64Mi' } })
+    const { jobId } = await clientCall(host, multiaddr(daemons[0]!.address), { kind: 'submit', spec })
+    const job = (daemon: Daemon): Promise<JobDetail> => clientCall(host, multiaddr(daemon.address), { kind: 'job', jobId })
+    const placed = await poll(() => job(daemons[0]!), (detail) => detail.node !== null && detail.state === 'assigned', 30_000, 'the job placed')
+    const from = daemons.findIndex((daemon) => daemon.peerId === placed.node)
+    const sourceLog = join(dataDirs[from]!, 'jobs', jobId, 'stdout.log')
+    await poll(() => readFile(sourceLog, 'utf8'), (text) => numbers(text).length >= 10, 30_000, 'the counter to count on its node')
+
+    const nowhere = await runCli(['migrate', jobId, '--region', 'mars-1', '--node', daemons[0]!.address], 60_000)
+    expect(nowhere.code, nowhere.stderr).toBe(1)
+    expect(nowhere.stderr).toMatch(/no registered node other than the job's own is in region mars-1/)
+
+    // The pricier of the two other nodes: an unconstrained auction would pick the cheaper one.
+    const target = Math.max(...[0, 1, 2].filter((index) => index !== from))
+    const lines = await fabric(daemons[(from + 1) % 3]!, ['migrate', jobId, '--region', `r${target}`, '--follow', '--wait', '90000'], 150_000)
+    const result = lines.at(-1)!
+    expect(result).toMatchObject({ jobId, region: `r${target}` })
+    const moved = result.moved as { to: string; how: string }[]
+    expect(moved).toMatchObject([{ jobId, from: daemons[from]!.peerId, to: daemons[target]!.peerId, how: 'restored' }])
+    const fetches = lines.filter((line) => line.type === 'progress' && line.phase === 'fetch')
+    expect(fetches.length, JSON.stringify(lines)).toBeGreaterThan(0)
+    expect(fetches.every((line) => line.node === daemons[target]!.peerId)).toBe(true)
+    expect(fetches.at(-1)!.bytesDone).toBe(fetches.at(-1)!.bytesTotal)
+    expect(lines.some((line) => line.type === 'progress' && line.phase === 'restore' && line.node === daemons[target]!.peerId)).toBe(true)
+    const targetLog = join(dataDirs[target]!, 'jobs', jobId, 'stdout.log')
+    const after = numbers(await poll(() => readFile(targetLog, 'utf8'), (text) => numbers(text).length >= 5, 60_000, 'the restored counter to print on the target'))
+    expect(after[0]).toBe(numbers(await readFile(sourceLog, 'utf8')).at(-1)! + 1)
     await clientCall(host, multiaddr(daemons[0]!.address), { kind: 'cancel', jobId })
   }, 300_000)
 })

@@ -50,6 +50,7 @@ import { JobRunner } from './job-runner.ts'
 import { SnapshotKeeper } from './snapshot-keeper.ts'
 import { CheckpointWaiters, maxCheckpointWaiters, type CheckpointMade } from './checkpoint-waiters.ts'
 import type { ProgressFrame } from './client-wire.ts'
+import { RestoreProgressHub } from './transfer-progress.ts'
 import { fabricDht } from './snapshot-routing.ts'
 import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
@@ -148,7 +149,7 @@ export class Shuttle {
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
   readonly #checkpointWaiters = new CheckpointWaiters()
   /** Who follows the restore of a replica on this node (a followed migration's progress). */
-  readonly #restoreListeners = new Map<JobId, Set<(frame: ProgressFrame) => void>>()
+  readonly #restoreProgress = new RestoreProgressHub()
   readonly #submitWaiters = new Map<string, { jobId: JobId; timer: NodeJS.Timeout; resolve: (outcome: SubmitOutcome) => void }>()
   /** Called with every event the core reports (client watches, benchmarks); see onCoreEvent. */
   readonly #eventListeners = new Set<(event: PeerEvent) => void>()
@@ -370,13 +371,7 @@ export class Shuttle {
 
   /** Hears the progress of this node's restores of `jobId` (fetch, then restore) until the returned function is called. */
   onRestoreProgress(jobId: JobId, listener: (frame: ProgressFrame) => void): () => void {
-    let listeners = this.#restoreListeners.get(jobId)
-    if (listeners === undefined) this.#restoreListeners.set(jobId, (listeners = new Set()))
-    listeners.add(listener)
-    return () => {
-      listeners.delete(listener)
-      if (listeners.size === 0) this.#restoreListeners.delete(jobId)
-    }
+    return this.#restoreProgress.listen(jobId, listener)
   }
 
   /** Listens to every event the core reports until the returned function is called. */
@@ -610,9 +605,7 @@ export class Shuttle {
           this.#logger.info('start-job', { jobId: effect.jobId, term: effect.term, seq: effect.seq, restoreFrom: effect.restoreFrom?.cid ?? null })
           const from = effect.restoreFrom
           const snapshots = this.#snapshots!
-          const restoreProgress = (frame: ProgressFrame): void => {
-            for (const listener of this.#restoreListeners.get(effect.jobId) ?? []) listener(frame)
-          }
+          const restoreProgress = (frame: ProgressFrame): void => this.#restoreProgress.publish(effect.jobId, frame)
           this.#jobs!.start(effect, this.#peer!.document, from === null ? undefined : () => snapshots.restore(effect.jobId, from.cid, [from.node, ...from.holders], restoreProgress))
           break
         }

@@ -66,3 +66,39 @@ export function fetchFrame(progress: FetchProgress, base: { jobId: string; node:
     etaMs: progress.phase === 'done' ? 0 : progress.etaMs,
   }
 }
+
+/** Jobs whose latest restore frames are remembered (a follower may ask after a quick restore ended). */
+export const maxRestoresRemembered = 64
+
+/**
+ * Who follows the restores on this node, per replica; the latest frame of each phase of a replica's
+ * latest restore is replayed to a follower that comes late (loopback restores can be over before
+ * the follower hears of the move).
+ */
+export class RestoreProgressHub {
+  readonly #listeners = new Map<string, Set<ProgressListener>>()
+  readonly #recent = new Map<string, Map<string, ProgressFrame>>()
+
+  listen(jobId: string, listener: ProgressListener): () => void {
+    for (const frame of this.#recent.get(jobId)?.values() ?? []) listener(frame)
+    let listeners = this.#listeners.get(jobId)
+    if (listeners === undefined) this.#listeners.set(jobId, (listeners = new Set()))
+    listeners.add(listener)
+    return () => {
+      listeners.delete(listener)
+      if (listeners.size === 0) this.#listeners.delete(jobId)
+    }
+  }
+
+  publish(jobId: string, frame: ProgressFrame): void {
+    let recent = this.#recent.get(jobId)
+    if (recent === undefined) {
+      if (this.#recent.size >= maxRestoresRemembered) this.#recent.delete(this.#recent.keys().next().value!)
+      this.#recent.set(jobId, (recent = new Map()))
+    }
+    // A new restore of the replica starts its memory afresh.
+    if (frame.phase === 'fetch' && recent.has('restore')) recent.clear()
+    recent.set(frame.phase, frame)
+    for (const listener of this.#listeners.get(jobId) ?? []) listener(frame)
+  }
+}
