@@ -434,7 +434,7 @@ export function writeMigrate(draft: ClusterDocument, copies: readonly { jobId: J
 }
 
 export function isDraining(document: Document, nodeId: NodeId): boolean {
-  return document.draining?.[nodeId] !== undefined
+  return ownEntry(document.draining, nodeId) !== undefined
 }
 
 /** `by` records that `nodeId` is drained, and a migrate request for every copy running there. */
