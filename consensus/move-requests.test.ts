@@ -103,6 +103,40 @@ describe('drain', () => {
   })
 })
 
+describe('drain of a copy that never started', () => {
+  it('places it elsewhere without starting it on the drained node', () => {
+    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 46, ...layout })
+    const leader = cluster.awaitLeader()
+    cluster.advance(1_200) // every node heard on the capacity topic
+    // n3 (the cheapest) bids, then hears nothing more: the job is placed and committed there, but n3
+    // learns of it only after the drain.
+    let deaf = false
+    cluster.onEffect((node, effect) => {
+      if (deaf || node !== n3 || effect.kind !== 'send' || effect.message.kind !== 'bid') return
+      deaf = true
+      for (const other of cluster.ids) if (other !== n3) cluster.cutOneWay(other, n3)
+    })
+    const jobId = asJobId('unstarted')
+    const assignedNode = (): string | undefined => {
+      const assignments = jobRecord(cluster.peer(leader.id).document, jobId)?.assignments ?? {}
+      return Object.values(assignments).map((record) => String(record.node))[0]
+    }
+    cluster.submit(leader.id, testJob('unstarted'))
+    expect(cluster.runUntil(() => assignedNode() !== undefined, 1_000)).toBe(true)
+    expect(assignedNode()).toBe(n3)
+    cluster.advance(200) // committed by the voters
+    cluster.step(leader.id, { kind: 'drain', requestId: 'd2', nodeId: n3 })
+    cluster.advance(100)
+    cluster.heal()
+    // The messages n3 missed reach it with the voters' next push (downstreamSyncIntervalMs).
+    expect(cluster.runUntil(() => cluster.ids.some((id) => id !== n3 && cluster.running(id).has(jobId)), cluster.config.downstreamSyncIntervalMs + 3_000)).toBe(true)
+    // n3 never started it (and so had nothing to checkpoint): it reported the copy evicted.
+    expect(cluster.effectsOf('start-job', n3).filter((record) => record.effect.jobId === jobId)).toHaveLength(0)
+    expect(cluster.effectsOf('checkpoint-job', n3)).toHaveLength(0)
+    expect(String(jobRecord(cluster.peer(leader.id).document, jobId)!.runs[n3]?.state)).toBe('evicted')
+  })
+})
+
 describe('checkpoint now', () => {
   it('checkpoints the running copy without stopping it and records the snapshot with its size; a node without the copy refuses', () => {
     const cluster = clusterWithJobOn(45, 'saver')
