@@ -110,7 +110,7 @@ export class SnapshotKeeper {
         ...(packing === null ? {} : { onProgress: ({ bytes, chunks, bytesTotal }: { bytes: number; chunks: number; bytesTotal: number }) => { packing.total(bytesTotal, 0); packing.update(bytes, chunks) } }),
       })
       packing?.total(packed.sizeBytes, packed.distinctChunks)
-      packing?.update(packed.sizeBytes, packed.distinctChunks, true)
+      packing?.finish()
       const cid = packed.cid
       await this.#keepOnly(jobId, cid, options.keep)
       const holders = await this.#replicate(cid, jobId, options.replicas, listener === undefined ? undefined : (peer) => meter('replicate', peer)!)

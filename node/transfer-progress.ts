@@ -32,20 +32,24 @@ export class PhaseMeter {
     this.#chunksTotal = chunksTotal
   }
 
-  /** The phase is over: everything of the total is done. */
+  /** The phase is over: everything of the total is done (no time left). */
   finish(): void {
-    this.update(this.#bytesTotal, this.#chunksTotal, true)
+    this.#emit(this.#bytesTotal, this.#chunksTotal, true, true)
   }
 
-  /** Reports `bytesDone` and `chunksDone`; `final` always goes out. */
-  update(bytesDone: number, chunksDone: number, final = false): void {
+  /** Reports `bytesDone` and `chunksDone` (throttled unless `force`). */
+  update(bytesDone: number, chunksDone: number, force = false): void {
+    this.#emit(bytesDone, chunksDone, force, false)
+  }
+
+  #emit(bytesDone: number, chunksDone: number, force: boolean, finished: boolean): void {
     const now = this.#nowMs()
-    if (!final && now - this.#lastMs < progressIntervalMs) return
+    if (!force && now - this.#lastMs < progressIntervalMs) return
     this.#lastMs = now
     const elapsedMs = now - this.#startedMs
     const bytesPerSecond = elapsedMs > 0 ? Math.round((bytesDone * 1_000) / elapsedMs) : 0
     const left = Math.max(0, this.#bytesTotal - bytesDone)
-    const etaMs = final ? 0 : bytesPerSecond > 0 ? Math.round((left * 1_000) / bytesPerSecond) : null
+    const etaMs = finished ? 0 : bytesPerSecond > 0 ? Math.round((left * 1_000) / bytesPerSecond) : null
     this.#listener({ type: 'progress', ...this.#base, bytesDone, bytesTotal: Math.max(this.#bytesTotal, bytesDone), chunksDone, chunksTotal: Math.max(this.#chunksTotal, chunksDone), bytesPerSecond, etaMs })
   }
 }
