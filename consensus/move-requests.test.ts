@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest'
 import { Cluster, testJob } from './testing/harness.ts'
 import { jobRecord, snapshotsOf } from './cluster-document.ts'
-import { asJobId, asNodeId } from './types.ts'
+import { asJobId, asNodeId, type CallForBidsMessage } from './types.ts'
+import type { Bid } from '../placement/index.ts'
 
 // n3 is the cheapest node, n4 next; n1 alone is in region eu-west-1 (provider gcp), the rest in test-1.
 const layout = {
@@ -73,9 +74,16 @@ describe('migrate --region / --provider', () => {
 })
 
 describe('drain', () => {
-  it('moves every copy off the node, re-placing without a snapshot the one whose checkpoint failed; undrain takes work again', () => {
+  it('moves every copy off the node, re-placing without a snapshot the one whose checkpoint failed; the node bids nothing; undrain takes work again', () => {
     const cluster = clusterWithJobOn(44, 'first', 'second')
     const leader = cluster.awaitLeader()
+    let call: CallForBidsMessage | undefined
+    const bidsOfN3: Bid[] = []
+    cluster.onEffect((node, effect) => {
+      if (effect.kind !== 'send') return
+      if (effect.message.kind === 'call-for-bids') call = effect.message
+      if (node === n3 && effect.message.kind === 'bid') bidsOfN3.push(effect.message.bid)
+    })
     cluster.step(leader.id, { kind: 'drain', requestId: 'd1', nodeId: n3 })
     expect(cluster.runUntil(() => cluster.effectsOf('checkpoint-job', n3).length >= 2, 2_000)).toBe(true)
     expect(cluster.effectsOf('checkpoint-job', n3).map((record) => [record.effect.jobId, record.effect.stop, record.effect.reason]).sort()).toEqual([['first', true, 'migrate'], ['second', true, 'migrate']])
@@ -93,11 +101,16 @@ describe('drain', () => {
     cluster.submit(leader.id, testJob('newcomer'))
     expect(cluster.runUntil(() => cluster.ids.some((id) => cluster.running(id).has(asJobId('newcomer'))), 2_000)).toBe(true)
     expect(cluster.running(n3).size).toBe(0)
+    // ...and bids nothing, even when asked by a leader that has not heard of the drain.
+    expect(call).toBeDefined()
+    cluster.step(n3, { kind: 'message', from: leader.id, message: call! })
+    expect(bidsOfN3.at(-1)!.asks).toEqual([])
     // ...until it is undrained.
     cluster.step(leader.id, { kind: 'undrain', requestId: 'u1', nodeId: n3 })
     cluster.advance(300)
     cluster.submit(leader.id, testJob('welcome'))
     expect(cluster.runUntil(() => cluster.running(n3).has(asJobId('welcome')), 2_000)).toBe(true)
+    expect(bidsOfN3.at(-1)!.asks.length).toBeGreaterThan(0)
     cluster.step(leader.id, { kind: 'undrain', requestId: 'u2', nodeId: n3 })
     expect(refusal(cluster, 'u2')).toMatch(/is not being drained/)
   })

@@ -713,7 +713,9 @@ export class Peer {
    * yet, a fenced copy still stopping), so it does not narrow the asks.
    */
   #bidFor(call: CallForBidsMessage['call']): Bid {
-    return answerCall({ ...this.#offer, free: this.#offer.capacity }, call, this.#now, this.#bidPolicy)
+    const bid = answerCall({ ...this.#offer, free: this.#offer.capacity }, call, this.#now, this.#bidPolicy)
+    // A drained node asks for nothing, even of a leader whose document has not heard of the drain yet.
+    return isDraining(this.#document, this.id) ? { ...bid, asks: [] } : bid
   }
 
   #onBid(from: NodeId, message: BidMessage): void {

@@ -107,7 +107,8 @@ export function planDrain(document: Document, nodeId: NodeId, self: NodeId, nowM
 export function planUndrain(document: Document, nodeId: NodeId, self: NodeId): RequestPlan {
   if (nodeRecord(document, nodeId) === undefined) return { refused: `node ${nodeId} is not registered` }
   if (!isDraining(document, nodeId)) return { refused: `node ${nodeId} is not being drained` }
-  return { message: `undrain ${nodeId}`, write: (draft, originSeq) => writeUndrain(draft, nodeId, self, originSeq), touch: [], notify: [], ackId: nodeId, placeSoon: true }
+  // The node hears at once: it bids again only once its own document says it is no longer drained.
+  return { message: `undrain ${nodeId}`, write: (draft, originSeq) => writeUndrain(draft, nodeId, self, originSeq), touch: [], notify: notifyRunners([{ node: nodeId }], self), ackId: nodeId, placeSoon: true }
 }
 
 /** Peer ids are libp2p's (52 characters for Ed25519); this bounds what a request may write. */
