@@ -13,6 +13,8 @@ import { registerNodes } from './commands/nodes.ts'
 import { registerAdmission } from './commands/admission.ts'
 import { registerCancel } from './commands/cancel.ts'
 import { registerMigrate } from './commands/migrate.ts'
+import { registerCheckpoint } from './commands/checkpoint.ts'
+import { registerDrain } from './commands/drain.ts'
 import { registerExplain } from './commands/explain.ts'
 import { registerNodeStatus } from './commands/node-status.ts'
 import { registerDemo } from './commands/demo.ts'
@@ -40,6 +42,8 @@ registerNodes(program)
 registerAdmission(program)
 registerCancel(program)
 registerMigrate(program)
+registerCheckpoint(program)
+registerDrain(program)
 registerExplain(program)
 registerNodeStatus(program)
 registerDemo(program)

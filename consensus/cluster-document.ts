@@ -3,7 +3,7 @@
 // map concurrently (Automerge would keep one and hide the other). Every key has a single writer
 // (a job's origin, its runner, or the leader of a term), so concurrent changes never conflict.
 import * as A from '@automerge/automerge'
-import type { JobId, JobSubmission, JobUsage, NodeAttributes, NodeId, Resources, Term } from './types.ts'
+import type { JobId, JobSubmission, JobUsage, MoveConstraints, NodeAttributes, NodeId, Resources, Term } from './types.ts'
 import { canonicalJson } from '../placement/index.ts'
 import { asJobId, asNodeId, asTerm } from './types.ts'
 
@@ -13,8 +13,12 @@ const genesisActor = '00000000'
 type Text = A.ImmutableString
 
 export interface AssignmentRecord { node: Text; seq: number }
-/** 'checkpointed': the copy was checkpointed and stopped so that it moves (a migration). */
-export type RunState = 'running' | 'finished' | 'failed' | 'stopped' | 'checkpointed'
+/**
+ * 'checkpointed': the copy was checkpointed and stopped so that it moves (a migration).
+ * 'evicted': the copy was stopped to move without a checkpoint of its own (a drain whose checkpoint
+ * failed, or a copy that had not started): it starts elsewhere from its latest snapshot, if any.
+ */
+export type RunState = 'running' | 'finished' | 'failed' | 'stopped' | 'checkpointed' | 'evicted'
 export interface RunRecord { state: Text; term: number; seq: number; exitCode: number; atMs: number; usage?: UsageRecord }
 /** What a run used, measured by its runtime at exit (null where the machine cannot measure it). */
 export interface UsageRecord { cpuSeconds: number | null; peakMemoryBytes: number | null; wallMs: number | null }
@@ -66,9 +70,20 @@ export interface SnapshotRecord {
   seq: number
   /** Peers that confirmed holding a replica of the snapshot (JSON array), besides the runner. */
   holders?: Text
+  /** Bytes in the snapshot's files and distinct chunks (absent in records made before they were kept). */
+  sizeBytes?: number
+  chunks?: number
 }
 /** Names the copy to move by its assignment stamp (clock-free: the runner compares its own run's stamp). */
-export interface MigrateRecord { to: Text; term: number; seq: number; atMs: number }
+export interface MigrateRecord {
+  to: Text
+  term: number
+  seq: number
+  atMs: number
+  /** The move's own constraints, added to the job's for this placement (empty or absent: none). */
+  provider?: Text
+  region?: Text
+}
 export interface NodeRecord {
   cpuMillis: number
   memoryMiB: number
@@ -416,31 +431,50 @@ function readHolders(value: Text | undefined): NodeId[] {
 }
 
 /** The migrate request for the copy stamped (term, seq), or null. */
-export function migrateOf(job: JobRecord, stamp: { term: number; seq: number }): { to: NodeId | null } | null {
+export function migrateOf(job: JobRecord, stamp: { term: number; seq: number }): { to: NodeId | null; where: MoveConstraints } | null {
   for (const request of Object.values(job.migrate ?? {})) {
-    if (request.term === stamp.term && request.seq === stamp.seq) return { to: readText(request.to) === '' ? null : asNodeId(readText(request.to)) }
+    if (request.term !== stamp.term || request.seq !== stamp.seq) continue
+    const where: MoveConstraints = {}
+    if (readText(request.provider) !== '') where.provider = readText(request.provider)
+    if (readText(request.region) !== '') where.region = readText(request.region)
+    return { to: readText(request.to) === '' ? null : asNodeId(readText(request.to)), where }
   }
   return null
 }
 
-export function writeSnapshot(draft: ClusterDocument, jobId: JobId, node: NodeId, snapshot: { cid: string; atMs: number; term: number; seq: number; holders: readonly NodeId[] }): void {
+export interface SnapshotView { node: NodeId; cid: string; atMs: number; term: number; seq: number; holders: NodeId[]; sizeBytes: number | null; chunks: number | null }
+
+/** Every runner's latest snapshot of the replica, newest first. */
+export function snapshotsOf(job: JobRecord): SnapshotView[] {
+  return Object.entries(job.snapshots ?? {})
+    .map(([node, snapshot]) => ({ node: asNodeId(node), cid: readText(snapshot.cid), atMs: snapshot.atMs, term: snapshot.term, seq: snapshot.seq, holders: readHolders(snapshot.holders), sizeBytes: snapshot.sizeBytes ?? null, chunks: snapshot.chunks ?? null }))
+    .sort((a, b) => b.atMs - a.atMs)
+}
+
+export function writeSnapshot(draft: ClusterDocument, jobId: JobId, node: NodeId, snapshot: { cid: string; atMs: number; term: number; seq: number; holders: readonly NodeId[]; sizeBytes?: number; chunks?: number }): void {
   const job = draftJob(draft, jobId)
   if (job.snapshots === undefined) job.snapshots = {}
-  job.snapshots[node] = { cid: text(snapshot.cid), atMs: snapshot.atMs, term: snapshot.term, seq: snapshot.seq, holders: text(JSON.stringify(snapshot.holders)) }
+  const record: SnapshotRecord = { cid: text(snapshot.cid), atMs: snapshot.atMs, term: snapshot.term, seq: snapshot.seq, holders: text(JSON.stringify(snapshot.holders)) }
+  if (snapshot.sizeBytes !== undefined) record.sizeBytes = snapshot.sizeBytes
+  if (snapshot.chunks !== undefined) record.chunks = snapshot.chunks
+  job.snapshots[node] = record
 }
 
 /** `node` records a migrate request for these replicas, as its origin's next write. */
-export function writeMigrate(draft: ClusterDocument, copies: readonly { jobId: JobId; term: number; seq: number }[], node: NodeId, to: NodeId | null, originSeq: number, nowMs: number): void {
+export function writeMigrate(draft: ClusterDocument, copies: readonly { jobId: JobId; term: number; seq: number }[], node: NodeId, to: NodeId | null, originSeq: number, nowMs: number, where: MoveConstraints = {}): void {
   for (const { jobId, term, seq } of copies) {
     const job = draftJob(draft, jobId)
     if (job.migrate === undefined) job.migrate = {}
-    job.migrate[node] = { to: text(to ?? ''), term, seq, atMs: nowMs }
+    const record: MigrateRecord = { to: text(to ?? ''), term, seq, atMs: nowMs }
+    if (where.provider !== undefined) record.provider = text(where.provider)
+    if (where.region !== undefined) record.region = text(where.region)
+    job.migrate[node] = record
   }
   draft.origins[node] = originSeq
 }
 
 export function isDraining(document: Document, nodeId: NodeId): boolean {
-  return document.draining?.[nodeId] !== undefined
+  return ownEntry(document.draining, nodeId) !== undefined
 }
 
 /** `by` records that `nodeId` is drained, and a migrate request for every copy running there. */
@@ -448,6 +482,13 @@ export function writeDrain(draft: ClusterDocument, nodeId: NodeId, copies: reado
   if (draft.draining === undefined) throw new Error('assertion: the document has no draining map (made before drains existed)')
   draft.draining[nodeId] = nowMs
   writeMigrate(draft, copies, by, null, originSeq, nowMs)
+}
+
+/** `by` lifts the drain of `nodeId`: it takes new placements again. */
+export function writeUndrain(draft: ClusterDocument, nodeId: NodeId, by: NodeId, originSeq: number): void {
+  if (draft.draining === undefined) throw new Error('assertion: the document has no draining map (made before drains existed)')
+  delete draft.draining[nodeId]
+  draft.origins[by] = originSeq
 }
 
 /** `node` records a cancel of these replicas (its own key in each), as its origin's next write. */

@@ -21,6 +21,8 @@ export {
   replicaRecords,
   isDraining,
   latestSnapshot,
+  snapshotsOf,
+  type SnapshotView,
   roleOf,
   roles,
   type AdmissionRecord,

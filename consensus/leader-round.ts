@@ -23,8 +23,9 @@ import {
   type JobRecord,
 } from './cluster-document.ts'
 import type { LeaderState } from './leader-state.ts'
+import { constrainSpecText } from './move-constraints.ts'
 import { copyFailed } from './retries.ts'
-import type { JobId, NodeId, PeerConfig, Resources, Term } from './types.ts'
+import type { JobId, MoveConstraints, NodeId, PeerConfig, Resources, Term } from './types.ts'
 
 /** A replica waiting for a placement, as the auction needs it. */
 export interface PendingReplica {
@@ -37,7 +38,10 @@ export interface PendingReplica {
   submittedAtMs: number
   /** The reason recorded for this replica in the current term, if any (rewritten only when it changes). */
   reason: string | null
-  /** A migration: the node its copy was checkpointed and stopped on, and the node asked for (null: any other). */
+  /**
+   * A migration: the node its copy was checkpointed and stopped on, and the node asked for (null: any
+   * other). A move limited to a provider or region carries them in `spec`.
+   */
   moveFrom: NodeId | null
   moveTo: NodeId | null
   /** A retry: the node its last attempt failed on (placed elsewhere if another node can take it). */
@@ -92,14 +96,14 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
   const survey: JobSurvey = { pending: [], used: new Map(), expired: [], doneSeen: [] }
   /** Gangs (tightly-coupled jobs) are placed whole: one lost replica sends every replica back. */
   const gangs = new Map<string, { placed: { jobId: JobId; job: JobRecord; node: NodeId }[]; pending: boolean }>()
-  const wait = (jobId: JobId, job: JobRecord, move: { from: NodeId; to: NodeId | null } | null = null, avoid: NodeId | null = null): void => {
+  const wait = (jobId: JobId, job: JobRecord, move: { from: NodeId; to: NodeId | null; where: MoveConstraints } | null = null, avoid: NodeId | null = null): void => {
     const reason = job.unplaceable[String(term)]
     survey.pending.push({
       jobId,
       parent: readText(job.job) || jobId,
       replica: job.replica ?? 0,
       replicas: job.replicas ?? 1,
-      spec: readText(job.spec),
+      spec: move === null ? readText(job.spec) : constrainSpecText(readText(job.spec), move.where),
       submittedAtMs: job.submittedAtMs,
       reason: reason === undefined ? null : readText(reason),
       moveFrom: move?.from ?? null,
@@ -126,11 +130,13 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
       const covered = Math.max(committedSeqOf(document, current.term), leader.ratify?.get(String(current.term)) ?? 0)
       if (current.seq > covered) current = null
     }
-    // A copy checkpointed and stopped for a migration: placed again away from its node, and restored.
+    // A copy checkpointed (or evicted) and stopped for a migration: placed again away from its node, and restored.
     if (current !== null) {
       const run = job.runs[current.node]
-      if (run !== undefined && runStateOf(run) === 'checkpointed' && run.term === current.term && run.seq === current.seq) {
-        if ((leader.retryAtMs.get(jobId) ?? -Infinity) <= nowMs) wait(jobId, job, { from: current.node, to: migrateOf(job, current)?.to ?? null })
+      const state = run === undefined ? null : runStateOf(run)
+      if ((state === 'checkpointed' || state === 'evicted') && run!.term === current.term && run!.seq === current.seq) {
+        const request = migrateOf(job, current)
+        if ((leader.retryAtMs.get(jobId) ?? -Infinity) <= nowMs) wait(jobId, job, { from: current.node, to: request?.to ?? null, where: request?.where ?? {} })
         return
       }
     }

@@ -30,7 +30,7 @@ import { activeVoters, creditLease, newLeaderState, openHeartbeatRound, type Lea
 import { isIdle, noPlacement, planRound, surveyJobs, writeRound, type Placement } from './leader-round.ts'
 import { LeaderAuction } from './leader-auction.ts'
 import { scopeRound } from './retries.ts'
-import { planAdmit, planCancel, planDrain, planMigrate, planSubmit, type RequestPlan, type RequestWrite } from './requests.ts'
+import { planAdmit, planCancel, planDrain, planMigrate, planSubmit, planUndrain, type RequestPlan, type RequestWrite } from './requests.ts'
 import { PlacementViews } from './placement-views.ts'
 import { CapacityTable } from './capacity-table.ts'
 import { Submissions } from './submissions.ts'
@@ -277,13 +277,19 @@ export class Peer {
         this.#applyRequest(input.requestId, planAdmit(this.#document, input.peerId, input.role, this.id, this.#now))
         break
       case 'migrate':
-        this.#applyRequest(input.requestId, planMigrate(this.#document, input.jobId, input.to, this.id, this.#now))
+        this.#applyRequest(input.requestId, planMigrate(this.#document, input.jobId, input.to, this.id, this.#now, input.where))
         break
       case 'drain':
         this.#applyRequest(input.requestId, planDrain(this.#document, input.nodeId, this.id, this.#now))
         break
+      case 'undrain':
+        this.#applyRequest(input.requestId, planUndrain(this.#document, input.nodeId, this.id))
+        break
+      case 'checkpoint-now':
+        this.#event({ kind: 'checkpoint-answer', requestId: input.requestId, jobId: input.jobId, refused: this.#runner.requestCheckpoint(input.jobId) })
+        break
       case 'job-checkpointed':
-        this.#runner.checkpointed(input.jobId, input.cid, input.stopped, input.holders ?? [])
+        this.#runner.checkpointed(input.jobId, input.cid, input.stopped, input.holders ?? [], { ...(input.sizeBytes === undefined ? {} : { sizeBytes: input.sizeBytes }), ...(input.chunks === undefined ? {} : { chunks: input.chunks }) })
         break
       case 'job-checkpoint-failed':
         this.#runner.checkpointFailed(input.jobId, input.reason)
@@ -727,7 +733,9 @@ export class Peer {
    * yet, a fenced copy still stopping), so it does not narrow the asks.
    */
   #bidFor(call: CallForBidsMessage['call']): Bid {
-    return answerCall({ ...this.#offer, free: this.#offer.capacity }, call, this.#now, this.#bidPolicy)
+    const bid = answerCall({ ...this.#offer, free: this.#offer.capacity }, call, this.#now, this.#bidPolicy)
+    // A drained node asks for nothing, even of a leader whose document has not heard of the drain yet.
+    return isDraining(this.#document, this.id) ? { ...bid, asks: [] } : bid
   }
 
   #onBid(from: NodeId, message: BidMessage): void {

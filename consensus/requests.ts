@@ -1,5 +1,5 @@
 // The requests a node takes from its clients and writes into the document as its origin's next
-// change: submit, cancel, migrate, drain, admit. Each is planned here from the document (a refusal
+// change: submit, cancel, migrate, drain, undrain, admit. Each is planned here from the document (a refusal
 // with its reason, or what to write, which jobs to look at again and which nodes to tell at once);
 // Peer applies a plan the same way for all of them and acknowledges it once a majority holds it.
 import {
@@ -14,11 +14,15 @@ import {
   writeDrain,
   writeJob,
   writeMigrate,
+  writeUndrain,
+  readText,
+  isDraining,
   type ClusterDocument,
   type Document,
   type Role,
 } from './cluster-document.ts'
-import type { JobId, JobSubmission, NodeId } from './types.ts'
+import type { JobId, JobSubmission, MoveConstraints, NodeId } from './types.ts'
+import { isUnconstrained, moveRefusal } from './move-constraints.ts'
 
 export interface RequestWrite {
   /** The change's message (Automerge history). */
@@ -60,16 +64,21 @@ export function planCancel(document: Document, jobId: JobId, self: NodeId, nowMs
   }
 }
 
-export function planMigrate(document: Document, jobId: JobId, to: NodeId | null, self: NodeId, nowMs: number): RequestPlan {
-  const copies = replicaRecords(document, jobId).flatMap(({ id, job }) => {
+export function planMigrate(document: Document, jobId: JobId, to: NodeId | null, self: NodeId, nowMs: number, where: MoveConstraints = {}): RequestPlan {
+  if (to !== null && !isUnconstrained(where)) return { refused: 'a migration names either the node to move to or a provider/region, not both' }
+  const records = replicaRecords(document, jobId)
+  const copies = records.flatMap(({ id, job }) => {
     const assignment = isJobDone(job) ? null : effectiveAssignment(job)
     return assignment === null || assignment.node === to ? [] : [{ jobId: id, term: assignment.term, seq: assignment.seq, node: assignment.node }]
   })
   if (copies.length === 0) return { refused: `job ${jobId} has no running replica to move${to === null ? '' : ` away from ${to}`}` }
   if (to !== null && nodeRecord(document, to) === undefined) return { refused: `node ${to} is not registered` }
+  if (to !== null && isDraining(document, to)) return { refused: `node ${to} is being drained: it takes nothing new` }
+  const refusal = moveRefusal(document, jobId, readText(records[0]!.job.spec), where, copies.map((copy) => copy.node))
+  if (refusal !== null) return { refused: refusal }
   return {
     message: `migrate ${jobId}`,
-    write: (draft, originSeq) => writeMigrate(draft, copies, self, to, originSeq, nowMs),
+    write: (draft, originSeq) => writeMigrate(draft, copies, self, to, originSeq, nowMs, where),
     touch: copies.map((copy) => copy.jobId),
     notify: notifyRunners(copies, self),
     ackId: jobId,
@@ -93,6 +102,13 @@ export function planDrain(document: Document, nodeId: NodeId, self: NodeId, nowM
     ackId: nodeId,
     placeSoon: false,
   }
+}
+
+export function planUndrain(document: Document, nodeId: NodeId, self: NodeId): RequestPlan {
+  if (nodeRecord(document, nodeId) === undefined) return { refused: `node ${nodeId} is not registered` }
+  if (!isDraining(document, nodeId)) return { refused: `node ${nodeId} is not being drained` }
+  // The node hears at once: it bids again only once its own document says it is no longer drained.
+  return { message: `undrain ${nodeId}`, write: (draft, originSeq) => writeUndrain(draft, nodeId, self, originSeq), touch: [], notify: notifyRunners([{ node: nodeId }], self), ackId: nodeId, placeSoon: true }
 }
 
 /** Peer ids are libp2p's (52 characters for Ed25519); this bounds what a request may write. */

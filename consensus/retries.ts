@@ -22,14 +22,15 @@ export function copyFailed(job: JobRecord, stamp: EffectiveAssignment): boolean 
 }
 
 /**
- * The copy of `node` for the assignment `stamp` already ended there (failed, or checkpointed to
- * move): the runner never starts that assignment again; only a new one (a retry, a move back) does.
+ * The copy of `node` for the assignment `stamp` already ended there (failed, checkpointed to move,
+ * or evicted by a drain): the runner never starts that assignment again; only a new one (a retry, a
+ * move back) does.
  */
 export function copyEnded(job: JobRecord, node: NodeId, stamp: { term: number; seq: number }): boolean {
   const run = job.runs[node]
   if (run === undefined || run.term !== stamp.term || run.seq !== stamp.seq) return false
   const state = runStateOf(run)
-  return state === 'checkpointed' || state === 'failed'
+  return state === 'checkpointed' || state === 'evicted' || state === 'failed'
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   forEachJob,
   isCancelled,
   isJobDone,
+  isDraining,
   jobRecord,
   migrateOf,
   readText,
@@ -29,7 +30,7 @@ export interface LocalRun {
   checkpointEveryMs: number
   nextCheckpointMs: number
   /** A checkpoint the adapter is taking now, and why. */
-  checkpointing: 'periodic' | 'migrate' | null
+  checkpointing: 'periodic' | 'migrate' | 'requested' | null
 }
 export interface RunOutcome { state: RunState; term: number; seq: number; exitCode: number; atMs: number; usage?: JobUsage }
 
@@ -48,7 +49,7 @@ export interface RunnerComponents {
   /** A finished job was handed to the archive. */
   onArchived: (jobId: JobId) => void
   /** Writes this node's latest snapshot of a replica into the document and reports it to the leader. */
-  reportSnapshot: (jobId: JobId, snapshot: { cid: string; atMs: number; term: number; seq: number; holders: readonly NodeId[] }) => void
+  reportSnapshot: (jobId: JobId, snapshot: { cid: string; atMs: number; term: number; seq: number; holders: readonly NodeId[]; sizeBytes?: number; chunks?: number }) => void
   event: (event: PeerEvent) => void
 }
 
@@ -146,6 +147,12 @@ export class Runner {
       if (this.#running.has(jobId) || !this.#components.isCommitted(assignment)) continue
       const job = jobRecord(document, jobId)
       if (job === undefined) continue
+      // Asked to move (a drain, a migrate) before it started here: it starts elsewhere instead.
+      if (migrateOf(job, assignment) !== null) {
+        this.#mine.delete(jobId)
+        this.#components.reportRun(`evict ${jobId}`, jobId, { state: 'evicted', term: assignment.term, seq: assignment.seq, exitCode: -1, atMs: this.#components.nowMs() })
+        continue
+      }
       const demand = demandOf(job)
       const free = this.freeResources()
       if (demand.cpuMillis > free.cpuMillis || demand.memoryMiB > free.memoryMiB || demand.diskMiB > free.diskMiB || demand.gpuCount > free.gpuCount) continue // wait for room
@@ -196,12 +203,25 @@ export class Runner {
     }
   }
 
+  /**
+   * A client asked for a checkpoint of this node's copy now (it keeps running). Null when one was
+   * started or is under way already (its snapshot answers the request too), else why not.
+   */
+  requestCheckpoint(jobId: JobId): string | null {
+    const run = this.#running.get(jobId)
+    if (run === undefined) return `${this.#components.nodeId} runs no copy of ${jobId}`
+    if (run.checkpointing !== null) return null
+    run.checkpointing = 'requested'
+    this.#components.emit({ kind: 'checkpoint-job', jobId, term: asTerm(run.term), seq: run.seq, stop: false, reason: 'requested' })
+    return null
+  }
+
   /** The adapter published a snapshot of a replica: record it; a stopped copy (a migration) leaves. */
-  checkpointed(jobId: JobId, cid: string, stopped: boolean, holders: readonly NodeId[] = []): void {
+  checkpointed(jobId: JobId, cid: string, stopped: boolean, holders: readonly NodeId[] = [], size: { sizeBytes?: number; chunks?: number } = {}): void {
     const run = this.#running.get(jobId)
     if (run === undefined || jobRecord(this.#components.document(), jobId) === undefined) return
     const now = this.#components.nowMs()
-    this.#components.reportSnapshot(jobId, { cid, atMs: now, term: run.term, seq: run.seq, holders })
+    this.#components.reportSnapshot(jobId, { cid, atMs: now, term: run.term, seq: run.seq, holders, ...size })
     run.checkpointing = null
     run.nextCheckpointMs = run.checkpointEveryMs > 0 ? now + run.checkpointEveryMs : Infinity
     if (!stopped) return
@@ -211,14 +231,25 @@ export class Runner {
     this.#recheckAll = true
   }
 
-  /** A checkpoint failed: the copy keeps running (a migration is not retried until asked again). */
+  /**
+   * A checkpoint failed: the copy keeps running (a migration is not retried until asked again),
+   * except on a draining node, where it is stopped and placed again elsewhere without a snapshot
+   * of its own (it restarts from its latest one, if any, else from the beginning).
+   */
   checkpointFailed(jobId: JobId, reason: string): void {
     const run = this.#running.get(jobId)
     if (run === undefined) return
     const now = this.#components.nowMs()
+    const moving = run.checkpointing === 'migrate'
     run.checkpointing = null
     run.nextCheckpointMs = run.checkpointEveryMs > 0 ? now + run.checkpointEveryMs : Infinity
     this.#components.event({ kind: 'checkpoint-failed', jobId, reason })
+    if (!moving || !isDraining(this.#components.document(), this.#components.nodeId)) return
+    this.#running.delete(jobId)
+    this.#mine.delete(jobId)
+    this.#components.emit({ kind: 'stop-job', jobId, reason: `drained without a checkpoint (${reason})` })
+    this.#components.reportRun(`evict ${jobId}`, jobId, { state: 'evicted', term: run.term, seq: run.seq, exitCode: -1, atMs: now })
+    this.#recheckAll = true
   }
 
   /** A local job ended: record the outcome and its usage (if the job is still in the document) and free its room. */

@@ -174,6 +174,12 @@ export type PeerMessage =
   | CallForBidsMessage
   | BidMessage
 
+/** Where a migration may go besides the job's own constraints: one provider and/or one region. */
+export interface MoveConstraints {
+  provider?: string
+  region?: string
+}
+
 /** Soft state on the capacity topic: never written to the document. */
 export interface CapacityGossip {
   nodeId: NodeId
@@ -215,12 +221,16 @@ export type PeerInput =
   | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number; usage?: JobUsage }
   /** Cancel every replica of a submitted job; acknowledged like a submission (durable on a majority). */
   | { kind: 'cancel'; nowMs: number; requestId: string; jobId: JobId }
-  /** Move a running job's replicas: checkpoint, place elsewhere (on `to` when given), restore there. */
-  | { kind: 'migrate'; nowMs: number; requestId: string; jobId: JobId; to: NodeId | null }
+  /** Move a running job's replicas: checkpoint, place elsewhere (on `to` when given, or where `where` allows), restore there. */
+  | { kind: 'migrate'; nowMs: number; requestId: string; jobId: JobId; to: NodeId | null; where?: MoveConstraints }
   /** Drain a node: nothing new is placed there, and every replica running there migrates away. */
   | { kind: 'drain'; nowMs: number; requestId: string; nodeId: NodeId }
+  /** Undo a drain: the node takes new placements again (what moved away stays where it went). */
+  | { kind: 'undrain'; nowMs: number; requestId: string; nodeId: NodeId }
+  /** A client asks this node to checkpoint its running replica now (answered by a `checkpoint-answer` event). */
+  | { kind: 'checkpoint-now'; nowMs: number; requestId: string; jobId: JobId }
   /** The adapter checkpointed a replica (a checkpoint-job effect) and published the snapshot as `cid`. */
-  | { kind: 'job-checkpointed'; nowMs: number; jobId: JobId; cid: string; stopped: boolean; holders?: NodeId[] }
+  | { kind: 'job-checkpointed'; nowMs: number; jobId: JobId; cid: string; stopped: boolean; holders?: NodeId[]; sizeBytes?: number; chunks?: number }
   | { kind: 'job-checkpoint-failed'; nowMs: number; jobId: JobId; reason: string }
   /** Record a peer's admission (or revocation) the admin signed (node/ checked the signature); acknowledged like a submission. */
   | { kind: 'admit'; nowMs: number; requestId: string; peerId: string; role: 'node' | 'admin' | 'submitter' | 'viewer' | 'revoked' }
@@ -246,6 +256,8 @@ export type PeerEvent =
   | { kind: 'submission-refused'; requestId: string; reason: string }
   | { kind: 'message-dropped'; from: NodeId; message: string; reason: string }
   | { kind: 'checkpoint-failed'; jobId: JobId; reason: string }
+  /** A `checkpoint-now` request: refused (null: a checkpoint of the replica was started, or is under way already). */
+  | { kind: 'checkpoint-answer'; requestId: string; jobId: JobId; refused: string | null }
 
 /** What a closed auction decided, for metrics: per strategy, awarded cost against the round's cheapest. */
 export interface AuctionSummary {
@@ -264,7 +276,7 @@ export type PeerEffect =
   /** Start a replica; from its latest snapshot when `restoreFrom` names one (its runner at the time holds it). */
   | { kind: 'start-job'; jobId: JobId; demand: Resources; durationMs: number; term: Term; seq: number; restoreFrom: { cid: string; node: NodeId; holders: NodeId[] } | null }
   /** Checkpoint a running replica and publish the snapshot; `stop`: the copy ends with it (it moves). */
-  | { kind: 'checkpoint-job'; jobId: JobId; term: Term; seq: number; stop: boolean; reason: 'periodic' | 'migrate' }
+  | { kind: 'checkpoint-job'; jobId: JobId; term: Term; seq: number; stop: boolean; reason: 'periodic' | 'migrate' | 'requested' }
   | { kind: 'stop-job'; jobId: JobId; reason: string }
   /** A finished job, for this node's archive (the document keeps active state only). */
   | { kind: 'archive-job'; job: ArchivedJob }

@@ -19,10 +19,10 @@ describe('the role table', () => {
   const allowed = (role: AdmissionRole | undefined): string[] => kinds.filter((kind) => authorize({ kind, client }, role).ok).sort()
 
   it('viewers and nodes read, submitters also submit, admins do everything', () => {
-    const reads = ['assignments', 'explain', 'job', 'jobs', 'leader', 'logs', 'mesh', 'nodes', 'plan', 'status']
+    const reads = ['assignments', 'explain', 'job', 'jobs', 'leader', 'logs', 'mesh', 'nodes', 'plan', 'restore-progress', 'snapshots', 'status']
     expect(allowed('viewer')).toEqual(reads)
     expect(allowed('node')).toEqual(reads)
-    expect(allowed('submitter')).toEqual([...reads, 'cancel', 'migrate', 'submit'].sort())
+    expect(allowed('submitter')).toEqual([...reads, 'cancel', 'checkpoint', 'migrate', 'submit'].sort())
     expect(allowed('admin')).toEqual([...kinds].sort())
   })
 
@@ -33,6 +33,25 @@ describe('the role table', () => {
     expect(authorize({ kind: 'jobs', client }, 'revoked')).toMatchObject({ ok: false, reason: expect.stringMatching(/was revoked/) })
     expect(authorize({ kind: 'submit', client }, 'viewer')).toMatchObject({ ok: false, reason: `client ${client} is a viewer; submit needs the submitter role or higher` })
     expect(authorize({ kind: 'revoke', client }, 'submitter')).toMatchObject({ ok: false, reason: expect.stringMatching(/revoke needs the admin role/) })
+  })
+
+  it('lets only admins drain and undrain, and viewers neither checkpoint nor drain', () => {
+    for (const kind of ['drain', 'undrain'] as const) {
+      expect(authorize({ kind, client }, 'admin')).toEqual({ ok: true })
+      expect(authorize({ kind, client }, 'submitter')).toMatchObject({ ok: false, reason: `client ${client} is a submitter; ${kind} needs the admin role` })
+      expect(authorize({ kind, client }, 'viewer')).toMatchObject({ ok: false, reason: `client ${client} is a viewer; ${kind} needs the admin role` })
+      expect(authorize({ kind, client }, 'node')).toMatchObject({ ok: false })
+    }
+    expect(authorize({ kind: 'checkpoint', client }, 'viewer')).toMatchObject({ ok: false, reason: `client ${client} is a viewer; checkpoint needs the submitter role or higher` })
+    expect(authorize({ kind: 'checkpoint', client }, 'submitter')).toEqual({ ok: true })
+    expect(authorize({ kind: 'snapshots', client }, 'viewer')).toEqual({ ok: true })
+  })
+
+  it('lets a node pass a checkpoint on to the runner, but not ask for one itself, nor pass on a drain', () => {
+    expect(authorize({ kind: 'checkpoint', client, forwarded: true }, 'node')).toEqual({ ok: true })
+    expect(authorize({ kind: 'checkpoint', client }, 'node')).toMatchObject({ ok: false, reason: `client ${client} is a node; checkpoint needs the submitter role or higher` })
+    expect(authorize({ kind: 'checkpoint', client, forwarded: true }, 'viewer')).toMatchObject({ ok: false })
+    expect(authorize({ kind: 'drain', client, forwarded: true }, 'node')).toMatchObject({ ok: false })
   })
 
   it('refuses a kind that is not in the table, whatever the role', () => {

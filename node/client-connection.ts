@@ -102,7 +102,8 @@ export async function clientCall<K extends Exclude<ClientRequestKind, 'logs'>>(
   options: ClientCallOptions = {},
 ): Promise<ClientResult<K>> {
   for await (const frame of clientFrames(libp2p, target, body, options)) {
-    if (frame.type === 'keepalive') continue
+    // Progress and moves stream before the result of checkpoint, drain and a followed migrate: a plain call skips them.
+    if (frame.type === 'keepalive' || frame.type === 'progress' || frame.type === 'moved') continue
     if (frame.type === 'error') throw new ClientRequestError(frame.jobId === undefined ? frame : { ...frame, jobId: frame.jobId })
     if (frame.type !== 'result') throw new ClientConnectionError({ target: target.toString(), reason: `unexpected ${frame.type} frame in answer to ${body.kind}` })
     const result = decodeClientResult(body.kind as K, frame.value)

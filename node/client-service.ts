@@ -18,19 +18,19 @@ import type { NodeMetricsBook } from './metrics-gossip.ts'
 import type { NodeMetrics } from './wire.ts'
 import type { NodeLiveness } from './node-liveness.ts'
 import { newJobId, submissionFromSpec } from './submission.ts'
+import { MoveRequests, type MoveBackend } from './move-requests.ts'
 import { maxArchiveScan } from './store.ts'
 
 export type SubmitOutcome = { ok: true; jobId: JobId } | { ok: false; code: 'refused' | 'busy' | 'not-acknowledged' | 'unavailable'; reason: string; jobId?: JobId }
 
-/** What the service needs from the daemon (the Shuttle implements it). */
-export interface ClientBackend {
+/** What the service needs from the daemon (the Shuttle implements it; moves and snapshots: move-requests.ts). */
+export interface ClientBackend extends MoveBackend {
   readonly nodeId: NodeId
   nowMs(): number
   status(): { role: Role; term: Term; leaderId: NodeId | null; readyLeader: boolean; voters: NodeId[] }
   document(): Document
   submit(job: JobSubmission): Promise<SubmitOutcome>
   cancel(jobId: JobId): Promise<SubmitOutcome>
-  migrate(jobId: JobId, to: NodeId | null): Promise<SubmitOutcome>
   /** The leader's explain record of the latest remembered auction round that held the job (undefined elsewhere). */
   explain(jobId: JobId): JobExplanation | undefined
   /** On the leader, the highest of its term's decisions a majority acknowledged; null elsewhere. */
@@ -82,11 +82,13 @@ export class ClientFailure extends Error {
 export class ClientService {
   readonly #backend: ClientBackend
   readonly #limits: ClientServiceLimits
+  readonly #moves: MoveRequests
   #assignmentWatches = 0
 
   constructor(backend: ClientBackend, limits: Partial<ClientServiceLimits> = {}) {
     this.#backend = backend
     this.#limits = { ...defaultClientServiceLimits, ...limits }
+    this.#moves = new MoveRequests(backend)
   }
 
   /** The frames answering `request`; a ClientFailure becomes an error frame. */
@@ -120,7 +122,22 @@ export class ClientService {
           yield await this.#acknowledged(request.jobId, this.#backend.cancel(asJobId(request.jobId)), { jobId: request.jobId })
           return
         case 'migrate':
-          yield await this.#acknowledged(request.jobId, this.#backend.migrate(asJobId(request.jobId), request.to === null ? null : asNodeId(request.to)), { jobId: request.jobId, to: request.to })
+          yield* this.#moves.migrate(request, signal)
+          return
+        case 'checkpoint':
+          yield* this.#moves.checkpoint(request, signal)
+          return
+        case 'snapshots':
+          yield this.#moves.snapshots(request)
+          return
+        case 'drain':
+          yield* this.#moves.drain(request, signal)
+          return
+        case 'undrain':
+          yield await this.#moves.undrain(request)
+          return
+        case 'restore-progress':
+          yield* this.#moves.restoreProgress(request, signal)
           return
         case 'explain':
           yield* this.#explain(request, signal)

@@ -22,6 +22,14 @@ describe('client wire: requests', () => {
       { ...envelope, kind: 'cancel', jobId: 'a-1' },
       { ...envelope, kind: 'migrate', jobId: 'a-1', to: null },
       { ...envelope, kind: 'migrate', jobId: 'a-1', to: '12D3KooWnode' },
+      { ...envelope, kind: 'migrate', jobId: 'a-1', to: null, provider: 'aws', region: 'eu-west-1', follow: true, waitMs: 60_000 },
+      { ...envelope, kind: 'checkpoint', jobId: 'a-1' },
+      { ...envelope, kind: 'checkpoint', jobId: 'a-1#0', forwarded: true },
+      { ...envelope, kind: 'snapshots', jobId: 'a-1' },
+      { ...envelope, kind: 'drain', nodeId: '12D3KooWnode' },
+      { ...envelope, kind: 'drain', nodeId: '12D3KooWnode', waitMs: 1_000 },
+      { ...envelope, kind: 'undrain', nodeId: '12D3KooWnode' },
+      { ...envelope, kind: 'restore-progress', jobId: 'a-1', waitMs: 5_000, forwarded: true },
       { ...envelope, kind: 'explain', jobId: 'a-1', forwarded: true },
       { ...envelope, kind: 'plan', spec: 'name: a\ncommand: [true]\n' },
       { ...envelope, kind: 'status' },
@@ -47,6 +55,14 @@ describe('client wire: requests', () => {
     expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'jobs', limit: clientWireLimits.maxListedJobs + 1 })))).toMatch(/limit/)
     expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'job', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/jobId/)
     expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'migrate', jobId: 'a' })))).toMatch(/migrate: to/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'migrate', jobId: 'a', to: null, region: '' })))).toMatch(/migrate: region/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'migrate', jobId: 'a', to: null, zone: 'x' })))).toMatch(/migrate: .*zone/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'checkpoint' })))).toMatch(/checkpoint: jobId/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'snapshots', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/snapshots: jobId/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'drain', nodeId: '' })))).toMatch(/drain: nodeId/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'drain', nodeId: 'n', waitMs: clientWireLimits.maxMoveWaitMs + 1 })))).toMatch(/drain: waitMs/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'drain', nodeId: 'n', waitMs: 1.5 })))).toMatch(/drain: waitMs/)
+    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'undrain', jobId: 'n' })))).toMatch(/undrain: /)
     expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'cancel', jobId: '' })))).toMatch(/cancel: jobId/)
     expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'plan', spec: 'x'.repeat(clientWireLimits.maxSpecTextBytes + 1) })))).toMatch(/plan: spec/)
   })
@@ -66,6 +82,21 @@ describe('client wire: responses', () => {
     expect(decodeClientResult('submit', { jobId: 'a-1' })).toEqual({ ok: true, value: { jobId: 'a-1' } })
     expect(decodeClientResult('leader', { leaderId: null }).ok).toBe(false)
     expect(decodeClientResponse(utf8('{"type":"assignment","jobId":"a#0","node":"n","term":2,"seq":3}')).ok).toBe(true)
+    // Progress and moved frames (checkpoint, drain, a followed migrate) and the results they end with.
+    const progress = { type: 'progress', jobId: 'a', node: 'n', phase: 'replicate', peer: 'm', bytesDone: 10, bytesTotal: 20, chunksDone: 1, chunksTotal: 2, bytesPerSecond: 5, etaMs: 2_000 }
+    expect(decodeClientResponse(utf8(JSON.stringify(progress)))).toEqual({ ok: true, value: progress })
+    expect(decodeClientResponse(utf8(JSON.stringify({ ...progress, phase: 'teleport' }))).ok).toBe(false)
+    expect(decodeClientResponse(utf8(JSON.stringify({ ...progress, bytesDone: -1 }))).ok).toBe(false)
+    expect(decodeClientResponse(utf8(JSON.stringify({ ...progress, etaMs: null }))).ok).toBe(true)
+    const moved = { type: 'moved', jobId: 'a', from: 'n', to: 'm', how: 'restored', cid: 'b3:00' }
+    expect(decodeClientResponse(utf8(JSON.stringify(moved)))).toEqual({ ok: true, value: moved })
+    expect(decodeClientResponse(utf8(JSON.stringify({ ...moved, how: 'vanished' }))).ok).toBe(false)
+    const snapshot = { replica: 'a', node: 'n', cid: 'b3:00', atMs: 1, sizeBytes: 4_096, chunks: 3, holders: ['m'] }
+    expect(decodeClientResult('checkpoint', { jobId: 'a', snapshots: [snapshot] }).ok).toBe(true)
+    expect(decodeClientResult('snapshots', { jobId: 'a', snapshots: [{ ...snapshot, sizeBytes: null, chunks: null }] }).ok).toBe(true)
+    expect(decodeClientResult('snapshots', { jobId: 'a', snapshots: [{ ...snapshot, holders: Array(clientWireLimits.maxHolders + 1).fill('m') }] }).ok).toBe(false)
+    expect(decodeClientResult('drain', { nodeId: 'n', moved: [{ jobId: 'a', from: 'n', to: null, how: 'waiting', cid: null }], complete: false }).ok).toBe(true)
+    expect(decodeClientResult('drain', { nodeId: 'n', moved: [] }).ok).toBe(false)
     expect(decodeClientResult('status', { nodeId: 'n', role: 'leader', term: 1, leaderId: 'n', readyLeader: true, voters: ['n'], documentHeads: [], jobRecords: 0, counters: {} }).ok).toBe(true)
     // An explain record whose table is over the row limit is refused, not rendered.
     const row = { nodeId: 'n', provider: 'p', region: 'r', azId: 'a', spot: false, awarded: 0 }

@@ -29,6 +29,12 @@ export const clientWireLimits = {
   maxExplainRows: 1_000,
   /** Document heads in a status answer (concurrent changes not merged yet make several). */
   maxStatusHeads: 1_024,
+  /** How long a drain or a followed migration may wait for its jobs to move. */
+  maxMoveWaitMs: 30 * 60_000,
+  /** Snapshots listed in one answer (replicas x nodes that took one). */
+  maxListedSnapshots: 10_000,
+  /** Holders named per snapshot. */
+  maxHolders: 64,
 } as const
 
 // ---- Requests
@@ -60,8 +66,22 @@ const requestSchemas = {
   ...admissionRequestSchemas(envelope),
   /** Cancel every replica of a job; answered once the cancel is durable on a majority of voters. */
   cancel: z.strictObject({ ...envelope, kind: z.literal('cancel'), jobId: id }),
-  /** Move a job's running replicas (to `to`, or anywhere else); answered once durable, like cancel. */
-  migrate: z.strictObject({ ...envelope, kind: z.literal('migrate'), jobId: id, to: id.nullable() }),
+  /**
+   * Move a job's running replicas (to `to`, or anywhere else; `provider`/`region` limit where);
+   * answered once durable, like cancel. With `follow`, progress frames come first, until the job
+   * runs again (or `waitMs` passes).
+   */
+  migrate: z.strictObject({ ...envelope, kind: z.literal('migrate'), jobId: id, to: id.nullable(), provider: id.optional(), region: id.optional(), follow: z.boolean().optional(), waitMs: z.number().int().min(1).max(clientWireLimits.maxMoveWaitMs).optional() }),
+  /** Checkpoint the job's running replicas now (each on its runner; progress frames, then the snapshots). */
+  checkpoint: z.strictObject({ ...envelope, kind: z.literal('checkpoint'), jobId: id }),
+  /** The job's snapshots recorded in the document (per replica, per node that took one). */
+  snapshots: z.strictObject({ ...envelope, kind: z.literal('snapshots'), jobId: id }),
+  /** Drain a node: nothing new goes there and its jobs move away; `moved` frames as they do, then what moved (within `waitMs`). */
+  drain: z.strictObject({ ...envelope, kind: z.literal('drain'), nodeId: id, waitMs: z.number().int().min(1).max(clientWireLimits.maxMoveWaitMs).optional() }),
+  /** The progress of this node's restore of a replica (fetch, restore) until it runs here; asked by a node following a migration. */
+  'restore-progress': z.strictObject({ ...envelope, kind: z.literal('restore-progress'), jobId: id, waitMs: z.number().int().min(1).max(clientWireLimits.maxMoveWaitMs).optional() }),
+  /** Lift a drain: the node takes new work again. */
+  undrain: z.strictObject({ ...envelope, kind: z.literal('undrain'), nodeId: id }),
   /** How the leader's latest auction round that held the job decided it (a non-leader asks the leader). */
   explain: z.strictObject({ ...envelope, kind: z.literal('explain'), jobId: id }),
   /** A dry run of one auction for a spec against the mesh as this node's document accounts it; places nothing. */
@@ -141,6 +161,8 @@ export const nodeViewSchema = z.object({
   self: z.boolean(),
   voter: z.boolean(),
   leader: z.boolean(),
+  /** Being drained: takes no new work, its jobs move away (absent: not drained). */
+  draining: z.boolean().optional(),
   /** Heard on the capacity topic within the node timeout (as the answering daemon sees it). */
   alive: z.boolean(),
   lastHeardAgoMs: z.number().nullable(),
@@ -215,7 +237,31 @@ export const statusViewSchema = z.object({
   counters: z.record(z.string(), z.unknown()),
 })
 
+/** One snapshot of a replica, as the document records it (size and chunks absent in older records). */
+export const snapshotViewSchema = z.object({
+  replica: z.string(),
+  node: z.string(),
+  cid: z.string(),
+  atMs: z.number(),
+  sizeBytes: z.number().nullable(),
+  chunks: z.number().nullable(),
+  holders: z.array(z.string()).max(clientWireLimits.maxHolders),
+})
+
+/** A job's copy that a drain moved (or that was still moving when the wait ended). */
+export const movedViewSchema = z.object({
+  jobId: z.string(),
+  from: z.string(),
+  /** The node it runs on now (null: not placed again yet). */
+  to: z.string().nullable(),
+  /** restored: from the checkpoint it took to move; restarted: placed again without one; finished: ended before it moved; waiting: not moved yet. */
+  how: z.enum(['restored', 'restarted', 'finished', 'waiting']),
+  cid: z.string().nullable(),
+})
+
 export type ReplicaSummary = z.infer<typeof replicaSummarySchema>
+export type SnapshotView = z.infer<typeof snapshotViewSchema>
+export type MovedView = z.infer<typeof movedViewSchema>
 export type JobSummary = z.infer<typeof jobSummarySchema>
 export type JobDetail = z.infer<typeof jobDetailSchema>
 export type NodeView = z.infer<typeof nodeViewSchema>
@@ -232,7 +278,13 @@ export const resultSchemas = {
   leader: leaderViewSchema,
   ...admissionResultSchemas,
   cancel: z.object({ jobId: z.string() }),
-  migrate: z.object({ jobId: z.string(), to: z.string().nullable() }),
+  migrate: z.object({ jobId: z.string(), to: z.string().nullable(), provider: z.string().optional(), region: z.string().optional(), moved: z.array(movedViewSchema).optional() }),
+  checkpoint: z.object({ jobId: z.string(), snapshots: z.array(snapshotViewSchema).max(clientWireLimits.maxListedSnapshots) }),
+  snapshots: z.object({ jobId: z.string(), snapshots: z.array(snapshotViewSchema).max(clientWireLimits.maxListedSnapshots) }),
+  /** `complete`: every copy moved (or finished) within the wait. */
+  drain: z.object({ nodeId: z.string(), moved: z.array(movedViewSchema).max(clientWireLimits.maxListedJobs), complete: z.boolean() }),
+  undrain: z.object({ nodeId: z.string() }),
+  'restore-progress': z.object({}),
   /** `answeredBy`: the leader whose rounds these are, in `term`. */
   explain: z.object({ explanation: explanationSchema, answeredBy: z.string(), term: z.number() }),
   /** `considered`: nodes whose offers went into the dry run; `leftOut`: registered nodes that did not, and why. */
@@ -258,12 +310,33 @@ export const clientErrorCodes = [
 ] as const
 export type ClientErrorCode = (typeof clientErrorCodes)[number]
 
+export const progressPhases = ['checkpoint', 'pack', 'replicate', 'fetch', 'restore', 'done'] as const
+const progressFrameSchema = z.object({
+  type: z.literal('progress'),
+  jobId: z.string(),
+  node: z.string(),
+  phase: z.enum(progressPhases),
+  /** The peer a replicate phase sends to, or a fetch takes from (absent otherwise). */
+  peer: z.string().optional(),
+  bytesDone: z.number().nonnegative(),
+  bytesTotal: z.number().nonnegative(),
+  chunksDone: z.number().nonnegative(),
+  chunksTotal: z.number().nonnegative(),
+  bytesPerSecond: z.number().nonnegative(),
+  etaMs: z.number().nonnegative().nullable(),
+})
+export type ProgressFrame = z.infer<typeof progressFrameSchema>
+
 const responseSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('result'), value: z.unknown() }),
   z.object({ type: z.literal('error'), code: z.enum(clientErrorCodes), message: z.string().max(clientWireLimits.maxErrorMessageChars), jobId: z.string().optional() }),
   z.object({ type: z.literal('log'), stream: z.enum(['stdout', 'stderr']), offsetBytes: z.number().int().nonnegative(), text: z.string() }),
   /** One committed assignment (an `assignments` stream): replica record `jobId` runs on `node`, decided in `term` as decision `seq`. */
   z.object({ type: z.literal('assignment'), jobId: z.string(), node: z.string(), term: z.number(), seq: z.number() }),
+  /** Progress of a snapshot's making or transfer on node `node` (checkpoint, pack, replicate to `peer`, fetch, restore). */
+  progressFrameSchema,
+  /** A copy a drain or migration moved (or gave up waiting for). */
+  z.object({ type: z.literal('moved'), ...movedViewSchema.shape }),
   /** Sent while a follow waits for output, so idle streams are not closed for inactivity. */
   z.object({ type: z.literal('keepalive') }),
   /** The end of a logs answer (the job ended, or everything asked for was sent). */

@@ -32,7 +32,7 @@ export function usedByNode(document: Document): Map<NodeId, Resources> {
     const assignment = effectiveAssignment(job)
     if (assignment === null) return
     const run = job.runs[assignment.node]
-    if (run !== undefined && runStateOf(run) === 'checkpointed') return
+    if (run !== undefined && (runStateOf(run) === 'checkpointed' || runStateOf(run) === 'evicted')) return
     const demand = demandOf(job)
     const total = used.get(assignment.node) ?? { cpuMillis: 0, memoryMiB: 0, diskMiB: 0, gpuCount: 0 }
     used.set(assignment.node, { cpuMillis: total.cpuMillis + demand.cpuMillis, memoryMiB: total.memoryMiB + demand.memoryMiB, diskMiB: total.diskMiB + demand.diskMiB, gpuCount: total.gpuCount + demand.gpuCount })

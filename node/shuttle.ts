@@ -23,6 +23,7 @@ import {
   type JobId,
   type JobUsage,
   type JobSubmission,
+  type MoveConstraints,
   type NodeAttributes,
   type NodeId,
   type PeerConfig,
@@ -50,6 +51,9 @@ import { JobRunner } from './job-runner.ts'
 import { SnapshotKeeper } from './snapshot-keeper.ts'
 import { IrohSnapshotTransport } from '../snapshots/iroh-transport.ts'
 import type { SnapshotTransportName } from '../snapshots/transport.ts'
+import { CheckpointWaiters, maxCheckpointWaiters, type CheckpointMade } from './checkpoint-waiters.ts'
+import type { ProgressFrame } from './client-wire.ts'
+import { RestoreProgressHub } from './transfer-progress.ts'
 import { fabricDht } from './snapshot-routing.ts'
 import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
@@ -150,6 +154,9 @@ export class Shuttle {
   #snapshots: SnapshotKeeper | null = null
   #admission: Admission | null = null
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
+  readonly #checkpointWaiters = new CheckpointWaiters()
+  /** Who follows the restore of a replica on this node (a followed migration's progress). */
+  readonly #restoreProgress = new RestoreProgressHub()
   readonly #submitWaiters = new Map<string, { jobId: JobId; timer: NodeJS.Timeout; resolve: (outcome: SubmitOutcome) => void }>()
   /** Called with every event the core reports (client watches, benchmarks); see onCoreEvent. */
   readonly #eventListeners = new Set<(event: PeerEvent) => void>()
@@ -352,9 +359,29 @@ export class Shuttle {
     return this.#acknowledged(jobId, `the cancel of job ${jobId}`, (nowMs, requestId) => ({ kind: 'cancel', nowMs, requestId, jobId }))
   }
 
-  /** Asks for a job's running replicas to move (to `to`, or anywhere else); acknowledged like a submission. */
-  migrate(jobId: JobId, to: NodeId | null): Promise<SubmitOutcome> {
-    return this.#acknowledged(jobId, `the migration of job ${jobId}`, (nowMs, requestId) => ({ kind: 'migrate', nowMs, requestId, jobId, to }))
+  /** Asks for a job's running replicas to move (to `to`, or anywhere else `where` allows); acknowledged like a submission. */
+  migrate(jobId: JobId, to: NodeId | null, where: MoveConstraints = {}): Promise<SubmitOutcome> {
+    return this.#acknowledged(jobId, `the migration of job ${jobId}`, (nowMs, requestId) => ({ kind: 'migrate', nowMs, requestId, jobId, to, where }))
+  }
+
+  /** Drains a node (its jobs move away, nothing new goes there), or lifts its drain; acknowledged like a submission. */
+  drain(nodeId: NodeId, undo = false): Promise<SubmitOutcome> {
+    return this.#acknowledged(nodeId as string as JobId, `the ${undo ? 'undrain' : 'drain'} of ${nodeId}`, (nowMs, requestId) => ({ kind: undo ? 'undrain' : 'drain', nowMs, requestId, nodeId }))
+  }
+
+  /** Checkpoints a replica this node runs, now (it keeps running); progress as it goes, the snapshot once made. */
+  checkpointNow(jobId: JobId, onProgress: (frame: ProgressFrame) => void, signal: AbortSignal): Promise<CheckpointMade> {
+    if (this.#state !== 'running') return Promise.reject(new Error('the daemon is not running'))
+    if (this.#checkpointWaiters.size >= maxCheckpointWaiters) return Promise.reject(new Error(`${maxCheckpointWaiters} checkpoint requests are waiting on this node already`))
+    const requestId = randomUUID()
+    const made = this.#checkpointWaiters.wait(requestId, jobId, onProgress, signal)
+    if (!this.#enqueue((nowMs) => ({ kind: 'checkpoint-now', nowMs, requestId, jobId }))) this.#checkpointWaiters.answered(requestId, 'the daemon\'s inbox is full; try again')
+    return made
+  }
+
+  /** Hears the progress of this node's restores of `jobId` (fetch, then restore) until the returned function is called. */
+  onRestoreProgress(jobId: JobId, listener: (frame: ProgressFrame) => void): () => void {
+    return this.#restoreProgress.listen(jobId, listener)
   }
 
   /** Listens to every event the core reports until the returned function is called. */
@@ -424,7 +451,10 @@ export class Shuttle {
       document: () => peer().document,
       submit: (job) => this.submit(job),
       cancel: (jobId) => this.cancel(jobId),
-      migrate: (jobId, to) => this.migrate(jobId, to),
+      migrate: (jobId, to, where) => this.migrate(jobId, to, where),
+      drain: (nodeId, undo) => this.drain(nodeId, undo),
+      checkpointNow: (jobId, onProgress, signal) => this.checkpointNow(jobId, onProgress, signal),
+      onRestoreProgress: (jobId, listener) => this.onRestoreProgress(jobId, listener),
       explain: (jobId) => peer().explain(jobId),
       leaderCommittedSeq: () => (peer().role === 'leader' ? peer().committedSeq : null),
       onCoreEvent: (listener) => this.onCoreEvent(listener),
@@ -492,6 +522,7 @@ export class Shuttle {
     this.#bootstrapTimer = null
     this.#inbox.length = 0
     for (const requestId of [...this.#submitWaiters.keys()]) this.#answerSubmission(requestId, { ok: false, code: 'unavailable', reason: 'the daemon is stopping; the job may still have been accepted' })
+    this.#checkpointWaiters.close('the daemon is stopping')
     await this.#clientProtocol?.stop()
     await this.#snapshots?.close().catch((error: unknown) => this.#logger.warn('snapshots-close-failed', { error }))
     await this.#admission?.stop()
@@ -587,7 +618,8 @@ export class Shuttle {
           this.#logger.info('start-job', { jobId: effect.jobId, term: effect.term, seq: effect.seq, restoreFrom: effect.restoreFrom?.cid ?? null })
           const from = effect.restoreFrom
           const snapshots = this.#snapshots!
-          this.#jobs!.start(effect, this.#peer!.document, from === null ? undefined : () => snapshots.restore(effect.jobId, from.cid, [from.node, ...from.holders]))
+          const restoreProgress = (frame: ProgressFrame): void => this.#restoreProgress.publish(effect.jobId, frame)
+          this.#jobs!.start(effect, this.#peer!.document, from === null ? undefined : () => snapshots.restore(effect.jobId, from.cid, [from.node, ...from.holders], restoreProgress))
           break
         }
         case 'checkpoint-job':
@@ -603,6 +635,7 @@ export class Shuttle {
           else this.#logger.info(event.kind, event)
           if (event.kind === 'submission-durable') this.#answerSubmission(event.requestId, { ok: true, jobId: event.jobId })
           else if (event.kind === 'submission-refused') this.#answerSubmission(event.requestId, { ok: false, code: 'refused', reason: event.reason })
+          else if (event.kind === 'checkpoint-answer') this.#checkpointWaiters.answered(event.requestId, event.refused)
           for (const listener of this.#eventListeners) {
             try {
               listener(event)
@@ -637,10 +670,15 @@ export class Shuttle {
     const policy = checkpointPolicyOf(this.#peer!.document, jobId)
     if (stop) this.#jobs!.endsWithCheckpoint(jobId)
     this.#logger.info('checkpoint-job', { jobId, stop, reason: effect.reason })
-    this.#snapshots!.checkpoint(jobId, { stop, replicas: policy.replicas, keep: policy.keep }).then(
-      ({ cid, holders }) => this.#enqueue((nowMs) => ({ kind: 'job-checkpointed', nowMs, jobId, cid, stopped: stop, holders })),
+    const waiters = this.#checkpointWaiters
+    this.#snapshots!.checkpoint(jobId, { stop, replicas: policy.replicas, keep: policy.keep, onProgress: (frame) => waiters.progress(jobId, frame) }).then(
+      (made) => {
+        this.#enqueue((nowMs) => ({ kind: 'job-checkpointed', nowMs, jobId, cid: made.cid, stopped: stop, holders: made.holders, sizeBytes: made.sizeBytes, chunks: made.chunks }))
+        waiters.made(jobId, made)
+      },
       (error: Error) => {
         this.#logger.warn('checkpoint-failed', { jobId, reason: error.message })
+        waiters.failed(jobId, error.message)
         if (stop) this.#jobs!.checkpointFailed(jobId)
         this.#enqueue((nowMs) => ({ kind: 'job-checkpoint-failed', nowMs, jobId, reason: error.message }))
       },

@@ -13,11 +13,12 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
 import type { JobId, NodeId } from '../consensus/index.ts'
 import type { RunHandle, Runtime } from '../runtime/index.ts'
-import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid, type HoldersOf } from '../snapshots/index.ts'
+import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid, type FetchProgress, type HoldersOf } from '../snapshots/index.ts'
 import { FrameReader, encodeFrames, sendAll } from '../snapshots/frames.ts'
 import type { SnapshotTransport } from '../snapshots/transport.ts'
 import type { Logger } from './logger.ts'
 import { SnapshotDhtRouting } from './snapshot-routing.ts'
+import { PhaseMeter, fetchFrame, type ProgressListener } from './transfer-progress.ts'
 
 export const snapshotReplicateProtocol = '/fabric/snapshot-replicate/1.0.0'
 /** A replicate request or reply is a small JSON object. */
@@ -33,6 +34,8 @@ export const announceTimeoutMs = 30_000
 
 const replicateRequest = z.strictObject({ cid: z.string().refine(isCid, 'not a snapshot CID'), from: z.string().min(1).max(128), owner: z.string().min(1).max(256) })
 const replicateReply = z.strictObject({ ok: z.boolean(), reason: z.string().max(512).optional() })
+/** Sent by the holder while it fetches, before its reply: what it has of the snapshot so far. */
+const replicateProgress = z.strictObject({ progress: z.strictObject({ bytesDone: z.number().nonnegative(), bytesTotal: z.number().nonnegative(), chunksDone: z.number().nonnegative(), chunksTotal: z.number().nonnegative(), bytesPerSecond: z.number().nonnegative(), etaMs: z.number().nonnegative().nullable() }) })
 
 export interface SnapshotKeeperComponents {
   libp2p: Libp2p
@@ -103,25 +106,35 @@ export class SnapshotKeeper {
    * Checkpoints the job, packs the images as a snapshot and gets `replicas` peers to hold it.
    * Returns the CID and the peers that confirmed. The local images are removed once packed.
    */
-  async checkpoint(jobId: JobId, options: { stop: boolean; replicas: number; keep: number }): Promise<{ cid: Cid; holders: NodeId[] }> {
+  async checkpoint(jobId: JobId, options: { stop: boolean; replicas: number; keep: number; onProgress?: ProgressListener }): Promise<{ cid: Cid; holders: NodeId[]; sizeBytes: number; chunks: number }> {
     const directory = join(this.#components.dataDir, 'checkpoints', `${jobId.replaceAll('#', '.r')}-${Date.now()}-${++this.#serial}`)
     await mkdir(join(this.#components.dataDir, 'checkpoints'), { recursive: true })
+    const listener = options.onProgress
+    const meter = (phase: 'checkpoint' | 'pack' | 'replicate', peer?: string): PhaseMeter | null =>
+      listener === undefined ? null : new PhaseMeter({ jobId, node: this.#components.libp2p.peerId.toString(), phase, ...(peer === undefined ? {} : { peer }) }, () => performance.now(), listener)
     try {
+      meter('checkpoint')?.update(0, 0, true)
       await this.#components.runtime.checkpoint(jobId, directory, { leaveRunning: !options.stop })
-      const packed = await packDirectory(directory, this.#store, { owner: jobId })
+      const packing = meter('pack')
+      const packed = await packDirectory(directory, this.#store, {
+        owner: jobId,
+        ...(packing === null ? {} : { onProgress: ({ bytes, chunks, bytesTotal }: { bytes: number; chunks: number; bytesTotal: number }) => { packing.total(bytesTotal, 0); packing.update(bytes, chunks) } }),
+      })
+      packing?.total(packed.sizeBytes, packed.distinctChunks)
+      packing?.finish()
       const cid = packed.cid
       await this.#keepOnly(jobId, cid, options.keep)
       this.#announce(cid)
-      const holders = await this.#replicate(cid, jobId, options.replicas)
-      this.#components.logger.info('snapshot-made', { jobId, cid, holders, stop: options.stop })
-      return { cid, holders }
+      const holders = await this.#replicate(cid, jobId, options.replicas, listener === undefined ? undefined : (peer) => meter('replicate', peer)!)
+      this.#components.logger.info('snapshot-made', { jobId, cid, holders, stop: options.stop, sizeBytes: packed.sizeBytes, chunks: packed.distinctChunks })
+      return { cid, holders, sizeBytes: packed.sizeBytes, chunks: packed.distinctChunks }
     } finally {
       await rm(directory, { recursive: true, force: true })
     }
   }
 
   /** Fetches the snapshot from its holders (the first is the node that made it), writes it out and restores the job. */
-  async restore(jobId: JobId, cid: string, holders: readonly NodeId[]): Promise<RunHandle> {
+  async restore(jobId: JobId, cid: string, holders: readonly NodeId[], onProgress?: ProgressListener): Promise<RunHandle> {
     if (!isCid(cid)) throw new Error(`"${cid}" is not a snapshot CID`)
     const self = this.#components.libp2p.peerId.toString()
     const peers = await Promise.all(holders.filter((holder) => holder !== self).map((holder) => this.#peerInfo(holder)))
@@ -133,7 +146,7 @@ export class SnapshotKeeper {
       this.#components.logger.info('snapshot-holders', { jobId, cid, holders: found.holders.map((holder) => ({ peer: holder.id.toString(), sources: found.sources.get(holder.id.toString()) })), dhtError: found.dhtError })
       return found.holders
     }
-    const fetched = await this.#fetchFrom(cid, jobId, holdersOf)
+    const fetched = await this.#fetchFrom(cid, jobId, holdersOf, onProgress === undefined ? undefined : (progress) => onProgress(fetchFrame(progress, { jobId, node: self, phase: 'fetch' })))
     if (fetched.chunksFetched > 0 || fetched.manifestFetched) {
       const used = fetched.holders.map((holder) => ({ peer: holder.peerId, sources: sources.get(holder.peerId), chunks: holder.chunks, failure: holder.failure }))
       this.#components.logger.info('snapshot-fetched', { jobId, cid, bytes: fetched.bytesFetched, chunks: fetched.chunksFetched, alreadyStored: fetched.chunksAlreadyStored, ms: Math.round(fetched.elapsedMs), holders: used })
@@ -143,6 +156,7 @@ export class SnapshotKeeper {
     await mkdir(join(this.#components.dataDir, 'restores'), { recursive: true })
     await materializeSnapshot(this.#store, cid, directory)
     try {
+      onProgress?.({ type: 'progress', jobId, node: self, phase: 'restore', bytesDone: 0, bytesTotal: 0, chunksDone: 0, chunksTotal: 0, bytesPerSecond: 0, etaMs: null })
       return await this.#components.runtime.restore(jobId, directory)
     } finally {
       await rm(directory, { recursive: true, force: true })
@@ -172,9 +186,9 @@ export class SnapshotKeeper {
     }
   }
 
-  async #fetchFrom(cid: Cid, owner: string, holdersOf: HoldersOf) {
+  async #fetchFrom(cid: Cid, owner: string, holdersOf: HoldersOf, onProgress?: (progress: FetchProgress) => void) {
     const fetcher = new SnapshotFetcher({ libp2p: this.#components.libp2p, transport: this.#components.snapshotTransport, store: this.#store, logger: this.#components.logger, holdersOf })
-    return fetcher.fetch(cid, { owner })
+    return fetcher.fetch(cid, { owner, ...(onProgress === undefined ? {} : { onProgress }) })
   }
 
   /** Provides `cid` in the DHT, in the background: a checkpoint or restore never waits on it, and the document still names the holders. */
@@ -201,27 +215,44 @@ export class SnapshotKeeper {
   }
 
   /** Asks candidates in turn until `count` confirmed holding the snapshot (bounded by the candidates). */
-  async #replicate(cid: Cid, jobId: string, count: number): Promise<NodeId[]> {
+  async #replicate(cid: Cid, jobId: string, count: number, meterFor?: (peer: NodeId) => PhaseMeter): Promise<NodeId[]> {
     const holders: NodeId[] = []
     for (const candidate of this.#components.replicaCandidates()) {
       if (holders.length >= count) break
-      const reason = await this.#askToHold(candidate, cid, jobId).catch((error: Error) => error.message)
+      const reason = await this.#askToHold(candidate, cid, jobId, meterFor?.(candidate)).catch((error: Error) => error.message)
       if (reason === null) holders.push(candidate)
       else this.#components.logger.warn('snapshot-replica-refused', { cid, peer: candidate, reason })
     }
     return holders
   }
 
-  async #askToHold(peer: NodeId, cid: Cid, owner: string): Promise<string | null> {
+  /** Null once `peer` holds the snapshot, else why not; the holder's fetch progress goes to `meter` as it comes. */
+  async #askToHold(peer: NodeId, cid: Cid, owner: string, meter?: PhaseMeter): Promise<string | null> {
     const signal = AbortSignal.timeout(replicateTimeoutMs)
     const stream = await this.#components.libp2p.dialProtocol(peerIdFromString(peer), snapshotReplicateProtocol, { signal })
     try {
       const frames = new FrameReader(stream, { maxFrameBytes: maxReplicateMessageBytes, maxBufferedBytes: 2 * maxReplicateMessageBytes })
       await sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify({ cid, from: this.#components.libp2p.peerId.toString(), owner }))]]))
-      const bytes = await withTimeout(frames.read(), signal)
-      const reply = replicateReply.safeParse(JSON.parse(new TextDecoder().decode(bytes)))
-      if (!reply.success) return 'malformed reply'
-      return reply.data.ok ? null : (reply.data.reason ?? 'refused')
+      for (;;) {
+        const bytes = await withTimeout(frames.read(), signal)
+        let parsed: unknown
+        try {
+          parsed = JSON.parse(new TextDecoder().decode(bytes))
+        } catch {
+          return 'malformed reply'
+        }
+        const progress = replicateProgress.safeParse(parsed)
+        if (progress.success) {
+          const { bytesDone, bytesTotal, chunksDone, chunksTotal } = progress.data.progress
+          meter?.total(bytesTotal, chunksTotal)
+          meter?.update(bytesDone, chunksDone)
+          continue
+        }
+        const reply = replicateReply.safeParse(parsed)
+        if (!reply.success) return 'malformed reply'
+        if (reply.data.ok) meter?.finish()
+        return reply.data.ok ? null : (reply.data.reason ?? 'refused')
+      }
     } finally {
       await stream.close().catch(() => stream.abort(new Error('closing')))
     }
@@ -254,7 +285,14 @@ export class SnapshotKeeper {
       // Only the peer that made the snapshot may ask (it is the one we fetch from).
       if (request.data.from !== from) return await answer({ ok: false, reason: 'the request names another peer as the source' })
       const source = [await this.#peerInfo(from)]
-      const fetched = await this.#fetchFrom(request.data.cid as Cid, `replica:${request.data.owner}`, async () => source)
+      // The asker shows the fetch as its replicate progress: one small frame per update, in order.
+      let sending: Promise<void> = Promise.resolve()
+      const report = (progress: FetchProgress): void => {
+        const frame = { progress: { bytesDone: progress.bytesFetched, bytesTotal: progress.bytesTotal, chunksDone: progress.chunksFetched, chunksTotal: progress.chunksTotal, bytesPerSecond: progress.bytesPerSecond, etaMs: progress.etaMs } }
+        sending = sending.then(() => sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify(frame))]]), 10_000)).catch(() => {})
+      }
+      const fetched = await this.#fetchFrom(request.data.cid as Cid, `replica:${request.data.owner}`, async () => source, report)
+      await sending
       this.#components.logger.info('snapshot-replicated', { cid: request.data.cid, from, chunks: fetched.chunksFetched, bytes: fetched.bytesFetched, alreadyStored: fetched.chunksAlreadyStored, ms: Math.round(fetched.elapsedMs) })
       this.#announce(request.data.cid as Cid)
       await answer({ ok: true })

@@ -23,10 +23,17 @@ export interface BuiltManifest {
   locations: Map<ChunkHash, ChunkLocation>
 }
 
+/** Bytes and chunks cut so far of the directory's files (for a progress bar). */
+export type PackProgress = (done: { bytes: number; chunks: number; bytesTotal: number }) => void
+
 /** Walks `directory` and cuts every file: the manifest, without touching any store. */
-export async function buildManifest(directory: string, policy: ChunkingPolicy = defaultChunkingPolicy): Promise<BuiltManifest> {
+export async function buildManifest(directory: string, policy: ChunkingPolicy = defaultChunkingPolicy, onProgress?: PackProgress): Promise<BuiltManifest> {
   assertChunkingPolicy(policy)
   const found = await walk(directory)
+  let bytesTotal = 0
+  for (const item of found) bytesTotal += item.sizeBytes
+  let bytesCut = 0
+  let chunksCut = 0
   const entries: ManifestEntry[] = []
   const locations = new Map<ChunkHash, ChunkLocation>()
   for (const item of found) {
@@ -43,6 +50,8 @@ export async function buildManifest(directory: string, policy: ChunkingPolicy = 
       chunks.push([hash, chunk.bytes.length])
       if (!locations.has(hash)) locations.set(hash, { path: item.path, offset: chunk.offset, sizeBytes: chunk.bytes.length })
       sizeBytes += chunk.bytes.length
+      bytesCut += chunk.bytes.length
+      onProgress?.({ bytes: bytesCut, chunks: ++chunksCut, bytesTotal })
     }
     entries.push({ kind: 'file', path: item.path, mode, sizeBytes, chunking: describeChunking(method), chunks })
   }
@@ -62,8 +71,8 @@ export interface PackResult {
 }
 
 /** Packs `directory` into `store`, pinned for `owner`. */
-export async function packDirectory(directory: string, store: ChunkStore, options: { owner: string; policy?: ChunkingPolicy }): Promise<PackResult> {
-  const { manifest, locations } = await buildManifest(directory, options.policy)
+export async function packDirectory(directory: string, store: ChunkStore, options: { owner: string; policy?: ChunkingPolicy; onProgress?: PackProgress }): Promise<PackResult> {
+  const { manifest, locations } = await buildManifest(directory, options.policy, options.onProgress)
   const { cid } = await store.pin(manifest, options.owner)
   const missing = await store.missingChunks([...locations.keys()])
   let batch: StoredChunk[] = []
@@ -106,7 +115,7 @@ export async function packDirectory(directory: string, store: ChunkStore, option
   return { cid, manifest, sizeBytes, distinctChunks: locations.size, chunksWritten: missing.length, bytesWritten }
 }
 
-interface FoundEntry { kind: 'file' | 'directory'; path: string; mode: number }
+interface FoundEntry { kind: 'file' | 'directory'; path: string; mode: number; sizeBytes: number }
 
 /** Every file and directory under `root` (relative '/' paths), sorted by path; anything else is refused. */
 async function walk(root: string): Promise<FoundEntry[]> {
@@ -117,10 +126,10 @@ async function walk(root: string): Promise<FoundEntry[]> {
       const path = relative === '' ? name : `${relative}/${name}`
       const stats = await lstat(join(root, path))
       if (stats.isDirectory()) {
-        found.push({ kind: 'directory', path, mode: stats.mode })
+        found.push({ kind: 'directory', path, mode: stats.mode, sizeBytes: 0 })
         await visit(path)
       } else if (stats.isFile()) {
-        found.push({ kind: 'file', path, mode: stats.mode })
+        found.push({ kind: 'file', path, mode: stats.mode, sizeBytes: stats.size })
       } else {
         throw new UnsupportedEntryError(join(root, path), stats.isSymbolicLink() ? 'symbolic link' : 'special file')
       }

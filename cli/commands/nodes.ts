@@ -18,7 +18,7 @@ export function registerNodes(program: Command): void {
     const rows = nodes.map((node) => [
       `${node.id}${node.self ? ' *' : ''}`,
       node.leader ? 'leader' : node.voter ? 'voter' : 'member',
-      node.alive ? 'alive' : node.lastHeardAgoMs === null ? 'unheard' : `silent ${Math.round(node.lastHeardAgoMs / 1000)}s`,
+      `${node.alive ? 'alive' : node.lastHeardAgoMs === null ? 'unheard' : `silent ${Math.round(node.lastHeardAgoMs / 1000)}s`}${node.draining === true ? ', draining' : ''}`,
       `${node.capacity.cpuMillis}m / ${node.capacity.memoryMiB}Mi`,
       node.free === null ? '-' : `${node.free.cpuMillis}m / ${node.free.memoryMiB}Mi`,
       node.running === null ? (node.metrics === undefined ? '-' : String(node.metrics.runningJobs)) : String(node.running),

@@ -186,6 +186,12 @@ export function clientRequests(random: SeededRandom, ids: Identities, count: num
     { ...envelope(client), kind: random.pick(['job', 'cancel', 'explain']), jobId: random.pick(inheritedNames) },
     { ...envelope(client), kind: 'migrate', jobId: random.pick(inheritedNames), to: random.pick([null, ...inheritedNames]) },
     { ...envelope(client), kind: 'logs', jobId: random.pick(inheritedNames), follow: false, stream: 'stdout' },
+    // Snapshots and moves of jobs and nodes that do not exist (a node may pass a checkpoint on; drains need an admin).
+    { ...envelope(client), kind: 'checkpoint', jobId: random.pick([`no-such-${random.int(0, 1_000)}`, ...inheritedNames]), forwarded: random.chance(0.5) },
+    { ...envelope(client), kind: 'snapshots', jobId: random.pick([`no-such-${random.int(0, 1_000)}`, ...inheritedNames]) },
+    { ...envelope(client), kind: 'restore-progress', jobId: random.pick(['no-such-job', ...inheritedNames]), waitMs: random.int(1, 50) },
+    { ...envelope(client), kind: random.pick(['drain', 'undrain']), nodeId: random.pick([ids.victim, ids.daemon, ...inheritedNames]) },
+    { ...envelope(client), kind: 'migrate', jobId: `no-such-${random.int(0, 1_000)}`, to: null, region: random.pick(['eu', ...inheritedNames]), follow: random.chance(0.5), waitMs: random.int(1, 50) },
   ]
   const requests: Uint8Array[] = [
     new Uint8Array(clientWireLimits.maxRequestBytes + 1).fill(0x20),
