@@ -2,6 +2,7 @@
 // oversized, of an unknown kind, with unknown fields or a wrong version is refused with a reason
 // naming what is wrong; response frames and result values are checked on the client side too.
 import { describe, expect, it } from 'vitest'
+import { encodeCbor } from '../codec/index.ts'
 import { clientWireLimits, decodeClientRequest, decodeClientResponse, decodeClientResult, encodeClientRequest, errorResponse, type ClientRequest } from './client-wire.ts'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
@@ -36,19 +37,20 @@ describe('client wire: requests', () => {
       if (decoded.ok) throw new Error('accepted')
       return decoded.reason
     }
-    expect(refusal(new Uint8Array([0xff, 0xfe]))).toMatch(/UTF-8/)
-    expect(refusal(utf8('{"kind":'))).toMatch(/not valid JSON/)
-    expect(refusal(utf8('[1,2]'))).toMatch(/not a JSON object/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'drop-tables' })))).toMatch(/unknown request kind "drop-tables"/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'jobs', extra: 1 })))).toMatch(/jobs: .*extra/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, v: 2, kind: 'jobs' })))).toMatch(/jobs: v/)
-    expect(refusal(utf8(JSON.stringify({ v: 1, requestId: 'r', kind: 'leader' })))).toMatch(/client/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'logs', jobId: 'a', follow: 'yes', stream: 'both' })))).toMatch(/follow/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'jobs', limit: clientWireLimits.maxListedJobs + 1 })))).toMatch(/limit/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'job', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/jobId/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'migrate', jobId: 'a' })))).toMatch(/migrate: to/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'cancel', jobId: '' })))).toMatch(/cancel: jobId/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'plan', spec: 'x'.repeat(clientWireLimits.maxSpecTextBytes + 1) })))).toMatch(/plan: spec/)
+    expect(refusal(new Uint8Array([0x62, 0xc3, 0x28]))).toMatch(/utf-8/)
+    expect(refusal(utf8('{"kind":'))).toMatch(/not valid CBOR/)
+    expect(refusal(new Uint8Array([0xa1, 0x64, 0x6b, 0x69, 0x6e, 0x64]))).toMatch(/not valid CBOR/)
+    expect(refusal(encodeCbor([1, 2]))).toMatch(/not a CBOR map/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'drop-tables' })))).toMatch(/unknown request kind "drop-tables"/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'jobs', extra: 1 })))).toMatch(/jobs: .*extra/)
+    expect(refusal(encodeCbor(({ ...envelope, v: 2, kind: 'jobs' })))).toMatch(/jobs: v/)
+    expect(refusal(encodeCbor(({ v: 1, requestId: 'r', kind: 'leader' })))).toMatch(/client/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'logs', jobId: 'a', follow: 'yes', stream: 'both' })))).toMatch(/follow/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'jobs', limit: clientWireLimits.maxListedJobs + 1 })))).toMatch(/limit/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'job', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/jobId/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'migrate', jobId: 'a' })))).toMatch(/migrate: to/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'cancel', jobId: '' })))).toMatch(/cancel: jobId/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'plan', spec: 'x'.repeat(clientWireLimits.maxSpecTextBytes + 1) })))).toMatch(/plan: spec/)
   })
 
   it('refuses a spec over its limit and a frame over the request limit', () => {
@@ -60,12 +62,13 @@ describe('client wire: requests', () => {
 
 describe('client wire: responses', () => {
   it('checks frames and the result of each kind', () => {
-    expect(decodeClientResponse(utf8('{"type":"end"}'))).toEqual({ ok: true, value: { type: 'end' } })
-    expect(decodeClientResponse(utf8('{"type":"log","stream":"stdout","offsetBytes":-1,"text":"x"}')).ok).toBe(false)
-    expect(decodeClientResponse(utf8('{"type":"error","code":"teapot","message":"x"}')).ok).toBe(false)
+    expect(decodeClientResponse(encodeCbor({ type: 'end' }))).toEqual({ ok: true, value: { type: 'end' } })
+    expect(decodeClientResponse(utf8('{"type":"end"}')).ok).toBe(false)
+    expect(decodeClientResponse(encodeCbor({ type: 'log', stream: 'stdout', offsetBytes: -1, text: 'x' })).ok).toBe(false)
+    expect(decodeClientResponse(encodeCbor({ type: 'error', code: 'teapot', message: 'x' })).ok).toBe(false)
     expect(decodeClientResult('submit', { jobId: 'a-1' })).toEqual({ ok: true, value: { jobId: 'a-1' } })
     expect(decodeClientResult('leader', { leaderId: null }).ok).toBe(false)
-    expect(decodeClientResponse(utf8('{"type":"assignment","jobId":"a#0","node":"n","term":2,"seq":3}')).ok).toBe(true)
+    expect(decodeClientResponse(encodeCbor({ type: 'assignment', jobId: 'a#0', node: 'n', term: 2, seq: 3 })).ok).toBe(true)
     expect(decodeClientResult('status', { nodeId: 'n', role: 'leader', term: 1, leaderId: 'n', readyLeader: true, voters: ['n'], documentHeads: [], jobRecords: 0, counters: {} }).ok).toBe(true)
     // An explain record whose table is over the row limit is refused, not rendered.
     const row = { nodeId: 'n', provider: 'p', region: 'r', azId: 'a', spot: false, awarded: 0 }
@@ -77,6 +80,6 @@ describe('client wire: responses', () => {
   it('clips an error message to its limit', () => {
     const response = errorResponse('internal', 'y'.repeat(clientWireLimits.maxErrorMessageChars * 2))
     expect(response.message).toHaveLength(clientWireLimits.maxErrorMessageChars)
-    expect(decodeClientResponse(utf8(JSON.stringify(response))).ok).toBe(true)
+    expect(decodeClientResponse(encodeCbor((response))).ok).toBe(true)
   })
 })

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import type { Libp2p, PeerInfo, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
+import { decodeCbor, encodeCbor } from '../codec/index.ts'
 import type { JobId, NodeId } from '../consensus/index.ts'
 import type { RunHandle, Runtime } from '../runtime/index.ts'
 import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid } from '../snapshots/index.ts'
@@ -16,7 +17,7 @@ import { FrameReader, encodeFrames, sendAll } from '../snapshots/frames.ts'
 import type { Logger } from './logger.ts'
 
 export const snapshotReplicateProtocol = '/fabric/snapshot-replicate/1.0.0'
-/** A replicate request or reply is a small JSON object. */
+/** A replicate request or reply is a small CBOR map. */
 export const maxReplicateMessageBytes = 2_048
 /** How long a holder may take to fetch a snapshot it was asked to keep. */
 export const replicateTimeoutMs = 120_000
@@ -171,9 +172,10 @@ export class SnapshotKeeper {
     const stream = await this.#components.libp2p.dialProtocol(peerIdFromString(peer), snapshotReplicateProtocol, { signal })
     try {
       const frames = new FrameReader(stream, { maxFrameBytes: maxReplicateMessageBytes, maxBufferedBytes: 2 * maxReplicateMessageBytes })
-      await sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify({ cid, from: this.#components.libp2p.peerId.toString(), owner }))]]))
+      await sendAll(stream, encodeFrames([[encodeCbor({ cid, from: this.#components.libp2p.peerId.toString(), owner })]]))
       const bytes = await withTimeout(frames.read(), signal)
-      const reply = replicateReply.safeParse(JSON.parse(new TextDecoder().decode(bytes)))
+      const decoded = decodeCbor(bytes)
+      const reply = replicateReply.safeParse(decoded.ok ? decoded.value : undefined)
       if (!reply.success) return 'malformed reply'
       return reply.data.ok ? null : (reply.data.reason ?? 'refused')
     } finally {
@@ -189,7 +191,7 @@ export class SnapshotKeeper {
       // Counted once: a reply that could not be sent is answered again from the catch below.
       if (!counted) this.#replicateCounters[reply.ok ? 'replicated' : 'refused']++
       counted = true
-      await sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify(reply))]]), 10_000)
+      await sendAll(stream, encodeFrames([[encodeCbor(reply)]]), 10_000)
       await stream.close().catch(() => stream.abort(new Error('closing')))
     }
     if (!this.#components.mayActAsNode(from)) return answer({ ok: false, reason: 'only mesh nodes may ask to hold a snapshot' })
@@ -197,13 +199,9 @@ export class SnapshotKeeper {
     this.#replicating++
     try {
       const bytes = await withTimeout(frames.read(), AbortSignal.timeout(10_000))
-      let parsed: unknown
-      try {
-        parsed = JSON.parse(new TextDecoder().decode(bytes))
-      } catch {
-        return await answer({ ok: false, reason: 'not JSON' })
-      }
-      const request = replicateRequest.safeParse(parsed)
+      const parsed = decodeCbor(bytes)
+      if (!parsed.ok) return await answer({ ok: false, reason: parsed.reason })
+      const request = replicateRequest.safeParse(parsed.value)
       if (!request.success) return await answer({ ok: false, reason: `malformed: ${request.error.issues[0]?.message ?? 'invalid'}` })
       // Only the peer that made the snapshot may ask (it is the one we fetch from).
       if (request.data.from !== from) return await answer({ ok: false, reason: 'the request names another peer as the source' })
