@@ -38,6 +38,7 @@ import { RuntimeSelector, dockerLabel } from './runtime-selector.ts'
 import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
 import { Admission } from './admission.ts'
 import { meshAddresses } from './admission-requests.ts'
+import { admittedNodeIds } from './admission-records.ts'
 import { CapacityGossipChannel } from './capacity-gossip.ts'
 import { clientFrames } from './client-connection.ts'
 import { ClientProtocol } from './client-protocol.ts'
@@ -53,6 +54,7 @@ import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
 import { MetricsGossipChannel, NodeMetricsBook, metricsPublishIntervalMs } from './metrics-gossip.ts'
 import { NodeLiveness } from './node-liveness.ts'
+import { PeerDiscovery } from './peer-discovery.ts'
 import { requestSigner } from './request-signature.ts'
 import { ConsensusStore } from './store.ts'
 import type { NodeMetrics } from './wire.ts'
@@ -142,6 +144,7 @@ export class Shuttle {
   #clientProtocol: ClientProtocol | null = null
   #snapshots: SnapshotKeeper | null = null
   #admission: Admission | null = null
+  #discovery: PeerDiscovery | null = null
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
   readonly #submitWaiters = new Map<string, { jobId: JobId; timer: NodeJS.Timeout; resolve: (outcome: SubmitOutcome) => void }>()
   /** Called with every event the core reports (client watches, benchmarks); see onCoreEvent. */
@@ -193,6 +196,7 @@ export class Shuttle {
       client: this.#clientProtocol?.counters,
       admission: this.#admission?.counters(),
       snapshots: this.#snapshots?.counters,
+      discovery: this.#discovery === null ? undefined : { ...this.#discovery.counters, connectedPeers: this.#discovery.connectedPeers(), missingMembers: this.#discovery.missingMembers().length },
     }
   }
 
@@ -320,6 +324,14 @@ export class Shuttle {
     this.#logger.info('started', { nodeId: identity.nodeId, addresses: this.addresses, voters: this.#peer.voters(), electionTimeoutMs })
     this.#components.onReady?.({ nodeId: identity.nodeId, addresses: this.addresses, term: this.#peer.term, voters: this.#peer.voters() })
     this.#dialBootstrap()
+    this.#discovery = new PeerDiscovery({
+      libp2p,
+      dht: libp2p.services.dht,
+      logger: this.#logger.child('discovery'),
+      members: (limit) => (this.#peer === null ? [] : admittedNodeIds(this.#peer.document, limit)),
+      nowMs: () => this.#clock.nowMs(),
+    })
+    this.#discovery.start()
     this.#metricsTimer = setInterval(() => {
       this.#metricsSeq++
       this.#metricsGossip?.publish(this.#ownMetrics())
@@ -476,6 +488,7 @@ export class Shuttle {
     if (wasStarting) await this.#starting?.catch(() => {})
     if (this.#timer !== null) clearTimeout(this.#timer)
     if (this.#bootstrapTimer !== null) clearTimeout(this.#bootstrapTimer)
+    this.#discovery?.stop()
     if (this.#metricsTimer !== null) clearInterval(this.#metricsTimer)
     this.#timer = null
     this.#metricsTimer = null
