@@ -53,6 +53,7 @@ import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
 import { MetricsGossipChannel, NodeMetricsBook, metricsPublishIntervalMs } from './metrics-gossip.ts'
+import { MachineFree } from './machine-resources.ts'
 import { NodeLiveness } from './node-liveness.ts'
 import { PeerDiscovery } from './peer-discovery.ts'
 import { requestSigner } from './request-signature.ts'
@@ -145,6 +146,8 @@ export class Shuttle {
   #snapshots: SnapshotKeeper | null = null
   #admission: Admission | null = null
   #discovery: PeerDiscovery | null = null
+  /** What the machine has free now: caps the free resources the capacity gossip announces. */
+  #machineFree: MachineFree | null = null
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
   readonly #submitWaiters = new Map<string, { jobId: JobId; timer: NodeJS.Timeout; resolve: (outcome: SubmitOutcome) => void }>()
   /** Called with every event the core reports (client watches, benchmarks); see onCoreEvent. */
@@ -216,6 +219,7 @@ export class Shuttle {
     const init = this.#init
     const identity = await loadOrCreateIdentity(init.dataDir)
     this.#identity = identity
+    this.#machineFree = new MachineFree(init.dataDir)
     this.#logger.info('identity', { nodeId: identity.nodeId, created: identity.created })
 
     // Sorted and deduplicated: every node must derive byte-identical genesis from the same set,
@@ -443,6 +447,7 @@ export class Shuttle {
           cpuMillis -= run.demand.cpuMillis
           memoryMiB -= run.demand.memoryMiB
         }
+        if (this.#machineFree !== null) memoryMiB = Math.min(memoryMiB, this.#machineFree.memoryMiB())
         return { free: { cpuMillis, memoryMiB }, running: running.size, metrics: this.#ownMetrics() }
       },
       metricsHeard: this.#metricsHeard,
@@ -575,7 +580,7 @@ export class Shuttle {
           this.#transport!.send(effect.to, effect.message)
           break
         case 'publish-capacity':
-          this.#gossip!.publish(effect.gossip)
+          this.#gossip!.publish(this.#machineFree === null ? effect.gossip : { ...effect.gossip, free: this.#machineFree.cap(effect.gossip.free) })
           break
         case 'archive-job':
           await this.#store!.archive(effect.job)
