@@ -20,7 +20,7 @@ export const clientWireLimits = {
   maxRequestBytes: 272 * 1024,
   /** One response frame (a listing of jobs or nodes is the largest). */
   maxResponseFrameBytes: 4 * 1024 * 1024,
-  /** Log text per frame (before JSON escaping; escaping at most sextuples it). */
+  /** Log text per frame (CBOR text: at most three UTF-8 bytes a character, far under the frame limit). */
   maxLogChunkChars: 64 * 1024,
   maxErrorMessageChars: 4_096,
   maxListedJobs: 1_000,

@@ -1,5 +1,5 @@
 // Protocol fuzzing of a real daemon (a separate process on loopback, the leader of a one-voter mesh
-// running a job) from a separate libp2p host: thousands of malformed, truncated, oversized and forged
+// running a job) from a separate libp2p host: thousands of malformed (hostile CBOR among them), truncated, oversized and forged
 // frames on /fabric/consensus/1.0.0, requests on /fabric/client/1.0.0, /fabric/join/1.0.0,
 // /fabric/snapshots/1.0.0 and /fabric/snapshot-replicate/1.0.0, and gossipsub RPCs on the capacity
 // topic. The mesh is closed (an admin key) so that invites are checked at all; the fuzzer is admitted
