@@ -4,6 +4,7 @@
 // that package. The operator's flags cap what is offered: offered = min(flag, machine). What the
 // gossip announces as free is min(the document's accounting, the machine's free memory and disk
 // now), read cheaply each time (os.freemem is MemAvailable on Linux; statfs of the data directory).
+// Placement itself uses the document's accounting; the gossiped free is what `fabric nodes` shows.
 import { execFile } from 'node:child_process'
 import { statfs } from 'node:fs/promises'
 import { availableParallelism, freemem, totalmem } from 'node:os'
@@ -118,7 +119,10 @@ export class MachineFree {
     return this.#diskFreeMiB
   }
 
-  /** The document's free resources, each capped by what the machine has free now. */
+  /**
+   * The document's free resources, memory and disk capped by what the machine has free now. CPU is
+   * not capped by the load: it is shared over time, and a load average would make it jump.
+   */
   cap(free: Resources): Resources {
     const disk = this.diskMiB()
     return {
