@@ -5,7 +5,8 @@
 // mechanisms get there: kad-dht's own walk towards its id when it starts, and peer discovery
 // (node/peer-discovery.ts), which dials the document's nodes it has no connection to every 2 s;
 // on four nodes the walk alone reaches all (checked by hand with discovery off), so this test holds
-// the property, and peer-discovery.test.ts proves discovery's own part.
+// the property; peer-discovery.test.ts proves discovery's own part, and peer-discovery-scale.test.ts
+// shows it at 30 hosts, where the walk alone leaves each host with a few connections.
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from '@libp2p/interface'
 import { afterAll, describe, expect, it } from 'vitest'

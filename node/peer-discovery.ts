@@ -1,15 +1,18 @@
 // Keeps a daemon connected to the rest of the admitted mesh, not only to its bootstrap peers and to
 // those that dial it. Every discoveryIntervalMs it dials, by peer id, admitted nodes (the cluster
 // document's voters, registered nodes and nodes admitted by the admin) it has no connection to;
-// libp2p finds their addresses in its peer store, else through the DHT (/fabric/kad/1.0.0). A walk
-// of the DHT towards its own id (a self-lookup: at boot and while members are missing, at most every
-// selfLookupIntervalMs) fills the peer store and the routing tables on both sides. Dials per
+// libp2p finds their addresses in its peer store, else through the DHT (/fabric/kad/1.0.0). The
+// peer store learns them from the addresses topic (address-gossip.ts: each node announces its own,
+// signed, every addressAnnounceIntervalMs) and from a walk of the DHT towards this node's own id (a
+// self-lookup: at boot and while members are missing, at most every selfLookupIntervalMs). Dials per
 // interval and connections are bounded; the connection gater (admission-gate.ts) still decides who
 // may connect, and nothing here dials a peer the document does not name as a node.
 import type { Libp2p, PeerId, PeerInfo } from '@libp2p/interface'
 import type { QueryEvent } from '@libp2p/kad-dht'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from './logger.ts'
+import { maxAddressLength, maxAnnouncedAddresses, type AddressGossip } from './wire.ts'
 
 /** How often missing members are looked for and dialed. */
 export const discoveryIntervalMs = 2_000
@@ -23,6 +26,8 @@ export const discoveryDialTimeoutMs = 10_000
 export const selfLookupIntervalMs = 30_000
 /** A self-lookup gives up after this long. */
 export const selfLookupTimeoutMs = 10_000
+/** How often a node announces its own listen addresses on the addresses topic. */
+export const addressAnnounceIntervalMs = 10_000
 /** Members read from the document per interval (the rest wait for a later one). */
 export const maxMembersConsidered = 4_096
 
@@ -38,6 +43,8 @@ export interface PeerDiscoveryComponents {
   /** The node ids the document admits as nodes (this node's own id may be among them). */
   members(limit: number): Iterable<string>
   nowMs(): number
+  /** Publishes this node's addresses on the addresses topic (absent: nothing is announced). */
+  announce?(gossip: AddressGossip): void
 }
 
 export interface PeerDiscoveryCounters {
@@ -49,10 +56,13 @@ export interface PeerDiscoveryCounters {
   lookupPeers: number
   /** Intervals skipped because maxDiscoveryConnections was reached. */
   atConnectionLimit: number
+  /** Address announcements of members kept, and of others ignored. */
+  addressesHeard: number
+  addressesIgnored: number
 }
 
 export class PeerDiscovery {
-  readonly counters: PeerDiscoveryCounters = { dials: 0, dialFailures: 0, lookups: 0, lookupPeers: 0, atConnectionLimit: 0 }
+  readonly counters: PeerDiscoveryCounters = { dials: 0, dialFailures: 0, lookups: 0, lookupPeers: 0, atConnectionLimit: 0, addressesHeard: 0, addressesIgnored: 0 }
   readonly #components: PeerDiscoveryComponents
   readonly #dialing = new Set<string>()
   #timer: NodeJS.Timeout | null = null
@@ -61,6 +71,8 @@ export class PeerDiscovery {
   /** Where the next interval starts in the member list, so members that fail to answer do not starve the rest. */
   #cursor = 0
   #started = false
+  #announcedSeq = 0
+  #lastAnnounceMs = -Infinity
 
   constructor(components: PeerDiscoveryComponents) {
     this.#components = components
@@ -107,8 +119,41 @@ export class PeerDiscovery {
     }, delayMs)
   }
 
+  /** An announcement heard on the addresses topic (signer and admission already checked): kept for a member. */
+  heard(gossip: AddressGossip): void {
+    const { libp2p } = this.#components
+    const isMember = gossip.nodeId !== libp2p.peerId.toString() && [...this.#components.members(maxMembersConsidered)].includes(gossip.nodeId)
+    if (!isMember) {
+      this.counters.addressesIgnored++
+      return
+    }
+    const addresses: Multiaddr[] = []
+    for (const text of gossip.addresses) {
+      try {
+        const address = multiaddr(text)
+        const names = address.getComponents().find((component) => component.name === 'p2p')?.value
+        if (names === undefined || names === gossip.nodeId) addresses.push(address)
+      } catch {
+        // not a multiaddr: left out
+      }
+    }
+    if (addresses.length === 0) return
+    this.counters.addressesHeard++
+    libp2p.peerStore.merge(peerIdFromString(gossip.nodeId), { multiaddrs: addresses }).catch((error: unknown) => this.#components.logger.debug('discovery-address-merge-failed', { peerId: gossip.nodeId, error }))
+  }
+
+  #announce(): void {
+    const { libp2p, announce } = this.#components
+    if (announce === undefined || this.#components.nowMs() - this.#lastAnnounceMs < addressAnnounceIntervalMs) return
+    const addresses = libp2p.getMultiaddrs().map(String).filter((text) => text.length <= maxAddressLength).slice(0, maxAnnouncedAddresses)
+    if (addresses.length === 0) return
+    this.#lastAnnounceMs = this.#components.nowMs()
+    announce({ nodeId: libp2p.peerId.toString(), seq: ++this.#announcedSeq, addresses })
+  }
+
   #round(): void {
     const { libp2p, logger } = this.#components
+    this.#announce()
     const missing = this.missingMembers()
     if (missing.length === 0) return
     const connections = libp2p.getConnections().length

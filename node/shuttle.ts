@@ -39,6 +39,7 @@ import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
 import { Admission } from './admission.ts'
 import { meshAddresses } from './admission-requests.ts'
 import { admittedNodeIds } from './admission-records.ts'
+import { AddressGossipChannel } from './address-gossip.ts'
 import { CapacityGossipChannel } from './capacity-gossip.ts'
 import { clientFrames } from './client-connection.ts'
 import { ClientProtocol } from './client-protocol.ts'
@@ -136,6 +137,7 @@ export class Shuttle {
   #transport: ConsensusTransport | null = null
   #gossip: CapacityGossipChannel | null = null
   #metricsGossip: MetricsGossipChannel | null = null
+  #addressGossip: AddressGossipChannel | null = null
   readonly #metricsHeard = new NodeMetricsBook()
   #metricsSeq = 0
   #metricsTimer: NodeJS.Timeout | null = null
@@ -196,6 +198,7 @@ export class Shuttle {
       transport: this.#transport?.counters,
       capacity: this.#gossip?.counters,
       metrics: this.#metricsGossip?.counters,
+      addresses: this.#addressGossip?.counters,
       client: this.#clientProtocol?.counters,
       admission: this.#admission?.counters(),
       snapshots: this.#snapshots?.counters,
@@ -290,10 +293,17 @@ export class Shuttle {
       accept: (signer) => admission.mayActAsNode(signer),
       onMetrics: (metrics) => this.#metricsHeard.record(metrics, this.#clock.nowMs()),
     })
+    this.#addressGossip = new AddressGossipChannel({
+      pubsub: libp2p.services.pubsub,
+      logger: this.#logger.child('addresses'),
+      accept: (signer) => admission.mayActAsNode(signer),
+      onAddresses: (gossip) => this.#discovery?.heard(gossip),
+    })
     await libp2p.start()
     await this.#transport.start()
     this.#gossip.start()
     this.#metricsGossip.start()
+    this.#addressGossip.start()
     this.#snapshots = await SnapshotKeeper.open({
       libp2p,
       runtime,
@@ -334,6 +344,7 @@ export class Shuttle {
       logger: this.#logger.child('discovery'),
       members: (limit) => (this.#peer === null ? [] : admittedNodeIds(this.#peer.document, limit)),
       nowMs: () => this.#clock.nowMs(),
+      announce: (gossip) => this.#addressGossip?.publish(gossip),
     })
     this.#discovery.start()
     this.#metricsTimer = setInterval(() => {
@@ -505,6 +516,7 @@ export class Shuttle {
     await this.#admission?.stop()
     this.#gossip?.stop()
     this.#metricsGossip?.stop()
+    this.#addressGossip?.stop()
     await this.#transport?.stop()
     try {
       await this.#libp2p?.stop()

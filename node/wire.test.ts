@@ -4,7 +4,11 @@ import { describe, expect, it } from 'vitest'
 import { encodeCbor } from '../codec/index.ts'
 import { asJobId, asNodeId, asTerm, type CapacityGossip, type PeerMessage } from '../consensus/index.ts'
 import {
+  decodeAddressGossip,
   decodeCapacityGossip,
+  encodeAddressGossip,
+  maxAddressGossipBytes,
+  maxAnnouncedAddresses,
   decodePeerMessage,
   encodeCapacityGossip,
   encodePeerMessage,
@@ -162,5 +166,21 @@ describe('capacity gossip wire form', () => {
     expect(decodeCapacityGossip(bytesOf({ ...gossip, free: { cpuMillis: 1 } }))).toMatchObject({ ok: false, reason: expect.stringContaining('memoryMiB') })
     const bytes = encodeCapacityGossip(gossip)
     expect(decodeCapacityGossip(bytes.subarray(0, 10))).toMatchObject({ ok: false, reason: expect.stringContaining('CBOR') })
+  })
+})
+
+describe('address gossip wire form', () => {
+  const gossip = { nodeId: '12D3KooWexample', seq: 3, addresses: ['/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWexample'] }
+
+  it('round-trips', () => {
+    expect(decodeAddressGossip(encodeAddressGossip(gossip))).toEqual({ ok: true, value: gossip })
+  })
+
+  it('refuses oversized gossip, too many or too long addresses, and wrong types', () => {
+    expect(decodeAddressGossip(new Uint8Array(maxAddressGossipBytes + 1))).toMatchObject({ ok: false, reason: expect.stringContaining('maxAddressGossipBytes') })
+    expect(decodeAddressGossip(bytesOf({ ...gossip, addresses: Array(maxAnnouncedAddresses + 1).fill('/ip4/1.2.3.4/tcp/1') }))).toMatchObject({ ok: false, reason: expect.stringContaining('addresses') })
+    expect(decodeAddressGossip(bytesOf({ ...gossip, addresses: ['/'.repeat(300)] }))).toMatchObject({ ok: false, reason: expect.stringContaining('addresses') })
+    expect(decodeAddressGossip(bytesOf({ ...gossip, addresses: [new Uint8Array(4)] }))).toMatchObject({ ok: false })
+    expect(decodeAddressGossip(bytesOf({ ...gossip, extra: 1 }))).toMatchObject({ ok: false })
   })
 })

@@ -1,5 +1,6 @@
 // The wire form of what peers exchange: PeerMessage on the consensus stream protocol,
-// CapacityGossip on the capacity topic and NodeMetrics on the metrics topic. Strict CBOR
+// CapacityGossip on the capacity topic, NodeMetrics on the metrics topic and AddressGossip on the
+// addresses topic. Strict CBOR
 // (codec/cbor.ts) with the sync data as a byte string; the zod schemas below are the wire schema.
 // Every inbound byte string is checked against a named size limit and its kind's schema before
 // anything reaches the core; a refusal is a value with a reason, never an exception.
@@ -29,6 +30,10 @@ export const maxPeerMessageBytes: Record<PeerMessage['kind'], number> = {
 export const maxCapacityGossipBytes = 4 * 1024
 /** A metrics message is a dozen numbers and a node id (some 600 bytes at most). */
 export const maxNodeMetricsBytes = 2 * 1024
+/** An address announcement: at most maxAnnouncedAddresses multiaddrs of at most maxAddressLength characters. */
+export const maxAddressGossipBytes = 8 * 1024
+export const maxAnnouncedAddresses = 16
+export const maxAddressLength = 256
 export const maxHeads = 1_024
 export const maxAwardJobs = 10_000
 export const maxNodeIdLength = 128
@@ -150,6 +155,9 @@ export const nodeMetricsFields = {
 const nodeMetricsSchema = z.strictObject(nodeMetricsFields)
 /** What a Shuttle tells the mesh about itself every metricsPublishIntervalMs (node/metrics-gossip.ts). */
 export type NodeMetrics = z.infer<typeof nodeMetricsSchema>
+const addressGossipSchema = z.strictObject({ nodeId, seq: counter, addresses: z.array(z.string().min(1).max(maxAddressLength)).max(maxAnnouncedAddresses) })
+/** Where a node listens, signed by it (node/peer-discovery.ts dials members at these). */
+export type AddressGossip = z.infer<typeof addressGossipSchema>
 
 const isPeerMessageKind = (kind: unknown): kind is PeerMessage['kind'] =>
   typeof kind === 'string' && Object.hasOwn(peerMessageSchemas, kind)
@@ -198,6 +206,19 @@ export function decodeNodeMetrics(bytes: Uint8Array): Decoded<NodeMetrics> {
   if (!parsed.ok) return parsed
   const result = nodeMetricsSchema.safeParse(parsed.value)
   if (!result.success) return { ok: false, reason: `metrics: ${describeIssues(result.error)}` }
+  return { ok: true, value: result.data }
+}
+
+export function encodeAddressGossip(gossip: AddressGossip): Uint8Array {
+  return encodeCbor(gossip)
+}
+
+export function decodeAddressGossip(bytes: Uint8Array): Decoded<AddressGossip> {
+  if (bytes.length > maxAddressGossipBytes) return { ok: false, reason: `address gossip of ${bytes.length} bytes exceeds maxAddressGossipBytes (${maxAddressGossipBytes})` }
+  const parsed = decodeCbor(bytes)
+  if (!parsed.ok) return parsed
+  const result = addressGossipSchema.safeParse(parsed.value)
+  if (!result.success) return { ok: false, reason: `addresses: ${describeIssues(result.error)}` }
   return { ok: true, value: result.data }
 }
 
