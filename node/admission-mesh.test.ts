@@ -23,6 +23,7 @@ import { JoinRefusedError, joinMesh } from './join-client.ts'
 import { signClientRequest } from './request-signature.ts'
 import { Daemon, agreedLeader, runCli } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
+import { encodeCbor } from '../codec/index.ts'
 
 const readyTimeoutMs = 15_000
 const electionTimeoutMs = 15_000
@@ -150,7 +151,7 @@ describe('admission on a mesh of Shuttle processes', () => {
     const raw = async (payload: Record<string, unknown>): Promise<unknown> => {
       const stream = await admin.dialProtocol(ask(entry), clientProtocol)
       const framed = lpStream(stream, { maxDataLength: 1024 * 1024 })
-      await framed.write(new TextEncoder().encode(JSON.stringify(payload)))
+      await framed.write(encodeCbor(payload))
       const decoded = decodeClientResponse((await framed.read()).subarray())
       await stream.close()
       return decoded.ok ? decoded.value : decoded.reason

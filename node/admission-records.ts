@@ -2,7 +2,7 @@
 // roleOf, plus the admin key itself, which is always an admin), whether a peer may take part as a
 // node (consensus streams, gossip), and the markers that record used invites. The core writes the
 // records (its 'admit' input); nothing here writes.
-import { readText, roleOf, type AdmissionRole, type Document } from '../consensus/index.ts'
+import { committeeVoters, forEachNode, readText, roleOf, type AdmissionRole, type Document } from '../consensus/index.ts'
 
 /** Keys of the admission map that record a used invite rather than a peer (never a peer id: the colon). */
 export const inviteMarkerPrefix = 'invite:'
@@ -27,6 +27,20 @@ export function mayActAsNode(document: Document, peerId: string): boolean {
   const role = effectiveRole(document, peerId)
   if (role === 'node') return true
   return adminOf(document) === null && role !== undefined && role !== 'revoked'
+}
+
+/** The peers the document names as nodes (voters, registered nodes, peers admitted as nodes), at most `limit`: whom peer discovery dials. */
+export function admittedNodeIds(document: Document, limit: number): string[] {
+  const ids = new Set<string>()
+  for (const voter of committeeVoters(document)) if (ids.size < limit && mayActAsNode(document, voter)) ids.add(voter)
+  forEachNode(document, (nodeId) => {
+    if (ids.size < limit && mayActAsNode(document, nodeId)) ids.add(nodeId)
+  })
+  for (const peerId of Object.keys(document.admitted ?? {})) {
+    if (ids.size >= limit) break
+    if (effectiveRole(document, peerId) === 'node') ids.add(peerId)
+  }
+  return [...ids]
 }
 
 /** Was the invite with this nonce used already (recorded by some node that admitted its holder)? */

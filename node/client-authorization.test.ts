@@ -11,6 +11,7 @@ import { authorize, requiredRole } from './client-authorization.ts'
 import { ClientGuard } from './client-guard.ts'
 import { decodeClientRequest, type ClientRequest, type ClientRequestKind } from './client-wire.ts'
 import { ReplayGuard, canonicalJson, requestSignatureLimits, requestSigner, signClientRequest } from './request-signature.ts'
+import { encodeCbor } from '../codec/index.ts'
 
 const client = '12D3KooWclient'
 const kinds = Object.keys(requiredRole) as ClientRequestKind[]
@@ -72,11 +73,11 @@ describe('signed requests', () => {
     host = { services: { requestSigner: requestSigner()({ privateKey: key }) } } as unknown as Libp2p
   })
 
-  /** A request as the client protocol receives it: signed JSON, parsed back by the wire decoder. */
+  /** A request as the client protocol receives it: signed, encoded as CBOR, parsed back by the wire decoder. */
   const signedRequest = async (body: Record<string, unknown>, signedAtMs = nowMs): Promise<{ request: ClientRequest; received: Record<string, unknown> }> => {
     const unsigned = { v: 1, requestId: 'r1', client: peerId, signedAtMs, ...body }
     const received = JSON.parse(JSON.stringify({ ...unsigned, signature: await signClientRequest(host, unsigned) })) as Record<string, unknown>
-    const decoded = decodeClientRequest(new TextEncoder().encode(JSON.stringify(received)))
+    const decoded = decodeClientRequest(encodeCbor(received))
     if (!decoded.ok) throw new Error(decoded.reason)
     return { request: decoded.value, received }
   }

@@ -19,6 +19,7 @@ import { signClientRequest } from './request-signature.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { Daemon, agreedLeader, runCli } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
+import { encodeCbor } from '../codec/index.ts'
 
 const readyTimeoutMs = 15_000
 const electionTimeoutMs = 15_000
@@ -132,12 +133,12 @@ describe('clients of a mesh of three Shuttle processes', () => {
       await stream.close()
       return decoded.ok ? decoded.value : decoded.reason
     }
-    const utf8 = (value: unknown): Uint8Array => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value))
+    const utf8 = (value: unknown): Uint8Array => (typeof value === 'string' ? new TextEncoder().encode(value) : encodeCbor(value))
     const signed = async (request: Record<string, unknown>): Promise<Record<string, unknown>> => {
       const unsigned = { ...request, signedAtMs: Date.now() }
       return { ...unsigned, signature: await signClientRequest(host, unsigned) }
     }
-    expect(await rawAnswer(utf8('{"kind":"submit","spec":'))).toMatchObject({ type: 'error', code: 'bad-request', message: expect.stringMatching(/not valid JSON/) })
+    expect(await rawAnswer(utf8('{"kind":"submit","spec":'))).toMatchObject({ type: 'error', code: 'bad-request', message: expect.stringMatching(/not valid CBOR/) })
     expect(await rawAnswer(utf8({ v: 1, requestId: 'x', client: host.peerId.toString(), kind: 'submit', spec: 'name: x\n', extra: true }))).toMatchObject({ type: 'error', code: 'bad-request' })
     expect(await rawAnswer(utf8(await signed({ v: 1, requestId: 'x', client: follower.peerId, kind: 'jobs' })))).toMatchObject({ type: 'error', code: 'unauthorized', message: expect.stringMatching(/authenticated as/) })
     expect(await rawAnswer(utf8(await signed({ v: 1, requestId: 'x', client: host.peerId.toString(), kind: 'submit', spec: 'name: Bad Name\nresources: {cpu: 0}\n' })))).toMatchObject({ type: 'error', code: 'invalid-spec', message: expect.stringMatching(/name/) })

@@ -8,6 +8,7 @@ import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import type { ClientGuard } from './client-guard.ts'
 import type { ClientService } from './client-service.ts'
+import { decodeCbor } from '../codec/index.ts'
 import { clientProtocol, clientWireLimits, decodeClientRequest, encodeClientResponse, errorResponse, type ClientResponse } from './client-wire.ts'
 import type { Logger } from './logger.ts'
 
@@ -104,7 +105,9 @@ export class ClientProtocol {
       if (!decoded.ok) return await refuse('bad-request', decoded.reason)
       const request = decoded.value
       if (request.client !== peerId) return await refuse('unauthorized', `the request names client ${request.client.slice(0, 128)}, but the connection is authenticated as ${peerId}`)
-      const verdict = await this.#components.guard.check(request, JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>)
+      // The signature covers the request as received (decoded again: it decoded once already, so this cannot fail).
+      const received = decodeCbor(bytes)
+      const verdict = await this.#components.guard.check(request, (received.ok ? received.value : {}) as Record<string, unknown>)
       if (!verdict.ok) return await refuse(verdict.code, verdict.reason)
 
       this.counters.requests++

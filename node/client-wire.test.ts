@@ -2,6 +2,7 @@
 // oversized, of an unknown kind, with unknown fields or a wrong version is refused with a reason
 // naming what is wrong; response frames and result values are checked on the client side too.
 import { describe, expect, it } from 'vitest'
+import { encodeCbor } from '../codec/index.ts'
 import { clientWireLimits, decodeClientRequest, decodeClientResponse, decodeClientResult, encodeClientRequest, errorResponse, type ClientRequest } from './client-wire.ts'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
@@ -44,27 +45,28 @@ describe('client wire: requests', () => {
       if (decoded.ok) throw new Error('accepted')
       return decoded.reason
     }
-    expect(refusal(new Uint8Array([0xff, 0xfe]))).toMatch(/UTF-8/)
-    expect(refusal(utf8('{"kind":'))).toMatch(/not valid JSON/)
-    expect(refusal(utf8('[1,2]'))).toMatch(/not a JSON object/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'drop-tables' })))).toMatch(/unknown request kind "drop-tables"/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'jobs', extra: 1 })))).toMatch(/jobs: .*extra/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, v: 2, kind: 'jobs' })))).toMatch(/jobs: v/)
-    expect(refusal(utf8(JSON.stringify({ v: 1, requestId: 'r', kind: 'leader' })))).toMatch(/client/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'logs', jobId: 'a', follow: 'yes', stream: 'both' })))).toMatch(/follow/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'jobs', limit: clientWireLimits.maxListedJobs + 1 })))).toMatch(/limit/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'job', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/jobId/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'migrate', jobId: 'a' })))).toMatch(/migrate: to/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'migrate', jobId: 'a', to: null, region: '' })))).toMatch(/migrate: region/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'migrate', jobId: 'a', to: null, zone: 'x' })))).toMatch(/migrate: .*zone/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'checkpoint' })))).toMatch(/checkpoint: jobId/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'snapshots', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/snapshots: jobId/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'drain', nodeId: '' })))).toMatch(/drain: nodeId/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'drain', nodeId: 'n', waitMs: clientWireLimits.maxMoveWaitMs + 1 })))).toMatch(/drain: waitMs/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'drain', nodeId: 'n', waitMs: 1.5 })))).toMatch(/drain: waitMs/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'undrain', jobId: 'n' })))).toMatch(/undrain: /)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'cancel', jobId: '' })))).toMatch(/cancel: jobId/)
-    expect(refusal(utf8(JSON.stringify({ ...envelope, kind: 'plan', spec: 'x'.repeat(clientWireLimits.maxSpecTextBytes + 1) })))).toMatch(/plan: spec/)
+    expect(refusal(new Uint8Array([0x62, 0xc3, 0x28]))).toMatch(/utf-8/)
+    expect(refusal(utf8('{"kind":'))).toMatch(/not valid CBOR/)
+    expect(refusal(new Uint8Array([0xa1, 0x64, 0x6b, 0x69, 0x6e, 0x64]))).toMatch(/not valid CBOR/)
+    expect(refusal(encodeCbor([1, 2]))).toMatch(/not a CBOR map/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'drop-tables' })))).toMatch(/unknown request kind "drop-tables"/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'jobs', extra: 1 })))).toMatch(/jobs: .*extra/)
+    expect(refusal(encodeCbor(({ ...envelope, v: 2, kind: 'jobs' })))).toMatch(/jobs: v/)
+    expect(refusal(encodeCbor(({ v: 1, requestId: 'r', kind: 'leader' })))).toMatch(/client/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'logs', jobId: 'a', follow: 'yes', stream: 'both' })))).toMatch(/follow/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'jobs', limit: clientWireLimits.maxListedJobs + 1 })))).toMatch(/limit/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'job', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/jobId/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'migrate', jobId: 'a' })))).toMatch(/migrate: to/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'migrate', jobId: 'a', to: null, region: '' })))).toMatch(/migrate: region/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'migrate', jobId: 'a', to: null, zone: 'x' })))).toMatch(/migrate: .*zone/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'checkpoint' })))).toMatch(/checkpoint: jobId/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'snapshots', jobId: 'x'.repeat(clientWireLimits.maxIdLength + 1) })))).toMatch(/snapshots: jobId/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'drain', nodeId: '' })))).toMatch(/drain: nodeId/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'drain', nodeId: 'n', waitMs: clientWireLimits.maxMoveWaitMs + 1 })))).toMatch(/drain: waitMs/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'drain', nodeId: 'n', waitMs: 1.5 })))).toMatch(/drain: waitMs/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'undrain', jobId: 'n' })))).toMatch(/undrain: /)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'cancel', jobId: '' })))).toMatch(/cancel: jobId/)
+    expect(refusal(encodeCbor(({ ...envelope, kind: 'plan', spec: 'x'.repeat(clientWireLimits.maxSpecTextBytes + 1) })))).toMatch(/plan: spec/)
   })
 
   it('refuses a spec over its limit and a frame over the request limit', () => {
@@ -76,21 +78,22 @@ describe('client wire: requests', () => {
 
 describe('client wire: responses', () => {
   it('checks frames and the result of each kind', () => {
-    expect(decodeClientResponse(utf8('{"type":"end"}'))).toEqual({ ok: true, value: { type: 'end' } })
-    expect(decodeClientResponse(utf8('{"type":"log","stream":"stdout","offsetBytes":-1,"text":"x"}')).ok).toBe(false)
-    expect(decodeClientResponse(utf8('{"type":"error","code":"teapot","message":"x"}')).ok).toBe(false)
+    expect(decodeClientResponse(encodeCbor({ type: 'end' }))).toEqual({ ok: true, value: { type: 'end' } })
+    expect(decodeClientResponse(utf8('{"type":"end"}')).ok).toBe(false)
+    expect(decodeClientResponse(encodeCbor({ type: 'log', stream: 'stdout', offsetBytes: -1, text: 'x' })).ok).toBe(false)
+    expect(decodeClientResponse(encodeCbor({ type: 'error', code: 'teapot', message: 'x' })).ok).toBe(false)
     expect(decodeClientResult('submit', { jobId: 'a-1' })).toEqual({ ok: true, value: { jobId: 'a-1' } })
     expect(decodeClientResult('leader', { leaderId: null }).ok).toBe(false)
-    expect(decodeClientResponse(utf8('{"type":"assignment","jobId":"a#0","node":"n","term":2,"seq":3}')).ok).toBe(true)
+    expect(decodeClientResponse(encodeCbor({ type: 'assignment', jobId: 'a#0', node: 'n', term: 2, seq: 3 })).ok).toBe(true)
     // Progress and moved frames (checkpoint, drain, a followed migrate) and the results they end with.
     const progress = { type: 'progress', jobId: 'a', node: 'n', phase: 'replicate', peer: 'm', bytesDone: 10, bytesTotal: 20, chunksDone: 1, chunksTotal: 2, bytesPerSecond: 5, etaMs: 2_000 }
-    expect(decodeClientResponse(utf8(JSON.stringify(progress)))).toEqual({ ok: true, value: progress })
-    expect(decodeClientResponse(utf8(JSON.stringify({ ...progress, phase: 'teleport' }))).ok).toBe(false)
-    expect(decodeClientResponse(utf8(JSON.stringify({ ...progress, bytesDone: -1 }))).ok).toBe(false)
-    expect(decodeClientResponse(utf8(JSON.stringify({ ...progress, etaMs: null }))).ok).toBe(true)
+    expect(decodeClientResponse(encodeCbor(progress))).toEqual({ ok: true, value: progress })
+    expect(decodeClientResponse(encodeCbor({ ...progress, phase: 'teleport' })).ok).toBe(false)
+    expect(decodeClientResponse(encodeCbor({ ...progress, bytesDone: -1 })).ok).toBe(false)
+    expect(decodeClientResponse(encodeCbor({ ...progress, etaMs: null })).ok).toBe(true)
     const moved = { type: 'moved', jobId: 'a', from: 'n', to: 'm', how: 'restored', cid: 'b3:00' }
-    expect(decodeClientResponse(utf8(JSON.stringify(moved)))).toEqual({ ok: true, value: moved })
-    expect(decodeClientResponse(utf8(JSON.stringify({ ...moved, how: 'vanished' }))).ok).toBe(false)
+    expect(decodeClientResponse(encodeCbor(moved))).toEqual({ ok: true, value: moved })
+    expect(decodeClientResponse(encodeCbor({ ...moved, how: 'vanished' })).ok).toBe(false)
     const snapshot = { replica: 'a', node: 'n', cid: 'b3:00', atMs: 1, sizeBytes: 4_096, chunks: 3, holders: ['m'] }
     expect(decodeClientResult('checkpoint', { jobId: 'a', snapshots: [snapshot] }).ok).toBe(true)
     expect(decodeClientResult('snapshots', { jobId: 'a', snapshots: [{ ...snapshot, sizeBytes: null, chunks: null }] }).ok).toBe(true)
@@ -108,6 +111,6 @@ describe('client wire: responses', () => {
   it('clips an error message to its limit', () => {
     const response = errorResponse('internal', 'y'.repeat(clientWireLimits.maxErrorMessageChars * 2))
     expect(response.message).toHaveLength(clientWireLimits.maxErrorMessageChars)
-    expect(decodeClientResponse(utf8(JSON.stringify(response))).ok).toBe(true)
+    expect(decodeClientResponse(encodeCbor((response))).ok).toBe(true)
   })
 })

@@ -1,8 +1,9 @@
 // The wire form of /fabric/client/1.0.0, the protocol the CLI (and a daemon forwarding a logs
 // request) speaks to a daemon: one request frame per stream, answered by response frames (one
-// result or error; or log chunks ending with `end`). Length-prefixed JSON, a zod schema per kind
+// result or error; or log chunks ending with `end`). Length-prefixed CBOR (codec/), a zod schema per kind
 // and named size limits; a request that fails them is answered with an error and changes nothing.
 import { z } from 'zod'
+import { decodeCbor, encodeCbor } from '../codec/index.ts'
 import { admissionRequestSchemas, admissionResultSchemas } from './admission-wire.ts'
 import { maxSignatureChars } from './request-signature.ts'
 import { nodeMetricsFields, type Decoded } from './wire.ts'
@@ -19,7 +20,7 @@ export const clientWireLimits = {
   maxRequestBytes: 272 * 1024,
   /** One response frame (a listing of jobs or nodes is the largest). */
   maxResponseFrameBytes: 4 * 1024 * 1024,
-  /** Log text per frame (before JSON escaping; escaping at most sextuples it). */
+  /** Log text per frame (CBOR text: at most three UTF-8 bytes a character, far under the frame limit). */
   maxLogChunkChars: 64 * 1024,
   maxErrorMessageChars: 4_096,
   maxListedJobs: 1_000,
@@ -348,19 +349,16 @@ export type ClientErrorResponse = Extract<ClientResponse, { type: 'error' }>
 
 // ---- Encoding
 
-const utf8 = new TextEncoder()
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
-
 export function encodeClientRequest(request: ClientRequest): Uint8Array {
-  return utf8.encode(JSON.stringify(request))
+  return encodeCbor(request)
 }
 
 export function decodeClientRequest(bytes: Uint8Array): Decoded<ClientRequest> {
   if (bytes.length > clientWireLimits.maxRequestBytes) return { ok: false, reason: `request of ${bytes.length} bytes exceeds maxRequestBytes (${clientWireLimits.maxRequestBytes})` }
-  const parsed = parseJson(bytes)
+  const parsed = decodeCbor(bytes)
   if (!parsed.ok) return parsed
   const value = parsed.value
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'request is not a JSON object' }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'request is not a CBOR map' }
   const kind = (value as { kind?: unknown }).kind
   if (!isRequestKind(kind)) return { ok: false, reason: `unknown request kind ${JSON.stringify(kind)?.slice(0, 64) ?? 'undefined'} (known: ${Object.keys(requestSchemas).join(', ')})` }
   const result = requestSchemas[kind].safeParse(value)
@@ -369,12 +367,12 @@ export function decodeClientRequest(bytes: Uint8Array): Decoded<ClientRequest> {
 }
 
 export function encodeClientResponse(response: ClientResponse): Uint8Array {
-  return utf8.encode(JSON.stringify(response))
+  return encodeCbor(response)
 }
 
 export function decodeClientResponse(bytes: Uint8Array): Decoded<ClientResponse> {
   if (bytes.length > clientWireLimits.maxResponseFrameBytes) return { ok: false, reason: `response frame of ${bytes.length} bytes exceeds maxResponseFrameBytes` }
-  const parsed = parseJson(bytes)
+  const parsed = decodeCbor(bytes)
   if (!parsed.ok) return parsed
   const result = responseSchema.safeParse(parsed.value)
   if (!result.success) return { ok: false, reason: `response: ${describeIssues(result.error)}` }
@@ -392,20 +390,6 @@ export function decodeClientResult<K extends ClientRequestKind>(kind: K, value: 
 export function errorResponse(code: ClientErrorCode, message: string, jobId?: string): ClientErrorResponse {
   const clipped = message.length > clientWireLimits.maxErrorMessageChars ? `${message.slice(0, clientWireLimits.maxErrorMessageChars - 3)}...` : message
   return jobId === undefined ? { type: 'error', code, message: clipped } : { type: 'error', code, message: clipped, jobId }
-}
-
-function parseJson(bytes: Uint8Array): Decoded<unknown> {
-  let text: string
-  try {
-    text = strictUtf8.decode(bytes)
-  } catch {
-    return { ok: false, reason: 'not valid UTF-8' }
-  }
-  try {
-    return { ok: true, value: JSON.parse(text) }
-  } catch (error) {
-    return { ok: false, reason: `not valid JSON (${(error as Error).message.slice(0, 120)})` }
-  }
 }
 
 function describeIssues(error: z.ZodError): string {

@@ -14,6 +14,7 @@ import { systemClock } from './clock.ts'
 import { ConsensusTransport, consensusProtocol } from './consensus-transport.ts'
 import { jsonLogger } from './logger.ts'
 import { encodePeerMessage, maxPeerFrameBytes } from './wire.ts'
+import { encodeCbor } from '../codec/index.ts'
 
 const host = (): Promise<Libp2p> =>
   createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
@@ -68,8 +69,8 @@ describe('ConsensusTransport over libp2p', () => {
     received.length = 0
     const stream = await a.dialProtocol(b.peerId, consensusProtocol)
     const writer = lpStream(stream)
-    await writer.write(new TextEncoder().encode('{"kind":"vote","term":"seven"}'))
-    await writer.write(new TextEncoder().encode('{"kind":"launch-missiles"}'))
+    await writer.write(encodeCbor({ kind: 'vote', term: 'seven' }))
+    await writer.write(encodeCbor({ kind: 'launch-missiles' }))
     await writer.write(new Uint8Array([1, 2, 3]))
     await writer.write(encodePeerMessage({ kind: 'vote', term: asTerm(9) }))
     await until(() => received.length === 1, 5_000)

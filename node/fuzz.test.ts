@@ -1,5 +1,5 @@
 // Protocol fuzzing of a real daemon (a separate process on loopback, the leader of a one-voter mesh
-// running a job) from a separate libp2p host: thousands of malformed, truncated, oversized and forged
+// running a job) from a separate libp2p host: thousands of malformed (hostile CBOR among them), truncated, oversized and forged
 // frames on /fabric/consensus/1.0.0, requests on /fabric/client/1.0.0, /fabric/join/1.0.0,
 // /fabric/snapshots/1.0.0 and /fabric/snapshot-replicate/1.0.0, and gossipsub RPCs on the capacity
 // topic. The mesh is closed (an admin key) so that invites are checked at all; the fuzzer is admitted
@@ -22,6 +22,7 @@ import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { afterAll, describe, expect, it } from 'vitest'
+import { decodeCbor } from '../codec/index.ts'
 import { SeededRandom } from '../sim/index.ts'
 import { clientCall } from './client-connection.ts'
 import { createClientHost } from './client-host.ts'
@@ -256,7 +257,9 @@ describe('protocol fuzzing of a Shuttle process', () => {
       const framed = lpStream(stream, { maxDataLength: maxReplicateMessageBytes })
       void framed.write(bytes, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
       try {
-        const reply = JSON.parse(new TextDecoder().decode((await framed.read({ signal: AbortSignal.timeout(15_000) })).subarray())) as { ok: boolean; reason?: string }
+        const decoded = decodeCbor((await framed.read({ signal: AbortSignal.timeout(15_000) })).subarray())
+        if (!decoded.ok) throw new Error(`unreadable reply: ${decoded.reason}`)
+        const reply = decoded.value as { ok: boolean; reason?: string }
         if (reply.ok !== false) replicateVerdicts.push(`accepted: ${Buffer.from(bytes.subarray(0, 120)).toString('utf8')}`)
         return reply.reason ?? ''
       } catch (error) {

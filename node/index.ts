@@ -10,6 +10,7 @@ export { MetricsGossipChannel, NodeMetricsBook, metricsTopic, metricsPublishInte
 export { systemClock, systemRandom, type Clock } from './clock.ts'
 export { jsonLogger, silentLogger, isLogLevel, type Logger, type LogLevel } from './logger.ts'
 export { localOffer, type LocalOfferInit } from './local-offer.ts'
+export { probeMachine, offeredCapacity, MachineFree, type MachineInventory, type GpuInfo } from './machine-resources.ts'
 export * from './wire.ts'
 export { loadOrCreateKeyFile } from './identity.ts'
 export { createClientHost } from './client-host.ts'

@@ -107,7 +107,7 @@ async function askOnce(host: Awaited<ReturnType<typeof createClientHost>>, addre
     if (!decoded.ok) throw new Error(`unreadable answer: ${decoded.reason}`)
     const answer = decoded.value
     if (!answer.ok) throw new JoinRefusedError({ code: answer.code, message: answer.message, node: address })
-    const genesis = new Uint8Array(Buffer.from(answer.genesis, 'base64'))
+    const genesis = answer.genesis
     const hash = createHash('sha256').update(genesis).digest('hex')
     // The invite names the mesh; a node serving another mesh's genesis is not one to boot from.
     if (hash !== invite.meshId || answer.meshId !== invite.meshId) throw new Error(`it answered for mesh ${answer.meshId.slice(0, 16)}... with a genesis hashing to ${hash.slice(0, 16)}..., but the invite is for mesh ${invite.meshId.slice(0, 16)}...`)

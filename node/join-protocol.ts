@@ -158,6 +158,6 @@ export class JoinProtocol {
   async #welcome(invite: Invite): Promise<JoinAnswer> {
     const genesis = await this.#components.genesis()
     if (genesis === undefined) return joinRefusal('unavailable', `node ${this.#components.nodeId} has no copy of the genesis document (its store predates invites); join through another node`)
-    return { ok: true, role: invite.role, meshId: this.#components.meshId, admin: adminOf(this.#components.document()) ?? '', genesis: Buffer.from(genesis).toString('base64'), node: this.#components.nodeId }
+    return { ok: true, role: invite.role, meshId: this.#components.meshId, admin: adminOf(this.#components.document()) ?? '', genesis, node: this.#components.nodeId }
   }
 }

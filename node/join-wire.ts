@@ -1,10 +1,11 @@
 // The wire form of /fabric/join/1.0.0: a peer that has no role yet presents an invite token and is
 // answered once its admission is durable (or refused with a code and a reason). One length-prefixed
-// JSON frame each way, zod schemas, named size limits. The answer carries the mesh's genesis
+// CBOR frame (codec/) each way, zod schemas, named size limits. The answer carries the mesh's genesis
 // document, which a joining node boots from (its hash must be the invite's mesh id).
 import { z } from 'zod'
+import { decodeCbor, encodeCbor } from '../codec/index.ts'
 import { invitableRoles, inviteLimits } from './invite-token.ts'
-import type { Decoded } from './wire.ts'
+import { byteString, type Decoded } from './wire.ts'
 
 export const joinProtocol = '/fabric/join/1.0.0'
 export const joinWireVersion = 1
@@ -39,8 +40,8 @@ const answerSchema = z.discriminatedUnion('ok', [
     role: z.enum(invitableRoles),
     meshId: z.string(),
     admin: z.string(),
-    /** The genesis document, base64. */
-    genesis: z.string(),
+    /** The genesis document (an Automerge save), as bytes. */
+    genesis: byteString,
     /** The node that admitted the joiner. */
     node: z.string(),
   }),
@@ -50,10 +51,8 @@ const answerSchema = z.discriminatedUnion('ok', [
 export type JoinRequest = z.infer<typeof requestSchema>
 export type JoinAnswer = z.infer<typeof answerSchema>
 
-const utf8 = new TextEncoder()
-
-export const encodeJoinRequest = (request: JoinRequest): Uint8Array => utf8.encode(JSON.stringify(request))
-export const encodeJoinAnswer = (answer: JoinAnswer): Uint8Array => utf8.encode(JSON.stringify(answer))
+export const encodeJoinRequest = (request: JoinRequest): Uint8Array => encodeCbor(request)
+export const encodeJoinAnswer = (answer: JoinAnswer): Uint8Array => encodeCbor(answer)
 
 export function joinRefusal(code: JoinRefusalCode, message: string): JoinAnswer {
   return { ok: false, code, message: message.length > joinWireLimits.maxMessageChars ? `${message.slice(0, joinWireLimits.maxMessageChars - 3)}...` : message }
@@ -69,13 +68,9 @@ export function decodeJoinAnswer(bytes: Uint8Array): Decoded<JoinAnswer> {
 
 function decodeWith<T>(schema: z.ZodType<T>, bytes: Uint8Array, maxBytes: number, what: string): Decoded<T> {
   if (bytes.length > maxBytes) return { ok: false, reason: `${what} of ${bytes.length} bytes exceeds ${maxBytes}` }
-  let value: unknown
-  try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
-  } catch (error) {
-    return { ok: false, reason: `${what} is not JSON (${(error as Error).message.slice(0, 80)})` }
-  }
-  const parsed = schema.safeParse(value)
+  const decoded = decodeCbor(bytes)
+  if (!decoded.ok) return { ok: false, reason: `${what}: ${decoded.reason}` }
+  const parsed = schema.safeParse(decoded.value)
   if (!parsed.success) return { ok: false, reason: `${what}: ${parsed.error.issues.slice(0, 3).map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')}` }
   return { ok: true, value: parsed.data }
 }

@@ -1,8 +1,7 @@
 // A mesh of Shuttle daemons on this machine, each a separate process on loopback with its own data
 // directory under one root: what `fabric demo` and `fabric bench mesh` start. It makes the
 // identities and picks each daemon's port first, so every daemon starts at once bootstrapping to all
-// the others (the daemon has no peer discovery yet: a node reaches only the peers it is told of or
-// that dial it), waits for one agreed leader, kills and restarts daemons on their data directories
+// the others (or to those `bootstrapOf` names: peer discovery finds the rest), waits for one agreed leader, kills and restarts daemons on their data directories
 // and ports, and stops everything it started.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -31,6 +30,8 @@ export interface LocalMeshOptions {
   logLevel?: 'debug' | 'info' | 'warn' | 'error'
   /** fsync each persist (default false here: a local mesh on one disk trades it for speed). */
   syncWrites?: boolean
+  /** The bootstrap addresses daemon `index` is given, from every daemon's address (default: all the others). */
+  bootstrapOf?(index: number, addresses: readonly string[]): string[]
   /** Called as daemons start, become ready and stop (the demo prints these). */
   onProgress?(message: string): void
 }
@@ -152,7 +153,7 @@ export class LocalMesh {
     const options = this.#options
     const name = `node-${index + 1}`
     const firstStart = !restart
-    const bootstrap = this.#addresses.filter((_, other) => other !== index)
+    const bootstrap = options.bootstrapOf?.(index, this.#addresses) ?? this.#addresses.filter((_, other) => other !== index)
     const args = [
       '--data', this.#dataDirs[index]!,
       '--listen', this.#addresses[index]!.replace(/\/p2p\/.*$/, ''),

@@ -1,5 +1,6 @@
-// What a Shuttle offers the auction, from its operator's flags: traits, capacity, and unit prices
-// split from one whole-node price per hour (so a job taking half the node asks half the price).
+// What a Shuttle offers the auction, from its operator's flags and the machine (machine-resources.ts):
+// traits, capacity, and unit prices split from one whole-node price per hour (so a job taking half the
+// node asks half the price).
 import { asNodeId, unitPricesFromInstancePrice, type NodeOffer, type Resources } from '../placement/index.ts'
 
 export interface LocalOfferInit {
@@ -11,6 +12,8 @@ export interface LocalOfferInit {
   pricePerHour: number
   spot: boolean
   labels?: Record<string, string>
+  /** The model of the GPUs offered (capacity.gpuCount of them). */
+  gpu?: NodeOffer['gpu']
 }
 
 /** The node's offer; its id is filled in by the daemon once the identity is loaded. */
@@ -24,6 +27,7 @@ export function localOffer(init: LocalOfferInit): NodeOffer {
     spot: init.spot,
     labels: init.labels ?? {},
     efa: false,
+    ...(init.gpu !== undefined && init.capacity.gpuCount > 0 ? { gpu: init.gpu } : {}),
     capacity: init.capacity,
     free: init.capacity,
     prices: unitPricesFromInstancePrice(init.pricePerHour, init.capacity),

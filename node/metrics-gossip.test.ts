@@ -17,6 +17,7 @@ import { silentLogger } from './logger.ts'
 import { MetricsGossipChannel, NodeMetricsBook, maxNodesWithMetrics, metricsTopic } from './metrics-gossip.ts'
 import { poll } from './testing/poll.ts'
 import { encodeNodeMetrics, maxNodeMetricsBytes, maxNodeIdLength, type NodeMetrics } from './wire.ts'
+import { encodeCbor } from '../codec/index.ts'
 
 type GossipHost = Libp2p<{ pubsub: GossipSub }>
 
@@ -94,7 +95,7 @@ describe('metrics gossip over real gossipsub', () => {
     // Published raw: the channel's own publish would not send these.
     await pubsub.publish(metricsTopic, encodeNodeMetrics(metricsOf(receiver.peerId.toString(), 2)))
     const oversized = { ...metricsOf(publisher.peerId.toString(), 3), padding: 'x'.repeat(maxNodeMetricsBytes) }
-    await pubsub.publish(metricsTopic, new TextEncoder().encode(JSON.stringify(oversized)))
+    await pubsub.publish(metricsTopic, encodeCbor(oversized))
     await poll(async () => receiving.counters.refused, (count) => count === 2, 30_000, 'both to be refused')
     expect(delivered).toHaveLength(1)
   })

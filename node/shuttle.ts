@@ -40,6 +40,8 @@ import { RuntimeSelector, dockerLabel } from './runtime-selector.ts'
 import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
 import { Admission } from './admission.ts'
 import { meshAddresses } from './admission-requests.ts'
+import { admittedNodeIds } from './admission-records.ts'
+import { AddressGossipChannel } from './address-gossip.ts'
 import { CapacityGossipChannel } from './capacity-gossip.ts'
 import { clientFrames } from './client-connection.ts'
 import { ClientProtocol } from './client-protocol.ts'
@@ -59,7 +61,9 @@ import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
 import { MetricsGossipChannel, NodeMetricsBook, metricsPublishIntervalMs } from './metrics-gossip.ts'
+import { MachineFree } from './machine-resources.ts'
 import { NodeLiveness } from './node-liveness.ts'
+import { PeerDiscovery } from './peer-discovery.ts'
 import { requestSigner } from './request-signature.ts'
 import { ConsensusStore } from './store.ts'
 import type { NodeMetrics } from './wire.ts'
@@ -144,6 +148,7 @@ export class Shuttle {
   #transport: ConsensusTransport | null = null
   #gossip: CapacityGossipChannel | null = null
   #metricsGossip: MetricsGossipChannel | null = null
+  #addressGossip: AddressGossipChannel | null = null
   readonly #metricsHeard = new NodeMetricsBook()
   #metricsSeq = 0
   #metricsTimer: NodeJS.Timeout | null = null
@@ -153,6 +158,9 @@ export class Shuttle {
   #clientProtocol: ClientProtocol | null = null
   #snapshots: SnapshotKeeper | null = null
   #admission: Admission | null = null
+  #discovery: PeerDiscovery | null = null
+  /** What the machine has free now: caps the free resources the capacity gossip announces. */
+  #machineFree: MachineFree | null = null
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
   readonly #checkpointWaiters = new CheckpointWaiters()
   /** Who follows the restore of a replica on this node (a followed migration's progress). */
@@ -204,9 +212,11 @@ export class Shuttle {
       transport: this.#transport?.counters,
       capacity: this.#gossip?.counters,
       metrics: this.#metricsGossip?.counters,
+      addresses: this.#addressGossip?.counters,
       client: this.#clientProtocol?.counters,
       admission: this.#admission?.counters(),
       snapshots: this.#snapshots?.counters,
+      discovery: this.#discovery === null ? undefined : { ...this.#discovery.counters, connectedPeers: this.#discovery.connectedPeers(), missingMembers: this.#discovery.missingMembers().length },
     }
   }
 
@@ -226,6 +236,7 @@ export class Shuttle {
     const init = this.#init
     const identity = await loadOrCreateIdentity(init.dataDir)
     this.#identity = identity
+    this.#machineFree = new MachineFree(init.dataDir)
     this.#logger.info('identity', { nodeId: identity.nodeId, created: identity.created })
 
     // Sorted and deduplicated: every node must derive byte-identical genesis from the same set,
@@ -296,12 +307,19 @@ export class Shuttle {
       accept: (signer) => admission.mayActAsNode(signer),
       onMetrics: (metrics) => this.#metricsHeard.record(metrics, this.#clock.nowMs()),
     })
+    this.#addressGossip = new AddressGossipChannel({
+      pubsub: libp2p.services.pubsub,
+      logger: this.#logger.child('addresses'),
+      accept: (signer) => admission.mayActAsNode(signer),
+      onAddresses: (gossip) => this.#discovery?.heard(gossip),
+    })
     await libp2p.start()
     await this.#transport.start()
     this.#gossip.start()
     this.#metricsGossip.start()
     const snapshotTransport = init.snapshotTransport === 'iroh' ? await irohBesideLibp2p(libp2p, identity.privateKey, init.listen ?? ['/ip4/127.0.0.1/tcp/0']) : undefined
     if (snapshotTransport !== undefined) this.#logger.info('snapshot-transport', { name: 'iroh', addresses: snapshotTransport.multiaddrs.map(String) })
+    this.#addressGossip.start()
     this.#snapshots = await SnapshotKeeper.open({
       libp2p,
       snapshotTransport,
@@ -337,6 +355,15 @@ export class Shuttle {
     this.#logger.info('started', { nodeId: identity.nodeId, addresses: this.addresses, voters: this.#peer.voters(), electionTimeoutMs })
     this.#components.onReady?.({ nodeId: identity.nodeId, addresses: this.addresses, term: this.#peer.term, voters: this.#peer.voters() })
     this.#dialBootstrap()
+    this.#discovery = new PeerDiscovery({
+      libp2p,
+      dht: libp2p.services.dht,
+      logger: this.#logger.child('discovery'),
+      members: (limit) => (this.#peer === null ? [] : admittedNodeIds(this.#peer.document, limit)),
+      nowMs: () => this.#clock.nowMs(),
+      announce: (gossip) => this.#addressGossip?.publish(gossip),
+    })
+    this.#discovery.start()
     this.#metricsTimer = setInterval(() => {
       this.#metricsSeq++
       this.#metricsGossip?.publish(this.#ownMetrics())
@@ -471,6 +498,7 @@ export class Shuttle {
           cpuMillis -= run.demand.cpuMillis
           memoryMiB -= run.demand.memoryMiB
         }
+        if (this.#machineFree !== null) memoryMiB = Math.min(memoryMiB, this.#machineFree.memoryMiB())
         return { free: { cpuMillis, memoryMiB }, running: running.size, metrics: this.#ownMetrics() }
       },
       metricsHeard: this.#metricsHeard,
@@ -516,6 +544,7 @@ export class Shuttle {
     if (wasStarting) await this.#starting?.catch(() => {})
     if (this.#timer !== null) clearTimeout(this.#timer)
     if (this.#bootstrapTimer !== null) clearTimeout(this.#bootstrapTimer)
+    this.#discovery?.stop()
     if (this.#metricsTimer !== null) clearInterval(this.#metricsTimer)
     this.#timer = null
     this.#metricsTimer = null
@@ -528,6 +557,7 @@ export class Shuttle {
     await this.#admission?.stop()
     this.#gossip?.stop()
     this.#metricsGossip?.stop()
+    this.#addressGossip?.stop()
     await this.#transport?.stop()
     try {
       await this.#libp2p?.stop()
@@ -606,7 +636,7 @@ export class Shuttle {
           this.#transport!.send(effect.to, effect.message)
           break
         case 'publish-capacity':
-          this.#gossip!.publish(effect.gossip)
+          this.#gossip!.publish(this.#machineFree === null ? effect.gossip : { ...effect.gossip, free: this.#machineFree.cap(effect.gossip.free) })
           break
         case 'archive-job':
           await this.#store!.archive(effect.job)

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import type { Libp2p, PeerInfo, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
+import { decodeCbor, encodeCbor } from '../codec/index.ts'
 import type { JobId, NodeId } from '../consensus/index.ts'
 import type { RunHandle, Runtime } from '../runtime/index.ts'
 import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid, type FetchProgress, type HoldersOf } from '../snapshots/index.ts'
@@ -21,7 +22,7 @@ import { SnapshotDhtRouting } from './snapshot-routing.ts'
 import { PhaseMeter, fetchFrame, type ProgressListener } from './transfer-progress.ts'
 
 export const snapshotReplicateProtocol = '/fabric/snapshot-replicate/1.0.0'
-/** A replicate request or reply is a small JSON object. */
+/** A replicate request or reply is a small CBOR map. */
 export const maxReplicateMessageBytes = 2_048
 /** How long a holder may take to fetch a snapshot it was asked to keep. */
 export const replicateTimeoutMs = 120_000
@@ -232,15 +233,10 @@ export class SnapshotKeeper {
     const stream = await this.#components.libp2p.dialProtocol(peerIdFromString(peer), snapshotReplicateProtocol, { signal })
     try {
       const frames = new FrameReader(stream, { maxFrameBytes: maxReplicateMessageBytes, maxBufferedBytes: 2 * maxReplicateMessageBytes })
-      await sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify({ cid, from: this.#components.libp2p.peerId.toString(), owner }))]]))
+      await sendAll(stream, encodeFrames([[encodeCbor({ cid, from: this.#components.libp2p.peerId.toString(), owner })]]))
       for (;;) {
-        const bytes = await withTimeout(frames.read(), signal)
-        let parsed: unknown
-        try {
-          parsed = JSON.parse(new TextDecoder().decode(bytes))
-        } catch {
-          return 'malformed reply'
-        }
+        const decoded = decodeCbor(await withTimeout(frames.read(), signal))
+        const parsed = decoded.ok ? decoded.value : undefined
         const progress = replicateProgress.safeParse(parsed)
         if (progress.success) {
           const { bytesDone, bytesTotal, chunksDone, chunksTotal } = progress.data.progress
@@ -266,7 +262,7 @@ export class SnapshotKeeper {
       // Counted once: a reply that could not be sent is answered again from the catch below.
       if (!counted) this.#replicateCounters[reply.ok ? 'replicated' : 'refused']++
       counted = true
-      await sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify(reply))]]), 10_000)
+      await sendAll(stream, encodeFrames([[encodeCbor(reply)]]), 10_000)
       await stream.close().catch(() => stream.abort(new Error('closing')))
     }
     if (!this.#components.mayActAsNode(from)) return answer({ ok: false, reason: 'only mesh nodes may ask to hold a snapshot' })
@@ -274,13 +270,9 @@ export class SnapshotKeeper {
     this.#replicating++
     try {
       const bytes = await withTimeout(frames.read(), AbortSignal.timeout(10_000))
-      let parsed: unknown
-      try {
-        parsed = JSON.parse(new TextDecoder().decode(bytes))
-      } catch {
-        return await answer({ ok: false, reason: 'not JSON' })
-      }
-      const request = replicateRequest.safeParse(parsed)
+      const parsed = decodeCbor(bytes)
+      if (!parsed.ok) return await answer({ ok: false, reason: parsed.reason })
+      const request = replicateRequest.safeParse(parsed.value)
       if (!request.success) return await answer({ ok: false, reason: `malformed: ${request.error.issues[0]?.message ?? 'invalid'}` })
       // Only the peer that made the snapshot may ask (it is the one we fetch from).
       if (request.data.from !== from) return await answer({ ok: false, reason: 'the request names another peer as the source' })
@@ -289,7 +281,7 @@ export class SnapshotKeeper {
       let sending: Promise<void> = Promise.resolve()
       const report = (progress: FetchProgress): void => {
         const frame = { progress: { bytesDone: progress.bytesFetched, bytesTotal: progress.bytesTotal, chunksDone: progress.chunksFetched, chunksTotal: progress.chunksTotal, bytesPerSecond: progress.bytesPerSecond, etaMs: progress.etaMs } }
-        sending = sending.then(() => sendAll(stream, encodeFrames([[new TextEncoder().encode(JSON.stringify(frame))]]), 10_000)).catch(() => {})
+        sending = sending.then(() => sendAll(stream, encodeFrames([[encodeCbor(frame)]]), 10_000)).catch(() => {})
       }
       const fetched = await this.#fetchFrom(request.data.cid as Cid, `replica:${request.data.owner}`, async () => source, report)
       await sending

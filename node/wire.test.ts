@@ -1,9 +1,14 @@
 // Proves the wire form round-trips every PeerMessage kind and CapacityGossip exactly, and that
-// truncated, oversized, wrong-typed, unknown-kind and non-JSON input is refused with a reason.
+// truncated, oversized, wrong-typed, unknown-kind and non-CBOR input is refused with a reason.
 import { describe, expect, it } from 'vitest'
+import { encodeCbor } from '../codec/index.ts'
 import { asJobId, asNodeId, asTerm, type CapacityGossip, type PeerMessage } from '../consensus/index.ts'
 import {
+  decodeAddressGossip,
   decodeCapacityGossip,
+  encodeAddressGossip,
+  maxAddressGossipBytes,
+  maxAnnouncedAddresses,
   decodePeerMessage,
   encodeCapacityGossip,
   encodePeerMessage,
@@ -50,7 +55,7 @@ const everyKind: PeerMessage[] = [
   { kind: 'bid', term, bid: answerCall(gpuOffer, call, 1_020) },
 ]
 
-const bytesOf = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
+const bytesOf = (value: unknown): Uint8Array => encodeCbor(value)
 
 describe('peer message wire form', () => {
   it('round-trips every message kind exactly', () => {
@@ -71,7 +76,7 @@ describe('peer message wire form', () => {
   it('refuses truncated input', () => {
     const bytes = encodePeerMessage({ kind: 'heartbeat', term, round: 1, commitSeq: 0 })
     const decoded = decodePeerMessage(bytes.subarray(0, bytes.length - 3))
-    expect(decoded).toMatchObject({ ok: false, reason: expect.stringContaining('not valid JSON') })
+    expect(decoded).toMatchObject({ ok: false, reason: expect.stringContaining('not valid CBOR') })
   })
 
   it('refuses a frame over the global limit before parsing it', () => {
@@ -91,10 +96,10 @@ describe('peer message wire form', () => {
     expect(decodePeerMessage(bytesOf({ kind: 'heartbeat', term: 1, round: 1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('commitSeq') })
     expect(decodePeerMessage(bytesOf({ kind: 'vote', term: 1, extra: true }))).toMatchObject({ ok: false })
     expect(decodePeerMessage(bytesOf({ kind: 'barrier-reply', term: 1, heads: ['not-a-head'] }))).toMatchObject({ ok: false, reason: expect.stringContaining('heads') })
-    const badBase64 = { kind: 'sync', term: 1, data: '!!!!', ack: { term: 1, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 1, seq: 1 }, leaderHint: null }
-    expect(decodePeerMessage(bytesOf(badBase64))).toMatchObject({ ok: false, reason: expect.stringContaining('base64') })
-    for (const data of ['QR==', 'QUJ=', 'QUJD=', 'QU JD', 'QUJD\n']) expect(decodePeerMessage(bytesOf({ ...badBase64, data })), data).toMatchObject({ ok: false, reason: expect.stringContaining('base64') })
-    expect(decodePeerMessage(bytesOf({ ...badBase64, data: 'QQ==' })).ok).toBe(true)
+    // Sync data is a byte string: text (the old base64 form), numbers and arrays of numbers are refused.
+    const sync = { kind: 'sync', term: 1, data: new Uint8Array([65]), ack: { term: 1, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 1, seq: 1 }, leaderHint: null }
+    expect(decodePeerMessage(bytesOf(sync)).ok).toBe(true)
+    for (const data of ['QQ==', 65, [65], {}]) expect(decodePeerMessage(bytesOf({ ...sync, data })), JSON.stringify(data)).toMatchObject({ ok: false, reason: expect.stringContaining('data') })
   })
 
   it('decodes a sync of several MiB (a regex check once overflowed the stack there)', () => {
@@ -105,14 +110,41 @@ describe('peer message wire form', () => {
     expect(Buffer.compare(decoded.value.data!, data)).toBe(0)
   })
 
-  it('refuses unknown kinds, non-objects, inherited kinds and invalid UTF-8', () => {
+  it('refuses unknown kinds, non-objects, inherited kinds, invalid UTF-8 and JSON', () => {
     expect(decodePeerMessage(bytesOf({ kind: 'append-entries', term: 1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('unknown kind') })
     expect(decodePeerMessage(bytesOf({ kind: 'toString', term: 1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('unknown kind') })
     expect(decodePeerMessage(bytesOf({ term: 1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('unknown kind') })
     expect(decodePeerMessage(bytesOf([1, 2]))).toMatchObject({ ok: false, reason: 'not an object' })
     expect(decodePeerMessage(bytesOf(null))).toMatchObject({ ok: false, reason: 'not an object' })
-    expect(decodePeerMessage(new TextEncoder().encode('{"__proto__":{"kind":"vote","term":1}}'))).toMatchObject({ ok: false })
-    expect(decodePeerMessage(new Uint8Array([0x7b, 0xff, 0x7d]))).toMatchObject({ ok: false, reason: 'not valid UTF-8' })
+    expect(decodePeerMessage(bytesOf({ ['__proto__']: { kind: 'vote', term: 1 } }))).toMatchObject({ ok: false })
+    // {"kind": "vote\xff"}: text that is not UTF-8
+    expect(decodePeerMessage(new Uint8Array([0xa1, 0x64, ...new TextEncoder().encode('kind'), 0x65, ...new TextEncoder().encode('vote'), 0xff]))).toMatchObject({ ok: false, reason: expect.stringContaining('utf-8') })
+    expect(decodePeerMessage(new TextEncoder().encode('{"kind":"vote","term":1}'))).toMatchObject({ ok: false, reason: expect.stringContaining('not valid CBOR') })
+  })
+
+  it('refuses CBOR forms a strict decoder must not accept', () => {
+    const vote = bytesOf({ kind: 'vote', term: 1 })
+    expect(decodePeerMessage(vote).ok).toBe(true)
+    const hex = (text: string) => new Uint8Array(Buffer.from(text.replaceAll(' ', ''), 'hex'))
+    const cases: Record<string, Uint8Array> = {
+      // {"kind":"vote","kind":"vote"}
+      'duplicate key': hex('a2 646b696e64 64766f7465 646b696e64 64766f7465'),
+      // an indefinite-length map
+      indefinite: hex('bf 646b696e64 64766f7465 647465726d 01 ff'),
+      // term 1 written in two bytes
+      'non-minimal integer': hex('a2 646b696e64 64766f7465 647465726d 1801'),
+      // tag 1 (a date) around the term
+      tag: hex('a2 646b696e64 64766f7465 647465726d c1 01'),
+      undefined: hex('a2 646b696e64 64766f7465 647465726d f7'),
+      NaN: hex('a2 646b696e64 64766f7465 647465726d f97e00'),
+      // a map declaring 2^32-1 entries, an array declaring 2^64-1 items, a byte string of 4 GiB
+      'giant map': hex('ba ffffffff 646b696e64 64766f7465'),
+      'giant array': hex('a2 646b696e64 64766f7465 647465726d 9b ffffffffffffffff 01'),
+      'giant bytes': hex('a2 646b696e64 64766f7465 647465726d 5a ffffffff 01'),
+      'trailing bytes': new Uint8Array([...vote, 0x00]),
+      'deep nesting': new Uint8Array(200_000).fill(0x81),
+    }
+    for (const [name, bytes] of Object.entries(cases)) expect(decodePeerMessage(bytes), name).toMatchObject({ ok: false })
   })
 
   it('bounds list lengths', () => {
@@ -133,6 +165,22 @@ describe('capacity gossip wire form', () => {
     expect(decodeCapacityGossip(bytesOf({ ...gossip, seq: 'four' }))).toMatchObject({ ok: false, reason: expect.stringContaining('seq') })
     expect(decodeCapacityGossip(bytesOf({ ...gossip, free: { cpuMillis: 1 } }))).toMatchObject({ ok: false, reason: expect.stringContaining('memoryMiB') })
     const bytes = encodeCapacityGossip(gossip)
-    expect(decodeCapacityGossip(bytes.subarray(0, 10))).toMatchObject({ ok: false, reason: expect.stringContaining('JSON') })
+    expect(decodeCapacityGossip(bytes.subarray(0, 10))).toMatchObject({ ok: false, reason: expect.stringContaining('CBOR') })
+  })
+})
+
+describe('address gossip wire form', () => {
+  const gossip = { nodeId: '12D3KooWexample', seq: 3, addresses: ['/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWexample'] }
+
+  it('round-trips', () => {
+    expect(decodeAddressGossip(encodeAddressGossip(gossip))).toEqual({ ok: true, value: gossip })
+  })
+
+  it('refuses oversized gossip, too many or too long addresses, and wrong types', () => {
+    expect(decodeAddressGossip(new Uint8Array(maxAddressGossipBytes + 1))).toMatchObject({ ok: false, reason: expect.stringContaining('maxAddressGossipBytes') })
+    expect(decodeAddressGossip(bytesOf({ ...gossip, addresses: Array(maxAnnouncedAddresses + 1).fill('/ip4/1.2.3.4/tcp/1') }))).toMatchObject({ ok: false, reason: expect.stringContaining('addresses') })
+    expect(decodeAddressGossip(bytesOf({ ...gossip, addresses: ['/'.repeat(300)] }))).toMatchObject({ ok: false, reason: expect.stringContaining('addresses') })
+    expect(decodeAddressGossip(bytesOf({ ...gossip, addresses: [new Uint8Array(4)] }))).toMatchObject({ ok: false })
+    expect(decodeAddressGossip(bytesOf({ ...gossip, extra: 1 }))).toMatchObject({ ok: false })
   })
 })

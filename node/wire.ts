@@ -1,9 +1,11 @@
 // The wire form of what peers exchange: PeerMessage on the consensus stream protocol,
-// CapacityGossip on the capacity topic and NodeMetrics on the metrics topic. JSON (UTF-8) with the one binary field (sync data) as
-// base64: a parser with no tags, no prototypes and no native code for input from strangers.
+// CapacityGossip on the capacity topic, NodeMetrics on the metrics topic and AddressGossip on the
+// addresses topic. Strict CBOR
+// (codec/cbor.ts) with the sync data as a byte string; the zod schemas below are the wire schema.
 // Every inbound byte string is checked against a named size limit and its kind's schema before
 // anything reaches the core; a refusal is a value with a reason, never an exception.
 import { z } from 'zod'
+import { decodeCbor, encodeCbor } from '../codec/index.ts'
 import type { CapacityGossip, PeerMessage } from '../consensus/index.ts'
 
 // ---- Named limits (STYLE: every message has a maximum)
@@ -28,6 +30,10 @@ export const maxPeerMessageBytes: Record<PeerMessage['kind'], number> = {
 export const maxCapacityGossipBytes = 4 * 1024
 /** A metrics message is a dozen numbers and a node id (some 600 bytes at most). */
 export const maxNodeMetricsBytes = 2 * 1024
+/** An address announcement: at most maxAnnouncedAddresses multiaddrs of at most maxAddressLength characters. */
+export const maxAddressGossipBytes = 8 * 1024
+export const maxAnnouncedAddresses = 16
+export const maxAddressLength = 256
 export const maxHeads = 1_024
 export const maxAwardJobs = 10_000
 export const maxNodeIdLength = 128
@@ -46,30 +52,8 @@ const term = counter
 const nodeId = z.string().min(1).max(maxNodeIdLength)
 /** Automerge change hashes: 32 bytes of SHA-256 in hex. */
 const heads = z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(maxHeads)
-/** Alphabet, padding and length checked in one linear pass (a regex over a sync of several MiB overflowed V8's stack). */
-function isCanonicalBase64(text: string): boolean {
-  if (text.length % 4 !== 0) return false
-  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0
-  for (let index = 0; index < text.length - padding; index++) {
-    const code = text.charCodeAt(index)
-    const letterOrDigit = (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || (code >= 48 && code <= 57)
-    if (!letterOrDigit && code !== 43 && code !== 47) return false
-  }
-  // Canonical: the unused bits before the padding are zero, so the text is the one encoding of its bytes.
-  if (padding === 0) return true
-  const last = text.length - padding - 1
-  const value = base64Value(text.charCodeAt(last))
-  return padding === 2 ? (value & 0b1111) === 0 : (value & 0b11) === 0
-}
-
-function base64Value(code: number): number {
-  if (code >= 65 && code <= 90) return code - 65
-  if (code >= 97 && code <= 122) return code - 71
-  if (code >= 48 && code <= 57) return code + 4
-  return code === 43 ? 62 : 63
-}
-
-const base64 = z.string().refine(isCanonicalBase64, 'not canonical base64')
+/** A CBOR byte string (cborg decodes it as a copy, owned by the message): Automerge sync data, a genesis. */
+export const byteString = z.custom<Uint8Array>((value) => value instanceof Uint8Array, 'expected a byte string')
 
 const name = z.string().max(maxNameLength)
 const amount = z.number().finite().nonnegative()
@@ -132,7 +116,7 @@ const peerMessageSchemas = {
   sync: z.strictObject({
     kind: z.literal('sync'),
     term,
-    data: base64.nullable(),
+    data: byteString.nullable(),
     ack: z.strictObject({ term, leaderSeq: counter, originSeq: counter }),
     channel: z.strictObject({ epoch: z.number().finite().nonnegative(), seq: counter }),
     leaderHint: nodeId.nullable(),
@@ -171,23 +155,22 @@ export const nodeMetricsFields = {
 const nodeMetricsSchema = z.strictObject(nodeMetricsFields)
 /** What a Shuttle tells the mesh about itself every metricsPublishIntervalMs (node/metrics-gossip.ts). */
 export type NodeMetrics = z.infer<typeof nodeMetricsSchema>
+const addressGossipSchema = z.strictObject({ nodeId, seq: counter, addresses: z.array(z.string().min(1).max(maxAddressLength)).max(maxAnnouncedAddresses) })
+/** Where a node listens, signed by it (node/peer-discovery.ts dials members at these). */
+export type AddressGossip = z.infer<typeof addressGossipSchema>
 
 const isPeerMessageKind = (kind: unknown): kind is PeerMessage['kind'] =>
   typeof kind === 'string' && Object.hasOwn(peerMessageSchemas, kind)
 
 // ---- Encoding
 
-const utf8 = new TextEncoder()
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
-
 export function encodePeerMessage(message: PeerMessage): Uint8Array {
-  const wire = message.kind === 'sync' ? { ...message, data: message.data === null ? null : Buffer.from(message.data).toString('base64') } : message
-  return utf8.encode(JSON.stringify(wire))
+  return encodeCbor(message)
 }
 
 export function decodePeerMessage(bytes: Uint8Array): Decoded<PeerMessage> {
   if (bytes.length > maxPeerFrameBytes) return { ok: false, reason: `frame of ${bytes.length} bytes exceeds maxPeerFrameBytes (${maxPeerFrameBytes})` }
-  const parsed = parseJson(bytes)
+  const parsed = decodeCbor(bytes)
   if (!parsed.ok) return parsed
   const value = parsed.value
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'not an object' }
@@ -197,20 +180,16 @@ export function decodePeerMessage(bytes: Uint8Array): Decoded<PeerMessage> {
   if (bytes.length > limit) return { ok: false, reason: `${kind} of ${bytes.length} bytes exceeds its limit (${limit})` }
   const result = peerMessageSchemas[kind].safeParse(value)
   if (!result.success) return { ok: false, reason: `${kind}: ${describeIssues(result.error)}` }
-  const message = result.data
-  if (message.kind === 'sync') {
-    return { ok: true, value: { ...message, data: message.data === null ? null : new Uint8Array(Buffer.from(message.data, 'base64')) } as PeerMessage }
-  }
-  return { ok: true, value: message as PeerMessage }
+  return { ok: true, value: result.data as PeerMessage }
 }
 
 export function encodeCapacityGossip(gossip: CapacityGossip): Uint8Array {
-  return utf8.encode(JSON.stringify(gossip))
+  return encodeCbor(gossip)
 }
 
 export function decodeCapacityGossip(bytes: Uint8Array): Decoded<CapacityGossip> {
   if (bytes.length > maxCapacityGossipBytes) return { ok: false, reason: `capacity gossip of ${bytes.length} bytes exceeds maxCapacityGossipBytes (${maxCapacityGossipBytes})` }
-  const parsed = parseJson(bytes)
+  const parsed = decodeCbor(bytes)
   if (!parsed.ok) return parsed
   const result = capacityGossipSchema.safeParse(parsed.value)
   if (!result.success) return { ok: false, reason: `capacity: ${describeIssues(result.error)}` }
@@ -218,30 +197,29 @@ export function decodeCapacityGossip(bytes: Uint8Array): Decoded<CapacityGossip>
 }
 
 export function encodeNodeMetrics(metrics: NodeMetrics): Uint8Array {
-  return utf8.encode(JSON.stringify(metrics))
+  return encodeCbor(metrics)
 }
 
 export function decodeNodeMetrics(bytes: Uint8Array): Decoded<NodeMetrics> {
   if (bytes.length > maxNodeMetricsBytes) return { ok: false, reason: `metrics of ${bytes.length} bytes exceed maxNodeMetricsBytes (${maxNodeMetricsBytes})` }
-  const parsed = parseJson(bytes)
+  const parsed = decodeCbor(bytes)
   if (!parsed.ok) return parsed
   const result = nodeMetricsSchema.safeParse(parsed.value)
   if (!result.success) return { ok: false, reason: `metrics: ${describeIssues(result.error)}` }
   return { ok: true, value: result.data }
 }
 
-function parseJson(bytes: Uint8Array): Decoded<unknown> {
-  let text: string
-  try {
-    text = strictUtf8.decode(bytes)
-  } catch {
-    return { ok: false, reason: 'not valid UTF-8' }
-  }
-  try {
-    return { ok: true, value: JSON.parse(text) }
-  } catch (error) {
-    return { ok: false, reason: `not valid JSON (${(error as Error).message.slice(0, 120)})` }
-  }
+export function encodeAddressGossip(gossip: AddressGossip): Uint8Array {
+  return encodeCbor(gossip)
+}
+
+export function decodeAddressGossip(bytes: Uint8Array): Decoded<AddressGossip> {
+  if (bytes.length > maxAddressGossipBytes) return { ok: false, reason: `address gossip of ${bytes.length} bytes exceeds maxAddressGossipBytes (${maxAddressGossipBytes})` }
+  const parsed = decodeCbor(bytes)
+  if (!parsed.ok) return parsed
+  const result = addressGossipSchema.safeParse(parsed.value)
+  if (!result.success) return { ok: false, reason: `addresses: ${describeIssues(result.error)}` }
+  return { ok: true, value: result.data }
 }
 
 function describeIssues(error: z.ZodError): string {

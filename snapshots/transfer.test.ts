@@ -26,6 +26,7 @@ import { SnapshotFetcher, type SnapshotFetcherLimits } from './snapshot-fetcher.
 import { SnapshotServer } from './snapshot-server.ts'
 import { memoryImageName, mutateImage, writeSyntheticImage } from './synthetic-image.ts'
 import { decodeResponseFrame, encodeRequest, maxRequestBytes, snapshotProtocol } from './wire.ts'
+import { encodeCbor } from '../codec/index.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'fabric-transfer-'))
 const cleanups: (() => Promise<void>)[] = []
@@ -247,12 +248,12 @@ describe('snapshot transfer over libp2p', () => {
       return decoded.value.kind === 'refused' ? `refused: ${decoded.value.reason}` : decoded.value.kind
     }
     const text = (value: string): Uint8Array => new TextEncoder().encode(value)
-    expect(await ask(text('not json'))).toMatch(/^refused: request is not UTF-8 JSON/)
+    expect(await ask(text('{"kind":"manifest"}'))).toMatch(/^refused: request: not valid CBOR/)
     expect(await ask(Uint8Array.of(0xff, 0xfe))).toMatch(/^refused/)
-    expect(await ask(text('{"kind":"chunks","hashes":[]}'))).toMatch(/^refused: request: hashes/)
-    expect(await ask(text('{"kind":"manifest","cid":"b3:../../etc/passwd"}'))).toMatch(/^refused: request: cid/)
-    expect(await ask(text(`{"kind":"chunks","hashes":${JSON.stringify(Array(513).fill('0'.repeat(64)))}}`))).toMatch(/^refused/)
-    expect(await ask(text(`{"kind":"manifest","cid":"${cid}","extra":1}`))).toMatch(/^refused/)
+    expect(await ask(encodeCbor({ kind: 'chunks', hashes: [] }))).toMatch(/^refused: request: hashes/)
+    expect(await ask(encodeCbor({ kind: 'manifest', cid: 'b3:../../etc/passwd' }))).toMatch(/^refused: request: cid/)
+    expect(await ask(encodeCbor({ kind: 'chunks', hashes: Array(513).fill('0'.repeat(64)) }))).toMatch(/^refused/)
+    expect(await ask(encodeCbor({ kind: 'manifest', cid, extra: 1 }))).toMatch(/^refused/)
     // The stream survived every refusal: a sound request is answered on it.
     expect(await ask(encodeRequest({ kind: 'manifest', cid }))).toBe('manifest')
     expect(await ask(encodeRequest({ kind: 'manifest', cid: `b3:${'0'.repeat(64)}` as Cid }))).toBe('not-found')

@@ -1,13 +1,14 @@
 // The wire form of /fabric/snapshots/1.0.0. A client opens a stream to a holder and writes
-// length-prefixed JSON requests; the holder answers each, in order, with length-prefixed binary
+// length-prefixed CBOR requests (codec/); the holder answers each, in order, with length-prefixed binary
 // frames (a tag byte, then the payload), so chunk bytes travel without base64 and a client can
 // pipeline requests. Requests come from strangers: each is size-bounded and schema-checked, and a
 // malformed one is answered with a `refused` frame and changes nothing.
 //
-//   request  {"kind":"manifest","cid":"b3:<hex>"}  -> manifest frame | not-found frame (CID digest)
-//   request  {"kind":"chunks","hashes":["<hex>",...]} -> per hash, in order: chunk | not-found frame
+//   request  {kind: "manifest", cid: "b3:<hex>"}  -> manifest frame | not-found frame (CID digest)
+//   request  {kind: "chunks", hashes: ["<hex>",...]} -> per hash, in order: chunk | not-found frame
 //   frames   0x01 manifest bytes | 0x02 hash(32) chunk bytes | 0x03 hash(32) | 0x04 UTF-8 reason
 import { z } from 'zod'
+import { decodeCbor, encodeCbor } from '../codec/index.ts'
 import { maxChunkBytes } from './chunking.ts'
 import { cidDigest, isCid, type Cid } from './cid.ts'
 import { chunkHashBytes, chunkHashFromBytes, hashBytes, isChunkHash, type ChunkHash } from './hash.ts'
@@ -18,7 +19,7 @@ export const snapshotProtocol = '/fabric/snapshots/1.0.0'
 // ---- Named limits
 /** Hashes in one chunks request. */
 export const maxChunksPerRequest = 512
-/** A request frame: 512 hashes of 67 JSON bytes fit with room to spare. */
+/** A request frame: 512 hashes of 66 CBOR bytes fit with room to spare. */
 export const maxRequestBytes = 40 * 1024
 /** A chunk frame: tag, hash, at most one chunk. */
 export const maxChunkFrameBytes = 1 + hashBytes + maxChunkBytes
@@ -39,20 +40,16 @@ const requestSchema = z.discriminatedUnion('kind', [
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 export function encodeRequest(request: SnapshotRequest): Uint8Array {
-  const bytes = new TextEncoder().encode(JSON.stringify(request))
+  const bytes = encodeCbor(request)
   if (bytes.length > maxRequestBytes) throw new Error(`request of ${bytes.length} bytes exceeds maxRequestBytes (${maxRequestBytes})`)
   return bytes
 }
 
 export function decodeRequest(bytes: Uint8Array): Decoded<SnapshotRequest> {
   if (bytes.length > maxRequestBytes) return { ok: false, reason: `request of ${bytes.length} bytes exceeds maxRequestBytes (${maxRequestBytes})` }
-  let value: unknown
-  try {
-    value = JSON.parse(strictUtf8.decode(bytes))
-  } catch {
-    return { ok: false, reason: 'request is not UTF-8 JSON' }
-  }
-  const parsed = requestSchema.safeParse(value)
+  const decoded = decodeCbor(bytes)
+  if (!decoded.ok) return { ok: false, reason: `request: ${decoded.reason}` }
+  const parsed = requestSchema.safeParse(decoded.value)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     return { ok: false, reason: `request: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || '(root)'}: ${issue.message}`}` }

@@ -1,7 +1,6 @@
 // `fabric node start` runs the Shuttle daemon in the foreground; `fabric node id` creates (or
 // reads) a data directory's identity and prints its peer id, which is what the genesis committee
 // (`--voters`) lists. Flags are parsed here; the daemon itself lives in node/.
-import { availableParallelism, totalmem } from 'node:os'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Command } from 'commander'
 import { asNodeId } from '../../consensus/index.ts'
@@ -18,6 +17,8 @@ import {
   jsonLogger,
   loadOrCreateIdentity,
   localOffer,
+  offeredCapacity,
+  probeMachine,
   type ShuttleStatus,
 } from '../../node/index.ts'
 import { defaultDataDir } from '../data-dir.ts'
@@ -58,9 +59,10 @@ export function registerNodeStart(program: Command): void {
     .option('--admin <peerId>', 'with --voters on first start: the mesh\'s admin key (its peer id); only invited peers may join. Without it the mesh is open')
     .option('--invite <token>', 'join an existing mesh with an invite from `fabric invite` (first start; bootstrap from the invite unless --bootstrap)')
     .option('--election-timeout <ms>', 'election timeout base T in ms (heartbeat T/5)', '150')
-    .option('--cpu-millis <n>', 'CPU this node offers, in thousandths of a core', String(availableParallelism() * 1_000))
-    .option('--memory-mib <n>', 'memory this node offers, in MiB', String(Math.floor(totalmem() / 1024 / 1024)))
-    .option('--disk-mib <n>', 'disk this node offers to jobs, in MiB', String(100 * 1024))
+    .option('--cpu-millis <n>', 'CPU this node offers at most, in thousandths of a core (default and cap: every CPU of the machine)')
+    .option('--memory-mib <n>', 'memory this node offers at most, in MiB (default and cap: the machine\'s memory)')
+    .option('--disk-mib <n>', 'disk this node offers to jobs at most, in MiB (capped by the data directory\'s free disk at start)', String(100 * 1024))
+    .option('--gpus <n>', 'GPUs this node offers at most (default and cap: every NVIDIA or AMD GPU found)')
     .option('--provider <name>', 'provider label', 'local')
     .option('--region <name>', 'region label', 'local')
     .option('--az-id <id>', 'availability-zone id', 'local-1')
@@ -108,6 +110,13 @@ export function registerNodeStart(program: Command): void {
         if (joined.genesis !== null) genesis = joined.genesis
         if (joined.joined !== null) printLine({ event: 'joined', meshId: joined.joined.meshId, role: joined.joined.role, admittedBy: joined.joined.node, via: joined.joined.via })
       }
+      // The machine's inventory caps what the flags ask to offer (machine-resources.ts).
+      const machine = await probeMachine(String(flags.data))
+      if (machine.error !== undefined) logger.warn('machine-probe-failed', { error: machine.error })
+      logger.info('machine', { source: machine.source, cpus: machine.cpus, memoryTotalMiB: machine.memoryTotalMiB, memoryAvailableMiB: machine.memoryAvailableMiB, gpus: machine.gpus, graphics: machine.graphics.length, disk: machine.disk })
+      const limit = (flag: string, value: unknown): number => (value === undefined ? Number.POSITIVE_INFINITY : integer(flag, value))
+      const capacity = offeredCapacity({ cpuMillis: limit('--cpu-millis', flags.cpuMillis), memoryMiB: limit('--memory-mib', flags.memoryMib), diskMiB: integer('--disk-mib', flags.diskMib), gpuCount: limit('--gpus', flags.gpus) }, machine)
+      const gpu = machine.gpus[0]
       const shuttle = new Shuttle(
         {
           dataDir: String(flags.data),
@@ -121,7 +130,8 @@ export function registerNodeStart(program: Command): void {
           snapshotTransport: snapshotTransport as SnapshotTransportName,
           attributes: {
             offer: localOffer({
-              capacity: { cpuMillis: integer('--cpu-millis', flags.cpuMillis), memoryMiB: integer('--memory-mib', flags.memoryMib), diskMiB: integer('--disk-mib', flags.diskMib), gpuCount: 0 },
+              capacity,
+              ...(gpu !== undefined ? { gpu: { model: gpu.model, memoryMiB: gpu.memoryMiB } } : {}),
               provider: String(flags.provider),
               region: String(flags.region),
               azId: String(flags.azId),

@@ -1,8 +1,10 @@
 // A seeded generator of hostile input for the daemon's inbound surfaces: frames for the consensus
 // stream protocol, requests for the client, join, snapshot and snapshot-replicate protocols, and
-// payloads and whole gossipsub RPCs for the capacity topic. Each item is malformed (random bytes, wrong shapes, mutated fields),
-// truncated, oversized (past a named limit) or forged (another node's identity in a field, or a
-// gossip signature that does not match its claimed author). One seed draws everything.
+// payloads and whole gossipsub RPCs for the capacity topic. Each item is malformed (random bytes, wrong shapes, mutated fields,
+// CBOR a strict decoder refuses: deep nesting, giant declared lengths, indefinite lengths, tags,
+// duplicate keys), truncated, oversized (past a named limit) or forged (another node's identity in a
+// field, or a gossip signature that does not match its claimed author). One seed draws everything.
+import { encodeCbor } from '../../codec/index.ts'
 import { concatBytes } from '../../consensus/index.ts'
 import { RPC } from '@libp2p/gossipsub/message'
 import type { PrivateKey } from '@libp2p/interface'
@@ -28,7 +30,7 @@ export interface Identities {
 }
 
 const utf8 = new TextEncoder()
-const bytesOf = (value: unknown): Uint8Array => utf8.encode(JSON.stringify(value))
+const bytesOf = (value: unknown): Uint8Array => encodeCbor(value)
 
 function randomBytes(random: SeededRandom, length: number): Uint8Array {
   const bytes = new Uint8Array(length)
@@ -36,7 +38,7 @@ function randomBytes(random: SeededRandom, length: number): Uint8Array {
   return bytes
 }
 
-/** A JSON value of any type, the odd ones (huge, negative, fractional, long) more often than chance. */
+/** A value of any type, the odd ones (huge, negative, fractional, long, bytes) more often than chance. */
 function randomValue(random: SeededRandom, depth = 0): unknown {
   switch (random.int(0, depth > 1 ? 9 : 11)) {
     case 0: return null
@@ -47,13 +49,13 @@ function randomValue(random: SeededRandom, depth = 0): unknown {
     case 5: return 'x'.repeat(random.int(1, 600))
     case 6: return random.pick(['__proto__', 'constructor', '\u0000', '💥', '../../etc/passwd', '12D3KooW'])
     case 7: return 'ab'.repeat(random.int(1, 40))
-    case 8: return String(random.uint32())
+    case 8: return random.chance(0.5) ? String(random.uint32()) : randomBytes(random, random.int(0, 64))
     case 9: return Array.from({ length: random.int(0, 5) }, () => randomValue(random, depth + 1))
     default: return Object.fromEntries(Array.from({ length: random.int(0, 4) }, (_, index) => [`k${index}`, randomValue(random, depth + 1)]))
   }
 }
 
-/** One mutation of a JSON object: a field dropped, replaced, added, or one level deeper. */
+/** One mutation of an object: a field dropped, replaced, added, or one level deeper. */
 function mutate(random: SeededRandom, value: Record<string, unknown>): Record<string, unknown> {
   const copy: Record<string, unknown> = { ...value }
   const keys = Object.keys(copy)
@@ -66,18 +68,19 @@ function mutate(random: SeededRandom, value: Record<string, unknown>): Record<st
       copy[key] = randomValue(random)
       break
     case 2:
-      copy[random.pick(['extra', 'kind', '__proto__', 'v'])] = randomValue(random)
+      // An own property even when the key is __proto__ (an assignment would set the prototype instead).
+      Object.defineProperty(copy, random.pick(['extra', 'kind', '__proto__', 'v']), { value: randomValue(random), enumerable: true, configurable: true, writable: true })
       break
     default: {
       const inner = copy[key]
-      if (typeof inner === 'object' && inner !== null && !Array.isArray(inner) && Object.keys(inner).length > 0) copy[key] = mutate(random, inner as Record<string, unknown>)
+      if (typeof inner === 'object' && inner !== null && !Array.isArray(inner) && !(inner instanceof Uint8Array) && Object.keys(inner).length > 0) copy[key] = mutate(random, inner as Record<string, unknown>)
       else copy[key] = randomValue(random)
     }
   }
   return copy
 }
 
-/** Bytes of `value`'s JSON, then malformed in one of several ways (or left whole). */
+/** Encoded bytes, then malformed in one of several ways (or left whole). */
 function damage(random: SeededRandom, bytes: Uint8Array): Uint8Array {
   switch (random.int(0, 4)) {
     case 0: return bytes.subarray(0, random.int(0, bytes.length)) // truncated
@@ -91,10 +94,85 @@ function damage(random: SeededRandom, bytes: Uint8Array): Uint8Array {
   }
 }
 
-/** JSON padded with spaces (still valid JSON) to just past `limit` bytes. */
-function padPast(value: unknown, limit: number): Uint8Array {
-  const text = JSON.stringify(value)
-  return utf8.encode(`${' '.repeat(Math.max(0, limit + 1 - text.length))}${text}`)
+/** Well-formed CBOR of `value` with a padding field, just past `limit` bytes. */
+function padPast(value: Record<string, unknown>, limit: number): Uint8Array {
+  let padding = Math.max(0, limit + 1 - bytesOf(value).length)
+  for (;;) {
+    const bytes = bytesOf({ ...value, pad: 'x'.repeat(padding) })
+    if (bytes.length > limit) return bytes
+    padding += limit + 1 - bytes.length
+  }
+}
+
+// ---- CBOR a strict decoder must refuse (codec/cbor.ts), written by hand: cborg would not encode it.
+
+/** A CBOR head: major type and argument, in the shortest form unless `width` (bytes of argument) is forced. */
+function cborHead(major: number, argument: bigint, width?: 0 | 1 | 2 | 4 | 8): Uint8Array {
+  const bytes = width ?? (argument < 24n ? 0 : argument < 0x100n ? 1 : argument < 0x10000n ? 2 : argument < 0x100000000n ? 4 : 8)
+  if (bytes === 0) return new Uint8Array([(major << 5) | Number(argument)])
+  const head = new Uint8Array(1 + bytes)
+  head[0] = (major << 5) | { 1: 24, 2: 25, 4: 26, 8: 27 }[bytes]
+  for (let index = 0; index < bytes; index++) head[bytes - index] = Number((argument >> BigInt(8 * index)) & 0xffn)
+  return head
+}
+
+/** A value no strict decoder accepts, or one that must cost only a bounded effort to refuse; nesting fills at most `maxBytes`. */
+function hostileCborValue(random: SeededRandom, maxBytes: number): Uint8Array {
+  switch (random.int(0, 12)) {
+    // Nesting far past maxCborDepth: arrays in arrays, or maps in maps.
+    case 0: return concatBytes([new Uint8Array(random.int(33, Math.max(34, maxBytes))).fill(0x81), new Uint8Array([0x01])])
+    case 1: {
+      const level = concatBytes([new Uint8Array([0xa1]), bytesOf('k')])
+      return concatBytes([...Array<Uint8Array>(random.int(33, Math.max(34, Math.floor(maxBytes / 3)))).fill(level), new Uint8Array([0xf6])])
+    }
+    // Giant declared lengths (byte string, text, array, map) over little data.
+    case 2: return concatBytes([cborHead(random.pick([2, 3, 4, 5]), random.pick([0xffffffffn, 0xffffffffffffffffn, 1n << 40n])), randomBytes(random, random.int(0, 16))])
+    // Indefinite lengths, and a lone break.
+    case 3: return random.pick([new Uint8Array([0x9f, 0x01, 0xff]), new Uint8Array([0xbf, 0x61, 0x61, 0x01, 0xff]), new Uint8Array([0x5f, 0x41, 0x00, 0xff]), new Uint8Array([0x7f, 0x61, 0x61, 0xff]), new Uint8Array([0xff])])
+    // Tags: a date, a bignum, a self-described CBOR, a big tag number.
+    case 4: return concatBytes([cborHead(6, random.pick([0n, 1n, 2n, 24n, 55799n, 0xffffffffn])), bytesOf(random.pick([1, 'x', new Uint8Array([1])]))])
+    // Non-minimal integer and length forms.
+    case 5: return random.pick([cborHead(0, 1n, 8), cborHead(0, 23n, 1), concatBytes([cborHead(3, 1n, 4), utf8.encode('x')])])
+    // Simple values JSON never had and our schemas do not want: undefined, NaN, Infinity, a simple(99).
+    case 6: return random.pick([new Uint8Array([0xf7]), new Uint8Array([0xf9, 0x7e, 0x00]), new Uint8Array([0xf9, 0x7c, 0x00]), new Uint8Array([0xf8, 0x63])])
+    // Integers past 2^53 (the decoder would need a BigInt).
+    case 7: return random.pick([cborHead(0, 0xffffffffffffffffn), cborHead(1, 1n << 60n)])
+    // Text that is not UTF-8.
+    case 8: return concatBytes([cborHead(3, 2n), new Uint8Array([0xc3, 0x28])])
+    // A map with an integer key.
+    case 9: return new Uint8Array([0xa1, 0x01, 0x01])
+    // Truncated in the middle of a head.
+    case 10: return cborHead(random.pick([0, 2, 4]), 0xffffffffn).subarray(0, random.int(1, 4))
+    default: return randomBytes(random, random.int(1, 32))
+  }
+}
+
+/**
+ * `template` written as a CBOR map by hand, with one field's value replaced by hostile CBOR, or a
+ * duplicate of one key (a second `kind`, say) added: the rest of the map is well-formed. Nesting is
+ * kept within `maxBytes` (the protocol's frame limit) so that the frame reaches the decoder.
+ */
+function hostileCbor(random: SeededRandom, template: Record<string, unknown>, maxBytes: number): Uint8Array {
+  for (;;) {
+    const bytes = hostileCborCandidate(random, template, maxBytes)
+    if (bytes.length <= maxBytes) return bytes
+  }
+}
+
+function hostileCborCandidate(random: SeededRandom, template: Record<string, unknown>, maxBytes: number): Uint8Array {
+  const entries = Object.entries(template)
+  const parts: Uint8Array[] = []
+  const target = random.int(0, entries.length)
+  for (const [index, [key, value]] of entries.entries()) {
+    parts.push(bytesOf(key), index === target && random.chance(0.8) ? hostileCborValue(random, maxBytes - bytesOf(template).length - 64) : bytesOf(value))
+  }
+  let count = entries.length
+  if (random.chance(0.3) && entries.length > 0) {
+    const [key] = random.pick(entries)
+    parts.push(bytesOf(key), bytesOf(randomValue(random)))
+    count++
+  }
+  return concatBytes([cborHead(5, BigInt(count)), ...parts])
 }
 
 const head = 'ab'.repeat(32)
@@ -114,7 +192,7 @@ function consensusTemplates(ids: Identities, random: SeededRandom): Record<strin
     { kind: 'heartbeat-ack', term, round: 1 },
     { kind: 'barrier', term },
     { kind: 'barrier-reply', term, heads: [head] },
-    { kind: 'sync', term, data: Buffer.from(randomBytes(random, random.int(1, 200))).toString('base64'), ack: { term, leaderSeq: 1_000, originSeq: 1_000 }, channel: { epoch: random.int(0, 1_000), seq: random.int(0, 100) }, leaderHint: ids.victim },
+    { kind: 'sync', term, data: randomBytes(random, random.int(1, 200)), ack: { term, leaderSeq: 1_000, originSeq: 1_000 }, channel: { epoch: random.int(0, 1_000), seq: random.int(0, 100) }, leaderHint: ids.victim },
     { kind: 'sync', term, data: null, ack: { term, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 1, seq: random.int(0, 100) }, leaderHint: ids.daemon },
     { kind: 'award', term, jobs: [{ jobId: random.pick(['forged-job', ...inheritedNames]), seq: 1 }] },
     { kind: 'call-for-bids', term, call },
@@ -133,15 +211,21 @@ export function consensusFrames(random: SeededRandom, ids: Identities, count: nu
   }
   // Large but within the frame limit (past libp2p's default 4 MiB stream buffer): undecodable sync data the core drops.
   const sync = consensusTemplates(ids, random).find((template) => template.kind === 'sync' && template.data !== null)!
-  frames.push(bytesOf({ ...sync, data: Buffer.from(randomBytes(random, 5 * 1024 * 1024)).toString('base64') }))
+  frames.push(bytesOf({ ...sync, data: randomBytes(random, 5 * 1024 * 1024) }))
+  // A sync whose data declares 4 GiB, and a whole frame of nesting (within the frame limit).
+  frames.push(concatBytes([bytesOf({ ...sync, data: null }).subarray(0, -1), cborHead(2, 0xffffffffn)]))
+  frames.push(new Uint8Array(maxPeerMessageBytes.sync - 1).fill(0x81))
   frames.push(bytesOf({ kind: 'vote-response', term: 1, granted: true, heads: Array(maxHeads + 1).fill(head) }))
   frames.push(bytesOf({ kind: 'award', term: 1, jobs: Array.from({ length: maxAwardJobs + 1 }, (_, seq) => ({ jobId: 'j', seq })) }))
   frames.push(bytesOf({ kind: 'call-for-bids', term: 1, call: { roundId: 'r', leaderId: ids.daemon, openedAtMs: 0, closesAtMs: 1, classes: Array(maxCallClasses + 1).fill({}) } }))
   while (frames.length < count) {
     const templates = consensusTemplates(ids, random)
-    switch (random.int(0, 5)) {
+    switch (random.int(0, 6)) {
       case 0:
         frames.push(randomBytes(random, random.int(0, 300)))
+        break
+      case 5:
+        frames.push(hostileCbor(random, random.pick(templates), 200_000))
         break
       case 1:
         frames.push(bytesOf(randomValue(random)))
@@ -159,7 +243,7 @@ export function consensusFrames(random: SeededRandom, ids: Identities, count: nu
 
 /** One frame just past maxPeerFrameBytes: it cannot be skipped, so it costs its stream. */
 export function oversizedConsensusFrame(): Uint8Array {
-  return new Uint8Array(maxPeerFrameBytes + 1).fill(0x20)
+  return new Uint8Array(maxPeerFrameBytes + 1).fill(0x81)
 }
 
 /**
@@ -194,18 +278,22 @@ export function clientRequests(random: SeededRandom, ids: Identities, count: num
     { ...envelope(client), kind: 'migrate', jobId: `no-such-${random.int(0, 1_000)}`, to: null, region: random.pick(['eu', ...inheritedNames]), follow: random.chance(0.5), waitMs: random.int(1, 50) },
   ]
   const requests: Uint8Array[] = [
-    new Uint8Array(clientWireLimits.maxRequestBytes + 1).fill(0x20),
+    new Uint8Array(clientWireLimits.maxRequestBytes + 1).fill(0x81),
+    new Uint8Array(clientWireLimits.maxRequestBytes).fill(0x81),
     bytesOf({ ...envelope(ids.fuzzer), kind: 'submit', spec: `name: x\n#${'x'.repeat(clientWireLimits.maxSpecTextBytes)}` }),
     bytesOf({ ...envelope(ids.fuzzer), kind: 'jobs', limit: clientWireLimits.maxListedJobs + 1 }),
     bytesOf({ ...envelope(ids.fuzzer), kind: 'job', jobId: 'j'.repeat(clientWireLimits.maxIdLength + 1) }),
   ]
   while (requests.length < count) {
-    switch (random.int(0, 6)) {
+    switch (random.int(0, 7)) {
       case 0:
         requests.push(randomBytes(random, random.int(0, 200)))
         break
       case 1:
         requests.push(bytesOf(randomValue(random)))
+        break
+      case 6:
+        requests.push(hostileCbor(random, random.pick(harmless(ids.fuzzer)), clientWireLimits.maxRequestBytes))
         break
       case 2:
         // Well-formed, but naming a client other than the one the connection authenticated.
@@ -249,9 +337,10 @@ function capacityPayload(random: SeededRandom, ids: Identities): Uint8Array {
 
 function capacityCandidate(random: SeededRandom, ids: Identities): Uint8Array {
   const gossip = { nodeId: random.pick([ids.daemon, ids.victim]), seq: random.int(0, 1_000), free: { cpuMillis: 1_000, memoryMiB: 1_024, diskMiB: 0, gpuCount: 0 }, running: 0 }
-  switch (random.int(0, 5)) {
+  switch (random.int(0, 6)) {
     case 0: return randomBytes(random, random.int(0, 300))
     case 1: return padPast({ ...gossip, nodeId: ids.fuzzer }, maxCapacityGossipBytes)
+    case 5: return hostileCbor(random, { ...gossip, nodeId: ids.fuzzer }, maxCapacityGossipBytes)
     case 2: return damage(random, bytesOf(mutate(random, { ...gossip, nodeId: ids.fuzzer })))
     default: return bytesOf(gossip) // well-formed, signed by the fuzzer, naming the daemon or the victim
   }
@@ -377,7 +466,7 @@ export function joinRequests(random: SeededRandom, tokens: readonly string[], co
     new Uint8Array(0),
   ]
   while (requests.length < count) {
-    switch (random.int(0, 5)) {
+    switch (random.int(0, 6)) {
       case 0:
         requests.push(randomBytes(random, random.int(0, 200)))
         break
@@ -386,6 +475,9 @@ export function joinRequests(random: SeededRandom, tokens: readonly string[], co
         break
       case 2:
         requests.push(damage(random, bytesOf(mutate(random, request()))))
+        break
+      case 3:
+        requests.push(hostileCbor(random, request(), joinWireLimits.maxRequestBytes))
         break
       default:
         requests.push(bytesOf(request()))
@@ -423,6 +515,9 @@ export function snapshotRequests(random: SeededRandom, count: number): Uint8Arra
       case 2:
         requests.push(bytesOf(random.pick(templates())))
         break
+      case 3:
+        requests.push(hostileCbor(random, random.pick(templates()), maxSnapshotRequestBytes))
+        break
       default:
         requests.push(damage(random, bytesOf(mutate(random, random.pick(templates())))))
     }
@@ -432,7 +527,7 @@ export function snapshotRequests(random: SeededRandom, count: number): Uint8Arra
 
 /** One snapshot request frame just past maxRequestBytes: it costs its stream. */
 export function oversizedSnapshotRequest(): Uint8Array {
-  return new Uint8Array(maxSnapshotRequestBytes + 1).fill(0x20)
+  return new Uint8Array(maxSnapshotRequestBytes + 1).fill(0x81)
 }
 
 /**
@@ -443,7 +538,7 @@ export function oversizedSnapshotRequest(): Uint8Array {
 export function replicateRequests(random: SeededRandom, ids: Identities, count: number): Uint8Array[] {
   const template = (from: string): Record<string, unknown> => ({ cid: `b3:${hex(random, 64)}`, from, owner: random.pick(['job-1#0', '../../etc', ...inheritedNames]) })
   const requests: Uint8Array[] = [
-    new Uint8Array(maxReplicateMessageBytes + 1).fill(0x20),
+    new Uint8Array(maxReplicateMessageBytes + 1).fill(0x81),
     padPast(template(ids.fuzzer), maxReplicateMessageBytes),
     new Uint8Array(0),
   ]
@@ -462,7 +557,7 @@ export function replicateRequests(random: SeededRandom, ids: Identities, count: 
         requests.push(bytesOf({ ...template(ids.fuzzer), cid: random.pick([`b3:${hex(random, 63)}`, hex(random, 64), '', ...inheritedNames]) }))
         break
       case 4:
-        requests.push(bytesOf(template(ids.fuzzer)))
+        requests.push(random.chance(0.5) ? bytesOf(template(ids.fuzzer)) : hostileCbor(random, template(ids.fuzzer), maxReplicateMessageBytes))
         break
       default:
         requests.push(damage(random, bytesOf(mutate(random, template(random.pick([ids.fuzzer, ids.victim]))))))
