@@ -6,24 +6,22 @@
 // Clients: one without a role is refused with a clear error; a viewer reads but cannot submit; a
 // submitter submits; unsigned and replayed requests are refused; forged invites (another key,
 // expired, another mesh) and a used one are refused. Revocation cuts the joined node and a client off.
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { PrivateKey } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { clientCall } from './client-connection.ts'
-import { createClientHost } from './client-host.ts'
 import { clientProtocol, decodeClientResponse } from './client-wire.ts'
 import { loadOrCreateIdentity, loadOrCreateKeyFile } from './identity.ts'
 import { createInvite } from './invite-token.ts'
 import { JoinRefusedError, joinMesh } from './join-client.ts'
 import { signClientRequest } from './request-signature.ts'
-import { Daemon, agreedLeader, runCli } from './testing/daemon-process.ts'
+import { Daemon, runCli } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
 import { encodeCbor } from '../codec/index.ts'
+import { testResources } from './testing/test-mesh.ts'
 
 const readyTimeoutMs = 15_000
 const electionTimeoutMs = 15_000
@@ -32,23 +30,8 @@ const jobTimeoutMs = 20_000
 const joinWindowTimeoutMs = 20_000
 const hourMs = 3_600_000
 
-const started: Daemon[] = []
-const directories: string[] = []
-const hosts: Libp2p[] = []
-
-afterAll(async () => {
-  for (const host of hosts) await host.stop()
-  for (const daemon of started) if (daemon.alive && daemon.child.pid !== undefined) process.kill(daemon.child.pid, 'SIGKILL')
-  await Promise.all(started.map((daemon) => (daemon.alive ? new Promise((done) => daemon.child.once('exit', done)) : undefined)))
-  for (const dir of directories) await rm(dir, { recursive: true, force: true })
-})
-
-
-const temporary = async (prefix: string): Promise<string> => {
-  const dir = await mkdtemp(join(tmpdir(), prefix))
-  directories.push(dir)
-  return dir
-}
+const resources = testResources()
+const temporary = resources.tempDir
 
 describe('admission on a mesh of Shuttle processes', () => {
   it('admits by invite, refuses the uninvited, checks client roles, and revokes', async () => {
@@ -60,35 +43,29 @@ describe('admission on a mesh of Shuttle processes', () => {
     const adminId = created.stdout.trim()
     expect((await loadOrCreateKeyFile(adminKeyFile)).nodeId).toBe(adminId)
 
-    const voterDirs = await Promise.all([0, 1, 2].map(() => temporary('fabric-admission-voter-')))
-    const ids = await Promise.all(voterDirs.map(async (dir) => (await loadOrCreateIdentity(dir)).nodeId))
-    const voters: Daemon[] = []
-    for (const [index, dir] of voterDirs.entries()) {
-      const bootstrap = voters.flatMap((daemon) => ['--bootstrap', daemon.address])
+    const { daemons: voters, ids } = await resources.startMesh({
+      nodes: 3,
+      namePrefix: 'v',
+      dirPrefix: 'fabric-admission-voter-',
       // 100 millicores each: a 500m job fits only on the node that joins below.
-      const daemon = new Daemon(`v${index}`, ['--data', dir, '--voters', ids.join(','), '--admin', adminId, '--cpu-millis', '100', '--no-sync-writes', ...bootstrap])
-      started.push(daemon)
-      voters.push(daemon)
-      await Daemon.waitFor([daemon], () => daemon.ready !== null, readyTimeoutMs, `${daemon.name} ready`)
-    }
-    await Daemon.waitFor(voters, () => agreedLeader(voters) !== null, electionTimeoutMs, 'one agreed leader')
+      args: () => ['--admin', adminId, '--cpu-millis', '100', '--no-sync-writes'],
+      readyTimeoutMs,
+      leaderTimeoutMs: electionTimeoutMs,
+    })
     const entry = voters[0]!
-    const admin = await createClientHost({ privateKey: adminKey })
-    hosts.push(admin)
+    const admin = await resources.clientHost({ privateKey: adminKey })
     const ask = (daemon: Daemon) => multiaddr(daemon.address)
 
     // A node of the same genesis (same voters, same admin) that has no invite: it dials the mesh.
     const strangerDir = await temporary('fabric-admission-stranger-')
-    const stranger = new Daemon('stranger', ['--data', strangerDir, '--voters', ids.join(','), '--admin', adminId, '--no-sync-writes', '--bootstrap', entry.address])
-    started.push(stranger)
+    const stranger = resources.startDaemon('stranger', ['--data', strangerDir, '--voters', ids.join(','), '--admin', adminId, '--no-sync-writes', '--bootstrap', entry.address])
 
     // 1. A fourth node joins with an invite bound to its peer id; bootstrap comes from the invite.
     const joinerDir = await temporary('fabric-admission-joiner-')
     const joinerId = (await loadOrCreateIdentity(joinerDir)).nodeId
     const invited = await runCli(['invite', '--admin-key', adminKeyFile, '--role', 'node', '--peer', joinerId, '--node', entry.address])
     expect(invited.code, invited.stderr).toBe(0)
-    const joiner = new Daemon('joiner', ['--data', joinerDir, '--invite', invited.stdout.trim(), '--cpu-millis', '2000', '--no-sync-writes'])
-    started.push(joiner)
+    const joiner = resources.startDaemon('joiner', ['--data', joinerDir, '--invite', invited.stdout.trim(), '--cpu-millis', '2000', '--no-sync-writes'])
     await Daemon.waitFor([joiner], () => joiner.ready !== null || !joiner.alive, readyTimeoutMs * 2, 'the joiner ready')
     expect(joiner.alive, Daemon.describe([joiner])).toBe(true)
 

@@ -5,56 +5,36 @@
 // machine were gone: the job is re-placed on a survivor, fetched from the replica holder, restored,
 // and keeps counting from its last checkpoint rather than from 1.
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import { afterAll, describe, expect, it } from 'vitest'
-import { probeCriu } from '../runtime/index.ts'
+import { describe, expect, it } from 'vitest'
 import { clientCall } from './client-connection.ts'
-import { createClientHost } from './client-host.ts'
 import type { JobDetail } from './client-wire.ts'
-import { loadOrCreateIdentity } from './identity.ts'
+import { counterScript, numbers } from './testing/counter-job.ts'
 import { Daemon, agreedLeader } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
+import { criuAvailable, runtimeRequirement } from './testing/runtime-requirement.ts'
+import { testResources } from './testing/test-mesh.ts'
 
-const criu = await probeCriu()
-const required = process.env.FABRIC_REQUIRE_RUNTIMES === '1'
-const started: Daemon[] = []
-const directories: string[] = []
-let client: Libp2p | null = null
+const criu = runtimeRequirement({ CRIU: await criuAvailable() })
+const resources = testResources()
 
-afterAll(async () => {
-  await client?.stop()
-  for (const daemon of started) if (daemon.alive && daemon.child.pid !== undefined) process.kill(daemon.child.pid, 'SIGKILL')
-  await Promise.all(started.map((daemon) => (daemon.alive ? new Promise((done) => daemon.child.once('exit', done)) : undefined)))
-  for (const dir of directories) await rm(dir, { recursive: true, force: true })
-})
-
-
-const numbers = (text: string): number[] => text.split('\n').filter((line) => /^\d+$/.test(line)).map(Number)
 
 describe('checkpoints across a mesh of three Shuttle processes', () => {
-  it.skipIf(!criu.available && !required)(`restores a job whose node died from its latest replicated snapshot, and the count goes on${criu.available ? '' : ' [skipped: no CRIU]'}`, async () => {
-    const dataDirs = await Promise.all([0, 1, 2].map(() => mkdtemp(join(tmpdir(), 'fabric-checkpoint-mesh-'))))
-    directories.push(...dataDirs)
-    const ids = await Promise.all(dataDirs.map(async (dir) => (await loadOrCreateIdentity(dir)).nodeId))
-    const daemons: Daemon[] = []
-    for (let index = 0; index < 3; index++) {
-      const bootstrap = daemons.flatMap((daemon) => ['--bootstrap', daemon.address])
+  it.skipIf(!criu.run)(`restores a job whose node died from its latest replicated snapshot, and the count goes on${criu.note}`, async () => {
+    const { daemons, dataDirs } = await resources.startMesh({
+      nodes: 3,
+      dirPrefix: 'fabric-checkpoint-mesh-',
       // Three providers: a replica goes to another failure domain.
-      const daemon = new Daemon(`d${index}`, ['--data', dataDirs[index]!, '--voters', ids.join(','), '--provider', `p${index}`, '--price-per-hour', String(1 + index), '--cpu-millis', '2000', '--memory-mib', '4096', '--no-sync-writes', ...bootstrap])
-      started.push(daemon)
-      daemons.push(daemon)
-      await Daemon.waitFor([daemon], () => daemon.ready !== null, 20_000, `${daemon.name} ready`)
-    }
-    await Daemon.waitFor(daemons, () => agreedLeader(daemons) !== null, 20_000, 'one agreed leader')
-    client = await createClientHost()
-    const host = client
+      args: (index) => ['--provider', `p${index}`, '--price-per-hour', String(1 + index), '--cpu-millis', '2000', '--memory-mib', '4096', '--no-sync-writes'],
+      readyTimeoutMs: 20_000,
+      leaderTimeoutMs: 20_000,
+    })
+    const host = await resources.clientHost()
     const job = (daemon: Daemon, jobId: string): Promise<JobDetail> => clientCall(host, multiaddr(daemon.address), { kind: 'job', jobId })
 
-    const counter = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done'
+    const counter = counterScript(0.2)
     const spec = JSON.stringify({ name: 'counter', command: ['sh', '-c', counter], resources: { cpu: '250m', memory: '64Mi' }, checkpoint: { interval: '2s', keep: 2, replicas: 1 } })
     const submitter = daemons[0]!
     const { jobId } = await clientCall(host, multiaddr(submitter.address), { kind: 'submit', spec })

@@ -5,21 +5,18 @@
 // nothing. Then, with one job running on every node, the leader is SIGKILLed: every acknowledged job
 // still finishes exactly once (one `done` in its own marker file, one finished run in the document),
 // the leader's own job is re-placed on a survivor, and no acknowledged job is lost.
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Libp2p } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { clientCall } from './client-connection.ts'
-import { createClientHost } from './client-host.ts'
 import { clientProtocol, decodeClientResponse, type JobDetail } from './client-wire.ts'
 import { signClientRequest } from './request-signature.ts'
-import { loadOrCreateIdentity } from './identity.ts'
 import { Daemon, agreedLeader, runCli } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
 import { encodeCbor } from '../codec/index.ts'
+import { testResources } from './testing/test-mesh.ts'
 
 const readyTimeoutMs = 15_000
 const electionTimeoutMs = 15_000
@@ -30,44 +27,28 @@ const failoverJobsTimeoutMs = 30_000
 /** Every node publishes its metrics every 5 s; a loaded machine and a forming gossip mesh add to it. */
 const metricsTimeoutMs = 20_000
 
-const started: Daemon[] = []
-const directories: string[] = []
-let client: Libp2p | null = null
-
-afterAll(async () => {
-  await client?.stop()
-  for (const daemon of started) if (daemon.alive && daemon.child.pid !== undefined) process.kill(daemon.child.pid, 'SIGKILL')
-  await Promise.all(started.map((daemon) => (daemon.alive ? new Promise((done) => daemon.child.once('exit', done)) : undefined)))
-  for (const dir of directories) await rm(dir, { recursive: true, force: true })
-})
-
+const resources = testResources()
 
 const countLines = (text: string, line: string): number => text.split('\n').filter((entry) => entry === line).length
 const readMarks = (path: string): Promise<string> => readFile(path, 'utf8').catch(() => '')
 
 describe('clients of a mesh of three Shuttle processes', () => {
   it('submits through a follower, runs real processes, serves logs from any node, and loses no acknowledged job when the leader is SIGKILLed', async () => {
-    const dataDirs = await Promise.all([0, 1, 2].map(() => mkdtemp(join(tmpdir(), 'fabric-client-mesh-'))))
-    const marks = await mkdtemp(join(tmpdir(), 'fabric-client-marks-'))
-    directories.push(...dataDirs, marks)
-    const ids = await Promise.all(dataDirs.map(async (dir) => (await loadOrCreateIdentity(dir)).nodeId))
-    const daemons: Daemon[] = []
-    for (let index = 0; index < 3; index++) {
-      const bootstrap = daemons.flatMap((daemon) => ['--bootstrap', daemon.address])
+    const marks = await resources.tempDir('fabric-client-marks-')
+    const { daemons, dataDirs, ids } = await resources.startMesh({
+      nodes: 3,
+      dirPrefix: 'fabric-client-mesh-',
       // One core's worth of CPU each: the three 1-core jobs below land on three different nodes.
-      const daemon = new Daemon(`d${index}`, ['--data', dataDirs[index]!, '--voters', ids.join(','), '--cpu-millis', '1000', '--memory-mib', '4096', ...bootstrap])
-      started.push(daemon)
-      daemons.push(daemon)
-      await Daemon.waitFor([daemon], () => daemon.ready !== null, readyTimeoutMs, `${daemon.name} ready`)
-    }
-    await Daemon.waitFor(daemons, () => agreedLeader(daemons) !== null, electionTimeoutMs, 'one agreed leader')
+      args: () => ['--cpu-millis', '1000', '--memory-mib', '4096'],
+      readyTimeoutMs,
+      leaderTimeoutMs: electionTimeoutMs,
+    })
     // On a loaded machine an election may come between two reads: `leader` is re-read where it matters.
     let leader = agreedLeader(daemons)!
     const follower = daemons.find((daemon) => daemon !== leader)!
     const byId = (id: string | null): Daemon | undefined => daemons.find((daemon) => daemon.peerId === id)
 
-    client = await createClientHost()
-    const host = client
+    const host = await resources.clientHost()
     const ask = (daemon: Daemon) => multiaddr(daemon.address)
     const job = (daemon: Daemon, jobId: string): Promise<JobDetail> => clientCall(host, ask(daemon), { kind: 'job', jobId })
 

@@ -4,45 +4,31 @@
 // once with its records; `explain` asked of a follower is answered by the leader; `migrate` is
 // refused for an unknown job or node and acknowledged for a running one; `cancel` stops every
 // replica and a second cancel is refused. Each refusal exits 1 with the daemon's reason.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { clientCall } from './client-connection.ts'
-import { createClientHost } from './client-host.ts'
 import type { JobDetail } from './client-wire.ts'
 import type { Daemon } from './daemon-process.ts'
-import { LocalMesh } from './local-mesh.ts'
 import { runCli } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
+import { testResources } from './testing/test-mesh.ts'
 
 const electionTimeoutMs = 30_000
 const placedTimeoutMs = 30_000
 
-let mesh: LocalMesh | null = null
-let client: Libp2p | null = null
-const directories: string[] = []
-
-afterAll(async () => {
-  await client?.stop()
-  await mesh?.stop()
-  for (const dir of directories) await rm(dir, { recursive: true, force: true })
-})
-
+const resources = testResources()
 
 describe('job control and placement requests on a mesh of three Shuttle processes', () => {
   it('plans on the live mesh, lists replicas, explains through a follower, refuses and acknowledges migrate, cancels', async () => {
     // Two cores each: the three 1-core replicas below leave each node one core free.
-    mesh = await LocalMesh.start({ nodes: 3, cpuMillis: 2_000, memoryMiB: 4_096 })
-    const specs = await mkdtemp(join(tmpdir(), 'fabric-requests-'))
-    directories.push(specs)
+    const mesh = await resources.startLocalMesh({ nodes: 3, cpuMillis: 2_000, memoryMiB: 4_096 })
+    const specs = await resources.tempDir('fabric-requests-')
     const leader = await mesh.waitForLeader(electionTimeoutMs)
     const follower = mesh.live.find((daemon) => daemon !== leader)!
     const at = (daemon: Daemon): string[] => ['--node', daemon.address]
-    client = await createClientHost()
-    const host = client
+    const host = await resources.clientHost()
     const job = (daemon: Daemon, jobId: string): Promise<JobDetail> => clientCall(host, multiaddr(daemon.address), { kind: 'job', jobId })
     const status = (daemon: Daemon) => clientCall(host, multiaddr(daemon.address), { kind: 'status' })
 

@@ -5,55 +5,39 @@
 // another node) and the count goes on from where it stopped; `fabric nodes` shows the node
 // draining until `fabric undrain`. `fabric migrate --region --follow` moves a job to the one node
 // in that region (not the cheaper one elsewhere) while streaming the target's fetch and restore.
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { probeCriu } from '../runtime/index.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { clientCall } from './client-connection.ts'
-import { createClientHost } from './client-host.ts'
-import type { JobDetail, NodeView } from './client-wire.ts'
-import { loadOrCreateIdentity } from './identity.ts'
-import { Daemon, agreedLeader, runCli } from './testing/daemon-process.ts'
+import type { NodeView } from './client-wire.ts'
+import { counterScript, numbers, startCounting } from './testing/counter-job.ts'
+import { Daemon, runCli } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
+import { criuAvailable, runtimeRequirement } from './testing/runtime-requirement.ts'
+import { testResources } from './testing/test-mesh.ts'
 
-const criu = await probeCriu()
-const required = process.env.FABRIC_REQUIRE_RUNTIMES === '1'
-const runnable = criu.available || required
-const started: Daemon[] = []
-const directories: string[] = []
+const criu = runtimeRequirement({ CRIU: await criuAvailable() })
+const resources = testResources()
 let dataDirs: string[] = []
-const daemons: Daemon[] = []
+let daemons: Daemon[] = []
 let client: Libp2p | null = null
 
 beforeAll(async () => {
-  if (!runnable) return
-  dataDirs = await Promise.all([0, 1, 2].map(() => mkdtemp(join(tmpdir(), 'fabric-drain-mesh-'))))
-  directories.push(...dataDirs)
-  const ids = await Promise.all(dataDirs.map(async (dir) => (await loadOrCreateIdentity(dir)).nodeId))
-  for (let index = 0; index < 3; index++) {
-    const bootstrap = daemons.flatMap((daemon) => ['--bootstrap', daemon.address])
+  if (!criu.run) return
+  ;({ daemons, dataDirs } = await resources.startMesh({
+    nodes: 3,
+    dirPrefix: 'fabric-drain-mesh-',
     // Three providers: each snapshot's 2 replicas go to the two other nodes.
-    const daemon = new Daemon(`d${index}`, ['--data', dataDirs[index]!, '--voters', ids.join(','), '--provider', `p${index}`, '--region', `r${index}`, '--price-per-hour', String(1 + index), '--cpu-millis', '2000', '--memory-mib', '4096', '--no-sync-writes', ...bootstrap])
-    started.push(daemon)
-    daemons.push(daemon)
-    await Daemon.waitFor([daemon], () => daemon.ready !== null, 30_000, `${daemon.name} ready`)
-  }
-  await Daemon.waitFor(daemons, () => agreedLeader(daemons) !== null, 30_000, 'one agreed leader')
-  client = await createClientHost()
+    args: (index) => ['--provider', `p${index}`, '--region', `r${index}`, '--price-per-hour', String(1 + index), '--cpu-millis', '2000', '--memory-mib', '4096', '--no-sync-writes'],
+    readyTimeoutMs: 30_000,
+    leaderTimeoutMs: 30_000,
+  }))
+  client = await resources.clientHost()
 }, 120_000)
 
-afterAll(async () => {
-  await client?.stop()
-  for (const daemon of started) if (daemon.alive && daemon.child.pid !== undefined) process.kill(daemon.child.pid, 'SIGKILL')
-  await Promise.all(started.map((daemon) => (daemon.alive ? new Promise((done) => daemon.child.once('exit', done)) : undefined)))
-  for (const dir of directories) await rm(dir, { recursive: true, force: true })
-})
-
-const numbers = (text: string): number[] => text.split('\n').filter((line) => /^\d+$/.test(line)).map(Number)
-const counter = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done'
+const counter = counterScript()
 
 /** `fabric ARGS --node D --json`: its JSON lines (exit code 0 required, with the output in the failure). */
 async function fabric(daemon: Daemon, args: readonly string[], timeoutMs = 90_000): Promise<Record<string, unknown>[]> {
@@ -69,16 +53,11 @@ async function fabric(daemon: Daemon, args: readonly string[], timeoutMs = 90_00
 }
 
 describe('checkpoint, snapshots and drain from the CLI on a mesh of three Shuttle processes', () => {
-  it.skipIf(!runnable)(`checkpoints a counting process on demand (2 holders), then drains its node and it counts on elsewhere${criu.available ? '' : ' [skipped: no CRIU]'}`, async () => {
+  it.skipIf(!criu.run)(`checkpoints a counting process on demand (2 holders), then drains its node and it counts on elsewhere${criu.note}`, async () => {
     const spec = JSON.stringify({ name: 'drain-counter', command: ['sh', '-c', counter], resources: { cpu: '250m', memory: '64Mi' }, checkpoint: { interval: '1h', keep: 2, replicas: 2 } })
     // Submitting and watching the job go through a client host (quicker than a CLI process per poll).
     const host = client!
-    const { jobId } = await clientCall(host, multiaddr(daemons[0]!.address), { kind: 'submit', spec })
-    const job = (daemon: Daemon): Promise<JobDetail> => clientCall(host, multiaddr(daemon.address), { kind: 'job', jobId })
-    const placed = await poll(() => job(daemons[0]!), (detail) => detail.node !== null && detail.state === 'assigned', 30_000, 'the job placed')
-    const from = daemons.findIndex((daemon) => daemon.peerId === placed.node)
-    const sourceLog = join(dataDirs[from]!, 'jobs', jobId, 'stdout.log')
-    await poll(() => readFile(sourceLog, 'utf8'), (text) => numbers(text).length >= 10, 30_000, 'the counter to count on its node')
+    const { jobId, job, from, sourceLog } = await startCounting(host, { daemons, dataDirs }, spec, 'on its node')
 
     // Asked of a node that does not run it: the request is passed on to the runner, which streams its progress.
     const asked = daemons[(from + 1) % 3]!
@@ -138,15 +117,10 @@ describe('checkpoint, snapshots and drain from the CLI on a mesh of three Shuttl
     await clientCall(host, multiaddr(daemons[0]!.address), { kind: 'cancel', jobId })
   }, 300_000)
 
-  it.skipIf(!runnable)(`moves a job to the region asked for and follows the target's fetch and restore; refuses a region with no node${criu.available ? '' : ' [skipped: no CRIU]'}`, async () => {
+  it.skipIf(!criu.run)(`moves a job to the region asked for and follows the target's fetch and restore; refuses a region with no node${criu.note}`, async () => {
     const host = client!
     const spec = JSON.stringify({ name: 'region-counter', command: ['sh', '-c', counter], resources: { cpu: '250m', memory: '64Mi' } })
-    const { jobId } = await clientCall(host, multiaddr(daemons[0]!.address), { kind: 'submit', spec })
-    const job = (daemon: Daemon): Promise<JobDetail> => clientCall(host, multiaddr(daemon.address), { kind: 'job', jobId })
-    const placed = await poll(() => job(daemons[0]!), (detail) => detail.node !== null && detail.state === 'assigned', 30_000, 'the job placed')
-    const from = daemons.findIndex((daemon) => daemon.peerId === placed.node)
-    const sourceLog = join(dataDirs[from]!, 'jobs', jobId, 'stdout.log')
-    await poll(() => readFile(sourceLog, 'utf8'), (text) => numbers(text).length >= 10, 30_000, 'the counter to count on its node')
+    const { jobId, job, from, sourceLog } = await startCounting(host, { daemons, dataDirs }, spec, 'on its node')
 
     const nowhere = await runCli(['migrate', jobId, '--region', 'mars-1', '--node', daemons[0]!.address], 60_000)
     expect(nowhere.code, nowhere.stderr).toBe(1)

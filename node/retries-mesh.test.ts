@@ -2,42 +2,29 @@
 // A job whose command fails on its first run (it leaves a marker file, and passes once the marker
 // is there) is run again and succeeds; `fabric job` shows "attempt 2 of 3", the failed attempt
 // with its exit code, and what each run used, in text and in --json.
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { clientCall } from './client-connection.ts'
-import { createClientHost } from './client-host.ts'
 import type { JobDetail } from './client-wire.ts'
-import { LocalMesh } from './local-mesh.ts'
 import { runCli } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
+import { testResources } from './testing/test-mesh.ts'
 
 const leaderTimeoutMs = 20_000
 /** Two runs of a short job, each placed by an auction and reported back through the leader. */
 const jobTimeoutMs = 30_000
 
-let mesh: LocalMesh | null = null
-let client: Libp2p | null = null
-const directories: string[] = []
-
-afterAll(async () => {
-  await client?.stop()
-  await mesh?.stop()
-  for (const dir of directories) await rm(dir, { recursive: true, force: true })
-})
+const resources = testResources()
 
 describe('retries on a mesh of two Shuttle processes', () => {
   it('runs a job again after its first run fails, and reports both attempts', async () => {
-    const marks = await mkdtemp(join(tmpdir(), 'fabric-retry-marks-'))
-    directories.push(marks)
-    mesh = await LocalMesh.start({ nodes: 2, voters: 2, cpuMillis: 2000, memoryMiB: 2048 })
+    const marks = await resources.tempDir('fabric-retry-marks-')
+    const mesh = await resources.startLocalMesh({ nodes: 2, voters: 2, cpuMillis: 2000, memoryMiB: 2048 })
     const leader = await mesh.waitForLeader(leaderTimeoutMs)
     const follower = mesh.daemons.find((daemon) => daemon !== leader)!
-    client = await createClientHost()
-    const host = client
+    const host = await resources.clientHost()
     const job = (jobId: string): Promise<JobDetail> => clientCall(host, multiaddr(follower.address), { kind: 'job', jobId })
 
     // The first run finds no marker: it leaves one and fails with 3. The second finds it and succeeds.
