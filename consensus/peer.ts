@@ -6,45 +6,36 @@ import * as A from '@automerge/automerge'
 import { answerCall, type Bid, type BidPolicy, type JobExplanation, type NodeOffer, type VerifyBid } from '../placement/index.ts'
 import {
   committeeVoters,
-  isJobDone,
-  jobRecord,
-  leaderSeqOf,
-  loadDocument,
-  roleOf,
-  writeSnapshot,
   isDraining,
-  type Role as AdmissionRole,
+  leaderSeqOf,
   nodeRecord,
   originSeqOf,
+  roleOf,
   writeCommittee,
   writeLeaderSeq,
   writeNode,
   writeRun,
+  writeSnapshot,
   type ClusterDocument,
   type Document,
+  type Role as AdmissionRole,
 } from './cluster-document.ts'
-import { isJointMajority, majorityValue, validateCommitteeChange } from './quorum.ts'
-import { SyncSessions } from './sync-sessions.ts'
-import { concatBytes } from './bytes.ts'
+import { isJointMajority, validateCommitteeChange } from './quorum.ts'
+import { DocumentReplica } from './document-replica.ts'
 import { activeVoters, creditLease, newLeaderState, openHeartbeatRound, type LeaderState } from './leader-state.ts'
-import { isIdle, noPlacement, planRound, surveyJobs, writeRound, type Placement } from './leader-round.ts'
 import { LeaderAuction } from './leader-auction.ts'
-import { scopeRound } from './retries.ts'
+import { LeaderPlacement } from './leader-placement.ts'
 import { planAdmit, planCancel, planDrain, planMigrate, planSubmit, planUndrain, type RequestPlan, type RequestWrite } from './requests.ts'
 import { PlacementViews } from './placement-views.ts'
 import { CapacityTable } from './capacity-table.ts'
 import { Submissions } from './submissions.ts'
 import { Runner } from './runner.ts'
 import { Election, type Role } from './election.ts'
-import { SyncChannel } from './sync-channel.ts'
 import { CommitWatermarks } from './commit-watermarks.ts'
 import { ServedNonVoters } from './downstream.ts'
 import type {
-  AuctionSummary,
-  BidMessage,
   CallForBidsMessage,
   CapacityGossip,
-  DocumentAck,
   JobId,
   NodeAttributes,
   NodeId,
@@ -82,10 +73,6 @@ export interface PeerInit {
   bidPolicy?: BidPolicy
 }
 
-const emptyBytes = new Uint8Array(0)
-
-const sameHeads = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((head) => b.includes(head))
-
 export class Peer {
   readonly id: NodeId
   /** Inbound messages refused (malformed, from a non-voter where a voter is required, ...). */
@@ -93,14 +80,7 @@ export class Peer {
   readonly #config: PeerConfig
   #now: number
 
-  #document: Document
-  #documentChanged = false
-  #persistedHeads: string[]
-  readonly #sessions: SyncSessions
-  readonly #dirtyPartners = new Set<NodeId>()
-  /** Partners whose changes arrived: they hear back (the ack) even when there is nothing to sync. */
-  readonly #ackOwed = new Set<NodeId>()
-  readonly #channel: SyncChannel
+  readonly #replica: DocumentReplica
 
   readonly #election: Election
   /** Commit watermarks per term learned from awards and heartbeats (the document's markers lag). */
@@ -125,7 +105,7 @@ export class Peer {
   #offer: NodeOffer
   readonly #bidPolicy: BidPolicy | undefined
   readonly #verifyBid: VerifyBid | undefined
-  readonly #views = new PlacementViews()
+  readonly #placement: LeaderPlacement
   /** A bound on the runner's wait for the committee's document after boot (it fences stale copies anyway). */
   #releaseRunnerAtMs: number
 
@@ -135,11 +115,11 @@ export class Peer {
     this.#config = init.config
     this.id = init.config.nodeId
     this.#now = init.nowMs
-    this.#channel = new SyncChannel(init.nowMs, init.config.maxPeersTracked)
     this.#knownCommitted = new CommitWatermarks(init.config.maxPeersTracked)
-    this.#sessions = new SyncSessions(init.config.maxPeersTracked)
-    this.#document = init.persisted.document ?? loadDocument(init.persisted.documentBytes, this.id)
-    this.#persistedHeads = A.getHeads(this.#document)
+    this.#replica = new DocumentReplica(
+      { nodeId: this.id, documentBytes: init.persisted.documentBytes, ...(init.persisted.document === undefined ? {} : { document: init.persisted.document }), nowMs: init.nowMs, maxPeersTracked: init.config.maxPeersTracked },
+      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message) },
+    )
     this.#election = new Election(
       { nodeId: this.id, config: init.config, random: init.random, term: init.persisted.term, votedFor: init.persisted.votedFor },
       {
@@ -165,7 +145,7 @@ export class Peer {
       maxArchiveRemembered: init.config.maxArchiveRemembered,
       document: () => this.#document,
       nowMs: () => this.#now,
-      isCommitted: (assignment) => this.#isCommittedHere(assignment),
+      isCommitted: (assignment) => this.#knownCommitted.isCommitted(this.#document, assignment),
       emit: (effect) => this.#emit(effect),
       reportRun: (message, jobId, run) => {
         this.#change(message, (draft) => writeRun(draft, jobId, this.id, run))
@@ -180,6 +160,28 @@ export class Peer {
       },
       event: (event) => this.#event(event),
     })
+    this.#placement = new LeaderPlacement({
+      nodeId: this.id,
+      config: init.config,
+      nowMs: () => this.#now,
+      term: () => this.#election.term,
+      document: () => this.#document,
+      capacity: this.#capacity,
+      views: new PlacementViews(),
+      runner: this.#runner,
+      committees: () => this.#committees(),
+      isVoter: () => this.#isVoter(),
+      bidFor: (call) => this.#bidFor(call),
+      change: (message, mutate) => this.#change(message, mutate),
+      send: (to, message) => this.#send(to, message),
+      event: (event) => this.#event(event),
+      drop: (from, kind, reason) => this.#drop(from, kind, reason),
+      markVotersDirty: () => this.#markVotersDirty(),
+      syncWith: (peer) => this.#replica.syncWith(peer),
+      learnCommitted: (term, seq) => this.#knownCommitted.learn(term, seq),
+      committeeChanged: () => this.#served.invalidate(),
+      stepDown: (reason) => this.#election.stepDown(reason),
+    })
     this.#nextCapacityMs = init.nowMs
     this.#nextDownstreamMs = init.nowMs + init.config.downstreamSyncIntervalMs
     this.#nextResyncMs = init.nowMs + init.config.resyncIntervalMs
@@ -190,7 +192,7 @@ export class Peer {
     // Catch up with the committee at once: the runner starts nothing until then.
     const voters = committeeVoters(this.#document).filter((id) => id !== this.id)
     if (voters.length === 0) this.#runner.release()
-    else this.#dirtyPartners.add(voters[this.id.length % voters.length]!)
+    else this.#replica.syncWith(voters[this.id.length % voters.length]!)
     this.#releaseRunnerAtMs = init.nowMs + 3 * init.config.resyncIntervalMs
   }
 
@@ -247,7 +249,7 @@ export class Peer {
     }
     this.#onTimers()
     this.#runner.reconcile()
-    this.#flushSync()
+    this.#replica.flush()
     return this.#drain()
   }
 
@@ -319,7 +321,7 @@ export class Peer {
     leader.joint = { previous, next, seq }
     this.#served.invalidate()
     this.#markVotersDirty()
-    this.#flushSync()
+    this.#replica.flush()
     return { ok: true, effects: this.#drain() }
   }
 
@@ -338,31 +340,17 @@ export class Peer {
   #drain(): PeerEffect[] {
     const effects = this.#effects
     this.#effects = []
-    if (this.#documentChanged || this.#election.hardStateChanged) {
-      const documentIncrement = this.#documentChanged ? this.#changesSincePersist() : emptyBytes
+    if (this.#replica.changed || this.#election.hardStateChanged) {
+      const documentIncrement = this.#replica.takeIncrement()
       effects.unshift({ kind: 'persist', state: { term: this.#election.term, votedFor: this.#election.votedFor, documentIncrement } })
-      this.#documentChanged = false
       this.#election.markPersisted()
     }
     return effects
   }
 
-  /**
-   * The changes added since the last persist, as concatenated change chunks (Automerge loads them
-   * after the saved document). Cheaper than saveIncremental, which re-saves a freshly loaded
-   * document whole on its first call.
-   */
-  #changesSincePersist(): Uint8Array {
-    const changes = A.getChangesSince(this.#document, this.#persistedHeads)
-    this.#persistedHeads = A.getHeads(this.#document)
-    return changes.length === 0 ? emptyBytes : concatBytes(changes)
-  }
+  get #document(): Document { return this.#replica.document }
 
-  #change(message: string, mutate: (draft: A.Doc<ClusterDocument>) => void): void {
-    const before = this.#document
-    this.#document = A.change(this.#document, { time: undefined, message }, mutate)
-    if (this.#document !== before) this.#documentChanged = true
-  }
+  #change(message: string, mutate: (draft: A.Doc<ClusterDocument>) => void): void { this.#replica.change(message, mutate) }
 
   // ---- Committee helpers
 
@@ -384,14 +372,14 @@ export class Peer {
   }
 
   #markVotersDirty(): void {
-    for (const voter of this.#allVoters()) if (voter !== this.id) this.#dirtyPartners.add(voter)
+    for (const voter of this.#allVoters()) if (voter !== this.id) this.#replica.syncWith(voter)
   }
 
   /** A runner's report goes to the leader, which relays it to the voters batched per round. */
   #markReportDirty(): void {
     const leader = this.#election.role === 'leader' ? this.id : this.#election.leaderId ?? this.#leaderHint
     if (leader === null || this.#election.role === 'leader') this.#markVotersDirty()
-    else if (leader !== this.id) this.#dirtyPartners.add(leader)
+    else if (leader !== this.id) this.#replica.syncWith(leader)
   }
 
 
@@ -409,7 +397,7 @@ export class Peer {
         if (now >= leader.nextHeartbeatMs) this.#sendHeartbeats(leader)
         if (leader.ready && (now >= leader.nextRoundMs || leader.auction.shouldClose(now))) {
           leader.nextRoundMs = now + this.#config.roundIntervalMs
-          this.#placementRound(leader)
+          this.#placement.round(leader)
           if (this.#relayPending) this.#markVotersDirty()
           this.#relayPending = false
         }
@@ -421,7 +409,7 @@ export class Peer {
     }
     if (this.#isVoter() && now >= this.#nextDownstreamMs) {
       this.#nextDownstreamMs = now + this.#config.downstreamSyncIntervalMs
-      for (const peer of this.#served.of(this.#document, this.id)) if (!this.#sessions.inSync(this.#document, peer)) this.#dirtyPartners.add(peer)
+      for (const peer of this.#served.of(this.#document, this.id)) if (!this.#replica.inSync(peer)) this.#replica.syncWith(peer)
     }
     if (now >= this.#nextResyncMs) {
       this.#nextResyncMs = now + this.#config.resyncIntervalMs
@@ -437,20 +425,14 @@ export class Peer {
     const voters = committeeVoters(this.#document).filter((id) => id !== this.id)
     if (this.#election.role === 'leader') {
       for (const voter of voters) {
-        if (this.#sessions.inSync(this.#document, voter)) continue
-        this.#sessions.restart(voter)
-        this.#dirtyPartners.add(voter)
+        if (!this.#replica.inSync(voter)) this.#replica.resyncWith(voter)
       }
     } else if (!this.#isVoter() && voters.length > 0 && this.#now - this.#lastVoterSyncMs >= 2 * this.#config.downstreamSyncIntervalMs) {
       // Rotate through the voters so a non-voter stays current even when its home voter is down.
       const voter = voters[this.#resyncCursor++ % voters.length]
-      if (voter !== undefined) {
-        this.#sessions.restart(voter)
-        this.#dirtyPartners.add(voter)
-      }
-    } else if (this.#election.leaderId !== null && this.#election.leaderId !== this.id && !this.#sessions.inSync(this.#document, this.#election.leaderId)) {
-      this.#sessions.restart(this.#election.leaderId)
-      this.#dirtyPartners.add(this.#election.leaderId)
+      if (voter !== undefined) this.#replica.resyncWith(voter)
+    } else if (this.#election.leaderId !== null && this.#election.leaderId !== this.id && !this.#replica.inSync(this.#election.leaderId)) {
+      this.#replica.resyncWith(this.#election.leaderId)
     }
   }
 
@@ -498,7 +480,7 @@ export class Peer {
       case 'heartbeat': {
         if (message.term < this.#election.term) return this.#send(from, { kind: 'heartbeat-ack', term: this.#election.term, round: message.round })
         this.#election.followLeader(from, message.term)
-        if (this.#learnCommitted(message.term, message.commitSeq)) this.#runner.recheckAll()
+        if (this.#knownCommitted.learn(message.term, message.commitSeq)) this.#runner.recheckAll()
         this.#send(from, { kind: 'heartbeat-ack', term: this.#election.term, round: message.round })
         return
       }
@@ -515,7 +497,7 @@ export class Peer {
         if (message.term < this.#election.term) return this.#send(from, { kind: 'heartbeat-ack', term: this.#election.term, round: 0 })
         this.#election.followLeader(from, message.term)
         this.#send(from, { kind: 'barrier-reply', term: this.#election.term, heads: A.getHeads(this.#document) })
-        this.#dirtyPartners.add(from)
+        this.#replica.syncWith(from)
         return
       }
       case 'barrier-reply': {
@@ -531,11 +513,12 @@ export class Peer {
       case 'call-for-bids':
         return this.#onCallForBids(from, message)
       case 'bid':
-        return this.#onBid(from, message)
+        if (this.#leader !== null) this.#placement.onBid(this.#leader, from, message)
+        return
       case 'award':
         // Only a leader that counted a majority of acknowledgements sends an award, so even a
         // deposed leader's award is true: record the commit watermark it proves.
-        for (const job of message.jobs) this.#learnCommitted(message.term, job.seq)
+        for (const job of message.jobs) this.#knownCommitted.learn(message.term, job.seq)
         this.#runner.recheckAll()
         return
     }
@@ -548,7 +531,7 @@ export class Peer {
     const merged = new Set<NodeId>([this.id])
     for (const [voter, heads] of leader.barrierHeads) {
       if (A.hasHeads(this.#document, heads)) merged.add(voter)
-      else this.#dirtyPartners.add(voter)
+      else this.#replica.syncWith(voter)
     }
     if (!this.#quorum(merged)) return
     leader.ready = true
@@ -557,64 +540,26 @@ export class Peer {
     this.#event({ kind: 'leader-ready', term: this.#election.term, documentHeads: A.getHeads(this.#document) })
   }
 
-  // ---- Document sync and acknowledgements
-
-  #ackFor(peer: NodeId): DocumentAck {
-    return { term: this.#election.term, leaderSeq: leaderSeqOf(this.#document, this.#election.term), originSeq: originSeqOf(this.#document, peer) }
-  }
-
-  #flushSync(): void {
-    for (const peer of this.#dirtyPartners) {
-      const data = this.#sessions.generate(this.#document, peer)
-      if (data !== null || this.#ackOwed.has(peer)) this.#sendSync(peer, data)
-    }
-    this.#dirtyPartners.clear()
-    this.#ackOwed.clear()
-  }
-
-  #sendSync(peer: NodeId, data: Uint8Array | null): void {
-    this.#send(peer, { kind: 'sync', term: this.#election.term, data, ack: this.#ackFor(peer), channel: this.#channel.next(), leaderHint: this.#election.leaderId })
-  }
+  // ---- Document sync: what a received change means here (the sessions are DocumentReplica's)
 
   #onSync(from: NodeId, message: SyncMessage): void {
-    // Accept each sync message once and in order; a sender that restarted opens a new channel.
-    const channel = this.#channel.accept(from, message.channel)
-    if (channel === 'drop') return
-    if (channel === 'reopened') this.#sessions.restart(from)
-    if (message.data !== null) {
-      const headsBefore = A.getHeads(this.#document)
-      let received
-      try {
-        received = this.#sessions.receive(this.#document, from, message.data)
-      } catch (error) {
-        // A corrupt or hostile sync message changes nothing: drop it and start the session afresh.
-        this.#sessions.restart(from)
-        this.#drop(from, 'sync', `undecodable sync data (${(error as Error).message})`)
-        return
-      }
-      this.#document = received.document
-      // Heads, not patches, say whether anything arrived: a change to an archived (deleted) job
-      // shows no patch, yet it is part of the document and must be persisted like any other.
-      const changed = !sameHeads(headsBefore, A.getHeads(this.#document))
-      if (changed) {
-        this.#documentChanged = true
-        this.#noteTouched(received.touchedPaths)
-        if (this.#election.role === 'leader') this.#relayPending = true
-      }
-      // The reply goes out when the step (or batch) flushes: one per partner, whatever arrived.
-      this.#dirtyPartners.add(from)
-      if (changed) this.#ackOwed.add(from)
+    const receipt = this.#replica.receive(from, message)
+    if (receipt.kind === 'duplicate') return
+    if (receipt.kind === 'undecodable') return this.#drop(from, 'sync', receipt.reason)
+    if (receipt.changed) {
+      this.#noteTouched(receipt.touchedPaths)
+      if (this.#election.role === 'leader') this.#relayPending = true
     }
     if (!this.#isVoter(from)) return
     this.#lastVoterSyncMs = this.#now
-    if (this.#runner.held && this.#sessions.inSync(this.#document, from)) this.#runner.release()
+    if (this.#runner.held && this.#replica.inSync(from)) this.#runner.release()
     if (message.leaderHint !== null && !this.#isVoter()) this.#leaderHint = message.leaderHint
     const leader = this.#leader
     if (leader !== null && message.ack.term === this.#election.term) {
       leader.lastAckMs.set(from, this.#now)
       if (message.ack.leaderSeq > (leader.ackedSeq.get(from) ?? 0)) {
         leader.ackedSeq.set(from, message.ack.leaderSeq)
-        this.#advanceCommit(leader)
+        this.#placement.advanceCommit(leader)
       }
     }
     if (this.#submissions.recordDurable(from, message.ack.originSeq)) this.#acknowledgeDurable()
@@ -627,55 +572,12 @@ export class Peer {
       if (root === 'jobs') {
         const jobId = path[2]
         if (typeof jobId === 'string') this.#runner.touch(jobId as JobId)
-        if (path.length === 3) this.#placeSoon()
+        if (path.length === 3) this.#placement.placeSoon(this.#leader)
       } else if (root === 'commits') {
         this.#runner.recheckAll()
       } else if (root === 'committee' || root === 'nodes') {
         this.#served.invalidate()
       }
-    }
-  }
-
-  #learnCommitted(term: number, seq: number): boolean {
-    return this.#knownCommitted.learn(term, seq)
-  }
-
-  #isCommittedHere(assignment: { term: number; seq: number }): boolean {
-    return this.#knownCommitted.isCommitted(this.#document, assignment)
-  }
-
-  /** Tell each runner of newly committed assignments, and push it the document that holds them. */
-  #award(leader: LeaderState): void {
-    const byNode = new Map<NodeId, { jobId: JobId; seq: number }[]>()
-    for (const [seq, assignments] of leader.unawarded) {
-      if (seq > leader.committedSeq) continue
-      leader.unawarded.delete(seq)
-      for (const { jobId, nodeId } of assignments) byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), { jobId, seq }])
-    }
-    this.#learnCommitted(this.#election.term, leader.committedSeq)
-    for (const [nodeId, jobs] of byNode) {
-      if (nodeId === this.id) {
-        this.#runner.recheckAll()
-        continue
-      }
-      this.#send(nodeId, { kind: 'award', term: this.#election.term, jobs })
-      this.#dirtyPartners.add(nodeId)
-    }
-  }
-
-  #advanceCommit(leader: LeaderState): void {
-    leader.ackedSeq.set(this.id, leader.seq)
-    let committed = Infinity
-    for (const committee of this.#committees()) committed = Math.min(committed, majorityValue(leader.ackedSeq, committee, this.#config.broken))
-    if (committed <= leader.committedSeq) return
-    for (let seq = leader.committedSeq + 1; seq <= committed; seq++) this.#event({ kind: 'committed', term: this.#election.term, seq })
-    leader.committedSeq = committed
-    this.#award(leader)
-    if (leader.joint !== null && committed >= leader.joint.seq) {
-      leader.joint = null
-      this.#served.invalidate()
-      // A leader voted out by the change it just committed hands over.
-      if (!this.#isVoter()) this.#election.stepDown('left the committee')
     }
   }
 
@@ -688,9 +590,9 @@ export class Peer {
     const request = plan as RequestWrite
     const originSeq = this.#submissions.nextOriginSeq()
     this.#change(request.message, (draft) => request.write(draft, originSeq))
-    if (request.placeSoon) this.#placeSoon()
+    if (request.placeSoon) this.#placement.placeSoon(this.#leader)
     for (const jobId of request.touch) this.#runner.touch(jobId)
-    for (const node of request.notify) this.#dirtyPartners.add(node)
+    for (const node of request.notify) this.#replica.syncWith(node)
     this.#submissions.add({ requestId, jobId: request.ackId as JobId, originSeq }, this.#now)
     this.#markVotersDirty()
     this.#acknowledgeDurable()
@@ -703,10 +605,7 @@ export class Peer {
   }
 
   #retrySubmissions(): void {
-    for (const voter of this.#submissions.retryTargets(this.#now, committeeVoters(this.#document), this.id)) {
-      this.#sessions.restart(voter)
-      this.#dirtyPartners.add(voter)
-    }
+    for (const voter of this.#submissions.retryTargets(this.#now, committeeVoters(this.#document), this.id)) this.#replica.resyncWith(voter)
   }
 
   // ---- Capacity gossip (soft state, never in the document)
@@ -720,7 +619,7 @@ export class Peer {
     this.#capacity.accept(gossip, this.#now)
   }
 
-  // ---- Auctions: the leader calls for bids, every invited node answers it directly
+  // ---- Auctions: the leader calls for bids (leader-placement.ts), every invited node answers it directly
 
   #onCallForBids(from: NodeId, message: CallForBidsMessage): void {
     if (message.term < this.#election.term) return
@@ -736,103 +635,5 @@ export class Peer {
     const bid = answerCall({ ...this.#offer, free: this.#offer.capacity }, call, this.#now, this.#bidPolicy)
     // A drained node asks for nothing, even of a leader whose document has not heard of the drain yet.
     return isDraining(this.#document, this.id) ? { ...bid, asks: [] } : bid
-  }
-
-  #onBid(from: NodeId, message: BidMessage): void {
-    const leader = this.#leader
-    if (leader === null || message.term !== this.#election.term) return
-    const refusal = leader.auction.receive(from, message.bid, this.#now)
-    if (refusal !== null) this.#drop(from, 'bid', refusal)
-    // The last answer closes the round at once (the next tick runs the placement round).
-    else if (leader.auction.shouldClose(this.#now)) leader.nextRoundMs = this.#now
-  }
-
-  // ---- Placement rounds (one document change per round)
-
-  /**
-   * A new job reached the leader: with no auction round open, the next one starts now instead of at
-   * the round interval (which then only bounds how often rounds run under load: while a round is
-   * open, new jobs wait and are batched into the next).
-   */
-  #placeSoon(): void {
-    const leader = this.#leader
-    if (leader === null || !leader.ready || leader.auction.isOpen) return
-    leader.nextRoundMs = Math.min(leader.nextRoundMs, this.#now)
-  }
-
-  #isAlive(leader: LeaderState, nodeId: NodeId): boolean {
-    return this.#capacity.isAlive(nodeId, leader.startedMs, this.#now)
-  }
-
-  /** Closes a due auction round, or opens one for the replicas waiting, and writes what it decided. */
-  #placementRound(leader: LeaderState): void {
-    const term = this.#election.term
-    const survey = surveyJobs(this.#document, leader, term, this.#now, this.#config, (nodeId) => this.#isAlive(leader, nodeId))
-    for (const jobId of survey.doneSeen) leader.doneSeenMs.set(jobId, this.#now)
-    let placement: Placement = noPlacement
-    let summary: AuctionSummary | null = null
-    if (leader.auction.shouldClose(this.#now)) {
-      const closed = leader.auction.close(this.#now)
-      summary = closed.summary
-      for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, this.#now + this.#config.pendingRetryMs)
-      placement = this.#stillWaiting(closed.placement)
-    } else if (!leader.auction.isOpen && survey.pending.length > 0) {
-      // Migrations and retries go in rounds of their own (consensus/retries.ts); draining nodes take nothing new.
-      const { pending, offers } = scopeRound(survey.pending, (jobId) => leader.retryAtMs.has(jobId), (allows) =>
-        this.#views.offers(this.#document, survey.used, (nodeId) => !isDraining(this.#document, nodeId) && allows(nodeId) && this.#isAlive(leader, nodeId)))
-      const { opened, unreadable } = leader.auction.open(pending, offers, (text) => this.#views.specOf(text), this.#now, term)
-      if (unreadable.length > 0) placement = { assignments: [], unplaceable: unreadable }
-      if (opened !== null) {
-        leader.nextRoundMs = Math.min(leader.nextRoundMs, opened.call.closesAtMs)
-        for (const nodeId of opened.invite) if (nodeId !== this.id) this.#send(nodeId, { kind: 'call-for-bids', term, call: opened.call })
-        if (opened.invite.includes(this.id)) this.#onBid(this.id, { kind: 'bid', term, bid: this.#bidFor(opened.call) })
-        // Nobody to ask (or only this node): decide now.
-        if (leader.auction.shouldClose(this.#now) && placement === noPlacement) {
-          const closed = leader.auction.close(this.#now)
-          summary = closed.summary
-          for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, this.#now + this.#config.pendingRetryMs)
-          placement = this.#stillWaiting(closed.placement)
-        }
-      }
-    }
-    for (const { jobId } of placement.assignments) leader.retryAtMs.delete(jobId)
-    const plan = planRound(this.#document, leader, term, this.#now, placement, survey.expired)
-    if (isIdle(plan)) return
-    if (plan.ratify !== null) leader.ratify = plan.ratify
-    this.#change(plan.decide ? `round ${term}.${plan.seq}` : `commit ${term}.${leader.committedSeq}`, (draft) => writeRound(draft, plan, term, leader))
-    for (const jobId of plan.expired) {
-      leader.doneSeenMs.delete(jobId)
-      leader.retryAtMs.delete(jobId)
-    }
-    if (plan.markCommit) {
-      leader.markerSeq = leader.committedSeq
-      leader.nextMarkerMs = this.#now + this.#config.commitMarkerIntervalMs
-    }
-    if (plan.ratifyNow) {
-      leader.ratified = true
-      this.#runner.recheckAll()
-    }
-    if (plan.markCommit) this.#runner.recheckAll()
-    if (plan.expired.length > 0 && !plan.decide && !plan.markCommit) {
-      this.#markVotersDirty()
-      return
-    }
-    for (const { jobId } of plan.assignments) this.#runner.touch(jobId)
-    if (plan.decide) {
-      leader.seq = plan.seq
-      if (plan.assignments.length > 0) leader.unawarded.set(plan.seq, plan.assignments)
-      this.#event({ kind: 'decision', term, seq: plan.seq, assigned: plan.assignments.length, unplaceable: plan.unplaceable.length, auction: summary })
-      this.#advanceCommit(leader)
-    }
-    this.#markVotersDirty()
-  }
-
-  /** A round's decisions for replicas still in the document and not finished (they may have ended while bids came in). */
-  #stillWaiting(placement: Placement): Placement {
-    const active = (jobId: JobId): boolean => {
-      const job = jobRecord(this.#document, jobId)
-      return job !== undefined && !isJobDone(job)
-    }
-    return { assignments: placement.assignments.filter(({ jobId }) => active(jobId)), unplaceable: placement.unplaceable.filter(({ jobId }) => active(jobId)) }
   }
 }
