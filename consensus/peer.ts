@@ -3,7 +3,8 @@
 // perform in order (persist first, then sends), like etcd-io/raft's Ready. No clock, no randomness
 // (drawn from the injected RandomSource), no I/O. node/ and sim/ drive the same code.
 import * as A from '@automerge/automerge'
-import { answerCall, type Bid, type BidPolicy, type JobExplanation, type NodeOffer, type VerifyBid } from '../placement/index.ts'
+import type { BidPolicy, JobExplanation, VerifyBid } from '../placement/index.ts'
+import { Bidder } from './bidder.ts'
 import {
   committeeVoters,
   isDraining,
@@ -22,7 +23,8 @@ import {
 } from './cluster-document.ts'
 import { isJointMajority, validateCommitteeChange } from './quorum.ts'
 import { DocumentReplica } from './document-replica.ts'
-import { activeVoters, creditLease, newLeaderState, openHeartbeatRound, type LeaderState } from './leader-state.ts'
+import { newLeaderState, type LeaderState } from './leader-state.ts'
+import { Leadership } from './leadership.ts'
 import { LeaderAuction } from './leader-auction.ts'
 import { LeaderPlacement } from './leader-placement.ts'
 import { planAdmit, planCancel, planDrain, planMigrate, planSubmit, planUndrain, type RequestPlan, type RequestWrite } from './requests.ts'
@@ -86,6 +88,7 @@ export class Peer {
   /** Commit watermarks per term learned from awards and heartbeats (the document's markers lag). */
   readonly #knownCommitted: CommitWatermarks
   #leader: LeaderState | null = null
+  readonly #leadership: Leadership
 
   readonly #submissions: Submissions
   readonly #capacity: CapacityTable
@@ -101,9 +104,7 @@ export class Peer {
   readonly #served = new ServedNonVoters()
 
   readonly #runner: Runner
-  /** What this node bids with; its prices follow the 'prices' input. */
-  #offer: NodeOffer
-  readonly #bidPolicy: BidPolicy | undefined
+  readonly #bidder: Bidder
   readonly #verifyBid: VerifyBid | undefined
   readonly #placement: LeaderPlacement
   /** A bound on the runner's wait for the committee's document after boot (it fences stale copies anyway). */
@@ -134,10 +135,27 @@ export class Peer {
         dropLeadership: () => { this.#leader = null },
       },
     )
+    this.#leadership = new Leadership({
+      nodeId: this.id,
+      config: init.config,
+      nowMs: () => this.#now,
+      term: () => this.#election.term,
+      document: () => this.#document,
+      quorum: (agreeing) => this.#quorum(agreeing),
+      allVoters: () => this.#allVoters(),
+      send: (to, message) => this.#send(to, message),
+      event: (event) => this.#event(event),
+      syncWith: (peer) => this.#replica.syncWith(peer),
+      followLeader: (leaderId, term) => this.#election.followLeader(leaderId, term),
+      adoptTerm: (term) => this.#election.adoptTerm(term),
+      learnCommitted: (term, seq) => {
+        if (this.#knownCommitted.learn(term, seq)) this.#runner.recheckAll()
+      },
+      releaseRunner: () => this.#runner.release(),
+    })
     this.#submissions = new Submissions({ originSeq: originSeqOf(this.#document, this.id), maxPendingSubmissions: init.config.maxPendingSubmissions, submitRetryMs: init.config.submitRetryMs })
     this.#capacity = new CapacityTable({ nodeId: this.id, maxPeersTracked: init.config.maxPeersTracked, nodeTimeoutMs: init.config.nodeTimeoutMs })
-    this.#offer = { ...init.attributes.offer, nodeId: this.id }
-    this.#bidPolicy = init.bidPolicy
+    this.#bidder = new Bidder(this.id, init.attributes.offer, init.bidPolicy)
     this.#verifyBid = init.verifyBid
     this.#runner = new Runner({
       nodeId: this.id,
@@ -171,7 +189,7 @@ export class Peer {
       runner: this.#runner,
       committees: () => this.#committees(),
       isVoter: () => this.#isVoter(),
-      bidFor: (call) => this.#bidFor(call),
+      bidFor: (call) => this.#bidder.bidFor(call, this.#document, this.#now),
       change: (message, mutate) => this.#change(message, mutate),
       send: (to, message) => this.#send(to, message),
       event: (event) => this.#event(event),
@@ -270,7 +288,7 @@ export class Peer {
         this.#runner.jobExited(input.jobId, input.exitCode, input.usage)
         break
       case 'prices':
-        this.#offer = { ...this.#offer, prices: input.prices }
+        this.#bidder.setPrices(input.prices)
         break
       case 'cancel':
         this.#applyRequest(input.requestId, planCancel(this.#document, input.jobId, this.id, this.#now))
@@ -391,10 +409,10 @@ export class Peer {
     if (this.#isVoter() && this.#election.role !== 'leader' && now >= this.#election.electionDeadlineMs) this.#election.campaign()
     const leader = this.#leader
     if (leader !== null && this.#election.role === 'leader') {
-      if (this.#config.checkQuorum && now - leader.startedMs >= this.#config.electionTimeoutMs && !this.#quorumActive(leader)) {
+      if (this.#config.checkQuorum && now - leader.startedMs >= this.#config.electionTimeoutMs && !this.#leadership.quorumActive(leader)) {
         this.#election.stepDown('check-quorum: no majority heard within an election timeout')
       } else {
-        if (now >= leader.nextHeartbeatMs) this.#sendHeartbeats(leader)
+        if (now >= leader.nextHeartbeatMs) this.#leadership.sendHeartbeats(leader)
         if (leader.ready && (now >= leader.nextRoundMs || leader.auction.shouldClose(now))) {
           leader.nextRoundMs = now + this.#config.roundIntervalMs
           this.#placement.round(leader)
@@ -436,32 +454,17 @@ export class Peer {
     }
   }
 
-  // ---- Leadership (heartbeats, lease, check-quorum, barrier) and message dispatch; votes go to Election
+  // ---- Leadership and message dispatch: votes go to Election, heartbeats and the barrier to Leadership
 
   /** The election is won: build the leader's state and start its barrier. */
   #becomeLeader(voteHeads: ReadonlyMap<NodeId, string[]>): void {
     const auction = new LeaderAuction({ leaderId: this.id, verify: this.#verifyBid, maxReplicasPerRound: this.#config.maxJobsPerRound, minBidWindowMs: this.#config.minBidWindowMs, maxBidWindowMs: this.#config.maxBidWindowMs })
     this.#leader = newLeaderState(this.#now, voteHeads, leaderSeqOf(this.#document, this.#election.term), auction)
-    this.#event({ kind: 'became-leader', term: this.#election.term })
-    for (const voter of committeeVoters(this.#document)) if (voter !== this.id && !voteHeads.has(voter)) this.#send(voter, { kind: 'barrier', term: this.#election.term })
-    this.#sendHeartbeats(this.#leader)
-    this.#checkBarrier()
+    this.#leadership.begin(this.#leader, voteHeads)
   }
 
-  #sendHeartbeats(leader: LeaderState): void {
-    const round = openHeartbeatRound(leader, this.id, this.#now, this.#config)
-    this.#creditLease(leader, round)
-    for (const voter of this.#allVoters()) {
-      if (voter !== this.id) this.#send(voter, { kind: 'heartbeat', term: this.#election.term, round, commitSeq: leader.committedSeq })
-    }
-  }
-
-  #creditLease(leader: LeaderState, round: number): void {
-    creditLease(leader, round, (agreeing) => this.#quorum(agreeing), this.#config)
-  }
-
-  #quorumActive(leader: LeaderState): boolean {
-    return this.#quorum(activeVoters(leader, this.id, this.#now, this.#config.electionTimeoutMs))
+  #checkBarrier(): void {
+    if (this.#leader !== null) this.#leadership.checkBarrier(this.#leader)
   }
 
   #onMessage(from: NodeId, message: PeerMessage): void {
@@ -477,41 +480,17 @@ export class Peer {
       case 'vote':
       case 'vote-response':
         return this.#election.onMessage(from, message)
-      case 'heartbeat': {
-        if (message.term < this.#election.term) return this.#send(from, { kind: 'heartbeat-ack', term: this.#election.term, round: message.round })
-        this.#election.followLeader(from, message.term)
-        if (this.#knownCommitted.learn(message.term, message.commitSeq)) this.#runner.recheckAll()
-        this.#send(from, { kind: 'heartbeat-ack', term: this.#election.term, round: message.round })
-        return
-      }
-      case 'heartbeat-ack': {
-        if (message.term > this.#election.term) return this.#election.adoptTerm(message.term)
-        const leader = this.#leader
-        if (leader === null || message.term !== this.#election.term) return
-        leader.lastAckMs.set(from, this.#now)
-        leader.roundAckers.get(message.round)?.add(from)
-        this.#creditLease(leader, message.round)
-        return
-      }
-      case 'barrier': {
-        if (message.term < this.#election.term) return this.#send(from, { kind: 'heartbeat-ack', term: this.#election.term, round: 0 })
-        this.#election.followLeader(from, message.term)
-        this.#send(from, { kind: 'barrier-reply', term: this.#election.term, heads: A.getHeads(this.#document) })
-        this.#replica.syncWith(from)
-        return
-      }
-      case 'barrier-reply': {
-        const leader = this.#leader
-        if (leader === null || message.term !== this.#election.term || leader.ready) return
-        leader.barrierHeads.set(from, message.heads)
-        leader.lastAckMs.set(from, this.#now)
-        this.#checkBarrier()
-        return
-      }
+      case 'heartbeat':
+      case 'heartbeat-ack':
+      case 'barrier':
+      case 'barrier-reply':
+        return this.#leadership.onMessage(this.#leader, from, message)
       case 'sync':
         return this.#onSync(from, message)
       case 'call-for-bids':
-        return this.#onCallForBids(from, message)
+        // Every invited node answers the leader directly.
+        if (message.term >= this.#election.term) this.#send(from, { kind: 'bid', term: message.term, bid: this.#bidder.bidFor(message.call, this.#document, this.#now) })
+        return
       case 'bid':
         if (this.#leader !== null) this.#placement.onBid(this.#leader, from, message)
         return
@@ -522,22 +501,6 @@ export class Peer {
         this.#runner.recheckAll()
         return
     }
-  }
-
-  /** A new leader decides nothing until it holds the documents of a majority of voters. */
-  #checkBarrier(): void {
-    const leader = this.#leader
-    if (leader === null || leader.ready) return
-    const merged = new Set<NodeId>([this.id])
-    for (const [voter, heads] of leader.barrierHeads) {
-      if (A.hasHeads(this.#document, heads)) merged.add(voter)
-      else this.#replica.syncWith(voter)
-    }
-    if (!this.#quorum(merged)) return
-    leader.ready = true
-    leader.nextRoundMs = this.#now
-    this.#runner.release() // it holds a majority's documents
-    this.#event({ kind: 'leader-ready', term: this.#election.term, documentHeads: A.getHeads(this.#document) })
   }
 
   // ---- Document sync: what a received change means here (the sessions are DocumentReplica's)
@@ -617,23 +580,5 @@ export class Peer {
 
   #onCapacity(gossip: CapacityGossip): void {
     this.#capacity.accept(gossip, this.#now)
-  }
-
-  // ---- Auctions: the leader calls for bids (leader-placement.ts), every invited node answers it directly
-
-  #onCallForBids(from: NodeId, message: CallForBidsMessage): void {
-    if (message.term < this.#election.term) return
-    this.#send(from, { kind: 'bid', term: message.term, bid: this.#bidFor(message.call) })
-  }
-
-  /**
-   * This node's bid: an ask for every class its traits and capacity allow. Free room is the
-   * leader's to account (from the document): this node's own view lags it (an award not started
-   * yet, a fenced copy still stopping), so it does not narrow the asks.
-   */
-  #bidFor(call: CallForBidsMessage['call']): Bid {
-    const bid = answerCall({ ...this.#offer, free: this.#offer.capacity }, call, this.#now, this.#bidPolicy)
-    // A drained node asks for nothing, even of a leader whose document has not heard of the drain yet.
-    return isDraining(this.#document, this.id) ? { ...bid, asks: [] } : bid
   }
 }
