@@ -11,7 +11,7 @@ import type { PlacementViews } from './placement-views.ts'
 import { majorityValue } from './quorum.ts'
 import { scopeRound } from './retries.ts'
 import type { Runner } from './runner.ts'
-import type { AuctionSummary, BidMessage, CallForBidsMessage, JobId, NodeId, PeerConfig, PeerEvent, PeerMessage, Term } from './types.ts'
+import type { AuctionSummary, BidMessage, CallForBidsMessage, DocumentAck, JobId, NodeId, PeerConfig, PeerEvent, PeerMessage, Term } from './types.ts'
 
 export interface LeaderPlacementComponents {
   nodeId: NodeId
@@ -37,7 +37,7 @@ export interface LeaderPlacementComponents {
   syncWith: (peer: NodeId) => void
   learnCommitted: (term: number, seq: number) => boolean
   /** The committee changed: who serves which non-voter is computed afresh. */
-  committeeChanged: () => void
+  membershipChanged: () => void
   stepDown: (reason: string) => void
 }
 
@@ -134,7 +134,7 @@ export class LeaderPlacement {
       leader.seq = plan.seq
       if (plan.assignments.length > 0) leader.unawarded.set(plan.seq, plan.assignments)
       this.#components.event({ kind: 'decision', term, seq: plan.seq, assigned: plan.assignments.length, unplaceable: plan.unplaceable.length, auction: summary })
-      this.advanceCommit(leader)
+      this.#advanceCommit(leader)
     }
     this.#components.markVotersDirty()
   }
@@ -149,8 +149,18 @@ export class LeaderPlacement {
     return { assignments: placement.assignments.filter(({ jobId }) => active(jobId)), unplaceable: placement.unplaceable.filter(({ jobId }) => active(jobId)) }
   }
 
+  /** A voter's acknowledgement, sent with its sync messages: decisions of this term its persisted document holds. */
+  onAck(leader: LeaderState, from: NodeId, ack: DocumentAck): void {
+    if (ack.term !== this.#components.term()) return
+    leader.lastAckMs.set(from, this.#components.nowMs())
+    if (ack.leaderSeq > (leader.ackedSeq.get(from) ?? 0)) {
+      leader.ackedSeq.set(from, ack.leaderSeq)
+      this.#advanceCommit(leader)
+    }
+  }
+
   /** Commits what a majority of every committee acknowledged, then awards it. */
-  advanceCommit(leader: LeaderState): void {
+  #advanceCommit(leader: LeaderState): void {
     const { nodeId, config } = this.#components
     const term = this.#components.term()
     leader.ackedSeq.set(nodeId, leader.seq)
@@ -162,7 +172,7 @@ export class LeaderPlacement {
     this.#award(leader)
     if (leader.joint !== null && committed >= leader.joint.seq) {
       leader.joint = null
-      this.#components.committeeChanged()
+      this.#components.membershipChanged()
       // A leader voted out by the change it just committed hands over.
       if (!this.#components.isVoter()) this.#components.stepDown('left the committee')
     }

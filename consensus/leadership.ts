@@ -1,10 +1,11 @@
 // Leadership once the election is won: the new leader's barrier (it decides nothing until it holds
 // the documents of a majority of voters), heartbeat rounds that extend its lease and carry the
-// commit watermark, check-quorum, and the followers' answers to all of these. Election owns terms
-// and votes; Peer owns the LeaderState (leader-state.ts) and routes the messages here.
+// commit watermark, check-quorum, the followers' answers to all of these, and committee changes.
+// Election owns terms and votes; Peer owns the LeaderState (leader-state.ts) and routes messages here.
 import * as A from '@automerge/automerge'
-import { committeeVoters, type Document } from './cluster-document.ts'
+import { committeeVoters, writeCommittee, writeLeaderSeq, type ClusterDocument, type Document } from './cluster-document.ts'
 import { activeVoters, creditLease, openHeartbeatRound, type LeaderState } from './leader-state.ts'
+import { validateCommitteeChange } from './quorum.ts'
 import type { NodeId, PeerConfig, PeerEvent, PeerMessage, Term } from './types.ts'
 
 export type LeadershipMessage = Extract<PeerMessage, { kind: 'heartbeat' | 'heartbeat-ack' | 'barrier' | 'barrier-reply' }>
@@ -29,6 +30,10 @@ export interface LeadershipComponents {
   learnCommitted: (term: Term, seq: number) => void
   /** The barrier holds: this node has a majority's documents, so its runner may start jobs. */
   releaseRunner: () => void
+  change: (message: string, mutate: (draft: ClusterDocument) => void) => void
+  /** The committee changed: who serves which non-voter is computed afresh. */
+  membershipChanged: () => void
+  markVotersDirty: () => void
 }
 
 export class Leadership {
@@ -81,6 +86,30 @@ export class Leadership {
     leader.nextRoundMs = this.#components.nowMs()
     this.#components.releaseRunner() // it holds a majority's documents
     this.#components.event({ kind: 'leader-ready', term: this.#components.term(), documentHeads: A.getHeads(document) })
+  }
+
+  /** Moves one voter in or out of the committee (`leader`: this node's, when it leads); committed by old and new majorities. */
+  changeCommittee(leader: LeaderState | null, change: { add?: NodeId; remove?: NodeId }): { ok: true } | { ok: false; reason: string } {
+    if (leader === null || !leader.ready) return { ok: false, reason: 'only the ready leader changes the committee' }
+    if (leader.joint !== null) return { ok: false, reason: 'a committee change is already in flight' }
+    const document = this.#components.document()
+    const previous = committeeVoters(document)
+    const next = previous.filter((id) => id !== change.remove)
+    if (change.add !== undefined && !next.includes(change.add)) next.push(change.add)
+    next.sort()
+    const valid = validateCommitteeChange(previous, next)
+    if (!valid.ok) return valid
+    const seq = leader.seq + 1
+    this.#components.change(`committee epoch ${document.committee.epoch + 1}`, (draft) => {
+      writeCommittee(draft, next, draft.committee.epoch + 1)
+      writeLeaderSeq(draft, this.#components.term(), seq)
+    })
+    leader.seq = seq
+    leader.ackedSeq.set(this.#components.nodeId, seq)
+    leader.joint = { previous, next, seq }
+    this.#components.membershipChanged()
+    this.#components.markVotersDirty()
+    return valid
   }
 
   /** Heartbeats and barriers from a leader, and their answers to this node when it leads (`leader`). */

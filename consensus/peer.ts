@@ -7,13 +7,10 @@ import type { BidPolicy, JobExplanation, VerifyBid } from '../placement/index.ts
 import { Bidder } from './bidder.ts'
 import {
   committeeVoters,
-  isDraining,
   leaderSeqOf,
   nodeRecord,
   originSeqOf,
   roleOf,
-  writeCommittee,
-  writeLeaderSeq,
   writeNode,
   writeRun,
   writeSnapshot,
@@ -21,7 +18,7 @@ import {
   type Document,
   type Role as AdmissionRole,
 } from './cluster-document.ts'
-import { isJointMajority, validateCommitteeChange } from './quorum.ts'
+import { isJointMajority } from './quorum.ts'
 import { DocumentReplica } from './document-replica.ts'
 import { newLeaderState, type LeaderState } from './leader-state.ts'
 import { Leadership } from './leadership.ts'
@@ -34,9 +31,8 @@ import { Submissions } from './submissions.ts'
 import { Runner } from './runner.ts'
 import { Election, type Role } from './election.ts'
 import { CommitWatermarks } from './commit-watermarks.ts'
-import { ServedNonVoters } from './downstream.ts'
+import { SyncSchedule } from './sync-schedule.ts'
 import type {
-  CallForBidsMessage,
   CapacityGossip,
   JobId,
   NodeAttributes,
@@ -93,15 +89,11 @@ export class Peer {
   readonly #submissions: Submissions
   readonly #capacity: CapacityTable
   #nextCapacityMs: number
-  #nextDownstreamMs: number
-  #nextResyncMs: number
-  #resyncCursor = 0
-  #lastVoterSyncMs = -Infinity
+  readonly #syncSchedule: SyncSchedule
   /** For non-voters: the leader named by the voters' sync messages. */
   #leaderHint: NodeId | null = null
   /** The leader received reports: it relays them to the voters once per round, batched. */
   #relayPending = false
-  readonly #served = new ServedNonVoters()
 
   readonly #runner: Runner
   readonly #bidder: Bidder
@@ -121,6 +113,7 @@ export class Peer {
       { nodeId: this.id, documentBytes: init.persisted.documentBytes, ...(init.persisted.document === undefined ? {} : { document: init.persisted.document }), nowMs: init.nowMs, maxPeersTracked: init.config.maxPeersTracked },
       { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message) },
     )
+    this.#syncSchedule = new SyncSchedule(this.id, init.config, this.#replica, init.nowMs)
     this.#election = new Election(
       { nodeId: this.id, config: init.config, random: init.random, term: init.persisted.term, votedFor: init.persisted.votedFor },
       {
@@ -135,24 +128,6 @@ export class Peer {
         dropLeadership: () => { this.#leader = null },
       },
     )
-    this.#leadership = new Leadership({
-      nodeId: this.id,
-      config: init.config,
-      nowMs: () => this.#now,
-      term: () => this.#election.term,
-      document: () => this.#document,
-      quorum: (agreeing) => this.#quorum(agreeing),
-      allVoters: () => this.#allVoters(),
-      send: (to, message) => this.#send(to, message),
-      event: (event) => this.#event(event),
-      syncWith: (peer) => this.#replica.syncWith(peer),
-      followLeader: (leaderId, term) => this.#election.followLeader(leaderId, term),
-      adoptTerm: (term) => this.#election.adoptTerm(term),
-      learnCommitted: (term, seq) => {
-        if (this.#knownCommitted.learn(term, seq)) this.#runner.recheckAll()
-      },
-      releaseRunner: () => this.#runner.release(),
-    })
     this.#submissions = new Submissions({ originSeq: originSeqOf(this.#document, this.id), maxPendingSubmissions: init.config.maxPendingSubmissions, submitRetryMs: init.config.submitRetryMs })
     this.#capacity = new CapacityTable({ nodeId: this.id, maxPeersTracked: init.config.maxPeersTracked, nodeTimeoutMs: init.config.nodeTimeoutMs })
     this.#bidder = new Bidder(this.id, init.attributes.offer, init.bidPolicy)
@@ -178,31 +153,44 @@ export class Peer {
       },
       event: (event) => this.#event(event),
     })
-    this.#placement = new LeaderPlacement({
+    // What the leader's helpers share of this peer: identity, clock, term, document and outputs.
+    const shared = {
       nodeId: this.id,
       config: init.config,
       nowMs: () => this.#now,
       term: () => this.#election.term,
       document: () => this.#document,
+      send: (to: NodeId, message: PeerMessage) => this.#send(to, message),
+      event: (event: PeerEvent) => this.#event(event),
+      syncWith: (peer: NodeId) => this.#replica.syncWith(peer),
+      change: (message: string, mutate: (draft: ClusterDocument) => void) => this.#change(message, mutate),
+      markVotersDirty: () => this.#markVotersDirty(),
+      membershipChanged: () => this.#syncSchedule.membershipChanged(),
+    }
+    this.#leadership = new Leadership({
+      ...shared,
+      quorum: (agreeing) => this.#quorum(agreeing),
+      allVoters: () => this.#allVoters(),
+      followLeader: (leaderId, term) => this.#election.followLeader(leaderId, term),
+      adoptTerm: (term) => this.#election.adoptTerm(term),
+      learnCommitted: (term, seq) => {
+        if (this.#knownCommitted.learn(term, seq)) this.#runner.recheckAll()
+      },
+      releaseRunner: () => this.#runner.release(),
+    })
+    this.#placement = new LeaderPlacement({
+      ...shared,
       capacity: this.#capacity,
       views: new PlacementViews(),
       runner: this.#runner,
       committees: () => this.#committees(),
       isVoter: () => this.#isVoter(),
       bidFor: (call) => this.#bidder.bidFor(call, this.#document, this.#now),
-      change: (message, mutate) => this.#change(message, mutate),
-      send: (to, message) => this.#send(to, message),
-      event: (event) => this.#event(event),
       drop: (from, kind, reason) => this.#drop(from, kind, reason),
-      markVotersDirty: () => this.#markVotersDirty(),
-      syncWith: (peer) => this.#replica.syncWith(peer),
       learnCommitted: (term, seq) => this.#knownCommitted.learn(term, seq),
-      committeeChanged: () => this.#served.invalidate(),
       stepDown: (reason) => this.#election.stepDown(reason),
     })
     this.#nextCapacityMs = init.nowMs
-    this.#nextDownstreamMs = init.nowMs + init.config.downstreamSyncIntervalMs
-    this.#nextResyncMs = init.nowMs + init.config.resyncIntervalMs
     if (nodeRecord(this.#document, this.id) === undefined) {
       this.#change('register node', (draft) => writeNode(draft, init.attributes))
       this.#markVotersDirty()
@@ -218,7 +206,6 @@ export class Peer {
   static fresh(genesis: Uint8Array): PersistedPeer {
     return { term: 0, votedFor: null, documentBytes: genesis }
   }
-
 
   // ---- Read-only views (CLI, node/ adapter, the simulator's checker)
 
@@ -239,11 +226,8 @@ export class Peer {
 
   /** The earliest local time at which this peer wants a tick. */
   nextWakeMs(): number {
-    let wake = Math.min(this.#nextCapacityMs, this.#nextResyncMs, this.#submissions.nextRetryMs, this.#runner.nextCheckpointMs(), this.#runner.held ? this.#releaseRunnerAtMs : Infinity)
-    if (this.#isVoter()) {
-      wake = Math.min(wake, this.#nextDownstreamMs)
-      if (this.#election.role !== 'leader') wake = Math.min(wake, this.#election.electionDeadlineMs)
-    }
+    let wake = Math.min(this.#nextCapacityMs, this.#syncSchedule.nextWakeMs(this.#isVoter()), this.#submissions.nextRetryMs, this.#runner.nextCheckpointMs(), this.#runner.held ? this.#releaseRunnerAtMs : Infinity)
+    if (this.#isVoter() && this.#election.role !== 'leader') wake = Math.min(wake, this.#election.electionDeadlineMs)
     if (this.#leader !== null) {
       wake = Math.min(wake, this.#leader.nextHeartbeatMs)
       if (this.#leader.ready) wake = Math.min(wake, this.#leader.nextRoundMs, this.#leader.auction.closesAtMs)
@@ -320,25 +304,8 @@ export class Peer {
   /** Leader only: move one voter in or out of the committee (committed by old and new majorities). */
   changeCommittee(nowMs: number, change: { add?: NodeId; remove?: NodeId }): { ok: true; effects: PeerEffect[] } | { ok: false; reason: string } {
     this.#now = Math.max(this.#now, nowMs)
-    const leader = this.#leader
-    if (this.#election.role !== 'leader' || leader === null || !leader.ready) return { ok: false, reason: 'only the ready leader changes the committee' }
-    if (leader.joint !== null) return { ok: false, reason: 'a committee change is already in flight' }
-    const previous = committeeVoters(this.#document)
-    const next = previous.filter((id) => id !== change.remove)
-    if (change.add !== undefined && !next.includes(change.add)) next.push(change.add)
-    next.sort()
-    const valid = validateCommitteeChange(previous, next)
-    if (!valid.ok) return valid
-    const seq = leader.seq + 1
-    this.#change(`committee epoch ${this.#document.committee.epoch + 1}`, (draft) => {
-      writeCommittee(draft, next, draft.committee.epoch + 1)
-      writeLeaderSeq(draft, this.#election.term, seq)
-    })
-    leader.seq = seq
-    leader.ackedSeq.set(this.id, seq)
-    leader.joint = { previous, next, seq }
-    this.#served.invalidate()
-    this.#markVotersDirty()
+    const changed = this.#leadership.changeCommittee(this.#election.role === 'leader' ? this.#leader : null, change)
+    if (!changed.ok) return changed
     this.#replica.flush()
     return { ok: true, effects: this.#drain() }
   }
@@ -366,6 +333,7 @@ export class Peer {
     return effects
   }
 
+  /** The document lives in the replica, which syncs it and hands over the increment to persist. */
   get #document(): Document { return this.#replica.document }
 
   #change(message: string, mutate: (draft: A.Doc<ClusterDocument>) => void): void { this.#replica.change(message, mutate) }
@@ -400,8 +368,6 @@ export class Peer {
     else if (leader !== this.id) this.#replica.syncWith(leader)
   }
 
-
-
   // ---- Timers
 
   #onTimers(): void {
@@ -425,33 +391,10 @@ export class Peer {
       this.#nextCapacityMs = now + this.#config.capacityIntervalMs
       this.#publishCapacity()
     }
-    if (this.#isVoter() && now >= this.#nextDownstreamMs) {
-      this.#nextDownstreamMs = now + this.#config.downstreamSyncIntervalMs
-      for (const peer of this.#served.of(this.#document, this.id)) if (!this.#replica.inSync(peer)) this.#replica.syncWith(peer)
-    }
-    if (now >= this.#nextResyncMs) {
-      this.#nextResyncMs = now + this.#config.resyncIntervalMs
-      this.#resync()
-    }
+    this.#syncSchedule.onTimers({ nowMs: now, document: this.#document, isVoter: this.#isVoter(), isLeader: this.#election.role === 'leader', leaderId: this.#election.leaderId })
     if (now >= this.#submissions.nextRetryMs) this.#retrySubmissions()
     if (now >= this.#runner.nextCheckpointMs()) this.#runner.checkpointDue()
     if (this.#runner.held && now >= this.#releaseRunnerAtMs) this.#runner.release()
-  }
-
-  /** Restart sessions that may have lost a message so a lossy link cannot stall them. */
-  #resync(): void {
-    const voters = committeeVoters(this.#document).filter((id) => id !== this.id)
-    if (this.#election.role === 'leader') {
-      for (const voter of voters) {
-        if (!this.#replica.inSync(voter)) this.#replica.resyncWith(voter)
-      }
-    } else if (!this.#isVoter() && voters.length > 0 && this.#now - this.#lastVoterSyncMs >= 2 * this.#config.downstreamSyncIntervalMs) {
-      // Rotate through the voters so a non-voter stays current even when its home voter is down.
-      const voter = voters[this.#resyncCursor++ % voters.length]
-      if (voter !== undefined) this.#replica.resyncWith(voter)
-    } else if (this.#election.leaderId !== null && this.#election.leaderId !== this.id && !this.#replica.inSync(this.#election.leaderId)) {
-      this.#replica.resyncWith(this.#election.leaderId)
-    }
   }
 
   // ---- Leadership and message dispatch: votes go to Election, heartbeats and the barrier to Leadership
@@ -463,6 +406,7 @@ export class Peer {
     this.#leadership.begin(this.#leader, voteHeads)
   }
 
+  /** A leader still behind its barrier looks again as the voters' documents arrive. */
   #checkBarrier(): void {
     if (this.#leader !== null) this.#leadership.checkBarrier(this.#leader)
   }
@@ -514,17 +458,11 @@ export class Peer {
       if (this.#election.role === 'leader') this.#relayPending = true
     }
     if (!this.#isVoter(from)) return
-    this.#lastVoterSyncMs = this.#now
+    this.#syncSchedule.heardFromVoter(this.#now)
     if (this.#runner.held && this.#replica.inSync(from)) this.#runner.release()
     if (message.leaderHint !== null && !this.#isVoter()) this.#leaderHint = message.leaderHint
     const leader = this.#leader
-    if (leader !== null && message.ack.term === this.#election.term) {
-      leader.lastAckMs.set(from, this.#now)
-      if (message.ack.leaderSeq > (leader.ackedSeq.get(from) ?? 0)) {
-        leader.ackedSeq.set(from, message.ack.leaderSeq)
-        this.#placement.advanceCommit(leader)
-      }
-    }
+    if (leader !== null) this.#placement.onAck(leader, from, message.ack)
     if (this.#submissions.recordDurable(from, message.ack.originSeq)) this.#acknowledgeDurable()
     if (leader !== null && !leader.ready) this.#checkBarrier()
   }
@@ -539,7 +477,7 @@ export class Peer {
       } else if (root === 'commits') {
         this.#runner.recheckAll()
       } else if (root === 'committee' || root === 'nodes') {
-        this.#served.invalidate()
+        this.#syncSchedule.membershipChanged()
       }
     }
   }
