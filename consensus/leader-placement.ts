@@ -1,7 +1,8 @@
 // The ready leader's placement: each round closes a due auction (or opens one for the replicas
-// waiting) and writes what it decided as one document change; a decision acknowledged by a majority
-// of every committee commits, and its assignments are then awarded to their runners. The auction is
-// leader-auction.ts, the round's plan leader-round.ts; Peer owns the LeaderState and the timers.
+// waiting) and writes what it decided as one document change; once the voters' acks show a majority
+// of every committee holds a decision, it commits and its assignments are awarded to their runners.
+// The auction is leader-auction.ts, the round's plan leader-round.ts; Peer owns the LeaderState and
+// the timers.
 import type { Bid } from '../placement/index.ts'
 import { isDraining, isJobDone, jobRecord, type ClusterDocument, type Document } from './cluster-document.ts'
 import type { CapacityTable } from './capacity-table.ts'
