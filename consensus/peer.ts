@@ -3,48 +3,37 @@
 // perform in order (persist first, then sends), like etcd-io/raft's Ready. No clock, no randomness
 // (drawn from the injected RandomSource), no I/O. node/ and sim/ drive the same code.
 import * as A from '@automerge/automerge'
-import { answerCall, type Bid, type BidPolicy, type JobExplanation, type NodeOffer, type VerifyBid } from '../placement/index.ts'
+import type { BidPolicy, JobExplanation, VerifyBid } from '../placement/index.ts'
+import { Bidder } from './bidder.ts'
 import {
   committeeVoters,
-  isJobDone,
-  jobRecord,
   leaderSeqOf,
-  loadDocument,
-  roleOf,
-  writeSnapshot,
-  isDraining,
-  type Role as AdmissionRole,
   nodeRecord,
   originSeqOf,
-  writeCommittee,
-  writeLeaderSeq,
+  roleOf,
   writeNode,
   writeRun,
+  writeSnapshot,
   type ClusterDocument,
   type Document,
+  type Role as AdmissionRole,
 } from './cluster-document.ts'
-import { isJointMajority, majorityValue, validateCommitteeChange } from './quorum.ts'
-import { SyncSessions } from './sync-sessions.ts'
-import { concatBytes } from './bytes.ts'
-import { activeVoters, creditLease, newLeaderState, openHeartbeatRound, type LeaderState } from './leader-state.ts'
-import { isIdle, noPlacement, planRound, surveyJobs, writeRound, type Placement } from './leader-round.ts'
+import { isJointMajority } from './quorum.ts'
+import { DocumentReplica } from './document-replica.ts'
+import { newLeaderState, type LeaderState } from './leader-state.ts'
+import { Leadership } from './leadership.ts'
 import { LeaderAuction } from './leader-auction.ts'
-import { scopeRound } from './retries.ts'
+import { LeaderPlacement } from './leader-placement.ts'
 import { planAdmit, planCancel, planDrain, planMigrate, planSubmit, planUndrain, type RequestPlan, type RequestWrite } from './requests.ts'
 import { PlacementViews } from './placement-views.ts'
 import { CapacityTable } from './capacity-table.ts'
 import { Submissions } from './submissions.ts'
 import { Runner } from './runner.ts'
 import { Election, type Role } from './election.ts'
-import { SyncChannel } from './sync-channel.ts'
 import { CommitWatermarks } from './commit-watermarks.ts'
-import { ServedNonVoters } from './downstream.ts'
+import { SyncSchedule } from './sync-schedule.ts'
 import type {
-  AuctionSummary,
-  BidMessage,
-  CallForBidsMessage,
   CapacityGossip,
-  DocumentAck,
   JobId,
   NodeAttributes,
   NodeId,
@@ -82,10 +71,6 @@ export interface PeerInit {
   bidPolicy?: BidPolicy
 }
 
-const emptyBytes = new Uint8Array(0)
-
-const sameHeads = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((head) => b.includes(head))
-
 export class Peer {
   readonly id: NodeId
   /** Inbound messages refused (malformed, from a non-voter where a voter is required, ...). */
@@ -93,39 +78,27 @@ export class Peer {
   readonly #config: PeerConfig
   #now: number
 
-  #document: Document
-  #documentChanged = false
-  #persistedHeads: string[]
-  readonly #sessions: SyncSessions
-  readonly #dirtyPartners = new Set<NodeId>()
-  /** Partners whose changes arrived: they hear back (the ack) even when there is nothing to sync. */
-  readonly #ackOwed = new Set<NodeId>()
-  readonly #channel: SyncChannel
+  readonly #replica: DocumentReplica
 
   readonly #election: Election
   /** Commit watermarks per term learned from awards and heartbeats (the document's markers lag). */
   readonly #knownCommitted: CommitWatermarks
   #leader: LeaderState | null = null
+  readonly #leadership: Leadership
 
   readonly #submissions: Submissions
   readonly #capacity: CapacityTable
   #nextCapacityMs: number
-  #nextDownstreamMs: number
-  #nextResyncMs: number
-  #resyncCursor = 0
-  #lastVoterSyncMs = -Infinity
+  readonly #syncSchedule: SyncSchedule
   /** For non-voters: the leader named by the voters' sync messages. */
   #leaderHint: NodeId | null = null
   /** The leader received reports: it relays them to the voters once per round, batched. */
   #relayPending = false
-  readonly #served = new ServedNonVoters()
 
   readonly #runner: Runner
-  /** What this node bids with; its prices follow the 'prices' input. */
-  #offer: NodeOffer
-  readonly #bidPolicy: BidPolicy | undefined
+  readonly #bidder: Bidder
   readonly #verifyBid: VerifyBid | undefined
-  readonly #views = new PlacementViews()
+  readonly #placement: LeaderPlacement
   /** A bound on the runner's wait for the committee's document after boot (it fences stale copies anyway). */
   #releaseRunnerAtMs: number
 
@@ -135,11 +108,12 @@ export class Peer {
     this.#config = init.config
     this.id = init.config.nodeId
     this.#now = init.nowMs
-    this.#channel = new SyncChannel(init.nowMs, init.config.maxPeersTracked)
     this.#knownCommitted = new CommitWatermarks(init.config.maxPeersTracked)
-    this.#sessions = new SyncSessions(init.config.maxPeersTracked)
-    this.#document = init.persisted.document ?? loadDocument(init.persisted.documentBytes, this.id)
-    this.#persistedHeads = A.getHeads(this.#document)
+    this.#replica = new DocumentReplica(
+      { nodeId: this.id, documentBytes: init.persisted.documentBytes, ...(init.persisted.document === undefined ? {} : { document: init.persisted.document }), nowMs: init.nowMs, maxPeersTracked: init.config.maxPeersTracked },
+      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message) },
+    )
+    this.#syncSchedule = new SyncSchedule(this.id, init.config, this.#replica, init.nowMs)
     this.#election = new Election(
       { nodeId: this.id, config: init.config, random: init.random, term: init.persisted.term, votedFor: init.persisted.votedFor },
       {
@@ -156,8 +130,7 @@ export class Peer {
     )
     this.#submissions = new Submissions({ originSeq: originSeqOf(this.#document, this.id), maxPendingSubmissions: init.config.maxPendingSubmissions, submitRetryMs: init.config.submitRetryMs })
     this.#capacity = new CapacityTable({ nodeId: this.id, maxPeersTracked: init.config.maxPeersTracked, nodeTimeoutMs: init.config.nodeTimeoutMs })
-    this.#offer = { ...init.attributes.offer, nodeId: this.id }
-    this.#bidPolicy = init.bidPolicy
+    this.#bidder = new Bidder(this.id, init.attributes.offer, init.bidPolicy)
     this.#verifyBid = init.verifyBid
     this.#runner = new Runner({
       nodeId: this.id,
@@ -165,7 +138,7 @@ export class Peer {
       maxArchiveRemembered: init.config.maxArchiveRemembered,
       document: () => this.#document,
       nowMs: () => this.#now,
-      isCommitted: (assignment) => this.#isCommittedHere(assignment),
+      isCommitted: (assignment) => this.#knownCommitted.isCommitted(this.#document, assignment),
       emit: (effect) => this.#emit(effect),
       reportRun: (message, jobId, run) => {
         this.#change(message, (draft) => writeRun(draft, jobId, this.id, run))
@@ -180,9 +153,44 @@ export class Peer {
       },
       event: (event) => this.#event(event),
     })
+    // What the leader's helpers share of this peer: identity, clock, term, document and outputs.
+    const shared = {
+      nodeId: this.id,
+      config: init.config,
+      nowMs: () => this.#now,
+      term: () => this.#election.term,
+      document: () => this.#document,
+      send: (to: NodeId, message: PeerMessage) => this.#send(to, message),
+      event: (event: PeerEvent) => this.#event(event),
+      syncWith: (peer: NodeId) => this.#replica.syncWith(peer),
+      change: (message: string, mutate: (draft: ClusterDocument) => void) => this.#change(message, mutate),
+      markVotersDirty: () => this.#markVotersDirty(),
+      membershipChanged: () => this.#syncSchedule.membershipChanged(),
+    }
+    this.#leadership = new Leadership({
+      ...shared,
+      quorum: (agreeing) => this.#quorum(agreeing),
+      allVoters: () => this.#allVoters(),
+      followLeader: (leaderId, term) => this.#election.followLeader(leaderId, term),
+      adoptTerm: (term) => this.#election.adoptTerm(term),
+      learnCommitted: (term, seq) => {
+        if (this.#knownCommitted.learn(term, seq)) this.#runner.recheckAll()
+      },
+      releaseRunner: () => this.#runner.release(),
+    })
+    this.#placement = new LeaderPlacement({
+      ...shared,
+      capacity: this.#capacity,
+      views: new PlacementViews(),
+      runner: this.#runner,
+      committees: () => this.#committees(),
+      isVoter: () => this.#isVoter(),
+      bidFor: (call) => this.#bidder.bidFor(call, this.#document, this.#now),
+      drop: (from, kind, reason) => this.#drop(from, kind, reason),
+      learnCommitted: (term, seq) => this.#knownCommitted.learn(term, seq),
+      stepDown: (reason) => this.#election.stepDown(reason),
+    })
     this.#nextCapacityMs = init.nowMs
-    this.#nextDownstreamMs = init.nowMs + init.config.downstreamSyncIntervalMs
-    this.#nextResyncMs = init.nowMs + init.config.resyncIntervalMs
     if (nodeRecord(this.#document, this.id) === undefined) {
       this.#change('register node', (draft) => writeNode(draft, init.attributes))
       this.#markVotersDirty()
@@ -190,7 +198,7 @@ export class Peer {
     // Catch up with the committee at once: the runner starts nothing until then.
     const voters = committeeVoters(this.#document).filter((id) => id !== this.id)
     if (voters.length === 0) this.#runner.release()
-    else this.#dirtyPartners.add(voters[this.id.length % voters.length]!)
+    else this.#replica.syncWith(voters[this.id.length % voters.length]!)
     this.#releaseRunnerAtMs = init.nowMs + 3 * init.config.resyncIntervalMs
   }
 
@@ -198,7 +206,6 @@ export class Peer {
   static fresh(genesis: Uint8Array): PersistedPeer {
     return { term: 0, votedFor: null, documentBytes: genesis }
   }
-
 
   // ---- Read-only views (CLI, node/ adapter, the simulator's checker)
 
@@ -219,11 +226,8 @@ export class Peer {
 
   /** The earliest local time at which this peer wants a tick. */
   nextWakeMs(): number {
-    let wake = Math.min(this.#nextCapacityMs, this.#nextResyncMs, this.#submissions.nextRetryMs, this.#runner.nextCheckpointMs(), this.#runner.held ? this.#releaseRunnerAtMs : Infinity)
-    if (this.#isVoter()) {
-      wake = Math.min(wake, this.#nextDownstreamMs)
-      if (this.#election.role !== 'leader') wake = Math.min(wake, this.#election.electionDeadlineMs)
-    }
+    let wake = Math.min(this.#nextCapacityMs, this.#syncSchedule.nextWakeMs(this.#isVoter()), this.#submissions.nextRetryMs, this.#runner.nextCheckpointMs(), this.#runner.held ? this.#releaseRunnerAtMs : Infinity)
+    if (this.#isVoter() && this.#election.role !== 'leader') wake = Math.min(wake, this.#election.electionDeadlineMs)
     if (this.#leader !== null) {
       wake = Math.min(wake, this.#leader.nextHeartbeatMs)
       if (this.#leader.ready) wake = Math.min(wake, this.#leader.nextRoundMs, this.#leader.auction.closesAtMs)
@@ -247,7 +251,7 @@ export class Peer {
     }
     this.#onTimers()
     this.#runner.reconcile()
-    this.#flushSync()
+    this.#replica.flush()
     return this.#drain()
   }
 
@@ -268,7 +272,7 @@ export class Peer {
         this.#runner.jobExited(input.jobId, input.exitCode, input.usage)
         break
       case 'prices':
-        this.#offer = { ...this.#offer, prices: input.prices }
+        this.#bidder.setPrices(input.prices)
         break
       case 'cancel':
         this.#applyRequest(input.requestId, planCancel(this.#document, input.jobId, this.id, this.#now))
@@ -300,26 +304,9 @@ export class Peer {
   /** Leader only: move one voter in or out of the committee (committed by old and new majorities). */
   changeCommittee(nowMs: number, change: { add?: NodeId; remove?: NodeId }): { ok: true; effects: PeerEffect[] } | { ok: false; reason: string } {
     this.#now = Math.max(this.#now, nowMs)
-    const leader = this.#leader
-    if (this.#election.role !== 'leader' || leader === null || !leader.ready) return { ok: false, reason: 'only the ready leader changes the committee' }
-    if (leader.joint !== null) return { ok: false, reason: 'a committee change is already in flight' }
-    const previous = committeeVoters(this.#document)
-    const next = previous.filter((id) => id !== change.remove)
-    if (change.add !== undefined && !next.includes(change.add)) next.push(change.add)
-    next.sort()
-    const valid = validateCommitteeChange(previous, next)
-    if (!valid.ok) return valid
-    const seq = leader.seq + 1
-    this.#change(`committee epoch ${this.#document.committee.epoch + 1}`, (draft) => {
-      writeCommittee(draft, next, draft.committee.epoch + 1)
-      writeLeaderSeq(draft, this.#election.term, seq)
-    })
-    leader.seq = seq
-    leader.ackedSeq.set(this.id, seq)
-    leader.joint = { previous, next, seq }
-    this.#served.invalidate()
-    this.#markVotersDirty()
-    this.#flushSync()
+    const changed = this.#leadership.changeCommittee(this.#election.role === 'leader' ? this.#leader : null, change)
+    if (!changed.ok) return changed
+    this.#replica.flush()
     return { ok: true, effects: this.#drain() }
   }
 
@@ -338,31 +325,18 @@ export class Peer {
   #drain(): PeerEffect[] {
     const effects = this.#effects
     this.#effects = []
-    if (this.#documentChanged || this.#election.hardStateChanged) {
-      const documentIncrement = this.#documentChanged ? this.#changesSincePersist() : emptyBytes
+    if (this.#replica.changed || this.#election.hardStateChanged) {
+      const documentIncrement = this.#replica.takeIncrement()
       effects.unshift({ kind: 'persist', state: { term: this.#election.term, votedFor: this.#election.votedFor, documentIncrement } })
-      this.#documentChanged = false
       this.#election.markPersisted()
     }
     return effects
   }
 
-  /**
-   * The changes added since the last persist, as concatenated change chunks (Automerge loads them
-   * after the saved document). Cheaper than saveIncremental, which re-saves a freshly loaded
-   * document whole on its first call.
-   */
-  #changesSincePersist(): Uint8Array {
-    const changes = A.getChangesSince(this.#document, this.#persistedHeads)
-    this.#persistedHeads = A.getHeads(this.#document)
-    return changes.length === 0 ? emptyBytes : concatBytes(changes)
-  }
+  /** The document lives in the replica, which syncs it and hands over the increment to persist. */
+  get #document(): Document { return this.#replica.document }
 
-  #change(message: string, mutate: (draft: A.Doc<ClusterDocument>) => void): void {
-    const before = this.#document
-    this.#document = A.change(this.#document, { time: undefined, message }, mutate)
-    if (this.#document !== before) this.#documentChanged = true
-  }
+  #change(message: string, mutate: (draft: A.Doc<ClusterDocument>) => void): void { this.#replica.change(message, mutate) }
 
   // ---- Committee helpers
 
@@ -384,17 +358,15 @@ export class Peer {
   }
 
   #markVotersDirty(): void {
-    for (const voter of this.#allVoters()) if (voter !== this.id) this.#dirtyPartners.add(voter)
+    for (const voter of this.#allVoters()) if (voter !== this.id) this.#replica.syncWith(voter)
   }
 
   /** A runner's report goes to the leader, which relays it to the voters batched per round. */
   #markReportDirty(): void {
     const leader = this.#election.role === 'leader' ? this.id : this.#election.leaderId ?? this.#leaderHint
     if (leader === null || this.#election.role === 'leader') this.#markVotersDirty()
-    else if (leader !== this.id) this.#dirtyPartners.add(leader)
+    else if (leader !== this.id) this.#replica.syncWith(leader)
   }
-
-
 
   // ---- Timers
 
@@ -403,13 +375,13 @@ export class Peer {
     if (this.#isVoter() && this.#election.role !== 'leader' && now >= this.#election.electionDeadlineMs) this.#election.campaign()
     const leader = this.#leader
     if (leader !== null && this.#election.role === 'leader') {
-      if (this.#config.checkQuorum && now - leader.startedMs >= this.#config.electionTimeoutMs && !this.#quorumActive(leader)) {
+      if (this.#config.checkQuorum && now - leader.startedMs >= this.#config.electionTimeoutMs && !this.#leadership.quorumActive(leader)) {
         this.#election.stepDown('check-quorum: no majority heard within an election timeout')
       } else {
-        if (now >= leader.nextHeartbeatMs) this.#sendHeartbeats(leader)
+        if (now >= leader.nextHeartbeatMs) this.#leadership.sendHeartbeats(leader)
         if (leader.ready && (now >= leader.nextRoundMs || leader.auction.shouldClose(now))) {
           leader.nextRoundMs = now + this.#config.roundIntervalMs
-          this.#placementRound(leader)
+          this.#placement.round(leader)
           if (this.#relayPending) this.#markVotersDirty()
           this.#relayPending = false
         }
@@ -419,67 +391,24 @@ export class Peer {
       this.#nextCapacityMs = now + this.#config.capacityIntervalMs
       this.#publishCapacity()
     }
-    if (this.#isVoter() && now >= this.#nextDownstreamMs) {
-      this.#nextDownstreamMs = now + this.#config.downstreamSyncIntervalMs
-      for (const peer of this.#served.of(this.#document, this.id)) if (!this.#sessions.inSync(this.#document, peer)) this.#dirtyPartners.add(peer)
-    }
-    if (now >= this.#nextResyncMs) {
-      this.#nextResyncMs = now + this.#config.resyncIntervalMs
-      this.#resync()
-    }
+    this.#syncSchedule.onTimers({ nowMs: now, document: this.#document, isVoter: this.#isVoter(), isLeader: this.#election.role === 'leader', leaderId: this.#election.leaderId })
     if (now >= this.#submissions.nextRetryMs) this.#retrySubmissions()
     if (now >= this.#runner.nextCheckpointMs()) this.#runner.checkpointDue()
     if (this.#runner.held && now >= this.#releaseRunnerAtMs) this.#runner.release()
   }
 
-  /** Restart sessions that may have lost a message so a lossy link cannot stall them. */
-  #resync(): void {
-    const voters = committeeVoters(this.#document).filter((id) => id !== this.id)
-    if (this.#election.role === 'leader') {
-      for (const voter of voters) {
-        if (this.#sessions.inSync(this.#document, voter)) continue
-        this.#sessions.restart(voter)
-        this.#dirtyPartners.add(voter)
-      }
-    } else if (!this.#isVoter() && voters.length > 0 && this.#now - this.#lastVoterSyncMs >= 2 * this.#config.downstreamSyncIntervalMs) {
-      // Rotate through the voters so a non-voter stays current even when its home voter is down.
-      const voter = voters[this.#resyncCursor++ % voters.length]
-      if (voter !== undefined) {
-        this.#sessions.restart(voter)
-        this.#dirtyPartners.add(voter)
-      }
-    } else if (this.#election.leaderId !== null && this.#election.leaderId !== this.id && !this.#sessions.inSync(this.#document, this.#election.leaderId)) {
-      this.#sessions.restart(this.#election.leaderId)
-      this.#dirtyPartners.add(this.#election.leaderId)
-    }
-  }
-
-  // ---- Leadership (heartbeats, lease, check-quorum, barrier) and message dispatch; votes go to Election
+  // ---- Leadership and message dispatch: votes go to Election, heartbeats and the barrier to Leadership
 
   /** The election is won: build the leader's state and start its barrier. */
   #becomeLeader(voteHeads: ReadonlyMap<NodeId, string[]>): void {
     const auction = new LeaderAuction({ leaderId: this.id, verify: this.#verifyBid, maxReplicasPerRound: this.#config.maxJobsPerRound, minBidWindowMs: this.#config.minBidWindowMs, maxBidWindowMs: this.#config.maxBidWindowMs })
     this.#leader = newLeaderState(this.#now, voteHeads, leaderSeqOf(this.#document, this.#election.term), auction)
-    this.#event({ kind: 'became-leader', term: this.#election.term })
-    for (const voter of committeeVoters(this.#document)) if (voter !== this.id && !voteHeads.has(voter)) this.#send(voter, { kind: 'barrier', term: this.#election.term })
-    this.#sendHeartbeats(this.#leader)
-    this.#checkBarrier()
+    this.#leadership.begin(this.#leader, voteHeads)
   }
 
-  #sendHeartbeats(leader: LeaderState): void {
-    const round = openHeartbeatRound(leader, this.id, this.#now, this.#config)
-    this.#creditLease(leader, round)
-    for (const voter of this.#allVoters()) {
-      if (voter !== this.id) this.#send(voter, { kind: 'heartbeat', term: this.#election.term, round, commitSeq: leader.committedSeq })
-    }
-  }
-
-  #creditLease(leader: LeaderState, round: number): void {
-    creditLease(leader, round, (agreeing) => this.#quorum(agreeing), this.#config)
-  }
-
-  #quorumActive(leader: LeaderState): boolean {
-    return this.#quorum(activeVoters(leader, this.id, this.#now, this.#config.electionTimeoutMs))
+  /** A leader still behind its barrier looks again as the voters' documents arrive. */
+  #checkBarrier(): void {
+    if (this.#leader !== null) this.#leadership.checkBarrier(this.#leader)
   }
 
   #onMessage(from: NodeId, message: PeerMessage): void {
@@ -495,128 +424,45 @@ export class Peer {
       case 'vote':
       case 'vote-response':
         return this.#election.onMessage(from, message)
-      case 'heartbeat': {
-        if (message.term < this.#election.term) return this.#send(from, { kind: 'heartbeat-ack', term: this.#election.term, round: message.round })
-        this.#election.followLeader(from, message.term)
-        if (this.#learnCommitted(message.term, message.commitSeq)) this.#runner.recheckAll()
-        this.#send(from, { kind: 'heartbeat-ack', term: this.#election.term, round: message.round })
-        return
-      }
-      case 'heartbeat-ack': {
-        if (message.term > this.#election.term) return this.#election.adoptTerm(message.term)
-        const leader = this.#leader
-        if (leader === null || message.term !== this.#election.term) return
-        leader.lastAckMs.set(from, this.#now)
-        leader.roundAckers.get(message.round)?.add(from)
-        this.#creditLease(leader, message.round)
-        return
-      }
-      case 'barrier': {
-        if (message.term < this.#election.term) return this.#send(from, { kind: 'heartbeat-ack', term: this.#election.term, round: 0 })
-        this.#election.followLeader(from, message.term)
-        this.#send(from, { kind: 'barrier-reply', term: this.#election.term, heads: A.getHeads(this.#document) })
-        this.#dirtyPartners.add(from)
-        return
-      }
-      case 'barrier-reply': {
-        const leader = this.#leader
-        if (leader === null || message.term !== this.#election.term || leader.ready) return
-        leader.barrierHeads.set(from, message.heads)
-        leader.lastAckMs.set(from, this.#now)
-        this.#checkBarrier()
-        return
-      }
+      case 'heartbeat':
+      case 'heartbeat-ack':
+      case 'barrier':
+      case 'barrier-reply':
+        return this.#leadership.onMessage(this.#leader, from, message)
       case 'sync':
         return this.#onSync(from, message)
       case 'call-for-bids':
-        return this.#onCallForBids(from, message)
+        // Every invited node answers the leader directly.
+        if (message.term >= this.#election.term) this.#send(from, { kind: 'bid', term: message.term, bid: this.#bidder.bidFor(message.call, this.#document, this.#now) })
+        return
       case 'bid':
-        return this.#onBid(from, message)
+        if (this.#leader !== null) this.#placement.onBid(this.#leader, from, message)
+        return
       case 'award':
         // Only a leader that counted a majority of acknowledgements sends an award, so even a
         // deposed leader's award is true: record the commit watermark it proves.
-        for (const job of message.jobs) this.#learnCommitted(message.term, job.seq)
+        for (const job of message.jobs) this.#knownCommitted.learn(message.term, job.seq)
         this.#runner.recheckAll()
         return
     }
   }
 
-  /** A new leader decides nothing until it holds the documents of a majority of voters. */
-  #checkBarrier(): void {
-    const leader = this.#leader
-    if (leader === null || leader.ready) return
-    const merged = new Set<NodeId>([this.id])
-    for (const [voter, heads] of leader.barrierHeads) {
-      if (A.hasHeads(this.#document, heads)) merged.add(voter)
-      else this.#dirtyPartners.add(voter)
-    }
-    if (!this.#quorum(merged)) return
-    leader.ready = true
-    leader.nextRoundMs = this.#now
-    this.#runner.release() // it holds a majority's documents
-    this.#event({ kind: 'leader-ready', term: this.#election.term, documentHeads: A.getHeads(this.#document) })
-  }
-
-  // ---- Document sync and acknowledgements
-
-  #ackFor(peer: NodeId): DocumentAck {
-    return { term: this.#election.term, leaderSeq: leaderSeqOf(this.#document, this.#election.term), originSeq: originSeqOf(this.#document, peer) }
-  }
-
-  #flushSync(): void {
-    for (const peer of this.#dirtyPartners) {
-      const data = this.#sessions.generate(this.#document, peer)
-      if (data !== null || this.#ackOwed.has(peer)) this.#sendSync(peer, data)
-    }
-    this.#dirtyPartners.clear()
-    this.#ackOwed.clear()
-  }
-
-  #sendSync(peer: NodeId, data: Uint8Array | null): void {
-    this.#send(peer, { kind: 'sync', term: this.#election.term, data, ack: this.#ackFor(peer), channel: this.#channel.next(), leaderHint: this.#election.leaderId })
-  }
+  // ---- Document sync: what a received change means here (the sessions are DocumentReplica's)
 
   #onSync(from: NodeId, message: SyncMessage): void {
-    // Accept each sync message once and in order; a sender that restarted opens a new channel.
-    const channel = this.#channel.accept(from, message.channel)
-    if (channel === 'drop') return
-    if (channel === 'reopened') this.#sessions.restart(from)
-    if (message.data !== null) {
-      const headsBefore = A.getHeads(this.#document)
-      let received
-      try {
-        received = this.#sessions.receive(this.#document, from, message.data)
-      } catch (error) {
-        // A corrupt or hostile sync message changes nothing: drop it and start the session afresh.
-        this.#sessions.restart(from)
-        this.#drop(from, 'sync', `undecodable sync data (${(error as Error).message})`)
-        return
-      }
-      this.#document = received.document
-      // Heads, not patches, say whether anything arrived: a change to an archived (deleted) job
-      // shows no patch, yet it is part of the document and must be persisted like any other.
-      const changed = !sameHeads(headsBefore, A.getHeads(this.#document))
-      if (changed) {
-        this.#documentChanged = true
-        this.#noteTouched(received.touchedPaths)
-        if (this.#election.role === 'leader') this.#relayPending = true
-      }
-      // The reply goes out when the step (or batch) flushes: one per partner, whatever arrived.
-      this.#dirtyPartners.add(from)
-      if (changed) this.#ackOwed.add(from)
+    const receipt = this.#replica.receive(from, message)
+    if (receipt.kind === 'duplicate') return
+    if (receipt.kind === 'undecodable') return this.#drop(from, 'sync', receipt.reason)
+    if (receipt.changed) {
+      this.#noteTouched(receipt.touchedPaths)
+      if (this.#election.role === 'leader') this.#relayPending = true
     }
     if (!this.#isVoter(from)) return
-    this.#lastVoterSyncMs = this.#now
-    if (this.#runner.held && this.#sessions.inSync(this.#document, from)) this.#runner.release()
+    this.#syncSchedule.heardFromVoter(this.#now)
+    if (this.#runner.held && this.#replica.inSync(from)) this.#runner.release()
     if (message.leaderHint !== null && !this.#isVoter()) this.#leaderHint = message.leaderHint
     const leader = this.#leader
-    if (leader !== null && message.ack.term === this.#election.term) {
-      leader.lastAckMs.set(from, this.#now)
-      if (message.ack.leaderSeq > (leader.ackedSeq.get(from) ?? 0)) {
-        leader.ackedSeq.set(from, message.ack.leaderSeq)
-        this.#advanceCommit(leader)
-      }
-    }
+    if (leader !== null) this.#placement.onAck(leader, from, message.ack)
     if (this.#submissions.recordDurable(from, message.ack.originSeq)) this.#acknowledgeDurable()
     if (leader !== null && !leader.ready) this.#checkBarrier()
   }
@@ -627,55 +473,12 @@ export class Peer {
       if (root === 'jobs') {
         const jobId = path[2]
         if (typeof jobId === 'string') this.#runner.touch(jobId as JobId)
-        if (path.length === 3) this.#placeSoon()
+        if (path.length === 3) this.#placement.placeSoon(this.#leader)
       } else if (root === 'commits') {
         this.#runner.recheckAll()
       } else if (root === 'committee' || root === 'nodes') {
-        this.#served.invalidate()
+        this.#syncSchedule.membershipChanged()
       }
-    }
-  }
-
-  #learnCommitted(term: number, seq: number): boolean {
-    return this.#knownCommitted.learn(term, seq)
-  }
-
-  #isCommittedHere(assignment: { term: number; seq: number }): boolean {
-    return this.#knownCommitted.isCommitted(this.#document, assignment)
-  }
-
-  /** Tell each runner of newly committed assignments, and push it the document that holds them. */
-  #award(leader: LeaderState): void {
-    const byNode = new Map<NodeId, { jobId: JobId; seq: number }[]>()
-    for (const [seq, assignments] of leader.unawarded) {
-      if (seq > leader.committedSeq) continue
-      leader.unawarded.delete(seq)
-      for (const { jobId, nodeId } of assignments) byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), { jobId, seq }])
-    }
-    this.#learnCommitted(this.#election.term, leader.committedSeq)
-    for (const [nodeId, jobs] of byNode) {
-      if (nodeId === this.id) {
-        this.#runner.recheckAll()
-        continue
-      }
-      this.#send(nodeId, { kind: 'award', term: this.#election.term, jobs })
-      this.#dirtyPartners.add(nodeId)
-    }
-  }
-
-  #advanceCommit(leader: LeaderState): void {
-    leader.ackedSeq.set(this.id, leader.seq)
-    let committed = Infinity
-    for (const committee of this.#committees()) committed = Math.min(committed, majorityValue(leader.ackedSeq, committee, this.#config.broken))
-    if (committed <= leader.committedSeq) return
-    for (let seq = leader.committedSeq + 1; seq <= committed; seq++) this.#event({ kind: 'committed', term: this.#election.term, seq })
-    leader.committedSeq = committed
-    this.#award(leader)
-    if (leader.joint !== null && committed >= leader.joint.seq) {
-      leader.joint = null
-      this.#served.invalidate()
-      // A leader voted out by the change it just committed hands over.
-      if (!this.#isVoter()) this.#election.stepDown('left the committee')
     }
   }
 
@@ -688,9 +491,9 @@ export class Peer {
     const request = plan as RequestWrite
     const originSeq = this.#submissions.nextOriginSeq()
     this.#change(request.message, (draft) => request.write(draft, originSeq))
-    if (request.placeSoon) this.#placeSoon()
+    if (request.placeSoon) this.#placement.placeSoon(this.#leader)
     for (const jobId of request.touch) this.#runner.touch(jobId)
-    for (const node of request.notify) this.#dirtyPartners.add(node)
+    for (const node of request.notify) this.#replica.syncWith(node)
     this.#submissions.add({ requestId, jobId: request.ackId as JobId, originSeq }, this.#now)
     this.#markVotersDirty()
     this.#acknowledgeDurable()
@@ -703,10 +506,7 @@ export class Peer {
   }
 
   #retrySubmissions(): void {
-    for (const voter of this.#submissions.retryTargets(this.#now, committeeVoters(this.#document), this.id)) {
-      this.#sessions.restart(voter)
-      this.#dirtyPartners.add(voter)
-    }
+    for (const voter of this.#submissions.retryTargets(this.#now, committeeVoters(this.#document), this.id)) this.#replica.resyncWith(voter)
   }
 
   // ---- Capacity gossip (soft state, never in the document)
@@ -718,121 +518,5 @@ export class Peer {
 
   #onCapacity(gossip: CapacityGossip): void {
     this.#capacity.accept(gossip, this.#now)
-  }
-
-  // ---- Auctions: the leader calls for bids, every invited node answers it directly
-
-  #onCallForBids(from: NodeId, message: CallForBidsMessage): void {
-    if (message.term < this.#election.term) return
-    this.#send(from, { kind: 'bid', term: message.term, bid: this.#bidFor(message.call) })
-  }
-
-  /**
-   * This node's bid: an ask for every class its traits and capacity allow. Free room is the
-   * leader's to account (from the document): this node's own view lags it (an award not started
-   * yet, a fenced copy still stopping), so it does not narrow the asks.
-   */
-  #bidFor(call: CallForBidsMessage['call']): Bid {
-    const bid = answerCall({ ...this.#offer, free: this.#offer.capacity }, call, this.#now, this.#bidPolicy)
-    // A drained node asks for nothing, even of a leader whose document has not heard of the drain yet.
-    return isDraining(this.#document, this.id) ? { ...bid, asks: [] } : bid
-  }
-
-  #onBid(from: NodeId, message: BidMessage): void {
-    const leader = this.#leader
-    if (leader === null || message.term !== this.#election.term) return
-    const refusal = leader.auction.receive(from, message.bid, this.#now)
-    if (refusal !== null) this.#drop(from, 'bid', refusal)
-    // The last answer closes the round at once (the next tick runs the placement round).
-    else if (leader.auction.shouldClose(this.#now)) leader.nextRoundMs = this.#now
-  }
-
-  // ---- Placement rounds (one document change per round)
-
-  /**
-   * A new job reached the leader: with no auction round open, the next one starts now instead of at
-   * the round interval (which then only bounds how often rounds run under load: while a round is
-   * open, new jobs wait and are batched into the next).
-   */
-  #placeSoon(): void {
-    const leader = this.#leader
-    if (leader === null || !leader.ready || leader.auction.isOpen) return
-    leader.nextRoundMs = Math.min(leader.nextRoundMs, this.#now)
-  }
-
-  #isAlive(leader: LeaderState, nodeId: NodeId): boolean {
-    return this.#capacity.isAlive(nodeId, leader.startedMs, this.#now)
-  }
-
-  /** Closes a due auction round, or opens one for the replicas waiting, and writes what it decided. */
-  #placementRound(leader: LeaderState): void {
-    const term = this.#election.term
-    const survey = surveyJobs(this.#document, leader, term, this.#now, this.#config, (nodeId) => this.#isAlive(leader, nodeId))
-    for (const jobId of survey.doneSeen) leader.doneSeenMs.set(jobId, this.#now)
-    let placement: Placement = noPlacement
-    let summary: AuctionSummary | null = null
-    if (leader.auction.shouldClose(this.#now)) {
-      const closed = leader.auction.close(this.#now)
-      summary = closed.summary
-      for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, this.#now + this.#config.pendingRetryMs)
-      placement = this.#stillWaiting(closed.placement)
-    } else if (!leader.auction.isOpen && survey.pending.length > 0) {
-      // Migrations and retries go in rounds of their own (consensus/retries.ts); draining nodes take nothing new.
-      const { pending, offers } = scopeRound(survey.pending, (jobId) => leader.retryAtMs.has(jobId), (allows) =>
-        this.#views.offers(this.#document, survey.used, (nodeId) => !isDraining(this.#document, nodeId) && allows(nodeId) && this.#isAlive(leader, nodeId)))
-      const { opened, unreadable } = leader.auction.open(pending, offers, (text) => this.#views.specOf(text), this.#now, term)
-      if (unreadable.length > 0) placement = { assignments: [], unplaceable: unreadable }
-      if (opened !== null) {
-        leader.nextRoundMs = Math.min(leader.nextRoundMs, opened.call.closesAtMs)
-        for (const nodeId of opened.invite) if (nodeId !== this.id) this.#send(nodeId, { kind: 'call-for-bids', term, call: opened.call })
-        if (opened.invite.includes(this.id)) this.#onBid(this.id, { kind: 'bid', term, bid: this.#bidFor(opened.call) })
-        // Nobody to ask (or only this node): decide now.
-        if (leader.auction.shouldClose(this.#now) && placement === noPlacement) {
-          const closed = leader.auction.close(this.#now)
-          summary = closed.summary
-          for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, this.#now + this.#config.pendingRetryMs)
-          placement = this.#stillWaiting(closed.placement)
-        }
-      }
-    }
-    for (const { jobId } of placement.assignments) leader.retryAtMs.delete(jobId)
-    const plan = planRound(this.#document, leader, term, this.#now, placement, survey.expired)
-    if (isIdle(plan)) return
-    if (plan.ratify !== null) leader.ratify = plan.ratify
-    this.#change(plan.decide ? `round ${term}.${plan.seq}` : `commit ${term}.${leader.committedSeq}`, (draft) => writeRound(draft, plan, term, leader))
-    for (const jobId of plan.expired) {
-      leader.doneSeenMs.delete(jobId)
-      leader.retryAtMs.delete(jobId)
-    }
-    if (plan.markCommit) {
-      leader.markerSeq = leader.committedSeq
-      leader.nextMarkerMs = this.#now + this.#config.commitMarkerIntervalMs
-    }
-    if (plan.ratifyNow) {
-      leader.ratified = true
-      this.#runner.recheckAll()
-    }
-    if (plan.markCommit) this.#runner.recheckAll()
-    if (plan.expired.length > 0 && !plan.decide && !plan.markCommit) {
-      this.#markVotersDirty()
-      return
-    }
-    for (const { jobId } of plan.assignments) this.#runner.touch(jobId)
-    if (plan.decide) {
-      leader.seq = plan.seq
-      if (plan.assignments.length > 0) leader.unawarded.set(plan.seq, plan.assignments)
-      this.#event({ kind: 'decision', term, seq: plan.seq, assigned: plan.assignments.length, unplaceable: plan.unplaceable.length, auction: summary })
-      this.#advanceCommit(leader)
-    }
-    this.#markVotersDirty()
-  }
-
-  /** A round's decisions for replicas still in the document and not finished (they may have ended while bids came in). */
-  #stillWaiting(placement: Placement): Placement {
-    const active = (jobId: JobId): boolean => {
-      const job = jobRecord(this.#document, jobId)
-      return job !== undefined && !isJobDone(job)
-    }
-    return { assignments: placement.assignments.filter(({ jobId }) => active(jobId)), unplaceable: placement.unplaceable.filter(({ jobId }) => active(jobId)) }
   }
 }

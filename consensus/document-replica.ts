@@ -1,0 +1,137 @@
+// This node's replica of the cluster document and its sync with partners: local changes, the
+// increment to persist, one Automerge session per partner over an ordered channel, and the
+// acknowledgement each sync message carries. Replies are batched: partners are marked during a step
+// and each hears one message when the step flushes. Peer decides what a received change means.
+import * as A from '@automerge/automerge'
+import { leaderSeqOf, loadDocument, originSeqOf, type ClusterDocument, type Document } from './cluster-document.ts'
+import { concatBytes } from './bytes.ts'
+import { SyncChannel } from './sync-channel.ts'
+import { SyncSessions } from './sync-sessions.ts'
+import type { DocumentAck, NodeId, PeerMessage, SyncMessage, Term } from './types.ts'
+
+export interface DocumentReplicaInit {
+  nodeId: NodeId
+  /** The saved document (with any appended increments), or the same already loaded. */
+  documentBytes: Uint8Array
+  document?: Document
+  /** This node's boot time: the epoch of the channel its sync messages ride. */
+  nowMs: number
+  maxPeersTracked: number
+}
+
+export interface DocumentReplicaComponents {
+  term: () => Term
+  /** The leader this node follows, named in each sync message for non-voters. */
+  leaderId: () => NodeId | null
+  send: (to: NodeId, message: PeerMessage) => void
+}
+
+/** What a sync message brought: dropped (duplicate or stale), refused, or accepted with what it changed. */
+export type SyncReceipt =
+  | { kind: 'duplicate' }
+  | { kind: 'undecodable'; reason: string }
+  | { kind: 'accepted'; changed: boolean; touchedPaths: A.Prop[][] }
+
+const emptyBytes = new Uint8Array(0)
+
+const sameHeads = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((head) => b.includes(head))
+
+export class DocumentReplica {
+  readonly #components: DocumentReplicaComponents
+  #document: Document
+  #changed = false
+  #persistedHeads: string[]
+  readonly #sessions: SyncSessions
+  readonly #channel: SyncChannel
+  readonly #dirtyPartners = new Set<NodeId>()
+  /** Partners whose changes arrived: they hear back (the ack) even when there is nothing to sync. */
+  readonly #ackOwed = new Set<NodeId>()
+
+  constructor(init: DocumentReplicaInit, components: DocumentReplicaComponents) {
+    this.#components = components
+    this.#document = init.document ?? loadDocument(init.documentBytes, init.nodeId)
+    this.#persistedHeads = A.getHeads(this.#document)
+    this.#sessions = new SyncSessions(init.maxPeersTracked)
+    this.#channel = new SyncChannel(init.nowMs, init.maxPeersTracked)
+  }
+
+  get document(): Document { return this.#document }
+  /** The document changed since the last persist. */
+  get changed(): boolean { return this.#changed }
+
+  change(message: string, mutate: (draft: A.Doc<ClusterDocument>) => void): void {
+    const before = this.#document
+    this.#document = A.change(this.#document, { time: undefined, message }, mutate)
+    if (this.#document !== before) this.#changed = true
+  }
+
+  /**
+   * The changes added since the last persist, as concatenated change chunks (Automerge loads them
+   * after the saved document). Cheaper than saveIncremental, which re-saves a freshly loaded
+   * document whole on its first call.
+   */
+  takeIncrement(): Uint8Array {
+    if (!this.#changed) return emptyBytes
+    this.#changed = false
+    const changes = A.getChangesSince(this.#document, this.#persistedHeads)
+    this.#persistedHeads = A.getHeads(this.#document)
+    return changes.length === 0 ? emptyBytes : concatBytes(changes)
+  }
+
+  /** `peer` hears from this node when the step flushes. */
+  syncWith(peer: NodeId): void { this.#dirtyPartners.add(peer) }
+
+  /** Restarts the session with `peer` (a message may have been lost) and syncs with it. */
+  resyncWith(peer: NodeId): void {
+    this.#sessions.restart(peer)
+    this.#dirtyPartners.add(peer)
+  }
+
+  /** True when `peer`'s last known heads equal ours. */
+  inSync(peer: NodeId): boolean { return this.#sessions.inSync(this.#document, peer) }
+
+  /** One sync message to each marked partner that has something to hear (changes or an owed ack). */
+  flush(): void {
+    for (const peer of this.#dirtyPartners) {
+      const data = this.#sessions.generate(this.#document, peer)
+      if (data !== null || this.#ackOwed.has(peer)) this.#sendSync(peer, data)
+    }
+    this.#dirtyPartners.clear()
+    this.#ackOwed.clear()
+  }
+
+  #sendSync(peer: NodeId, data: Uint8Array | null): void {
+    const term = this.#components.term()
+    this.#components.send(peer, { kind: 'sync', term, data, ack: this.#ackFor(peer, term), channel: this.#channel.next(), leaderHint: this.#components.leaderId() })
+  }
+
+  #ackFor(peer: NodeId, term: Term): DocumentAck {
+    return { term, leaderSeq: leaderSeqOf(this.#document, term), originSeq: originSeqOf(this.#document, peer) }
+  }
+
+  receive(from: NodeId, message: SyncMessage): SyncReceipt {
+    // Accept each sync message once and in order; a sender that restarted opens a new channel.
+    const channel = this.#channel.accept(from, message.channel)
+    if (channel === 'drop') return { kind: 'duplicate' }
+    if (channel === 'reopened') this.#sessions.restart(from)
+    if (message.data === null) return { kind: 'accepted', changed: false, touchedPaths: [] }
+    const headsBefore = A.getHeads(this.#document)
+    let received
+    try {
+      received = this.#sessions.receive(this.#document, from, message.data)
+    } catch (error) {
+      // A corrupt or hostile sync message changes nothing: drop it and start the session afresh.
+      this.#sessions.restart(from)
+      return { kind: 'undecodable', reason: `undecodable sync data (${(error as Error).message})` }
+    }
+    this.#document = received.document
+    // Heads, not patches, say whether anything arrived: a change to an archived (deleted) job
+    // shows no patch, yet it is part of the document and must be persisted like any other.
+    const changed = !sameHeads(headsBefore, A.getHeads(this.#document))
+    if (changed) this.#changed = true
+    // The reply goes out when the step (or batch) flushes: one per partner, whatever arrived.
+    this.#dirtyPartners.add(from)
+    if (changed) this.#ackOwed.add(from)
+    return { kind: 'accepted', changed, touchedPaths: received.touchedPaths }
+  }
+}

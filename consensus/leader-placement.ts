@@ -1,0 +1,202 @@
+// The ready leader's placement: each round closes a due auction (or opens one for the replicas
+// waiting) and writes what it decided as one document change; once the voters' acks show a majority
+// of every committee holds a decision, it commits and its assignments are awarded to their runners.
+// The auction is leader-auction.ts, the round's plan leader-round.ts; Peer owns the LeaderState and
+// the timers.
+import type { Bid } from '../placement/index.ts'
+import { isDraining, isJobDone, jobRecord, type ClusterDocument, type Document } from './cluster-document.ts'
+import type { CapacityTable } from './capacity-table.ts'
+import type { LeaderState } from './leader-state.ts'
+import { isIdle, noPlacement, planRound, surveyJobs, writeRound, type Placement } from './leader-round.ts'
+import type { PlacementViews } from './placement-views.ts'
+import { majorityValue } from './quorum.ts'
+import { scopeRound } from './retries.ts'
+import type { Runner } from './runner.ts'
+import type { AuctionSummary, BidMessage, CallForBidsMessage, DocumentAck, JobId, NodeId, PeerConfig, PeerEvent, PeerMessage, Term } from './types.ts'
+
+export interface LeaderPlacementComponents {
+  nodeId: NodeId
+  config: PeerConfig
+  nowMs: () => number
+  term: () => Term
+  document: () => Document
+  /** Liveness from capacity gossip. */
+  capacity: CapacityTable
+  views: PlacementViews
+  runner: Pick<Runner, 'touch' | 'recheckAll'>
+  /** The committees whose majorities commit (two during a committee change). */
+  committees: () => NodeId[][]
+  isVoter: () => boolean
+  /** This node's own bid, when the leader invites itself. */
+  bidFor: (call: CallForBidsMessage['call']) => Bid
+  change: (message: string, mutate: (draft: ClusterDocument) => void) => void
+  send: (to: NodeId, message: PeerMessage) => void
+  event: (event: PeerEvent) => void
+  drop: (from: NodeId, kind: string, reason: string) => void
+  /** Sync the round's change to the voters. */
+  markVotersDirty: () => void
+  syncWith: (peer: NodeId) => void
+  learnCommitted: (term: number, seq: number) => boolean
+  /** The committee changed: who serves which non-voter is computed afresh. */
+  membershipChanged: () => void
+  stepDown: (reason: string) => void
+}
+
+export class LeaderPlacement {
+  readonly #components: LeaderPlacementComponents
+
+  constructor(components: LeaderPlacementComponents) {
+    this.#components = components
+  }
+
+  onBid(leader: LeaderState, from: NodeId, message: BidMessage): void {
+    const { nowMs, term, drop } = this.#components
+    const now = nowMs()
+    if (message.term !== term()) return
+    const refusal = leader.auction.receive(from, message.bid, now)
+    if (refusal !== null) drop(from, 'bid', refusal)
+    // The last answer closes the round at once (the next tick runs the placement round).
+    else if (leader.auction.shouldClose(now)) leader.nextRoundMs = now
+  }
+
+  /**
+   * A new job reached the leader: with no auction round open, the next one starts now instead of at
+   * the round interval (which then only bounds how often rounds run under load: while a round is
+   * open, new jobs wait and are batched into the next).
+   */
+  placeSoon(leader: LeaderState | null): void {
+    if (leader === null || !leader.ready || leader.auction.isOpen) return
+    leader.nextRoundMs = Math.min(leader.nextRoundMs, this.#components.nowMs())
+  }
+
+  #isAlive(leader: LeaderState, nodeId: NodeId): boolean {
+    return this.#components.capacity.isAlive(nodeId, leader.startedMs, this.#components.nowMs())
+  }
+
+  /** Closes a due auction round, or opens one for the replicas waiting, and writes what it decided. */
+  round(leader: LeaderState): void {
+    const { nodeId, config, runner } = this.#components
+    const now = this.#components.nowMs()
+    const term = this.#components.term()
+    const document = this.#components.document()
+    const survey = surveyJobs(document, leader, term, now, config, (node) => this.#isAlive(leader, node))
+    for (const jobId of survey.doneSeen) leader.doneSeenMs.set(jobId, now)
+    let placement: Placement = noPlacement
+    let summary: AuctionSummary | null = null
+    if (leader.auction.shouldClose(now)) {
+      const closed = leader.auction.close(now)
+      summary = closed.summary
+      for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, now + config.pendingRetryMs)
+      placement = this.#stillWaiting(closed.placement)
+    } else if (!leader.auction.isOpen && survey.pending.length > 0) {
+      // Migrations and retries go in rounds of their own (consensus/retries.ts); draining nodes take nothing new.
+      const views = this.#components.views
+      const { pending, offers } = scopeRound(survey.pending, (jobId) => leader.retryAtMs.has(jobId), (allows) =>
+        views.offers(document, survey.used, (node) => !isDraining(document, node) && allows(node) && this.#isAlive(leader, node)))
+      const { opened, unreadable } = leader.auction.open(pending, offers, (text) => views.specOf(text), now, term)
+      if (unreadable.length > 0) placement = { assignments: [], unplaceable: unreadable }
+      if (opened !== null) {
+        leader.nextRoundMs = Math.min(leader.nextRoundMs, opened.call.closesAtMs)
+        for (const node of opened.invite) if (node !== nodeId) this.#components.send(node, { kind: 'call-for-bids', term, call: opened.call })
+        if (opened.invite.includes(nodeId)) this.onBid(leader, nodeId, { kind: 'bid', term, bid: this.#components.bidFor(opened.call) })
+        // Nobody to ask (or only this node): decide now.
+        if (leader.auction.shouldClose(now) && placement === noPlacement) {
+          const closed = leader.auction.close(now)
+          summary = closed.summary
+          for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, now + config.pendingRetryMs)
+          placement = this.#stillWaiting(closed.placement)
+        }
+      }
+    }
+    for (const { jobId } of placement.assignments) leader.retryAtMs.delete(jobId)
+    const plan = planRound(this.#components.document(), leader, term, now, placement, survey.expired)
+    if (isIdle(plan)) return
+    if (plan.ratify !== null) leader.ratify = plan.ratify
+    this.#components.change(plan.decide ? `round ${term}.${plan.seq}` : `commit ${term}.${leader.committedSeq}`, (draft) => writeRound(draft, plan, term, leader))
+    for (const jobId of plan.expired) {
+      leader.doneSeenMs.delete(jobId)
+      leader.retryAtMs.delete(jobId)
+    }
+    if (plan.markCommit) {
+      leader.markerSeq = leader.committedSeq
+      leader.nextMarkerMs = now + config.commitMarkerIntervalMs
+    }
+    if (plan.ratifyNow) {
+      leader.ratified = true
+      runner.recheckAll()
+    }
+    if (plan.markCommit) runner.recheckAll()
+    if (plan.expired.length > 0 && !plan.decide && !plan.markCommit) {
+      this.#components.markVotersDirty()
+      return
+    }
+    for (const { jobId } of plan.assignments) runner.touch(jobId)
+    if (plan.decide) {
+      leader.seq = plan.seq
+      if (plan.assignments.length > 0) leader.unawarded.set(plan.seq, plan.assignments)
+      this.#components.event({ kind: 'decision', term, seq: plan.seq, assigned: plan.assignments.length, unplaceable: plan.unplaceable.length, auction: summary })
+      this.#advanceCommit(leader)
+    }
+    this.#components.markVotersDirty()
+  }
+
+  /** A round's decisions for replicas still in the document and not finished (they may have ended while bids came in). */
+  #stillWaiting(placement: Placement): Placement {
+    const document = this.#components.document()
+    const active = (jobId: JobId): boolean => {
+      const job = jobRecord(document, jobId)
+      return job !== undefined && !isJobDone(job)
+    }
+    return { assignments: placement.assignments.filter(({ jobId }) => active(jobId)), unplaceable: placement.unplaceable.filter(({ jobId }) => active(jobId)) }
+  }
+
+  /** A voter's acknowledgement, sent with its sync messages: decisions of this term its persisted document holds. */
+  onAck(leader: LeaderState, from: NodeId, ack: DocumentAck): void {
+    if (ack.term !== this.#components.term()) return
+    leader.lastAckMs.set(from, this.#components.nowMs())
+    if (ack.leaderSeq > (leader.ackedSeq.get(from) ?? 0)) {
+      leader.ackedSeq.set(from, ack.leaderSeq)
+      this.#advanceCommit(leader)
+    }
+  }
+
+  /** Commits what a majority of every committee acknowledged, then awards it. */
+  #advanceCommit(leader: LeaderState): void {
+    const { nodeId, config } = this.#components
+    const term = this.#components.term()
+    leader.ackedSeq.set(nodeId, leader.seq)
+    let committed = Infinity
+    for (const committee of this.#components.committees()) committed = Math.min(committed, majorityValue(leader.ackedSeq, committee, config.broken))
+    if (committed <= leader.committedSeq) return
+    for (let seq = leader.committedSeq + 1; seq <= committed; seq++) this.#components.event({ kind: 'committed', term, seq })
+    leader.committedSeq = committed
+    this.#award(leader)
+    if (leader.joint !== null && committed >= leader.joint.seq) {
+      leader.joint = null
+      this.#components.membershipChanged()
+      // A leader voted out by the change it just committed hands over.
+      if (!this.#components.isVoter()) this.#components.stepDown('left the committee')
+    }
+  }
+
+  /** Tell each runner of newly committed assignments, and push it the document that holds them. */
+  #award(leader: LeaderState): void {
+    const { nodeId: self, runner } = this.#components
+    const term = this.#components.term()
+    const byNode = new Map<NodeId, { jobId: JobId; seq: number }[]>()
+    for (const [seq, assignments] of leader.unawarded) {
+      if (seq > leader.committedSeq) continue
+      leader.unawarded.delete(seq)
+      for (const { jobId, nodeId } of assignments) byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), { jobId, seq }])
+    }
+    this.#components.learnCommitted(term, leader.committedSeq)
+    for (const [nodeId, jobs] of byNode) {
+      if (nodeId === self) {
+        runner.recheckAll()
+        continue
+      }
+      this.#components.send(nodeId, { kind: 'award', term, jobs })
+      this.#components.syncWith(nodeId)
+    }
+  }
+}

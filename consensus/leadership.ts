@@ -1,0 +1,150 @@
+// Leadership once the election is won: the new leader's barrier (it decides nothing until it holds
+// the documents of a majority of voters), heartbeat rounds that extend its lease and carry the
+// commit watermark, check-quorum, the followers' answers to all of these, and committee changes.
+// Election owns terms and votes; Peer owns the LeaderState (leader-state.ts) and routes messages here.
+import * as A from '@automerge/automerge'
+import { committeeVoters, writeCommittee, writeLeaderSeq, type ClusterDocument, type Document } from './cluster-document.ts'
+import { activeVoters, creditLease, openHeartbeatRound, type LeaderState } from './leader-state.ts'
+import { validateCommitteeChange } from './quorum.ts'
+import type { NodeId, PeerConfig, PeerEvent, PeerMessage, Term } from './types.ts'
+
+export type LeadershipMessage = Extract<PeerMessage, { kind: 'heartbeat' | 'heartbeat-ack' | 'barrier' | 'barrier-reply' }>
+
+export interface LeadershipComponents {
+  nodeId: NodeId
+  config: PeerConfig
+  nowMs: () => number
+  term: () => Term
+  document: () => Document
+  /** Whether `agreeing` holds a majority of every committee (two during a committee change). */
+  quorum: (agreeing: ReadonlySet<NodeId>) => boolean
+  /** The voters of every committee. */
+  allVoters: () => NodeId[]
+  send: (to: NodeId, message: PeerMessage) => void
+  event: (event: PeerEvent) => void
+  syncWith: (peer: NodeId) => void
+  /** A leader of `term` (not older than ours) spoke: follow it. */
+  followLeader: (leaderId: NodeId, term: Term) => void
+  adoptTerm: (term: Term) => void
+  /** A heartbeat names the leader's commit watermark. */
+  learnCommitted: (term: Term, seq: number) => void
+  /** The barrier holds: this node has a majority's documents, so its runner may start jobs. */
+  releaseRunner: () => void
+  change: (message: string, mutate: (draft: ClusterDocument) => void) => void
+  /** The committee changed: who serves which non-voter is computed afresh. */
+  membershipChanged: () => void
+  markVotersDirty: () => void
+}
+
+export class Leadership {
+  readonly #components: LeadershipComponents
+
+  constructor(components: LeadershipComponents) {
+    this.#components = components
+  }
+
+  /** The election is won: ask the voters whose heads the votes did not bring, and start the heartbeats. */
+  begin(leader: LeaderState, voteHeads: ReadonlyMap<NodeId, string[]>): void {
+    const { nodeId, send } = this.#components
+    const term = this.#components.term()
+    this.#components.event({ kind: 'became-leader', term })
+    for (const voter of committeeVoters(this.#components.document())) if (voter !== nodeId && !voteHeads.has(voter)) send(voter, { kind: 'barrier', term })
+    this.sendHeartbeats(leader)
+    this.checkBarrier(leader)
+  }
+
+  sendHeartbeats(leader: LeaderState): void {
+    const { nodeId, config, send } = this.#components
+    const round = openHeartbeatRound(leader, nodeId, this.#components.nowMs(), config)
+    this.#creditLease(leader, round)
+    for (const voter of this.#components.allVoters()) {
+      if (voter !== nodeId) send(voter, { kind: 'heartbeat', term: this.#components.term(), round, commitSeq: leader.committedSeq })
+    }
+  }
+
+  #creditLease(leader: LeaderState, round: number): void {
+    creditLease(leader, round, this.#components.quorum, this.#components.config)
+  }
+
+  /** Check-quorum: a majority acknowledged this leader within an election timeout. */
+  quorumActive(leader: LeaderState): boolean {
+    const { nodeId, config } = this.#components
+    return this.#components.quorum(activeVoters(leader, nodeId, this.#components.nowMs(), config.electionTimeoutMs))
+  }
+
+  /** A new leader decides nothing until it holds the documents of a majority of voters. */
+  checkBarrier(leader: LeaderState): void {
+    if (leader.ready) return
+    const document = this.#components.document()
+    const merged = new Set<NodeId>([this.#components.nodeId])
+    for (const [voter, heads] of leader.barrierHeads) {
+      if (A.hasHeads(document, heads)) merged.add(voter)
+      else this.#components.syncWith(voter)
+    }
+    if (!this.#components.quorum(merged)) return
+    leader.ready = true
+    leader.nextRoundMs = this.#components.nowMs()
+    this.#components.releaseRunner() // it holds a majority's documents
+    this.#components.event({ kind: 'leader-ready', term: this.#components.term(), documentHeads: A.getHeads(document) })
+  }
+
+  /** Moves one voter in or out of the committee (`leader`: this node's, when it leads); committed by old and new majorities. */
+  changeCommittee(leader: LeaderState | null, change: { add?: NodeId; remove?: NodeId }): { ok: true } | { ok: false; reason: string } {
+    if (leader === null || !leader.ready) return { ok: false, reason: 'only the ready leader changes the committee' }
+    if (leader.joint !== null) return { ok: false, reason: 'a committee change is already in flight' }
+    const document = this.#components.document()
+    const previous = committeeVoters(document)
+    const next = previous.filter((id) => id !== change.remove)
+    if (change.add !== undefined && !next.includes(change.add)) next.push(change.add)
+    next.sort()
+    const valid = validateCommitteeChange(previous, next)
+    if (!valid.ok) return valid
+    const seq = leader.seq + 1
+    this.#components.change(`committee epoch ${document.committee.epoch + 1}`, (draft) => {
+      writeCommittee(draft, next, draft.committee.epoch + 1)
+      writeLeaderSeq(draft, this.#components.term(), seq)
+    })
+    leader.seq = seq
+    leader.ackedSeq.set(this.#components.nodeId, seq)
+    leader.joint = { previous, next, seq }
+    this.#components.membershipChanged()
+    this.#components.markVotersDirty()
+    return valid
+  }
+
+  /** Heartbeats and barriers from a leader, and their answers to this node when it leads (`leader`). */
+  onMessage(leader: LeaderState | null, from: NodeId, message: LeadershipMessage): void {
+    const { send, term } = this.#components
+    switch (message.kind) {
+      case 'heartbeat': {
+        if (message.term < term()) return send(from, { kind: 'heartbeat-ack', term: term(), round: message.round })
+        this.#components.followLeader(from, message.term)
+        this.#components.learnCommitted(message.term, message.commitSeq)
+        send(from, { kind: 'heartbeat-ack', term: term(), round: message.round })
+        return
+      }
+      case 'heartbeat-ack': {
+        if (message.term > term()) return this.#components.adoptTerm(message.term)
+        if (leader === null || message.term !== term()) return
+        leader.lastAckMs.set(from, this.#components.nowMs())
+        leader.roundAckers.get(message.round)?.add(from)
+        this.#creditLease(leader, message.round)
+        return
+      }
+      case 'barrier': {
+        if (message.term < term()) return send(from, { kind: 'heartbeat-ack', term: term(), round: 0 })
+        this.#components.followLeader(from, message.term)
+        send(from, { kind: 'barrier-reply', term: term(), heads: A.getHeads(this.#components.document()) })
+        this.#components.syncWith(from)
+        return
+      }
+      case 'barrier-reply': {
+        if (leader === null || message.term !== term() || leader.ready) return
+        leader.barrierHeads.set(from, message.heads)
+        leader.lastAckMs.set(from, this.#components.nowMs())
+        this.checkBarrier(leader)
+        return
+      }
+    }
+  }
+}
