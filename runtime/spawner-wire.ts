@@ -2,8 +2,8 @@
 // stdin and stdout). Both ends are ours; the checks keep a bug on one side from becoming a crash on
 // the other. Hand-written, not zod: the spawner stays small, which is the point of it (spawner.ts).
 
-export interface SpawnerRequest {
-  id: number
+/** A process to fork: its program, arguments, folder, environment, and the files its output appends to. */
+export interface LaunchRequest {
   file: string
   args: string[]
   argv0: string
@@ -12,6 +12,8 @@ export interface SpawnerRequest {
   stdoutPath: string
   stderrPath: string
 }
+
+export type SpawnerRequest = LaunchRequest & { id: number }
 
 export type SpawnerAnswer =
   | { id: 0; type: 'ready'; pid: number }

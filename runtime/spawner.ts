@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
-import { parseSpawnerAnswer, type SpawnerRequest } from './spawner-wire.ts'
+import { parseSpawnerAnswer, type LaunchRequest, type SpawnerRequest } from './spawner-wire.ts'
 
 const spawnerEntry = fileURLToPath(new URL('./spawner-main.ts', import.meta.url))
 
@@ -28,15 +28,7 @@ export interface LaunchedProcess {
   once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this
 }
 
-export interface LaunchRequest {
-  file: string
-  args: string[]
-  argv0: string
-  cwd: string
-  env: Record<string, string>
-  stdoutPath: string
-  stderrPath: string
-}
+export type { LaunchRequest }
 
 /** A process the spawner forked, seen from the daemon (events as a ChildProcess has them). */
 class SpawnedProcess extends EventEmitter implements LaunchedProcess {
