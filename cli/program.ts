@@ -1,5 +1,6 @@
 // The `fabric` command tree: every command registered, parsed, errors mapped to exit codes (user
 // errors exit 1 with a hint, anything else is a bug and exits 2). Loaded by main.ts.
+import { flushCompileCache } from 'node:module'
 import { Command } from 'commander'
 import { registerSim } from './commands/sim.ts'
 import { registerBench } from './commands/bench.ts'
@@ -49,6 +50,8 @@ registerNodeStatus(program)
 registerDemo(program)
 
 try {
+  // Write the compile cache now (Node writes it at exit otherwise, and a daemon runs for months).
+  flushCompileCache()
   await program.parseAsync(process.argv)
 } catch (error) {
   if (error instanceof UserError) {
