@@ -33,6 +33,12 @@ export interface SnapshotBenchOptions {
   workDirectory?: string
   /** 'iroh' adds the iroh row (measured beside libp2p in the same runs); default libp2p only. */
   transport?: SnapshotTransportName
+  /**
+   * Paces each holder's outgoing bytes (raw stream and snapshot answers alike) to this many MB/s,
+   * as if each sat behind its own link: the comparison between machines, where the link is the
+   * limit rather than the shared CPU. Unpaced when absent or null.
+   */
+  linkMbps?: number | null
   nowMs: () => number
   /** Human-readable steps (the CLI prints them unless --json). */
   onStep?: (message: string) => void
@@ -48,6 +54,8 @@ interface IncrementalResult {
 }
 
 export interface SnapshotBenchResult {
+  /** Each holder's paced link in MB/s, or null: unpaced loopback. */
+  linkMbps: number | null
   memoryImageBytes: number
   snapshotBytes: number
   /** Distinct chunk bytes: what a node with an empty store receives (zero pages dedupe). */
@@ -120,7 +128,9 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
 
     step('starting two holder processes')
     const withIroh = options.transport === 'iroh'
-    for (const directory of holderDirectories) holders.push(await HolderProcess.start(directory, { iroh: withIroh }))
+    const linkMbps = options.linkMbps ?? null
+    if (linkMbps !== null) step(`each holder's sending paced to ${linkMbps} MB/s`)
+    for (const directory of holderDirectories) holders.push(await HolderProcess.start(directory, { iroh: withIroh, linkMbps }))
     host = await createSnapshotHost()
     const [one, two] = holders.map((holder) => holder.info) as [PeerInfo, PeerInfo]
     // Warm up connections and code paths on both sides before timing anything.
@@ -172,6 +182,7 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
       clustered: await incrementalTransfer(host, work, first.cid, clustered.cid, one, variants.clustered, nowMs),
     }
     const result: SnapshotBenchResult = {
+      linkMbps,
       memoryImageBytes: options.memoryBytes,
       snapshotBytes: first.sizeBytes,
       distinctChunkBytes: first.bytesWritten,
