@@ -33,6 +33,12 @@ export interface SnapshotBenchOptions {
   workDirectory?: string
   /** 'iroh' adds the iroh row (measured beside libp2p in the same runs); default libp2p only. */
   transport?: SnapshotTransportName
+  /**
+   * Paces each holder's outgoing bytes (raw stream and snapshot answers alike) to this many MB/s,
+   * as if each sat behind its own link: the comparison between machines, where the link is the
+   * limit rather than the shared CPU. Unpaced when absent or null.
+   */
+  linkMbps?: number | null
   nowMs: () => number
   /** Human-readable steps (the CLI prints them unless --json). */
   onStep?: (message: string) => void
@@ -48,6 +54,8 @@ interface IncrementalResult {
 }
 
 export interface SnapshotBenchResult {
+  /** Each holder's paced link in MB/s, or null: unpaced loopback. */
+  linkMbps: number | null
   memoryImageBytes: number
   snapshotBytes: number
   /** Distinct chunk bytes: what a node with an empty store receives (zero pages dedupe). */
@@ -120,7 +128,9 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
 
     step('starting two holder processes')
     const withIroh = options.transport === 'iroh'
-    for (const directory of holderDirectories) holders.push(await HolderProcess.start(directory, { iroh: withIroh }))
+    const linkMbps = options.linkMbps ?? null
+    if (linkMbps !== null) step(`each holder's sending paced to ${linkMbps} MB/s`)
+    for (const directory of holderDirectories) holders.push(await HolderProcess.start(directory, { iroh: withIroh, linkMbps }))
     host = await createSnapshotHost()
     const [one, two] = holders.map((holder) => holder.info) as [PeerInfo, PeerInfo]
     // Warm up connections and code paths on both sides before timing anything.
@@ -148,8 +158,9 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
       cpu.rawStream.push(raw.cpu)
       cpu.oneHolder.push(single.cpu)
       cpu.twoHolders.push(double.cpu)
-      oneVsRaw.push(single.mbps / raw.mbps)
-      twoVsOne.push(double.mbps / single.mbps)
+      // Ratios of the unrounded rates: at a paced link's 20 MB/s, whole MB/s are 5 % steps.
+      oneVsRaw.push(single.exactMBps / raw.exactMBps)
+      twoVsOne.push(double.exactMBps / single.exactMBps)
       step(`run ${run}/${options.runs}: raw stream ${raw.mbps} MB/s, one holder ${single.mbps} MB/s, two holders ${double.mbps} MB/s`)
       if (iroh !== null) {
         const transport = iroh
@@ -172,6 +183,7 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
       clustered: await incrementalTransfer(host, work, first.cid, clustered.cid, one, variants.clustered, nowMs),
     }
     const result: SnapshotBenchResult = {
+      linkMbps,
       memoryImageBytes: options.memoryBytes,
       snapshotBytes: first.sizeBytes,
       distinctChunkBytes: first.bytesWritten,
@@ -222,7 +234,7 @@ export async function benchSnapshots(options: SnapshotBenchOptions): Promise<Sna
 interface CpuSample { fetcher: number; holders: number }
 
 /** Runs `task` (which returns the bytes it moved) and measures its rate and the CPU both sides spent. */
-async function measured(holders: HolderProcess[], nowMs: () => number, task: () => Promise<number>): Promise<{ mbps: number; cpu: CpuSample }> {
+async function measured(holders: HolderProcess[], nowMs: () => number, task: () => Promise<number>): Promise<{ mbps: number; exactMBps: number; cpu: CpuSample }> {
   const holdersBefore = await Promise.all(holders.map((holder) => holder.counters()))
   const cpuBefore = process.cpuUsage()
   const startMs = nowMs()
@@ -232,7 +244,7 @@ async function measured(holders: HolderProcess[], nowMs: () => number, task: () 
   const holdersAfter = await Promise.all(holders.map((holder) => holder.counters()))
   const holderMs = holdersAfter.reduce((sum, after, index) => sum + after.cpuMs - holdersBefore[index]!.cpuMs, 0)
   const megabytes = bytes / 1e6
-  return { mbps: mbps(bytes, elapsedMs), cpu: { fetcher: round2((cpuAfter.user + cpuAfter.system) / 1_000 / megabytes), holders: round2(holderMs / megabytes) } }
+  return { mbps: mbps(bytes, elapsedMs), exactMBps: megabytes / (elapsedMs / 1_000), cpu: { fetcher: round2((cpuAfter.user + cpuAfter.system) / 1_000 / megabytes), holders: round2(holderMs / megabytes) } }
 }
 
 /** Reads every chunk of `cid` as a holder serves them (32 per lookup). */

@@ -27,10 +27,14 @@ export class HolderProcess {
     this.#lines = lines
   }
 
-  /** Starts a holder serving the chunk store at `storeDirectory` (not open in this process). */
-  static async start(storeDirectory: string, options: { iroh?: boolean } = {}): Promise<HolderProcess> {
+  /**
+   * Starts a holder serving the chunk store at `storeDirectory` (not open in this process).
+   * `linkMbps` paces everything it sends to that many MB/s (shaped-link.ts); unpaced when absent.
+   */
+  static async start(storeDirectory: string, options: { iroh?: boolean; linkMbps?: number | null } = {}): Promise<HolderProcess> {
+    const flags = [...(options.iroh === true ? ['--iroh'] : []), ...(options.linkMbps != null ? ['--link-mbps', String(options.linkMbps)] : [])]
     // The running Node (24, with type stripping) runs the child too.
-    const child = spawn(process.execPath, [entry, '--store', resolve(storeDirectory), ...(options.iroh === true ? ['--iroh'] : [])], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, [entry, '--store', resolve(storeDirectory), ...flags], { stdio: ['pipe', 'pipe', 'inherit'] })
     const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
     const timer = setTimeout(() => child.kill('SIGKILL'), holderReadyTimeoutMs)
     try {

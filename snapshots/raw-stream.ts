@@ -10,8 +10,9 @@ export const maxRawStreamBytes = 16 * 1024 * 1024 * 1024
 /** The size of each write, as in ENVIRONMENT.md's loopback measurement. */
 const writeBytes = 256 * 1024
 
-export async function serveRawStream(libp2p: Libp2p): Promise<void> {
-  await libp2p.handle(rawStreamProtocol, (stream) => serveRawStreamOn(stream))
+/** `shape` wraps each inbound stream (the bench's paced link, shaped-link.ts). */
+export async function serveRawStream(libp2p: Libp2p, shape: (stream: Stream) => Stream = (stream) => stream): Promise<void> {
+  await libp2p.handle(rawStreamProtocol, (stream) => serveRawStreamOn(shape(stream)))
 }
 
 const block = Buffer.alloc(writeBytes, 0xa5)

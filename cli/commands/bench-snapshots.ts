@@ -16,8 +16,9 @@ export function registerBenchSnapshots(bench: Command): void {
     .option('--runs <count>', 'interleaved timing runs (medians are reported)', '3')
     .option('--work-dir <path>', 'where the images and stores are written (removed afterwards)')
     .option('--transport <name>', 'libp2p, or iroh to measure the same holder over iroh beside libp2p in every run', 'libp2p')
+    .option('--link-mbps <megabytes>', 'pace each holder\'s sending to this many MB/s (megabytes), as if each had its own link of that speed; default unpaced')
     .option('--json', 'print only the JSON object')
-    .action(async (options: { memoryMib: string; changedPercent: string; runs: string; workDir?: string; transport: string; json?: boolean }) => {
+    .action(async (options: { memoryMib: string; changedPercent: string; runs: string; workDir?: string; transport: string; linkMbps?: string; json?: boolean }) => {
       if (!snapshotTransportNames.includes(options.transport as SnapshotTransportName)) {
         throw new UserError(`--transport must be one of ${snapshotTransportNames.join(', ')}, got "${options.transport}"`)
       }
@@ -27,16 +28,22 @@ export function registerBenchSnapshots(bench: Command): void {
       if (!Number.isFinite(changedPercent) || changedPercent <= 0 || changedPercent > 100) {
         throw new UserError(`--changed-percent must be a number in (0, 100], got "${options.changedPercent}"`)
       }
+      const linkMbps = options.linkMbps === undefined ? null : Number(options.linkMbps)
+      if (linkMbps !== null && !(Number.isFinite(linkMbps) && linkMbps > 0)) {
+        throw new UserError(`--link-mbps must be a positive number of megabytes per second, got "${options.linkMbps}"`)
+      }
       const result = await benchSnapshots({
         memoryBytes: memoryMib * 1024 * 1024,
         changedFraction: changedPercent / 100,
         runs,
         workDirectory: options.workDir,
         transport: options.transport as SnapshotTransportName,
+        linkMbps,
         nowMs: () => performance.now(),
         onStep: options.json ? undefined : (message) => console.error(message),
       })
       if (!options.json) {
+        if (result.linkMbps !== null) console.log(`each holder paced to ${result.linkMbps} MB/s`)
         console.log(`one holder ${result.oneHolderMBps} MB/s vs raw stream ${result.rawStreamMBps} MB/s (${Math.round(result.oneHolderVsRaw * 100)}%, goal 90%)`)
         console.log(`two holders ${result.twoHoldersMBps} MB/s (${result.twoHoldersVsOne}x one holder, goal 1.6x)`)
         const cpu = result.cpuMsPerMB
