@@ -1,14 +1,18 @@
 // The daemon's process settings for a small idle footprint. `fabric node start` re-executes itself
 // in place (process.execve: same PID, same stdio, nothing else loaded yet) with them when they are
-// missing, so a daemon started by hand, by systemd or by a test gets the same process. Measured on a
-// lone idle daemon (bench/RESULTS.md, mesh): 179 MiB resident without them, 139 MiB with them.
+// missing, so a daemon started by hand, by systemd or by a test gets the same process. Measured
+// (bench/RESULTS.md, mesh): a lone idle daemon 179 -> 139 MiB resident with the first three, and
+// in a 5-node mesh 153 -> 138 MiB idle from --optimize-for-size on top of them.
 //  * --max-semi-space-size=2: V8's young generation otherwise grows to tens of MiB and stays.
 //  * --v8-pool-size=1: one V8 helper thread (each thread's malloc arena keeps a few MiB).
 //  * MALLOC_ARENA_MAX=2: glibc otherwise gives each thread touching malloc an arena of its own.
-// Costs: more frequent (smaller) young-generation collections, and one GC helper thread; the
-// daemon is event-loop bound and nodes run several processes on few cores, so neither shows.
+//  * --optimize-for-size: V8 favours smaller code and heap over speed.
+// Costs: more frequent (smaller) young-generation collections, one GC helper thread, and code
+// optimized less eagerly; the daemon is event-loop bound and waits on the network most of the time:
+// its CPU per job under load stayed within the runs' noise (bench mesh, 200 jobs: 48-60 ms against
+// 48-49 ms).
 
-export const daemonNodeFlags = ['--max-semi-space-size=2', '--v8-pool-size=1'] as const
+export const daemonNodeFlags = ['--max-semi-space-size=2', '--v8-pool-size=1', '--optimize-for-size'] as const
 export const daemonEnvironment = { MALLOC_ARENA_MAX: '2' } as const
 /** Set in the re-executed process: never re-execute twice; `0` turns the tuning off. */
 export const tunedMarker = 'FABRIC_DAEMON_TUNED'
