@@ -1,8 +1,8 @@
 // Protocol fuzzing of a real daemon (a separate process on loopback, the leader of a one-voter mesh
 // running a job) from a separate libp2p host: thousands of malformed (hostile CBOR among them), truncated, oversized and forged
 // frames on /fabric/consensus/1.0.0, requests on /fabric/client/1.0.0, /fabric/join/1.0.0,
-// /fabric/snapshots/1.0.0 and /fabric/snapshot-replicate/1.0.0, and gossipsub RPCs on the capacity
-// topic. The mesh is closed (an admin key) so that invites are checked at all; the fuzzer is admitted
+// /fabric/snapshots/1.0.0 and /fabric/snapshot-replicate/1.0.0, and gossipsub RPCs on the signed
+// topics (capacity, metrics, addresses). The mesh is closed (an admin key) so that invites are checked; the fuzzer is admitted
 // as a node, so that every node-only protocol serves it, and a stranger with no role tries the same
 // doors. Afterwards the daemon still runs and leads in the same term, its cluster document has the
 // same heads, every refusal was counted where it belongs (transport, client protocol, topic validator,
@@ -34,12 +34,15 @@ import { verifyInvite } from './invite-token.ts'
 import { decodeJoinAnswer, decodeJoinRequest, joinProtocol, joinWireLimits } from './join-wire.ts'
 import { maxReplicateMessageBytes, snapshotReplicateProtocol } from './snapshot-keeper.ts'
 import {
-  clientRequests, consensusFrames, forgedInvites, gossipMessages, gossipRpcFrames, joinRequests, oversizedConsensusFrame, oversizedSnapshotRequest, replicateRequests, snapshotRequests,
+  clientRequests, consensusFrames, forgedInvites, fuzzedTopics, gossipMessages, gossipRpcFrames, joinRequests, oversizedConsensusFrame, oversizedSnapshotRequest, replicateRequests, snapshotRequests,
   type Identities,
 } from './testing/fuzz-corpus.ts'
 import { decodeSnapshotRequest, decodeSnapshotResponseFrame, maxChunkFrameBytes, snapshotProtocol } from '../snapshots/index.ts'
 import { decodePeerMessage, maxPeerFrameBytes } from './wire.ts'
 import { poll } from './testing/poll.ts'
+import { addressesTopic } from './address-gossip.ts'
+import { capacityTopic } from './capacity-gossip.ts'
+import { metricsTopic } from './metrics-gossip.ts'
 
 const fuzzSeed = Number(process.env.FABRIC_FUZZ_SEED ?? 20_261_124)
 const counts = { consensusFrames: 4_000, clientRequests: 2_000, gossipMessages: 2_000, invites: 200, joinRequests: 400, snapshotRequests: 1_000, replicateRequests: 150 }
@@ -72,10 +75,18 @@ afterAll(async () => {
 const seedNote = `(fuzz seed ${fuzzSeed}: FABRIC_FUZZ_SEED=${fuzzSeed} replays it)`
 
 
+interface TopicCounters { delivered: number; refused: number; stale: number }
+const topicCounterNames = ['capacity', 'metrics', 'addresses'] as const
+type TopicCounterName = (typeof topicCounterNames)[number]
+/** Where the daemon's status counts each signed topic. */
+const topicCounterName: Record<string, TopicCounterName> = { [capacityTopic]: 'capacity', [metricsTopic]: 'metrics', [addressesTopic]: 'addresses' }
+
 interface Counters {
   peerDroppedMessages: number
   transport: { framesReceived: number; inboundRefused: number }
-  capacity: { delivered: number; refused: number; stale: number }
+  capacity: TopicCounters
+  metrics: TopicCounters
+  addresses: TopicCounters
   client: { requests: number; refused: number; failed: number }
   admission: { join: { admitted: number; refused: Record<string, number> } }
   snapshots: {
@@ -175,11 +186,15 @@ describe('protocol fuzzing of a Shuttle process', () => {
     await Promise.all(silent)
     expect(verdicts, seedNote).toEqual([])
 
-    // 3. The capacity topic, as raw gossipsub RPCs: forged authors, broken and missing signatures,
-    // and payloads signed by the fuzzer itself that the topic validator must refuse; then an RPC
-    // frame past gossipsub's inbound limit.
-    const messages = await gossipMessages(random.fork('gossip'), ids, fuzzerKey, counts.gossipMessages)
-    const toValidator = messages.filter((message) => message.refusedBy === 'validator').length
+    // 3. The signed topics (capacity, metrics, addresses), as raw gossipsub RPCs: forged authors, broken
+    // and missing signatures, and payloads signed by the fuzzer itself that each topic's validator must
+    // refuse; then an RPC frame past gossipsub's inbound limit.
+    const byTopic = await Promise.all(fuzzedTopics.map(async (topic) => ({
+      name: topicCounterName[topic.topic]!,
+      messages: await gossipMessages(random.fork(`gossip-${topic.topic}`), ids, fuzzerKey, Math.round(counts.gossipMessages / fuzzedTopics.length), topic),
+    })))
+    const toValidatorOf = Object.fromEntries(byTopic.map(({ name, messages }) => [name, messages.filter((message) => message.refusedBy === 'validator').length])) as Record<TopicCounterName, number>
+    const messages = random.fork('gossip-order').shuffle(byTopic.flatMap((topic) => topic.messages))
     const rpcs = gossipRpcFrames(random.fork('rpc'), messages, 20)
     const gossip = lpStream(await attacker.dialProtocol(address, gossipsubProtocol), { maxDataLength: 8 * 1024 * 1024 })
     for (const rpc of rpcs) await gossip.write(rpc)
@@ -299,7 +314,7 @@ describe('protocol fuzzing of a Shuttle process', () => {
         const counters = countersOf(answer)
         return (
           counters.transport.framesReceived - countersBefore.transport.framesReceived >= frames.length &&
-          counters.capacity.refused - countersBefore.capacity.refused >= toValidator &&
+          topicCounterNames.every((name) => counters[name].refused - countersBefore[name].refused >= toValidatorOf[name]) &&
           counters.snapshots.server.refused - countersBefore.snapshots.server.refused >= snapshotRefused + 1
         )
       },
@@ -326,9 +341,12 @@ describe('protocol fuzzing of a Shuttle process', () => {
     expect(counters.transport.inboundRefused - countersBefore.transport.inboundRefused, seedNote).toBe(expectedRefused + 1)
     // The well-formed ones came from a peer that is no voter and claimed others' roles: the core dropped them.
     expect(counters.peerDroppedMessages - countersBefore.peerDroppedMessages, seedNote).toBeGreaterThan(wellFormed / 2)
-    // No forged or malformed gossip reached the core; the validator refused each one the fuzzer signed as itself.
-    expect(counters.capacity.delivered - countersBefore.capacity.delivered, seedNote).toBe(0)
-    expect(counters.capacity.refused - countersBefore.capacity.refused, seedNote).toBe(toValidator)
+    // No forged or malformed gossip reached the core; each topic's validator refused every message the
+    // fuzzer signed as itself.
+    for (const name of topicCounterNames) {
+      expect(counters[name].delivered - countersBefore[name].delivered, `${name} ${seedNote}`).toBe(0)
+      expect(counters[name].refused - countersBefore[name].refused, `${name} ${seedNote}`).toBe(toValidatorOf[name])
+    }
     // Nobody was admitted: every join was refused with the code the invite deserved.
     const joinCounters = (counters: Counters) => counters.admission.join
     expect(joinCounters(counters).admitted - joinCounters(countersBefore).admitted, seedNote).toBe(0)

@@ -13,8 +13,10 @@ import { answerCall, type CallForBids } from '../../placement/index.ts'
 import { offer } from '../../placement/testing.ts'
 import type { SeededRandom } from '../../sim/index.ts'
 import { clientWireLimits } from '../client-wire.ts'
-import { decodeCapacityGossip, maxAwardJobs, maxCallClasses, maxCapacityGossipBytes, maxHeads, maxPeerFrameBytes, maxPeerMessageBytes } from '../wire.ts'
+import { decodeAddressGossip, decodeCapacityGossip, decodeNodeMetrics, maxAddressGossipBytes, maxAwardJobs, maxCallClasses, maxCapacityGossipBytes, maxHeads, maxNodeMetricsBytes, maxPeerFrameBytes, maxPeerMessageBytes } from '../wire.ts'
+import { addressesTopic } from '../address-gossip.ts'
 import { capacityTopic } from '../capacity-gossip.ts'
+import { metricsTopic } from '../metrics-gossip.ts'
 import { createInvite, invitableRoles, inviteLimits, inviteTokenPrefix, verifyInvite } from '../invite-token.ts'
 import { joinWireLimits, joinWireVersion } from '../join-wire.ts'
 import { maxReplicateMessageBytes } from '../snapshot-keeper.ts'
@@ -325,45 +327,80 @@ export interface GossipFuzzMessage {
   refusedBy: 'validator' | 'signature' | 'unsigned'
 }
 
-/** Capacity payloads the topic validator must refuse: malformed, oversized, or naming another node. */
-function capacityPayload(random: SeededRandom, ids: Identities): Uint8Array {
+/** One signed topic as the fuzzer attacks it: a well-formed payload's shape, its decoder and size limit. */
+export interface FuzzedTopic {
+  topic: string
+  template(nodeId: string, seq: number): Record<string, unknown>
+  decode(bytes: Uint8Array): { ok: true; value: { nodeId: string } } | { ok: false }
+  maxBytes: number
+}
+
+/** The three signed topics a Shuttle validates (signed-topic.ts): capacity, metrics, addresses. */
+export const fuzzedTopics: readonly FuzzedTopic[] = [
+  {
+    topic: capacityTopic,
+    template: (nodeId, seq) => ({ nodeId, seq, free: { cpuMillis: 1_000, memoryMiB: 1_024, diskMiB: 0, gpuCount: 0 }, running: 0 }),
+    decode: decodeCapacityGossip,
+    maxBytes: maxCapacityGossipBytes,
+  },
+  {
+    topic: metricsTopic,
+    template: (nodeId, seq) => ({
+      nodeId, seq, atMs: 1, runningJobs: 0, rssBytes: 1, heapUsedBytes: 1, heapTotalBytes: 1, loadAverage1m: 0.5, inboxLength: 0, inboxDropped: 0,
+      coreRefusedMessages: 0, clientRequestsServed: 0, clientRequestsRefused: 0, snapshotBytesServed: 0,
+    }),
+    decode: decodeNodeMetrics,
+    maxBytes: maxNodeMetricsBytes,
+  },
+  {
+    topic: addressesTopic,
+    template: (nodeId, seq) => ({ nodeId, seq, addresses: ['/ip4/127.0.0.1/tcp/4001'] }),
+    decode: decodeAddressGossip,
+    maxBytes: maxAddressGossipBytes,
+  },
+]
+
+/** Payloads the topic's validator must refuse: malformed, oversized, or naming another node. */
+function topicPayload(random: SeededRandom, ids: Identities, topic: FuzzedTopic): Uint8Array {
   for (;;) {
-    const payload = capacityCandidate(random, ids)
-    // A mutation can leave a well-formed gossip naming the fuzzer itself: that one would be accepted.
-    const decoded = decodeCapacityGossip(payload)
+    const payload = topicCandidate(random, ids, topic)
+    // A mutation can leave a well-formed payload naming the fuzzer itself: that one would be accepted.
+    const decoded = topic.decode(payload)
     if (!decoded.ok || decoded.value.nodeId !== ids.fuzzer) return payload
   }
 }
 
-function capacityCandidate(random: SeededRandom, ids: Identities): Uint8Array {
-  const gossip = { nodeId: random.pick([ids.daemon, ids.victim]), seq: random.int(0, 1_000), free: { cpuMillis: 1_000, memoryMiB: 1_024, diskMiB: 0, gpuCount: 0 }, running: 0 }
+function topicCandidate(random: SeededRandom, ids: Identities, topic: FuzzedTopic): Uint8Array {
+  const own = topic.template(ids.fuzzer, random.int(0, 1_000))
   switch (random.int(0, 6)) {
     case 0: return randomBytes(random, random.int(0, 300))
-    case 1: return padPast({ ...gossip, nodeId: ids.fuzzer }, maxCapacityGossipBytes)
-    case 5: return hostileCbor(random, { ...gossip, nodeId: ids.fuzzer }, maxCapacityGossipBytes)
-    case 2: return damage(random, bytesOf(mutate(random, { ...gossip, nodeId: ids.fuzzer })))
-    default: return bytesOf(gossip) // well-formed, signed by the fuzzer, naming the daemon or the victim
+    case 1: return padPast(own, topic.maxBytes)
+    case 5: return hostileCbor(random, own, topic.maxBytes)
+    case 2: return damage(random, bytesOf(mutate(random, own)))
+    default: return bytesOf(topic.template(random.pick([ids.daemon, ids.victim]), random.int(0, 1_000))) // well-formed, signed by the fuzzer, naming the daemon or the victim
   }
 }
 
 /**
- * `count` gossipsub messages on the capacity topic: signed by the fuzzer as itself with a payload
- * the validator must refuse, or claiming another author (the daemon, the victim) under the fuzzer's
- * signature, or with a broken signature, or unsigned.
+ * `count` gossipsub messages on `topic`: signed by the fuzzer as itself with a payload the validator
+ * must refuse, or claiming another author (the daemon, the victim) under the fuzzer's signature, or
+ * with a broken signature, or unsigned.
  */
-export async function gossipMessages(random: SeededRandom, ids: Identities, fuzzerKey: PrivateKey, count: number): Promise<GossipFuzzMessage[]> {
+export async function gossipMessages(random: SeededRandom, ids: Identities, fuzzerKey: PrivateKey, count: number, topic: FuzzedTopic = fuzzedTopics[0]!): Promise<GossipFuzzMessage[]> {
   const messages: GossipFuzzMessage[] = []
-  let seq = 1n << 40n
+  // gossipsub knows a message by author and seqno: each topic draws from its own range, or one
+  // topic's messages would be dropped as seen before the validator could refuse them.
+  let seq = (1n << 40n) + (BigInt(Math.max(0, fuzzedTopics.indexOf(topic))) << 32n)
   const sign = async (from: string, data: Uint8Array): Promise<RPC.Message> => {
-    const unsigned: RPC.Message = { from: peerIdFromString(from).toMultihash().bytes, data, seqno: seqnoBytes(seq++), topic: capacityTopic }
+    const unsigned: RPC.Message = { from: peerIdFromString(from).toMultihash().bytes, data, seqno: seqnoBytes(seq++), topic: topic.topic }
     const signature = await fuzzerKey.sign(concatBytes([utf8.encode('libp2p-pubsub:'), RPC.Message.encode(unsigned)]))
     return { ...unsigned, signature }
   }
   while (messages.length < count) {
-    const data = capacityPayload(random, ids)
+    const data = topicPayload(random, ids, topic)
     switch (random.int(0, 6)) {
       case 0:
-        messages.push({ message: await sign(random.pick([ids.daemon, ids.victim]), bytesOf({ nodeId: ids.victim, seq: 1, free: { cpuMillis: 1, memoryMiB: 1, diskMiB: 0, gpuCount: 0 }, running: 0 })), refusedBy: 'signature' })
+        messages.push({ message: await sign(random.pick([ids.daemon, ids.victim]), bytesOf(topic.template(ids.victim, 1))), refusedBy: 'signature' })
         break
       case 1: {
         const signed = await sign(ids.fuzzer, data)
@@ -371,7 +408,7 @@ export async function gossipMessages(random: SeededRandom, ids: Identities, fuzz
         break
       }
       case 2:
-        messages.push({ message: { data, topic: capacityTopic }, refusedBy: 'unsigned' })
+        messages.push({ message: { data, topic: topic.topic }, refusedBy: 'unsigned' })
         break
       default:
         messages.push({ message: await sign(ids.fuzzer, data), refusedBy: 'validator' })
@@ -384,7 +421,9 @@ export async function gossipMessages(random: SeededRandom, ids: Identities, fuzz
 export function gossipRpcFrames(random: SeededRandom, messages: readonly GossipFuzzMessage[], batch: number): Uint8Array[] {
   const frames: Uint8Array[] = []
   for (let start = 0; start < messages.length; start += batch) {
-    const rpc = RPC.encode({ subscriptions: [{ subscribe: true, topic: capacityTopic }], messages: messages.slice(start, start + batch).map((entry) => entry.message) })
+    const slice = messages.slice(start, start + batch).map((entry) => entry.message)
+    const topics = [...new Set(slice.map((message) => message.topic))]
+    const rpc = RPC.encode({ subscriptions: topics.map((topic) => ({ subscribe: true, topic })), messages: slice })
     frames.push(rpc)
     if (random.chance(0.3)) frames.push(rpc.subarray(0, random.int(1, rpc.length))) // truncated protobuf
     if (random.chance(0.3)) frames.push(randomBytes(random, random.int(1, 400)))
