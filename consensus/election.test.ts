@@ -28,6 +28,20 @@ describe('election', () => {
     })
   }
 
+  it('non-voters know the leader the voters name, a quiet mesh included (1 voter, 3 non-voters)', () => {
+    const cluster = new Cluster({ voters: 1, nonVoters: 3, seed: 21 })
+    const leader = cluster.awaitLeader(1_500)
+    cluster.advance(12_000) // past a non-voter's resync with no document change in between
+    const nonVoters = cluster.livePeers().filter((peer) => peer.id !== leader.id)
+    expect(nonVoters).toHaveLength(3)
+    for (const peer of nonVoters) {
+      expect(peer.role).not.toBe('leader')
+      expect(peer.leaderId, peer.id).toBeNull() // they take no part in elections
+      expect(peer.knownLeaderId, peer.id).toBe(leader.id)
+    }
+    expect(leader.knownLeaderId).toBe(leader.id)
+  })
+
   it('never elects two leaders in one term across repeated leader crashes and restarts (5 voters, 6 crashes, 3 seeds)', () => {
     for (const seed of [11, 12, 13]) {
       const cluster = new Cluster({ voters: 5, seed })

@@ -214,6 +214,8 @@ export class Peer {
   roleOf(peerId: string): AdmissionRole | undefined { return roleOf(this.#document, peerId) }
   get term(): Term { return this.#election.term }
   get leaderId(): NodeId | null { return this.#election.leaderId }
+  /** The leader as this node knows it: its election's, or for a non-voter the one voters name in their sync messages. */
+  get knownLeaderId(): NodeId | null { return this.#election.role === 'leader' ? this.id : this.#election.leaderId ?? (this.#isVoter() ? null : this.#leaderHint) }
   get document(): Document { return this.#document }
   get isReadyLeader(): boolean { return this.#election.role === 'leader' && this.#leader?.ready === true }
   /** Local time until which this leader's lease holds (-Infinity when it holds none). */

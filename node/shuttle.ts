@@ -202,7 +202,7 @@ export class Shuttle {
   status(): ShuttleStatus {
     const peer = this.#peer
     if (peer === null) throw new Error('the Shuttle has not started')
-    return { nodeId: peer.id, role: peer.role, term: peer.term, leaderId: peer.leaderId, readyLeader: peer.isReadyLeader, voters: peer.voters() }
+    return { nodeId: peer.id, role: peer.role, term: peer.term, leaderId: peer.knownLeaderId, readyLeader: peer.isReadyLeader, voters: peer.voters() }
   }
 
   counters(): Record<string, unknown> {
