@@ -1,10 +1,10 @@
 // Forks jobs through a small helper process instead of the daemon. fork() copies the parent's page
 // tables, so its cost grows with the parent's memory: on these machines a 300 MiB daemon spent
-// 55 ms of blocked event loop in each spawn (a 40 MiB process: about 1 ms). A daemon starting jobs
-// under load stalled its consensus that long per job. The spawner (spawner-main.ts) is started once,
-// while the daemon is still small, and forks everything after; its children get the parent-death
-// signal from their own launch chain, and the spawner dies with the daemon (its stdin closes; and
-// setpriv --pdeathsig where available).
+// 55 ms of blocked event loop in each spawn (a bare Node process: about 1 ms). A daemon starting jobs
+// under load stalled its consensus that long per job. The spawner (spawner-main.ts) is started at
+// the first launch (one fork of the daemon) and forks everything after; its children get the
+// parent-death signal from their own launch chain, and the spawner dies with the daemon (its stdin
+// closes; and setpriv --pdeathsig where available).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
@@ -87,6 +87,8 @@ export class Spawner {
       onProblem(this.#gone)
     })
     child.once('error', (error) => onProblem(`the spawner could not start: ${error.message}`))
+    // A write racing the spawner's death fails with EPIPE; its 'exit' says what happened to each launch.
+    child.stdin!.on('error', (error) => onProblem(`writing to the spawner failed: ${error.message}`))
   }
 
   /** Starts the spawner (through setpriv --pdeathsig KILL when given, so it dies with the daemon). */
