@@ -7,6 +7,8 @@
 // closes; and setpriv --pdeathsig where available).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import { parseSpawnerAnswer, type LaunchRequest, type SpawnerRequest } from './spawner-wire.ts'
@@ -95,9 +97,11 @@ export class Spawner {
   static start(options: { setpriv?: string; onProblem(reason: string): void }): Spawner {
     const node = process.execPath
     const [file, args] = options.setpriv === undefined ? [node, [spawnerEntry]] : [options.setpriv, ['--pdeathsig', 'KILL', node, spawnerEntry]]
-    // A small young generation: the point is a small process to fork from.
+    // A small young generation, and Node's compile cache from the start (the same folder the CLI
+    // uses, cli/main.ts): with the stripped module cached no TypeScript stripper loads. The point is a
+    // small process to fork from: 73 -> 50 MiB resident here.
     args.splice(args.indexOf(spawnerEntry), 0, '--max-semi-space-size=1')
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'inherit'] })
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(tmpdir(), 'node-compile-cache') } })
     return new Spawner(child, options.onProblem)
   }
 
