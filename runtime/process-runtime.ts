@@ -387,9 +387,16 @@ export class ProcessRuntime implements Runtime {
     return { jobId, pid: run.pid, startedAtMs: run.startedAtMs, isolation: run.isolation, limits: run.limits, exited }
   }
 
-  /** The spawner, started at the first launch; null (fork here) when off or when it does not answer. */
-  #spawnerReady(): Promise<Spawner | null> {
-    if (!this.#useSpawner) return Promise.resolve(null)
+  /**
+   * The spawner, started at the first launch and again after one died (its jobs died with it and were
+   * reported so); null (fork here) when off or when it does not answer.
+   */
+  async #spawnerReady(): Promise<Spawner | null> {
+    if (!this.#useSpawner) return null
+    const current = this.#spawner
+    if (current !== null && (await current)?.gone === true) {
+      if (this.#spawner === current) this.#spawner = null
+    }
     this.#spawner ??= (async () => {
       const parentDeath = await this.#parentDeath
       const spawner = Spawner.start({

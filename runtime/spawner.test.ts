@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ProcessRuntime } from './process-runtime.ts'
+import { freshJobId } from './testing/runtime-compliance.ts'
 import { Spawner, type LaunchedProcess } from './spawner.ts'
 import { parseSpawnerAnswer, parseSpawnerRequest } from './spawner-wire.ts'
 
@@ -73,6 +75,28 @@ describe('the spawner', () => {
     const after = spawner.launch({ file: '/bin/true', args: [], argv0: 'true', cwd: dir, env: {}, ...paths })
     await expect(spawned(after)).rejects.toThrow(/spawner exited/)
     expect(problems.join(' ')).toMatch(/spawner exited/)
+  })
+})
+
+describe('the process runtime and its spawner', () => {
+  it('starts a new spawner when its spawner died: the next job runs', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'fabric-spawner-runtime-'))
+    const silent = { debug() {}, info() {}, warn() {}, error() {} }
+    const runtime = new ProcessRuntime({ dataDir, pidNamespace: 'off', cgroups: 'off' }, { logger: silent })
+    try {
+      const first = await runtime.start({ jobId: freshJobId('first'), command: ['sleep', '30'] })
+      const spawnerPid = parentOf(first.pid)
+      expect(spawnerPid).not.toBe(process.pid)
+      process.kill(spawnerPid, 'SIGKILL')
+      // Its job went with it (parent-death signal), and is reported ended.
+      expect((await first.exited).state).not.toBe('exited')
+      const second = await runtime.start({ jobId: freshJobId('second'), command: ['sh', '-c', 'echo again'] })
+      expect(parentOf(second.pid)).not.toBe(spawnerPid)
+      expect(await second.exited).toMatchObject({ state: 'exited', exitCode: 0 })
+    } finally {
+      await runtime.close()
+      await rm(dataDir, { recursive: true, force: true })
+    }
   })
 })
 

@@ -105,6 +105,9 @@ export class Spawner {
     return new Spawner(child, options.onProblem)
   }
 
+  /** The spawner exited: it launches nothing more (start another). */
+  get gone(): boolean { return this.#gone !== null }
+
   /** True once the spawner answers; false if it never did (the caller forks by itself then). */
   ready(): Promise<boolean> {
     return this.#ready
