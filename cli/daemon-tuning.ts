@@ -23,6 +23,11 @@ export function tuneDaemonProcess(argv: readonly string[]): void {
   if (process.platform !== 'linux' || typeof process.execve !== 'function') return
   const flags = daemonNodeFlags.filter((flag) => !process.execArgv.some((given) => given.split('=')[0] === flag.split('=')[0]))
   const env: Record<string, string> = { ...daemonEnvironment, ...(process.env as Record<string, string>), [tunedMarker]: '1' }
-  // Does not return: the process image is replaced (argv[1] is this CLI's entry, argv[2..] the command).
-  process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...argv.slice(1)], env)
+  try {
+    // Does not return: the process image is replaced (argv[1] is this CLI's entry, argv[2..] the command).
+    process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...argv.slice(1)], env)
+  } catch (error) {
+    // The daemon runs as it is, untuned: say so (stderr carries the daemon's log lines).
+    process.stderr.write(`${JSON.stringify({ level: 'warn', component: 'cli', event: 'daemon-tuning-skipped', reason: (error as Error).message })}\n`)
+  }
 }
