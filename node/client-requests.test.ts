@@ -31,18 +31,34 @@ describe('job control and placement requests on a mesh of three Shuttle processe
     const host = await resources.clientHost()
     const job = (daemon: Daemon, jobId: string): Promise<JobDetail> => clientCall(host, multiaddr(daemon.address), { kind: 'job', jobId })
     const status = (daemon: Daemon) => clientCall(host, multiaddr(daemon.address), { kind: 'status' })
+    /** The daemon's document heads once unchanged for 2 s (runs' reports and commit markers come and go). */
+    const settledHeads = async (daemon: Daemon): Promise<string[]> => {
+      let heads = (await status(daemon)).documentHeads
+      await poll(async () => {
+        await new Promise((resolve) => setTimeout(resolve, 2_000))
+        const now = (await status(daemon)).documentHeads
+        const same = JSON.stringify(now) === JSON.stringify(heads)
+        heads = now
+        return same
+      }, (same) => same, placedTimeoutMs, `the document of ${daemon.name} to settle`)
+      return heads
+    }
 
     // 1. plan: every node offers; two 1.5-core replicas fit, 3 cores fit nowhere; nothing is placed.
     await poll(() => status(follower), (answer) => answer.voters.length === 3, placedTimeoutMs, 'the follower to know the committee')
-    const headsBefore = (await status(follower)).documentHeads
     const fitting = join(specs, 'fitting.yaml')
     await writeFile(fitting, 'name: fitting\ncommand: [sleep, "1"]\nreplicas: 2\nresources: {cpu: 1.5, memory: 64Mi}\n')
-    // Offers come from nodes the follower hears on the capacity topic: wait until it hears all three.
-    const planned = await poll(async () => {
+    const plan = async () => {
       const result = await runCli(['plan', fitting, '--json', ...at(follower)])
       expect(result.code, result.stderr).toBe(0)
       return JSON.parse(result.stdout) as { explanation: { awards: unknown[]; rows: { excluded?: { kind: string } }[] }; considered: number; leftOut: unknown[] }
-    }, (plan) => plan.considered === 3, placedTimeoutMs, 'a plan over all three nodes')
+    }
+    // Offers come from nodes the follower hears on the capacity topic: wait until it hears all three.
+    await poll(plan, (planned) => planned.considered === 3, placedTimeoutMs, 'a plan over all three nodes')
+    // A young mesh still writes its own records (nodes' registrations, the leader's commit markers):
+    // the heads to compare with are those once the document has settled.
+    const headsBefore = await settledHeads(follower)
+    const planned = await plan()
     expect(planned.explanation.awards).toHaveLength(2)
     expect(planned.leftOut).toEqual([])
     const tooBig = join(specs, 'too-big.yaml')
@@ -84,7 +100,7 @@ describe('job control and placement requests on a mesh of three Shuttle processe
     expect(unknown.stderr).toMatch(/not-found: no job no-such-job/)
 
     // 4. migrate: refused for an unknown job and an unregistered node (nothing changes); acknowledged for a running job.
-    const headsBeforeMigrate = (await status(leader)).documentHeads
+    const headsBeforeMigrate = await settledHeads(leader)
     const noJob = await runCli(['migrate', 'no-such-job', ...at(follower)])
     expect(noJob.code).toBe(1)
     expect(noJob.stderr).toMatch(/refused: job no-such-job has no running replica to move/)
