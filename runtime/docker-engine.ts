@@ -53,13 +53,24 @@ export function bounded<T>(promise: Promise<T>, timeoutMs: number, what: string)
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-export async function probeDockerEngine(docker: Docker, endpoint: string): Promise<DockerEngineInfo> {
-  return probeWith(endpoint, async () => [(await docker.info()) as Record<string, unknown>, (await docker.version()) as unknown as Record<string, unknown>])
-}
-
-/** The same probe without dockerode: two GETs on the engine's socket. */
-export function probeDockerEngineAt(endpoint: string): Promise<DockerEngineInfo> {
-  return probeWith(endpoint, async () => [await getJson(endpoint, '/info'), await getJson(endpoint, '/version')])
+/** What the engine at `endpoint` offers: two GETs on its socket (no dockerode needed to ask). */
+export async function probeDockerEngine(endpoint: string): Promise<DockerEngineInfo> {
+  try {
+    const ask = async () => [await getJson(endpoint, '/info'), await getJson(endpoint, '/version')] as const
+    const [info, version] = await bounded(ask(), dockerEngineLimits.callTimeoutMs, `the Docker engine at ${endpoint}`)
+    return {
+      available: true,
+      endpoint,
+      version: String(version.Version ?? info.ServerVersion ?? 'unknown'),
+      apiVersion: String(version.ApiVersion ?? 'unknown'),
+      experimental: info.ExperimentalBuild === true,
+      rootDir: String(info.DockerRootDir ?? '/var/lib/docker'),
+      cgroupVersion: String(info.CgroupVersion ?? 'unknown'),
+      cgroupDriver: String(info.CgroupDriver ?? 'unknown'),
+    }
+  } catch (error) {
+    return { available: false, endpoint, reason: describeEngineError(error) }
+  }
 }
 
 function getJson(socketPath: string, path: string): Promise<Record<string, unknown>> {
@@ -81,24 +92,6 @@ function getJson(socketPath: string, path: string): Promise<Record<string, unkno
     call.on('error', reject)
     call.end()
   })
-}
-
-async function probeWith(endpoint: string, ask: () => Promise<[Record<string, unknown>, Record<string, unknown>]>): Promise<DockerEngineInfo> {
-  try {
-    const [info, version] = await bounded(ask(), dockerEngineLimits.callTimeoutMs, `the Docker engine at ${endpoint}`)
-    return {
-      available: true,
-      endpoint,
-      version: String(version.Version ?? info.ServerVersion ?? 'unknown'),
-      apiVersion: String(version.ApiVersion ?? 'unknown'),
-      experimental: info.ExperimentalBuild === true,
-      rootDir: String(info.DockerRootDir ?? '/var/lib/docker'),
-      cgroupVersion: String(info.CgroupVersion ?? 'unknown'),
-      cgroupDriver: String(info.CgroupDriver ?? 'unknown'),
-    }
-  } catch (error) {
-    return { available: false, endpoint, reason: describeEngineError(error) }
-  }
 }
 
 export function unavailable(info: Extract<DockerEngineInfo, { available: false }>): RuntimeUnavailableError {

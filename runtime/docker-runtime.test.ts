@@ -19,7 +19,7 @@ import { collect, describeRuntimeCompliance, freshJobId } from './testing/runtim
 const silent = { debug() {}, info() {}, warn() {}, error() {} }
 const stopGraceMs = 300
 const socketPath = dockerSocketPath()
-const engine = await probeDockerEngine(connectDocker(socketPath), socketPath)
+const engine = await probeDockerEngine(socketPath)
 const gate = requirementGate('Docker runtime tests', [engine.available ? undefined : `no Docker engine: ${engine.reason}`])
 const criu = await probeCriu()
 const checkpointGate = requirementGate('Docker checkpoint tests', [

@@ -23,7 +23,7 @@ import { checkpointLayout, copyWorkFolder, prepareCheckpointDirectory, readCheck
 import { uncheckpointableReasons } from './checkpoint-guard.ts'
 import { probeCriu } from './criu.ts'
 import { containerCreateOptions, dockerLabels } from './docker-container-spec.ts'
-import { bounded, connectDocker, dockerSocketPath, probeDockerEngineAt, unavailable, type DockerEngineInfo } from './docker-engine.ts'
+import { bounded, connectDocker, dockerSocketPath, probeDockerEngine, unavailable, type DockerEngineInfo } from './docker-engine.ts'
 import { processTree } from './isolation.ts'
 import { defaultRuncRoot, localRuncContainer, runcCheckpoint } from './runc-checkpoint.ts'
 import { mergeAsync, readLogFile } from './log-files.ts'
@@ -174,7 +174,7 @@ export class DockerRuntime implements Runtime {
 
   /** What the engine on our socket offers, asked now (the daemon reports it, and bids only when available). */
   engine(): Promise<DockerEngineInfo> {
-    return probeDockerEngineAt(this.#endpoint)
+    return probeDockerEngine(this.#endpoint)
   }
 
   jobDir(jobId: JobId): string {

@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { probeCriu, type CriuSupport } from './criu.ts'
-import { connectDocker, dockerSocketPath, probeDockerEngine, type DockerEngineInfo } from './docker-engine.ts'
+import { dockerSocketPath, probeDockerEngine, type DockerEngineInfo } from './docker-engine.ts'
 import { probePidNamespace, resolveExecutable, type NamespaceSupport } from './isolation.ts'
 
 export const capabilityLimits = {
@@ -44,7 +44,7 @@ export async function probeNodeCapabilities(options: CapabilityProbeOptions = {}
   const endpoint = dockerSocketPath(options.dockerSocket)
   const [criu, docker, cgroups, pidNamespaces, gpus] = await Promise.all([
     probeCriu(options.criuPath),
-    probeDockerEngine(connectDocker(endpoint), endpoint),
+    probeDockerEngine(endpoint),
     probeCgroupVersion(),
     probePidNamespace(),
     probeGpus(),

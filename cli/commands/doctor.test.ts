@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { connectDocker, dockerSocketPath, probeCriu, probeDockerEngine } from '../../runtime/index.ts'
+import { dockerSocketPath, probeCriu, probeDockerEngine } from '../../runtime/index.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 const nodeBinary = join(root, 'node_modules/.bin/node')
@@ -18,7 +18,7 @@ describe('fabric doctor', () => {
     const report = JSON.parse(stdout)
     const criu = await probeCriu()
     const socket = dockerSocketPath()
-    const engine = await probeDockerEngine(connectDocker(socket), socket)
+    const engine = await probeDockerEngine(socket)
     expect(report.criu.available).toBe(criu.available)
     if (criu.available) expect(report.criu.version).toBe(criu.version)
     expect(report.docker).toMatchObject({ available: engine.available, endpoint: socket })

@@ -1,7 +1,7 @@
 // Whether a real-runtime test runs: when everything it needs is on this machine, or always with
 // FABRIC_REQUIRE_RUNTIMES=1 (CI that has the runtimes: a missing one then fails the test instead
 // of skipping it quietly).
-import { connectDocker, dockerSocketPath, probeCriu, probeDockerEngine } from '../../runtime/index.ts'
+import { dockerSocketPath, probeCriu, probeDockerEngine } from '../../runtime/index.ts'
 import { loadIroh } from '../../snapshots/iroh-transport.ts'
 
 export const runtimesRequired = process.env.FABRIC_REQUIRE_RUNTIMES === '1'
@@ -25,7 +25,7 @@ export async function criuAvailable(): Promise<boolean> {
 
 export async function dockerAvailable(): Promise<boolean> {
   const socket = dockerSocketPath()
-  return (await probeDockerEngine(connectDocker(socket), socket)).available
+  return (await probeDockerEngine(socket)).available
 }
 
 /** The iroh native module loads on this platform. */
