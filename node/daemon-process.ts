@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
+import { procStatFields } from '../runtime/isolation.ts'
 
 /** USER_HZ: Linux reports process times in hundredths of a second on every architecture we run. */
 const clockTicksPerSecond = 100
@@ -123,7 +124,7 @@ export class Daemon {
   cpuSeconds(): number | null {
     try {
       const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const fields = procStatFields(stat)
       // Fields 14 and 15 of proc(5), in clock ticks (100 per second on Linux).
       return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond
     } catch {

@@ -79,11 +79,19 @@ async function probeParentDeathOnce(): Promise<ParentDeathSupport> {
   return { available: true, setpriv }
 }
 
+/**
+ * The fields of a /proc/PID/stat line after the command name, from field 3 (state) on: the name may
+ * contain spaces and parentheses, so they follow the last ')'. Index i is proc(5)'s field i + 3.
+ */
+export function procStatFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+}
+
 /** The process's start time in clock ticks since boot (/proc/PID/stat field 22), or undefined when it is gone. */
 export async function processStartTicks(pid: number): Promise<number | undefined> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const fields = procStatFields(stat)
     const ticks = Number(fields[19])
     return Number.isFinite(ticks) ? ticks : undefined
   } catch {
@@ -117,7 +125,7 @@ export async function livingGroupMembers(groupId: number): Promise<number[]> {
 export async function isDead(pid: number): Promise<boolean> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
+    const state = procStatFields(stat)[0]
     return state === 'Z' || state === 'X'
   } catch {
     return true
@@ -135,8 +143,7 @@ async function processTable(): Promise<ProcessEntry[]> {
       .map(async (name) => {
         try {
           const stat = await readFile(`/proc/${name}/stat`, 'utf8')
-          // The command name may contain spaces and parentheses: fields follow the last ')'.
-          const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+          const fields = procStatFields(stat)
           table.push({ pid: Number(name), parentPid: Number(fields[1]), groupId: Number(fields[2]), dead: fields[0] === 'Z' || fields[0] === 'X' })
         } catch {
           // The process ended while we looked.

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { procStatFields } from './isolation.ts'
 import { ProcessRuntime } from './process-runtime.ts'
 import { freshJobId } from './testing/runtime-compliance.ts'
 import { Spawner, type LaunchedProcess } from './spawner.ts'
@@ -10,7 +11,7 @@ import { parseSpawnerAnswer, parseSpawnerRequest } from './spawner-wire.ts'
 
 const parentOf = (pid: number): number => {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+  return Number(procStatFields(stat)[1])
 }
 
 const exitOf = (child: LaunchedProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
