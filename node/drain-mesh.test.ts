@@ -128,7 +128,9 @@ describe('checkpoint, snapshots and drain from the CLI on a mesh of three Shuttl
 
     // The pricier of the two other nodes: an unconstrained auction would pick the cheaper one.
     const target = Math.max(...[0, 1, 2].filter((index) => index !== from))
-    const lines = await fabric(daemons[(from + 1) % 3]!, ['migrate', jobId, '--region', `r${target}`, '--follow', '--wait', '90000'], 150_000)
+    // Asked of the target itself, which follows its own restore (its progress frames, then the move's
+    // answer): the path that once ended the answer early with the progress stream's own end frame.
+    const lines = await fabric(daemons[target]!, ['migrate', jobId, '--region', `r${target}`, '--follow', '--wait', '90000'], 150_000)
     const result = lines.at(-1)!
     expect(result).toMatchObject({ jobId, region: `r${target}` })
     const moved = result.moved as { to: string; how: string }[]

@@ -226,11 +226,17 @@ export class MoveRequests {
       }
       return
     }
-    yield* this.restoreProgress({ jobId: replica, waitMs }, signal)
+    yield* this.#localRestoreProgress({ jobId: replica, waitMs }, signal)
+  }
+
+  /** The `restore-progress` request: this node's restore of a replica, then the stream's end. */
+  async *restoreProgress(request: { jobId: string; waitMs?: number }, signal: AbortSignal): AsyncGenerator<ClientResponse> {
+    yield* this.#localRestoreProgress(request, signal)
+    yield { type: 'end' }
   }
 
   /** This node's restore of a replica: its fetch and restore progress, until the replica runs here (or `waitMs`). */
-  async *restoreProgress(request: { jobId: string; waitMs?: number }, signal: AbortSignal): AsyncGenerator<ClientResponse> {
+  async *#localRestoreProgress(request: { jobId: string; waitMs?: number }, signal: AbortSignal): AsyncGenerator<ClientResponse> {
     const replica = asJobId(request.jobId)
     const stop = new AbortController()
     const timer = setTimeout(() => stop.abort(), request.waitMs ?? this.#limits.defaultMoveWaitMs)
@@ -254,7 +260,6 @@ export class MoveRequests {
       clearTimeout(timer)
       signal.removeEventListener('abort', onAbort)
     }
-    yield { type: 'end' }
   }
 }
 
