@@ -132,7 +132,11 @@ describe('auction placement in the leader', () => {
     cluster.submit(leader.id, testJob('before'))
     expect(cluster.runUntil(() => placedOn(leader, 'before', 1)[0] !== null, 2_000)).toBe(true)
     expect(placedOn(leader, 'before', 1)).toEqual(['n3'])
-    cluster.step(asNodeId('n3'), { kind: 'prices', prices: { perCpuHour: 0.5, perMemoryGiBHour: 0, perGpuHour: 0 } })
+    const effects = cluster.step(asNodeId('n3'), { kind: 'prices', prices: { perCpuHour: 0.5, perMemoryGiBHour: 0, perGpuHour: 0 } })
+    // The new price goes to the leader as n3's standing bid at once (a round already under way used the old one).
+    const sent = effects.find((effect) => effect.kind === 'send' && effect.message.kind === 'standing-bid')
+    expect(sent).toMatchObject({ to: leader.id, message: { standing: { offer: { prices: { perCpuHour: 0.5 } } } } })
+    cluster.advance(100)
     cluster.submit(leader.id, testJob('after'))
     expect(cluster.runUntil(() => placedOn(leader, 'after', 1)[0] !== null, 2_000)).toBe(true)
     expect(placedOn(leader, 'after', 1)).toEqual(['n4'])

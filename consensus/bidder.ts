@@ -1,8 +1,8 @@
 // This node's side of an auction: it answers each call for bids with an ask for every class its
 // traits and capacity allow, priced by its policy at its current prices (the 'prices' input).
-import { answerCall, type Bid, type BidPolicy, type CallForBids, type NodeOffer } from '../placement/index.ts'
+import { answerCall, defaultBidPolicy, type Bid, type BidPolicy, type CallForBids, type NodeOffer } from '../placement/index.ts'
 import { isDraining, type Document } from './cluster-document.ts'
-import type { NodeId } from './types.ts'
+import type { NodeId, StandingBid } from './types.ts'
 
 export class Bidder {
   readonly #nodeId: NodeId
@@ -28,4 +28,15 @@ export class Bidder {
     // A drained node asks for nothing, even of a leader whose document has not heard of the drain yet.
     return isDraining(document, this.#nodeId) ? { ...bid, asks: [] } : bid
   }
+
+  /**
+   * The same answers said in advance (the leader applies answerCall to it exactly as bidFor does
+   * here); null while this node drains: it asks for nothing new.
+   */
+  standing(document: Document): StandingBid | null {
+    if (isDraining(document, this.#nodeId)) return null
+    const { nodeId: _nodeId, free: _free, ...offer } = this.#offer
+    return { offer, policy: this.#policy ?? defaultBidPolicy }
+  }
 }
+

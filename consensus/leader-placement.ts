@@ -12,7 +12,7 @@ import type { PlacementViews } from './placement-views.ts'
 import { majorityValue } from './quorum.ts'
 import { scopeRound } from './retries.ts'
 import type { Runner } from './runner.ts'
-import type { AuctionSummary, BidMessage, CallForBidsMessage, DocumentAck, JobId, NodeId, PeerConfig, PeerEvent, PeerMessage, Term } from './types.ts'
+import type { AuctionSummary, BidMessage, CallForBidsMessage, DocumentAck, JobId, NodeId, PeerConfig, PeerEvent, PeerMessage, StandingBidMessage, Term } from './types.ts'
 
 export interface LeaderPlacementComponents {
   nodeId: NodeId
@@ -49,14 +49,26 @@ export class LeaderPlacement {
     this.#components = components
   }
 
-  onBid(leader: LeaderState, from: NodeId, message: BidMessage): void {
+  /** A bid for the open round: true when the auction took it. */
+  onBid(leader: LeaderState, from: NodeId, message: BidMessage, kind: 'bid' | 'standing-bid' = 'bid'): boolean {
     const { nowMs, term, drop } = this.#components
     const now = nowMs()
-    if (message.term !== term()) return
+    if (message.term !== term()) return false
     const refusal = leader.auction.receive(from, message.bid, now)
-    if (refusal !== null) drop(from, 'bid', refusal)
+    if (refusal !== null) {
+      drop(from, kind, refusal)
+      return false
+    }
     // The last answer closes the round at once (the next tick runs the placement round).
-    else if (leader.auction.shouldClose(now)) leader.nextRoundMs = now
+    if (leader.auction.shouldClose(now)) leader.nextRoundMs = now
+    return true
+  }
+
+  /** A node's standing bid (or its withdrawal) for this term; the next rounds answer its calls from it. */
+  onStandingBid(leader: LeaderState, from: NodeId, message: StandingBidMessage): void {
+    if (message.term !== this.#components.term()) return
+    const refusal = leader.standingBids.receive(from, message.standing, this.#components.nowMs())
+    if (refusal !== null) this.#components.drop(from, 'standing-bid', refusal)
   }
 
   /**
@@ -97,9 +109,19 @@ export class LeaderPlacement {
       if (unreadable.length > 0) placement = { assignments: [], unplaceable: unreadable }
       if (opened !== null) {
         leader.nextRoundMs = Math.min(leader.nextRoundMs, opened.call.closesAtMs)
-        for (const node of opened.invite) if (node !== nodeId) this.#components.send(node, { kind: 'call-for-bids', term, call: opened.call })
-        if (opened.invite.includes(nodeId)) this.onBid(leader, nodeId, { kind: 'bid', term, bid: this.#components.bidFor(opened.call) })
-        // Nobody to ask (or only this node): decide now.
+        // Nodes with a standing bid are answered for at once; the others are called.
+        // A standing bid the auction refuses (it claims more than the node registered) is forgotten.
+        for (const node of opened.invite) {
+          if (node === nodeId) {
+            this.onBid(leader, node, { kind: 'bid', term, bid: this.#components.bidFor(opened.call) })
+            continue
+          }
+          const standing = leader.standingBids.answer(node, opened.call, now)
+          if (standing !== null && this.onBid(leader, node, { kind: 'bid', term, bid: standing }, 'standing-bid')) continue
+          if (standing !== null) leader.standingBids.receive(node, null, now)
+          this.#components.send(node, { kind: 'call-for-bids', term, call: opened.call })
+        }
+        // Nobody left to hear from: decide now.
         if (leader.auction.shouldClose(now) && placement === noPlacement) {
           const closed = leader.auction.close(now)
           summary = closed.summary

@@ -2,6 +2,7 @@
 // acknowledged and committed decision numbers, ratification of earlier terms, and a committee change
 // in flight. Peer owns one while it leads; the helpers here keep the round and lease bookkeeping.
 import { LeaderAuction } from './leader-auction.ts'
+import type { StandingBids } from './standing-bids.ts'
 import type { JobId, NodeId, PeerConfig } from './types.ts'
 
 export interface LeaderState {
@@ -26,6 +27,8 @@ export interface LeaderState {
   doneSeenMs: Map<JobId, number>
   /** The placement auction: one round open at a time. */
   auction: LeaderAuction
+  /** Nodes' standing bids heard in this term: their calls are answered from them. */
+  standingBids: StandingBids
   /** Replicas a round could not place: not auctioned again before this time. */
   retryAtMs: Map<JobId, number>
   leaseExpiryMs: number
@@ -36,7 +39,7 @@ export interface LeaderState {
 }
 
 /** A new leader's state: not ready until its barrier holds, deciding from `seq` (its term's last decision). */
-export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, string[]>, seq: number, auction: LeaderAuction): LeaderState {
+export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, string[]>, seq: number, auction: LeaderAuction, standingBids: StandingBids): LeaderState {
   return {
     ready: false,
     startedMs: nowMs,
@@ -55,6 +58,7 @@ export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, str
     unawarded: new Map(),
     doneSeenMs: new Map(),
     auction,
+    standingBids,
     retryAtMs: new Map(),
     leaseExpiryMs: -Infinity,
     nextHeartbeatMs: nowMs,

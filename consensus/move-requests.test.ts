@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { Cluster, testJob } from './testing/harness.ts'
 import { jobRecord, snapshotsOf } from './cluster-document.ts'
-import { asJobId, asNodeId, type CallForBidsMessage } from './types.ts'
+import { asJobId, asNodeId, type CallForBidsMessage, type StandingBid } from './types.ts'
 import type { Bid } from '../placement/index.ts'
 
 // n3 is the cheapest node, n4 next; n1 alone is in region eu-west-1 (provider gcp), the rest in test-1.
@@ -77,12 +77,12 @@ describe('drain', () => {
   it('moves every copy off the node, re-placing without a snapshot the one whose checkpoint failed; the node bids nothing; undrain takes work again', () => {
     const cluster = clusterWithJobOn(44, 'first', 'second')
     const leader = cluster.awaitLeader()
-    let call: CallForBidsMessage | undefined
     const bidsOfN3: Bid[] = []
+    const standingOfN3: (StandingBid | null)[] = []
     cluster.onEffect((node, effect) => {
-      if (effect.kind !== 'send') return
-      if (effect.message.kind === 'call-for-bids') call = effect.message
-      if (node === n3 && effect.message.kind === 'bid') bidsOfN3.push(effect.message.bid)
+      if (effect.kind !== 'send' || node !== n3) return
+      if (effect.message.kind === 'bid') bidsOfN3.push(effect.message.bid)
+      if (effect.message.kind === 'standing-bid') standingOfN3.push(effect.message.standing)
     })
     cluster.step(leader.id, { kind: 'drain', requestId: 'd1', nodeId: n3 })
     expect(cluster.runUntil(() => cluster.effectsOf('checkpoint-job', n3).length >= 2, 2_000)).toBe(true)
@@ -101,15 +101,23 @@ describe('drain', () => {
     cluster.submit(leader.id, testJob('newcomer'))
     expect(cluster.runUntil(() => cluster.ids.some((id) => cluster.running(id).has(asJobId('newcomer'))), 2_000)).toBe(true)
     expect(cluster.running(n3).size).toBe(0)
-    // ...and bids nothing, even when asked by a leader that has not heard of the drain.
-    expect(call).toBeDefined()
-    cluster.step(n3, { kind: 'message', from: leader.id, message: call! })
+    // ...it withdrew its standing bid, and bids nothing even when called by a leader that has not heard of the drain.
+    expect(standingOfN3.at(-1)).toBeNull()
+    const now = cluster.nowMs
+    const call: CallForBidsMessage = {
+      kind: 'call-for-bids',
+      term: leader.term,
+      call: { roundId: 'r-drain', leaderId: leader.id, openedAtMs: now, closesAtMs: now + 100, classes: [{ classId: 0, demand: { cpuMillis: 100, memoryMiB: 64, diskMiB: 0, gpuCount: 0, gpuModels: [], gpuMinMemoryMiB: 0 }, constraints: { labels: {}, spotAllowed: true }, replicas: 1 }] },
+    }
+    cluster.step(n3, { kind: 'message', from: leader.id, message: call })
     expect(bidsOfN3.at(-1)!.asks).toEqual([])
     // ...until it is undrained.
     cluster.step(leader.id, { kind: 'undrain', requestId: 'u1', nodeId: n3 })
     cluster.advance(300)
     cluster.submit(leader.id, testJob('welcome'))
     expect(cluster.runUntil(() => cluster.running(n3).has(asJobId('welcome')), 2_000)).toBe(true)
+    expect(standingOfN3.at(-1)).not.toBeNull()
+    cluster.step(n3, { kind: 'message', from: leader.id, message: call })
     expect(bidsOfN3.at(-1)!.asks.length).toBeGreaterThan(0)
     cluster.step(leader.id, { kind: 'undrain', requestId: 'u2', nodeId: n3 })
     expect(refusal(cluster, 'u2')).toMatch(/is not being drained/)

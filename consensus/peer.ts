@@ -31,6 +31,7 @@ import { Submissions } from './submissions.ts'
 import { Runner } from './runner.ts'
 import { Election, type Role } from './election.ts'
 import { CommitWatermarks } from './commit-watermarks.ts'
+import { StandingBidSender, StandingBids } from './standing-bids.ts'
 import { SyncSchedule } from './sync-schedule.ts'
 import type {
   CapacityGossip,
@@ -90,13 +91,17 @@ export class Peer {
   readonly #capacity: CapacityTable
   #nextCapacityMs: number
   readonly #syncSchedule: SyncSchedule
-  /** For non-voters: the leader named by the voters' sync messages. */
+  /** For non-voters: the leader named by the voters' sync messages, and the term it was named in. */
   #leaderHint: NodeId | null = null
+  #leaderHintTerm = 0 as Term
+  /** The latest leader that called this node for bids (calls come from leaders only). */
+  #calledBy: { leader: NodeId; term: Term } | null = null
   /** The leader received reports: it relays them to the voters once per round, batched. */
   #relayPending = false
 
   readonly #runner: Runner
   readonly #bidder: Bidder
+  readonly #standingBid: StandingBidSender
   readonly #verifyBid: VerifyBid | undefined
   readonly #placement: LeaderPlacement
   /** A bound on the runner's wait for the committee's document after boot (it fences stale copies anyway). */
@@ -131,6 +136,7 @@ export class Peer {
     this.#submissions = new Submissions({ originSeq: originSeqOf(this.#document, this.id), maxPendingSubmissions: init.config.maxPendingSubmissions, submitRetryMs: init.config.submitRetryMs })
     this.#capacity = new CapacityTable({ nodeId: this.id, maxPeersTracked: init.config.maxPeersTracked, nodeTimeoutMs: init.config.nodeTimeoutMs })
     this.#bidder = new Bidder(this.id, init.attributes.offer, init.bidPolicy)
+    this.#standingBid = new StandingBidSender(init.config)
     this.#verifyBid = init.verifyBid
     this.#runner = new Runner({
       nodeId: this.id,
@@ -228,7 +234,7 @@ export class Peer {
 
   /** The earliest local time at which this peer wants a tick. */
   nextWakeMs(): number {
-    let wake = Math.min(this.#nextCapacityMs, this.#syncSchedule.nextWakeMs(this.#isVoter()), this.#submissions.nextRetryMs, this.#runner.nextCheckpointMs(), this.#runner.held ? this.#releaseRunnerAtMs : Infinity)
+    let wake = Math.min(this.#nextCapacityMs, this.#syncSchedule.nextWakeMs(this.#isVoter()), this.#submissions.nextRetryMs, this.#standingBid.nextDueMs(), this.#runner.nextCheckpointMs(), this.#runner.held ? this.#releaseRunnerAtMs : Infinity)
     if (this.#isVoter() && this.#election.role !== 'leader') wake = Math.min(wake, this.#election.electionDeadlineMs)
     if (this.#leader !== null) {
       wake = Math.min(wake, this.#leader.nextHeartbeatMs)
@@ -397,6 +403,22 @@ export class Peer {
     if (now >= this.#submissions.nextRetryMs) this.#retrySubmissions()
     if (now >= this.#runner.nextCheckpointMs()) this.#runner.checkpointDue()
     if (this.#runner.held && now >= this.#releaseRunnerAtMs) this.#runner.release()
+    this.#offerStandingBid()
+  }
+
+  /** Tells the leader this node follows how it bids, when that leader has not heard it lately. */
+  #offerStandingBid(): void {
+    if (this.#election.role === 'leader') return this.#standingBid.forget()
+    let target: { leader: NodeId; term: Term } | null = this.#calledBy
+    const consider = (leader: NodeId | null, term: Term): void => {
+      if (leader !== null && leader !== this.id && (target === null || term > target.term)) target = { leader, term }
+    }
+    consider(this.#election.leaderId, this.#election.term)
+    if (!this.#isVoter()) consider(this.#leaderHint, this.#leaderHintTerm)
+    if (target === null) return this.#standingBid.forget()
+    const { leader, term } = target as { leader: NodeId; term: Term }
+    const message = this.#standingBid.due(leader, term, this.#bidder.standing(this.#document), this.#now)
+    if (message !== null) this.#send(leader, message)
   }
 
   // ---- Leadership and message dispatch: votes go to Election, heartbeats and the barrier to Leadership
@@ -404,7 +426,8 @@ export class Peer {
   /** The election is won: build the leader's state and start its barrier. */
   #becomeLeader(voteHeads: ReadonlyMap<NodeId, string[]>): void {
     const auction = new LeaderAuction({ leaderId: this.id, verify: this.#verifyBid, maxReplicasPerRound: this.#config.maxJobsPerRound, minBidWindowMs: this.#config.minBidWindowMs, maxBidWindowMs: this.#config.maxBidWindowMs })
-    this.#leader = newLeaderState(this.#now, voteHeads, leaderSeqOf(this.#document, this.#election.term), auction)
+    const standingBids = new StandingBids(this.#config, this.#config.maxPeersTracked)
+    this.#leader = newLeaderState(this.#now, voteHeads, leaderSeqOf(this.#document, this.#election.term), auction, standingBids)
     this.#leadership.begin(this.#leader, voteHeads)
   }
 
@@ -416,7 +439,7 @@ export class Peer {
   #onMessage(from: NodeId, message: PeerMessage): void {
     // Election and leadership messages count only from committee members (the leader is one);
     // any node syncs, and any node bids (the auction checks the bidder is registered and invited).
-    if (message.kind !== 'sync' && message.kind !== 'bid' && !this.#isVoter(from) && !(this.#leader?.joint?.previous.includes(from) ?? false)) {
+    if (message.kind !== 'sync' && message.kind !== 'bid' && message.kind !== 'standing-bid' && !this.#isVoter(from) && !(this.#leader?.joint?.previous.includes(from) ?? false)) {
       this.#drop(from, message.kind, 'sender is not a voter')
       return
     }
@@ -435,10 +458,16 @@ export class Peer {
         return this.#onSync(from, message)
       case 'call-for-bids':
         // Every invited node answers the leader directly.
-        if (message.term >= this.#election.term) this.#send(from, { kind: 'bid', term: message.term, bid: this.#bidder.bidFor(message.call, this.#document, this.#now) })
+        if (message.term >= this.#election.term) {
+          this.#send(from, { kind: 'bid', term: message.term, bid: this.#bidder.bidFor(message.call, this.#document, this.#now) })
+          if (this.#calledBy === null || message.term >= this.#calledBy.term) this.#calledBy = { leader: from, term: message.term }
+        }
         return
       case 'bid':
         if (this.#leader !== null) this.#placement.onBid(this.#leader, from, message)
+        return
+      case 'standing-bid':
+        if (this.#leader !== null) this.#placement.onStandingBid(this.#leader, from, message)
         return
       case 'award':
         // Only a leader that counted a majority of acknowledgements sends an award, so even a
@@ -462,7 +491,10 @@ export class Peer {
     if (!this.#isVoter(from)) return
     this.#syncSchedule.heardFromVoter(this.#now)
     if (this.#runner.held && this.#replica.inSync(from)) this.#runner.release()
-    if (message.leaderHint !== null && !this.#isVoter()) this.#leaderHint = message.leaderHint
+    if (message.leaderHint !== null && !this.#isVoter()) {
+      this.#leaderHint = message.leaderHint
+      this.#leaderHintTerm = message.term
+    }
     const leader = this.#leader
     if (leader !== null) this.#placement.onAck(leader, from, message.ack)
     if (this.#submissions.recordDurable(from, message.ack.originSeq)) this.#acknowledgeDurable()

@@ -1,7 +1,7 @@
 // Types shared by the consensus core and its adapters: branded ids, the peer's configuration,
 // the inputs it steps on, the messages peers exchange and the effects it asks an adapter to perform.
 // The core is sans-IO: it never reads a clock or draws randomness itself; both come in here.
-import type { Bid, CallForBids, JobSpec, NodeOffer, Resources, UnitPrices } from '../placement/index.ts'
+import type { Bid, BidPolicy, CallForBids, JobSpec, NodeOffer, Resources, UnitPrices } from '../placement/index.ts'
 
 export type NodeId = string & { readonly __brand: 'NodeId' }
 export type JobId = string & { readonly __brand: 'JobId' }
@@ -68,6 +68,10 @@ export interface PeerConfig {
   /** Bounds of the auction's adaptive bid window (it follows recent bid latencies). */
   minBidWindowMs: number
   maxBidWindowMs: number
+  /** How often a node repeats its standing bid to the leader (it also sends it at once when it changes or the leader does). */
+  standingBidRefreshMs: number
+  /** A standing bid older than this (on the leader's clock) is not used: the node is called instead. 0: every round calls for bids. */
+  standingBidTtlMs: number
   /** Limits (STYLE: every queue and table has a named maximum). */
   maxPendingSubmissions: number
   maxJobsPerRound: number
@@ -91,6 +95,8 @@ export const defaultPeerTiming = {
   pendingRetryMs: 500,
   minBidWindowMs: 20,
   maxBidWindowMs: 250,
+  standingBidRefreshMs: 2_000,
+  standingBidTtlMs: 5_000,
   commitMarkerIntervalMs: 1_000,
   archiveAfterMs: 5_000,
   maxPendingSubmissions: 10_000,
@@ -151,6 +157,24 @@ export interface BidMessage {
   term: Term
   bid: Bid
 }
+/**
+ * What a node answers every call for bids with, said once in advance: its traits, capacity, prices
+ * and policy. The leader answers calls on its behalf from it (placement's answerCall, the node's own
+ * rule), so a round whose nodes all stand closes without a round trip.
+ */
+export interface StandingBid {
+  offer: Omit<NodeOffer, 'nodeId' | 'free'>
+  policy: BidPolicy
+}
+/**
+ * A node's standing bid, straight to the leader it follows (never over gossip); null withdraws it
+ * (a draining node). Refreshed every standingBidRefreshMs and whenever it changes.
+ */
+export interface StandingBidMessage {
+  kind: 'standing-bid'
+  term: Term
+  standing: StandingBid | null
+}
 export interface DocumentAck {
   /** The sender's current term; a leader counts acks of its own term only. */
   term: Term
@@ -173,6 +197,7 @@ export type PeerMessage =
   | Award
   | CallForBidsMessage
   | BidMessage
+  | StandingBidMessage
 
 /** Where a migration may go besides the job's own constraints: one provider and/or one region. */
 export interface MoveConstraints {

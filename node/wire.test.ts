@@ -31,6 +31,7 @@ const call: CallForBids = {
 }
 const gpuOffer = offer('12D3KooWbidder', { capacity: { gpuCount: 8 }, gpu: { model: 'A100', memoryMiB: 40_960 }, labels: { tier: 'gpu' }, placementGroup: 'pg-1', efa: true })
 const term = asTerm(7)
+const { nodeId: _nodeId, free: _free, ...standingOffer } = gpuOffer
 const everyKind: PeerMessage[] = [
   { kind: 'pre-vote', term },
   { kind: 'pre-vote-response', term, granted: true },
@@ -53,6 +54,8 @@ const everyKind: PeerMessage[] = [
   { kind: 'award', term, jobs: [{ jobId: asJobId('job-1'), seq: 5 }] },
   { kind: 'call-for-bids', term, call },
   { kind: 'bid', term, bid: answerCall(gpuOffer, call, 1_020) },
+  { kind: 'standing-bid', term, standing: { offer: standingOffer, policy: { utilisationMarkup: 0.5, minUptimeToBid: 0.9 } } },
+  { kind: 'standing-bid', term, standing: null },
 ]
 
 const bytesOf = (value: unknown): Uint8Array => encodeCbor(value)

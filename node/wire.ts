@@ -26,6 +26,7 @@ export const maxPeerMessageBytes: Record<PeerMessage['kind'], number> = {
   award: 1024 * 1024,
   'call-for-bids': 256 * 1024,
   bid: 16 * 1024,
+  'standing-bid': 16 * 1024,
 }
 export const maxCapacityGossipBytes = 4 * 1024
 /** A metrics message is a dozen numbers and a node id (some 600 bytes at most). */
@@ -103,6 +104,27 @@ const bid = z.strictObject({
   asks: z.array(z.strictObject({ classId: counter, askPerHour: amount })).max(maxCallClasses),
   signature: z.string().max(1_024),
 })
+/** A standing bid: the node's offer without its id (the sender's) or free room (the leader's accounting), and its bid policy. */
+const standingBid = z.strictObject({
+  offer: z.strictObject({
+    provider: name,
+    region: name,
+    azId: name,
+    country: name,
+    instanceType: name.optional(),
+    spot: z.boolean(),
+    labels,
+    placementGroup: name.optional(),
+    efa: z.boolean(),
+    gpu: z.strictObject({ model: name, memoryMiB: amount }).optional(),
+    capacity: resources,
+    prices: z.strictObject({ perCpuHour: amount, perMemoryGiBHour: amount, perGpuHour: amount }),
+    performanceScore: amount,
+    reliability: z.strictObject({ uptime: z.number().min(0).max(1), interruptions: counter }),
+    startDelayMs: amount,
+  }),
+  policy: z.strictObject({ utilisationMarkup: amount, minUptimeToBid: z.number().min(0).max(1) }),
+})
 
 const peerMessageSchemas = {
   'pre-vote': z.strictObject({ kind: z.literal('pre-vote'), term }),
@@ -128,6 +150,7 @@ const peerMessageSchemas = {
   }),
   'call-for-bids': z.strictObject({ kind: z.literal('call-for-bids'), term, call: callForBids }),
   bid: z.strictObject({ kind: z.literal('bid'), term, bid }),
+  'standing-bid': z.strictObject({ kind: z.literal('standing-bid'), term, standing: standingBid.nullable() }),
 } as const
 
 const signedAmount = z.number().int().min(-(2 ** 40)).max(2 ** 40)

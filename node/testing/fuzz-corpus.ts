@@ -185,6 +185,7 @@ function consensusTemplates(ids: Identities, random: SeededRandom): Record<strin
   const call: CallForBids = { roundId: `${ids.daemon}/1/1`, leaderId: ids.daemon, openedAtMs: 0, closesAtMs: 1, classes: [] }
   const term = random.pick([0, 1, 2, 1_000_000, Number.MAX_SAFE_INTEGER])
   const bid = answerCall(offer(ids.daemon), { ...call, leaderId: ids.victim }, 1)
+  const { nodeId: _nodeId, free: _free, ...standingOffer } = offer(ids.daemon)
   return [
     { kind: 'pre-vote', term },
     { kind: 'pre-vote-response', term, granted: true },
@@ -200,6 +201,9 @@ function consensusTemplates(ids: Identities, random: SeededRandom): Record<strin
     { kind: 'call-for-bids', term, call },
     // A bid naming the daemon itself (the bidder field must be the sender's own id).
     { kind: 'bid', term, bid },
+    // A standing bid claiming a thousand times the capacity at no price, and a withdrawal.
+    { kind: 'standing-bid', term, standing: { offer: { ...standingOffer, capacity: { ...standingOffer.capacity, cpuMillis: standingOffer.capacity.cpuMillis * 1_000 }, prices: { perCpuHour: 0, perMemoryGiBHour: 0, perGpuHour: 0 } }, policy: { utilisationMarkup: 0, minUptimeToBid: 0 } } },
+    { kind: 'standing-bid', term, standing: null },
   ]
 }
 
