@@ -9,20 +9,24 @@ import { UserError } from '../user-error.ts'
 export function registerBenchMesh(bench: Command): void {
   bench
     .command('mesh')
-    .description('Start N daemons as processes on loopback; measure submit -> committed assignment latency, jobs/s, leader SIGKILL -> placing again, and idle RSS')
+    .description('Start N daemons as processes on loopback; measure submit -> committed assignment latency (one at a time on the idle mesh, and under load), jobs/s, leader SIGKILL -> placing again, and idle RSS')
     .option('--nodes <n>', `daemons to start (3 to ${maxLocalMeshNodes})`, '5')
     .option('--jobs <n>', 'jobs to submit (through the non-leader nodes)', '1000')
-    .option('--concurrency <n>', 'submissions in flight at once', '16')
+    .option('--concurrency <n>', 'submissions in flight at once during the load', '16')
+    .option('--idle-samples <n>', 'submissions timed one at a time on the idle mesh before the load', '100')
+    .option('--idle-interval-ms <ms>', 'pause before each of those', '200')
     .option('--kills <n>', 'leader SIGKILLs to time (each killed daemon is restarted before the next)', '3')
     .option('--idle-ms <ms>', 'how long the mesh idles before RSS is read', '3000')
     .option('--json', 'print the result as one JSON object (the default; kept for symmetry with other benches)')
-    .action(async (flags: { nodes: string; jobs: string; concurrency: string; kills: string; idleMs: string }) => {
+    .action(async (flags: { nodes: string; jobs: string; concurrency: string; idleSamples: string; idleIntervalMs: string; kills: string; idleMs: string }) => {
       const nodes = positiveInteger('--nodes', flags.nodes)
       if (nodes < 3 || nodes > maxLocalMeshNodes) throw new UserError(`--nodes must be 3 to ${maxLocalMeshNodes}, got ${nodes}`, 'a leader must survive losing one node')
       const result = await runMeshBench({
         nodes,
         jobs: positiveInteger('--jobs', flags.jobs),
         concurrency: positiveInteger('--concurrency', flags.concurrency),
+        idleSamples: integer('--idle-samples', flags.idleSamples),
+        idleIntervalMs: integer('--idle-interval-ms', flags.idleIntervalMs),
         kills: integer('--kills', flags.kills),
         idleMs: integer('--idle-ms', flags.idleMs),
         progress: (line) => process.stderr.write(`${line}\n`),
