@@ -370,17 +370,17 @@ export class Peer {
   }
 
   /**
-   * A request needs a majority of voters: it goes to the leader (which places it in the same step)
-   * and to just enough other voters for a majority, in turn. The rest receive it with the leader's
-   * decision, one sync message instead of two; a voter that does not acknowledge is pushed to again
-   * after submitRetryMs. Fewer voters decoding it at once is what shortens submit -> committed on a
-   * small machine. Without a known leader, or during a committee change, it goes to every voter.
+   * A request needs a majority of voters. With requestFanout 'majority' it goes to the leader (which
+   * places it in the same step) and to just enough other voters for a majority, in turn; the rest
+   * receive it with the leader's decision, one sync message instead of two, and a voter that does
+   * not acknowledge is pushed to again after submitRetryMs. Without a known leader, or during a
+   * committee change, it goes to every voter, as it always does with 'all-voters'.
    */
   #markRequestDirty(originSeq: number): void {
     const leader = this.knownLeaderId
     const committees = this.#committees()
     const voters = committees[0]!
-    if (committees.length !== 1 || leader === null || leader === this.id || !voters.includes(leader)) return this.#markVotersDirty()
+    if (this.#config.requestFanout !== 'majority' || committees.length !== 1 || leader === null || leader === this.id || !voters.includes(leader)) return this.#markVotersDirty()
     const others = voters.filter((voter) => voter !== this.id && voter !== leader)
     const needed = Math.floor(voters.length / 2) + 1 - (voters.includes(this.id) ? 1 : 0) - 1
     this.#replica.syncWith(leader)

@@ -1,6 +1,7 @@
-// A request goes to the leader and just enough other voters for a majority, not to every voter:
-// the rest receive it with the leader's decision. It is still acknowledged only once a majority
-// persisted it, and when the voter it went to is cut off, the retry pushes it to the others.
+// With requestFanout 'majority' a request goes to the leader and just enough other voters for a
+// majority, not to every voter: the rest receive it with the leader's decision. It is still
+// acknowledged only once a majority persisted it, and when the voter it went to is cut off, the
+// retry pushes it to the others. The default sends it to every voter.
 import { describe, expect, it } from 'vitest'
 import { Cluster, testJob } from './testing/harness.ts'
 import { jobRecord } from './cluster-document.ts'
@@ -11,9 +12,19 @@ const syncTargets = (effects: readonly PeerEffect[]): NodeId[] =>
 
 const durable = (cluster: Cluster, requestId: string): boolean => cluster.events('submission-durable').some((record) => record.event.requestId === requestId)
 
+const majority = { config: { requestFanout: 'majority' as const } }
+
 describe('request fan-out', () => {
+  it('by default sends a submission to every voter', () => {
+    const cluster = new Cluster({ voters: 5, seed: 30 })
+    const leader = cluster.awaitLeader()
+    cluster.advance(500)
+    const follower = cluster.ids.find((id) => id !== leader.id)!
+    expect(syncTargets(cluster.submit(follower, testJob('everyone')))).toEqual(cluster.ids.filter((id) => id !== follower).sort())
+  })
+
   it('sends a submission to the leader and one other of five voters; every voter holds it once the leader decided', () => {
-    const cluster = new Cluster({ voters: 5, seed: 31 })
+    const cluster = new Cluster({ voters: 5, seed: 31, ...majority })
     const leader = cluster.awaitLeader()
     cluster.advance(500)
     const follower = cluster.ids.find((id) => id !== leader.id)!
@@ -32,7 +43,7 @@ describe('request fan-out', () => {
   })
 
   it('a submission whose other voter is cut off is acknowledged after the retry reaches the rest', () => {
-    const cluster = new Cluster({ voters: 5, seed: 32 })
+    const cluster = new Cluster({ voters: 5, seed: 32, ...majority })
     const leader = cluster.awaitLeader()
     cluster.advance(500)
     const follower = cluster.ids.find((id) => id !== leader.id)!
@@ -47,7 +58,7 @@ describe('request fan-out', () => {
   })
 
   it('goes to every voter while no leader is known', () => {
-    const cluster = new Cluster({ voters: 5, seed: 33 })
+    const cluster = new Cluster({ voters: 5, seed: 33, ...majority })
     const someone = cluster.ids[1]!
     expect(cluster.peer(someone).knownLeaderId).toBeNull()
     const targets = syncTargets(cluster.submit(someone, testJob('early')))

@@ -70,6 +70,13 @@ export interface PeerConfig {
   maxBidWindowMs: number
   /** How often a node repeats its standing bid to the leader (it also sends it at once when it changes or the leader does). */
   standingBidRefreshMs: number
+  /**
+   * Where a node sends a request (submit, cancel, ...) first. 'all-voters': every voter, so the
+   * fastest majority acknowledges it (best where voters are separate machines and links differ).
+   * 'majority': the leader and just enough others for a majority, taking turns; the rest get it
+   * with the leader's decision (best where the daemons share a machine's cores: fewer decode it at once).
+   */
+  requestFanout: 'all-voters' | 'majority'
   /** A standing bid older than this (on the leader's clock) is not used: the node is called instead. 0: every round calls for bids. */
   standingBidTtlMs: number
   /** Limits (STYLE: every queue and table has a named maximum). */
@@ -97,6 +104,7 @@ export const defaultPeerTiming = {
   maxBidWindowMs: 250,
   standingBidRefreshMs: 2_000,
   standingBidTtlMs: 5_000,
+  requestFanout: 'all-voters' as 'all-voters' | 'majority',
   commitMarkerIntervalMs: 1_000,
   archiveAfterMs: 5_000,
   maxPendingSubmissions: 10_000,

@@ -51,6 +51,8 @@ export interface MeshBenchResult {
   voters: number
   jobs: number
   concurrency: number
+  /** How the daemons send a request first (LocalMesh runs them with 'majority': they share this machine's cores). */
+  requestFanout: 'majority'
   /** One submission at a time on an idle mesh (idleSamples of them, idleIntervalMs apart). */
   idleSubmitToCommitMs: Percentiles
   /** Under the load (`concurrency` in flight). */
@@ -192,6 +194,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
       voters: mesh.voters,
       jobs: options.jobs,
       concurrency: options.concurrency,
+      requestFanout: 'majority',
       idleSubmitToCommitMs,
       submitToCommitMs,
       submitAckMs: percentiles(ackMs),

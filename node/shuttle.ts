@@ -107,6 +107,8 @@ export interface ShuttleInit {
   electionTimeoutMs?: number
   /** fsync each persist (default true). */
   syncWrites?: boolean
+  /** Where a request goes first (PeerConfig.requestFanout; default every voter). */
+  requestFanout?: PeerConfig['requestFanout']
   /** What carries snapshot transfers: libp2p streams (default) or iroh, bound on UDP at the libp2p TCP port's number. */
   snapshotTransport?: SnapshotTransportName
 }
@@ -337,6 +339,7 @@ export class Shuttle {
       nodeId: identity.nodeId,
       electionTimeoutMs,
       heartbeatIntervalMs: Math.max(1, Math.floor(electionTimeoutMs / 5)),
+      requestFanout: init.requestFanout ?? defaultPeerTiming.requestFanout,
     }
     this.#peer = new Peer({
       config,

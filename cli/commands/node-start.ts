@@ -59,6 +59,7 @@ export function registerNodeStart(program: Command): void {
     .option('--admin <peerId>', 'with --voters on first start: the mesh\'s admin key (its peer id); only invited peers may join. Without it the mesh is open')
     .option('--invite <token>', 'join an existing mesh with an invite from `fabric invite` (first start; bootstrap from the invite unless --bootstrap)')
     .option('--election-timeout <ms>', 'election timeout base T in ms (heartbeat T/5)', '150')
+    .option('--request-fanout <mode>', 'where a request goes first: all-voters (the fastest majority acknowledges) or majority (the leader and just enough others: for daemons sharing one machine\'s cores)', 'all-voters')
     .option('--cpu-millis <n>', 'CPU this node offers at most, in thousandths of a core (default and cap: every CPU of the machine)')
     .option('--memory-mib <n>', 'memory this node offers at most, in MiB (default and cap: the machine\'s memory)')
     .option('--disk-mib <n>', 'disk this node offers to jobs at most, in MiB (capped by the data directory\'s free disk at start)', String(100 * 1024))
@@ -77,6 +78,8 @@ export function registerNodeStart(program: Command): void {
       if (!isLogLevel(logLevel)) throw new UserError(`--log-level must be debug, info, warn or error, got "${logLevel}"`)
       const price = Number(flags.pricePerHour)
       if (!Number.isFinite(price) || price < 0) throw new UserError(`--price-per-hour must be a non-negative number, got "${String(flags.pricePerHour)}"`)
+      const requestFanout = String(flags.requestFanout)
+      if (requestFanout !== 'all-voters' && requestFanout !== 'majority') throw new UserError(`--request-fanout must be all-voters or majority, got "${requestFanout}"`)
       const electionTimeoutMs = integer('--election-timeout', flags.electionTimeout)
       if (electionTimeoutMs < 10) throw new UserError('--election-timeout must be at least 10 ms')
       const voters = flags.voters as string[]
@@ -127,6 +130,7 @@ export function registerNodeStart(program: Command): void {
           ...(genesis !== undefined ? { genesis } : {}),
           electionTimeoutMs,
           syncWrites: flags.syncWrites !== false,
+          requestFanout,
           snapshotTransport: snapshotTransport as SnapshotTransportName,
           attributes: {
             offer: localOffer({
