@@ -315,6 +315,8 @@ export class DockerRuntime implements Runtime {
         void this.#end(run, { reason: 'timeout', timedOut: true }, this.#limits.stopGraceMs)
       }, Math.max(1, spec.timeoutMs - ranBeforeMs))
     }
+    // CRIU's probe (cached for the process's life) is asked now, not inside a later checkpoint's downtime.
+    void probeCriu(this.#criuPath).catch(() => {})
     this.#logger.info('job-started', { jobId, container: container.id, pid: run.pid })
     return { jobId, pid: run.pid, startedAtMs: run.startedAtMs, isolation, limits: run.limits, exited }
   }
@@ -479,13 +481,20 @@ export class DockerRuntime implements Runtime {
     if (run.checkpointing) throw refuse('another checkpoint of the job is in progress')
     if ((run.spec.resources?.gpuCount ?? 0) > 0) throw refuse('the job has GPUs, whose state CRIU cannot carry here')
     const steps = new StepClock()
-    const engine = await this.#availableEngine()
+    // Asked together (the job runs meanwhile), judged in this order: the first failing one is the reason given.
+    const [engineAsked, criuAsked, reasonsAsked, imageAsked] = await Promise.allSettled([
+      this.#availableEngine(),
+      probeCriu(this.#criuPath),
+      processTree(run.pid).then(uncheckpointableReasons),
+      this.#inspectImage(run.spec.image ?? ''),
+    ])
+    const engine = settledValue(engineAsked)
     if (!engine.experimental) throw refuse(`the Docker engine at ${engine.endpoint} runs without experimental features, which checkpoints need ("experimental": true in daemon.json)`)
-    const criu = await probeCriu(this.#criuPath)
+    const criu = settledValue(criuAsked)
     if (!criu.available) throw refuse(criu.reason)
-    const reasons = await uncheckpointableReasons(await processTree(run.pid))
+    const reasons = settledValue(reasonsAsked)
     if (reasons.length > 0) throw refuse(reasons.join('; '))
-    const image = await this.#inspectImage(run.spec.image ?? '')
+    const image = settledValue(imageAsked)
     if (image === undefined) throw refuse(`its image ${run.spec.image} is gone from this node`)
     await prepareCheckpointDirectory(directory, { jobId, runtime: this.kind })
     const leaveRunning = options.leaveRunning === true
@@ -617,6 +626,11 @@ export class DockerRuntime implements Runtime {
 /** dockerode has the checkpoint call; its type definitions lack it. */
 function withCheckpoints(container: Docker.Container): { createCheckpoint(options: { CheckpointID: string; CheckpointDir: string; Exit: boolean }): Promise<unknown> } {
   return container as unknown as { createCheckpoint(options: { CheckpointID: string; CheckpointDir: string; Exit: boolean }): Promise<unknown> }
+}
+
+function settledValue<T>(settled: PromiseSettledResult<T>): T {
+  if (settled.status === 'rejected') throw settled.reason
+  return settled.value
 }
 
 /** Milliseconds spent in each named step of a checkpoint or restore, for its log line and the migrate bench. */
