@@ -8,8 +8,9 @@
 // Checkpoints go through the engine's own runc when the engine is on this machine (the API's
 // round trip through containerd's content store cost seconds: see runc-checkpoint.ts), else
 // through the engine's checkpoint API (runc drives CRIU; the engine needs experimental features on). A restore creates a new container from the same spec and image,
-// places the CRIU images in its checkpoints/ folder and starts it from them (Docker 20.10 refuses
-// --checkpoint-dir on start): the path a migration to another node takes.
+// places links to the CRIU images in its checkpoints/ folder (copies if the engine cannot follow
+// them: checkpoint-links.ts) and starts it from them (Docker 20.10 refuses --checkpoint-dir on
+// start): the path a migration to another node takes.
 import { randomUUID } from 'node:crypto'
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { access, cp, mkdir, rm, stat, writeFile } from 'node:fs/promises'
