@@ -10,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { connectDocker, dockerSocketPath, probeDockerEngine } from './docker-engine.ts'
 import { DockerRuntime, type DockerRuntimeInit } from './docker-runtime.ts'
 import { probeCriu } from './criu.ts'
-import { RuntimeUnavailableError } from './runtime.ts'
+import { RuntimeUnavailableError, type RuntimeLogger } from './runtime.ts'
 import { busyboxImage, ensureBusyboxImage } from './testing/busybox-image.ts'
 import { assertConsecutive, countingExitCode, countingScript, countsIn, waitForCounts } from './testing/counting.ts'
 import { requirementGate } from './testing/requirements.ts'
@@ -29,9 +29,9 @@ const checkpointGate = requirementGate('Docker checkpoint tests', [
 ])
 
 const made: { runtime: DockerRuntime; dataDir: string }[] = []
-async function makeRuntime(extra: Partial<DockerRuntimeInit> = {}): Promise<{ runtime: DockerRuntime; dataDir: string }> {
+async function makeRuntime(extra: Partial<DockerRuntimeInit> = {}, logger: RuntimeLogger = silent): Promise<{ runtime: DockerRuntime; dataDir: string }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'fabric-docker-'))
-  const runtime = new DockerRuntime({ dataDir, networkMode: 'none', defaultImage: busyboxImage, ...extra, limits: { stopGraceMs, ...extra.limits } }, { logger: silent })
+  const runtime = new DockerRuntime({ dataDir, networkMode: 'none', defaultImage: busyboxImage, ...extra, limits: { stopGraceMs, ...extra.limits } }, { logger })
   const entry = { runtime, dataDir }
   made.push(entry)
   return entry
@@ -136,10 +136,14 @@ describe.skipIf(gate.skip)(`docker runtime${gate.note}`, () => {
         // Another node: its own runtime and data folder; the source's are gone.
         await source.runtime.close()
         await rm(source.dataDir, { recursive: true, force: true })
-        const target = await makeRuntime()
+        const events: { event: string; fields: Record<string, unknown> }[] = []
+        const target = await makeRuntime({}, { ...silent, info: (event, fields = {}) => events.push({ event, fields }), warn: (event, fields = {}) => events.push({ event, fields }) })
         const restoreStartedMs = Date.now()
         const restored = await target.runtime.restore(jobId, join(imagesDir, 'one'))
         const restoreMs = Date.now() - restoreStartedMs
+        // The engine got links to the images, not copies, and they worked the first time.
+        expect(events.find((entry) => entry.event === 'job-restored')?.fields).toMatchObject({ imagesBy: 'link', stepsMs: { link: expect.any(Number), start: expect.any(Number) } })
+        expect(events.map((entry) => entry.event)).not.toContain('restore-from-links-failed')
         const targetLog = (): Promise<string> => collect(target.runtime.logs(jobId))
         const after = await waitForCounts(targetLog, 10, 20_000)
         assertConsecutive(after, lastBefore + 1)

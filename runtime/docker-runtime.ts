@@ -8,17 +8,19 @@
 // Checkpoints go through the engine's own runc when the engine is on this machine (the API's
 // round trip through containerd's content store cost seconds: see runc-checkpoint.ts), else
 // through the engine's checkpoint API (runc drives CRIU; the engine needs experimental features on). A restore creates a new container from the same spec and image,
-// places the CRIU images in its checkpoints/ folder and starts it from them (Docker 20.10 refuses
-// --checkpoint-dir on start): the path a migration to another node takes.
+// places links to the CRIU images in its checkpoints/ folder (copies if the engine cannot follow
+// them: checkpoint-links.ts) and starts it from them (Docker 20.10 refuses --checkpoint-dir on
+// start): the path a migration to another node takes.
 import { randomUUID } from 'node:crypto'
 import { createWriteStream, type WriteStream } from 'node:fs'
-import { access, cp, mkdir, stat, writeFile } from 'node:fs/promises'
+import { access, cp, mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import { constants } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Readable } from 'node:stream'
 import type Docker from 'dockerode'
 import { ContainerUsageMeter } from './docker-usage.ts'
 import type { JobId } from '../consensus/index.ts'
+import { linkCheckpointImages } from './checkpoint-links.ts'
 import { checkpointLayout, copyWorkFolder, prepareCheckpointDirectory, readCheckpointManifest, writeCheckpointManifest } from './checkpoint-directory.ts'
 import { uncheckpointableReasons } from './checkpoint-guard.ts'
 import { probeCriu } from './criu.ts'
@@ -314,6 +316,8 @@ export class DockerRuntime implements Runtime {
         void this.#end(run, { reason: 'timeout', timedOut: true }, this.#limits.stopGraceMs)
       }, Math.max(1, spec.timeoutMs - ranBeforeMs))
     }
+    // CRIU's probe (cached for the process's life) is asked now, not inside a later checkpoint's downtime.
+    void probeCriu(this.#criuPath).catch(() => {})
     this.#logger.info('job-started', { jobId, container: container.id, pid: run.pid })
     return { jobId, pid: run.pid, startedAtMs: run.startedAtMs, isolation, limits: run.limits, exited }
   }
@@ -477,19 +481,27 @@ export class DockerRuntime implements Runtime {
     if (run.exit !== undefined || run.ending !== undefined) throw refuse(`the job is not running (${run.exit?.state ?? `ending: ${run.ending?.reason}`})`)
     if (run.checkpointing) throw refuse('another checkpoint of the job is in progress')
     if ((run.spec.resources?.gpuCount ?? 0) > 0) throw refuse('the job has GPUs, whose state CRIU cannot carry here')
-    const engine = await this.#availableEngine()
+    const steps = new StepClock()
+    // Asked together (the job runs meanwhile), judged in this order: the first failing one is the reason given.
+    const [engineAsked, criuAsked, reasonsAsked, imageAsked] = await Promise.allSettled([
+      this.#availableEngine(),
+      probeCriu(this.#criuPath),
+      processTree(run.pid).then(uncheckpointableReasons),
+      this.#inspectImage(run.spec.image ?? ''),
+    ])
+    const engine = settledValue(engineAsked)
     if (!engine.experimental) throw refuse(`the Docker engine at ${engine.endpoint} runs without experimental features, which checkpoints need ("experimental": true in daemon.json)`)
-    const criu = await probeCriu(this.#criuPath)
+    const criu = settledValue(criuAsked)
     if (!criu.available) throw refuse(criu.reason)
-    const reasons = await uncheckpointableReasons(await processTree(run.pid))
+    const reasons = settledValue(reasonsAsked)
     if (reasons.length > 0) throw refuse(reasons.join('; '))
-    const image = await this.#inspectImage(run.spec.image ?? '')
+    const image = settledValue(imageAsked)
     if (image === undefined) throw refuse(`its image ${run.spec.image} is gone from this node`)
     await prepareCheckpointDirectory(directory, { jobId, runtime: this.kind })
     const leaveRunning = options.leaveRunning === true
     run.checkpointing = true
     if (!leaveRunning) run.ending = { reason: 'checkpointed', timedOut: false }
-    const startedMs = Date.now()
+    steps.lap('checks')
     try {
       try {
         const runc = this.#runcRoot === null ? null : await localRuncContainer(run.container.id, this.#runcRoot)
@@ -505,6 +517,7 @@ export class DockerRuntime implements Runtime {
         if (!leaveRunning) run.ending = undefined
         throw new CheckpointFailedError({ jobId, runtime: this.kind, operation: 'checkpoint', reason: engineMessage(error) })
       }
+      steps.lap('dump')
       await copyWorkFolder(join(run.jobDir, 'work'), join(directory, checkpointLayout.work))
       await writeCheckpointManifest(directory, {
         format: 1,
@@ -517,11 +530,14 @@ export class DockerRuntime implements Runtime {
         criuVersion: criu.version,
         docker: { imageId: image.Id, checkpointName: checkpointLayout.images },
       })
+      steps.lap('files')
     } finally {
       run.checkpointing = false
     }
-    this.#logger.info('job-checkpointed', { jobId, directory, leaveRunning, dumpMs: Date.now() - startedMs })
+    // The container is gone (its exit recorded, logs drained, engine removal done) before we return.
     if (!leaveRunning) await run.exited
+    steps.lap('ended')
+    this.#logger.info('job-checkpointed', { jobId, directory, leaveRunning, dumpMs: steps.laps.dump ?? 0, stepsMs: steps.laps, totalMs: steps.totalMs() })
   }
 
   /** A new container from the checkpoint's spec and image, started from its CRIU images. */
@@ -530,6 +546,7 @@ export class DockerRuntime implements Runtime {
     const spec = manifest.spec
     this.#checkStartable(spec)
     const refuse = (reason: string): CheckpointUnsupportedError => new CheckpointUnsupportedError({ jobId, runtime: this.kind, operation: 'restore', reason })
+    const steps = new StepClock()
     this.#starting.add(jobId)
     try {
       const engine = await this.#availableEngine()
@@ -543,25 +560,50 @@ export class DockerRuntime implements Runtime {
       const workPresent = await access(join(jobDir, 'work')).then(() => true, () => false)
       if (!workPresent) await copyWorkFolder(join(directory, checkpointLayout.work), join(jobDir, 'work'))
       await this.#prepareJobFolder(spec, jobDir, { freshLogs: false })
-      const container = await this.#createContainer(spec, jobDir)
-      const startedMs = Date.now()
+      steps.lap('checks')
+      const images = resolve(directory, checkpointLayout.images)
+      let container = await this.#createContainer(spec, jobDir)
+      steps.lap('create')
+      let imagesBy: 'link' | 'copy' = 'link'
       try {
-        // The engine finds a checkpoint by name in the container's own folder. The name goes in the
-        // query: dockerode would send it as a body, which the engine refuses on start.
-        const target = join(engine.rootDir, 'containers', container.id, 'checkpoints', restoreCheckpointName)
-        await mkdir(join(engine.rootDir, 'containers', container.id, 'checkpoints'), { recursive: true })
-        await cp(join(directory, checkpointLayout.images), target, { recursive: true })
-        await bounded(container.start({ _query: { checkpoint: restoreCheckpointName }, _body: {} } as object), this.#limits.checkpointTimeoutMs, 'starting the container from its checkpoint')
-      } catch (error) {
+        await this.#startFromImages(container, engine.rootDir, images, 'link', steps)
+      } catch (linkError) {
+        // An engine that does not see this machine's paths as we do (or a damaged image): copies, in a fresh container.
         await container.remove({ force: true }).catch(() => {})
-        throw new CheckpointFailedError({ jobId, runtime: this.kind, operation: 'restore', reason: engineMessage(error) })
+        this.#logger.warn('restore-from-links-failed', { jobId, error: engineMessage(linkError) })
+        imagesBy = 'copy'
+        container = await this.#createContainer(spec, jobDir)
+        try {
+          await this.#startFromImages(container, engine.rootDir, images, 'copy', steps)
+        } catch (error) {
+          await container.remove({ force: true }).catch(() => {})
+          throw new CheckpointFailedError({ jobId, runtime: this.kind, operation: 'restore', reason: engineMessage(error) })
+        }
       }
       const handle = await this.#track(spec, container, jobDir, manifest.ranMs, engine)
-      this.#logger.info('job-restored', { jobId, directory, container: container.id, restoreMs: Date.now() - startedMs })
+      steps.lap('track')
+      this.#logger.info('job-restored', { jobId, directory, container: container.id, imagesBy, restoreMs: steps.totalMs(), stepsMs: steps.laps })
       return handle
     } finally {
       this.#starting.delete(jobId)
     }
+  }
+
+  /**
+   * Starts a created container from the CRIU images in `images`, placed in its own checkpoints/
+   * folder (the engine finds a checkpoint there by name) as links (checkpoint-links.ts) or copies.
+   * The name goes in the query: dockerode would send it as a body, which the engine refuses on start.
+   */
+  async #startFromImages(container: Docker.Container, engineRoot: string, images: string, by: 'link' | 'copy', steps: StepClock): Promise<void> {
+    const checkpoints = join(engineRoot, 'containers', container.id, 'checkpoints')
+    await mkdir(checkpoints, { recursive: true })
+    if (by === 'link') await linkCheckpointImages(images, join(checkpoints, restoreCheckpointName))
+    else await cp(images, join(checkpoints, restoreCheckpointName), { recursive: true })
+    steps.lap(by)
+    await bounded(container.start({ _query: { checkpoint: restoreCheckpointName }, _body: {} } as object), this.#limits.checkpointTimeoutMs, 'starting the container from its checkpoint')
+    steps.lap(by === 'link' ? 'start' : 'startFromCopy')
+    // The started process holds nothing of the images: the links (or copies) can go now.
+    await rm(join(checkpoints, restoreCheckpointName), { recursive: true, force: true }).catch(() => {})
   }
 
   onExit(listener: ExitListener): () => void {
@@ -585,6 +627,26 @@ export class DockerRuntime implements Runtime {
 /** dockerode has the checkpoint call; its type definitions lack it. */
 function withCheckpoints(container: Docker.Container): { createCheckpoint(options: { CheckpointID: string; CheckpointDir: string; Exit: boolean }): Promise<unknown> } {
   return container as unknown as { createCheckpoint(options: { CheckpointID: string; CheckpointDir: string; Exit: boolean }): Promise<unknown> }
+}
+
+function settledValue<T>(settled: PromiseSettledResult<T>): T {
+  if (settled.status === 'rejected') throw settled.reason
+  return settled.value
+}
+
+/** Milliseconds spent in each named step of a checkpoint or restore, for its log line and the migrate bench. */
+class StepClock {
+  readonly laps: Record<string, number> = {}
+  readonly #startedMs = performance.now()
+  #lastMs = this.#startedMs
+  lap(step: string): void {
+    const nowMs = performance.now()
+    this.laps[step] = Math.round(nowMs - this.#lastMs)
+    this.#lastMs = nowMs
+  }
+  totalMs(): number {
+    return Math.round(performance.now() - this.#startedMs)
+  }
 }
 
 function engineMessage(error: unknown): string {
