@@ -27,11 +27,11 @@ import { LeaderPlacement } from './leader-placement.ts'
 import { planAdmit, planCancel, planDrain, planMigrate, planSubmit, planUndrain, type RequestPlan, type RequestWrite } from './requests.ts'
 import { PlacementViews } from './placement-views.ts'
 import { CapacityTable } from './capacity-table.ts'
-import { Submissions } from './submissions.ts'
+import { Submissions, majorityFanout } from './submissions.ts'
 import { Runner } from './runner.ts'
 import { Election, type Role } from './election.ts'
 import { CommitWatermarks } from './commit-watermarks.ts'
-import { StandingBidSender, StandingBids } from './standing-bids.ts'
+import { StandingBidSender, StandingBids, standingTarget } from './standing-bids.ts'
 import { SyncSchedule } from './sync-schedule.ts'
 import type {
   CapacityGossip,
@@ -377,14 +377,10 @@ export class Peer {
    * committee change, it goes to every voter, as it always does with 'all-voters'.
    */
   #markRequestDirty(originSeq: number): void {
-    const leader = this.knownLeaderId
     const committees = this.#committees()
-    const voters = committees[0]!
-    if (this.#config.requestFanout !== 'majority' || committees.length !== 1 || leader === null || leader === this.id || !voters.includes(leader)) return this.#markVotersDirty()
-    const others = voters.filter((voter) => voter !== this.id && voter !== leader)
-    const needed = Math.floor(voters.length / 2) + 1 - (voters.includes(this.id) ? 1 : 0) - 1
-    this.#replica.syncWith(leader)
-    for (let index = 0; index < needed && index < others.length; index++) this.#replica.syncWith(others[(originSeq + index) % others.length]!)
+    const targets = this.#config.requestFanout === 'majority' && committees.length === 1 ? majorityFanout(this.id, this.knownLeaderId, committees[0]!, originSeq) : null
+    if (targets === null) return this.#markVotersDirty()
+    for (const voter of targets) this.#replica.syncWith(voter)
   }
 
   /** A runner's report goes to the leader, which relays it to the voters batched per round. */
@@ -426,17 +422,11 @@ export class Peer {
 
   /** Tells the leader this node follows how it bids, when that leader has not heard it lately. */
   #offerStandingBid(): void {
-    if (this.#election.role === 'leader') return this.#standingBid.forget()
-    let target: { leader: NodeId; term: Term } | null = this.#calledBy
-    const consider = (leader: NodeId | null, term: Term): void => {
-      if (leader !== null && leader !== this.id && (target === null || term > target.term)) target = { leader, term }
-    }
-    consider(this.#election.leaderId, this.#election.term)
-    if (!this.#isVoter()) consider(this.#leaderHint, this.#leaderHintTerm)
+    const hint = this.#isVoter() ? null : { leader: this.#leaderHint, term: this.#leaderHintTerm }
+    const target = this.#election.role === 'leader' ? null : standingTarget(this.id, [this.#calledBy, { leader: this.#election.leaderId, term: this.#election.term }, hint])
     if (target === null) return this.#standingBid.forget()
-    const { leader, term } = target as { leader: NodeId; term: Term }
-    const message = this.#standingBid.due(leader, term, this.#bidder.standing(this.#document), this.#now)
-    if (message !== null) this.#send(leader, message)
+    const message = this.#standingBid.due(target.leader, target.term, this.#bidder.standing(this.#document), this.#now)
+    if (message !== null) this.#send(target.leader, message)
   }
 
   // ---- Leadership and message dispatch: votes go to Election, heartbeats and the barrier to Leadership

@@ -14,6 +14,16 @@ export function bidFromStanding(nodeId: NodeId, standing: StandingBid, call: Cal
   return answerCall(offer, call, nowMs, standing.policy)
 }
 
+/** The leader a node stands with: of the leaders it knows of (not itself), the one of the highest term. */
+export function standingTarget(self: NodeId, known: readonly ({ leader: NodeId | null; term: Term } | null)[]): { leader: NodeId; term: Term } | null {
+  let target: { leader: NodeId; term: Term } | null = null
+  for (const candidate of known) {
+    if (candidate === null || candidate.leader === null || candidate.leader === self) continue
+    if (target === null || candidate.term > target.term) target = { leader: candidate.leader, term: candidate.term }
+  }
+  return target
+}
+
 /** The node's side: when to (re)send its standing bid to the leader it follows. */
 export class StandingBidSender {
   readonly #timing: StandingTiming

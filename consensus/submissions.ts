@@ -7,6 +7,20 @@ import type { JobId, JobSubmission, NodeId } from './types.ts'
 /** A job's replicas are written in one change: this bounds that change. */
 export const maxReplicasPerJob = 1_000
 
+/**
+ * The voters a request goes to first with requestFanout 'majority': the leader (which places it in
+ * the same step) and just enough others for a majority with this node, taking turns by origin
+ * sequence number. Null: every voter (no leader known, or this node leads).
+ */
+export function majorityFanout(self: NodeId, leader: NodeId | null, voters: readonly NodeId[], originSeq: number): NodeId[] | null {
+  if (leader === null || leader === self || !voters.includes(leader)) return null
+  const others = voters.filter((voter) => voter !== self && voter !== leader)
+  const needed = Math.floor(voters.length / 2) + 1 - (voters.includes(self) ? 1 : 0) - 1
+  const targets = [leader]
+  for (let index = 0; index < needed && index < others.length; index++) targets.push(others[(originSeq + index) % others.length]!)
+  return targets
+}
+
 export interface PendingSubmission { requestId: string; jobId: JobId; originSeq: number }
 
 export interface SubmissionsInit {
