@@ -1,9 +1,9 @@
 // The Docker runtime against the real engine (started by scripts/install-runtime-deps.sh) with a
 // busybox image built here: the port's compliance suite, what only containers show (limits seen
 // from inside, images, container clean-up, an engine that is not there), and CRIU checkpoints
-// through the engine: a counting container is dumped, and a new container goes on counting.
+// through the engine: a counting container is dumped, and a new container goes on counting (from links to the images, or from copies when the engine cannot follow them).
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -151,6 +151,40 @@ describe.skipIf(gate.skip)(`docker runtime${gate.note}`, () => {
         await writeFile(join(target.runtime.jobDir(jobId), 'work', 'finish'), '')
         expect(await restored.exited).toMatchObject({ state: 'failed', exitCode: countingExitCode })
         assertConsecutive(countsIn(await targetLog()), lastBefore + 1)
+      } finally {
+        await rm(imagesDir, { recursive: true, force: true })
+      }
+    })
+
+    it('falls back to copies in a fresh container when the engine cannot follow the links, and the count goes on', async () => {
+      const source = await makeRuntime()
+      const jobId = freshJobId('dcopy')
+      await source.runtime.start({ jobId, command: ['/bin/sh', '-c', countingScript], resources: { memoryMiB: 64 } })
+      const sourceLog = (): Promise<string> => readFile(join(source.runtime.jobDir(jobId), 'stdout.log'), 'utf8')
+      await waitForCounts(sourceLog, 5, 20_000)
+      const imagesDir = await mkdtemp(join(tmpdir(), 'fabric-docker-images-'))
+      try {
+        await source.runtime.checkpoint(jobId, join(imagesDir, 'one'))
+        const lastBefore = assertConsecutive(countsIn(await sourceLog()), 0)
+        // Absolute links: CRIU opens some images after entering the container's root, where they lead nowhere.
+        const absoluteLinks = async (from: string, to: string): Promise<void> => {
+          await mkdir(to)
+          for (const name of await readdir(from)) await symlink(join(from, name), join(to, name))
+        }
+        const events: { event: string; fields: Record<string, unknown> }[] = []
+        const logger = { ...silent, info: (event: string, fields: Record<string, unknown> = {}) => events.push({ event, fields }), warn: (event: string, fields: Record<string, unknown> = {}) => events.push({ event, fields }) }
+        const dataDir = await mkdtemp(join(tmpdir(), 'fabric-docker-'))
+        const target = new DockerRuntime({ dataDir, networkMode: 'none', defaultImage: busyboxImage, limits: { stopGraceMs } }, { logger, linkImages: absoluteLinks })
+        made.push({ runtime: target, dataDir })
+        const restored = await target.restore(jobId, join(imagesDir, 'one'))
+        expect(events.map((entry) => entry.event)).toContain('restore-from-links-failed')
+        expect(events.find((entry) => entry.event === 'job-restored')?.fields).toMatchObject({ imagesBy: 'copy', stepsMs: { copy: expect.any(Number), startFromCopy: expect.any(Number) } })
+        // The failed container is gone: only the restored one is left.
+        expect(await target.containers()).toHaveLength(1)
+        const targetLog = (): Promise<string> => collect(target.logs(jobId))
+        assertConsecutive(await waitForCounts(targetLog, 5, 20_000), lastBefore + 1)
+        await writeFile(join(target.jobDir(jobId), 'work', 'finish'), '')
+        expect(await restored.exited).toMatchObject({ state: 'failed', exitCode: countingExitCode })
       } finally {
         await rm(imagesDir, { recursive: true, force: true })
       }

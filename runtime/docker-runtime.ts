@@ -108,6 +108,8 @@ export interface DockerRuntimeInit {
 export interface DockerRuntimeComponents {
   logger: RuntimeLogger
   nowMs?: () => number
+  /** How a restore links the images into the engine's folder (checkpoint-links.ts by default); a test swaps in links CRIU cannot follow to prove the copy fallback. */
+  linkImages?: (from: string, to: string) => Promise<unknown>
 }
 
 /** Job ids name folders; a replica (`<job>#<replica>`) has its `#` turned into `.` in its container name. */
@@ -155,6 +157,7 @@ export class DockerRuntime implements Runtime {
   readonly #criuPath: string
   readonly #runcRoot: string | null
   readonly #defaultImage: string | undefined
+  readonly #linkImages: (from: string, to: string) => Promise<unknown>
   readonly #instance = `fabric-${process.pid}-${randomUUID().slice(0, 8)}`
   readonly #runs = new Map<JobId, ContainerRun>()
   readonly #starting = new Set<JobId>()
@@ -172,6 +175,7 @@ export class DockerRuntime implements Runtime {
     this.#criuPath = init.criuPath ?? 'criu'
     this.#runcRoot = init.runcRoot === undefined ? defaultRuncRoot : init.runcRoot
     this.#defaultImage = init.defaultImage
+    this.#linkImages = components.linkImages ?? linkCheckpointImages
   }
 
   /** What the engine on our socket offers, asked now (the daemon reports it, and bids only when available). */
@@ -597,7 +601,7 @@ export class DockerRuntime implements Runtime {
   async #startFromImages(container: Docker.Container, engineRoot: string, images: string, by: 'link' | 'copy', steps: StepClock): Promise<void> {
     const checkpoints = join(engineRoot, 'containers', container.id, 'checkpoints')
     await mkdir(checkpoints, { recursive: true })
-    if (by === 'link') await linkCheckpointImages(images, join(checkpoints, restoreCheckpointName))
+    if (by === 'link') await this.#linkImages(images, join(checkpoints, restoreCheckpointName))
     else await cp(images, join(checkpoints, restoreCheckpointName), { recursive: true })
     steps.lap(by)
     await bounded(container.start({ _query: { checkpoint: restoreCheckpointName }, _body: {} } as object), this.#limits.checkpointTimeoutMs, 'starting the container from its checkpoint')
