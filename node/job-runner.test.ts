@@ -1,6 +1,6 @@
 // Proves the job runner against the real process runtime and the real level store: a start-job runs
 // the record's command and its exit comes back once; a run the core stopped is not reported; an
-// exit already handed to the core is replayed, not rerun, when the same assignment is asked again
+// exit already handed to the core is replayed (with its usage), not rerun, when the same assignment is asked again
 // after a restart; and a restart ends (by PID and start time) the processes of runs that were in
 // flight, reporting them lost with 137, while leaving alone a process that only reuses a PID.
 import { spawn } from 'node:child_process'
@@ -99,6 +99,9 @@ describe('JobRunner', () => {
     second.runner.start(startEffect('once'), document)
     await until(() => second.exits.length === 1, 'the replayed exit')
     expect(second.exits).toEqual([{ jobId: 'once', exitCode: 3 }])
+    // ...with what the run used, as the first exit reported it.
+    expect(first.usages[0]).toMatchObject({ wallMs: expect.any(Number) })
+    expect(second.usages[0]).toEqual(first.usages[0])
     expect(readFileSync(marks, 'utf8')).toBe('run\n') // it ran once
     // A new assignment (another seq) of the job is a new run.
     second.runner.start(startEffect('once', 2), document)

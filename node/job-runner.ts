@@ -104,8 +104,8 @@ export class JobRunner {
     if (recorded !== undefined && recorded.exitCode !== null && recorded.term === effect.term && recorded.seq === effect.seq) {
       // This very run ended before a restart and the core asks again: replay its exit, do not run it twice.
       this.#components.logger.info('job-exit-replayed', { jobId, exitCode: recorded.exitCode })
-      const exitCode = recorded.exitCode
-      queueMicrotask(() => this.#components.onExit(jobId, exitCode))
+      const { exitCode, usage } = recorded
+      queueMicrotask(() => this.#components.onExit(jobId, exitCode, usage))
       return
     }
     // Read the record now: the document handed to us is the one the effect was made from.
@@ -236,7 +236,7 @@ export class JobRunner {
     const recorded = this.#ledger.get(jobId)
     if (recorded !== undefined && recorded.term === run.term && recorded.seq === run.seq) {
       // Durable before the core hears it: after a crash the same assignment is answered, not rerun.
-      const ended = { ...recorded, exitCode }
+      const ended: LocalRunRecord = { ...recorded, exitCode, ...(exit?.usage === undefined ? {} : { usage: exit.usage }) }
       this.#ledger.set(jobId, ended)
       await this.#components.store.putLocalRun(ended)
     }

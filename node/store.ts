@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
 import { Level } from 'level'
-import { concatBytes, loadDocument, type ArchivedJob, type Document, type NodeId, type PersistedIncrement, type PersistedPeer } from '../consensus/index.ts'
+import { concatBytes, loadDocument, type ArchivedJob, type Document, type JobUsage, type NodeId, type PersistedIncrement, type PersistedPeer } from '../consensus/index.ts'
 
 export const storeDirectoryName = 'consensus.level'
 /** Increments appended between compactions (one per persisting step); past this we compact online. */
@@ -66,6 +66,8 @@ export interface LocalRunRecord {
   startedAtMs: number
   /** Set once the run ended and its exit was handed to the core. */
   exitCode: number | null
+  /** What the run used, kept with its exit so a replayed exit reports it too (absent in records older than usage). */
+  usage?: JobUsage
 }
 
 /** Archived jobs one listing reads at most (the archive is keyed by job id, not by time). */
