@@ -141,8 +141,6 @@ export class Shuttle {
   #admission: Admission | null = null
   #discovery: PeerDiscovery | null = null
   #bootstrap: BootstrapDialer | null = null
-  /** What the machine has free now: caps the free resources the capacity gossip announces. */
-  #machineFree: MachineFree | null = null
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
   /** Who follows the restore of a replica on this node (a followed migration's progress). */
   readonly #restoreProgress = new RestoreProgressHub()
@@ -219,8 +217,8 @@ export class Shuttle {
     const init = this.#init
     const identity = await loadOrCreateIdentity(init.dataDir)
     this.#identity = identity
+    // What the machine has free now: caps the free resources the capacity gossip announces.
     const machineFree = new MachineFree(init.dataDir)
-    this.#machineFree = machineFree
     this.#logger.info('identity', { nodeId: identity.nodeId, created: identity.created })
 
     // Sorted and deduplicated: every node must derive byte-identical genesis from the same set,
