@@ -1,21 +1,10 @@
-// The Shuttle: Fabric's daemon. It hosts libp2p (tcp, noise, yamux, identify, ping, gossipsub
-// with strict signing), boots the consensus core from the level store, and drives it: inputs
-// (messages, gossip, timer ticks) are stepped one at a time and each step's effects performed in
-// order, persist first and awaited, so nothing is sent before it is durable. No protocol rule
-// lives here; this file only carries effects between the core and the world: jobs to the runtime
-// (job-runner.ts), clients' requests in (client-protocol.ts) and the core's answers back.
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
-import type { Libp2p, PrivateKey } from '@libp2p/interface'
-import { ping } from '@libp2p/ping'
-import { tcp } from '@libp2p/tcp'
-import { multiaddr } from '@multiformats/multiaddr'
-import { randomUUID } from 'node:crypto'
-import { loadavg } from 'node:os'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { createLibp2p } from 'libp2p'
+// The Shuttle: Fabric's daemon. It hosts libp2p (daemon-host.ts), boots the consensus core from the
+// level store, and drives it (core-driver.ts): inputs (messages, gossip, timer ticks) are stepped in
+// batches and each batch's effects performed in order (effect-performer.ts), persist first and
+// awaited, so nothing is sent before it is durable. No protocol rule lives here; this file wires the
+// parts that carry effects between the core and the world: jobs to the runtime (job-runner.ts),
+// clients' requests in (client-protocol.ts, client-backend.ts) and the core's answers back
+// (core-requests.ts), and stops them in order.
 import {
   Peer,
   createGenesis,
@@ -27,66 +16,56 @@ import {
   type NodeAttributes,
   type NodeId,
   type PeerConfig,
-  type PeerEffect,
   type PeerEvent,
-  type PeerInput,
   type RandomSource,
   type AdmissionRole,
   type Role,
   type Term,
 } from '../consensus/index.ts'
-import { DockerRuntime, ProcessRuntime, type Runtime } from '../runtime/index.ts'
+import type { Runtime } from '../runtime/index.ts'
+import type { SnapshotTransportName } from '../snapshots/transport.ts'
 import { RuntimeSelector, dockerLabel } from './runtime-selector.ts'
 import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
 import { Admission } from './admission.ts'
-import { meshAddresses } from './admission-requests.ts'
 import { admittedNodeIds } from './admission-records.ts'
 import { AddressGossipChannel } from './address-gossip.ts'
+import { BootstrapDialer } from './bootstrap-dialer.ts'
 import { CapacityGossipChannel } from './capacity-gossip.ts'
-import { clientFrames } from './client-connection.ts'
+import type { CheckpointMade } from './checkpoint-waiters.ts'
+import { clientBackendOf } from './client-backend.ts'
 import { ClientProtocol } from './client-protocol.ts'
-import { ClientService, type ClientBackend, type SubmitOutcome } from './client-service.ts'
+import { ClientService, type SubmitOutcome } from './client-service.ts'
+import type { ProgressFrame } from './client-wire.ts'
 import { systemClock, systemRandom, type Clock } from './clock.ts'
 import { ConsensusTransport } from './consensus-transport.ts'
+import { CoreDriver } from './core-driver.ts'
+import { CoreRequests } from './core-requests.ts'
+import { createDaemonHost, irohBesideLibp2p, type DaemonHost } from './daemon-host.ts'
+import { defaultRuntime } from './default-runtime.ts'
+import { EffectPerformer } from './effect-performer.ts'
 import { loadOrCreateIdentity, type NodeIdentity } from './identity.ts'
 import { JobRunner } from './job-runner.ts'
-import { SnapshotKeeper } from './snapshot-keeper.ts'
-import { IrohSnapshotTransport } from '../snapshots/iroh-transport.ts'
-import type { SnapshotTransportName } from '../snapshots/transport.ts'
-import { CheckpointWaiters, maxCheckpointWaiters, type CheckpointMade } from './checkpoint-waiters.ts'
-import type { ProgressFrame } from './client-wire.ts'
-import { RestoreProgressHub } from './transfer-progress.ts'
-import { fabricDht } from './snapshot-routing.ts'
-import { checkpointPolicyOf, replicaCandidates } from './snapshot-policy.ts'
 import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
-import { MetricsGossipChannel, NodeMetricsBook, metricsPublishIntervalMs } from './metrics-gossip.ts'
 import { MachineFree } from './machine-resources.ts'
+import { MetricsGossipChannel, NodeMetricsBook } from './metrics-gossip.ts'
 import { NodeLiveness } from './node-liveness.ts'
+import { OwnMetrics } from './own-metrics.ts'
 import { PeerDiscovery } from './peer-discovery.ts'
-import { requestSigner } from './request-signature.ts'
+import { SnapshotKeeper } from './snapshot-keeper.ts'
+import { replicaCandidates } from './snapshot-policy.ts'
 import { ConsensusStore } from './store.ts'
-import type { NodeMetrics } from './wire.ts'
+import { RestoreProgressHub } from './transfer-progress.ts'
 
-/** Inputs waiting for the core; past this, new inputs are dropped (the core cannot keep up). */
-export const maxInboxLength = 10_000
-/** Inputs handed to the core in one step (what queued during the previous step's persist). */
-export const maxStepBatch = 256
-export const maxBootstrapAddresses = 64
-/** How often bootstrap peers not connected are dialed again (start order does not matter). */
-export const bootstrapRetryMs = 1_000
-/** Increments in the store before it is compacted online into one saved document. */
-export const compactEveryIncrements = 1_000
-/** The timer is re-armed at least this often even when the core wants no tick sooner. */
-const maxTimerDelayMs = 60_000
-/** Client submissions waiting for the core's answer at once. */
-export const maxWaitingSubmissions = 1_024
-/** A submission not durable on a majority of voters by then is answered 'not-acknowledged' (the core keeps retrying it). */
-export const submitAckTimeoutMs = 30_000
+// The parts' limits, exported here too: node/index.ts and callers import them from the Shuttle.
+export { maxInboxLength, maxStepBatch } from './core-driver.ts'
+export { maxBootstrapAddresses, bootstrapRetryMs } from './bootstrap-dialer.ts'
+export { compactEveryIncrements } from './effect-performer.ts'
+export { maxWaitingSubmissions, submitAckTimeoutMs } from './core-requests.ts'
+export { maxLogBytesPerRequest } from './default-runtime.ts'
+
 /** A job exit refused by a full inbox is offered again after this long (an exit must reach the core). */
 const exitRetryMs = 100
-/** What one non-follow logs request reads per stream. */
-export const maxLogBytesPerRequest = 64 * 1024 * 1024
 
 export interface ShuttleInit {
   dataDir: string
@@ -136,50 +115,39 @@ export interface ShuttleComponents {
   runtime?: Runtime
 }
 
-type PendingInput = (nowMs: number) => PeerInput
-
 export class Shuttle {
   readonly #init: ShuttleInit
   readonly #logger: Logger
   readonly #clock: Clock
   readonly #random: RandomSource
   readonly #components: ShuttleComponents
+  readonly #driver: CoreDriver
+  readonly #requests: CoreRequests
   #identity: NodeIdentity | null = null
   #store: ConsensusStore | null = null
-  #libp2p: Libp2p<{ pubsub: GossipSub }> | null = null
+  #libp2p: DaemonHost | null = null
   #transport: ConsensusTransport | null = null
   #gossip: CapacityGossipChannel | null = null
   #metricsGossip: MetricsGossipChannel | null = null
   #addressGossip: AddressGossipChannel | null = null
   readonly #metricsHeard = new NodeMetricsBook()
-  #metricsSeq = 0
-  #metricsTimer: NodeJS.Timeout | null = null
+  #ownMetrics: OwnMetrics | null = null
   #peer: Peer | null = null
+  #effects: EffectPerformer | null = null
   #runtime: Runtime | null = null
   #jobs: JobRunner | null = null
   #clientProtocol: ClientProtocol | null = null
   #snapshots: SnapshotKeeper | null = null
   #admission: Admission | null = null
   #discovery: PeerDiscovery | null = null
-  /** What the machine has free now: caps the free resources the capacity gossip announces. */
-  #machineFree: MachineFree | null = null
+  #bootstrap: BootstrapDialer | null = null
   #liveness = new NodeLiveness(defaultPeerTiming.nodeTimeoutMs)
-  readonly #checkpointWaiters = new CheckpointWaiters()
   /** Who follows the restore of a replica on this node (a followed migration's progress). */
   readonly #restoreProgress = new RestoreProgressHub()
-  readonly #submitWaiters = new Map<string, { jobId: JobId; timer: NodeJS.Timeout; resolve: (outcome: SubmitOutcome) => void }>()
   /** Called with every event the core reports (client watches, benchmarks); see onCoreEvent. */
   readonly #eventListeners = new Set<(event: PeerEvent) => void>()
   #addressesWritten = false
   #state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new'
-  readonly #inbox: PendingInput[] = []
-  #inboxDropped = 0
-  #draining: Promise<void> | null = null
-  #drainRunning = false
-  #timer: NodeJS.Timeout | null = null
-  #timerAtMs = Infinity
-  #tickQueued = false
-  #bootstrapTimer: NodeJS.Timeout | null = null
   #lastStatus = ''
   #stopped: Promise<void> | null = null
   #starting: Promise<void> | null = null
@@ -190,6 +158,17 @@ export class Shuttle {
     this.#logger = components.logger
     this.#clock = components.clock ?? systemClock
     this.#random = components.random ?? systemRandom
+    const running = (): boolean => this.#state === 'running'
+    this.#driver = new CoreDriver({
+      clock: this.#clock,
+      logger: this.#logger,
+      peer: () => this.#peer,
+      running,
+      perform: (effects) => this.#effects!.perform(effects),
+      onStepped: () => this.#reportStatus(),
+      onFatal: (error) => this.#fatal(error),
+    })
+    this.#requests = new CoreRequests({ running, enqueue: (make) => this.#driver.enqueue(make) })
   }
 
   get nodeId(): NodeId {
@@ -209,7 +188,7 @@ export class Shuttle {
 
   counters(): Record<string, unknown> {
     return {
-      inboxDropped: this.#inboxDropped,
+      inboxDropped: this.#driver.inboxDropped,
       peerDroppedMessages: this.#peer?.droppedMessages ?? 0,
       transport: this.#transport?.counters,
       capacity: this.#gossip?.counters,
@@ -238,7 +217,8 @@ export class Shuttle {
     const init = this.#init
     const identity = await loadOrCreateIdentity(init.dataDir)
     this.#identity = identity
-    this.#machineFree = new MachineFree(init.dataDir)
+    // What the machine has free now: caps the free resources the capacity gossip announces.
+    const machineFree = new MachineFree(init.dataDir)
     this.#logger.info('identity', { nodeId: identity.nodeId, created: identity.created })
 
     // Sorted and deduplicated: every node must derive byte-identical genesis from the same set,
@@ -250,7 +230,7 @@ export class Shuttle {
     this.#logger.info('store-opened', { term: opened.persisted.term, votedFor: opened.persisted.votedFor, ...opened.stats })
     if (this.#state !== 'starting') return
 
-    const runtime = this.#components.runtime ?? (await this.#defaultRuntime())
+    const runtime = this.#components.runtime ?? (await defaultRuntime({ dataDir: init.dataDir, docker: init.docker, clock: this.#clock, logger: this.#logger }))
     this.#runtime = runtime
     const offerLabels = runtime instanceof RuntimeSelector && runtime.hasDocker ? { ...init.attributes.offer.labels, [dockerLabel.key]: dockerLabel.value } : init.attributes.offer.labels
     const jobs = new JobRunner({
@@ -269,40 +249,27 @@ export class Shuttle {
     const store = opened.store
     const admission = new Admission({ nodeId: identity.nodeId, meshId: store.genesisHash, genesis: () => store.genesis(), document: () => this.#peer?.document ?? document, nowMs: () => this.#clock.nowMs(), logger: this.#logger.child('admission') })
     this.#admission = admission
-    const libp2p = await createLibp2p({
-      privateKey: identity.privateKey,
-      connectionGater: admission.connectionGater,
-      addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: {
-        identify: identify(),
-        ping: ping(),
-        pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
-        dht: fabricDht(),
-        requestSigner: requestSigner(),
-      },
-      start: false,
-    })
+    const libp2p = await createDaemonHost({ privateKey: identity.privateKey, connectionGater: admission.connectionGater, listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] })
     this.#libp2p = libp2p
-    const transportLogger = this.#logger.child('transport')
-    this.#transport = new ConsensusTransport({
+    const enqueue = this.#driver.enqueue.bind(this.#driver)
+    const transport = new ConsensusTransport({
       libp2p,
       clock: this.#clock,
-      logger: transportLogger,
-      onMessage: (from, message) => this.#enqueue((nowMs) => ({ kind: 'message', nowMs, from, message })),
+      logger: this.#logger.child('transport'),
+      onMessage: (from, message) => enqueue((nowMs) => ({ kind: 'message', nowMs, from, message })),
       accept: (from) => admission.mayActAsNode(from),
     })
-    this.#gossip = new CapacityGossipChannel({
+    this.#transport = transport
+    const gossip = new CapacityGossipChannel({
       pubsub: libp2p.services.pubsub,
       logger: this.#logger.child('capacity'),
       accept: (signer) => admission.mayActAsNode(signer),
-      onGossip: (gossip) => {
-        this.#liveness.record(gossip, this.#clock.nowMs())
-        this.#enqueue((nowMs) => ({ kind: 'capacity', nowMs, gossip }))
+      onGossip: (heard) => {
+        this.#liveness.record(heard, this.#clock.nowMs())
+        enqueue((nowMs) => ({ kind: 'capacity', nowMs, gossip: heard }))
       },
     })
+    this.#gossip = gossip
     this.#metricsGossip = new MetricsGossipChannel({
       pubsub: libp2p.services.pubsub,
       logger: this.#logger.child('metrics'),
@@ -313,16 +280,16 @@ export class Shuttle {
       pubsub: libp2p.services.pubsub,
       logger: this.#logger.child('addresses'),
       accept: (signer) => admission.mayActAsNode(signer),
-      onAddresses: (gossip) => this.#discovery?.heard(gossip),
+      onAddresses: (heard) => this.#discovery?.heard(heard),
     })
     await libp2p.start()
-    await this.#transport.start()
-    this.#gossip.start()
+    await transport.start()
+    gossip.start()
     this.#metricsGossip.start()
     const snapshotTransport = init.snapshotTransport === 'iroh' ? await irohBesideLibp2p(libp2p, identity.privateKey, init.listen ?? ['/ip4/127.0.0.1/tcp/0']) : undefined
     if (snapshotTransport !== undefined) this.#logger.info('snapshot-transport', { name: 'iroh', addresses: snapshotTransport.multiaddrs.map(String) })
     this.#addressGossip.start()
-    this.#snapshots = await SnapshotKeeper.open({
+    const snapshots = await SnapshotKeeper.open({
       libp2p,
       snapshotTransport,
       runtime,
@@ -331,6 +298,7 @@ export class Shuttle {
       replicaCandidates: () => replicaCandidates(this.#peer!.document, identity.nodeId, (nodeId) => this.#liveness.isAlive(nodeId, this.#clock.nowMs())),
       mayActAsNode: (peerId) => admission.mayActAsNode(peerId),
     })
+    this.#snapshots = snapshots
     if (this.#state !== 'starting') return
 
     const electionTimeoutMs = init.electionTimeoutMs ?? defaultPeerTiming.electionTimeoutMs
@@ -341,39 +309,42 @@ export class Shuttle {
       heartbeatIntervalMs: Math.max(1, Math.floor(electionTimeoutMs / 5)),
       requestFanout: init.requestFanout ?? defaultPeerTiming.requestFanout,
     }
-    this.#peer = new Peer({
+    const peer = new Peer({
       config,
       attributes: { id: identity.nodeId, offer: { ...init.attributes.offer, labels: offerLabels, nodeId: identity.nodeId } },
       random: this.#random,
       persisted: opened.persisted,
       nowMs: this.#clock.nowMs(),
     })
-    this.#clientProtocol = new ClientProtocol({ libp2p, service: new ClientService(this.#clientBackend()), logger: this.#logger.child('client'), guard: admission.clientGuard })
+    this.#peer = peer
+    this.#effects = new EffectPerformer({ peer, store, transport, capacity: gossip, machineFree, jobs, snapshots, restoreProgress: this.#restoreProgress, requests: this.#requests, eventListeners: this.#eventListeners, enqueue, logger: this.#logger })
+    const ownMetrics = new OwnMetrics({ nodeId: identity.nodeId, clock: this.#clock, driver: this.#driver, peer: () => this.#peer, clientProtocol: () => this.#clientProtocol, snapshots: () => this.#snapshots })
+    this.#ownMetrics = ownMetrics
+    const backend = clientBackendOf(this, { peer: () => this.#peer, clock: this.#clock, libp2p, store, jobs, capacity: init.attributes.offer.capacity, machineFree, liveness: this.#liveness, ownMetrics, metricsHeard: this.#metricsHeard })
+    this.#clientProtocol = new ClientProtocol({ libp2p, service: new ClientService(backend), logger: this.#logger.child('client'), guard: admission.clientGuard })
     await this.#clientProtocol.start()
     await admission.start({ libp2p, admit: (peerId, role) => this.admit(peerId, role) })
     if (this.#state !== 'starting') return
     this.#state = 'running'
     await writeAddressesFile(init.dataDir, { peerId: identity.nodeId, addresses: this.addresses, pid: process.pid, writtenAtMs: this.#clock.nowMs() })
     this.#addressesWritten = true
-    this.#logger.info('started', { nodeId: identity.nodeId, addresses: this.addresses, voters: this.#peer.voters(), electionTimeoutMs })
-    this.#components.onReady?.({ nodeId: identity.nodeId, addresses: this.addresses, term: this.#peer.term, voters: this.#peer.voters() })
-    this.#dialBootstrap()
+    this.#logger.info('started', { nodeId: identity.nodeId, addresses: this.addresses, voters: peer.voters(), electionTimeoutMs })
+    this.#components.onReady?.({ nodeId: identity.nodeId, addresses: this.addresses, term: peer.term, voters: peer.voters() })
+    this.#bootstrap = new BootstrapDialer({ libp2p, addresses: init.bootstrap ?? [], logger: this.#logger, running: () => this.#state === 'running' })
+    this.#bootstrap.dial()
     this.#discovery = new PeerDiscovery({
       libp2p,
       dht: libp2p.services.dht,
       logger: this.#logger.child('discovery'),
       members: (limit) => (this.#peer === null ? [] : admittedNodeIds(this.#peer.document, limit)),
       nowMs: () => this.#clock.nowMs(),
-      announce: (gossip) => this.#addressGossip?.publish(gossip),
+      announce: (announced) => this.#addressGossip?.publish(announced),
     })
     this.#discovery.start()
-    this.#metricsTimer = setInterval(() => {
-      this.#metricsSeq++
-      this.#metricsGossip?.publish(this.#ownMetrics())
-    }, metricsPublishIntervalMs)
+    ownMetrics.start((metrics) => this.#metricsGossip?.publish(metrics))
     // The core hears of runs lost with the previous daemon before anything else (see job-runner.ts).
     for (const lost of lostRuns) this.#jobExited(lost.jobId, lost.exitCode)
-    this.#enqueueTick()
+    this.#driver.enqueueTick()
   }
 
   /**
@@ -381,32 +352,27 @@ export class Shuttle {
    * (`submission-durable`) or refuses it (`submission-refused`), or after submitAckTimeoutMs.
    */
   submit(job: JobSubmission): Promise<SubmitOutcome> {
-    return this.#acknowledged(job.id, `job ${job.id}`, (nowMs, requestId) => ({ kind: 'submit', nowMs, requestId, job }))
+    return this.#requests.acknowledged(job.id, `job ${job.id}`, (nowMs, requestId) => ({ kind: 'submit', nowMs, requestId, job }))
   }
 
   /** Cancels every replica of a job; acknowledged like a submission (durable on a majority of voters). */
   cancel(jobId: JobId): Promise<SubmitOutcome> {
-    return this.#acknowledged(jobId, `the cancel of job ${jobId}`, (nowMs, requestId) => ({ kind: 'cancel', nowMs, requestId, jobId }))
+    return this.#requests.acknowledged(jobId, `the cancel of job ${jobId}`, (nowMs, requestId) => ({ kind: 'cancel', nowMs, requestId, jobId }))
   }
 
   /** Asks for a job's running replicas to move (to `to`, or anywhere else `where` allows); acknowledged like a submission. */
   migrate(jobId: JobId, to: NodeId | null, where: MoveConstraints = {}): Promise<SubmitOutcome> {
-    return this.#acknowledged(jobId, `the migration of job ${jobId}`, (nowMs, requestId) => ({ kind: 'migrate', nowMs, requestId, jobId, to, where }))
+    return this.#requests.acknowledged(jobId, `the migration of job ${jobId}`, (nowMs, requestId) => ({ kind: 'migrate', nowMs, requestId, jobId, to, where }))
   }
 
   /** Drains a node (its jobs move away, nothing new goes there), or lifts its drain; acknowledged like a submission. */
   drain(nodeId: NodeId, undo = false): Promise<SubmitOutcome> {
-    return this.#acknowledged(nodeId as string as JobId, `the ${undo ? 'undrain' : 'drain'} of ${nodeId}`, (nowMs, requestId) => ({ kind: undo ? 'undrain' : 'drain', nowMs, requestId, nodeId }))
+    return this.#requests.acknowledged(nodeId as string as JobId, `the ${undo ? 'undrain' : 'drain'} of ${nodeId}`, (nowMs, requestId) => ({ kind: undo ? 'undrain' : 'drain', nowMs, requestId, nodeId }))
   }
 
   /** Checkpoints a replica this node runs, now (it keeps running); progress as it goes, the snapshot once made. */
   checkpointNow(jobId: JobId, onProgress: (frame: ProgressFrame) => void, signal: AbortSignal): Promise<CheckpointMade> {
-    if (this.#state !== 'running') return Promise.reject(new Error('the daemon is not running'))
-    if (this.#checkpointWaiters.size >= maxCheckpointWaiters) return Promise.reject(new Error(`${maxCheckpointWaiters} checkpoint requests are waiting on this node already`))
-    const requestId = randomUUID()
-    const made = this.#checkpointWaiters.wait(requestId, jobId, onProgress, signal)
-    if (!this.#enqueue((nowMs) => ({ kind: 'checkpoint-now', nowMs, requestId, jobId }))) this.#checkpointWaiters.answered(requestId, 'the daemon\'s inbox is full; try again')
-    return made
+    return this.#requests.checkpointNow(jobId, onProgress, signal)
   }
 
   /** Hears the progress of this node's restores of `jobId` (fetch, then restore) until the returned function is called. */
@@ -420,118 +386,9 @@ export class Shuttle {
     return () => this.#eventListeners.delete(listener)
   }
 
-  /** A request the core acknowledges like a submission: answered by its `submission-durable` or `submission-refused`. */
-  #acknowledged(jobId: JobId, what: string, input: (nowMs: number, requestId: string) => PeerInput): Promise<SubmitOutcome> {
-    if (this.#state !== 'running') return Promise.resolve({ ok: false, code: 'unavailable', reason: 'the daemon is not running' })
-    if (this.#submitWaiters.size >= maxWaitingSubmissions) return Promise.resolve({ ok: false, code: 'busy', reason: `${maxWaitingSubmissions} submissions are waiting for the core already` })
-    const requestId = randomUUID()
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#submitWaiters.delete(requestId)
-        resolve({ ok: false, code: 'not-acknowledged', jobId, reason: `${what} was not durable on a majority of voters within ${submitAckTimeoutMs} ms; this node keeps offering it (check with \`fabric job ${jobId}\`)` })
-      }, submitAckTimeoutMs)
-      this.#submitWaiters.set(requestId, { jobId, timer, resolve })
-      if (!this.#enqueue((nowMs) => input(nowMs, requestId))) this.#answerSubmission(requestId, { ok: false, code: 'busy', reason: 'the daemon\'s inbox is full; try again' })
-    })
-  }
-
   /** Records a peer's admission (or revocation) through the core; answered like a submission. */
   admit(peerId: string, role: AdmissionRole): Promise<SubmitOutcome> {
-    if (this.#state !== 'running') return Promise.resolve({ ok: false, code: 'unavailable', reason: 'the daemon is not running' })
-    if (this.#submitWaiters.size >= maxWaitingSubmissions) return Promise.resolve({ ok: false, code: 'busy', reason: `${maxWaitingSubmissions} requests are waiting for the core already` })
-    const requestId = randomUUID()
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#submitWaiters.delete(requestId)
-        resolve({ ok: false, code: 'not-acknowledged', reason: `the ${role} record of ${peerId} was not durable on a majority of voters within ${submitAckTimeoutMs} ms; this node keeps offering it` })
-      }, submitAckTimeoutMs)
-      this.#submitWaiters.set(requestId, { jobId: peerId as JobId, timer, resolve })
-      if (!this.#enqueue((nowMs) => ({ kind: 'admit', nowMs, requestId, peerId, role }))) this.#answerSubmission(requestId, { ok: false, code: 'busy', reason: 'the daemon\'s inbox is full; try again' })
-    })
-  }
-
-  #answerSubmission(requestId: string, outcome: SubmitOutcome): void {
-    const waiter = this.#submitWaiters.get(requestId)
-    if (waiter === undefined) return
-    this.#submitWaiters.delete(requestId)
-    clearTimeout(waiter.timer)
-    waiter.resolve(outcome)
-  }
-
-  /** A run ended: the core must hear it, so a full inbox only delays it. */
-  #jobExited(jobId: JobId, exitCode: number, usage?: JobUsage): void {
-    if (this.#state !== 'running') return
-    if (this.#enqueue((nowMs) => ({ kind: 'job-exited', nowMs, jobId, exitCode, ...(usage === undefined ? {} : { usage }) }))) return
-    setTimeout(() => this.#jobExited(jobId, exitCode, usage), exitRetryMs).unref()
-  }
-
-  /** What the client protocol reads and asks of this daemon. */
-  #clientBackend(): ClientBackend {
-    const peer = (): Peer => {
-      if (this.#peer === null) throw new Error('the Shuttle has not started')
-      return this.#peer
-    }
-    const jobs = this.#jobs!
-    const store = this.#store!
-    const libp2p = this.#libp2p!
-    return {
-      nodeId: this.nodeId,
-      nowMs: () => this.#clock.nowMs(),
-      status: () => this.status(),
-      document: () => peer().document,
-      submit: (job) => this.submit(job),
-      cancel: (jobId) => this.cancel(jobId),
-      migrate: (jobId, to, where) => this.migrate(jobId, to, where),
-      drain: (nodeId, undo) => this.drain(nodeId, undo),
-      checkpointNow: (jobId, onProgress, signal) => this.checkpointNow(jobId, onProgress, signal),
-      onRestoreProgress: (jobId, listener) => this.onRestoreProgress(jobId, listener),
-      explain: (jobId) => peer().explain(jobId),
-      leaderCommittedSeq: () => (peer().role === 'leader' ? peer().committedSeq : null),
-      onCoreEvent: (listener) => this.onCoreEvent(listener),
-      counters: () => this.counters(),
-      archivedJob: (jobId) => store.archivedJob(jobId),
-      archivedJobs: (limit) => store.archivedJobs(limit),
-      liveness: this.#liveness,
-      own: () => {
-        const running = peer().runningJobs()
-        const capacity = this.#init.attributes.offer.capacity
-        let cpuMillis = capacity.cpuMillis
-        let memoryMiB = capacity.memoryMiB
-        for (const run of running.values()) {
-          cpuMillis -= run.demand.cpuMillis
-          memoryMiB -= run.demand.memoryMiB
-        }
-        if (this.#machineFree !== null) memoryMiB = Math.min(memoryMiB, this.#machineFree.memoryMiB())
-        return { free: { cpuMillis, memoryMiB }, running: running.size, metrics: this.#ownMetrics() }
-      },
-      metricsHeard: this.#metricsHeard,
-      localJob: (jobId) => jobs.local(jobId),
-      localLogs: (jobId, options) => jobs.logs(jobId, options),
-      forward: (nodeId, body, signal) => clientFrames(libp2p, peerIdFromString(nodeId), body, { signal, forwarded: true }),
-      admission: { nodeId: this.nodeId, meshId: store.genesisHash, document: () => peer().document, addresses: () => meshAddresses(libp2p, peer().voters(), maxBootstrapAddresses), admit: (peerId, role) => this.admit(peerId, role) },
-    }
-  }
-
-  /** This daemon's metrics now, from its own counters (published on the metrics topic, shown by `fabric nodes`). */
-  #ownMetrics(): NodeMetrics {
-    const memory = process.memoryUsage()
-    const client = this.#clientProtocol?.counters
-    return {
-      nodeId: this.nodeId,
-      seq: this.#metricsSeq,
-      atMs: Math.max(0, Math.round(this.#clock.nowMs())),
-      runningJobs: this.#peer?.runningJobs().size ?? 0,
-      rssBytes: memory.rss,
-      heapUsedBytes: memory.heapUsed,
-      heapTotalBytes: memory.heapTotal,
-      loadAverage1m: loadavg()[0] ?? 0,
-      inboxLength: this.#inbox.length,
-      inboxDropped: this.#inboxDropped,
-      coreRefusedMessages: this.#peer?.droppedMessages ?? 0,
-      clientRequestsServed: client?.requests ?? 0,
-      clientRequestsRefused: client?.refused ?? 0,
-      snapshotBytesServed: this.#snapshots?.bytesServed ?? 0,
-    }
+    return this.#requests.admit(peerId, role)
   }
 
   /** Idempotent; safe at any point of start (each part stops only what it started). */
@@ -545,16 +402,11 @@ export class Shuttle {
     this.#state = 'stopping'
     // A start in flight notices the state and returns; then everything it made is torn down here.
     if (wasStarting) await this.#starting?.catch(() => {})
-    if (this.#timer !== null) clearTimeout(this.#timer)
-    if (this.#bootstrapTimer !== null) clearTimeout(this.#bootstrapTimer)
+    this.#driver.stop()
+    this.#bootstrap?.stop()
     this.#discovery?.stop()
-    if (this.#metricsTimer !== null) clearInterval(this.#metricsTimer)
-    this.#timer = null
-    this.#metricsTimer = null
-    this.#bootstrapTimer = null
-    this.#inbox.length = 0
-    for (const requestId of [...this.#submitWaiters.keys()]) this.#answerSubmission(requestId, { ok: false, code: 'unavailable', reason: 'the daemon is stopping; the job may still have been accepted' })
-    this.#checkpointWaiters.close('the daemon is stopping')
+    this.#ownMetrics?.stop()
+    this.#requests.close()
     await this.#clientProtocol?.stop()
     await this.#snapshots?.close().catch((error: unknown) => this.#logger.warn('snapshots-close-failed', { error }))
     await this.#admission?.stop()
@@ -568,7 +420,7 @@ export class Shuttle {
       this.#logger.warn('libp2p-stop-failed', { error })
     }
     // Let a step in flight finish its persist before the store closes.
-    await this.#draining?.catch(() => {})
+    await this.#driver.settled()
     // Jobs end with the daemon (the ledger keeps them in flight: the next start reports them lost).
     if (this.#jobs !== null) await this.#jobs.close()
     else await this.#runtime?.close()
@@ -578,157 +430,11 @@ export class Shuttle {
     this.#logger.info('stopped', { counters: this.counters() })
   }
 
-  // ---- Driving the core: one input at a time, effects in order
-
-  #enqueue(make: PendingInput): boolean {
-    if (this.#state !== 'running') return false
-    if (this.#inbox.length >= maxInboxLength) {
-      this.#inboxDropped++
-      if (this.#inboxDropped % 1_000 === 1) this.#logger.warn('inbox-full', { maxInboxLength, dropped: this.#inboxDropped })
-      return false
-    }
-    this.#inbox.push(make)
-    if (!this.#drainRunning) {
-      this.#drainRunning = true
-      this.#draining = this.#drain()
-    }
-    return true
-  }
-
-  #enqueueTick(): void {
-    if (this.#tickQueued) return
-    this.#tickQueued = true
-    const queued = this.#enqueue((nowMs) => {
-      this.#tickQueued = false
-      return { kind: 'tick', nowMs }
-    })
-    // A full inbox refused the tick: the drain that empties it re-arms the timer.
-    if (!queued) this.#tickQueued = false
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#inbox.length > 0 && this.#state === 'running') {
-        const peer = this.#peer!
-        // What queued while the last batch persisted and sent goes to the core as one batch: one
-        // write and one sync message per partner for all of it (bounded, so a flood still yields).
-        const nowMs = this.#clock.nowMs()
-        const batch = this.#inbox.splice(0, maxStepBatch).map((make) => make(nowMs))
-        const effects = peer.stepAll(batch)
-        await this.#perform(effects)
-        this.#reportStatus()
-      }
-    } catch (error) {
-      this.#fatal(error as Error)
-      return
-    } finally {
-      // Cleared in the same synchronous run as the last inbox check: no input can slip between.
-      this.#drainRunning = false
-    }
-    this.#armTimer()
-  }
-
-  async #perform(effects: readonly PeerEffect[]): Promise<void> {
-    for (const effect of effects) {
-      switch (effect.kind) {
-        case 'persist':
-          await this.#store!.persist(effect.state)
-          if (this.#store!.incrementCount >= compactEveryIncrements) await this.#store!.compact(this.#peer!.document)
-          break
-        case 'send':
-          this.#transport!.send(effect.to, effect.message)
-          break
-        case 'publish-capacity':
-          this.#gossip!.publish(this.#machineFree === null ? effect.gossip : { ...effect.gossip, free: this.#machineFree.cap(effect.gossip.free) })
-          break
-        case 'archive-job':
-          await this.#store!.archive(effect.job)
-          this.#jobs!.forget(effect.job.id)
-          void this.#snapshots!.release(effect.job.id).catch((error: unknown) => this.#logger.warn('snapshot-release-failed', { jobId: effect.job.id, error }))
-          break
-        case 'start-job': {
-          // The document holds the job's record now; the launch itself does not hold up the core.
-          this.#logger.info('start-job', { jobId: effect.jobId, term: effect.term, seq: effect.seq, restoreFrom: effect.restoreFrom?.cid ?? null })
-          const from = effect.restoreFrom
-          const snapshots = this.#snapshots!
-          const restoreProgress = (frame: ProgressFrame): void => this.#restoreProgress.publish(effect.jobId, frame)
-          this.#jobs!.start(effect, this.#peer!.document, from === null ? undefined : () => snapshots.restore(effect.jobId, from.cid, [from.node, ...from.holders], restoreProgress))
-          break
-        }
-        case 'checkpoint-job':
-          this.#checkpoint(effect)
-          break
-        case 'stop-job':
-          this.#logger.info('stop-job', { jobId: effect.jobId, reason: effect.reason })
-          this.#jobs!.stop(effect.jobId, effect.reason)
-          break
-        case 'event': {
-          const event = effect.event
-          if (event.kind === 'message-dropped') this.#logger.debug('core-dropped-message', event)
-          else this.#logger.info(event.kind, event)
-          if (event.kind === 'submission-durable') this.#answerSubmission(event.requestId, { ok: true, jobId: event.jobId })
-          else if (event.kind === 'submission-refused') this.#answerSubmission(event.requestId, { ok: false, code: 'refused', reason: event.reason })
-          else if (event.kind === 'checkpoint-answer') this.#checkpointWaiters.answered(event.requestId, event.refused)
-          for (const listener of this.#eventListeners) {
-            try {
-              listener(event)
-            } catch (error) {
-              this.#logger.error('event-listener-failed', { error })
-            }
-          }
-          break
-        }
-      }
-    }
-  }
-
-  /** The process runtime, and the Docker runtime when an engine answers (jobs naming an image go there). */
-  async #defaultRuntime(): Promise<RuntimeSelector> {
-    const components = { logger: this.#logger.child('runtime'), nowMs: () => this.#clock.nowMs() }
-    const processRuntime = new ProcessRuntime({ dataDir: this.#init.dataDir, limits: { maxLogBytesPerCall: maxLogBytesPerRequest } }, components)
-    let docker: DockerRuntime | null = null
-    if (this.#init.docker !== 'off') {
-      const candidate = new DockerRuntime({ dataDir: this.#init.dataDir }, { logger: this.#logger.child('docker') })
-      const engine = await candidate.engine()
-      if (engine.available) docker = candidate
-      else await candidate.close()
-      this.#logger.info('docker-engine', engine.available ? { available: true, version: engine.version } : { available: false, reason: engine.reason })
-    }
-    return new RuntimeSelector({ process: processRuntime, docker })
-  }
-
-  /** Takes the checkpoint off the step loop; its outcome comes back as an input. */
-  #checkpoint(effect: Extract<PeerEffect, { kind: 'checkpoint-job' }>): void {
-    const { jobId, stop } = effect
-    const policy = checkpointPolicyOf(this.#peer!.document, jobId)
-    if (stop) this.#jobs!.endsWithCheckpoint(jobId)
-    this.#logger.info('checkpoint-job', { jobId, stop, reason: effect.reason })
-    const waiters = this.#checkpointWaiters
-    this.#snapshots!.checkpoint(jobId, { stop, replicas: policy.replicas, keep: policy.keep, onProgress: (frame) => waiters.progress(jobId, frame) }).then(
-      (made) => {
-        this.#enqueue((nowMs) => ({ kind: 'job-checkpointed', nowMs, jobId, cid: made.cid, stopped: stop, holders: made.holders, sizeBytes: made.sizeBytes, chunks: made.chunks }))
-        waiters.made(jobId, made)
-      },
-      (error: Error) => {
-        this.#logger.warn('checkpoint-failed', { jobId, reason: error.message })
-        waiters.failed(jobId, error.message)
-        if (stop) this.#jobs!.checkpointFailed(jobId)
-        this.#enqueue((nowMs) => ({ kind: 'job-checkpoint-failed', nowMs, jobId, reason: error.message }))
-      },
-    )
-  }
-
-  #armTimer(): void {
-    if (this.#state !== 'running' || this.#peer === null) return
-    const wakeMs = Math.min(this.#peer.nextWakeMs(), this.#clock.nowMs() + maxTimerDelayMs)
-    if (this.#timer !== null && this.#timerAtMs <= wakeMs) return
-    if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#timerAtMs = wakeMs
-    this.#timer = setTimeout(() => {
-      this.#timer = null
-      this.#timerAtMs = Infinity
-      this.#enqueueTick()
-    }, Math.max(0, wakeMs - this.#clock.nowMs()))
+  /** A run ended: the core must hear it, so a full inbox only delays it. */
+  #jobExited(jobId: JobId, exitCode: number, usage?: JobUsage): void {
+    if (this.#state !== 'running') return
+    if (this.#driver.enqueue((nowMs) => ({ kind: 'job-exited', nowMs, jobId, exitCode, ...(usage === undefined ? {} : { usage }) }))) return
+    setTimeout(() => this.#jobExited(jobId, exitCode, usage), exitRetryMs).unref()
   }
 
   #reportStatus(): void {
@@ -745,46 +451,4 @@ export class Shuttle {
     this.#components.onFatal?.(error)
     void this.stop()
   }
-
-  // ---- Bootstrap: dial the given peers until connected, whatever the start order
-
-  #dialBootstrap(): void {
-    const libp2p = this.#libp2p
-    if (this.#state !== 'running' || libp2p === null) return
-    const targets = (this.#init.bootstrap ?? []).slice(0, maxBootstrapAddresses)
-    let pending = 0
-    for (const text of targets) {
-      let address
-      try {
-        address = multiaddr(text)
-      } catch (error) {
-        this.#logger.warn('bootstrap-address-invalid', { address: text, error })
-        continue
-      }
-      const peer = address.getComponents().find((component) => component.name === 'p2p')?.value
-      if (peer !== undefined && libp2p.getConnections().some((connection) => connection.remotePeer.toString() === peer)) continue
-      pending++
-      libp2p.dial(address, { signal: AbortSignal.timeout(bootstrapRetryMs * 2) }).then(
-        () => this.#logger.info('bootstrap-connected', { address: text }),
-        (error: unknown) => this.#logger.debug('bootstrap-dial-failed', { address: text, error }),
-      )
-    }
-    if (pending > 0 || targets.length > 0) this.#bootstrapTimer = setTimeout(() => this.#dialBootstrap(), bootstrapRetryMs)
-  }
-}
-
-/**
- * The iroh endpoint of a daemon: on UDP at the IP its first TCP listen address names (0.0.0.0
- * included) and the port number libp2p got for it, so peers derive it from the TCP addresses
- * identify told them.
- */
-async function irohBesideLibp2p(libp2p: Libp2p, privateKey: PrivateKey, listen: readonly string[]): Promise<IrohSnapshotTransport> {
-  const tcpAddress = /^\/(ip4|ip6)\/([^/]+)\/tcp\/(\d+)/
-  const configured = listen.map((address) => tcpAddress.exec(address)).find((parsed) => parsed !== null)
-  const bound = libp2p.getMultiaddrs().map((address) => tcpAddress.exec(address.toString())).find((parsed) => parsed != null && (configured == null || configured[3] === '0' || parsed[3] === configured[3]))
-  if (configured == null || bound == null) throw new Error('the iroh snapshot transport needs a TCP listen address to take its port number from')
-  const bindAddr = configured[1] === 'ip6' ? `[${configured[2]}]:${bound[3]}` : `${configured[2]}:${bound[3]}`
-  return IrohSnapshotTransport.create({ privateKey, bindAddr, udpPortOfTcp: true }).catch((error: Error) => {
-    throw new Error(`cannot start the iroh snapshot transport on UDP ${bindAddr}: ${error.message}`)
-  })
 }

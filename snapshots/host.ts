@@ -1,6 +1,6 @@
 // A minimal libp2p host (tcp, noise, yamux) for holders that run outside the daemon: the holder
 // process of `fabric bench snapshots` and the integration tests. The daemon serves snapshots on
-// its own host (node/shuttle.ts builds it with the same transport, encrypter and muxer).
+// its own host (node/daemon-host.ts builds it with the same transport, encrypter and muxer).
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
