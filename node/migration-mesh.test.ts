@@ -8,6 +8,7 @@ import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { connectDocker, dockerSocketPath } from '../runtime/index.ts'
+import { dockerLabels } from '../runtime/docker-container-spec.ts'
 import { busyboxImage, ensureBusyboxImage } from '../runtime/testing/busybox-image.ts'
 import { clientCall } from './client-connection.ts'
 import { counterScript, numbers, startCounting } from './testing/counter-job.ts'
@@ -59,6 +60,12 @@ describe('migration across a mesh of three Shuttle processes', () => {
       await new Promise((resolve) => setTimeout(resolve, 1_000))
       expect(numbers(await readFile(sourceLog, 'utf8')).length).toBe(before.length)
       await clientCall(host, multiaddr(daemons[0]!.address), { kind: 'cancel', jobId })
+      // The cancel ends the restored copy: a container is removed once its exit is recorded (the
+      // test's daemons are SIGKILLed after, and a container outlives a killed daemon until it restarts).
+      if (runtime === 'docker') {
+        const docker = connectDocker(dockerSocketPath())
+        await poll(() => docker.listContainers({ all: true, filters: { label: [`${dockerLabels.jobId}=${jobId}`] } }), (left) => left.length === 0, 30_000, 'the cancelled container to be removed')
+      }
     }, 150_000)
   }
 })
