@@ -160,8 +160,8 @@ export class LocalMesh {
       '--cpu-millis', String(options.cpuMillis),
       '--memory-mib', String(options.memoryMiB),
       '--election-timeout', String(options.electionTimeoutMs ?? 150),
-      // The daemons share this machine's cores: a request decoded by fewer voters at once is placed sooner.
-      '--request-fanout', 'majority',
+      // Not '--request-fanout majority' (faster here by 3-15 ms): right after a leader loss a request sent to
+      // the dead leader and one voter was not acknowledged within 30 s in 1 of 8 tries (bug, open).
       '--log-level', options.logLevel ?? 'warn',
       ...(firstStart ? ['--voters', this.#voterIds.join(',')] : []),
       ...bootstrap.flatMap((address) => ['--bootstrap', address]),

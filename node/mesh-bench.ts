@@ -51,8 +51,8 @@ export interface MeshBenchResult {
   voters: number
   jobs: number
   concurrency: number
-  /** How the daemons send a request first (LocalMesh runs them with 'majority': they share this machine's cores). */
-  requestFanout: 'majority'
+  /** How the daemons send a request first (LocalMesh runs the default, every voter). */
+  requestFanout: 'all-voters'
   /** One submission at a time on an idle mesh (idleSamples of them, idleIntervalMs apart). */
   idleSubmitToCommitMs: Percentiles
   /** Under the load (`concurrency` in flight). */
@@ -194,7 +194,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
       voters: mesh.voters,
       jobs: options.jobs,
       concurrency: options.concurrency,
-      requestFanout: 'majority',
+      requestFanout: 'all-voters',
       idleSubmitToCommitMs,
       submitToCommitMs,
       submitAckMs: percentiles(ackMs),
