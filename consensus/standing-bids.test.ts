@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest'
 import { Cluster, capacity, testJob } from './testing/harness.ts'
 import { effectiveAssignment, jobRecord } from './cluster-document.ts'
+import type { Peer } from './peer.ts'
 import { asJobId, asNodeId, type NodeId, type PeerEffect, type PeerMessage } from './types.ts'
 
 // n3 is the cheapest node, n4 next: both are non-voters, so they learn the leader from a call.
@@ -25,15 +26,20 @@ const placedNode = (cluster: Cluster, leader: NodeId, jobId: string): NodeId | n
   return job === undefined ? null : effectiveAssignment(job)?.node ?? null
 }
 
+/** Elects a leader and places a first job: its round calls the non-voters, the call teaches them the leader, and they stand. */
+function withFirstJobPlaced(cluster: Cluster): Peer {
+  const leader = cluster.awaitLeader()
+  cluster.advance(200)
+  cluster.submit(leader.id, testJob('first'))
+  expect(cluster.runUntil(() => placedNode(cluster, leader.id, 'first') !== null, 2_000)).toBe(true)
+  cluster.advance(100)
+  return leader
+}
+
 describe('standing bids', () => {
   it('once the nodes stand, a job is decided in the step that brings it to the leader, with no call for bids', () => {
     const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 21, ...prices })
-    const leader = cluster.awaitLeader()
-    cluster.advance(200)
-    // The first job's round calls the non-voters: the call teaches them the leader, and they stand.
-    cluster.submit(leader.id, testJob('first'))
-    expect(cluster.runUntil(() => placedNode(cluster, leader.id, 'first') !== null, 2_000)).toBe(true)
-    cluster.advance(100)
+    const leader = withFirstJobPlaced(cluster)
     const calls = sendsOf(cluster, leader.id, 'call-for-bids')
     const decisionsBefore = cluster.events('decision').filter((record) => record.node === leader.id).length
     const effects = cluster.submit(leader.id, testJob('second'))
@@ -51,11 +57,7 @@ describe('standing bids', () => {
 
   it('a standing bid not repeated within the TTL is not used: the node is called again', () => {
     const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 22, ...prices, config: { standingBidRefreshMs: 60_000, standingBidTtlMs: 1_000 } })
-    const leader = cluster.awaitLeader()
-    cluster.advance(200)
-    cluster.submit(leader.id, testJob('first'))
-    expect(cluster.runUntil(() => placedNode(cluster, leader.id, 'first') !== null, 2_000)).toBe(true)
-    cluster.advance(100)
+    const leader = withFirstJobPlaced(cluster)
     const calls = sendsOf(cluster, leader.id, 'call-for-bids')
     cluster.submit(leader.id, testJob('fresh'))
     expect(cluster.runUntil(() => placedNode(cluster, leader.id, 'fresh') !== null, 2_000)).toBe(true)
@@ -70,11 +72,7 @@ describe('standing bids', () => {
 
   it('a standing bid claiming more than the node registered is refused and forgotten; the node is called and its own bid wins', () => {
     const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 23, ...prices })
-    const leader = cluster.awaitLeader()
-    cluster.advance(200)
-    cluster.submit(leader.id, testJob('first'))
-    expect(cluster.runUntil(() => placedNode(cluster, leader.id, 'first') !== null, 2_000)).toBe(true)
-    cluster.advance(100)
+    const leader = withFirstJobPlaced(cluster)
     // n3 claims a thousand CPUs at no price.
     const honest = cluster.peer(n3)
     expect(honest.role).toBe('follower')
