@@ -46,6 +46,8 @@ export class DocumentReplica {
   readonly #dirtyPartners = new Set<NodeId>()
   /** Partners whose changes arrived: they hear back (the ack) even when there is nothing to sync. */
   readonly #ackOwed = new Set<NodeId>()
+  /** Per partner, the ack it last heard from this node (as many entries as sync sessions). */
+  readonly #ackSent = new Map<NodeId, DocumentAck>()
 
   constructor(init: DocumentReplicaInit, components: DocumentReplicaComponents) {
     this.#components = components
@@ -102,7 +104,16 @@ export class DocumentReplica {
 
   #sendSync(peer: NodeId, data: Uint8Array | null): void {
     const term = this.#components.term()
-    this.#components.send(peer, { kind: 'sync', term, data, ack: this.#ackFor(peer, term), channel: this.#channel.next(), leaderHint: this.#components.leaderId() })
+    const ack = this.#ackFor(peer, term)
+    this.#ackSent.set(peer, ack)
+    this.#components.send(peer, { kind: 'sync', term, data, ack, channel: this.#channel.next(), leaderHint: this.#components.leaderId() })
+  }
+
+  /** This node holds more of `peer`'s requests or decisions than it last told it. */
+  #ackAdvanced(peer: NodeId): boolean {
+    const sent = this.#ackSent.get(peer)
+    const now = this.#ackFor(peer, this.#components.term())
+    return sent === undefined || now.term !== sent.term || now.leaderSeq !== sent.leaderSeq || now.originSeq !== sent.originSeq
   }
 
   #ackFor(peer: NodeId, term: Term): DocumentAck {
@@ -129,9 +140,12 @@ export class DocumentReplica {
     // shows no patch, yet it is part of the document and must be persisted like any other.
     const changed = !sameHeads(headsBefore, A.getHeads(this.#document))
     if (changed) this.#changed = true
-    // The reply goes out when the step (or batch) flushes: one per partner, whatever arrived.
+    // The reply goes out when the step (or batch) flushes: one per partner, whatever arrived. It
+    // carries an ack when changes arrived, and also when this node got the partner's changes from
+    // someone else since it last told it (a request relayed by the leader): Automerge says nothing
+    // when the documents already agree, and the partner's retry would go unanswered.
     this.#dirtyPartners.add(from)
-    if (changed) this.#ackOwed.add(from)
+    if (changed || this.#ackAdvanced(from)) this.#ackOwed.add(from)
     return { kind: 'accepted', changed, touchedPaths: received.touchedPaths }
   }
 }
