@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { createGenesis, writeJob } from './cluster-document.ts'
 import { DocumentReplica } from './document-replica.ts'
 import { testJob } from './testing/harness.ts'
-import { asNodeId, type NodeId, type PeerMessage, type SyncMessage } from './types.ts'
+import { asNodeId, asTerm, type NodeId, type PeerMessage, type SyncMessage } from './types.ts'
 
 interface Sent { from: NodeId; to: NodeId; message: SyncMessage }
 
@@ -14,7 +14,7 @@ function replicas(ids: readonly NodeId[]): { replica: Map<NodeId, DocumentReplic
   const outbox: Sent[] = []
   const replica = new Map(ids.map((id, index) => [id, new DocumentReplica(
     { nodeId: id, documentBytes: genesis, nowMs: 1_000 + index, maxPeersTracked: 16 },
-    { term: () => 1, leaderId: () => ids[1]!, send: (to, message: PeerMessage) => { if (message.kind === 'sync') outbox.push({ from: id, to, message }) } },
+    { term: () => asTerm(1), leaderId: () => ids[1]!, send: (to, message: PeerMessage) => { if (message.kind === 'sync') outbox.push({ from: id, to, message }) } },
   )]))
   return { replica, outbox }
 }

@@ -24,6 +24,8 @@ export interface MeshBenchOptions {
   kills: number
   /** How long the mesh idles before RSS is read. */
   idleMs: number
+  /** The daemons' request fan-out (default LocalMesh's, 'majority'). */
+  requestFanout?: 'all-voters' | 'majority'
   /** Progress lines (stderr in the CLI: stdout carries the one JSON object). */
   progress?(line: string): void
 }
@@ -51,8 +53,8 @@ export interface MeshBenchResult {
   voters: number
   jobs: number
   concurrency: number
-  /** How the daemons send a request first (LocalMesh runs the default, every voter). */
-  requestFanout: 'all-voters'
+  /** How the daemons send a request first. */
+  requestFanout: 'all-voters' | 'majority'
   /** One submission at a time on an idle mesh (idleSamples of them, idleIntervalMs apart). */
   idleSubmitToCommitMs: Percentiles
   /** Under the load (`concurrency` in flight). */
@@ -85,7 +87,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
   const wallStart = performance.now()
   const loadAtStart = loadavg()[0]!
   const progress = options.progress ?? (() => {})
-  const mesh = await LocalMesh.start({ nodes: options.nodes, cpuMillis: meshBenchLimits.nodeCpuMillis, memoryMiB: meshBenchLimits.nodeMemoryMiB, logLevel: 'warn', onProgress: progress })
+  const mesh = await LocalMesh.start({ nodes: options.nodes, cpuMillis: meshBenchLimits.nodeCpuMillis, memoryMiB: meshBenchLimits.nodeMemoryMiB, logLevel: 'warn', requestFanout: options.requestFanout, onProgress: progress })
   let client: Libp2p | null = null
   const streams = new AbortController()
   try {
@@ -194,7 +196,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
       voters: mesh.voters,
       jobs: options.jobs,
       concurrency: options.concurrency,
-      requestFanout: 'all-voters',
+      requestFanout: options.requestFanout ?? 'majority',
       idleSubmitToCommitMs,
       submitToCommitMs,
       submitAckMs: percentiles(ackMs),

@@ -17,10 +17,13 @@ export function registerBenchMesh(bench: Command): void {
     .option('--idle-interval-ms <ms>', 'pause before each of those', '200')
     .option('--kills <n>', 'leader SIGKILLs to time (each killed daemon is restarted before the next)', '3')
     .option('--idle-ms <ms>', 'how long the mesh idles before RSS is read', '3000')
+    .option('--request-fanout <mode>', 'the daemons\' --request-fanout: majority (the default for daemons sharing one machine) or all-voters (the daemon\'s own default)', 'majority')
     .option('--json', 'print the result as one JSON object (the default; kept for symmetry with other benches)')
-    .action(async (flags: { nodes: string; jobs: string; concurrency: string; idleSamples: string; idleIntervalMs: string; kills: string; idleMs: string }) => {
+    .action(async (flags: { nodes: string; jobs: string; concurrency: string; idleSamples: string; idleIntervalMs: string; kills: string; idleMs: string; requestFanout: string }) => {
       const nodes = positiveInteger('--nodes', flags.nodes)
       if (nodes < 3 || nodes > maxLocalMeshNodes) throw new UserError(`--nodes must be 3 to ${maxLocalMeshNodes}, got ${nodes}`, 'a leader must survive losing one node')
+      const requestFanout = flags.requestFanout
+      if (requestFanout !== 'all-voters' && requestFanout !== 'majority') throw new UserError(`--request-fanout must be all-voters or majority, got "${requestFanout}"`)
       const result = await runMeshBench({
         nodes,
         jobs: positiveInteger('--jobs', flags.jobs),
@@ -29,6 +32,7 @@ export function registerBenchMesh(bench: Command): void {
         idleIntervalMs: integer('--idle-interval-ms', flags.idleIntervalMs),
         kills: integer('--kills', flags.kills),
         idleMs: integer('--idle-ms', flags.idleMs),
+        requestFanout,
         progress: (line) => process.stderr.write(`${line}\n`),
       })
       console.log(JSON.stringify(result))
