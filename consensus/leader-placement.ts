@@ -7,12 +7,12 @@ import type { Bid } from '../placement/index.ts'
 import { isDraining, isJobDone, jobRecord, type ClusterDocument, type Document } from './cluster-document.ts'
 import type { CapacityTable } from './capacity-table.ts'
 import type { LeaderState } from './leader-state.ts'
-import { isIdle, noPlacement, planRound, surveyJobs, writeRound, type Placement } from './leader-round.ts'
+import { firstDecisionRatify, isIdle, noPlacement, planRound, ratifiedAssignments, surveyJobs, writeRound, type Placement } from './leader-round.ts'
 import type { PlacementViews } from './placement-views.ts'
 import { majorityValue } from './quorum.ts'
 import { scopeRound } from './retries.ts'
 import type { Runner } from './runner.ts'
-import type { AuctionSummary, BidMessage, CallForBidsMessage, DocumentAck, JobId, NodeId, PeerConfig, PeerEvent, PeerMessage, StandingBidMessage, Term } from './types.ts'
+import { asTerm, type AuctionSummary, type BidMessage, type CallForBidsMessage, type DocumentAck, type JobId, type NodeId, type PeerConfig, type PeerEvent, type PeerMessage, type StandingBidMessage, type Term } from './types.ts'
 
 export interface LeaderPlacementComponents {
   nodeId: NodeId
@@ -91,7 +91,7 @@ export class LeaderPlacement {
     const now = this.#components.nowMs()
     const term = this.#components.term()
     const document = this.#components.document()
-    const survey = surveyJobs(document, leader, term, now, config, (node) => this.#isAlive(leader, node))
+    const survey = surveyJobs(document, leader, term, now, config, (node) => this.#isAlive(leader, node), leader.ratify ?? firstDecisionRatify(document, leader, term))
     for (const jobId of survey.doneSeen) leader.doneSeenMs.set(jobId, now)
     let placement: Placement = noPlacement
     let summary: AuctionSummary | null = null
@@ -134,7 +134,14 @@ export class LeaderPlacement {
     const plan = planRound(this.#components.document(), leader, term, now, placement, survey.expired)
     if (isIdle(plan)) return
     if (plan.ratify !== null) leader.ratify = plan.ratify
+    // The runners of what the ratification commits learn it now (read before the change marks it committed).
+    const ratified = plan.ratifyNow && leader.ratify !== null ? ratifiedAssignments(document, leader.ratify) : null
     this.#components.change(plan.decide ? `round ${term}.${plan.seq}` : `commit ${term}.${leader.committedSeq}`, (draft) => writeRound(draft, plan, term, leader))
+    if (ratified !== null) {
+      leader.ratified = true
+      runner.recheckAll()
+      this.#awardRatified(ratified)
+    }
     for (const jobId of plan.expired) {
       leader.doneSeenMs.delete(jobId)
       leader.retryAtMs.delete(jobId)
@@ -142,10 +149,6 @@ export class LeaderPlacement {
     if (plan.markCommit) {
       leader.markerSeq = leader.committedSeq
       leader.nextMarkerMs = now + config.commitMarkerIntervalMs
-    }
-    if (plan.ratifyNow) {
-      leader.ratified = true
-      runner.recheckAll()
     }
     if (plan.markCommit) runner.recheckAll()
     if (plan.expired.length > 0 && !plan.decide && !plan.markCommit) {
@@ -198,6 +201,15 @@ export class LeaderPlacement {
       this.#components.membershipChanged()
       // A leader voted out by the change it just committed hands over.
       if (!this.#components.isVoter()) this.#components.stepDown('left the committee')
+    }
+  }
+
+  /** Tells the runners of earlier terms' assignments the first decision ratified that they are committed. */
+  #awardRatified(ratified: ReturnType<typeof ratifiedAssignments>): void {
+    for (const [nodeId, byTerm] of ratified) {
+      if (nodeId === this.#components.nodeId) continue
+      for (const [term, jobs] of byTerm) this.#components.send(nodeId, { kind: 'award', term: asTerm(term), jobs })
+      this.#components.syncWith(nodeId)
     }
   }
 

@@ -92,7 +92,12 @@ const addTo = (total: Resources, demand: Resources): void => {
   total.gpuCount += demand.gpuCount
 }
 
-export function surveyJobs(document: Document, leader: Readonly<LeaderState>, term: Term, nowMs: number, limits: RoundLimits, isAlive: (nodeId: NodeId) => boolean): JobSurvey {
+/**
+ * `ratify`: the earlier terms' decisions this leader ratifies. The round that makes its first decision
+ * passes what that decision will ratify (`firstDecisionRatify`): their assignments are committed, not
+ * placed again (a job running under one would otherwise be moved by every new leader).
+ */
+export function surveyJobs(document: Document, leader: Readonly<LeaderState>, term: Term, nowMs: number, limits: RoundLimits, isAlive: (nodeId: NodeId) => boolean, ratify: ReadonlyMap<string, number> | null = leader.ratify): JobSurvey {
   const survey: JobSurvey = { pending: [], used: new Map(), expired: [], doneSeen: [] }
   /** Gangs (tightly-coupled jobs) are placed whole: one lost replica sends every replica back. */
   const gangs = new Map<string, { placed: { jobId: JobId; job: JobRecord; node: NodeId }[]; pending: boolean }>()
@@ -127,7 +132,7 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
     // An earlier term's assignment that is neither committed nor ratified by this leader arrived
     // after its barrier: its leader never got a majority, so the job is placed again in this term.
     if (current !== null && current.term < term) {
-      const covered = Math.max(committedSeqOf(document, current.term), leader.ratify?.get(String(current.term)) ?? 0)
+      const covered = Math.max(committedSeqOf(document, current.term), ratify?.get(String(current.term)) ?? 0)
       if (current.seq > covered) current = null
     }
     // A copy checkpointed (or evicted) and stopped for a migration: placed again away from its node, and restored.
@@ -175,18 +180,40 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
   return survey
 }
 
+/**
+ * Before a leader's first decision: the earlier terms' decisions that decision ratifies (everything
+ * earlier leaders decided that this leader holds is committed with it). Null once it is made.
+ */
+export function firstDecisionRatify(document: Document, leader: Readonly<LeaderState>, term: Term): Map<string, number> | null {
+  if (leader.ratify !== null || leader.seq !== leaderSeqOf(document, term)) return null
+  const ratify = new Map<string, number>()
+  for (const [earlierTerm, seq] of Object.entries(document.leaderLog)) if (Number(earlierTerm) < term) ratify.set(earlierTerm, seq)
+  return ratify
+}
+
+/**
+ * The running assignments of earlier terms that a first decision's ratification commits, by node and
+ * term: their runners are told at once (an award), as they would be of this leader's own decisions.
+ */
+export function ratifiedAssignments(document: Document, ratify: ReadonlyMap<string, number>): Map<NodeId, Map<number, { jobId: JobId; seq: number }[]>> {
+  const byNode = new Map<NodeId, Map<number, { jobId: JobId; seq: number }[]>>()
+  forEachJob(document, (jobId, job) => {
+    if (isJobDone(job)) return
+    const current = effectiveAssignment(job)
+    if (current === null || current.seq > (ratify.get(String(current.term)) ?? 0) || current.seq <= committedSeqOf(document, current.term)) return
+    let byTerm = byNode.get(current.node)
+    if (byTerm === undefined) byNode.set(current.node, (byTerm = new Map()))
+    byTerm.set(current.term, [...(byTerm.get(current.term) ?? []), { jobId, seq: current.seq }])
+  })
+  return byNode
+}
+
 /** What the round writes, given what the auction placed (nothing when no round closed). */
 export function planRound(document: Document, leader: Readonly<LeaderState>, term: Term, nowMs: number, placement: Placement, expired: JobId[]): RoundPlan {
-  const firstDecision = leader.seq === leaderSeqOf(document, term) && leader.ratify === null
-  const decide = placement.assignments.length > 0 || placement.unplaceable.length > 0 || firstDecision
+  const ratify = firstDecisionRatify(document, leader, term)
+  const decide = placement.assignments.length > 0 || placement.unplaceable.length > 0 || ratify !== null
   const ratifyNow = leader.ratify !== null && !leader.ratified && leader.committedSeq >= 1
   const markCommit = leader.committedSeq > leader.markerSeq && (decide || nowMs >= leader.nextMarkerMs)
-  let ratify: Map<string, number> | null = null
-  if (firstDecision) {
-    // Everything earlier leaders decided that this leader holds is committed with its first decision.
-    ratify = new Map()
-    for (const [earlierTerm, seq] of Object.entries(document.leaderLog)) if (Number(earlierTerm) < term) ratify.set(earlierTerm, seq)
-  }
   return { assignments: placement.assignments, unplaceable: placement.unplaceable, expired, decide, seq: decide ? leader.seq + 1 : leader.seq, ratify, ratifyNow, markCommit }
 }
 
