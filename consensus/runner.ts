@@ -128,7 +128,8 @@ export class Runner {
       if (job === undefined || isJobDone(job)) {
         // Cancelled, or another copy finished it (and the leader may have archived it already): this copy is surplus.
         this.#running.delete(jobId)
-        this.#components.emit({ kind: 'stop-job', jobId, reason: job !== undefined && isCancelled(job) ? 'cancelled' : 'the job finished on another node' })
+        const cancelled = job !== undefined && isCancelled(job)
+        this.#components.emit({ kind: 'stop-job', jobId, cause: cancelled ? 'cancelled' : 'finished-elsewhere', reason: cancelled ? 'cancelled' : 'the job finished on another node' })
         continue
       }
       const current = effectiveAssignment(job)
@@ -139,7 +140,7 @@ export class Runner {
       }
       if (current === null || current.node === self || !this.#components.isCommitted(current)) continue
       this.#running.delete(jobId)
-      this.#components.emit({ kind: 'stop-job', jobId, reason: `fenced: assignment ${current.term}.${current.seq} moved it to ${current.node}` })
+      this.#components.emit({ kind: 'stop-job', jobId, cause: 'fenced', reason: `fenced: assignment ${current.term}.${current.seq} moved it to ${current.node}` })
       this.#components.reportRun(`stop ${jobId}`, jobId, { state: 'stopped', term: run.term, seq: run.seq, exitCode: -1, atMs: this.#components.nowMs() })
     }
     if (this.#held) return
@@ -247,7 +248,7 @@ export class Runner {
     if (!moving || !isDraining(this.#components.document(), this.#components.nodeId)) return
     this.#running.delete(jobId)
     this.#mine.delete(jobId)
-    this.#components.emit({ kind: 'stop-job', jobId, reason: `drained without a checkpoint (${reason})` })
+    this.#components.emit({ kind: 'stop-job', jobId, cause: 'drained', reason: `drained without a checkpoint (${reason})` })
     this.#components.reportRun(`evict ${jobId}`, jobId, { state: 'evicted', term: run.term, seq: run.seq, exitCode: -1, atMs: now })
     this.#recheckAll = true
   }

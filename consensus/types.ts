@@ -310,7 +310,8 @@ export type PeerEffect =
   | { kind: 'start-job'; jobId: JobId; demand: Resources; durationMs: number; term: Term; seq: number; restoreFrom: { cid: string; node: NodeId; holders: NodeId[] } | null }
   /** Checkpoint a running replica and publish the snapshot; `stop`: the copy ends with it (it moves). */
   | { kind: 'checkpoint-job'; jobId: JobId; term: Term; seq: number; stop: boolean; reason: 'periodic' | 'migrate' | 'requested' }
-  | { kind: 'stop-job'; jobId: JobId; reason: string }
+  /** Stop a replica's copy here: `cause` for counting (the simulator's report), `reason` for people. */
+  | { kind: 'stop-job'; jobId: JobId; cause: 'cancelled' | 'finished-elsewhere' | 'fenced' | 'drained'; reason: string }
   /** A finished job, for this node's archive (the document keeps active state only). */
   | { kind: 'archive-job'; job: ArchivedJob }
   | { kind: 'event'; event: PeerEvent }

@@ -18,6 +18,7 @@ export interface SeedResult {
   unplaceable: { jobId: string; reason: string }[]
   placement: PlacementResult
   migrations: { requested: number; checkpointed: number; restored: number }
+  fencedCopies: number
   retries: { failedRuns: number; retried: number }
   maxLeadersPerTerm: number
   failoverMs: number[]
@@ -59,6 +60,8 @@ export interface SimReport {
   costVsOptimalByStrategy: Record<string, number>
   /** Move requests users made, checkpoints taken (periodic and for moves), replicas restored from a snapshot. */
   migrations: { requested: number; checkpointed: number; restored: number }
+  /** Copies stopped because a committed assignment moved their replica elsewhere: its node was lost (a crash, a partition), or a new leader placed it again. */
+  fencedCopies: number
   /** Runs that failed (the workload's flaky jobs), and replicas started again after a failed run. */
   retries: { failedRuns: number; retried: number }
   /** Mean sampled share of the fleet's CPU (and GPUs) held by running replicas. */
@@ -92,6 +95,7 @@ export function runSeed(options: SimOptions, seed: number): SeedResult {
     unplaceable: checker.unplaceable,
     placement: world.placement.result,
     migrations: { ...world.migration },
+    fencedCopies: world.fencedCopies,
     retries: { failedRuns: checker.failedRuns, retried: checker.retried },
     maxLeadersPerTerm: checker.maxLeadersPerTerm,
     failoverMs: world.metrics.failoverMs,
@@ -164,6 +168,7 @@ export function summarize(options: SimOptions, results: readonly SeedResult[], w
       checkpointed: results.reduce((total, result) => total + result.migrations.checkpointed, 0),
       restored: results.reduce((total, result) => total + result.migrations.restored, 0),
     },
+    fencedCopies: results.reduce((total, result) => total + result.fencedCopies, 0),
     retries: {
       failedRuns: results.reduce((total, result) => total + result.retries.failedRuns, 0),
       retried: results.reduce((total, result) => total + result.retries.retried, 0),

@@ -111,6 +111,8 @@ export class World implements FaultTarget {
   /** Simulated snapshots: which replica each CID holds and how much of its work was left. */
   readonly #snapshots = new Map<string, { jobId: JobId; remainingMs: number }>()
   readonly migration = { requested: 0, checkpointed: 0, restored: 0 }
+  /** Copies stopped because a committed assignment moved their replica to another node (its node was lost, or a leader placed it again). */
+  fencedCopies = 0
   #faultHealed = false
   #leaderLostAtMs: number | null = null
   #lostLeaderTerm = 0
@@ -392,6 +394,7 @@ export class World implements FaultTarget {
           break
         case 'stop-job':
           node.running.delete(effect.jobId)
+          if (effect.cause === 'fenced') this.fencedCopies++
           break
         case 'archive-job':
           this.checker.noteArchived(effect.job)
