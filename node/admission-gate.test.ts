@@ -1,7 +1,8 @@
 // Proves the gater's decisions at connection time, on a controlled clock: peers with a role are let
 // in, revoked peers are refused in and out; peers without a role are let in as pending joiners up to
 // the named limit, and a pending joiner's reconnection is refused once its window is over (unless a
-// join is being answered). The sweep's disconnections are exercised by admission-mesh.test.ts.
+// join is being answered). The sweep cuts a joiner whose window ended unused, also over a connection
+// this node dialed; admission-mesh.test.ts does the rest on real daemons.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -61,5 +62,47 @@ describe('the admission gate', () => {
     expect(letIn(joiner)).toBe(true)
     gate.joinEnded(joiner.toString())
     expect(letIn(joiner)).toBe(false)
+  })
+})
+
+describe('the admission gate\'s sweep', () => {
+  const connection = (peer: PeerId, direction: 'inbound' | 'outbound') => {
+    const state = { aborted: false }
+    return { state, value: { remotePeer: peer, direction, abort: () => { state.aborted = true } } }
+  }
+
+  it('cuts a joiner whose window ended unused, also over a connection this node dialed, and refuses it while it cools down', () => {
+    const [stranger] = peers as [PeerId]
+    const clock = { nowMs: 0 }
+    const gate = new AdmissionGate({ nowMs: () => clock.nowMs, roleOf: () => undefined, logger: silentLogger }, { pendingJoinWindowMs: 1_000, refusedCooldownMs: 5_000 })
+    const connections: ReturnType<typeof connection>[] = []
+    gate.start({ getConnections: () => connections.map((entry) => entry.value) } as never)
+    try {
+      expect(gate.gater.denyInboundEncryptedConnection!(stranger, undefined as never)).toBe(false)
+      const inbound = connection(stranger, 'inbound')
+      connections.push(inbound)
+      gate.sweep()
+      expect(inbound.state.aborted).toBe(false)
+      clock.nowMs = 1_000
+      gate.sweep()
+      expect(inbound.state.aborted).toBe(true)
+      // This node dials it back (the DHT refreshing its table): that connection is cut too, and its
+      // own redial is refused while it cools down.
+      connections.length = 0
+      const outbound = connection(stranger, 'outbound')
+      connections.push(outbound)
+      gate.sweep()
+      expect(outbound.state.aborted).toBe(true)
+      expect(gate.gater.denyInboundEncryptedConnection!(stranger, undefined as never)).toBe(true)
+      // Cooled down: it is let in again, and this node's connections to it are left alone.
+      clock.nowMs = 6_000
+      expect(gate.gater.denyInboundEncryptedConnection!(stranger, undefined as never)).toBe(false)
+      const later = connection(stranger, 'outbound')
+      connections.push(later)
+      gate.sweep()
+      expect(later.state.aborted).toBe(false)
+    } finally {
+      gate.stop()
+    }
   })
 })

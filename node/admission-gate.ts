@@ -115,7 +115,12 @@ export class AdmissionGate {
         cut(connection, 'revoked by the mesh\'s admin')
         continue
       }
-      if (role !== undefined || connection.direction !== 'inbound') continue
+      if (role !== undefined) continue
+      if (connection.direction !== 'inbound') {
+        // This node dialed a peer whose join window ended unused (the DHT refreshing its table): cut it too.
+        if ((this.#cooling.get(peerId) ?? -Infinity) > nowMs) cut(connection, 'its join window ended unused')
+        continue
+      }
       const pending = this.#pending.get(peerId)
       if (pending === undefined) {
         // Connected while it had a role that has since gone (a document from before its admission

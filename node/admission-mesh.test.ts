@@ -144,7 +144,7 @@ describe('admission on a mesh of Shuttle processes', () => {
     // and it holds no document but its own genesis and itself.
     await Daemon.waitFor([entry], () => entry.logged('pending-joiner-expired', { peerId: stranger.peerId }), joinWindowTimeoutMs, 'the stranger\'s join window to end')
     expect(entry.logged('message-refused', { from: stranger.peerId, reason: 'the peer is not admitted as a node of this mesh' })).toBe(true)
-    await Daemon.waitFor([entry], () => entry.logged('connection-refused', { peerId: stranger.peerId }), joinWindowTimeoutMs, 'the stranger\'s redial to be refused')
+    await Daemon.waitFor([entry], () => entry.logged('connection-refused', { peerId: stranger.peerId, reason: 'cooling down after a join window it did not use' }), joinWindowTimeoutMs, 'the stranger\'s redial to be refused')
     // The stranger may be dropping and redialing its connections just now: ask until it answers.
     const strangerView = (await poll(() => clientCall(admin, ask(stranger), { kind: 'nodes' }), () => true, jobTimeoutMs, 'the stranger to answer')).nodes.map((node) => node.id)
     expect(strangerView).toEqual([stranger.peerId])
