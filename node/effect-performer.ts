@@ -48,6 +48,9 @@ export class EffectPerformer {
 
   async perform(effects: readonly PeerEffect[]): Promise<void> {
     const { peer, store, jobs, logger } = this.#init
+    // The step's finished jobs are archived in one write, where the first of them comes.
+    const archived = effects.flatMap((effect) => (effect.kind === 'archive-job' ? [effect.job] : []))
+    let archivedWritten = false
     for (const effect of effects) {
       switch (effect.kind) {
         case 'persist':
@@ -61,7 +64,10 @@ export class EffectPerformer {
           this.#init.capacity.publish({ ...effect.gossip, free: this.#init.machineFree.cap(effect.gossip.free) })
           break
         case 'archive-job':
-          await store.archive(effect.job)
+          if (!archivedWritten) {
+            archivedWritten = true
+            await store.archiveAll(archived)
+          }
           jobs.forget(effect.job.id)
           void this.#init.snapshots.release(effect.job.id).catch((error: unknown) => logger.warn('snapshot-release-failed', { jobId: effect.job.id, error }))
           break

@@ -63,11 +63,13 @@ describe('ConsensusStore', () => {
     const dataDir = await freshDir()
     const first = await ConsensusStore.open({ dataDir, nodeId, genesis, syncWrites: false })
     const job = { id: asJobId('done-1'), name: 'done', state: 'finished' as const, node: nodeId, exitCode: 0, submittedAtMs: 1, finishedAtMs: 2 }
-    await first.store.archive(job)
+    const other = { ...job, id: asJobId('done-2'), exitCode: 3 }
+    await first.store.archiveAll([job, other])
     expect(await first.store.archivedJob('missing')).toBeUndefined()
     await first.store.close()
     const second = await ConsensusStore.open({ dataDir, nodeId, genesis, syncWrites: false })
     expect(await second.store.archivedJob('done-1')).toEqual(job)
+    expect(await second.store.archivedJob('done-2')).toEqual(other)
     await second.store.close()
   })
 
