@@ -180,8 +180,7 @@ export class ConsensusStore {
     return bytes === undefined ? undefined : plain(bytes)
   }
 
-  /** A finished job leaves the document for this archive (the document keeps active state only). */
-  /** Archives finished jobs in one write (a step under load archives tens at once). */
+  /** Finished jobs leave the document for this archive (the document keeps active state only): one write for all of a step's. */
   async archiveAll(jobs: readonly ArchivedJob[]): Promise<void> {
     if (this.#closed) throw new Error('archive after close')
     if (jobs.length === 0) return
