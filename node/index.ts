@@ -28,5 +28,5 @@ export { requiredRole, authorize, type ClientRole } from './client-authorization
 export { signClientRequest, requestSigner, requestSignatureLimits } from './request-signature.ts'
 export type { MeshView } from './admission-wire.ts'
 export { Daemon, agreedLeader, type ReadyLine, type StatusLine } from './daemon-process.ts'
-export { LocalMesh, LocalMeshError, maxLocalMeshNodes, type LocalMeshOptions } from './local-mesh.ts'
+export { LocalMesh, LocalMeshError, localMeshRequestFanout, maxLocalMeshNodes, type LocalMeshOptions } from './local-mesh.ts'
 export { runMeshBench, meshBenchGoals, type MeshBenchOptions, type MeshBenchResult } from './mesh-bench.ts'

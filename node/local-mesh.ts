@@ -8,12 +8,18 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Daemon, agreedLeader } from './daemon-process.ts'
+import type { PeerConfig } from '../consensus/index.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 
 /** Daemons one local mesh may start (each is a Node process of some 100 MB). */
 export const maxLocalMeshNodes = 32
 /** How long a daemon may take to print its ready line (a loaded machine starts Node slowly). */
 export const daemonReadyTimeoutMs = 30_000
+/**
+ * Where a local mesh's daemons send a request first (their --request-fanout): they share this
+ * machine's cores, so the fewer that decode a request at once, the sooner the leader places it.
+ */
+export const localMeshRequestFanout: PeerConfig['requestFanout'] = 'majority'
 /** After SIGTERM, how long a daemon has to stop before it is SIGKILLed. */
 export const stopGraceMs = 5_000
 
@@ -28,11 +34,8 @@ export interface LocalMeshOptions {
   memoryMiB: number
   electionTimeoutMs?: number
   logLevel?: 'debug' | 'info' | 'warn' | 'error'
-  /**
-   * Where a request goes first (the daemon's --request-fanout). Default 'majority': the daemons share
-   * this machine's cores, so the fewer that decode a request at once, the sooner the leader places it.
-   */
-  requestFanout?: 'all-voters' | 'majority'
+  /** Where a request goes first (the daemon's --request-fanout; default localMeshRequestFanout). */
+  requestFanout?: PeerConfig['requestFanout']
   /** fsync each persist (default false here: a local mesh on one disk trades it for speed). */
   syncWrites?: boolean
   /** The bootstrap addresses daemon `index` is given, from every daemon's address (default: all the others). */
@@ -88,6 +91,9 @@ export class LocalMesh {
     }
     return mesh
   }
+
+  /** Where the daemons send a request first. */
+  get requestFanout(): PeerConfig['requestFanout'] { return this.#options.requestFanout ?? localMeshRequestFanout }
 
   /** The genesis committee's size. */
   get voters(): number {
@@ -165,7 +171,7 @@ export class LocalMesh {
       '--cpu-millis', String(options.cpuMillis),
       '--memory-mib', String(options.memoryMiB),
       '--election-timeout', String(options.electionTimeoutMs ?? 150),
-      '--request-fanout', options.requestFanout ?? 'majority',
+      '--request-fanout', this.requestFanout,
       '--log-level', options.logLevel ?? 'warn',
       ...(firstStart ? ['--voters', this.#voterIds.join(',')] : []),
       ...bootstrap.flatMap((address) => ['--bootstrap', address]),

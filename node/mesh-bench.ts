@@ -7,6 +7,7 @@
 import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { availableParallelism, loadavg } from 'node:os'
+import type { PeerConfig } from '../consensus/index.ts'
 import { clientCall, clientFrames } from './client-connection.ts'
 import { createClientHost } from './client-host.ts'
 import type { Daemon } from './daemon-process.ts'
@@ -24,8 +25,8 @@ export interface MeshBenchOptions {
   kills: number
   /** How long the mesh idles before RSS is read. */
   idleMs: number
-  /** The daemons' request fan-out (default LocalMesh's, 'majority'). */
-  requestFanout?: 'all-voters' | 'majority'
+  /** The daemons' request fan-out (default LocalMesh's). */
+  requestFanout?: PeerConfig['requestFanout']
   /** Progress lines (stderr in the CLI: stdout carries the one JSON object). */
   progress?(line: string): void
 }
@@ -54,7 +55,7 @@ export interface MeshBenchResult {
   jobs: number
   concurrency: number
   /** How the daemons send a request first. */
-  requestFanout: 'all-voters' | 'majority'
+  requestFanout: PeerConfig['requestFanout']
   /** One submission at a time on an idle mesh (idleSamples of them, idleIntervalMs apart). */
   idleSubmitToCommitMs: Percentiles
   /** Under the load (`concurrency` in flight). */
@@ -196,7 +197,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
       voters: mesh.voters,
       jobs: options.jobs,
       concurrency: options.concurrency,
-      requestFanout: options.requestFanout ?? 'majority',
+      requestFanout: mesh.requestFanout,
       idleSubmitToCommitMs,
       submitToCommitMs,
       submitAckMs: percentiles(ackMs),

@@ -2,7 +2,7 @@
 // latency, jobs/s, leader SIGKILL -> placing again, and idle RSS (node/mesh-bench.ts). Progress goes
 // to stderr; stdout carries one JSON object.
 import type { Command } from 'commander'
-import { maxLocalMeshNodes, runMeshBench } from '../../node/index.ts'
+import { localMeshRequestFanout, maxLocalMeshNodes, runMeshBench } from '../../node/index.ts'
 import { integer, positiveInteger } from '../parse.ts'
 import { UserError } from '../user-error.ts'
 
@@ -17,7 +17,7 @@ export function registerBenchMesh(bench: Command): void {
     .option('--idle-interval-ms <ms>', 'pause before each of those', '200')
     .option('--kills <n>', 'leader SIGKILLs to time (each killed daemon is restarted before the next)', '3')
     .option('--idle-ms <ms>', 'how long the mesh idles before RSS is read', '3000')
-    .option('--request-fanout <mode>', 'the daemons\' --request-fanout: majority (the default for daemons sharing one machine) or all-voters (the daemon\'s own default)', 'majority')
+    .option('--request-fanout <mode>', `the daemons' --request-fanout: majority or all-voters (the daemon's own default)`, localMeshRequestFanout)
     .option('--json', 'print the result as one JSON object (the default; kept for symmetry with other benches)')
     .action(async (flags: { nodes: string; jobs: string; concurrency: string; idleSamples: string; idleIntervalMs: string; kills: string; idleMs: string; requestFanout: string }) => {
       const nodes = positiveInteger('--nodes', flags.nodes)
