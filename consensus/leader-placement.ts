@@ -91,7 +91,9 @@ export class LeaderPlacement {
     const now = this.#components.nowMs()
     const term = this.#components.term()
     const document = this.#components.document()
-    const survey = surveyJobs(document, leader, term, now, config, (node) => this.#isAlive(leader, node), leader.ratify ?? firstDecisionRatify(document, leader, term))
+    // Before its first decision, a leader already counts what that decision will ratify as committed.
+    const firstRatify = firstDecisionRatify(document, leader, term)
+    const survey = surveyJobs(document, leader, term, now, config, (node) => this.#isAlive(leader, node), leader.ratify ?? firstRatify)
     for (const jobId of survey.doneSeen) leader.doneSeenMs.set(jobId, now)
     let placement: Placement = noPlacement
     let summary: AuctionSummary | null = null
@@ -131,7 +133,7 @@ export class LeaderPlacement {
       }
     }
     for (const { jobId } of placement.assignments) leader.retryAtMs.delete(jobId)
-    const plan = planRound(this.#components.document(), leader, term, now, placement, survey.expired)
+    const plan = planRound(leader, now, placement, survey.expired, firstRatify)
     if (isIdle(plan)) return
     if (plan.ratify !== null) leader.ratify = plan.ratify
     // The runners of what the ratification commits learn it now (read before the change marks it committed).

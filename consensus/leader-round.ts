@@ -208,9 +208,11 @@ export function ratifiedAssignments(document: Document, ratify: ReadonlyMap<stri
   return byNode
 }
 
-/** What the round writes, given what the auction placed (nothing when no round closed). */
-export function planRound(document: Document, leader: Readonly<LeaderState>, term: Term, nowMs: number, placement: Placement, expired: JobId[]): RoundPlan {
-  const ratify = firstDecisionRatify(document, leader, term)
+/**
+ * What the round writes, given what the auction placed (nothing when no round closed). `ratify`: the
+ * round's `firstDecisionRatify` (non-null makes it the leader's first decision).
+ */
+export function planRound(leader: Readonly<LeaderState>, nowMs: number, placement: Placement, expired: JobId[], ratify: Map<string, number> | null): RoundPlan {
   const decide = placement.assignments.length > 0 || placement.unplaceable.length > 0 || ratify !== null
   const ratifyNow = leader.ratify !== null && !leader.ratified && leader.committedSeq >= 1
   const markCommit = leader.committedSeq > leader.markerSeq && (decide || nowMs >= leader.nextMarkerMs)

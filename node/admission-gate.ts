@@ -118,7 +118,7 @@ export class AdmissionGate {
       if (role !== undefined) continue
       if (connection.direction !== 'inbound') {
         // This node dialed a peer whose join window ended unused (the DHT refreshing its table): cut it too.
-        if ((this.#cooling.get(peerId) ?? -Infinity) > nowMs) cut(connection, 'its join window ended unused')
+        if (this.#isCooling(peerId, nowMs)) cut(connection, 'its join window ended unused')
         continue
       }
       const pending = this.#pending.get(peerId)
@@ -153,11 +153,8 @@ export class AdmissionGate {
     const nowMs = this.#components.nowMs()
     const pending = this.#pending.get(peerId)
     if (pending !== undefined) return nowMs < pending.untilMs || pending.joinsInFlight > 0 ? true : this.#refuse(peerId, 'join window over')
-    const coolingUntilMs = this.#cooling.get(peerId)
-    if (coolingUntilMs !== undefined) {
-      if (nowMs < coolingUntilMs) return this.#refuse(peerId, 'cooling down after a join window it did not use')
-      this.#cooling.delete(peerId)
-    }
+    if (this.#isCooling(peerId, nowMs)) return this.#refuse(peerId, 'cooling down after a join window it did not use')
+    this.#cooling.delete(peerId)
     if (this.#pending.size >= this.#limits.maxPendingJoiners) return this.#refuse(peerId, `${this.#limits.maxPendingJoiners} pending joiners already`)
     this.#pending.set(peerId, { untilMs: nowMs + this.#limits.pendingJoinWindowMs, joinsInFlight: 0 })
     this.#components.logger.debug('pending-joiner', { peerId, windowMs: this.#limits.pendingJoinWindowMs })
@@ -174,6 +171,11 @@ export class AdmissionGate {
     this.counters.refused[reason] = (this.counters.refused[reason] ?? 0) + 1
     this.#log(peerId, 'connection-refused', { peerId, reason })
     return false
+  }
+
+  /** The peer's join window ended unused a short while ago. */
+  #isCooling(peerId: string, nowMs: number): boolean {
+    return nowMs < (this.#cooling.get(peerId) ?? -Infinity)
   }
 
   #cool(peerId: string, nowMs: number): void {

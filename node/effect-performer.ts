@@ -48,8 +48,6 @@ export class EffectPerformer {
 
   async perform(effects: readonly PeerEffect[]): Promise<void> {
     const { peer, store, jobs, logger } = this.#init
-    // The step's finished jobs are archived in one write, where the first of them comes.
-    const archived = effects.flatMap((effect) => (effect.kind === 'archive-job' ? [effect.job] : []))
     let archivedWritten = false
     for (const effect of effects) {
       switch (effect.kind) {
@@ -64,9 +62,10 @@ export class EffectPerformer {
           this.#init.capacity.publish({ ...effect.gossip, free: this.#init.machineFree.cap(effect.gossip.free) })
           break
         case 'archive-job':
+          // The step's finished jobs are archived in one write, where the first of them comes.
           if (!archivedWritten) {
             archivedWritten = true
-            await store.archiveAll(archived)
+            await store.archiveAll(effects.flatMap((other) => (other.kind === 'archive-job' ? [other.job] : [])))
           }
           jobs.forget(effect.job.id)
           void this.#init.snapshots.release(effect.job.id).catch((error: unknown) => logger.warn('snapshot-release-failed', { jobId: effect.job.id, error }))
