@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -45,10 +45,13 @@ describe('the spawner', () => {
     const { spawner, dir } = await started()
     const stdoutPath = join(dir, 'out.log')
     const stderrPath = join(dir, 'err.log')
-    const child = spawner.launch({ file: '/bin/sh', args: ['-c', 'echo "out $0"; echo err >&2; sleep 0.2; exit 7', 'arg0'], argv0: 'sh', cwd: dir, env: { PATH: '/usr/bin:/bin' }, stdoutPath, stderrPath })
+    // It waits for a flag, so it is still there when its parent is read.
+    const flag = join(dir, 'go')
+    const child = spawner.launch({ file: '/bin/sh', args: ['-c', 'echo "out $0"; echo err >&2; while [ ! -e go ]; do sleep 0.05; done; exit 7', 'arg0'], argv0: 'sh', cwd: dir, env: { PATH: '/usr/bin:/bin' }, stdoutPath, stderrPath })
     const exit = exitOf(child)
     const pid = await spawned(child)
     expect(parentOf(pid)).not.toBe(process.pid)
+    await writeFile(flag, '')
     expect(await exit).toEqual({ code: 7, signal: null })
     expect(child.exitCode).toBe(7)
     expect(await readFile(stdoutPath, 'utf8')).toBe('out arg0\n')
@@ -91,8 +94,11 @@ describe('the process runtime and its spawner', () => {
       process.kill(spawnerPid, 'SIGKILL')
       // Its job went with it (parent-death signal), and is reported ended.
       expect((await first.exited).state).not.toBe('exited')
-      const second = await runtime.start({ jobId: freshJobId('second'), command: ['sh', '-c', 'echo again'] })
+      // The second job waits for a flag, so it is still there when its parent is read.
+      const flag = join(dataDir, 'go')
+      const second = await runtime.start({ jobId: freshJobId('second'), command: ['sh', '-c', 'while [ ! -e "$0" ]; do sleep 0.05; done; echo again', flag] })
       expect(parentOf(second.pid)).not.toBe(spawnerPid)
+      await writeFile(flag, '')
       expect(await second.exited).toMatchObject({ state: 'exited', exitCode: 0 })
     } finally {
       await runtime.close()
