@@ -29,4 +29,4 @@ export { signClientRequest, requestSigner, requestSignatureLimits } from './requ
 export type { MeshView } from './admission-wire.ts'
 export { Daemon, agreedLeader, type ReadyLine, type StatusLine } from './daemon-process.ts'
 export { LocalMesh, LocalMeshError, localMeshRequestFanout, maxLocalMeshNodes, type LocalMeshOptions } from './local-mesh.ts'
-export { runMeshBench, meshBenchGoals, type MeshBenchOptions, type MeshBenchResult } from './mesh-bench.ts'
+export { defaultPacedRatePerSec, runMeshBench, meshBenchGoals, type MeshBenchOptions, type MeshBenchResult } from './mesh-bench.ts'

@@ -1,22 +1,27 @@
 // `fabric bench mesh`: real daemons as processes on loopback (a LocalMesh), measured from outside
 // through the client protocol. Submit -> committed assignment latency (the client's clock, from the
-// submit call to the leader's `assignments` stream reporting the job) twice: one submission at a
-// time on an otherwise idle mesh (what a user submitting a job sees), and under a load of
-// `concurrency` in flight (where it is mostly queueing behind the daemons' CPU); jobs/s under that
-// load; leader SIGKILL -> a job submitted after the kill committed by the new leader; idle RSS.
+// submit call to the leader's `assignments` stream reporting the job) in three phases
+// (mesh-bench-phases.ts): one submission at a time on an otherwise idle mesh (what a user submitting
+// a job sees); paced, an open loop at `ratePerSec` (the latency at that offered load: the goals are
+// checked here and on the idle mesh); saturated, `concurrency` in flight (jobs/s and the daemons' CPU
+// per job; its latency is mostly queueing, in flight / jobs/s by Little's law). Then leader SIGKILL ->
+// a job submitted after the kill committed by the new leader, and idle RSS.
 import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { availableParallelism, loadavg } from 'node:os'
 import type { PeerConfig } from '../consensus/index.ts'
-import { clientCall, clientFrames } from './client-connection.ts'
+import { clientCall } from './client-connection.ts'
 import { createClientHost } from './client-host.ts'
-import type { Daemon } from './daemon-process.ts'
 import { LocalMesh } from './local-mesh.ts'
+import { CommitWatch, sleep, timeOneAtATime, timePaced, timeSaturated, type PhaseContext } from './mesh-bench-phases.ts'
 
 export interface MeshBenchOptions {
   nodes: number
+  /** Submissions in each of the paced and the saturated phases. */
   jobs: number
-  /** Submissions in flight at once in the load phase (spread over the non-leader nodes). */
+  /** The paced phase's rate, submissions per second on their schedule (0: no paced phase). */
+  ratePerSec: number
+  /** Submissions in flight at once in the saturated phase (spread over the non-leader nodes). */
   concurrency: number
   /** Submissions timed one at a time on the idle mesh before the load, each after a pause of `idleIntervalMs` (0: none). */
   idleSamples: number
@@ -30,6 +35,12 @@ export interface MeshBenchOptions {
   /** Progress lines (stderr in the CLI: stdout carries the one JSON object). */
   progress?(line: string): void
 }
+
+/**
+ * The paced phase's default rate: a fifth of the saturated throughput measured on the 2-vCPU machine
+ * of bench/RESULTS.md, where five daemons share two cores (its table has the other rates).
+ */
+export const defaultPacedRatePerSec = 10
 
 /** Goals of issue C (Bacalhau measured 630 ms per job). */
 export const meshBenchGoals = { submitToCommitP50Ms: 30, submitToCommitP99Ms: 100, failoverToPlacingP99Ms: 1_000, idleRssMiB: 150 } as const
@@ -58,17 +69,23 @@ export interface MeshBenchResult {
   requestFanout: PeerConfig['requestFanout']
   /** One submission at a time on an idle mesh (idleSamples of them, idleIntervalMs apart). */
   idleSubmitToCommitMs: Percentiles
-  /** Under the load (`concurrency` in flight). */
+  /** `jobs` submissions at `ratePerSec` on their schedule (null when the rate is 0). */
+  paced: { ratePerSec: number; achievedPerSec: number; submitToCommitMs: Percentiles; submitAckMs: Percentiles; daemonCpuMsPerJob: number } | null
+  /** Saturated (`concurrency` in flight): mostly queueing behind the daemons' CPU. */
   submitToCommitMs: Percentiles
   submitAckMs: Percentiles
+  /** Saturated: the mesh's throughput. */
   jobsPerSec: number
-  /** CPU the daemons themselves spent per job during the load, summed over the mesh (not their jobs' CPU): a figure a loaded machine does not distort the way it does latency. */
+  /** CPU the daemons themselves spent per job when saturated, summed over the mesh (not their jobs' CPU): a figure a loaded machine does not distort the way it does latency. */
   daemonCpuMsPerJob: number
   failover: { kills: number; leaderLossToPlacingMs: Percentiles & { all: number[] }; leaderLossToElectedMs: Percentiles }
   idleRssMiB: { perNode: (number | null)[]; max: number | null }
   rssAfterLoadMiB: { perNode: (number | null)[]; max: number | null }
-  /** The latency goals are checked on both phases: idle (one at a time) and loaded. */
-  goals: Record<'idleSubmitToCommitP50Ms' | 'idleSubmitToCommitP99Ms' | 'loadedSubmitToCommitP50Ms' | 'loadedSubmitToCommitP99Ms' | 'failoverToPlacingP99Ms' | 'idleRssMiB', { goal: number; measured: number | null; met: boolean }>
+  /**
+   * The latency goals are checked one at a time on the idle mesh and at the paced rate: a latency is
+   * a figure at an offered load, and past the mesh's throughput no rate has one (it grows with the queue).
+   */
+  goals: Record<'idleSubmitToCommitP50Ms' | 'idleSubmitToCommitP99Ms' | 'pacedSubmitToCommitP50Ms' | 'pacedSubmitToCommitP99Ms' | 'failoverToPlacingP99Ms' | 'idleRssMiB', { goal: number; measured: number | null; met: boolean }>
   /** The machine's 1-minute load average when the run started and ended: other work on it shows here. */
   machine: { cpus: number; node: string; loadAverageAtStart: number; loadAverageAtEnd: number }
   wallSeconds: number
@@ -100,69 +117,50 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
     const host = client
 
     // Commits as the leader reports them (its own term's commits are known to it at once).
-    const committedAt = new Map<string, number>()
-    const waiters = new Set<() => void>()
-    const watch = (daemon: Daemon, signal: AbortSignal): Promise<void> =>
-      (async () => {
-        for await (const frame of clientFrames(host, multiaddr(daemon.address), { kind: 'assignments' }, { signal })) {
-          if (frame.type === 'error') throw new Error(`${daemon.name} refused the assignments stream: ${frame.message}`)
-          if (frame.type !== 'assignment' || committedAt.has(frame.jobId)) continue
-          committedAt.set(frame.jobId, performance.now())
-          for (const wake of [...waiters]) wake()
-        }
-      })().catch((error: unknown) => {
-        if (!signal.aborted) progress(`assignments stream of ${daemon.name} ended: ${(error as Error).message}`)
-      })
+    const commits = new CommitWatch(host, progress)
     const loadWatch = new AbortController()
-    void watch(leader, AbortSignal.any([loadWatch.signal, streams.signal]))
-
+    commits.watch(leader, AbortSignal.any([loadWatch.signal, streams.signal]))
     const followers = mesh.live.filter((daemon) => daemon !== leader)
     const spec = (index: number): string => JSON.stringify({ name: `bench-${index}`, command: ['true'], resources: { cpu: meshBenchLimits.jobCpu, memory: meshBenchLimits.jobMemory } })
-
-    // Idle: one submission at a time, each after a pause that lets the last one's run, exit and reports settle.
-    const idleLatencies: number[] = []
-    if (options.idleSamples > 0) progress(`timing ${options.idleSamples} submissions one at a time on the idle mesh, ${options.idleIntervalMs} ms apart`)
-    for (let sample = 0; sample < options.idleSamples; sample++) {
-      await sleep(options.idleIntervalMs)
-      const via = followers[sample % followers.length]!
-      const startedAt = performance.now()
-      const { jobId } = await clientCall(host, multiaddr(via.address), { kind: 'submit', spec: spec(-1 - sample) })
-      await waitUntil(() => committedAt.has(jobId), meshBenchLimits.drainTimeoutMs, waiters, `${jobId} to be committed`)
-      idleLatencies.push(committedAt.get(jobId)! - startedAt)
+    const context: PhaseContext = {
+      submit: async (index) => (await clientCall(host, multiaddr(followers[index % followers.length]!.address), { kind: 'submit', spec: spec(index) })).jobId,
+      commits,
+      drainTimeoutMs: meshBenchLimits.drainTimeoutMs,
+    }
+    const cpuMsPerJob = async <T>(jobs: number, phase: () => Promise<T>): Promise<{ result: T; daemonCpuMsPerJob: number }> => {
+      const before = mesh.daemons.map((daemon) => daemon.cpuSeconds())
+      const result = await phase()
+      const used = mesh.daemons.map((daemon, index) => {
+        const start = before[index]
+        const end = daemon.cpuSeconds()
+        return start === null || start === undefined || end === null ? 0 : end - start
+      })
+      return { result, daemonCpuMsPerJob: Math.round((used.reduce((sum, value) => sum + value, 0) * 1000 * 10) / Math.max(1, jobs)) / 10 }
+    }
+    let nextIndex = 0
+    const indexes = (count: number): number => {
+      const first = nextIndex
+      nextIndex += count
+      return first
     }
 
-    // The load: `jobs` submissions through the followers, `concurrency` at a time.
-    const submittedAt = new Map<string, number>()
-    const ackMs: number[] = []
-    let next = 0
-    const cpuBefore = mesh.daemons.map((daemon) => daemon.cpuSeconds())
-    const firstSubmit = performance.now()
+    if (options.idleSamples > 0) progress(`timing ${options.idleSamples} submissions one at a time on the idle mesh, ${options.idleIntervalMs} ms apart`)
+    const oneAtATime = await timeOneAtATime(context, indexes(options.idleSamples), options.idleSamples, options.idleIntervalMs)
+
+    let paced: MeshBenchResult['paced'] = null
+    if (options.ratePerSec > 0) {
+      progress(`submitting ${options.jobs} jobs at ${options.ratePerSec} per second, each on its schedule (an open loop)`)
+      const { result, daemonCpuMsPerJob } = await cpuMsPerJob(options.jobs, () => timePaced(context, indexes(options.jobs), options.jobs, options.ratePerSec))
+      paced = { ratePerSec: options.ratePerSec, achievedPerSec: perSecond(options.jobs, result.elapsedMs), submitToCommitMs: percentiles(result.latenciesMs), submitAckMs: percentiles(result.acksMs), daemonCpuMsPerJob }
+      progress(`paced done: p50 ${paced.submitToCommitMs.p50} ms, p99 ${paced.submitToCommitMs.p99} ms`)
+      await sleep(options.idleMs)
+    }
+
     progress(`submitting ${options.jobs} jobs through ${followers.length} follower(s), ${options.concurrency} at a time`)
-    await Promise.all(
-      Array.from({ length: options.concurrency }, async (_, worker) => {
-        while (next < options.jobs) {
-          const index = next++
-          const via = followers[(worker + index) % followers.length]!
-          const startedAt = performance.now()
-          const { jobId } = await clientCall(host, multiaddr(via.address), { kind: 'submit', spec: spec(index) })
-          ackMs.push(performance.now() - startedAt)
-          submittedAt.set(jobId, startedAt)
-        }
-      }),
-    )
-    await waitUntil(() => [...submittedAt.keys()].every((jobId) => committedAt.has(jobId)), meshBenchLimits.drainTimeoutMs, waiters, 'every job to be committed')
-    const lastCommit = Math.max(...[...submittedAt.keys()].map((jobId) => committedAt.get(jobId)!))
-    const latencies = [...submittedAt].map(([jobId, at]) => committedAt.get(jobId)! - at)
-    const jobsPerSec = Math.round((options.jobs / ((lastCommit - firstSubmit) / 1000)) * 10) / 10
+    const saturated = await cpuMsPerJob(options.jobs, () => timeSaturated(context, indexes(options.jobs), options.jobs, options.concurrency))
     loadWatch.abort()
-    progress(`load done: ${options.jobs} jobs committed in ${((lastCommit - firstSubmit) / 1000).toFixed(1)} s`)
+    progress(`saturated load done: ${options.jobs} jobs committed in ${(saturated.result.elapsedMs / 1000).toFixed(1)} s`)
     const afterLoad = mesh.daemons.map((daemon) => mib(daemon.rssBytes()))
-    const cpuUsed = mesh.daemons.map((daemon, index) => {
-      const before = cpuBefore[index]
-      const after = daemon.cpuSeconds()
-      return before === null || before === undefined || after === null ? 0 : after - before
-    })
-    const daemonCpuMsPerJob = Math.round((cpuUsed.reduce((sum, value) => sum + value, 0) * 1000 * 10) / options.jobs) / 10
 
     // Failovers: SIGKILL the leader, submit one job through a survivor at once, time until the new leader commits it.
     const placingMs: number[] = []
@@ -173,22 +171,21 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
       const via = mesh.live.find((daemon) => daemon !== current)!
       const killedAt = performance.now()
       await mesh.kill(current)
-      const submitted = clientCall(host, multiaddr(via.address), { kind: 'submit', spec: spec(options.jobs + kill) })
+      const submitted = clientCall(host, multiaddr(via.address), { kind: 'submit', spec: spec(indexes(1)) })
       const next = await mesh.waitForLeader(meshBenchLimits.failoverTimeoutMs, term)
       electedMs.push(performance.now() - killedAt)
       const failoverWatch = new AbortController()
-      void watch(next, AbortSignal.any([failoverWatch.signal, streams.signal]))
+      commits.watch(next, AbortSignal.any([failoverWatch.signal, streams.signal]))
       const { jobId } = await submitted
-      await waitUntil(() => committedAt.has(jobId), meshBenchLimits.failoverTimeoutMs, waiters, `${jobId} to be committed by the new leader`)
-      placingMs.push(committedAt.get(jobId)! - killedAt)
+      await commits.allCommitted([jobId], meshBenchLimits.failoverTimeoutMs, `${jobId} to be committed by the new leader`)
+      placingMs.push(commits.committedAt(jobId)! - killedAt)
       failoverWatch.abort()
       progress(`kill ${kill}: ${current.name} killed; ${next.name} elected after ${electedMs.at(-1)!.toFixed(0)} ms, placing after ${placingMs.at(-1)!.toFixed(0)} ms`)
       await mesh.restart(current)
       await mesh.waitForLeader(meshBenchLimits.electionTimeoutMs)
     }
 
-    const submitToCommitMs = percentiles(latencies)
-    const idleSubmitToCommitMs = percentiles(idleLatencies)
+    const idleSubmitToCommitMs = percentiles(oneAtATime.latenciesMs)
     const failoverPercentiles = percentiles(placingMs)
     const idleMax = idle.every((value) => value === null) ? null : Math.max(...idle.filter((value): value is number => value !== null))
     const measuredGoal = (measured: number | null, goal: number) => ({ goal, measured, met: measured !== null && Number.isFinite(measured) && measured <= goal })
@@ -199,18 +196,19 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
       concurrency: options.concurrency,
       requestFanout: mesh.requestFanout,
       idleSubmitToCommitMs,
-      submitToCommitMs,
-      submitAckMs: percentiles(ackMs),
-      jobsPerSec,
-      daemonCpuMsPerJob,
+      paced,
+      submitToCommitMs: percentiles(saturated.result.latenciesMs),
+      submitAckMs: percentiles(saturated.result.acksMs),
+      jobsPerSec: perSecond(options.jobs, saturated.result.elapsedMs),
+      daemonCpuMsPerJob: saturated.daemonCpuMsPerJob,
       failover: { kills: placingMs.length, leaderLossToPlacingMs: { ...failoverPercentiles, all: placingMs.map((value) => Math.round(value)) }, leaderLossToElectedMs: percentiles(electedMs) },
       idleRssMiB: { perNode: idle, max: idleMax },
       rssAfterLoadMiB: { perNode: afterLoad, max: afterLoad.every((value) => value === null) ? null : Math.max(...afterLoad.filter((value): value is number => value !== null)) },
       goals: {
-        idleSubmitToCommitP50Ms: measuredGoal(idleLatencies.length === 0 ? null : idleSubmitToCommitMs.p50, meshBenchGoals.submitToCommitP50Ms),
-        idleSubmitToCommitP99Ms: measuredGoal(idleLatencies.length === 0 ? null : idleSubmitToCommitMs.p99, meshBenchGoals.submitToCommitP99Ms),
-        loadedSubmitToCommitP50Ms: measuredGoal(submitToCommitMs.p50, meshBenchGoals.submitToCommitP50Ms),
-        loadedSubmitToCommitP99Ms: measuredGoal(submitToCommitMs.p99, meshBenchGoals.submitToCommitP99Ms),
+        idleSubmitToCommitP50Ms: measuredGoal(oneAtATime.latenciesMs.length === 0 ? null : idleSubmitToCommitMs.p50, meshBenchGoals.submitToCommitP50Ms),
+        idleSubmitToCommitP99Ms: measuredGoal(oneAtATime.latenciesMs.length === 0 ? null : idleSubmitToCommitMs.p99, meshBenchGoals.submitToCommitP99Ms),
+        pacedSubmitToCommitP50Ms: measuredGoal(paced === null ? null : paced.submitToCommitMs.p50, meshBenchGoals.submitToCommitP50Ms),
+        pacedSubmitToCommitP99Ms: measuredGoal(paced === null ? null : paced.submitToCommitMs.p99, meshBenchGoals.submitToCommitP99Ms),
         failoverToPlacingP99Ms: measuredGoal(placingMs.length === 0 ? null : failoverPercentiles.p99, meshBenchGoals.failoverToPlacingP99Ms),
         idleRssMiB: measuredGoal(idleMax, meshBenchGoals.idleRssMiB),
       },
@@ -224,23 +222,4 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
   }
 }
 
-/** Resolves once `condition` holds, re-checked whenever a commit arrives (and every 50 ms); rejects after `timeoutMs`. */
-async function waitUntil(condition: () => boolean, timeoutMs: number, waiters: Set<() => void>, what: string): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, 50)
-      function done(): void {
-        clearTimeout(timer)
-        waiters.delete(done)
-        resolve()
-      }
-      waiters.add(done)
-    })
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
+const perSecond = (jobs: number, elapsedMs: number): number => Math.round((jobs / (elapsedMs / 1000)) * 10) / 10
