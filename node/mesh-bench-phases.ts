@@ -25,7 +25,29 @@ export class CommitWatch implements CommitLog {
     this.#progress = progress
   }
 
+  readonly #watched = new Set<Daemon>()
+
   committedAt(jobId: string): number | undefined { return this.#committedAt.get(jobId) }
+
+  /** Daemons whose streams were followed as leaders (more than one: the leader changed). */
+  get leadersFollowed(): number { return this.#watched.size }
+
+  /**
+   * Follows the stream of whichever daemon leads, checked every `everyMs` until `signal` aborts. A node
+   * that no longer leads learns commits from the document's commit markers, up to a second late, so
+   * a new leader's stream is added as soon as it reports ready (the first report of a job wins).
+   */
+  followLeaders(live: () => readonly Daemon[], signal: AbortSignal, everyMs = 100): void {
+    const check = (): void => {
+      for (const daemon of live()) if (daemon.status?.role === 'leader' && daemon.status.readyLeader && !this.#watched.has(daemon)) {
+        this.#watched.add(daemon)
+        this.watch(daemon, signal)
+      }
+    }
+    check()
+    const timer = setInterval(check, everyMs)
+    signal.addEventListener('abort', () => clearInterval(timer), { once: true })
+  }
 
   /** Follows `daemon`'s stream of committed assignments until `signal` aborts. */
   watch(daemon: Daemon, signal: AbortSignal): void {

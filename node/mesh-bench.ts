@@ -78,6 +78,8 @@ export interface MeshBenchResult {
   jobsPerSec: number
   /** CPU the daemons themselves spent per job when saturated, summed over the mesh (not their jobs' CPU): a figure a loaded machine does not distort the way it does latency. */
   daemonCpuMsPerJob: number
+  /** New leaders during the timed phases before the kills (elections the load brought). */
+  leaderChangesUnderLoad: number
   failover: { kills: number; leaderLossToPlacingMs: Percentiles & { all: number[] }; leaderLossToElectedMs: Percentiles }
   idleRssMiB: { perNode: (number | null)[]; max: number | null }
   rssAfterLoadMiB: { perNode: (number | null)[]; max: number | null }
@@ -116,10 +118,11 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
     client = await createClientHost()
     const host = client
 
-    // Commits as the leader reports them (its own term's commits are known to it at once).
+    // Commits as the leader reports them (its own term's commits are known to it at once), following
+    // a new leader should the load bring an election.
     const commits = new CommitWatch(host, progress)
     const loadWatch = new AbortController()
-    commits.watch(leader, AbortSignal.any([loadWatch.signal, streams.signal]))
+    commits.followLeaders(() => mesh.live, AbortSignal.any([loadWatch.signal, streams.signal]))
     const followers = mesh.live.filter((daemon) => daemon !== leader)
     const spec = (index: number): string => JSON.stringify({ name: `bench-${index}`, command: ['true'], resources: { cpu: meshBenchLimits.jobCpu, memory: meshBenchLimits.jobMemory } })
     const context: PhaseContext = {
@@ -159,6 +162,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
     progress(`submitting ${options.jobs} jobs through ${followers.length} follower(s), ${options.concurrency} at a time`)
     const saturated = await cpuMsPerJob(options.jobs, () => timeSaturated(context, indexes(options.jobs), options.jobs, options.concurrency))
     loadWatch.abort()
+    const leaderChangesUnderLoad = commits.leadersFollowed - 1
     progress(`saturated load done: ${options.jobs} jobs committed in ${(saturated.result.elapsedMs / 1000).toFixed(1)} s`)
     const afterLoad = mesh.daemons.map((daemon) => mib(daemon.rssBytes()))
 
@@ -201,6 +205,7 @@ export async function runMeshBench(options: MeshBenchOptions): Promise<MeshBench
       submitAckMs: percentiles(saturated.result.acksMs),
       jobsPerSec: perSecond(options.jobs, saturated.result.elapsedMs),
       daemonCpuMsPerJob: saturated.daemonCpuMsPerJob,
+      leaderChangesUnderLoad,
       failover: { kills: placingMs.length, leaderLossToPlacingMs: { ...failoverPercentiles, all: placingMs.map((value) => Math.round(value)) }, leaderLossToElectedMs: percentiles(electedMs) },
       idleRssMiB: { perNode: idle, max: idleMax },
       rssAfterLoadMiB: { perNode: afterLoad, max: afterLoad.every((value) => value === null) ? null : Math.max(...afterLoad.filter((value): value is number => value !== null)) },
