@@ -111,7 +111,7 @@ async function timed(context: PhaseContext, firstSubmit: number, submitted: read
   return {
     latenciesMs: submitted.map((one, index) => committed[index]! - one.submittedAt),
     acksMs: submitted.map((one) => one.ackMs),
-    elapsedMs: Math.max(...committed) - firstSubmit,
+    elapsedMs: committed.length === 0 ? 0 : Math.max(...committed) - firstSubmit,
   }
 }
 
