@@ -24,6 +24,10 @@ describe('cancel', () => {
     expect(stops.map((record) => record.effect.reason)).toEqual(['cancelled', 'cancelled', 'cancelled'])
     const archived = cluster.effectsOf('archive-job', leader.id).filter((record) => record.effect.job.id.startsWith('web#'))
     expect(archived.map((record) => record.effect.job.state)).toEqual(['cancelled', 'cancelled', 'cancelled'])
+    // Each is archived as ended where it ran (where `fabric logs` finds its output), not on the node the cancel came through.
+    const ranOn = new Map(stops.map((record) => [record.effect.jobId as string, record.node]))
+    expect(new Set(ranOn.values()).size).toBe(3)
+    for (const record of archived) expect(record.effect.job.node).toBe(ranOn.get(record.effect.job.id))
     for (const { job } of replicaRecords(leader.document, 'web')) expect(isJobDone(job)).toBe(true)
   })
 

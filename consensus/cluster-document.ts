@@ -228,11 +228,13 @@ export function runStateOf(run: RunRecord): RunState {
   return readText(run.state) as RunState
 }
 
-/** The run that ended the job (finished, or failed for good), or null while it is active. */
+/** The run that ended the job (finished, failed for good, or cancelled: where it was placed), or null while it is active. */
 export function finalRun(job: JobRecord): { node: NodeId; state: 'finished' | 'failed' | 'cancelled'; run: RunRecord } | null {
-  for (const node of Object.keys(job.cancelled ?? {})) {
-    const atMs = job.cancelled![node]!
-    return { node: asNodeId(node), state: 'cancelled', run: { state: text('stopped'), term: 0, seq: 0, exitCode: -1, atMs } }
+  for (const canceller of Object.keys(job.cancelled ?? {})) {
+    const atMs = job.cancelled![canceller]!
+    // The node it was placed on (its output is there), not the one the cancel came through.
+    const node = effectiveAssignment(job)?.node ?? asNodeId(canceller)
+    return { node, state: 'cancelled', run: { state: text('stopped'), term: 0, seq: 0, exitCode: -1, atMs } }
   }
   let failed: { node: NodeId; state: 'failed'; run: RunRecord } | null = null
   for (const node of Object.keys(job.runs)) {
