@@ -1,5 +1,6 @@
 // Proves --cmd splits like a POSIX shell without expanding anything, and refuses unbalanced quotes.
 import { describe, expect, it } from 'vitest'
+import { shellQuoted } from '../node/job-views.ts'
 import { splitShellWords } from './shell-words.ts'
 import { UserError } from './user-error.ts'
 
@@ -15,5 +16,12 @@ describe('splitShellWords', () => {
     expect(() => splitShellWords(`echo 'a`)).toThrow(UserError)
     expect(() => splitShellWords(`echo "a`)).toThrow(/unterminated double quote/)
     expect(() => splitShellWords('echo \\')).toThrow(/backslash/)
+  })
+
+  it('takes back what `fabric job` shows of a command (its words quoted for a shell)', () => {
+    const commands = [['sh', '-c', 'echo hello; sleep 1; echo done'], ['printf', "it's", '', 'a b', '$HOME', '*', 'plain-word/1.0'], ["'", '\\', '"q"']]
+    for (const words of commands) expect(splitShellWords(shellQuoted(words))).toEqual(words)
+    expect(shellQuoted(['sh', '-c', 'echo hello; sleep 1'])).toBe("sh -c 'echo hello; sleep 1'")
+    expect(shellQuoted(['python', 'train.py', '--lr=0.1'])).toBe('python train.py --lr=0.1')
   })
 })

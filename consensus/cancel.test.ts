@@ -28,6 +28,8 @@ describe('cancel', () => {
     const ranOn = new Map(stops.map((record) => [record.effect.jobId as string, record.node]))
     expect(new Set(ranOn.values()).size).toBe(3)
     for (const record of archived) expect(record.effect.job.node).toBe(ranOn.get(record.effect.job.id))
+    // And with what it ran, which `fabric job` shows once the job has left the document.
+    for (const record of archived) expect(record.effect.job.command).toEqual(['sleep', 'forever'])
     for (const { job } of replicaRecords(leader.document, 'web')) expect(isJobDone(job)).toBe(true)
   })
 

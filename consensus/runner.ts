@@ -177,7 +177,7 @@ export class Runner {
       const attempts = failedAttempts(job).length + (outcome.state === 'finished' ? 1 : 0)
       const measured = readUsage(outcome.run.usage)
       const usage = measured === null ? {} : { usage: measured }
-      this.#components.emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs, attempts, maxAttempts: job.maxAttempts ?? 1, ...usage } })
+      this.#components.emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs, attempts, maxAttempts: job.maxAttempts ?? 1, ...usage, ...whatItRan(readText(job.spec)) } })
     }
     const document = this.#components.document()
     if (check === null) forEachJob(document, visit)
@@ -264,5 +264,16 @@ export class Runner {
       this.#components.reportRun(`${state} ${jobId}`, jobId, { state, term: run.term, seq: run.seq, exitCode, atMs: this.#components.nowMs(), ...(usage === undefined ? {} : { usage }) })
     }
     this.#recheckAll = true // room freed: a waiting assignment may start
+  }
+}
+
+/** The spec's command and args, and its image, for the archive (`fabric job` shows them after the job leaves the document). */
+function whatItRan(specText: string): { command?: string[]; image?: string } {
+  try {
+    const spec = JSON.parse(specText) as { command?: unknown; args?: unknown; image?: unknown }
+    const words = [spec.command, spec.args].flatMap((list) => (Array.isArray(list) ? list.filter((word): word is string => typeof word === 'string') : []))
+    return { ...(words.length > 0 ? { command: words } : {}), ...(typeof spec.image === 'string' ? { image: spec.image } : {}) }
+  } catch {
+    return {}
   }
 }

@@ -242,6 +242,9 @@ export interface ArchivedJob {
   maxAttempts?: number
   /** What the last run used, when its runtime measured it. */
   usage?: JobUsage
+  /** What it ran: the spec's command and args, and its image if it named one (absent in older archives). */
+  command?: string[]
+  image?: string
 }
 
 // ---- Inputs

@@ -56,6 +56,10 @@ describe('job views of a job with replicas', () => {
     const old = jobs.find((job) => job.id === 'old')!
     expect(old).toMatchObject({ state: 'failed', archived: true, exitCode: 3 })
     expect(old.replicas.map((replica) => replica.id)).toEqual(['old#0', 'old#1'])
+    // An archived job shows what it ran, quoted as a shell would take it back; an older archive, nothing.
+    const withCommand = { ...archivedOne, id: asJobId('ran#0'), name: 'ran', command: ['sh', '-c', 'echo hi; exit 3'] }
+    expect(jobDetail(document, asJobId('ran'), [withCommand], undefined)!.command).toBe("sh -c 'echo hi; exit 3'")
+    expect(jobDetail(document, asJobId('old'), [archivedOne], undefined)!.command).toBe('')
     expect(parentJobId('old#12')).toBe('old')
     expect(parentJobId('plain')).toBe('plain')
   })

@@ -35,15 +35,24 @@ function finalRun(job: JobRecord): { node: string; state: 'finished' | 'failed' 
   return ended === null ? null : { node: ended.node, state: ended.state, exitCode: ended.run.exitCode, atMs: ended.run.atMs }
 }
 
+/** Words as a POSIX shell would take them back: plain where safe, else in single quotes (`fabric submit --cmd` splits them so). */
+export function shellQuoted(words: readonly string[]): string {
+  return words.map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`)).join(' ')
+}
+
 /** The command line a record's spec runs, for display. */
 function commandOf(job: JobRecord): string {
   try {
     const spec = JSON.parse(readText(job.spec)) as { command?: string[]; args?: string[]; image?: string }
-    const words = [...(spec.command ?? []), ...(spec.args ?? [])]
-    return words.length > 0 ? words.join(' ') : `image ${spec.image ?? '?'}`
+    return describeCommand([...(spec.command ?? []), ...(spec.args ?? [])], spec.image)
   } catch {
     return ''
   }
+}
+
+/** What a job runs, for display: its command line, or its image when it names no command ('' when neither is known). */
+function describeCommand(words: readonly string[], image: string | undefined): string {
+  return words.length > 0 ? shellQuoted(words) : image === undefined ? '' : `image ${image}`
 }
 
 /** A node's registered offer (provider, region, AZ-ID, price), read from its record. */
@@ -158,7 +167,7 @@ export function jobDetail(document: Document, jobId: JobId, archived: readonly A
     const summary = groupSummary(jobId, first.name, first.submittedAtMs, true, archived.map(summarizeArchivedRecord))
     const attempts = archived.flatMap((job) => (job.attempts === undefined ? [] : [{ replica: job.id, attempt: job.attempts, of: job.maxAttempts ?? null, failed: [] }]))
     const runs = archived.map((job) => ({ replica: job.id, node: job.node, state: job.state, term: 0, seq: 0, exitCode: job.exitCode, atMs: job.finishedAtMs, usage: readUsage(job.usage) }))
-    return { ...summary, command: '', demand: null, origin: null, assignments: [], runs, unplaceable: [], attempts, local: localView }
+    return { ...summary, command: describeCommand(first.command ?? [], first.image), demand: null, origin: null, assignments: [], runs, unplaceable: [], attempts, local: localView }
   }
   const first = records[0]!.job
   const replicaIds = new Set<string>(records.map(({ id }) => id))
