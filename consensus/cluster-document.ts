@@ -206,6 +206,17 @@ export function jobRecord(document: Document, jobId: JobId): JobRecord | undefin
   return ownEntry(document.jobs[shardOf(jobId)], jobId)
 }
 
+/** What a record's spec runs: its command and args (their text words) and its image; null when the spec is not readable. */
+export function specCommandOf(job: JobRecord): { words: string[]; image: string | undefined } | null {
+  try {
+    const spec = JSON.parse(readText(job.spec)) as { command?: unknown; args?: unknown; image?: unknown }
+    const words = [spec.command, spec.args].flatMap((list) => (Array.isArray(list) ? list.filter((word): word is string => typeof word === 'string') : []))
+    return { words, image: typeof spec.image === 'string' ? spec.image : undefined }
+  } catch {
+    return null
+  }
+}
+
 export interface EffectiveAssignment { term: Term; seq: number; node: NodeId }
 
 /** The job's effective assignment: the one stamped with the highest term (fencing). */

@@ -17,6 +17,7 @@ export {
   jobRecord,
   leaderSeqOf,
   readText,
+  specCommandOf,
   replicaIdOf,
   replicaRecords,
   isDraining,

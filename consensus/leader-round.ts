@@ -203,7 +203,9 @@ export function ratifiedAssignments(document: Document, ratify: ReadonlyMap<stri
     if (current === null || current.seq > (ratify.get(String(current.term)) ?? 0) || current.seq <= committedSeqOf(document, current.term)) return
     let byTerm = byNode.get(current.node)
     if (byTerm === undefined) byNode.set(current.node, (byTerm = new Map()))
-    byTerm.set(current.term, [...(byTerm.get(current.term) ?? []), { jobId, seq: current.seq }])
+    let jobs = byTerm.get(current.term)
+    if (jobs === undefined) byTerm.set(current.term, (jobs = []))
+    jobs.push({ jobId, seq: current.seq })
   })
   return byNode
 }

@@ -14,6 +14,7 @@ import {
   migrateOf,
   readText,
   readUsage,
+  specCommandOf,
   type Document,
   type JobRecord,
   type RunState,
@@ -177,7 +178,7 @@ export class Runner {
       const attempts = failedAttempts(job).length + (outcome.state === 'finished' ? 1 : 0)
       const measured = readUsage(outcome.run.usage)
       const usage = measured === null ? {} : { usage: measured }
-      this.#components.emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs, attempts, maxAttempts: job.maxAttempts ?? 1, ...usage, ...whatItRan(readText(job.spec)) } })
+      this.#components.emit({ kind: 'archive-job', job: { id: jobId, name: readText(job.name), state: outcome.state, node: outcome.node, exitCode: outcome.run.exitCode, submittedAtMs: job.submittedAtMs, finishedAtMs: outcome.run.atMs, attempts, maxAttempts: job.maxAttempts ?? 1, ...usage, ...whatItRan(job) } })
     }
     const document = this.#components.document()
     if (check === null) forEachJob(document, visit)
@@ -268,12 +269,8 @@ export class Runner {
 }
 
 /** The spec's command and args, and its image, for the archive (`fabric job` shows them after the job leaves the document). */
-function whatItRan(specText: string): { command?: string[]; image?: string } {
-  try {
-    const spec = JSON.parse(specText) as { command?: unknown; args?: unknown; image?: unknown }
-    const words = [spec.command, spec.args].flatMap((list) => (Array.isArray(list) ? list.filter((word): word is string => typeof word === 'string') : []))
-    return { ...(words.length > 0 ? { command: words } : {}), ...(typeof spec.image === 'string' ? { image: spec.image } : {}) }
-  } catch {
-    return {}
-  }
+function whatItRan(job: JobRecord): { command?: string[]; image?: string } {
+  const ran = specCommandOf(job)
+  if (ran === null) return {}
+  return { ...(ran.words.length > 0 ? { command: ran.words } : {}), ...(ran.image === undefined ? {} : { image: ran.image }) }
 }

@@ -16,6 +16,7 @@ import {
   readUsage,
   replicaRecords,
   runStateOf,
+  specCommandOf,
   type ArchivedJob,
   type Document,
   type JobId,
@@ -42,12 +43,8 @@ export function shellQuoted(words: readonly string[]): string {
 
 /** The command line a record's spec runs, for display. */
 function commandOf(job: JobRecord): string {
-  try {
-    const spec = JSON.parse(readText(job.spec)) as { command?: string[]; args?: string[]; image?: string }
-    return describeCommand([...(spec.command ?? []), ...(spec.args ?? [])], spec.image)
-  } catch {
-    return ''
-  }
+  const ran = specCommandOf(job)
+  return ran === null ? '' : describeCommand(ran.words, ran.image)
 }
 
 /** What a job runs, for display: its command line, or its image when it names no command ('' when neither is known). */
