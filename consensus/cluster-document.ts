@@ -1,18 +1,22 @@
 // The cluster document: the durable, replicated state every peer holds as an Automerge document.
 // Large maps are sharded and pre-created in the genesis change, so two peers never create the same
 // map concurrently (Automerge would keep one and hide the other). Every key has a single writer
-// (a job's origin, its runner, or the leader of a term), so concurrent changes never conflict.
+// (a job's origin, its runner, or the leader of a term), so concurrent changes never conflict; who
+// may write which key is checked before a received change enters (write-rules.ts).
 import * as A from '@automerge/automerge'
 import type { JobId, JobSubmission, JobUsage, MoveConstraints, NodeAttributes, NodeId, Resources, Term } from './types.ts'
 import { canonicalJson } from '../placement/index.ts'
 import { asJobId, asNodeId, asTerm } from './types.ts'
+import { genesisActor } from './actors.ts'
 
 export const shardCount = 64
-const genesisActor = '00000000'
+/** The document's layout; a peer refuses to load another (no mesh of an older layout is deployed). */
+export const formatVersion = 2
 
 type Text = A.ImmutableString
 
-export interface AssignmentRecord { node: Text; seq: number }
+/** A leader's placement of a replica, keyed `term.seq` (its decision): every one is kept, so a run can be checked against the assignment it names. */
+export interface AssignmentRecord { node: Text; term: number; seq: number }
 /**
  * 'checkpointed': the copy was checkpointed and stopped so that it moves (a migration).
  * 'evicted': the copy was stopped to move without a checkpoint of its own (a drain whose checkpoint
@@ -44,7 +48,7 @@ export interface JobRecord {
   origin: Text
   originSeq: number
   submittedAtMs: number
-  /** Keyed by term: concurrent leaders of different terms write different keys; the highest wins. */
+  /** Keyed by decision (`term.seq`): concurrent leaders write different keys; the highest stamp wins (fencing). */
   assignments: Record<string, AssignmentRecord>
   /** Keyed by runner node: each runner reports only its own copy. */
   runs: Record<string, RunRecord>
@@ -92,30 +96,44 @@ export interface NodeRecord {
   /** The node's offer as JSON (placement's NodeOffer: traits, capacity, registered prices). */
   offer: Text
 }
-/** Who may join the mesh or act on it: written by the node that took a request the admin key signed. */
+/** Who may join the mesh or act on it: granted by the admin key (admission-grants.ts). */
 export type Role = 'node' | 'admin' | 'submitter' | 'viewer' | 'revoked'
 export const roles: readonly Role[] = ['node', 'admin', 'submitter', 'viewer', 'revoked']
-export interface AdmissionRecord { role: Text; by: Text; atMs: number }
+/**
+ * One grant of a role to a peer, as the node that took it wrote it: the grant's text carries the
+ * admin key's signature (an invite token, or an admit/revoke request the admin key signed), which
+ * every peer checks before the record enters. A peer's role is its latest grant's.
+ */
+export interface AdmissionRecord { role: Text; by: Text; atMs: number; grant: Text }
+/** A used invite: the peer it admitted (an invite admits one peer). */
+export interface InviteUse { peer: Text; atMs: number }
+/** A committee the leader of `term` proposed as its decision `seq`: it counts once that decision is committed. */
+export interface CommitteeChangeRecord { voters: Text; term: number; seq: number }
 
 export interface ClusterDocument {
   formatVersion: number
   /** The mesh's admin key as a peer id (empty: an open mesh, anyone may join and act). */
   admin: Text
-  /** Peers admitted by the admin (nodes and clients), with their role. */
+  /** `peer/grant id` -> grant: peers admitted by the admin key (nodes and clients), with their role (admission-grants.ts). */
   admitted: Record<string, AdmissionRecord>
+  /** Invite nonce -> the peer it admitted. */
+  invites: Record<string, InviteUse>
   /** Nodes being drained (keyed by node, with when it was asked): no new placements; their jobs move. */
   draining: Record<string, number>
-  committee: { epoch: number; voters: Record<string, boolean> }
+  /** The genesis committee, and the changes leaders proposed since (committee.ts: only committed ones count). */
+  committee: { voters: Record<string, boolean>; changes: Record<string, CommitteeChangeRecord> }
   nodes: Record<string, Record<string, NodeRecord>>
   jobs: Record<string, Record<string, JobRecord>>
   /** Highest decision sequence each term's leader wrote: one writer per term. */
   leaderLog: Record<string, number>
-  /** Decisions known committed (a majority of voters acknowledged them), per term. */
+  /** Decisions of its own term a leader knows committed (a majority of voters acknowledged them): one writer per term. */
   commits: Record<string, number>
-  /** Per submitting node, how many submissions it has written. */
+  /** Ratifying term -> earlier term -> its decisions the ratifying leader's first decision committed. */
+  ratified: Record<string, Record<string, number>>
+  /** Per writing actor (a node's incarnation), how many requests it has written. */
   origins: Record<string, number>
-  /** Job -> snapshot CIDs (filled by the snapshots work; pre-created so it never conflicts). */
-  checkpoints: Record<string, Record<string, Text>>
+  /** Shard -> request key -> until when a replay of that client request is refused (the mesh's replay memory). */
+  requests: Record<string, Record<string, number>>
 }
 
 export type Document = A.Doc<ClusterDocument>
@@ -133,13 +151,6 @@ export function shardOf(id: string): string {
   return ((hash >>> 0) % shardCount).toString(16).padStart(2, '0')
 }
 
-/** Automerge actors are hex; a node's actor is derived from its id so restarts keep it. */
-export function actorOf(nodeId: NodeId): string {
-  let hex = ''
-  for (const byte of new TextEncoder().encode(nodeId)) hex += byte.toString(16).padStart(2, '0')
-  return hex.length > 0 ? hex : '01'
-}
-
 const emptyShards = <T>(): Record<string, Record<string, T>> => {
   const shards: Record<string, Record<string, T>> = {}
   for (let shard = 0; shard < shardCount; shard++) shards[shard.toString(16).padStart(2, '0')] = {}
@@ -152,45 +163,66 @@ export function createGenesis(options: { voters: readonly NodeId[]; nodes?: read
   for (const voter of options.voters) voters[voter] = true
   let document = A.init<ClusterDocument>({ actor: genesisActor })
   document = A.change(document, { time: undefined, message: 'genesis' }, (draft) => {
-    draft.formatVersion = 1
+    draft.formatVersion = formatVersion
     draft.admin = text(options.admin ?? '')
     draft.admitted = {}
+    draft.invites = {}
     draft.draining = {}
-    draft.committee = { epoch: 1, voters }
+    draft.committee = { voters, changes: {} }
     draft.nodes = emptyShards<NodeRecord>()
     draft.jobs = emptyShards<JobRecord>()
-    draft.checkpoints = emptyShards<Text>()
     draft.leaderLog = {}
     draft.commits = {}
+    draft.ratified = {}
     draft.origins = {}
+    draft.requests = emptyShards<number>()
     for (const node of options.nodes ?? []) writeNode(draft, node)
   })
   return A.save(document)
 }
 
-export function loadDocument(bytes: Uint8Array, nodeId: NodeId): Document {
-  return A.load<ClusterDocument>(bytes, { actor: actorOf(nodeId) })
+export class DocumentFormatError extends Error {
+  override name = 'DocumentFormatError'
+  constructor(found: unknown) {
+    super(`the cluster document has format ${JSON.stringify(found)}, this Shuttle reads format ${formatVersion} (start the mesh afresh)`)
+  }
+}
+
+/** Loads a saved document to write with `actor` (actors.ts: the node's identity and incarnation). */
+export function loadDocument(bytes: Uint8Array, actor: string): Document {
+  const document = A.load<ClusterDocument>(bytes, { actor })
+  if (document.formatVersion !== formatVersion) throw new DocumentFormatError(document.formatVersion)
+  return document
 }
 
 // ---- Readers
-
-export function committeeVoters(document: Document): NodeId[] {
-  return Object.keys(document.committee.voters)
-    .filter((id) => document.committee.voters[id] === true)
-    .sort()
-    .map(asNodeId)
-}
 
 export function leaderSeqOf(document: Document, term: Term): number {
   return document.leaderLog[String(term)] ?? 0
 }
 
-export function committedSeqOf(document: Document, term: number): number {
-  return document.commits[String(term)] ?? 0
+/** Commit knowledge per term from the document: each term's own markers and later leaders' ratifications (cached per document version). */
+const commitIndexes = new WeakMap<Document, Map<string, number>>()
+
+function commitIndex(document: Document): Map<string, number> {
+  let index = commitIndexes.get(document)
+  if (index !== undefined) return index
+  index = new Map()
+  for (const [term, seq] of Object.entries(document.commits)) index.set(term, seq)
+  for (const earlier of Object.values(document.ratified)) {
+    for (const [term, seq] of Object.entries(earlier)) if (seq > (index.get(term) ?? 0)) index.set(term, seq)
+  }
+  commitIndexes.set(document, index)
+  return index
 }
 
-export function originSeqOf(document: Document, nodeId: NodeId): number {
-  return ownEntry(document.origins, nodeId) ?? 0
+export function committedSeqOf(document: Document, term: number): number {
+  return commitIndex(document).get(String(term)) ?? 0
+}
+
+/** How many requests the actor (a node's incarnation) has written. */
+export function originSeqOf(document: Document, actor: string): number {
+  return ownEntry(document.origins, actor) ?? 0
 }
 
 /**
@@ -198,7 +230,7 @@ export function originSeqOf(document: Document, nodeId: NodeId): number {
  * and `__proto__` or `constructor` must read as absent, not as Object.prototype's members (a cancel
  * of job `constructor` once threw inside the core and stopped the daemon).
  */
-function ownEntry<T>(map: Record<string, T> | undefined, key: string): T | undefined {
+export function ownEntry<T>(map: Record<string, T> | undefined, key: string): T | undefined {
   return map !== undefined && Object.hasOwn(map, key) ? map[key] : undefined
 }
 
@@ -219,17 +251,23 @@ export function specCommandOf(job: JobRecord): { words: string[]; image: string 
 
 export interface EffectiveAssignment { term: Term; seq: number; node: NodeId }
 
-/** The job's effective assignment: the one stamped with the highest term (fencing). */
+/** The job's effective assignment: the one with the highest stamp (a higher term, then the later decision of the term: fencing). */
 export function effectiveAssignment(job: JobRecord): EffectiveAssignment | null {
   let best: EffectiveAssignment | null = null
-  for (const key of Object.keys(job.assignments)) {
-    const term = Number(key)
-    const record = job.assignments[key]
-    if (record === undefined) continue
-    if (best === null || term > best.term) best = { term: asTerm(term), seq: record.seq, node: asNodeId(readText(record.node)) }
+  for (const record of Object.values(job.assignments)) {
+    if (best === null || stampAfter(record, best)) best = { term: asTerm(record.term), seq: record.seq, node: asNodeId(readText(record.node)) }
   }
   return best
 }
+
+/** Every assignment of the job, oldest first. */
+export function assignmentsOf(job: JobRecord): EffectiveAssignment[] {
+  return Object.values(job.assignments)
+    .map((record) => ({ term: asTerm(record.term), seq: record.seq, node: asNodeId(readText(record.node)) }))
+    .sort((a, b) => a.term - b.term || a.seq - b.seq)
+}
+
+const assignmentKey = (term: number, seq: number): string => `${term}.${seq}`
 
 export function isCommitted(document: Document, assignment: { term: number; seq: number }): boolean {
   return committedSeqOf(document, assignment.term) >= assignment.seq
@@ -237,6 +275,26 @@ export function isCommitted(document: Document, assignment: { term: number; seq:
 
 export function runStateOf(run: RunRecord): RunState {
   return readText(run.state) as RunState
+}
+
+/**
+ * Whether a node's run, attempt or snapshot record of a job counts: the assignment it names (term,
+ * seq) must have been that node's. Any node may write such records under its own key (write-rules.ts),
+ * so a node reporting a job it never ran (a lie, or a bug) changes nothing.
+ */
+export function ranThere(job: JobRecord, node: string, stamp: { term: number; seq: number }): boolean {
+  const assignment = ownEntry(job.assignments, assignmentKey(stamp.term, stamp.seq))
+  return assignment !== undefined && assignment.term === stamp.term && assignment.seq === stamp.seq && readText(assignment.node) === node
+}
+
+/** The job's run records that count (ranThere), by node. */
+export function runsOf(job: JobRecord): [NodeId, RunRecord][] {
+  const runs: [NodeId, RunRecord][] = []
+  for (const node of Object.keys(job.runs)) {
+    const run = job.runs[node]!
+    if (ranThere(job, node, run)) runs.push([asNodeId(node), run])
+  }
+  return runs
 }
 
 /** The run that ended the job (finished, failed for good, or cancelled: where it was placed), or null while it is active. */
@@ -248,11 +306,10 @@ export function finalRun(job: JobRecord): { node: NodeId; state: 'finished' | 'f
     return { node, state: 'cancelled', run: { state: text('stopped'), term: 0, seq: 0, exitCode: -1, atMs } }
   }
   let failed: { node: NodeId; state: 'failed'; run: RunRecord } | null = null
-  for (const node of Object.keys(job.runs)) {
-    const run = job.runs[node]!
+  for (const [node, run] of runsOf(job)) {
     const state = runStateOf(run)
-    if (state === 'finished') return { node: asNodeId(node), state, run }
-    if (state === 'failed' && (failed === null || stampAfter(run, failed.run))) failed = { node: asNodeId(node), state, run }
+    if (state === 'finished') return { node, state, run }
+    if (state === 'failed' && (failed === null || stampAfter(run, failed.run))) failed = { node, state, run }
   }
   if (job.attempts === undefined) return failed // made before retries: any failure is final
   if (hasAttemptsLeft(job)) return null
@@ -266,7 +323,7 @@ export function finalRun(job: JobRecord): { node: NodeId; state: 'finished' | 'f
 export function isJobDone(job: JobRecord): boolean {
   if (isCancelled(job)) return true
   let failed = false
-  for (const run of Object.values(job.runs)) {
+  for (const [, run] of runsOf(job)) {
     const state = runStateOf(run)
     if (state === 'finished') return true
     if (state === 'failed') failed = true
@@ -284,15 +341,14 @@ export function stampAfter(a: { term: number; seq: number }, b: { term: number; 
 export function failedAttempts(job: JobRecord): { node: NodeId; term: number; seq: number; exitCode: number; atMs: number; usage: UsageRecord | null }[] {
   return Object.values(job.attempts ?? {})
     .map((attempt) => ({ node: asNodeId(readText(attempt.node)), term: attempt.term, seq: attempt.seq, exitCode: attempt.exitCode, atMs: attempt.atMs, usage: readUsage(attempt.usage) }))
+    .filter((attempt) => ranThere(job, attempt.node, attempt))
     .sort((a, b) => a.term - b.term || a.seq - b.seq)
 }
 
 /** Whether a failed run may be followed by another: fewer failures recorded than runs allowed. */
 export function hasAttemptsLeft(job: JobRecord): boolean {
   if (job.attempts === undefined) return false // made before retries: a failure is final
-  let failures = 0
-  for (const _key in job.attempts) failures++
-  return failures < (job.maxAttempts ?? 1)
+  return failedAttempts(job).length < (job.maxAttempts ?? 1)
 }
 
 export function isCancelled(job: JobRecord): boolean {
@@ -349,24 +405,6 @@ export function forEachNode(document: Document, visit: (nodeId: NodeId, node: No
   }
 }
 
-/**
- * A peer's role: voters and registered nodes are 'node'; then what the admin admitted; an open mesh
- * (no admin key) lets everyone be an 'admin'. Undefined: not admitted.
- */
-export function roleOf(document: Document, peerId: string): Role | undefined {
-  const admitted = ownEntry(document.admitted, peerId)
-  if (admitted !== undefined) return readText(admitted.role) as Role
-  if (document.committee.voters[peerId] === true || nodeRecord(document, asNodeId(peerId)) !== undefined) return 'node'
-  if (readText(document.admin) === '') return 'admin'
-  return undefined
-}
-
-export function writeAdmission(draft: ClusterDocument, peerId: string, role: Role, by: NodeId, originSeq: number, nowMs: number): void {
-  if (draft.admitted === undefined) throw new Error('assertion: the document has no admitted map (made before admission existed)')
-  draft.admitted[peerId] = { role: text(role), by: text(by), atMs: nowMs }
-  draft.origins[by] = originSeq
-}
-
 export function nodeRecord(document: Document, nodeId: NodeId): NodeRecord | undefined {
   return ownEntry(document.nodes[shardOf(nodeId)], nodeId)
 }
@@ -386,8 +424,16 @@ export function writeNode(draft: ClusterDocument, node: NodeAttributes): void {
   }
 }
 
+/** Who writes a request and its number among that writer's requests: the node, and its actor (its incarnation). */
+export interface OriginStamp { node: NodeId; actor: string; seq: number }
+
+/** The writer's request counter: voters acknowledge a request by the counter they hold (submissions.ts). */
+export function writeOrigin(draft: ClusterDocument, origin: OriginStamp): void {
+  draft.origins[origin.actor] = origin.seq
+}
+
 /** Writes one record per replica of the job (all in the caller's one change). */
-export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: NodeId, originSeq: number, nowMs: number): void {
+export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: OriginStamp, nowMs: number): void {
   const spec = canonicalJson(job.spec)
   const replicas = job.spec.replicas
   for (let replica = 0; replica < replicas; replica++) {
@@ -408,8 +454,8 @@ export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: Nod
       diskMiB: demand.diskMiB,
       gpuCount: demand.gpuCount,
       durationMs: job.durationMs,
-      origin: text(origin),
-      originSeq,
+      origin: text(origin.node),
+      originSeq: origin.seq,
       submittedAtMs: nowMs,
       assignments: {},
       runs: {},
@@ -422,13 +468,14 @@ export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: Nod
       attempts: {},
     }
   }
-  draft.origins[origin] = originSeq
+  writeOrigin(draft, origin)
 }
 
 /** The newest snapshot of the replica (any runner's), or null. */
 export function latestSnapshot(job: JobRecord): { cid: string; node: NodeId; holders: NodeId[]; atMs: number } | null {
   let best: { cid: string; node: NodeId; holders: NodeId[]; atMs: number } | null = null
   for (const [node, snapshot] of Object.entries(job.snapshots ?? {})) {
+    if (!ranThere(job, node, snapshot)) continue
     if (best === null || snapshot.atMs > best.atMs) best = { cid: readText(snapshot.cid), node: asNodeId(node), holders: readHolders(snapshot.holders), atMs: snapshot.atMs }
   }
   return best
@@ -460,6 +507,7 @@ export interface SnapshotView { node: NodeId; cid: string; atMs: number; term: n
 /** Every runner's latest snapshot of the replica, newest first. */
 export function snapshotsOf(job: JobRecord): SnapshotView[] {
   return Object.entries(job.snapshots ?? {})
+    .filter(([node, snapshot]) => ranThere(job, node, snapshot))
     .map(([node, snapshot]) => ({ node: asNodeId(node), cid: readText(snapshot.cid), atMs: snapshot.atMs, term: snapshot.term, seq: snapshot.seq, holders: readHolders(snapshot.holders), sizeBytes: snapshot.sizeBytes ?? null, chunks: snapshot.chunks ?? null }))
     .sort((a, b) => b.atMs - a.atMs)
 }
@@ -473,45 +521,72 @@ export function writeSnapshot(draft: ClusterDocument, jobId: JobId, node: NodeId
   job.snapshots[node] = record
 }
 
-/** `node` records a migrate request for these replicas, as its origin's next write. */
-export function writeMigrate(draft: ClusterDocument, copies: readonly { jobId: JobId; term: number; seq: number }[], node: NodeId, to: NodeId | null, originSeq: number, nowMs: number, where: MoveConstraints = {}): void {
+/** The origin's node records a migrate request for these replicas, as its origin's next write. */
+export function writeMigrate(draft: ClusterDocument, copies: readonly { jobId: JobId; term: number; seq: number }[], origin: OriginStamp, to: NodeId | null, nowMs: number, where: MoveConstraints = {}): void {
   for (const { jobId, term, seq } of copies) {
     const job = draftJob(draft, jobId)
     if (job.migrate === undefined) job.migrate = {}
     const record: MigrateRecord = { to: text(to ?? ''), term, seq, atMs: nowMs }
     if (where.provider !== undefined) record.provider = text(where.provider)
     if (where.region !== undefined) record.region = text(where.region)
-    job.migrate[node] = record
+    job.migrate[origin.node] = record
   }
-  draft.origins[node] = originSeq
+  writeOrigin(draft, origin)
 }
 
 export function isDraining(document: Document, nodeId: NodeId): boolean {
   return ownEntry(document.draining, nodeId) !== undefined
 }
 
-/** `by` records that `nodeId` is drained, and a migrate request for every copy running there. */
-export function writeDrain(draft: ClusterDocument, nodeId: NodeId, copies: readonly { jobId: JobId; term: number; seq: number }[], by: NodeId, originSeq: number, nowMs: number): void {
-  if (draft.draining === undefined) throw new Error('assertion: the document has no draining map (made before drains existed)')
+/** The origin records that `nodeId` is drained, and a migrate request for every copy running there. */
+export function writeDrain(draft: ClusterDocument, nodeId: NodeId, copies: readonly { jobId: JobId; term: number; seq: number }[], origin: OriginStamp, nowMs: number): void {
   draft.draining[nodeId] = nowMs
-  writeMigrate(draft, copies, by, null, originSeq, nowMs)
+  writeMigrate(draft, copies, origin, null, nowMs)
 }
 
-/** `by` lifts the drain of `nodeId`: it takes new placements again. */
-export function writeUndrain(draft: ClusterDocument, nodeId: NodeId, by: NodeId, originSeq: number): void {
-  if (draft.draining === undefined) throw new Error('assertion: the document has no draining map (made before drains existed)')
+/** The origin lifts the drain of `nodeId`: it takes new placements again. */
+export function writeUndrain(draft: ClusterDocument, nodeId: NodeId, origin: OriginStamp): void {
   delete draft.draining[nodeId]
-  draft.origins[by] = originSeq
+  writeOrigin(draft, origin)
 }
 
-/** `node` records a cancel of these replicas (its own key in each), as its origin's next write. */
-export function writeCancel(draft: ClusterDocument, jobIds: readonly JobId[], node: NodeId, originSeq: number, nowMs: number): void {
+/** The origin's node records a cancel of these replicas (its own key in each), as its origin's next write. */
+export function writeCancel(draft: ClusterDocument, jobIds: readonly JobId[], origin: OriginStamp, nowMs: number): void {
   for (const jobId of jobIds) {
     const job = draftJob(draft, jobId)
     if (job.cancelled === undefined) job.cancelled = {}
-    job.cancelled[node] = nowMs
+    job.cancelled[origin.node] = nowMs
   }
-  draft.origins[node] = originSeq
+  writeOrigin(draft, origin)
+}
+
+/** A client request's key in the mesh's replay memory (node/ derives it from the request's signature). */
+export function requestSeen(document: Document, key: string): boolean {
+  return ownEntry(document.requests[shardOf(key)], key) !== undefined
+}
+
+/** Remembers a client request until `expiresAtMs`: a replay of it, to any node, is refused until then. */
+export function writeRequestSeen(draft: ClusterDocument, key: string, expiresAtMs: number): void {
+  const shard = draft.requests[shardOf(key)]
+  if (shard === undefined) throw new Error(`missing request shard for ${key}`)
+  shard[key] = expiresAtMs
+}
+
+/** Request keys whose replay window ended by `nowMs` (the leader forgets them), at most `limit`. */
+export function expiredRequests(document: Document, nowMs: number, limit: number): string[] {
+  const expired: string[] = []
+  for (const shard of Object.values(document.requests)) {
+    for (const [key, expiresAtMs] of Object.entries(shard)) {
+      if (expired.length >= limit) return expired
+      if (expiresAtMs < nowMs) expired.push(key)
+    }
+  }
+  return expired
+}
+
+export function deleteRequestSeen(draft: ClusterDocument, key: string): void {
+  const shard = draft.requests[shardOf(key)]
+  if (shard !== undefined) delete shard[key]
 }
 
 function draftJob(draft: ClusterDocument, jobId: JobId): JobRecord {
@@ -521,7 +596,7 @@ function draftJob(draft: ClusterDocument, jobId: JobId): JobRecord {
 }
 
 export function writeAssignment(draft: ClusterDocument, jobId: JobId, term: Term, node: NodeId, seq: number): void {
-  draftJob(draft, jobId).assignments[String(term)] = { node: text(node), seq }
+  draftJob(draft, jobId).assignments[assignmentKey(term, seq)] = { node: text(node), term, seq }
 }
 
 export function writeUnplaceable(draft: ClusterDocument, jobId: JobId, term: Term, reason: string): void {
@@ -561,12 +636,14 @@ export function writeLeaderSeq(draft: ClusterDocument, term: Term, seq: number):
   draft.leaderLog[String(term)] = seq
 }
 
-export function writeCommit(draft: ClusterDocument, term: number, seq: number): void {
+/** The leader of `term` records its own commit watermark (one writer per term, so it never goes down). */
+export function writeCommit(draft: ClusterDocument, term: Term, seq: number): void {
   if ((draft.commits[String(term)] ?? 0) < seq) draft.commits[String(term)] = seq
 }
 
-export function writeCommittee(draft: ClusterDocument, voters: readonly NodeId[], epoch: number): void {
-  for (const id of Object.keys(draft.committee.voters)) if (!voters.includes(asNodeId(id))) draft.committee.voters[id] = false
-  for (const id of voters) draft.committee.voters[id] = true
-  draft.committee.epoch = epoch
+/** The leader of `term` records the earlier terms' decisions its first decision committed (its own key: never lowered by another writer). */
+export function writeRatified(draft: ClusterDocument, term: Term, earlier: ReadonlyMap<string, number>): void {
+  const record: Record<string, number> = {}
+  for (const [earlierTerm, seq] of earlier) record[earlierTerm] = seq
+  draft.ratified[String(term)] = record
 }

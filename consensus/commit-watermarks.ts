@@ -5,6 +5,8 @@ import { isCommitted, type Document } from './cluster-document.ts'
 export class CommitWatermarks {
   readonly #maxTerms: number
   readonly #known = new Map<number, number>()
+  /** Bumped on every news, so what was computed from this knowledge can be cached. */
+  version = 0
 
   constructor(maxTerms: number) {
     this.#maxTerms = maxTerms
@@ -15,6 +17,7 @@ export class CommitWatermarks {
     if ((this.#known.get(term) ?? 0) >= seq) return false
     if (!this.#known.has(term) && this.#known.size >= this.#maxTerms) return false
     this.#known.set(term, seq)
+    this.version++
     return true
   }
 

@@ -13,8 +13,8 @@ function replicas(ids: readonly NodeId[]): { replica: Map<NodeId, DocumentReplic
   const genesis = createGenesis({ voters: ids })
   const outbox: Sent[] = []
   const replica = new Map(ids.map((id, index) => [id, new DocumentReplica(
-    { nodeId: id, documentBytes: genesis, nowMs: 1_000 + index, maxPeersTracked: 16 },
-    { term: () => asTerm(1), leaderId: () => ids[1]!, send: (to, message: PeerMessage) => { if (message.kind === 'sync') outbox.push({ from: id, to, message }) } },
+    { nodeId: id, documentBytes: genesis, incarnation: (index + 1).toString(16).padStart(4, '0'), maxPeersTracked: 16 },
+    { term: () => asTerm(1), leaderId: () => ids[1]!, send: (to, message: PeerMessage) => { if (message.kind === 'sync') outbox.push({ from: id, to, message }) }, trusted: (peer) => ids.includes(peer) },
   )]))
   return { replica, outbox }
 }
@@ -45,7 +45,7 @@ describe('DocumentReplica acknowledgements', () => {
       exchange(replica, outbox, a, b)
     }
     // The submitter's request reaches the leader only; the voter gets it from the leader.
-    get(submitter).change('submit j', (draft) => writeJob(draft, testJob('j'), submitter, 1, 0))
+    get(submitter).change('submit j', (draft) => writeJob(draft, testJob('j'), { node: submitter, actor: get(submitter).actor, seq: 1 }, 0))
     get(submitter).syncWith(leader)
     get(submitter).flush()
     exchange(replica, outbox, submitter, leader)
@@ -56,8 +56,8 @@ describe('DocumentReplica acknowledgements', () => {
     get(submitter).resyncWith(voter)
     get(submitter).flush()
     const delivered = exchange(replica, outbox, submitter, voter)
-    const acks = delivered.filter((sent) => sent.from === voter).map((sent) => sent.message.ack.originSeq)
-    expect(acks).toContain(1)
+    const acks = delivered.filter((sent) => sent.from === voter).map((sent) => sent.message.ack)
+    expect(acks).toContainEqual(expect.objectContaining({ origin: get(submitter).actor, originSeq: 1 }))
   })
 
   it('sends no ack-only reply when nothing it holds of the partner changed', () => {

@@ -1,8 +1,12 @@
 // This node's replica of the cluster document and its sync with partners: local changes, the
 // increment to persist, one Automerge session per partner over an ordered channel, and the
-// acknowledgement each sync message carries. Replies are batched: partners are marked during a step
-// and each hears one message when the step flushes. Peer decides what a received change means.
+// acknowledgement each sync message carries. Every received message is screened before any of it
+// enters (change-validator.ts). Replies are batched: partners are marked during a step and each hears
+// one message when the step flushes. Peer decides what a received change means.
 import * as A from '@automerge/automerge'
+import { actorOf } from './actors.ts'
+import type { VerifyGrant } from './admission-grants.ts'
+import { ChangeValidator } from './change-validator.ts'
 import { leaderSeqOf, loadDocument, originSeqOf, type ClusterDocument, type Document } from './cluster-document.ts'
 import { concatBytes } from './bytes.ts'
 import { SyncChannel } from './sync-channel.ts'
@@ -11,12 +15,14 @@ import type { DocumentAck, NodeId, PeerMessage, SyncMessage, Term } from './type
 
 export interface DocumentReplicaInit {
   nodeId: NodeId
+  /** This boot's incarnation: the node writes as actorOf(nodeId, incarnation), and its sync channel's epoch. */
+  incarnation: string
   /** The saved document (with any appended increments), or the same already loaded. */
   documentBytes: Uint8Array
   document?: Document
-  /** This node's boot time: the epoch of the channel its sync messages ride. */
-  nowMs: number
   maxPeersTracked: number
+  /** Checks admission grants (the admin key's signature); absent, no admission record is accepted. */
+  verifyGrant?: VerifyGrant
 }
 
 export interface DocumentReplicaComponents {
@@ -24,12 +30,16 @@ export interface DocumentReplicaComponents {
   /** The leader this node follows, named in each sync message for non-voters. */
   leaderId: () => NodeId | null
   send: (to: NodeId, message: PeerMessage) => void
+  /** A voter (some committee named it): it checked the changes it relays; others may send only their own. */
+  trusted: (peer: NodeId) => boolean
 }
 
 /** What a sync message brought: dropped (duplicate or stale), refused, or accepted with what it changed. */
 export type SyncReceipt =
   | { kind: 'duplicate' }
   | { kind: 'undecodable'; reason: string }
+  /** It carried a change its writer may not make: nothing of it entered. */
+  | { kind: 'refused'; reason: string }
   | { kind: 'accepted'; changed: boolean; touchedPaths: A.Prop[][] }
 
 const emptyBytes = new Uint8Array(0)
@@ -38,6 +48,8 @@ const sameHeads = (a: readonly string[], b: readonly string[]): boolean => a.len
 
 export class DocumentReplica {
   readonly #components: DocumentReplicaComponents
+  readonly actor: string
+  readonly #validator: ChangeValidator
   #document: Document
   #changed = false
   #persistedHeads: string[]
@@ -51,13 +63,17 @@ export class DocumentReplica {
 
   constructor(init: DocumentReplicaInit, components: DocumentReplicaComponents) {
     this.#components = components
-    this.#document = init.document ?? loadDocument(init.documentBytes, init.nodeId)
+    this.actor = actorOf(init.nodeId, init.incarnation)
+    this.#document = init.document ?? loadDocument(init.documentBytes, this.actor)
     this.#persistedHeads = A.getHeads(this.#document)
     this.#sessions = new SyncSessions(init.maxPeersTracked)
-    this.#channel = new SyncChannel(init.nowMs, init.maxPeersTracked)
+    this.#channel = new SyncChannel(init.incarnation, init.maxPeersTracked)
+    this.#validator = new ChangeValidator({ self: init.nodeId, actor: this.actor, ...(init.verifyGrant === undefined ? {} : { verifyGrant: init.verifyGrant }) })
   }
 
   get document(): Document { return this.#document }
+  /** Received messages refused whole for a forbidden change, and changes held back until they can be judged. */
+  get screening(): { refused: number; heldBack: number } { return this.#validator.counters }
   /** The document changed since the last persist. */
   get changed(): boolean { return this.#changed }
 
@@ -92,10 +108,18 @@ export class DocumentReplica {
   /** True when `peer`'s last known heads equal ours. */
   inSync(peer: NodeId): boolean { return this.#sessions.inSync(this.#document, peer) }
 
-  /** One sync message to each marked partner that has something to hear (changes or an owed ack). */
+  /** One sync message to each marked partner that has something to hear (changes, an owed ack, or a request for what its waiting changes need). */
   flush(): void {
     for (const peer of this.#dirtyPartners) {
-      const data = this.#sessions.generate(this.#document, peer)
+      let data = this.#sessions.generate(this.#document, peer)
+      const needs = this.#validator.needs(peer, this.#document)
+      if (needs.length > 0) {
+        if (data === null) {
+          this.#sessions.restart(peer)
+          data = this.#sessions.generate(this.#document, peer)
+        }
+        if (data !== null) data = withNeeds(data, needs)
+      }
       if (data !== null || this.#ackOwed.has(peer)) this.#sendSync(peer, data)
     }
     this.#dirtyPartners.clear()
@@ -113,11 +137,14 @@ export class DocumentReplica {
   #ackAdvanced(peer: NodeId): boolean {
     const sent = this.#ackSent.get(peer)
     const now = this.#ackFor(peer, this.#components.term())
-    return sent === undefined || now.term !== sent.term || now.leaderSeq !== sent.leaderSeq || now.originSeq !== sent.originSeq
+    return sent === undefined || now.term !== sent.term || now.leaderSeq !== sent.leaderSeq || now.originSeq !== sent.originSeq || now.origin !== sent.origin
   }
 
+  /** What this node holds of `peer`'s current incarnation's requests (0 until it has heard that incarnation). */
   #ackFor(peer: NodeId, term: Term): DocumentAck {
-    return { term, leaderSeq: leaderSeqOf(this.#document, term), originSeq: originSeqOf(this.#document, peer) }
+    const epoch = this.#channel.epochOf(peer)
+    const origin = epoch === undefined ? '' : actorOf(peer, epoch)
+    return { term, leaderSeq: leaderSeqOf(this.#document, term), originSeq: origin === '' ? 0 : originSeqOf(this.#document, origin), origin }
   }
 
   receive(from: NodeId, message: SyncMessage): SyncReceipt {
@@ -126,16 +153,22 @@ export class DocumentReplica {
     if (channel === 'drop') return { kind: 'duplicate' }
     if (channel === 'reopened') this.#sessions.restart(from)
     if (message.data === null) return { kind: 'accepted', changed: false, touchedPaths: [] }
+    const screened = this.#validator.screen(this.#document, message.data, from, this.#components.trusted(from))
+    if (screened.kind !== 'pass') {
+      this.#sessions.restart(from)
+      return screened
+    }
     const headsBefore = A.getHeads(this.#document)
     let received
     try {
-      received = this.#sessions.receive(this.#document, from, message.data)
+      received = this.#sessions.receive(this.#document, from, screened.data)
     } catch (error) {
       // A corrupt or hostile sync message changes nothing: drop it and start the session afresh.
       this.#sessions.restart(from)
       return { kind: 'undecodable', reason: `undecodable sync data (${(error as Error).message})` }
     }
     this.#document = received.document
+    this.#validator.noteApplied(this.#document, headsBefore)
     // Heads, not patches, say whether anything arrived: a change to an archived (deleted) job
     // shows no patch, yet it is part of the document and must be persisted like any other.
     const changed = !sameHeads(headsBefore, A.getHeads(this.#document))
@@ -148,4 +181,10 @@ export class DocumentReplica {
     if (changed || this.#ackAdvanced(from)) this.#ackOwed.add(from)
     return { kind: 'accepted', changed, touchedPaths: received.touchedPaths }
   }
+}
+
+/** Our sync message, asking also for `needs` (the changes a partner's waiting changes depend on). */
+function withNeeds(data: Uint8Array, needs: readonly string[]): Uint8Array {
+  const message = A.decodeSyncMessage(data)
+  return A.encodeSyncMessage({ ...message, need: [...new Set([...message.need, ...needs])] })
 }

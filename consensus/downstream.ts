@@ -1,6 +1,7 @@
 // Which non-voters a voter serves downstream: each non-voter is homed on one voter by hash, so the
 // document reaches every node without each voter syncing the whole mesh. Cached per committee.
-import { committeeVoters, forEachNode, shardOf, type Document } from './cluster-document.ts'
+import { forEachNode, shardOf, type Document } from './cluster-document.ts'
+import { committeeVoters } from './committee.ts'
 import type { NodeId } from './types.ts'
 
 export class ServedNonVoters {
@@ -12,7 +13,7 @@ export class ServedNonVoters {
   /** The non-voters `self` serves (none when it is not a voter). */
   of(document: Document, self: NodeId): NodeId[] {
     const voters = committeeVoters(document)
-    const key = `${document.committee.epoch}:${voters.join(',')}`
+    const key = voters.join(',')
     if (this.#cache !== null && this.#cache.key === key) return this.#cache.served
     const index = voters.indexOf(self)
     const served: NodeId[] = []

@@ -18,8 +18,10 @@ export interface ElectionInit {
 
 export interface ElectionComponents {
   nowMs: () => number
-  /** The committee this node campaigns in. */
+  /** The voters this node asks for votes (the committee in force and a pending one). */
   voters: () => NodeId[]
+  /** The stamp of the committee in force as this node knows it (committee.ts). */
+  committeeStamp: () => string
   isVoter: () => boolean
   quorum: (agreeing: ReadonlySet<NodeId>) => boolean
   /** The heads of this node's document, sent with a granted vote. */
@@ -92,7 +94,8 @@ export class Election {
       this.#votes = new Set([this.#nodeId])
       this.#leaderId = null
       if (this.#components.quorum(this.#votes)) return this.#startElection()
-      for (const voter of this.#components.voters()) if (voter !== this.#nodeId) this.#components.send(voter, { kind: 'pre-vote', term: asTerm(this.#term + 1) })
+      const committee = this.#components.committeeStamp()
+      for (const voter of this.#components.voters()) if (voter !== this.#nodeId) this.#components.send(voter, { kind: 'pre-vote', term: asTerm(this.#term + 1), committee })
     } else {
       this.#startElection()
     }
@@ -108,7 +111,8 @@ export class Election {
     this.#voteHeads.clear()
     this.#electionDeadlineMs = this.#drawElectionDeadline()
     if (this.#components.quorum(this.#votes)) return this.#becomeLeader()
-    for (const voter of this.#components.voters()) if (voter !== this.#nodeId) this.#components.send(voter, { kind: 'vote', term: this.#term })
+    const committee = this.#components.committeeStamp()
+    for (const voter of this.#components.voters()) if (voter !== this.#nodeId) this.#components.send(voter, { kind: 'vote', term: this.#term, committee })
   }
 
   adoptTerm(term: Term): void {
@@ -154,7 +158,7 @@ export class Election {
     switch (message.kind) {
       case 'pre-vote': {
         if (!this.#components.isVoter()) return
-        const granted = message.term > this.#term && !this.#heardRecently()
+        const granted = message.term > this.#term && !this.#heardRecently() && !stampBehind(message.committee, this.#components.committeeStamp())
         send(from, { kind: 'pre-vote-response', term: granted ? message.term : this.#term, granted })
         return
       }
@@ -174,7 +178,7 @@ export class Election {
         // Leader stickiness: a voter that hears a live leader ignores the disruption (and keeps its term).
         if (message.term > this.#term && this.#heardRecently()) return send(from, { kind: 'vote-response', term: message.term, granted: false })
         this.adoptTerm(message.term)
-        const granted = this.#votedFor === null || this.#votedFor === from
+        const granted = (this.#votedFor === null || this.#votedFor === from) && !stampBehind(message.committee, this.#components.committeeStamp())
         if (granted) {
           this.#votedFor = from
           this.#hardStateChanged = true
@@ -197,4 +201,11 @@ export class Election {
       }
     }
   }
+}
+
+/** True when committee stamp `theirs` ("term.seq") is older than `ours`. */
+function stampBehind(theirs: string, ours: string): boolean {
+  const [theirTerm = 0, theirSeq = 0] = theirs.split('.').map(Number)
+  const [ourTerm = 0, ourSeq = 0] = ours.split('.').map(Number)
+  return theirTerm < ourTerm || (theirTerm === ourTerm && theirSeq < ourSeq)
 }

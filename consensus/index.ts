@@ -3,13 +3,20 @@
 export { Peer, type PeerInit, type PersistedPeer, type Role } from './peer.ts'
 export * from './types.ts'
 export { concatBytes } from './bytes.ts'
+export { actorOf, splitActor, writerOf, genesisActor, isIncarnation } from './actors.ts'
+export { committeeVoters, committeeInForce, pendingCommittee, everNamedVoters, proposals as committeeProposals, type CommitteeConfig } from './committee.ts'
+export { roleOf, admittedPeers, inviteUsed, grantKey, splitGrantKey, grantIdPattern, type GrantFacts, type VerifyGrant, type AdmittedPeer } from './admission-grants.ts'
+export { notAVoterRefusal } from './requests.ts'
 export {
-  actorOf,
   createGenesis,
   loadDocument,
-  committeeVoters,
+  formatVersion,
+  DocumentFormatError,
   committedSeqOf,
   effectiveAssignment,
+  assignmentsOf,
+  ranThere,
+  runsOf,
   forEachJob,
   forEachNode,
   isCommitted,
@@ -24,7 +31,6 @@ export {
   latestSnapshot,
   snapshotsOf,
   type SnapshotView,
-  roleOf,
   roles,
   type AdmissionRecord,
   type Role as AdmissionRole,

@@ -133,7 +133,8 @@ export class LeaderPlacement {
       }
     }
     for (const { jobId } of placement.assignments) leader.retryAtMs.delete(jobId)
-    const plan = planRound(leader, now, placement, survey.expired, firstRatify)
+    const committees = this.#components.committees()
+    const plan = planRound(leader, now, placement, survey.expired, firstRatify, committees[committees.length - 1]!)
     if (isIdle(plan)) return
     if (plan.ratify !== null) leader.ratify = plan.ratify
     // The runners of what the ratification commits learn it now (read before the change marks it committed).
@@ -197,13 +198,12 @@ export class LeaderPlacement {
     if (committed <= leader.committedSeq) return
     for (let seq = leader.committedSeq + 1; seq <= committed; seq++) this.#components.event({ kind: 'committed', term, seq })
     leader.committedSeq = committed
-    this.#award(leader)
-    if (leader.joint !== null && committed >= leader.joint.seq) {
-      leader.joint = null
-      this.#components.membershipChanged()
-      // A leader voted out by the change it just committed hands over.
-      if (!this.#components.isVoter()) this.#components.stepDown('left the committee')
-    }
+    const committeesBefore = this.#components.committees().length
+    this.#award(leader) // learns the commit: a committee proposal among these decisions is now in force
+    if (this.#components.committees().length === committeesBefore) return
+    this.#components.membershipChanged()
+    // A leader voted out by the change it just committed hands over.
+    if (!this.#components.isVoter()) this.#components.stepDown('left the committee')
   }
 
   /** Tells the runners of earlier terms' assignments the first decision ratified that they are committed. */

@@ -16,12 +16,14 @@ import {
   writeAssignment,
   writeCommit,
   writeLeaderSeq,
+  writeRatified,
   writeUnplaceable,
   deleteJob,
   type ClusterDocument,
   type Document,
   type JobRecord,
 } from './cluster-document.ts'
+import { writeCommitteeProposal } from './committee.ts'
 import type { LeaderState } from './leader-state.ts'
 import { constrainSpecText } from './move-constraints.ts'
 import { copyFailed } from './retries.ts'
@@ -72,6 +74,12 @@ export interface RoundPlan extends Placement {
   seq: number
   /** For a leader's first decision: the earlier terms' decisions it ratifies, else null. */
   ratify: Map<string, number> | null
+  /**
+   * For a leader's first decision: the committee it affirms (committee.ts), the pending proposal's if
+   * there is one (finishing an earlier leader's change), else the one in force. Its stamp supersedes
+   * every earlier proposal, so one that arrives late never becomes a committee.
+   */
+  affirm: readonly NodeId[] | null
   /** The round commits the earlier terms' decisions recorded at the first decision. */
   ratifyNow: boolean
   /** The round records the leader's commit watermark in the document. */
@@ -187,7 +195,8 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
 export function firstDecisionRatify(document: Document, leader: Readonly<LeaderState>, term: Term): Map<string, number> | null {
   if (leader.ratify !== null || leader.seq !== leaderSeqOf(document, term)) return null
   const ratify = new Map<string, number>()
-  for (const [earlierTerm, seq] of Object.entries(document.leaderLog)) if (Number(earlierTerm) < term) ratify.set(earlierTerm, seq)
+  // Terms whose decisions are all known committed need nothing more.
+  for (const [earlierTerm, seq] of Object.entries(document.leaderLog)) if (Number(earlierTerm) < term && seq > committedSeqOf(document, Number(earlierTerm))) ratify.set(earlierTerm, seq)
   return ratify
 }
 
@@ -214,21 +223,22 @@ export function ratifiedAssignments(document: Document, ratify: ReadonlyMap<stri
  * What the round writes, given what the auction placed (nothing when no round closed). `ratify`: the
  * round's `firstDecisionRatify` (non-null makes it the leader's first decision).
  */
-export function planRound(leader: Readonly<LeaderState>, nowMs: number, placement: Placement, expired: JobId[], ratify: Map<string, number> | null): RoundPlan {
+export function planRound(leader: Readonly<LeaderState>, nowMs: number, placement: Placement, expired: JobId[], ratify: Map<string, number> | null, affirm: readonly NodeId[]): RoundPlan {
   const decide = placement.assignments.length > 0 || placement.unplaceable.length > 0 || ratify !== null
   const ratifyNow = leader.ratify !== null && !leader.ratified && leader.committedSeq >= 1
   const markCommit = leader.committedSeq > leader.markerSeq && (decide || nowMs >= leader.nextMarkerMs)
-  return { assignments: placement.assignments, unplaceable: placement.unplaceable, expired, decide, seq: decide ? leader.seq + 1 : leader.seq, ratify, ratifyNow, markCommit }
+  return { assignments: placement.assignments, unplaceable: placement.unplaceable, expired, decide, seq: decide ? leader.seq + 1 : leader.seq, ratify, affirm: ratify === null ? null : affirm, ratifyNow, markCommit }
 }
 
 /** The round's one document change. */
 export function writeRound(draft: ClusterDocument, plan: RoundPlan, term: Term, leader: Readonly<LeaderState>): void {
   if (plan.decide) {
     writeLeaderSeq(draft, term, plan.seq)
+    if (plan.affirm !== null) writeCommitteeProposal(draft, plan.affirm, term, plan.seq)
     for (const { jobId, nodeId } of plan.assignments) writeAssignment(draft, jobId, term, nodeId, plan.seq)
     for (const { jobId, reason } of plan.unplaceable) writeUnplaceable(draft, jobId, term, reason)
   }
   if (plan.markCommit) writeCommit(draft, term, leader.committedSeq)
-  if (plan.ratifyNow && leader.ratify !== null) for (const [earlierTerm, earlierSeq] of leader.ratify) writeCommit(draft, Number(earlierTerm), earlierSeq)
+  if (plan.ratifyNow && leader.ratify !== null && leader.ratify.size > 0) writeRatified(draft, term, leader.ratify)
   for (const jobId of plan.expired) deleteJob(draft, jobId)
 }

@@ -34,8 +34,6 @@ export interface LeaderState {
   leaseExpiryMs: number
   nextHeartbeatMs: number
   nextRoundMs: number
-  /** A committee change in flight: its decision commits only with majorities of both committees. */
-  joint: { previous: NodeId[]; next: NodeId[]; seq: number } | null
 }
 
 /** A new leader's state: not ready until its barrier holds, deciding from `seq` (its term's last decision). */
@@ -63,7 +61,6 @@ export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, str
     leaseExpiryMs: -Infinity,
     nextHeartbeatMs: nowMs,
     nextRoundMs: nowMs,
-    joint: null,
   }
 }
 

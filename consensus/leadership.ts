@@ -3,7 +3,8 @@
 // commit watermark, check-quorum, the followers' answers to all of these, and committee changes.
 // Election owns terms and votes; Peer owns the LeaderState (leader-state.ts) and routes messages here.
 import * as A from '@automerge/automerge'
-import { committeeVoters, writeCommittee, writeLeaderSeq, type ClusterDocument, type Document } from './cluster-document.ts'
+import { writeLeaderSeq, type ClusterDocument, type Document } from './cluster-document.ts'
+import { writeCommitteeProposal } from './committee.ts'
 import { activeVoters, creditLease, openHeartbeatRound, type LeaderState } from './leader-state.ts'
 import { validateCommitteeChange } from './quorum.ts'
 import type { NodeId, PeerConfig, PeerEvent, PeerMessage, Term } from './types.ts'
@@ -20,6 +21,8 @@ export interface LeadershipComponents {
   quorum: (agreeing: ReadonlySet<NodeId>) => boolean
   /** The voters of every committee. */
   allVoters: () => NodeId[]
+  /** The committee in force, then the pending one while a proposal awaits its commit. */
+  committees: () => NodeId[][]
   send: (to: NodeId, message: PeerMessage) => void
   event: (event: PeerEvent) => void
   syncWith: (peer: NodeId) => void
@@ -48,7 +51,7 @@ export class Leadership {
     const { nodeId, send } = this.#components
     const term = this.#components.term()
     this.#components.event({ kind: 'became-leader', term })
-    for (const voter of committeeVoters(this.#components.document())) if (voter !== nodeId && !voteHeads.has(voter)) send(voter, { kind: 'barrier', term })
+    for (const voter of this.#components.allVoters()) if (voter !== nodeId && !voteHeads.has(voter)) send(voter, { kind: 'barrier', term })
     this.sendHeartbeats(leader)
     this.checkBarrier(leader)
   }
@@ -88,25 +91,31 @@ export class Leadership {
     this.#components.event({ kind: 'leader-ready', term: this.#components.term(), documentHeads: A.getHeads(document) })
   }
 
-  /** Moves one voter in or out of the committee (`leader`: this node's, when it leads); committed by old and new majorities. */
+  /**
+   * Proposes moving one voter in or out of the committee (`leader`: this node's, when it leads), as a
+   * decision of this term: it counts once committed, by majorities of the old and the new committee.
+   * Only after this leader's first decision committed (which finished or superseded any earlier
+   * leader's proposal), and one proposal at a time.
+   */
   changeCommittee(leader: LeaderState | null, change: { add?: NodeId; remove?: NodeId }): { ok: true } | { ok: false; reason: string } {
     if (leader === null || !leader.ready) return { ok: false, reason: 'only the ready leader changes the committee' }
-    if (leader.joint !== null) return { ok: false, reason: 'a committee change is already in flight' }
-    const document = this.#components.document()
-    const previous = committeeVoters(document)
+    if (!leader.ratified) return { ok: false, reason: 'a new leader changes the committee only after its first decision is committed' }
+    const committees = this.#components.committees()
+    if (committees.length > 1) return { ok: false, reason: 'a committee change is already in flight' }
+    const previous = committees[0]!
     const next = previous.filter((id) => id !== change.remove)
     if (change.add !== undefined && !next.includes(change.add)) next.push(change.add)
     next.sort()
     const valid = validateCommitteeChange(previous, next)
     if (!valid.ok) return valid
     const seq = leader.seq + 1
-    this.#components.change(`committee epoch ${document.committee.epoch + 1}`, (draft) => {
-      writeCommittee(draft, next, draft.committee.epoch + 1)
-      writeLeaderSeq(draft, this.#components.term(), seq)
+    const term = this.#components.term()
+    this.#components.change(`committee ${term}.${seq}`, (draft) => {
+      writeCommitteeProposal(draft, next, term, seq)
+      writeLeaderSeq(draft, term, seq)
     })
     leader.seq = seq
     leader.ackedSeq.set(this.#components.nodeId, seq)
-    leader.joint = { previous, next, seq }
     this.#components.membershipChanged()
     this.#components.markVotersDirty()
     return valid

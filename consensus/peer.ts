@@ -6,11 +6,9 @@ import * as A from '@automerge/automerge'
 import type { BidPolicy, JobExplanation, VerifyBid } from '../placement/index.ts'
 import { Bidder } from './bidder.ts'
 import {
-  committeeVoters,
   leaderSeqOf,
   nodeRecord,
   originSeqOf,
-  roleOf,
   writeNode,
   writeRun,
   writeSnapshot,
@@ -18,13 +16,15 @@ import {
   type Document,
   type Role as AdmissionRole,
 } from './cluster-document.ts'
+import { roleOf, type VerifyGrant } from './admission-grants.ts'
+import { CommitteeView, committeeStamp, everNamedVoters, type CommitteeConfig } from './committee.ts'
 import { isJointMajority } from './quorum.ts'
 import { DocumentReplica } from './document-replica.ts'
 import { newLeaderState, type LeaderState } from './leader-state.ts'
 import { Leadership } from './leadership.ts'
 import { LeaderAuction } from './leader-auction.ts'
 import { LeaderPlacement } from './leader-placement.ts'
-import { planAdmit, planCancel, planDrain, planMigrate, planSubmit, planUndrain, type RequestPlan, type RequestWrite } from './requests.ts'
+import { notAVoterRefusal, planAdmit, planCancel, planDrain, planMigrate, planSubmit, planUndrain, remembering, replayRefusal, type RequestPlan, type RequestWrite } from './requests.ts'
 import { PlacementViews } from './placement-views.ts'
 import { CapacityTable } from './capacity-table.ts'
 import { Submissions, majorityFanout } from './submissions.ts'
@@ -44,6 +44,7 @@ import type {
   PeerInput,
   PeerMessage,
   RandomSource,
+  ReplayKey,
   Resources,
   SyncMessage,
   Term,
@@ -66,6 +67,14 @@ export interface PeerInit {
   random: RandomSource
   persisted: PersistedPeer
   nowMs: number
+  /**
+   * This boot's incarnation (1 to 16 bytes of hex, drawn afresh at every boot by the adapter): the
+   * node writes as actorOf(its id, incarnation) and numbers its requests afresh, so a restart from a
+   * disk that lost writes never reuses a number its peers hold.
+   */
+  incarnation: string
+  /** Checks admission grants (the admin key's signature inside); absent, no admission record is accepted. */
+  verifyGrant?: VerifyGrant
   /** Checks a bid's signature against its bidder's key (node/); absent, bids are trusted (simulator). */
   verifyBid?: VerifyBid
   /** How this node prices its bids. */
@@ -80,6 +89,7 @@ export class Peer {
   #now: number
 
   readonly #replica: DocumentReplica
+  readonly #committee: CommitteeView
 
   readonly #election: Election
   /** Commit watermarks per term learned from awards and heartbeats (the document's markers lag). */
@@ -103,6 +113,7 @@ export class Peer {
   readonly #bidder: Bidder
   readonly #standingBid: StandingBidSender
   readonly #verifyBid: VerifyBid | undefined
+  readonly #verifyGrant: VerifyGrant | undefined
   readonly #placement: LeaderPlacement
   /** A bound on the runner's wait for the committee's document after boot (it fences stale copies anyway). */
   #releaseRunnerAtMs: number
@@ -115,15 +126,26 @@ export class Peer {
     this.#now = init.nowMs
     this.#knownCommitted = new CommitWatermarks(init.config.maxPeersTracked)
     this.#replica = new DocumentReplica(
-      { nodeId: this.id, documentBytes: init.persisted.documentBytes, ...(init.persisted.document === undefined ? {} : { document: init.persisted.document }), nowMs: init.nowMs, maxPeersTracked: init.config.maxPeersTracked },
-      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message) },
+      {
+        nodeId: this.id,
+        incarnation: init.incarnation,
+        documentBytes: init.persisted.documentBytes,
+        ...(init.persisted.document === undefined ? {} : { document: init.persisted.document }),
+        maxPeersTracked: init.config.maxPeersTracked,
+        ...(init.verifyGrant === undefined ? {} : { verifyGrant: init.verifyGrant }),
+      },
+      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message), trusted: (peer) => everNamedVoters(this.#document).has(peer) },
     )
+    // A planted bug for the simulator: every proposal counts, committed or not.
+    const isCommitted = init.config.broken === 'uncommitted-committee' ? () => true : (stamp: { term: number; seq: number }) => this.#knownCommitted.isCommitted(this.#document, stamp)
+    this.#committee = new CommitteeView(isCommitted, () => this.#knownCommitted.version)
     this.#syncSchedule = new SyncSchedule(this.id, init.config, this.#replica, init.nowMs)
     this.#election = new Election(
       { nodeId: this.id, config: init.config, random: init.random, term: init.persisted.term, votedFor: init.persisted.votedFor },
       {
         nowMs: () => this.#now,
-        voters: () => committeeVoters(this.#document),
+        voters: () => this.#allVoters(),
+        committeeStamp: () => committeeStamp(this.#committeeInForce()),
         isVoter: () => this.#isVoter(),
         quorum: (agreeing) => this.#quorum(agreeing),
         heads: () => A.getHeads(this.#document),
@@ -133,18 +155,19 @@ export class Peer {
         dropLeadership: () => { this.#leader = null },
       },
     )
-    this.#submissions = new Submissions({ originSeq: originSeqOf(this.#document, this.id), maxPendingSubmissions: init.config.maxPendingSubmissions, submitRetryMs: init.config.submitRetryMs })
+    this.#submissions = new Submissions({ originSeq: originSeqOf(this.#document, this.#replica.actor), maxPendingSubmissions: init.config.maxPendingSubmissions, submitRetryMs: init.config.submitRetryMs })
     this.#capacity = new CapacityTable({ nodeId: this.id, maxPeersTracked: init.config.maxPeersTracked, nodeTimeoutMs: init.config.nodeTimeoutMs })
     this.#bidder = new Bidder(this.id, init.attributes.offer, init.bidPolicy)
     this.#standingBid = new StandingBidSender(init.config)
     this.#verifyBid = init.verifyBid
+    this.#verifyGrant = init.verifyGrant
     this.#runner = new Runner({
       nodeId: this.id,
       capacity: init.attributes.offer.capacity,
       maxArchiveRemembered: init.config.maxArchiveRemembered,
       document: () => this.#document,
       nowMs: () => this.#now,
-      isCommitted: (assignment) => this.#knownCommitted.isCommitted(this.#document, assignment),
+      isCommitted: (assignment) => init.config.broken === 'uncommitted-start' || this.#knownCommitted.isCommitted(this.#document, assignment),
       emit: (effect) => this.#emit(effect),
       reportRun: (message, jobId, run) => {
         this.#change(message, (draft) => writeRun(draft, jobId, this.id, run))
@@ -177,6 +200,7 @@ export class Peer {
       ...shared,
       quorum: (agreeing) => this.#quorum(agreeing),
       allVoters: () => this.#allVoters(),
+      committees: () => this.#committees(),
       followLeader: (leaderId, term) => this.#election.followLeader(leaderId, term),
       adoptTerm: (term) => this.#election.adoptTerm(term),
       learnCommitted: (term, seq) => {
@@ -202,7 +226,7 @@ export class Peer {
       this.#markVotersDirty()
     }
     // Catch up with the committee at once: the runner starts nothing until then.
-    const voters = committeeVoters(this.#document).filter((id) => id !== this.id)
+    const voters = this.#committeeInForce().voters.filter((id) => id !== this.id)
     if (voters.length === 0) this.#runner.release()
     else this.#replica.syncWith(voters[this.id.length % voters.length]!)
     this.#releaseRunnerAtMs = init.nowMs + 3 * init.config.resyncIntervalMs
@@ -228,7 +252,16 @@ export class Peer {
   get leaseExpiryMs(): number { return this.#election.role === 'leader' && this.#leader !== null ? this.#leader.leaseExpiryMs : -Infinity }
   get committedSeq(): number { return this.#leader?.committedSeq ?? 0 }
   runningJobs(): ReadonlyMap<JobId, { term: number; seq: number; demand: Resources }> { return this.#runner.running }
-  voters(): NodeId[] { return committeeVoters(this.#document) }
+  /** The committee in force, as this node knows it. */
+  voters(): NodeId[] { return this.#committeeInForce().voters }
+  /** The committee proposal awaiting its commit, if any. */
+  pendingVoters(): NodeId[] | null { return this.#committee.pending(this.#document)?.voters ?? null }
+  /** The stamp of the committee in force (committee.ts), as candidates name it. */
+  get committeeStamp(): string { return committeeStamp(this.#committeeInForce()) }
+  /** This node's Automerge actor (its identity and incarnation). */
+  get actor(): string { return this.#replica.actor }
+  /** Received sync messages refused whole (a forbidden change), and changes held back until they can be judged. */
+  get screening(): { refused: number; heldBack: number } { return this.#replica.screening }
   /** On the leader: how a recent auction round decided the job (undefined elsewhere, or when too old). */
   explain(jobId: string): JobExplanation | undefined { return this.#leader?.auction.explain(jobId) }
 
@@ -274,7 +307,7 @@ export class Peer {
         this.#onCapacity(input.gossip)
         break
       case 'submit':
-        this.#applyRequest(input.requestId, planSubmit(input.job, this.#submissions.refusal(input.job, this.#document), this.id, this.#now))
+        this.#applyRequest(input.requestId, planSubmit(input.job, replayRefusal(this.#document, input.replay, this.#now) ?? this.#submissions.refusal(input.job, this.#document), this.#now), input.replay)
         break
       case 'job-exited':
         this.#runner.jobExited(input.jobId, input.exitCode, input.usage)
@@ -283,19 +316,19 @@ export class Peer {
         this.#bidder.setPrices(input.prices)
         break
       case 'cancel':
-        this.#applyRequest(input.requestId, planCancel(this.#document, input.jobId, this.id, this.#now))
+        this.#applyRequest(input.requestId, this.#voterRequest(input.replay) ?? planCancel(this.#document, input.jobId, this.id, this.#now), input.replay)
         break
       case 'admit':
-        this.#applyRequest(input.requestId, planAdmit(this.#document, input.peerId, input.role, this.id, this.#now))
+        this.#applyRequest(input.requestId, planAdmit(this.#document, input.peerId, input.grant, this.#verifyGrant))
         break
       case 'migrate':
-        this.#applyRequest(input.requestId, planMigrate(this.#document, input.jobId, input.to, this.id, this.#now, input.where))
+        this.#applyRequest(input.requestId, this.#voterRequest(input.replay) ?? planMigrate(this.#document, input.jobId, input.to, this.id, this.#now, input.where), input.replay)
         break
       case 'drain':
-        this.#applyRequest(input.requestId, planDrain(this.#document, input.nodeId, this.id, this.#now))
+        this.#applyRequest(input.requestId, this.#voterRequest(input.replay) ?? planDrain(this.#document, input.nodeId, this.id, this.#now), input.replay)
         break
       case 'undrain':
-        this.#applyRequest(input.requestId, planUndrain(this.#document, input.nodeId, this.id))
+        this.#applyRequest(input.requestId, this.#voterRequest(input.replay) ?? planUndrain(this.#document, input.nodeId, this.id), input.replay)
         break
       case 'checkpoint-now':
         this.#event({ kind: 'checkpoint-answer', requestId: input.requestId, jobId: input.jobId, refused: this.#runner.requestCheckpoint(input.jobId) })
@@ -348,12 +381,12 @@ export class Peer {
 
   // ---- Committee helpers
 
-  #isVoter(id: NodeId = this.id): boolean { return this.#document.committee.voters[id] === true }
+  #committeeInForce(): CommitteeConfig { return this.#committee.inForce(this.#document) }
 
-  #committees(): NodeId[][] {
-    const joint = this.#leader?.joint
-    return joint ? [joint.previous, joint.next] : [committeeVoters(this.#document)]
-  }
+  #isVoter(id: NodeId = this.id): boolean { return this.#committeeInForce().voters.includes(id) }
+
+  /** The committee in force, and the pending one while a proposal awaits its commit: decisions need majorities of both. */
+  #committees(): NodeId[][] { return this.#committee.committees(this.#document) }
 
   #allVoters(): NodeId[] {
     const all = new Set<NodeId>()
@@ -447,7 +480,7 @@ export class Peer {
   #onMessage(from: NodeId, message: PeerMessage): void {
     // Election and leadership messages count only from committee members (the leader is one);
     // any node syncs, and any node bids (the auction checks the bidder is registered and invited).
-    if (message.kind !== 'sync' && message.kind !== 'bid' && message.kind !== 'standing-bid' && !this.#isVoter(from) && !(this.#leader?.joint?.previous.includes(from) ?? false)) {
+    if (message.kind !== 'sync' && message.kind !== 'bid' && message.kind !== 'standing-bid' && !this.#allVoters().includes(from)) {
       this.#drop(from, message.kind, 'sender is not a voter')
       return
     }
@@ -492,11 +525,15 @@ export class Peer {
     const receipt = this.#replica.receive(from, message)
     if (receipt.kind === 'duplicate') return
     if (receipt.kind === 'undecodable') return this.#drop(from, 'sync', receipt.reason)
+    if (receipt.kind === 'refused') {
+      this.#drop(from, 'sync', receipt.reason)
+      return this.#event({ kind: 'change-refused', from, reason: receipt.reason })
+    }
     if (receipt.changed) {
       this.#noteTouched(receipt.touchedPaths)
       if (this.#election.role === 'leader') this.#relayPending = true
     }
-    if (!this.#isVoter(from)) return
+    if (!this.#allVoters().includes(from)) return
     this.#syncSchedule.heardFromVoter(this.#now)
     if (this.#runner.held && this.#replica.inSync(from)) this.#runner.release()
     if (message.leaderHint !== null && !this.#isVoter()) {
@@ -505,7 +542,7 @@ export class Peer {
     }
     const leader = this.#leader
     if (leader !== null) this.#placement.onAck(leader, from, message.ack)
-    if (this.#submissions.recordDurable(from, message.ack.originSeq)) this.#acknowledgeDurable()
+    if (message.ack.origin === this.#replica.actor && this.#submissions.recordDurable(from, message.ack.originSeq)) this.#acknowledgeDurable()
     if (leader !== null && !leader.ready) this.#checkBarrier()
   }
 
@@ -516,8 +553,9 @@ export class Peer {
         const jobId = path[2]
         if (typeof jobId === 'string') this.#runner.touch(jobId as JobId)
         if (path.length === 3) this.#placement.placeSoon(this.#leader)
-      } else if (root === 'commits') {
+      } else if (root === 'commits' || root === 'ratified') {
         this.#runner.recheckAll()
+        this.#syncSchedule.membershipChanged() // a committee proposal may have committed
       } else if (root === 'committee' || root === 'nodes') {
         this.#syncSchedule.membershipChanged()
       }
@@ -526,13 +564,21 @@ export class Peer {
 
   // ---- Requests (submit, cancel, migrate, drain, admit): acknowledged once durable on a majority of voters
 
-  /** Writes a planned request as this node's next origin change, or reports its refusal. */
-  #applyRequest(requestId: string, plan: RequestPlan): void {
+  /** Cancels, moves and drains are written by voters only (write-rules.ts): a non-voter refuses them as not-a-voter, and node/ passes them on to one. */
+  #voterRequest(replay: ReplayKey | undefined): RequestPlan | null {
+    if (!this.#isVoter()) return { refused: `${notAVoterRefusal}: ${this.id} is not a voter, and only a voter records this request` }
+    const replayed = replayRefusal(this.#document, replay, this.#now)
+    return replayed === null ? null : { refused: replayed }
+  }
+
+  /** Writes a planned request as this node's next origin change (with its replay key), or reports its refusal. */
+  #applyRequest(requestId: string, planned: RequestPlan, replay?: ReplayKey): void {
+    const plan = remembering(planned, replay)
     const refused = 'refused' in plan ? plan.refused : this.#submissions.capacityRefusal()
     if (refused !== null) return this.#event({ kind: 'submission-refused', requestId, reason: refused })
     const request = plan as RequestWrite
     const originSeq = this.#submissions.nextOriginSeq()
-    this.#change(request.message, (draft) => request.write(draft, originSeq))
+    this.#change(request.message, (draft) => request.write(draft, { node: this.id, actor: this.#replica.actor, seq: originSeq }))
     if (request.placeSoon) this.#placement.placeSoon(this.#leader)
     for (const jobId of request.touch) this.#runner.touch(jobId)
     for (const node of request.notify) this.#replica.syncWith(node)
@@ -542,13 +588,13 @@ export class Peer {
   }
 
   #acknowledgeDurable(): void {
-    for (const submission of this.#submissions.takeDurable(committeeVoters(this.#document), this.#isVoter() ? this.id : null)) {
+    for (const submission of this.#submissions.takeDurable(this.#committees(), this.#isVoter() ? this.id : null)) {
       this.#event({ kind: 'submission-durable', jobId: submission.jobId, requestId: submission.requestId })
     }
   }
 
   #retrySubmissions(): void {
-    for (const voter of this.#submissions.retryTargets(this.#now, committeeVoters(this.#document), this.id)) this.#replica.resyncWith(voter)
+    for (const voter of this.#submissions.retryTargets(this.#now, this.#allVoters(), this.id)) this.#replica.resyncWith(voter)
   }
 
   // ---- Capacity gossip (soft state, never in the document)

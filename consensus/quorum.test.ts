@@ -5,13 +5,13 @@ import { Cluster } from './testing/harness.ts'
 import { asNodeId, committeeVoters, leaderSeqOf, isJointMajority, isMajority, majorityValue, validateCommitteeChange, type NodeId, type PeerMessage, type Term } from './index.ts'
 
 /** A sync message as a peer would receive it (leaderHint: null, as from a peer that follows no leader). */
-const syncMessage = (fields: { term: Term; data: Uint8Array | null; leaderSeq?: number; originSeq?: number; epoch?: number }): PeerMessage =>
+const syncMessage = (fields: { term: Term; data: Uint8Array | null; leaderSeq?: number; originSeq?: number; epoch?: string }): PeerMessage =>
   ({
     kind: 'sync',
     term: fields.term,
     data: fields.data,
-    ack: { term: fields.term, leaderSeq: fields.leaderSeq ?? 0, originSeq: fields.originSeq ?? 0 },
-    channel: { epoch: fields.epoch ?? 0, seq: 1 },
+    ack: { term: fields.term, leaderSeq: fields.leaderSeq ?? 0, originSeq: fields.originSeq ?? 0, origin: '' },
+    channel: { epoch: fields.epoch ?? 'ee', seq: 1 },
     leaderHint: null,
   }) as PeerMessage
 
@@ -95,6 +95,8 @@ describe('Peer.changeCommittee', () => {
   it('the ready leader refuses a two-voter change, accepts a one-voter change and commits it', () => {
     const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 12 })
     const leader = cluster.awaitLeader()
+    // Not before this leader's first decision committed (it finishes or supersedes an earlier leader's proposal).
+    expect(leader.changeCommittee(cluster.nowMs, { add: asNodeId('n3') })).toMatchObject({ ok: false, reason: expect.stringMatching(/first decision/) })
     cluster.advance(200)
     const follower = cluster.voterIds.find((id) => id !== leader.id)!
     expect(cluster.peer(follower).changeCommittee(cluster.nowMs, { add: asNodeId('n3') })).toMatchObject({ ok: false, reason: expect.stringMatching(/ready leader/) })
@@ -108,13 +110,17 @@ describe('Peer.changeCommittee', () => {
     expect(added.effects[0]?.kind).toBe('persist') // durable before it is sent
     cluster.perform(leader.id, added.effects)
     const changeSeq = leaderSeqOf(leader.document, leader.term)
-    expect(committeeVoters(leader.document)).toEqual(ids('n0', 'n1', 'n2', 'n3'))
+    // Proposed, not in force: it counts once committed (by majorities of the old and the new committee).
+    expect(leader.voters()).toEqual(cluster.voterIds)
+    expect(leader.pendingVoters()).toEqual(ids('n0', 'n1', 'n2', 'n3'))
     // A second change while the first is in flight is refused.
     expect(leader.changeCommittee(cluster.nowMs, { add: asNodeId('n4') })).toMatchObject({ ok: false, reason: expect.stringMatching(/in flight/) })
     cluster.advance(1_000)
     expect(cluster.events('committed').length).toBeGreaterThan(decisionsBefore)
     expect(cluster.events('committed').some((record) => record.node === leader.id && record.event.seq >= changeSeq)).toBe(true)
     expect(committeeVoters(cluster.peer(asNodeId('n3')).document)).toEqual(ids('n0', 'n1', 'n2', 'n3'))
+    expect(leader.voters()).toEqual(ids('n0', 'n1', 'n2', 'n3'))
+    expect(leader.pendingVoters()).toBeNull()
     expect(leader.isReadyLeader).toBe(true)
     // Once committed, the next one-voter change is accepted.
     const next = leader.changeCommittee(cluster.nowMs, { add: asNodeId('n4') })

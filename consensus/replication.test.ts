@@ -2,7 +2,7 @@
 // deterministic harness (consensus/testing/harness.ts).
 import { describe, expect, it } from 'vitest'
 import { Cluster, capacity, testJob } from './testing/harness.ts'
-import { asJobId, asNodeId, effectiveAssignment, jobRecord, leaderSeqOf, type JobId, type NodeId, type Peer, type Term } from './index.ts'
+import { asJobId, asNodeId, assignmentsOf, effectiveAssignment, jobRecord, leaderSeqOf, type JobId, type NodeId, type Peer, type Term } from './index.ts'
 import { originSeqOf } from './cluster-document.ts'
 
 /** How many voters (live ones, by their current document) hold `leaderLog[term] >= seq`. */
@@ -160,7 +160,7 @@ describe('leader change', () => {
         const document = cluster.peer(node).document
         const missing = assigned.filter((jobId) => {
           const job = jobRecord(document, jobId)
-          return job === undefined || job.assignments[String(term)] === undefined
+          return job === undefined || !assignmentsOf(job).some((assignment) => assignment.term === term)
         })
         atReady.push({ node, seq: leaderSeqOf(document, term), missing })
       })
@@ -220,11 +220,12 @@ describe('restart safety', () => {
     expect(follower, 'a follower that voted for the leader').toBeDefined()
     const voter = follower!
     const other = cluster.voterIds.find((id) => id !== leader.id && id !== voter)!
-    // What the voter told each origin it holds (the ack rides on its sync messages).
-    const acknowledged = new Map<NodeId, number>()
+    // What the voter told each origin (incarnation) it holds (the ack rides on its sync messages).
+    const acknowledged = new Map<string, { node: NodeId; seq: number }>()
     cluster.onEffect((node, effect) => {
-      if (node !== voter || effect.kind !== 'send' || effect.message.kind !== 'sync') return
-      acknowledged.set(effect.to, Math.max(acknowledged.get(effect.to) ?? 0, effect.message.ack.originSeq))
+      if (node !== voter || effect.kind !== 'send' || effect.message.kind !== 'sync' || effect.message.ack.origin === '') return
+      const { origin, originSeq } = effect.message.ack
+      acknowledged.set(origin, { node: effect.to, seq: Math.max(acknowledged.get(origin)?.seq ?? 0, originSeq) })
     })
     const submitted = new Map<NodeId, JobId[]>()
     for (let index = 0; index < 6; index++) {
@@ -234,22 +235,23 @@ describe('restart safety', () => {
       cluster.advance(41)
     }
     cluster.advance(500)
-    expect(acknowledged.get(asNodeId('n3')) ?? 0).toBeGreaterThan(0)
+    expect(acknowledged.get(cluster.peer(asNodeId('n3')).actor)?.seq ?? 0).toBeGreaterThan(0)
     cluster.crash(voter)
     cluster.advance(50)
     cluster.restart(voter)
     const restarted = cluster.peer(voter)
     expect(restarted.term).toBe(term)
     expect(cluster.stored(voter).votedFor).toBe(leader.id)
-    for (const [origin, seq] of acknowledged) {
+    for (const [origin, { node, seq }] of acknowledged) {
       expect(originSeqOf(restarted.document, origin)).toBeGreaterThanOrEqual(seq)
-      for (const jobId of (submitted.get(origin) ?? []).slice(0, seq)) expect(jobRecord(restarted.document, jobId), jobId).toBeDefined()
+      for (const jobId of (submitted.get(node) ?? []).slice(0, seq)) expect(jobRecord(restarted.document, jobId), jobId).toBeDefined()
     }
     // The vote it cast in this term survives: a rival asking in the same term is refused,
     // the candidate it voted for is granted again.
-    const refused = cluster.step(voter, { kind: 'message', from: other, message: { kind: 'vote', term } })
+    const committee = restarted.committeeStamp
+    const refused = cluster.step(voter, { kind: 'message', from: other, message: { kind: 'vote', term, committee } })
     expect(refused.filter((effect) => effect.kind === 'send')).toContainEqual({ kind: 'send', to: other, message: { kind: 'vote-response', term, granted: false } })
-    const regranted = cluster.step(voter, { kind: 'message', from: leader.id, message: { kind: 'vote', term } })
+    const regranted = cluster.step(voter, { kind: 'message', from: leader.id, message: { kind: 'vote', term, committee } })
     expect(regranted.filter((effect) => effect.kind === 'send')).toContainEqual({ kind: 'send', to: leader.id, message: expect.objectContaining({ kind: 'vote-response', term, granted: true }) })
     cluster.advance(500)
     expect(cluster.readyLeaders().map((peer: Peer) => peer.id)).toEqual([leader.id])

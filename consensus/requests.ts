@@ -2,32 +2,39 @@
 // change: submit, cancel, migrate, drain, undrain, admit. Each is planned here from the document (a refusal
 // with its reason, or what to write, which jobs to look at again and which nodes to tell at once);
 // Peer applies a plan the same way for all of them and acknowledges it once a majority holds it.
+// A client request the adapter took carries a replay key: the mesh remembers it (in the document) until
+// it expires, so the same signed request is taken once, through whichever node it reaches.
 import {
   effectiveAssignment,
   forEachJob,
   isJobDone,
   nodeRecord,
   replicaRecords,
-  roles,
-  writeAdmission,
+  requestSeen,
   writeCancel,
   writeDrain,
   writeJob,
   writeMigrate,
+  writeRequestSeen,
   writeUndrain,
+  writeOrigin,
   readText,
   isDraining,
   type ClusterDocument,
   type Document,
-  type Role,
+  type OriginStamp,
 } from './cluster-document.ts'
-import type { JobId, JobSubmission, MoveConstraints, NodeId } from './types.ts'
+import { inviteUsed, writeGrant, type VerifyGrant } from './admission-grants.ts'
+import type { JobId, JobSubmission, MoveConstraints, NodeId, ReplayKey } from './types.ts'
 import { isUnconstrained, moveRefusal } from './move-constraints.ts'
+
+/** The start of a refusal that names no fault of the request: this node is not a voter, and a voter must write it (node/ passes it on). */
+export const notAVoterRefusal = 'not-a-voter'
 
 export interface RequestWrite {
   /** The change's message (Automerge history). */
   message: string
-  write: (draft: ClusterDocument, originSeq: number) => void
+  write: (draft: ClusterDocument, origin: OriginStamp) => void
   /** Records the runner looks at again. */
   touch: JobId[]
   /** Nodes told at once (runners of the jobs concerned), not at their next refresh from a voter. */
@@ -42,9 +49,28 @@ export type RequestPlan = { refused: string } | RequestWrite
 
 const notifyRunners = (jobs: readonly { node: NodeId }[], self: NodeId): NodeId[] => [...new Set(jobs.map(({ node }) => node))].filter((node) => node !== self)
 
-export function planSubmit(job: JobSubmission, refusal: string | null, self: NodeId, nowMs: number): RequestPlan {
+/** Refuses a request the mesh took already (a replay), or one whose replay window has closed. */
+export function replayRefusal(document: Document, replay: ReplayKey | undefined, nowMs: number): string | null {
+  if (replay === undefined) return null
+  if (!(replay.expiresAtMs >= nowMs)) return 'the request expired before this node took it (check the clocks)'
+  return requestSeen(document, replay.key) ? 'this exact request was taken before, by this or another node (a replay)' : null
+}
+
+/** The plan, remembering the request's replay key in the same change. */
+export function remembering(plan: RequestPlan, replay: ReplayKey | undefined): RequestPlan {
+  if ('refused' in plan || replay === undefined) return plan
+  return {
+    ...plan,
+    write: (draft, origin) => {
+      plan.write(draft, origin)
+      writeRequestSeen(draft, replay.key, replay.expiresAtMs)
+    },
+  }
+}
+
+export function planSubmit(job: JobSubmission, refusal: string | null, nowMs: number): RequestPlan {
   if (refusal !== null) return { refused: refusal }
-  return { message: `submit ${job.id}`, write: (draft, originSeq) => writeJob(draft, job, self, originSeq, nowMs), touch: [job.id], notify: [], ackId: job.id, placeSoon: true }
+  return { message: `submit ${job.id}`, write: (draft, origin) => writeJob(draft, job, origin, nowMs), touch: [job.id], notify: [], ackId: job.id, placeSoon: true }
 }
 
 export function planCancel(document: Document, jobId: JobId, self: NodeId, nowMs: number): RequestPlan {
@@ -56,7 +82,7 @@ export function planCancel(document: Document, jobId: JobId, self: NodeId, nowMs
   })
   return {
     message: `cancel ${jobId}`,
-    write: (draft, originSeq) => writeCancel(draft, active.map(({ id }) => id), self, originSeq, nowMs),
+    write: (draft, origin) => writeCancel(draft, active.map(({ id }) => id), origin, nowMs),
     touch: active.map(({ id }) => id),
     notify: notifyRunners(runners, self),
     ackId: jobId,
@@ -78,7 +104,7 @@ export function planMigrate(document: Document, jobId: JobId, to: NodeId | null,
   if (refusal !== null) return { refused: refusal }
   return {
     message: `migrate ${jobId}`,
-    write: (draft, originSeq) => writeMigrate(draft, copies, self, to, originSeq, nowMs, where),
+    write: (draft, origin) => writeMigrate(draft, copies, origin, to, nowMs, where),
     touch: copies.map((copy) => copy.jobId),
     notify: notifyRunners(copies, self),
     ackId: jobId,
@@ -88,7 +114,6 @@ export function planMigrate(document: Document, jobId: JobId, to: NodeId | null,
 
 export function planDrain(document: Document, nodeId: NodeId, self: NodeId, nowMs: number): RequestPlan {
   if (nodeRecord(document, nodeId) === undefined) return { refused: `node ${nodeId} is not registered` }
-  if (document.draining === undefined) return { refused: 'this cluster document predates drains' }
   const copies: { jobId: JobId; term: number; seq: number }[] = []
   forEachJob(document, (jobId, job) => {
     const assignment = isJobDone(job) ? null : effectiveAssignment(job)
@@ -96,7 +121,7 @@ export function planDrain(document: Document, nodeId: NodeId, self: NodeId, nowM
   })
   return {
     message: `drain ${nodeId}`,
-    write: (draft, originSeq) => writeDrain(draft, nodeId, copies, self, originSeq, nowMs),
+    write: (draft, origin) => writeDrain(draft, nodeId, copies, origin, nowMs),
     touch: copies.map((copy) => copy.jobId),
     notify: notifyRunners([{ node: nodeId }], self),
     ackId: nodeId,
@@ -108,15 +133,33 @@ export function planUndrain(document: Document, nodeId: NodeId, self: NodeId): R
   if (nodeRecord(document, nodeId) === undefined) return { refused: `node ${nodeId} is not registered` }
   if (!isDraining(document, nodeId)) return { refused: `node ${nodeId} is not being drained` }
   // The node hears at once: it bids again only once its own document says it is no longer drained.
-  return { message: `undrain ${nodeId}`, write: (draft, originSeq) => writeUndrain(draft, nodeId, self, originSeq), touch: [], notify: notifyRunners([{ node: nodeId }], self), ackId: nodeId, placeSoon: true }
+  return { message: `undrain ${nodeId}`, write: (draft, origin) => writeUndrain(draft, nodeId, origin), touch: [], notify: notifyRunners([{ node: nodeId }], self), ackId: nodeId, placeSoon: true }
 }
 
 /** Peer ids are libp2p's (52 characters for Ed25519); this bounds what a request may write. */
 export const maxPeerIdLength = 128
 
-export function planAdmit(document: Document, peerId: string, role: Role, self: NodeId, nowMs: number): RequestPlan {
-  if (document.admitted === undefined) return { refused: 'this cluster document predates admission records' }
-  if (peerId.length === 0 || peerId.length > maxPeerIdLength) return { refused: `the peer id must have 1 to ${maxPeerIdLength} characters` }
-  if (!roles.includes(role)) return { refused: `unknown role ${String(role)}` }
-  return { message: `admit ${peerId} as ${role}`, write: (draft, originSeq) => writeAdmission(draft, peerId, role, self, originSeq, nowMs), touch: [], notify: [], ackId: peerId, placeSoon: false }
+/**
+ * Records a grant of a role to `peerId`: the grant (an invite token, or an admit/revoke request the
+ * admin key signed) is checked here as every peer will check it before the record enters.
+ */
+export function planAdmit(document: Document, peerId: string, grant: string, verifyGrant: VerifyGrant | undefined): RequestPlan {
+  const admin = readText(document.admin)
+  if (admin === '') return { refused: 'this mesh has no admin key, so it admits no one (everyone may act in an open mesh)' }
+  if (peerId.length === 0 || peerId.length > maxPeerIdLength || peerId.includes('/')) return { refused: `the peer id must have 1 to ${maxPeerIdLength} characters and no /` }
+  const facts = verifyGrant?.(grant, admin) ?? null
+  if (facts === null) return { refused: 'the grant does not carry the admin key\'s signature' }
+  if (facts.peer !== null && facts.peer !== peerId) return { refused: `the grant is for ${facts.peer}, not ${peerId}` }
+  if (facts.nonce !== null && inviteUsed(document, facts.nonce)) return { refused: 'this invite was used already (an invite admits one peer)' }
+  return {
+    message: `admit ${peerId} as ${facts.role}`,
+    write: (draft, origin) => {
+      writeGrant(draft, peerId, facts, grant, origin.node)
+      writeOrigin(draft, origin)
+    },
+    touch: [],
+    notify: [],
+    ackId: peerId,
+    placeSoon: false,
+  }
 }

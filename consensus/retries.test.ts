@@ -84,9 +84,12 @@ describe('retries', () => {
     const jobId = asJobId('stopme')
     cluster.submit(leader.id, testJob('stopme', { retries: 3 }))
     const first = awaitStart(cluster, jobId, 1)
-    // The failure and the cancel leave the runner together: the leader must not place it again.
+    // The failure and the cancel reach the leader together: it must not place the job again.
+    // (A cancel is written by a voter: the runner, a non-voter, refuses it for node/ to pass on.)
     cluster.exited(first, jobId, 1)
-    cluster.step(first, { kind: 'cancel', requestId: 'cancel-stopme', jobId })
+    const refused = cluster.step(first, { kind: 'cancel', requestId: 'cancel-at-runner', jobId })
+    expect(refused).toContainEqual({ kind: 'event', event: expect.objectContaining({ kind: 'submission-refused', requestId: 'cancel-at-runner', reason: expect.stringMatching(/^not-a-voter/) }) })
+    cluster.step(leader.id, { kind: 'cancel', requestId: 'cancel-stopme', jobId })
     cluster.advance(2_000)
     expect(startsOf(cluster, jobId)).toEqual([first])
     const archived = cluster.effectsOf('archive-job', leader.id).find((record) => record.effect.job.id === jobId)?.effect.job
@@ -181,7 +184,10 @@ describe('retries', () => {
 describe('when a failure is final', () => {
   const run = (state: string, term: number, seq: number, exitCode: number) => ({ state, term, seq, exitCode, atMs: term * 100 + seq })
   const attempt = (node: string, term: number, seq: number, exitCode: number) => ({ node, term, seq, exitCode, atMs: term * 100 + seq })
-  const record = (fields: Record<string, unknown>): JobRecord => ({ runs: {}, cancelled: {}, ...fields }) as unknown as JobRecord
+  /** Every run and attempt here ran under an assignment to its node (records of a job a node never ran do not count). */
+  const assignment = (node: string, term: number, seq: number) => ({ [`${term}.${seq}`]: { node, term, seq } })
+  const assignments = { ...assignment('n1', 1, 1), ...assignment('n1', 1, 2), ...assignment('n1', 1, 3) }
+  const record = (fields: Record<string, unknown>): JobRecord => ({ runs: {}, cancelled: {}, assignments, ...fields }) as unknown as JobRecord
 
   it('in a record made before retries (no attempts kept), at the first failure', () => {
     const job = record({ runs: { n1: run('failed', 1, 1, 2) } })

@@ -80,12 +80,13 @@ export class Submissions {
     return true
   }
 
-  /** Removes and returns the submissions a majority of `voters` holds (this node counts when it is one). */
-  takeDurable(voters: readonly NodeId[], self: NodeId | null): PendingSubmission[] {
+  /** Removes and returns the submissions a majority of every committee holds (this node counts when it is a voter). */
+  takeDurable(committees: readonly (readonly NodeId[])[], self: NodeId | null): PendingSubmission[] {
     if (this.#pending.length === 0) return []
     const durable = new Map(this.#durable)
     if (self !== null) durable.set(self, this.#originSeq)
-    const safeSeq = majorityValue(durable, voters)
+    let safeSeq = Infinity
+    for (const voters of committees) safeSeq = Math.min(safeSeq, majorityValue(durable, voters))
     const taken: PendingSubmission[] = []
     while (this.#pending.length > 0 && (this.#pending[0]?.originSeq ?? Infinity) <= safeSeq) taken.push(this.#pending.shift()!)
     if (this.#pending.length === 0) this.#nextRetryMs = Infinity

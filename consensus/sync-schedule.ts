@@ -1,7 +1,8 @@
 // The document's periodic sync, beyond the partners each step marks: a voter pushes to the
 // non-voters homed on it every downstream interval, and every resync interval the sessions that may
 // have lost a message restart, so a lossy link cannot stall them.
-import { committeeVoters, type Document } from './cluster-document.ts'
+import type { Document } from './cluster-document.ts'
+import { committeeVoters } from './committee.ts'
 import type { DocumentReplica } from './document-replica.ts'
 import { ServedNonVoters } from './downstream.ts'
 import type { NodeId, PeerConfig } from './types.ts'

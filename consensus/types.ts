@@ -36,8 +36,14 @@ export interface NodeAttributes {
   offer: NodeOffer
 }
 
-/** Only the broken variants used to prove the simulator's checker catches real faults. */
-export type BrokenVariant = 'none' | 'no-quorum'
+/**
+ * Planted bugs, only to prove the simulator's checker catches real faults: a one-node majority, a
+ * runner starting assignments before they commit, a leader deciding before its barrier, uncommitted
+ * committee proposals counted, and a restart reusing its previous incarnation (actor and origin
+ * sequence) instead of starting a new one.
+ */
+export const brokenVariants = ['none', 'no-quorum', 'uncommitted-start', 'skip-barrier', 'uncommitted-committee', 'reused-origin-seq'] as const
+export type BrokenVariant = (typeof brokenVariants)[number]
 
 export interface PeerConfig {
   nodeId: NodeId
@@ -116,9 +122,13 @@ export const defaultPeerTiming = {
 
 // ---- Messages between peers (carried by libp2p streams in node/, by the simulated network in sim/)
 
-export interface PreVoteRequest { kind: 'pre-vote'; term: Term }
+/**
+ * A candidate names the committee it counts votes in (its stamp, committee.ts): a voter that knows a
+ * later committee refuses it, so a candidate behind on committee changes cannot win with an old majority.
+ */
+export interface PreVoteRequest { kind: 'pre-vote'; term: Term; committee: string }
 export interface PreVoteResponse { kind: 'pre-vote-response'; term: Term; granted: boolean }
-export interface VoteRequest { kind: 'vote'; term: Term }
+export interface VoteRequest { kind: 'vote'; term: Term; committee: string }
 /** A granted vote carries the voter's document heads: the vote doubles as the new leader's barrier reply. */
 export interface VoteResponse { kind: 'vote-response'; term: Term; granted: boolean; heads?: string[] }
 export interface Heartbeat {
@@ -141,9 +151,9 @@ export interface SyncMessage {
   /**
    * Sync rides an ordered channel: (epoch, seq) lets the receiver drop duplicates and stale,
    * reordered messages (a gap is treated as loss and healed by a session restart).
-   * The epoch is the sender's boot time on its own clock, so a restarted sender starts afresh.
+   * The epoch is the sender's incarnation (new at every boot), so a restarted sender starts afresh.
    */
-  channel: { epoch: number; seq: number }
+  channel: { epoch: string; seq: number }
   /** The leader the sender follows: non-voters hear no heartbeats and report to it. */
   leaderHint: NodeId | null
 }
@@ -188,8 +198,10 @@ export interface DocumentAck {
   term: Term
   /** Highest leader decision of `term` present in the sender's persisted document. */
   leaderSeq: number
-  /** Highest submission of the receiver that the sender's persisted document holds. */
+  /** Highest request of the receiver's incarnation `origin` that the sender's persisted document holds. */
   originSeq: number
+  /** The receiver's actor this counts (its incarnation as the sender last heard it): a restarted receiver ignores its previous one's. */
+  origin: string
 }
 
 export type PeerMessage =
@@ -249,27 +261,30 @@ export interface ArchivedJob {
 
 // ---- Inputs
 
+/** A client request's key in the mesh's replay memory (from its signature) and until when it is kept. */
+export interface ReplayKey { key: string; expiresAtMs: number }
+
 export type PeerInput =
   | { kind: 'tick'; nowMs: number }
   | { kind: 'message'; nowMs: number; from: NodeId; message: PeerMessage }
   | { kind: 'capacity'; nowMs: number; gossip: CapacityGossip }
-  | { kind: 'submit'; nowMs: number; requestId: string; job: JobSubmission }
+  | { kind: 'submit'; nowMs: number; requestId: string; job: JobSubmission; replay?: ReplayKey }
   | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number; usage?: JobUsage }
   /** Cancel every replica of a submitted job; acknowledged like a submission (durable on a majority). */
-  | { kind: 'cancel'; nowMs: number; requestId: string; jobId: JobId }
+  | { kind: 'cancel'; nowMs: number; requestId: string; jobId: JobId; replay?: ReplayKey }
   /** Move a running job's replicas: checkpoint, place elsewhere (on `to` when given, or where `where` allows), restore there. */
-  | { kind: 'migrate'; nowMs: number; requestId: string; jobId: JobId; to: NodeId | null; where?: MoveConstraints }
+  | { kind: 'migrate'; nowMs: number; requestId: string; jobId: JobId; to: NodeId | null; where?: MoveConstraints; replay?: ReplayKey }
   /** Drain a node: nothing new is placed there, and every replica running there migrates away. */
-  | { kind: 'drain'; nowMs: number; requestId: string; nodeId: NodeId }
+  | { kind: 'drain'; nowMs: number; requestId: string; nodeId: NodeId; replay?: ReplayKey }
   /** Undo a drain: the node takes new placements again (what moved away stays where it went). */
-  | { kind: 'undrain'; nowMs: number; requestId: string; nodeId: NodeId }
+  | { kind: 'undrain'; nowMs: number; requestId: string; nodeId: NodeId; replay?: ReplayKey }
   /** A client asks this node to checkpoint its running replica now (answered by a `checkpoint-answer` event). */
   | { kind: 'checkpoint-now'; nowMs: number; requestId: string; jobId: JobId }
   /** The adapter checkpointed a replica (a checkpoint-job effect) and published the snapshot as `cid`. */
   | { kind: 'job-checkpointed'; nowMs: number; jobId: JobId; cid: string; stopped: boolean; holders?: NodeId[]; sizeBytes?: number; chunks?: number }
   | { kind: 'job-checkpoint-failed'; nowMs: number; jobId: JobId; reason: string }
-  /** Record a peer's admission (or revocation) the admin signed (node/ checked the signature); acknowledged like a submission. */
-  | { kind: 'admit'; nowMs: number; requestId: string; peerId: string; role: 'node' | 'admin' | 'submitter' | 'viewer' | 'revoked' }
+  /** Record a grant of a role to a peer (an invite token or an admit/revoke request the admin key signed: checked here and by every peer); acknowledged like a submission. */
+  | { kind: 'admit'; nowMs: number; requestId: string; peerId: string; grant: string }
   /** The node's prices changed (a spot market moved, an operator repriced): later bids ask them. */
   | { kind: 'prices'; nowMs: number; prices: UnitPrices }
 
@@ -291,6 +306,8 @@ export type PeerEvent =
   | { kind: 'submission-durable'; jobId: JobId; requestId: string }
   | { kind: 'submission-refused'; requestId: string; reason: string }
   | { kind: 'message-dropped'; from: NodeId; message: string; reason: string }
+  /** A sync message carried a change its writer may not make: refused whole (the sender broke the trust model, or runs other code). */
+  | { kind: 'change-refused'; from: NodeId; reason: string }
   | { kind: 'checkpoint-failed'; jobId: JobId; reason: string }
   /** A `checkpoint-now` request: refused (null: a checkpoint of the replica was started, or is under way already). */
   | { kind: 'checkpoint-answer'; requestId: string; jobId: JobId; refused: string | null }

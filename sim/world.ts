@@ -19,7 +19,7 @@ import {
   type Resources,
 } from '../consensus/index.ts'
 import * as A from '@automerge/automerge'
-import { actorOf, concatBytes, loadDocument, type Document } from '../consensus/index.ts'
+import { actorOf, concatBytes, genesisActor, loadDocument, type Document } from '../consensus/index.ts'
 import { Checker } from './checker.ts'
 import { DriftingClock, drawClock } from './clock.ts'
 import { EventQueue } from './event-queue.ts'
@@ -202,20 +202,24 @@ export class World implements FaultTarget {
     const documentBytes = concatBytes(node.storage.chunks)
     node.storage.chunks = [documentBytes]
     // A fresh peer clones the genesis document loaded once (loading it per peer dominated boot at 1,000 peers).
-    const document = fresh ? A.clone(this.#genesisDocument(), { actor: actorOf(node.id) }) : undefined
+    // A new incarnation at every boot, as a daemon draws one; the planted bug reuses the first.
+    const boot = this.options.broken === 'reused-origin-seq' ? 0 : node.incarnation
+    const incarnation = ((node.index + 1) * 0x10000 + boot).toString(16).padStart(8, '0')
+    const document = fresh ? A.clone(this.#genesisDocument(), { actor: actorOf(node.id, incarnation) }) : undefined
     node.peer = new Peer({
       config: this.peerConfig(node.id),
       attributes: node.attributes,
       random: node.random,
       persisted: { term: node.storage.term, votedFor: node.storage.votedFor, documentBytes, ...(document ? { document } : {}) },
       nowMs: node.clock.localMs(this.#now),
+      incarnation,
     })
     node.wakeAtMs = Infinity
     this.#step(node, { kind: 'tick', nowMs: node.clock.localMs(this.#now) })
   }
 
   #genesisDocument(): Document {
-    this.#genesisLoaded ??= loadDocument(this.#genesis, asNodeId('genesis'))
+    this.#genesisLoaded ??= loadDocument(this.#genesis, genesisActor)
     return this.#genesisLoaded
   }
 

@@ -21,6 +21,8 @@ import {
   type Resources,
 } from '../index.ts'
 import { jobSpec, offer, type OfferInit } from '../../placement/testing.ts'
+import type { VerifyGrant } from '../admission-grants.ts'
+import { testGrantVerifier } from './grants.ts'
 
 /** mulberry32: a small seeded PRNG, enough for election jitter. */
 export function mulberry32(seed: number): RandomSource {
@@ -49,6 +51,8 @@ export interface ClusterOptions {
   pricesPerCpuHour?: readonly (number | undefined)[]
   /** Per node index: traits of its offer (provider, region, GPUs, ...) over the defaults. */
   offers?: readonly (OfferInit | undefined)[]
+  /** A closed mesh: the admin's id in genesis, and the secret its test grants are made with (grants.ts). */
+  admin?: { id: string; secret: string }
 }
 
 export interface Stored { term: number; votedFor: NodeId | null; chunks: Uint8Array[] }
@@ -94,6 +98,7 @@ export class Cluster {
   readonly latencyMs: number
   readonly config: Omit<PeerConfig, 'nodeId'>
   readonly genesis: Uint8Array
+  readonly verifyGrant: VerifyGrant | undefined
   readonly log: Recorded[] = []
   nowMs = 0
   readonly #nodes = new Map<NodeId, HarnessNode>()
@@ -115,7 +120,8 @@ export class Cluster {
       id,
       offer: offer(id, { provider: 'test', region: 'test-1', azId: 'az0', capacity: options.capacities?.[index] ?? defaultCapacity, pricePerCpuHour: options.pricesPerCpuHour?.[index] ?? 0.05, ...options.offers?.[index] }),
     }))
-    this.genesis = createGenesis({ voters: this.voterIds, nodes: attributes })
+    this.genesis = createGenesis({ voters: this.voterIds, nodes: attributes, ...(options.admin === undefined ? {} : { admin: options.admin.id }) })
+    this.verifyGrant = options.admin === undefined ? undefined : testGrantVerifier(options.admin.secret)
     const seed = options.seed ?? 1
     this.ids.forEach((id, index) => {
       this.#nodes.set(id, {
@@ -305,6 +311,9 @@ export class Cluster {
       random: node.random,
       persisted: { term: node.stored.term, votedFor: node.stored.votedFor, documentBytes },
       nowMs: this.nowMs,
+      // A new incarnation per boot, as the daemon draws one (deterministic here).
+      incarnation: ((node.index + 1) * 0x10000 + node.incarnation).toString(16).padStart(8, '0'),
+      ...(this.verifyGrant === undefined ? {} : { verifyGrant: this.verifyGrant }),
     })
     this.step(node.id, { kind: 'tick' })
   }

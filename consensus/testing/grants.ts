@@ -1,0 +1,42 @@
+// Admission grants for the harness and the simulator, which have no Ed25519 keys: a grant is its
+// facts as JSON plus a keyed hash only the holder of `secret` (the test's "admin key") can make.
+// node/ checks real signatures (node/admission-grant.ts); the core only sees a VerifyGrant.
+import type { GrantFacts, VerifyGrant } from '../admission-grants.ts'
+import { grantIdPattern } from '../admission-grants.ts'
+import { roles, type Role } from '../cluster-document.ts'
+
+const prefix = 'test-grant.'
+
+/** FNV-1a over the text, twice with different seeds: a stand-in for a signature (not secure; tests only). */
+function mac(secret: string, text: string): string {
+  let a = 0x811c9dc5
+  let b = 0x01000193
+  for (const char of `${secret}\u0000${text}`) {
+    a = Math.imul(a ^ char.charCodeAt(0), 0x01000193) >>> 0
+    b = Math.imul(b ^ char.charCodeAt(0), 0x811c9dc5) >>> 0
+  }
+  return a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0')
+}
+
+export function signTestGrant(secret: string, facts: GrantFacts): string {
+  const json = JSON.stringify(facts)
+  return `${prefix}${Buffer.from(json).toString('base64url')}.${mac(secret, json)}`
+}
+
+/** Accepts exactly the grants `signTestGrant(secret, ...)` made. */
+export function testGrantVerifier(secret: string): VerifyGrant {
+  return (grant) => {
+    if (!grant.startsWith(prefix)) return null
+    const [payload, signature] = grant.slice(prefix.length).split('.')
+    if (payload === undefined || signature === undefined) return null
+    const json = Buffer.from(payload, 'base64url').toString()
+    if (mac(secret, json) !== signature) return null
+    try {
+      const facts = JSON.parse(json) as GrantFacts
+      if (!roles.includes(facts.role as Role) || !grantIdPattern.test(facts.id) || typeof facts.atMs !== 'number') return null
+      return { id: facts.id, role: facts.role, peer: facts.peer ?? null, nonce: facts.nonce ?? null, atMs: facts.atMs }
+    } catch {
+      return null
+    }
+  }
+}
