@@ -11,6 +11,9 @@
 // places links to the CRIU images in its checkpoints/ folder (copies if the engine cannot follow
 // them: checkpoint-links.ts) and starts it from them (Docker 20.10 refuses --checkpoint-dir on
 // start): the path a migration to another node takes.
+// The node's lease (setLeaseDeadline) is watched by a spawner process of its own and by a watchdog
+// here (lease-guard.ts): each container is guarded by its init's host PID (the engine's State.Pid),
+// whose SIGKILL ends the container, so the watchdog needs no Docker API.
 import { randomUUID } from 'node:crypto'
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { access, cp, mkdir, rm, stat, writeFile } from 'node:fs/promises'
@@ -26,7 +29,9 @@ import { uncheckpointableReasons } from './checkpoint-guard.ts'
 import { probeCriu } from './criu.ts'
 import { containerCreateOptions, dockerLabels } from './docker-container-spec.ts'
 import { bounded, connectDocker, dockerSocketPath, probeDockerEngine, unavailable, type DockerEngineInfo } from './docker-engine.ts'
-import { processTree } from './isolation.ts'
+import { processStartTicks, processTree } from './isolation.ts'
+import { LeaseGuard } from './lease-guard.ts'
+import { leaseWatchdogLimits, type LeaseLapse } from './lease-watchdog.ts'
 import { defaultRuncRoot, localRuncContainer, runcCheckpoint } from './runc-checkpoint.ts'
 import { mergeAsync, readLogFile } from './log-files.ts'
 import {
@@ -35,9 +40,11 @@ import {
   InvalidRunSpecError,
   JobAlreadyRunningError,
   JobNotFoundError,
+  LeaseLapsedError,
   RuntimeAtCapacityError,
   RuntimeClosedError,
   SpawnFailedError,
+  leaseLapsedReason,
   type CheckpointOptions,
   type ExitListener,
   type IsolationReport,
@@ -162,11 +169,13 @@ export class DockerRuntime implements Runtime {
   readonly #runs = new Map<JobId, ContainerRun>()
   readonly #starting = new Set<JobId>()
   readonly #listeners = new Set<ExitListener>()
+  readonly #lease: LeaseGuard
   #closed = false
 
   constructor(init: DockerRuntimeInit, components: DockerRuntimeComponents) {
     this.#dataDir = init.dataDir
     this.#limits = { ...defaultDockerRuntimeLimits, ...init.limits }
+    if (this.#limits.maxRunningJobs > leaseWatchdogLimits.maxGuardedTargets) throw new RangeError(`maxRunningJobs ${this.#limits.maxRunningJobs} is above the lease watchdog's ${leaseWatchdogLimits.maxGuardedTargets} targets`)
     this.#logger = components.logger
     this.#nowMs = components.nowMs ?? Date.now
     this.#endpoint = dockerSocketPath(init.socketPath)
@@ -176,6 +185,32 @@ export class DockerRuntime implements Runtime {
     this.#runcRoot = init.runcRoot === undefined ? defaultRuncRoot : init.runcRoot
     this.#defaultImage = init.defaultImage
     this.#linkImages = components.linkImages ?? linkCheckpointImages
+    this.#lease = new LeaseGuard({ runtime: this.kind, spawner: 'own' }, { logger: this.#logger, onLapse: (lapse) => this.#leaseLapsed(lapse) })
+  }
+
+  setLeaseDeadline(deadlineMs: number | null): void {
+    if (this.#closed) return
+    this.#lease.setDeadline(deadlineMs)
+  }
+
+  /** A watchdog killed these containers' init: they end stopped, for that reason (the engine is told to kill them too). */
+  #leaseLapsed(lapse: LeaseLapse & { where: 'spawner' | 'daemon' }): void {
+    for (const jobId of lapse.killed) {
+      const run = this.#runs.get(jobId as JobId)
+      if (run === undefined || run.exit !== undefined) continue
+      this.#logger.warn('job-lease-lapsed', { jobId, deadlineMs: lapse.deadlineMs, killedBy: lapse.where })
+      run.ending = { reason: leaseLapsedReason, timedOut: false }
+      void this.#kill(run, 'SIGKILL')
+    }
+  }
+
+  /** Guards the container's init (by host PID and start time) under the lease. */
+  async #guard(run: ContainerRun): Promise<void> {
+    if (!(run.pid > 0)) return // ended before the engine was asked
+    const startTicks = await processStartTicks(run.pid)
+    // Ended meanwhile (#watch unguards as it records the exit): nothing to guard.
+    if (startTicks === undefined || run.exit !== undefined) return
+    this.#lease.guard(run.jobId, [{ pid: run.pid, startTicks, group: false }])
   }
 
   /** What the engine on our socket offers, asked now (the daemon reports it, and bids only when available). */
@@ -200,6 +235,8 @@ export class DockerRuntime implements Runtime {
     try {
       const engine = await this.#availableEngine()
       await this.#ensureImage(spec)
+      // Under a lease, the watchdog spawner hears of the container the moment it is tracked.
+      await this.#lease.outsideReady()
       const jobDir = this.jobDir(spec.jobId)
       await this.#prepareJobFolder(spec, jobDir, { freshLogs: true })
       const container = await this.#createContainer(spec, jobDir)
@@ -218,6 +255,7 @@ export class DockerRuntime implements Runtime {
   #checkStartable(spec: RunSpec): void {
     if (this.#closed) throw new RuntimeClosedError({ runtime: this.kind })
     const jobId = spec.jobId
+    if (this.#lease.lapsed()) throw new LeaseLapsedError({ jobId, runtime: this.kind, deadlineMs: this.#lease.deadlineMs ?? null })
     if (!jobIdPattern.test(jobId)) throw new InvalidRunSpecError({ jobId, field: 'jobId', reason: `must match ${jobIdPattern}` })
     const argv = [...spec.command, ...(spec.args ?? [])]
     if (argv.length > this.#limits.maxCommandArguments) throw new InvalidRunSpecError({ jobId, field: 'command', reason: `has ${argv.length} arguments, at most ${this.#limits.maxCommandArguments}` })
@@ -312,6 +350,7 @@ export class DockerRuntime implements Runtime {
       meter: ContainerUsageMeter.start(container),
     }
     this.#remember(run)
+    await this.#guard(run)
     const pumped = this.#pumpLogs(run)
     void this.#watch(run, pumped)
     if (spec.timeoutMs !== undefined) {
@@ -368,6 +407,7 @@ export class DockerRuntime implements Runtime {
     if (run.ending !== undefined) exit.reason = run.ending.reason
     else if (oomKilled) exit.reason = 'out of memory'
     run.exit = exit
+    this.#lease.unguard(run.jobId)
     this.#logger.info('job-exited', { ...exit })
     run.resolveExited(exit)
     for (const listener of this.#listeners) {
@@ -555,6 +595,7 @@ export class DockerRuntime implements Runtime {
     try {
       const engine = await this.#availableEngine()
       if (!engine.experimental) throw refuse(`the Docker engine at ${engine.endpoint} runs without experimental features, which restores need`)
+      await this.#lease.outsideReady()
       const image = await this.#inspectImage(spec.image ?? '')
       if (image === undefined) throw refuse(`its image ${spec.image} is not on this node`)
       if (manifest.docker !== undefined && image.Id !== manifest.docker.imageId) {
@@ -619,6 +660,7 @@ export class DockerRuntime implements Runtime {
   async close(): Promise<void> {
     this.#closed = true
     await Promise.all([...this.#runs.values()].filter((run) => run.exit === undefined).map((run) => this.#end(run, { reason: 'runtime closed', timedOut: false }, 0)))
+    await this.#lease.close()
   }
 
   /** Containers of this runtime instance the engine still has (for tests and leak checks). */

@@ -11,3 +11,4 @@ export { checkpointLayout, readCheckpointManifest, type CheckpointManifest } fro
 export { probeNodeCapabilities, probeCgroupVersion, probeGpus, renderCapabilities, type NodeCapabilities, type CgroupReport, type GpuReport } from './node-capabilities.ts'
 export { probePidNamespace, probeParentDeathSignal, procStatFields, processStartTicks, processTree, isDead, livingGroupMembers, type NamespaceSupport, type ParentDeathSupport } from './isolation.ts'
 export { cgroupLimits, type CgroupSupport } from './cgroups.ts'
+export { monotonicNowMs, leaseWatchdogLimits } from './lease-watchdog.ts'

@@ -12,8 +12,11 @@
 // Checkpoints (namespace mode only): `criu dump` of the tree under the namespace's PID 1; a restore
 // runs `criu restore` (without detaching, so it stays our child and waits for the restored tree, as
 // unshare does) through the same launcher, so the restored job lands in its own new cgroups.
-// Every launch goes through `setpriv --pdeathsig KILL` where available, so a job dies with the daemon
-// that started it (a namespaced job whole: its PID 1 goes with unshare or criu restore).
+// Every launch goes through `setpriv --pdeathsig KILL` where available, so a job dies with the process
+// that forked it (a namespaced job whole: its PID 1 goes with unshare or criu restore).
+// The node's lease (setLeaseDeadline) is watched by the spawner's watchdog and by one here
+// (lease-guard.ts): each job is guarded by its launcher's process group (unshare's --kill-child takes
+// a namespace's PID 1 with it) and, after a restore, by the restored PID 1 itself.
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
@@ -25,7 +28,9 @@ import { probeCgroups, type CgroupSupport, type JobCgroup } from './cgroups.ts'
 import { checkpointLayout, copyWorkFolder, prepareCheckpointDirectory, readCheckpointManifest, writeCheckpointManifest } from './checkpoint-directory.ts'
 import { uncheckpointableReasons } from './checkpoint-guard.ts'
 import { criuLimits, logErrors, probeCriu, runCriu, type CriuSupport } from './criu.ts'
-import { childPids, isDead, livingGroupMembers, probeParentDeathSignal, probePidNamespace, processTree, resolveExecutable, type NamespaceSupport, type ParentDeathSupport } from './isolation.ts'
+import { childPids, isDead, livingGroupMembers, probeParentDeathSignal, probePidNamespace, processStartTicks, processTree, resolveExecutable, type NamespaceSupport, type ParentDeathSupport } from './isolation.ts'
+import { LeaseGuard } from './lease-guard.ts'
+import { leaseWatchdogLimits, type GuardedProcess, type LeaseLapse } from './lease-watchdog.ts'
 import { mergeAsync, readLogFile } from './log-files.ts'
 import { Spawner, type LaunchedProcess } from './spawner.ts'
 import {
@@ -34,9 +39,11 @@ import {
   InvalidRunSpecError,
   JobAlreadyRunningError,
   JobNotFoundError,
+  LeaseLapsedError,
   RuntimeAtCapacityError,
   RuntimeClosedError,
   SpawnFailedError,
+  leaseLapsedReason,
   type CheckpointOptions,
   type ExitListener,
   type IsolationReport,
@@ -164,6 +171,8 @@ interface Run {
   usage: RunUsage | undefined
   /** We sent SIGKILL to the workload. */
   killed: boolean
+  /** What the lease watchdogs kill if the lease lapses (grows as they become known). */
+  guarded: GuardedProcess[]
 }
 
 export class ProcessRuntime implements Runtime {
@@ -185,11 +194,13 @@ export class ProcessRuntime implements Runtime {
   readonly #criuPath: string
   readonly #useSpawner: boolean
   #spawner: Promise<Spawner | null> | null = null
+  readonly #lease: LeaseGuard
   #closed = false
 
   constructor(init: ProcessRuntimeInit, components: ProcessRuntimeComponents) {
     this.#dataDir = init.dataDir
     this.#limits = { ...defaultProcessRuntimeLimits, ...init.limits }
+    if (this.#limits.maxRunningJobs > leaseWatchdogLimits.maxGuardedTargets) throw new RangeError(`maxRunningJobs ${this.#limits.maxRunningJobs} is above the lease watchdog's ${leaseWatchdogLimits.maxGuardedTargets} targets`)
     this.#logger = components.logger
     this.#nowMs = components.nowMs ?? Date.now
     this.#jobPath = init.jobPath ?? defaultJobPath
@@ -198,6 +209,28 @@ export class ProcessRuntime implements Runtime {
     this.#namespace = init.pidNamespace === 'off' ? Promise.resolve({ available: false, reason: 'PID namespaces turned off in the runtime settings' }) : probePidNamespace()
     this.#parentDeath = init.dieWithDaemon === 'off' ? Promise.resolve({ available: false, reason: 'turned off in the runtime settings' }) : probeParentDeathSignal()
     this.#cgroups = init.cgroups === 'off' ? Promise.resolve({ available: false, reason: 'cgroups turned off in the runtime settings' }) : probeCgroups(this.#instanceName)
+    this.#lease = new LeaseGuard({ runtime: this.kind, spawner: 'attached' }, { logger: this.#logger, onLapse: (lapse) => this.#leaseLapsed(lapse) })
+    if (!this.#useSpawner) this.#lease.attach(null)
+  }
+
+  setLeaseDeadline(deadlineMs: number | null): void {
+    if (this.#closed) return
+    this.#lease.setDeadline(deadlineMs)
+  }
+
+  /** A watchdog killed these jobs: they end stopped, for that reason (the rest of each, its cgroup, is killed here too). */
+  #leaseLapsed(lapse: LeaseLapse & { where: 'spawner' | 'daemon' }): void {
+    for (const jobId of lapse.killed) {
+      const run = this.#runs.get(jobId as JobId)
+      if (run === undefined || run.exit !== undefined) continue
+      this.#logger.warn('job-lease-lapsed', { jobId, deadlineMs: lapse.deadlineMs, killedBy: lapse.where })
+      run.ending = { reason: leaseLapsedReason, timedOut: false }
+      void this.#killEverything(run)
+    }
+  }
+
+  #refuseWithoutLease(jobId: JobId): void {
+    if (this.#lease.lapsed()) throw new LeaseLapsedError({ jobId, runtime: this.kind, deadlineMs: this.#lease.deadlineMs ?? null })
   }
 
   /** What this machine gives jobs (probed once). */
@@ -226,6 +259,7 @@ export class ProcessRuntime implements Runtime {
     if (argv.length > this.#limits.maxCommandArguments) throw new InvalidRunSpecError({ jobId, field: 'command', reason: `has ${argv.length} arguments, at most ${this.#limits.maxCommandArguments}` })
     if (spec.timeoutMs !== undefined && !(spec.timeoutMs > 0)) throw new InvalidRunSpecError({ jobId, field: 'timeoutMs', reason: 'must be positive' })
     if ((spec.resources?.gpuCount ?? 0) > 0) throw new InvalidRunSpecError({ jobId, field: 'resources.gpuCount', reason: 'cannot be given by the process runtime (run GPU jobs in the docker runtime)' })
+    this.#refuseWithoutLease(jobId)
     this.#checkStartable(jobId)
     this.#starting.add(jobId)
     try {
@@ -320,7 +354,7 @@ export class ProcessRuntime implements Runtime {
     let launched: Promise<{ ok: true } | { ok: false; reason: string }>
     const spawner = await this.#spawnerReady()
     if (spawner !== null) {
-      child = spawner.launch({ ...launcher, ...outputs })
+      child = spawner.launch({ ...launcher, ...outputs, guardKey: jobId })
       launched = this.#awaitLauncher(child)
     } else {
       const stdoutFile = await open(outputs.stdoutPath, 'a')
@@ -340,6 +374,7 @@ export class ProcessRuntime implements Runtime {
     }
     const launch = await launched
     if (!launch.ok || child.pid === undefined) {
+      this.#lease.unguard(jobId) // the spawner guarded it as it forked
       if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL')
       await cgroup?.killAll()
       await cgroup?.remove().catch(() => {})
@@ -373,8 +408,10 @@ export class ProcessRuntime implements Runtime {
       timeoutTimer: undefined,
       usage: undefined,
       killed: false,
+      guarded: [],
     }
     this.#remember(run)
+    void this.#guard(run, run.pid, true)
     if (child.exitCode !== null || child.signalCode !== null) void this.#finish(run, child.exitCode, child.signalCode)
     else child.once('exit', (code, signal) => void this.#finish(run, code, signal))
     if (spec.timeoutMs !== undefined) {
@@ -402,13 +439,28 @@ export class ProcessRuntime implements Runtime {
       const spawner = Spawner.start({
         ...(parentDeath.available ? { setpriv: parentDeath.setpriv } : {}),
         onProblem: (reason) => this.#logger.warn('spawner-problem', { reason }),
+        onLeaseLapsed: (lapse) => this.#lease.fromSpawner(lapse),
       })
-      if (await spawner.ready()) return spawner
+      if (await spawner.ready()) {
+        // Told the lease and the targets before any launch it forks.
+        this.#lease.attach(spawner)
+        return spawner
+      }
       this.#logger.warn('spawner-unavailable', { reason: 'it did not answer; jobs are forked by the daemon itself' })
       await spawner.close().catch(() => {})
+      this.#lease.attach(null)
       return null
     })()
     return this.#spawner
+  }
+
+  /** Adds a process of the run to what the lease watchdogs kill (a group: its launcher's; else one process). */
+  async #guard(run: Run, pid: number, group: boolean): Promise<void> {
+    const startTicks = await processStartTicks(pid)
+    // Ended meanwhile (#finish unguards as it records the exit): nothing to guard.
+    if (startTicks === undefined || run.exit !== undefined) return
+    run.guarded.push({ pid, startTicks, group })
+    this.#lease.guard(run.jobId, run.guarded)
   }
 
   /** Node's 'spawn' (the launcher runs) or 'error' (it could not), bounded. */
@@ -524,6 +576,7 @@ export class ProcessRuntime implements Runtime {
     const exit: JobExit = { jobId: run.jobId, state, exitCode, signal, startedAtMs: run.startedAtMs, endedAtMs, usage }
     if (run.ending !== undefined) exit.reason = run.ending.reason
     run.exit = exit
+    this.#lease.unguard(run.jobId)
     this.#logger.info('job-exited', { ...exit })
     run.resolveExited(exit)
     for (const listener of this.#listeners) {
@@ -682,6 +735,7 @@ export class ProcessRuntime implements Runtime {
   async restore(jobId: JobId, directory: string): Promise<RunHandle> {
     if (this.#closed) throw new RuntimeClosedError({ runtime: this.kind })
     const refuse = (reason: string): CheckpointUnsupportedError => new CheckpointUnsupportedError({ jobId, runtime: this.kind, operation: 'restore', reason })
+    this.#refuseWithoutLease(jobId)
     this.#checkStartable(jobId)
     const manifest = await readCheckpointManifest(directory, { jobId, runtime: 'process' })
     const namespace = await this.#namespace
@@ -737,7 +791,12 @@ export class ProcessRuntime implements Runtime {
       const deadline = Date.now() + criuLimits.restoreStartTimeoutMs
       const run = this.#get(jobId)
       for (;;) {
-        if ((await readFile(pidFile, 'utf8').catch(() => '')).trim() !== '') break
+        const restoredPid = (await readFile(pidFile, 'utf8').catch(() => '')).trim()
+        if (restoredPid !== '') {
+          // The restored PID 1 (a host PID): killing criu restore need not take it along.
+          if (/^\d+$/.test(restoredPid)) await this.#guard(run, Number(restoredPid), false)
+          break
+        }
         if (run.exit !== undefined || Date.now() > deadline) {
           if (run.exit === undefined) await this.#end(run, { reason: 'restore timed out', timedOut: false }, 0)
           const reason = Date.now() > deadline ? `criu restore did not finish within ${criuLimits.restoreStartTimeoutMs} ms` : await logErrors(logPath)
@@ -770,6 +829,7 @@ export class ProcessRuntime implements Runtime {
     if (cgroups.available) await cgroups.close()
     const spawner = await this.#spawner
     await spawner?.close()
+    await this.#lease.close()
   }
 }
 

@@ -36,7 +36,7 @@ export interface JobExit {
   /** The process's exit code; 128 + signal number when a signal ended it (the shell convention). */
   exitCode: number
   signal: NodeJS.Signals | null
-  /** Why it ended when not by itself: the reason given to `stop`, or `timeout`. */
+  /** Why it ended when not by itself: the reason given to `stop`, `timeout`, or `leaseLapsedReason` (the lease watchdog). */
   reason?: string
   startedAtMs: number
   endedAtMs: number
@@ -148,13 +148,40 @@ export interface Runtime {
   checkpoint(jobId: JobId, directory: string, options?: CheckpointOptions): Promise<void>
   /** Runs the job again from a checkpoint directory written by the same kind of runtime (this machine or another). */
   restore(jobId: JobId, directory: string): Promise<RunHandle>
+  /**
+   * The node's lease from the committee ends at `deadlineMs`, in milliseconds of CLOCK_MONOTONIC
+   * (`monotonicNowMs()`: the same clock in every process of the machine). Past it, a watchdog outside
+   * the daemon's event loop (the runtime's spawner process) SIGKILLs every job of this runtime, even
+   * while the daemon is paused or dead, their exits carry `leaseLapsedReason`, and starts are refused
+   * (LeaseLapsedError). null: no lease, every job is killed now. Call it on every renewal, well before
+   * the deadline. Before the first call no lease is watched (jobs run as they always did).
+   */
+  setLeaseDeadline(deadlineMs: number | null): void
   /** Called once per job end; returns an unsubscribe function. */
   onExit(listener: ExitListener): () => void
   /** Stops every running job and releases what the runtime holds (cgroups, watchers). */
   close(): Promise<void>
 }
 
+/** The reason a job's exit carries when the lease watchdog ended it (its state is 'stopped'). */
+export const leaseLapsedReason = "the node's lease lapsed"
+
 // ---- Errors: one class per failure, carrying what a user needs to act on it.
+
+/** A start or restore on a node whose lease lapsed or was withdrawn: the mesh may be running the job elsewhere. */
+export class LeaseLapsedError extends Error {
+  override readonly name = 'LeaseLapsedError'
+  readonly jobId: JobId
+  readonly runtime: string
+  /** The deadline that passed (CLOCK_MONOTONIC ms); null: the lease was withdrawn. */
+  readonly deadlineMs: number | null
+  constructor(facts: { jobId: JobId; runtime: string; deadlineMs: number | null }) {
+    super(`job ${facts.jobId} refused by the ${facts.runtime} runtime: ${facts.deadlineMs === null ? 'the node holds no lease' : `the node's lease lapsed (deadline ${facts.deadlineMs} ms of CLOCK_MONOTONIC)`}`)
+    this.jobId = facts.jobId
+    this.runtime = facts.runtime
+    this.deadlineMs = facts.deadlineMs
+  }
+}
 
 export class JobNotFoundError extends Error {
   override readonly name = 'JobNotFoundError'

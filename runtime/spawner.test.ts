@@ -7,6 +7,7 @@ import { procStatFields } from './isolation.ts'
 import { ProcessRuntime } from './process-runtime.ts'
 import { freshJobId } from './testing/runtime-compliance.ts'
 import { Spawner, type LaunchedProcess } from './spawner.ts'
+import { leaseWatchdogLimits } from './lease-watchdog.ts'
 import { parseSpawnerAnswer, parseSpawnerRequest } from './spawner-wire.ts'
 
 const parentOf = (pid: number): number => {
@@ -109,7 +110,7 @@ describe('the process runtime and its spawner', () => {
 
 describe('spawner messages', () => {
   it('refuses requests and answers that are not what the other side sends', () => {
-    const good = { id: 1, file: '/bin/true', args: [], argv0: 'true', cwd: '/', env: {}, stdoutPath: '/o', stderrPath: '/e' }
+    const good = { id: 1, type: 'launch', file: '/bin/true', args: [], argv0: 'true', cwd: '/', env: {}, stdoutPath: '/o', stderrPath: '/e' }
     expect(parseSpawnerRequest(JSON.stringify(good))).toEqual(good)
     expect((parseSpawnerRequest('{') as Error).message).toMatch(/not JSON/)
     expect((parseSpawnerRequest(JSON.stringify({ ...good, id: 0 })) as Error).message).toMatch(/id/)
@@ -118,5 +119,23 @@ describe('spawner messages', () => {
     expect(parseSpawnerAnswer('{"id":3,"type":"exit","code":null,"signal":"SIGTERM"}')).toEqual({ id: 3, type: 'exit', code: null, signal: 'SIGTERM' })
     expect(parseSpawnerAnswer('{"id":3,"type":"spawned"}')).toBeInstanceOf(Error)
     expect(parseSpawnerAnswer('{"id":3,"type":"other"}')).toBeInstanceOf(Error)
+  })
+
+  it("checks the lease watchdog's requests and answers, and their bounds", () => {
+    const guard = { id: 2, type: 'guard', key: 'job-1', processes: [{ pid: 10, startTicks: 5, group: true }] }
+    expect(parseSpawnerRequest(JSON.stringify(guard))).toEqual(guard)
+    expect(parseSpawnerRequest(JSON.stringify({ id: 3, type: 'lease', deadlineMs: null }))).toEqual({ id: 3, type: 'lease', deadlineMs: null })
+    expect(parseSpawnerRequest(JSON.stringify({ id: 3, type: 'lease', deadlineMs: 1234.5 }))).toEqual({ id: 3, type: 'lease', deadlineMs: 1234.5 })
+    expect((parseSpawnerRequest(JSON.stringify({ id: 3, type: 'lease', deadlineMs: 'soon' })) as Error).message).toMatch(/deadlineMs/)
+    expect((parseSpawnerRequest(JSON.stringify({ id: 3, type: 'lease' })) as Error).message).toMatch(/deadlineMs/)
+    expect((parseSpawnerRequest(JSON.stringify({ ...guard, key: '' })) as Error).message).toMatch(/key/)
+    expect((parseSpawnerRequest(JSON.stringify({ ...guard, key: 'k'.repeat(leaseWatchdogLimits.maxKeyLength + 1) })) as Error).message).toMatch(/key/)
+    expect((parseSpawnerRequest(JSON.stringify({ ...guard, processes: [{ pid: 0, startTicks: 5, group: true }] })) as Error).message).toMatch(/processes/)
+    const tooMany = Array.from({ length: leaseWatchdogLimits.maxProcessesPerTarget + 1 }, (_, index) => ({ pid: index + 1, startTicks: 1, group: false }))
+    expect((parseSpawnerRequest(JSON.stringify({ ...guard, processes: tooMany })) as Error).message).toMatch(/processes/)
+    expect(parseSpawnerRequest(JSON.stringify({ id: 4, type: 'unguard', key: 'job-1' }))).toEqual({ id: 4, type: 'unguard', key: 'job-1' })
+    expect((parseSpawnerRequest(JSON.stringify({ id: 4, type: 'forget' })) as Error).message).toMatch(/unknown request type/)
+    expect(parseSpawnerAnswer('{"id":0,"type":"lease-lapsed","deadlineMs":null,"killed":["a"]}')).toEqual({ id: 0, type: 'lease-lapsed', deadlineMs: null, killed: ['a'] })
+    expect(parseSpawnerAnswer('{"id":0,"type":"lease-lapsed","deadlineMs":5,"killed":[1]}')).toBeInstanceOf(Error)
   })
 })

@@ -3,14 +3,16 @@
 // 55 ms of blocked event loop in each spawn (a bare Node process: about 1 ms). A daemon starting jobs
 // under load stalled its consensus that long per job. The spawner (spawner-main.ts) is started at
 // the first launch (one fork of the daemon) and forks everything after; its children get the
-// parent-death signal from their own launch chain, and the spawner dies with the daemon (its stdin
-// closes; and setpriv --pdeathsig where available).
+// parent-death signal from their own launch chain, and the spawner leaves with the daemon (its stdin
+// closes; and setpriv --pdeathsig TERM where available), unless the lease watchdog it runs for the
+// daemon (lease-watchdog.ts) still guards jobs: then it kills them at the lease's deadline first.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
+import type { GuardedProcess, LeaseLapse } from './lease-watchdog.ts'
 import { parseSpawnerAnswer, type LaunchRequest, type SpawnerRequest } from './spawner-wire.ts'
 
 const spawnerEntry = fileURLToPath(new URL('./spawner-main.ts', import.meta.url))
@@ -18,6 +20,8 @@ const spawnerEntry = fileURLToPath(new URL('./spawner-main.ts', import.meta.url)
 export const spawnerLimits = {
   /** The spawner says it is ready within this, or the runtime forks by itself. */
   readyTimeoutMs: 10_000,
+  /** close() waits this long for it to exit (one still guarding jobs stays until the lease's deadline, on its own). */
+  closeWaitMs: 2_000,
 } as const
 
 /** What the runtime needs of a launched process: Node's ChildProcess has it, and so does a SpawnedProcess. */
@@ -31,6 +35,14 @@ export interface LaunchedProcess {
 }
 
 export type { LaunchRequest }
+
+export interface SpawnerOptions {
+  /** setpriv, to give the spawner a parent-death signal (TERM: it leaves as it would on stdin's end). */
+  setpriv?: string
+  onProblem(reason: string): void
+  /** The spawner's watchdog killed these keys' targets: the lease lapsed (or was withdrawn). */
+  onLeaseLapsed?(lapse: LeaseLapse): void
+}
 
 /** A process the spawner forked, seen from the daemon (events as a ChildProcess has them). */
 class SpawnedProcess extends EventEmitter implements LaunchedProcess {
@@ -46,7 +58,8 @@ export class Spawner {
   #nextId = 1
   #gone: string | null = null
 
-  private constructor(child: ChildProcess, onProblem: (reason: string) => void) {
+  private constructor(child: ChildProcess, options: SpawnerOptions) {
+    const { onProblem } = options
     this.#child = child
     let markReady: (ok: boolean) => void = () => {}
     this.#ready = new Promise((resolve) => {
@@ -61,8 +74,13 @@ export class Spawner {
         clearTimeout(timer)
         return markReady(true)
       }
+      if (answer.type === 'lease-lapsed') return options.onLeaseLapsed?.({ deadlineMs: answer.deadlineMs, killed: answer.killed })
       const launched = this.#pending.get(answer.id)
-      if (launched === undefined) return
+      if (launched === undefined) {
+        // Guard refusals (no room): a launch's own errors and exits come to its pending entry.
+        if (answer.type === 'error') onProblem(`the spawner refused: ${answer.message}`)
+        return
+      }
       if (answer.type === 'spawned') {
         launched.pid = answer.pid
         launched.emit('spawn')
@@ -93,16 +111,19 @@ export class Spawner {
     child.stdin!.on('error', (error) => onProblem(`writing to the spawner failed: ${error.message}`))
   }
 
-  /** Starts the spawner (through setpriv --pdeathsig KILL when given, so it dies with the daemon). */
-  static start(options: { setpriv?: string; onProblem(reason: string): void }): Spawner {
+  /**
+   * Starts the spawner (through setpriv --pdeathsig TERM when given, so it hears of the daemon's death
+   * even if something else held its stdin open; TERM, not KILL: its watchdog may have to stay).
+   */
+  static start(options: SpawnerOptions): Spawner {
     const node = process.execPath
-    const [file, args] = options.setpriv === undefined ? [node, [spawnerEntry]] : [options.setpriv, ['--pdeathsig', 'KILL', node, spawnerEntry]]
+    const [file, args] = options.setpriv === undefined ? [node, [spawnerEntry]] : [options.setpriv, ['--pdeathsig', 'TERM', node, spawnerEntry]]
     // A small young generation, and Node's compile cache from the start (the same folder the CLI
     // uses, cli/main.ts): with the stripped module cached no TypeScript stripper loads. The point is a
     // small process to fork from: 73 -> 50 MiB resident here.
     args.splice(args.indexOf(spawnerEntry), 0, '--max-semi-space-size=1')
     const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(tmpdir(), 'node-compile-cache') } })
-    return new Spawner(child, options.onProblem)
+    return new Spawner(child, options)
   }
 
   /** The spawner exited: it launches nothing more (start another). */
@@ -122,16 +143,39 @@ export class Spawner {
     }
     const id = this.#nextId++
     this.#pending.set(id, launched)
-    const message: SpawnerRequest = { id, ...request }
-    this.#child.stdin!.write(`${JSON.stringify(message)}\n`)
+    this.#send({ id, type: 'launch', ...request })
     return launched
   }
 
-  /** Closes its stdin: it exits, and with it whatever it still had running. */
+  /** The node's lease deadline for the spawner's watchdog (CLOCK_MONOTONIC ms); null: no lease. */
+  setLease(deadlineMs: number | null): void {
+    this.#send({ id: this.#nextId++, type: 'lease', deadlineMs })
+  }
+
+  /** Guards a job's processes under `key` (replacing what it had); a refusal comes to onProblem. */
+  guard(key: string, processes: GuardedProcess[]): void {
+    this.#send({ id: this.#nextId++, type: 'guard', key, processes })
+  }
+
+  unguard(key: string): void {
+    this.#send({ id: this.#nextId++, type: 'unguard', key })
+  }
+
+  #send(message: SpawnerRequest): void {
+    if (this.#gone !== null) return
+    this.#child.stdin!.write(`${JSON.stringify(message)}\n`)
+  }
+
+  /**
+   * Closes its stdin: it exits, and with it whatever it still had running. One whose watchdog still
+   * guards jobs under a lease stays until the deadline: we wait for it only so long (closeWaitMs).
+   */
   async close(): Promise<void> {
     if (this.#child.exitCode !== null || this.#child.signalCode !== null) return
+    let timer: NodeJS.Timeout | undefined
     const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()))
     this.#child.stdin!.end()
-    await exited
+    await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, spawnerLimits.closeWaitMs)))])
+    clearTimeout(timer)
   }
 }

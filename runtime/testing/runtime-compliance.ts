@@ -6,7 +6,8 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { asJobId, type JobId } from '../../consensus/index.ts'
-import { JobAlreadyRunningError, JobNotFoundError, logLines, type JobExit, type LogChunk, type LogOptions, type Runtime } from '../runtime.ts'
+import { monotonicNowMs } from '../lease-watchdog.ts'
+import { JobAlreadyRunningError, JobNotFoundError, LeaseLapsedError, leaseLapsedReason, logLines, type JobExit, type LogChunk, type LogOptions, type Runtime } from '../runtime.ts'
 
 export interface RuntimeUnderTest {
   runtime: Runtime
@@ -30,6 +31,11 @@ export async function collect(chunks: AsyncIterable<LogChunk>): Promise<string> 
   let text = ''
   for await (const chunk of chunks) text += chunk.text
   return text
+}
+
+/** Resolves once CLOCK_MONOTONIC reaches `atMs` (a lease test has to let real deadlines pass). */
+export function untilMonotonic(atMs: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, atMs - monotonicNowMs())))
 }
 
 let counter = 0
@@ -117,6 +123,35 @@ export function describeRuntimeCompliance(name: string, create: () => Promise<Ru
       await expect(subject.runtime.start({ jobId, command: ['sleep', '1000'] })).rejects.toMatchObject({ name: 'JobAlreadyRunningError', jobId, pid: handle.pid })
       await subject.runtime.stop(jobId, 'test over', { graceMs: 0 })
       // Once ended, the same id may run again (the core's retry).
+      const again = await subject.runtime.start({ jobId, command: ['/bin/sh', '-c', 'exit 0'] })
+      expect((await again.exited).state).toBe('exited')
+    })
+
+    it("ends every job once the node's lease lapses, not while it is renewed, and says why", async () => {
+      const jobId = freshJobId('lease')
+      const handle = await subject.runtime.start({ jobId, command: ['/bin/sh', '-c', 'echo up > up; exec sleep 1000'] })
+      await waitFor(() => existsSync(join(subject.workDir(jobId), 'up')), 10_000, 'the job to come up')
+      const firstDeadlineMs = monotonicNowMs() + 400
+      subject.runtime.setLeaseDeadline(firstDeadlineMs)
+      await untilMonotonic(firstDeadlineMs - 200)
+      const renewedDeadlineMs = monotonicNowMs() + 400
+      subject.runtime.setLeaseDeadline(renewedDeadlineMs) // renewed before it lapsed
+      await untilMonotonic(firstDeadlineMs + 100)
+      expect((await subject.runtime.inspect(jobId)).state).toBe('running')
+      expect(monotonicNowMs()).toBeLessThan(renewedDeadlineMs) // the check above came in time to mean something
+      const exit = await handle.exited
+      expect(monotonicNowMs()).toBeGreaterThanOrEqual(renewedDeadlineMs)
+      expect(exit).toMatchObject({ jobId, state: 'stopped', reason: leaseLapsedReason, exitCode: 137, signal: 'SIGKILL' })
+      expect(await subject.runtime.inspect(jobId)).toMatchObject({ state: 'stopped', reason: leaseLapsedReason })
+    })
+
+    it('kills every job at once when the lease is withdrawn (null), and starts nothing until a lease holds again', async () => {
+      const jobId = freshJobId('nolease')
+      const handle = await subject.runtime.start({ jobId, command: ['sleep', '1000'] })
+      subject.runtime.setLeaseDeadline(null)
+      expect(await handle.exited).toMatchObject({ state: 'stopped', reason: leaseLapsedReason })
+      await expect(subject.runtime.start({ jobId: freshJobId('refused'), command: ['sleep', '1000'] })).rejects.toThrow(LeaseLapsedError)
+      subject.runtime.setLeaseDeadline(monotonicNowMs() + 60_000)
       const again = await subject.runtime.start({ jobId, command: ['/bin/sh', '-c', 'exit 0'] })
       expect((await again.exited).state).toBe('exited')
     })
