@@ -5,6 +5,7 @@ import { parseFleet, parseWorkload, type NodeOffer, type SpecError, type Workloa
 import { defaultSimOptions, parseDurationMs, parseFaults, type SimOptions } from '../sim/index.ts'
 import { integer, parseLatencyRange } from './parse.ts'
 import { UserError } from './user-error.ts'
+import { brokenVariants, type BrokenVariant } from '../consensus/index.ts'
 
 export function simOptionsFromFlags(flags: Record<string, string | boolean | undefined>): SimOptions {
   const text = (name: string): string => String(flags[name])
@@ -24,7 +25,7 @@ export function simOptionsFromFlags(flags: Record<string, string | boolean | und
   if (![1, 3, 5, 7].includes(voters)) throw new UserError(`--voters must be 3, 5 or 7 (or 1 for a single-node test), got ${voters}`)
   if (voters > nodes) throw new UserError(`--voters (${voters}) cannot exceed --nodes (${nodes})`)
   const broken = flags.broken === undefined ? 'none' : text('broken')
-  if (broken !== 'none' && broken !== 'no-quorum') throw new UserError(`--broken must be none or no-quorum, got ${broken}`)
+  if (!(brokenVariants as readonly string[]).includes(broken)) throw new UserError(`--broken must be one of ${brokenVariants.join(', ')}, got ${broken}`)
   const rate = Number(text('rate'))
   if (!(rate >= 0)) throw new UserError(`--rate must be a number of jobs per second, got ${text('rate')}`)
   const electionTimeoutMs = integer('--election-timeout', text('electionTimeout'))
@@ -39,7 +40,7 @@ export function simOptionsFromFlags(flags: Record<string, string | boolean | und
     heartbeatIntervalMs: Math.max(1, Math.round(electionTimeoutMs / 5)),
     linkLatencyMinMs,
     linkLatencyMaxMs,
-    broken,
+    broken: broken as BrokenVariant,
     fleet,
     workload,
   }

@@ -143,7 +143,8 @@ describe('auction placement in the leader', () => {
   })
 
   it('drops a bid that names another node or claims more than the node has, and places as if it never came', () => {
-    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 8, pricesPerCpuHour: [undefined, undefined, undefined, 0.01, 0.02] })
+    // Calls for bids every round (no standing bids): the forged bids answer a call.
+    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 8, pricesPerCpuHour: [undefined, undefined, undefined, 0.01, 0.02], config: { standingBidTtlMs: 0 } })
     const leader = cluster.awaitLeader()
     cluster.advance(200)
     let forged = false

@@ -3,12 +3,12 @@
 // against who may write it (write-rules.ts), and what Automerge itself would choke on refused first
 // (a sequence number reused or skipped, an unknown object, a predecessor that is not there: such
 // changes make Automerge panic, which can leave its state half-applied). One forbidden change refuses
-// the whole message. Only voters, which check everything they take, relay others' changes: a
-// non-voter's change it did not write is held back (the sync protocol offers it again later). A
-// non-voter's own change whose dependencies have not arrived waits here (bounded) to be judged with
-// that sender's next message, and the missing dependencies are asked for (`needs`), as Automerge's
-// own queue would. A voter's change whose dependencies have not arrived is let through for Automerge
-// to queue: the voter that sent it checked it.
+// the whole message. Messages of non-voters are screened; voters are trusted to follow the protocol
+// and check everything they take, so only they relay others' changes and their messages enter as
+// they come (document-replica.ts). A non-voter's change it did not write is held back (the sync
+// protocol offers it again later); one of its own whose dependencies have not arrived waits here
+// (bounded) to be judged with that sender's next message, and the missing dependencies are asked for
+// (`needs`), as Automerge's own queue would.
 import * as A from '@automerge/automerge'
 import { splitActor } from './actors.ts'
 import { splitGrantKey, type VerifyGrant } from './admission-grants.ts'
@@ -36,11 +36,8 @@ export type Screening =
   | { kind: 'refused'; reason: string }
   | { kind: 'undecodable'; reason: string }
 
-/**
- * A change of the message: its frontier in the document when judged; 'queued' when let through for
- * Automerge to queue; 'waiting' when kept to be judged once its dependencies arrive; 'held' when held back.
- */
-type Judged = string[] | 'queued' | 'waiting' | 'held'
+/** A change of the message: its frontier in the document when judged; 'waiting' when kept to be judged once its dependencies arrive; 'held' when held back. */
+type Judged = string[] | 'waiting' | 'held'
 
 interface ScreenContext {
   document: Document
@@ -81,8 +78,8 @@ export class ChangeValidator {
     this.#verifyGrant = init.verifyGrant
   }
 
-  /** `trusted`: the sender is a voter (it checked what it relays); others may send only their own changes. */
-  screen(document: Document, data: Uint8Array, from: NodeId, trusted: boolean): Screening {
+  /** A non-voter's message: it may carry only changes `from` wrote. */
+  screen(document: Document, data: Uint8Array, from: NodeId): Screening {
     let decoded: ReturnType<typeof A.decodeSyncMessage>
     try {
       decoded = A.decodeSyncMessage(data)
@@ -115,7 +112,7 @@ export class ChangeValidator {
         continue
       }
       try {
-        const judged = this.#judge(change, from, trusted, context, known)
+        const judged = this.#judge(change, from, context, known)
         context.batch.set(change.hash, judged)
         if (judged === 'held' || judged === 'waiting') {
           if (judged === 'waiting' && waiting.length < changeLimits.maxWaitingPerPeer) waiting.push({ bytes, hash: change.hash, deps: change.deps })
@@ -184,13 +181,13 @@ export class ChangeValidator {
 
   /**
    * The change's frontier in the document (the heads its reads are checked at) when it may enter;
-   * 'queued' or 'held' when it cannot be judged yet; throws Forbidden when it must not enter.
+   * 'waiting' or 'held' when it cannot be judged yet; throws Forbidden when it must not enter.
    */
-  #judge(change: A.DecodedChange, from: NodeId, trusted: boolean, context: ScreenContext, known: Map<string, { seq: number; maxOp: number }>): Judged {
+  #judge(change: A.DecodedChange, from: NodeId, context: ScreenContext, known: Map<string, { seq: number; maxOp: number }>): Judged {
     const owner = splitActor(change.actor)
     if (owner === null) throw new Forbidden(`a change by actor ${change.actor.slice(0, 80)}, which names no node (the genesis is written once)`)
     if (change.actor === this.#ownActor) throw new Forbidden(`a change written as this node (${this.#self}), which it did not write`)
-    if (!trusted && owner.node !== from) return 'held'
+    if (owner.node !== from) return 'held'
     // Its dependencies: in the document, or judged earlier in this message.
     const frontier = new Set<string>()
     for (const dep of change.deps) {
@@ -199,7 +196,7 @@ export class ChangeValidator {
         continue
       }
       const judged = context.batch.get(dep)
-      if (judged === undefined || typeof judged === 'string') return trusted ? 'queued' : 'waiting'
+      if (judged === undefined || typeof judged === 'string') return 'waiting'
       for (const head of judged) frontier.add(head)
     }
     // Sequence numbers: each actor's next, never one reused (a fork) or skipped (Automerge panics).

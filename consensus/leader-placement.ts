@@ -81,8 +81,14 @@ export class LeaderPlacement {
     leader.nextRoundMs = Math.min(leader.nextRoundMs, this.#components.nowMs())
   }
 
+  /** A node may take new placements while it holds a lease (this node renews its own with its heartbeats). */
+  #mayTakeWork(leader: LeaderState, nodeId: NodeId): boolean {
+    return nodeId === this.#components.nodeId || leader.grants.mayTakeWork(nodeId, this.#components.nowMs())
+  }
+
+  /** A node's jobs stay placed until its lease has surely lapsed (node-lease.ts). */
   #isAlive(leader: LeaderState, nodeId: NodeId): boolean {
-    return this.#components.capacity.isAlive(nodeId, leader.startedMs, this.#components.nowMs())
+    return nodeId === this.#components.nodeId || !leader.grants.isLost(nodeId, this.#components.nowMs())
   }
 
   /** Closes a due auction round, or opens one for the replicas waiting, and writes what it decided. */
@@ -106,7 +112,7 @@ export class LeaderPlacement {
       // Migrations and retries go in rounds of their own (consensus/retries.ts); draining nodes take nothing new.
       const views = this.#components.views
       const { pending, offers } = scopeRound(survey.pending, (jobId) => leader.retryAtMs.has(jobId), (allows) =>
-        views.offers(document, survey.used, (node) => !isDraining(document, node) && allows(node) && this.#isAlive(leader, node)))
+        views.offers(document, survey.used, (node) => !isDraining(document, node) && allows(node) && this.#mayTakeWork(leader, node)))
       const { opened, unreadable } = leader.auction.open(pending, offers, (text) => views.specOf(text), now, term)
       if (unreadable.length > 0) placement = { assignments: [], unplaceable: unreadable }
       if (opened !== null) {
@@ -142,6 +148,11 @@ export class LeaderPlacement {
     this.#components.change(plan.decide ? `round ${term}.${plan.seq}` : `commit ${term}.${leader.committedSeq}`, (draft) => writeRound(draft, plan, term, leader))
     if (ratified !== null) {
       leader.ratified = true
+      // The first decision committed, and with it the earlier terms' decisions it ratified.
+      for (const [earlierTerm, earlierSeq] of leader.ratify!) {
+        this.#components.learnCommitted(Number(earlierTerm), earlierSeq)
+        this.#components.event({ kind: 'committed', term: asTerm(Number(earlierTerm)), seq: earlierSeq, ratified: true })
+      }
       runner.recheckAll()
       this.#awardRatified(ratified)
     }

@@ -3,6 +3,7 @@
 // in flight. Peer owns one while it leads; the helpers here keep the round and lease bookkeeping.
 import { LeaderAuction } from './leader-auction.ts'
 import type { StandingBids } from './standing-bids.ts'
+import type { LeaseGrants } from './node-lease.ts'
 import type { JobId, NodeId, PeerConfig } from './types.ts'
 
 export interface LeaderState {
@@ -29,6 +30,8 @@ export interface LeaderState {
   auction: LeaderAuction
   /** Nodes' standing bids heard in this term: their calls are answered from them. */
   standingBids: StandingBids
+  /** The node leases this leader granted: whom it may place on, and whose jobs are lost. */
+  grants: LeaseGrants
   /** Replicas a round could not place: not auctioned again before this time. */
   retryAtMs: Map<JobId, number>
   leaseExpiryMs: number
@@ -37,7 +40,7 @@ export interface LeaderState {
 }
 
 /** A new leader's state: not ready until its barrier holds, deciding from `seq` (its term's last decision). */
-export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, string[]>, seq: number, auction: LeaderAuction, standingBids: StandingBids): LeaderState {
+export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, string[]>, seq: number, auction: LeaderAuction, standingBids: StandingBids, grants: LeaseGrants): LeaderState {
   return {
     ready: false,
     startedMs: nowMs,
@@ -57,6 +60,7 @@ export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, str
     doneSeenMs: new Map(),
     auction,
     standingBids,
+    grants,
     retryAtMs: new Map(),
     leaseExpiryMs: -Infinity,
     nextHeartbeatMs: nowMs,
@@ -83,11 +87,13 @@ export function openHeartbeatRound(leader: LeaderState, leaderId: NodeId, nowMs:
 }
 
 /** A round acknowledged by a quorum extends the lease from the time it was sent. */
-export function creditLease(leader: LeaderState, round: number, quorum: (agreeing: ReadonlySet<NodeId>) => boolean, lease: Pick<PeerConfig, 'electionTimeoutMs' | 'leaseFraction'>): void {
+/** A round acknowledged by a quorum extends the lease from the time it was sent; true when it did. */
+export function creditLease(leader: LeaderState, round: number, quorum: (agreeing: ReadonlySet<NodeId>) => boolean, lease: Pick<PeerConfig, 'electionTimeoutMs' | 'leaseFraction'>): boolean {
   const ackers = leader.roundAckers.get(round)
   const sentAt = leader.roundSentAtMs.get(round)
-  if (ackers === undefined || sentAt === undefined || !quorum(ackers)) return
+  if (ackers === undefined || sentAt === undefined || !quorum(ackers)) return false
   leader.leaseExpiryMs = Math.max(leader.leaseExpiryMs, sentAt + lease.electionTimeoutMs * lease.leaseFraction)
+  return true
 }
 
 /** The leader and the voters that acknowledged it within an election timeout (check-quorum). */

@@ -31,8 +31,8 @@ export interface LeadershipComponents {
   adoptTerm: (term: Term) => void
   /** A heartbeat names the leader's commit watermark. */
   learnCommitted: (term: Term, seq: number) => void
-  /** The barrier holds: this node has a majority's documents, so its runner may start jobs. */
-  releaseRunner: () => void
+  /** A heartbeat round sent at `sentAtMs` was acknowledged by a quorum: the leader's own node lease is renewed. */
+  selfGrant: (sentAtMs: number) => void
   change: (message: string, mutate: (draft: ClusterDocument) => void) => void
   /** The committee changed: who serves which non-voter is computed afresh. */
   membershipChanged: () => void
@@ -66,7 +66,8 @@ export class Leadership {
   }
 
   #creditLease(leader: LeaderState, round: number): void {
-    creditLease(leader, round, this.#components.quorum, this.#components.config)
+    if (!creditLease(leader, round, this.#components.quorum, this.#components.config) || !leader.ready) return
+    this.#components.selfGrant(leader.roundSentAtMs.get(round)!)
   }
 
   /** Check-quorum: a majority acknowledged this leader within an election timeout. */
@@ -84,10 +85,10 @@ export class Leadership {
       if (A.hasHeads(document, heads)) merged.add(voter)
       else this.#components.syncWith(voter)
     }
-    if (!this.#components.quorum(merged)) return
+    // The planted bug 'skip-barrier' decides at once, whatever it holds.
+    if (!this.#components.quorum(merged) && this.#components.config.broken !== 'skip-barrier') return
     leader.ready = true
     leader.nextRoundMs = this.#components.nowMs()
-    this.#components.releaseRunner() // it holds a majority's documents
     this.#components.event({ kind: 'leader-ready', term: this.#components.term(), documentHeads: A.getHeads(document) })
   }
 

@@ -126,7 +126,8 @@ describe('drain', () => {
 
 describe('drain of a copy that never started', () => {
   it('places it elsewhere without starting it on the drained node', () => {
-    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 46, ...layout })
+    // Calls for bids every round (no standing bids): n3 answers the call, then goes deaf.
+    const cluster = new Cluster({ voters: 3, nonVoters: 2, seed: 46, ...layout, config: { standingBidTtlMs: 0 } })
     const leader = cluster.awaitLeader()
     cluster.advance(1_200) // every node heard on the capacity topic
     // n3 (the cheapest) bids, then hears nothing more: the job is placed and committed there, but n3

@@ -32,6 +32,7 @@ import { Runner } from './runner.ts'
 import { Election, type Role } from './election.ts'
 import { CommitWatermarks } from './commit-watermarks.ts'
 import { StandingBidSender, StandingBids, standingTarget } from './standing-bids.ts'
+import { LeaseGrants, NodeLease, maxClockDriftRate, type LeaseGrant } from './node-lease.ts'
 import { SyncSchedule } from './sync-schedule.ts'
 import type {
   CapacityGossip,
@@ -115,8 +116,10 @@ export class Peer {
   readonly #verifyBid: VerifyBid | undefined
   readonly #verifyGrant: VerifyGrant | undefined
   readonly #placement: LeaderPlacement
-  /** A bound on the runner's wait for the committee's document after boot (it fences stale copies anyway). */
-  #releaseRunnerAtMs: number
+  /** The lease this node runs jobs under (node-lease.ts). */
+  readonly #lease: NodeLease
+  /** The lease expiry the adapter's watchdog last heard. */
+  #leaseAnnouncedMs = -Infinity
 
   #effects: PeerEffect[] = []
 
@@ -125,6 +128,7 @@ export class Peer {
     this.id = init.config.nodeId
     this.#now = init.nowMs
     this.#knownCommitted = new CommitWatermarks(init.config.maxPeersTracked)
+    this.#lease = new NodeLease(init.config, init.nowMs)
     this.#replica = new DocumentReplica(
       {
         nodeId: this.id,
@@ -168,6 +172,7 @@ export class Peer {
       document: () => this.#document,
       nowMs: () => this.#now,
       isCommitted: (assignment) => init.config.broken === 'uncommitted-start' || this.#knownCommitted.isCommitted(this.#document, assignment),
+      leaseHolds: () => this.#lease.holds(this.#now) && this.#lease.catchUp === null,
       emit: (effect) => this.#emit(effect),
       reportRun: (message, jobId, run) => {
         this.#change(message, (draft) => writeRun(draft, jobId, this.id, run))
@@ -206,7 +211,7 @@ export class Peer {
       learnCommitted: (term, seq) => {
         if (this.#knownCommitted.learn(term, seq)) this.#runner.recheckAll()
       },
-      releaseRunner: () => this.#runner.release(),
+      selfGrant: (sentAtMs) => this.#selfGrant(sentAtMs),
     })
     this.#placement = new LeaderPlacement({
       ...shared,
@@ -225,11 +230,11 @@ export class Peer {
       this.#change('register node', (draft) => writeNode(draft, init.attributes))
       this.#markVotersDirty()
     }
-    // Catch up with the committee at once: the runner starts nothing until then.
+    // Catch up with the committee at once (the runner starts nothing before its first lease, nor before it holds what the granting leader held).
     const voters = this.#committeeInForce().voters.filter((id) => id !== this.id)
-    if (voters.length === 0) this.#runner.release()
-    else this.#replica.syncWith(voters[this.id.length % voters.length]!)
-    this.#releaseRunnerAtMs = init.nowMs + 3 * init.config.resyncIntervalMs
+    if (voters.length > 0) this.#replica.syncWith(voters[this.id.length % voters.length]!)
+    const drift = 1 + 2 * maxClockDriftRate
+    if (!(init.config.nodeTimeoutMs > init.config.nodeLeaseMs * drift)) throw new Error(`assertion: nodeTimeoutMs (${init.config.nodeTimeoutMs}) must exceed nodeLeaseMs (${init.config.nodeLeaseMs}) and the clocks' drift`)
   }
 
   /** A fresh node's persisted state: the genesis document and term 0. */
@@ -267,7 +272,10 @@ export class Peer {
 
   /** The earliest local time at which this peer wants a tick. */
   nextWakeMs(): number {
-    let wake = Math.min(this.#nextCapacityMs, this.#syncSchedule.nextWakeMs(this.#isVoter()), this.#submissions.nextRetryMs, this.#standingBid.nextDueMs(), this.#runner.nextCheckpointMs(), this.#runner.held ? this.#releaseRunnerAtMs : Infinity)
+    let wake = Math.min(this.#nextCapacityMs, this.#syncSchedule.nextWakeMs(this.#isVoter()), this.#submissions.nextRetryMs, this.#standingBid.nextDueMs(), this.#runner.nextCheckpointMs())
+    // Renew the lease (a leader renews its own with its heartbeats); stop the jobs the moment it lapses.
+    if (this.#election.role !== 'leader') wake = Math.min(wake, this.#lease.nextRequestMs)
+    if (this.#runner.running.size > 0 && this.#lease.holds(this.#now)) wake = Math.min(wake, this.#lease.expiryMs)
     if (this.#isVoter() && this.#election.role !== 'leader') wake = Math.min(wake, this.#election.electionDeadlineMs)
     if (this.#leader !== null) {
       wake = Math.min(wake, this.#leader.nextHeartbeatMs)
@@ -291,8 +299,13 @@ export class Peer {
       this.#apply(input)
     }
     this.#onTimers()
+    this.#checkCatchUp()
     this.#runner.reconcile()
     this.#replica.flush()
+    if (this.#lease.expiryMs !== this.#leaseAnnouncedMs) {
+      this.#leaseAnnouncedMs = this.#lease.expiryMs
+      this.#emit({ kind: 'lease', untilMs: this.#lease.expiryMs })
+    }
     return this.#drain()
   }
 
@@ -310,7 +323,7 @@ export class Peer {
         this.#applyRequest(input.requestId, planSubmit(input.job, replayRefusal(this.#document, input.replay, this.#now) ?? this.#submissions.refusal(input.job, this.#document), this.#now), input.replay)
         break
       case 'job-exited':
-        this.#runner.jobExited(input.jobId, input.exitCode, input.usage)
+        this.#runner.jobExited(input.jobId, input.exitCode, input.usage, input.leaseLapsed === true)
         break
       case 'prices':
         this.#bidder.setPrices(input.prices)
@@ -449,8 +462,49 @@ export class Peer {
     this.#syncSchedule.onTimers({ nowMs: now, document: this.#document, isVoter: this.#isVoter(), isLeader: this.#election.role === 'leader', leaderId: this.#election.leaderId })
     if (now >= this.#submissions.nextRetryMs) this.#retrySubmissions()
     if (now >= this.#runner.nextCheckpointMs()) this.#runner.checkpointDue()
-    if (this.#runner.held && now >= this.#releaseRunnerAtMs) this.#runner.release()
+    if (this.#election.role !== 'leader' && now >= this.#lease.nextRequestMs) this.#requestLease()
     this.#offerStandingBid()
+  }
+
+  // ---- Node lease (node-lease.ts): this node's, and the ones the leader grants
+
+  /** Asks the leader this node follows to renew its lease; every voter when it knows none or the leader went quiet. */
+  #requestLease(): void {
+    const { round, broadcast } = this.#lease.request(this.#now)
+    const leader = this.knownLeaderId
+    const targets = leader === null || broadcast ? this.#allVoters() : [leader]
+    for (const target of targets) if (target !== this.id) this.#send(target, { kind: 'lease-request', term: this.#election.term, round })
+  }
+
+  /** The leader's heartbeat round sent at `sentAtMs` was acknowledged by a quorum: its own lease is renewed with it. */
+  #selfGrant(sentAtMs: number): void {
+    if (this.#lease.selfGranted(sentAtMs, () => A.getHeads(this.#document), this.#now)) this.#runner.recheckAll()
+  }
+
+  #onLeaseGrant(from: NodeId, grant: LeaseGrant): void {
+    if (this.#lease.granted(grant, this.#now)) this.#runner.recheckAll()
+    // Only a leader grants: a non-voter follows it (its reports and requests go there).
+    if (!this.#isVoter() && grant.term >= this.#leaderHintTerm) {
+      this.#leaderHint = from
+      this.#leaderHintTerm = grant.term
+    }
+  }
+
+  /** A lease taken up again after a lapse lets the runner start jobs only once this document holds what the granting leader held. */
+  #checkCatchUp(): void {
+    const heads = this.#lease.catchUp
+    if (heads === null || !A.hasHeads(this.#document, [...heads])) return
+    this.#lease.caughtUp()
+    this.#runner.recheckAll()
+  }
+
+  /** The ready leader grants a registered node a lease, while its own leader lease holds (so no two leaders grant at once). */
+  #onLeaseRequest(from: NodeId, round: number): void {
+    const leader = this.#leader
+    if (leader === null || !leader.ready || leader.leaseExpiryMs <= this.#now) return
+    if (nodeRecord(this.#document, from) === undefined) return this.#drop(from, 'lease-request', 'not a registered node')
+    if (!leader.grants.grant(from, this.#now)) return this.#drop(from, 'lease-request', 'the lease table is full')
+    this.#send(from, { kind: 'lease-grant', term: this.#election.term, round, durationMs: this.#config.nodeLeaseMs, heads: A.getHeads(this.#document) })
   }
 
   /** Tells the leader this node follows how it bids, when that leader has not heard it lately. */
@@ -468,7 +522,7 @@ export class Peer {
   #becomeLeader(voteHeads: ReadonlyMap<NodeId, string[]>): void {
     const auction = new LeaderAuction({ leaderId: this.id, verify: this.#verifyBid, maxReplicasPerRound: this.#config.maxJobsPerRound, minBidWindowMs: this.#config.minBidWindowMs, maxBidWindowMs: this.#config.maxBidWindowMs })
     const standingBids = new StandingBids(this.#config, this.#config.maxPeersTracked)
-    this.#leader = newLeaderState(this.#now, voteHeads, leaderSeqOf(this.#document, this.#election.term), auction, standingBids)
+    this.#leader = newLeaderState(this.#now, voteHeads, leaderSeqOf(this.#document, this.#election.term), auction, standingBids, new LeaseGrants(this.#config, this.#config.maxPeersTracked, this.#now))
     this.#leadership.begin(this.#leader, voteHeads)
   }
 
@@ -480,7 +534,7 @@ export class Peer {
   #onMessage(from: NodeId, message: PeerMessage): void {
     // Election and leadership messages count only from committee members (the leader is one);
     // any node syncs, and any node bids (the auction checks the bidder is registered and invited).
-    if (message.kind !== 'sync' && message.kind !== 'bid' && message.kind !== 'standing-bid' && !this.#allVoters().includes(from)) {
+    if (message.kind !== 'sync' && message.kind !== 'bid' && message.kind !== 'standing-bid' && message.kind !== 'lease-request' && !this.#allVoters().includes(from)) {
       this.#drop(from, message.kind, 'sender is not a voter')
       return
     }
@@ -497,6 +551,10 @@ export class Peer {
         return this.#leadership.onMessage(this.#leader, from, message)
       case 'sync':
         return this.#onSync(from, message)
+      case 'lease-request':
+        return this.#onLeaseRequest(from, message.round)
+      case 'lease-grant':
+        return this.#onLeaseGrant(from, message)
       case 'call-for-bids':
         // Every invited node answers the leader directly.
         if (message.term >= this.#election.term) {
@@ -535,7 +593,6 @@ export class Peer {
     }
     if (!this.#allVoters().includes(from)) return
     this.#syncSchedule.heardFromVoter(this.#now)
-    if (this.#runner.held && this.#replica.inSync(from)) this.#runner.release()
     if (message.leaderHint !== null && !this.#isVoter()) {
       this.#leaderHint = message.leaderHint
       this.#leaderHintTerm = message.term

@@ -1,6 +1,8 @@
-// The runner: starts the committed assignments that name this node when it has room, stops copies
-// that a committed assignment fenced elsewhere or that finished elsewhere, hands finished jobs to the
-// archive, and records job exits. Peer feeds it the jobs each step touched and performs its effects.
+// The runner: starts the committed assignments that name this node when it has room and its lease
+// holds (node-lease.ts), stops every copy when the lease lapses and copies that a committed assignment
+// fenced elsewhere or that finished elsewhere, hands finished jobs to the archive, and records job
+// exits as they were: a copy stopped by fencing or a lapse that finished first is recorded finished.
+// Peer feeds it the jobs each step touched and performs its effects.
 import {
   demandOf,
   effectiveAssignment,
@@ -44,6 +46,8 @@ export interface RunnerComponents {
   nowMs: () => number
   /** Whether an assignment is known committed (from the document or the leader's awards). */
   isCommitted: (assignment: { term: number; seq: number }) => boolean
+  /** The node holds a lease and its document has caught up with what the granting leader held. */
+  leaseHolds: () => boolean
   emit: (effect: PeerEffect) => void
   /** Writes this node's run of a job into the document and reports it to the leader. */
   reportRun: (message: string, jobId: JobId, run: RunOutcome) => void
@@ -57,17 +61,14 @@ export interface RunnerComponents {
 export class Runner {
   readonly #components: RunnerComponents
   readonly #running = new Map<JobId, LocalRun>()
+  /** Copies asked to stop whose exit has not come yet; `report`: record how it ended (fenced, lapsed). */
+  readonly #stopping = new Map<JobId, { run: LocalRun; report: boolean }>()
   /** Jobs whose effective assignment names this node (started or waiting for commit or room). */
   readonly #mine = new Map<JobId, { term: number; seq: number }>()
   readonly #touchedJobs = new Set<JobId>()
   /** Jobs already handed to the archive (a bounded memory of them; the archive itself is the adapter's). */
   readonly #archived = new Set<JobId>()
   #recheckAll = true
-  /**
-   * After a boot, starts wait until this node's document has caught up with a voter's: a saved
-   * document can still name this node for a job placed elsewhere since (and finished there).
-   */
-  #held = true
 
   constructor(components: RunnerComponents) {
     this.#components = components
@@ -80,15 +81,6 @@ export class Runner {
 
   /** The next reconcile looks at every job (commits moved, or room was freed). */
   recheckAll(): void { this.#recheckAll = true }
-
-  get held(): boolean { return this.#held }
-
-  /** The document caught up after boot: committed assignments may start. */
-  release(): void {
-    if (!this.#held) return
-    this.#held = false
-    this.#recheckAll = true
-  }
 
   freeResources(): Resources {
     const free = { ...this.#components.capacity }
@@ -123,14 +115,16 @@ export class Runner {
     this.#archiveDone(check)
     this.#recheckAll = false
     this.#touchedJobs.clear()
+    // Without a lease this node runs nothing: the mesh may place its jobs elsewhere once it has surely lapsed.
+    const leased = this.#components.leaseHolds()
+    if (!leased) for (const jobId of [...this.#running.keys()]) this.#stop(jobId, 'lease-lapsed', "the node's lease lapsed", true)
     // Fencing: a committed assignment elsewhere with a higher stamp stops this copy.
     for (const [jobId, run] of this.#running) {
       const job = jobRecord(document, jobId)
       if (job === undefined || isJobDone(job)) {
         // Cancelled, or another copy finished it (and the leader may have archived it already): this copy is surplus.
-        this.#running.delete(jobId)
         const cancelled = job !== undefined && isCancelled(job)
-        this.#components.emit({ kind: 'stop-job', jobId, cause: cancelled ? 'cancelled' : 'finished-elsewhere', reason: cancelled ? 'cancelled' : 'the job finished on another node' })
+        this.#stop(jobId, cancelled ? 'cancelled' : 'finished-elsewhere', cancelled ? 'cancelled' : 'the job finished on another node', false)
         continue
       }
       const current = effectiveAssignment(job)
@@ -140,11 +134,9 @@ export class Runner {
         this.#components.emit({ kind: 'checkpoint-job', jobId, term: asTerm(run.term), seq: run.seq, stop: true, reason: 'migrate' })
       }
       if (current === null || current.node === self || !this.#components.isCommitted(current)) continue
-      this.#running.delete(jobId)
-      this.#components.emit({ kind: 'stop-job', jobId, cause: 'fenced', reason: `fenced: assignment ${current.term}.${current.seq} moved it to ${current.node}` })
-      this.#components.reportRun(`stop ${jobId}`, jobId, { state: 'stopped', term: run.term, seq: run.seq, exitCode: -1, atMs: this.#components.nowMs() })
+      this.#stop(jobId, 'fenced', `fenced: assignment ${current.term}.${current.seq} moved it to ${current.node}`, true)
     }
-    if (this.#held) return
+    if (!leased) return
     for (const [jobId, assignment] of this.#mine) {
       if (this.#running.has(jobId) || !this.#components.isCommitted(assignment)) continue
       const job = jobRecord(document, jobId)
@@ -186,6 +178,15 @@ export class Runner {
       const job = jobRecord(document, jobId)
       if (job !== undefined) visit(jobId, job)
     }
+  }
+
+  /** Asks the adapter to stop a running copy; its exit is recorded as it happens when `report` (a copy that finished first says so). */
+  #stop(jobId: JobId, cause: 'cancelled' | 'finished-elsewhere' | 'fenced' | 'lease-lapsed', reason: string, report: boolean): void {
+    const run = this.#running.get(jobId)
+    if (run === undefined) return
+    this.#running.delete(jobId)
+    this.#stopping.set(jobId, { run, report })
+    this.#components.emit({ kind: 'stop-job', jobId, cause, reason })
   }
 
   /** The earliest periodic checkpoint due. */
@@ -254,13 +255,27 @@ export class Runner {
     this.#recheckAll = true
   }
 
-  /** A local job ended: record the outcome and its usage (if the job is still in the document) and free its room. */
-  jobExited(jobId: JobId, exitCode: number, usage?: JobUsage): void {
+  /**
+   * A local job ended: record the outcome and its usage (if the job is still in the document) and
+   * free its room. A copy that was being stopped is recorded as it ended: finished if it exited 0
+   * first, else stopped; so is one the watchdog ended when the lease lapsed (not a failure of the job).
+   */
+  jobExited(jobId: JobId, exitCode: number, usage?: JobUsage, leaseLapsed = false): void {
+    const stopping = this.#stopping.get(jobId)
+    if (stopping !== undefined) {
+      this.#stopping.delete(jobId)
+      if (stopping.report) this.#record(jobId, stopping.run, exitCode === 0 ? 'finished' : 'stopped', exitCode, usage)
+      return
+    }
     const run = this.#running.get(jobId)
     if (run === undefined) return
     this.#running.delete(jobId)
     this.#mine.delete(jobId)
-    const state = exitCode === 0 ? 'finished' : 'failed'
+    const lapsed = leaseLapsed || !this.#components.leaseHolds()
+    this.#record(jobId, run, exitCode === 0 ? 'finished' : lapsed ? 'stopped' : 'failed', exitCode, usage)
+  }
+
+  #record(jobId: JobId, run: LocalRun, state: 'finished' | 'failed' | 'stopped', exitCode: number, usage: JobUsage | undefined): void {
     if (jobRecord(this.#components.document(), jobId) !== undefined) {
       this.#components.reportRun(`${state} ${jobId}`, jobId, { state, term: run.term, seq: run.seq, exitCode, atMs: this.#components.nowMs(), ...(usage === undefined ? {} : { usage }) })
     }

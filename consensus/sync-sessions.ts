@@ -65,3 +65,4 @@ export class SyncSessions {
     this.#states.delete(peer)
   }
 }
+

@@ -2,6 +2,7 @@
 // the inputs it steps on, the messages peers exchange and the effects it asks an adapter to perform.
 // The core is sans-IO: it never reads a clock or draws randomness itself; both come in here.
 import type { Bid, BidPolicy, CallForBids, JobSpec, NodeOffer, Resources, UnitPrices } from '../placement/index.ts'
+import type { LeaseGrant, LeaseRequest } from './node-lease.ts'
 
 export type NodeId = string & { readonly __brand: 'NodeId' }
 export type JobId = string & { readonly __brand: 'JobId' }
@@ -56,8 +57,15 @@ export interface PeerConfig {
   checkQuorum: boolean
   /** How often the leader batches pending jobs into one placement round (one document change). */
   roundIntervalMs: number
-  /** A node not heard on the capacity topic for this long is considered lost and its jobs re-placed. */
+  /**
+   * A node granted no lease for this long is lost and its jobs are placed elsewhere: longer than a
+   * lease and the clocks' drift (node-lease.ts), so its lease, and with it its jobs, ended first.
+   */
   nodeTimeoutMs: number
+  /** How long a node's lease holds after it asked for it (it runs jobs only while it holds one). */
+  nodeLeaseMs: number
+  /** How often a node asks the leader to renew its lease. */
+  leaseRenewMs: number
   capacityIntervalMs: number
   /** How often a voter pushes the document to the non-voters it serves. */
   downstreamSyncIntervalMs: number
@@ -101,6 +109,8 @@ export const defaultPeerTiming = {
   checkQuorum: true,
   roundIntervalMs: 50,
   nodeTimeoutMs: 3_000,
+  nodeLeaseMs: 2_000,
+  leaseRenewMs: 500,
   capacityIntervalMs: 1_000,
   downstreamSyncIntervalMs: 10_000,
   resyncIntervalMs: 1_000,
@@ -204,7 +214,11 @@ export interface DocumentAck {
   origin: string
 }
 
+export type { LeaseRequest, LeaseGrant } from './node-lease.ts'
+
 export type PeerMessage =
+  | LeaseRequest
+  | LeaseGrant
   | PreVoteRequest
   | PreVoteResponse
   | VoteRequest
@@ -269,7 +283,8 @@ export type PeerInput =
   | { kind: 'message'; nowMs: number; from: NodeId; message: PeerMessage }
   | { kind: 'capacity'; nowMs: number; gossip: CapacityGossip }
   | { kind: 'submit'; nowMs: number; requestId: string; job: JobSubmission; replay?: ReplayKey }
-  | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number; usage?: JobUsage }
+  /** A local job ended; `leaseLapsed`: the watchdog ended it because the node's lease lapsed (not the job's failure). */
+  | { kind: 'job-exited'; nowMs: number; jobId: JobId; exitCode: number; usage?: JobUsage; leaseLapsed?: boolean }
   /** Cancel every replica of a submitted job; acknowledged like a submission (durable on a majority). */
   | { kind: 'cancel'; nowMs: number; requestId: string; jobId: JobId; replay?: ReplayKey }
   /** Move a running job's replicas: checkpoint, place elsewhere (on `to` when given, or where `where` allows), restore there. */
@@ -302,7 +317,8 @@ export type PeerEvent =
   | { kind: 'leader-ready'; term: Term; documentHeads: string[] }
   | { kind: 'stepped-down'; term: Term; reason: string }
   | { kind: 'decision'; term: Term; seq: number; assigned: number; unplaceable: number; auction: AuctionSummary | null }
-  | { kind: 'committed'; term: Term; seq: number }
+  /** Decisions up to `seq` of `term` are committed (`ratified`: an earlier term's, by this leader's first decision). */
+  | { kind: 'committed'; term: Term; seq: number; ratified?: boolean }
   | { kind: 'submission-durable'; jobId: JobId; requestId: string }
   | { kind: 'submission-refused'; requestId: string; reason: string }
   | { kind: 'message-dropped'; from: NodeId; message: string; reason: string }
@@ -330,8 +346,13 @@ export type PeerEffect =
   | { kind: 'start-job'; jobId: JobId; demand: Resources; durationMs: number; term: Term; seq: number; restoreFrom: { cid: string; node: NodeId; holders: NodeId[] } | null }
   /** Checkpoint a running replica and publish the snapshot; `stop`: the copy ends with it (it moves). */
   | { kind: 'checkpoint-job'; jobId: JobId; term: Term; seq: number; stop: boolean; reason: 'periodic' | 'migrate' | 'requested' }
-  /** Stop a replica's copy here: `cause` for counting (the simulator's report), `reason` for people. */
-  | { kind: 'stop-job'; jobId: JobId; cause: 'cancelled' | 'finished-elsewhere' | 'fenced' | 'drained'; reason: string }
+  /** Stop a replica's copy here: `cause` for counting (the simulator's report), `reason` for people. The adapter reports its exit as usual. */
+  | { kind: 'stop-job'; jobId: JobId; cause: 'cancelled' | 'finished-elsewhere' | 'fenced' | 'drained' | 'lease-lapsed'; reason: string }
+  /**
+   * This node's lease now holds until `untilMs` (its own clock): the adapter's watchdog, outside the
+   * core's event loop, kills every job once that passes without a later lease.
+   */
+  | { kind: 'lease'; untilMs: number }
   /** A finished job, for this node's archive (the document keeps active state only). */
   | { kind: 'archive-job'; job: ArchivedJob }
   | { kind: 'event'; event: PeerEvent }

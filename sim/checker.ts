@@ -17,6 +17,7 @@ import {
   type Peer,
   type Resources,
   type ArchivedJob,
+  defaultPeerTiming,
 } from '../consensus/index.ts'
 import type { DriftingClock } from './clock.ts'
 
@@ -34,10 +35,17 @@ export interface CheckedWorld {
   readonly nowMs: number
   readonly nodes: readonly { index: number; id: NodeId; up: boolean; peer: Peer; clock: DriftingClock; running: ReadonlyMap<JobId, { demand: Resources }>; attributes: { offer: { capacity: Resources } } }[]
   voterIndexes(): readonly number[]
+  indexOf(id: NodeId): number
   leaderIndex(): number | null
 }
 
 const maxViolationsPerRun = 20
+/**
+ * Two live copies of one replica on different nodes may overlap this long at most: a copy fenced by a
+ * newer committed assignment stops once its node hears of it (a lost node's lease lapses before the
+ * leader places its jobs again: no overlap at all); past this, the fencing or the lease failed.
+ */
+const maxCopyOverlapMs = defaultPeerTiming.nodeLeaseMs
 /** After the faults heal, a replica whose run failed with attempts left is placed again within this. */
 const retryPlacedWithinMs = 5_000
 const traceLinesPerViolation = 40
@@ -65,6 +73,11 @@ export class Checker {
   readonly #leadersByTerm = new Map<number, Set<number>>()
   readonly #leases = new Map<number, { term: number; realExpiryMs: number }>()
   readonly #maxCommitted = new Map<number, number>()
+  /** Ground truth per replica: the nodes running a copy now, and since when two or more have. */
+  readonly #copies = new Map<JobId, Set<number>>()
+  readonly #overlapSinceMs = new Map<JobId, number>()
+  /** Per replica: the assignment whose run ended with exit 0 (ran to completion). */
+  readonly #finishedBy = new Map<JobId, { node: NodeId; term: number; seq: number }>()
   #healed = false
 
   constructor(world: CheckedWorld, traceLimit: number) {
@@ -101,11 +114,36 @@ export class Checker {
     this.trace('faults healed: liveness phase')
   }
 
-  #voterMajority(holds: (peer: Peer) => boolean): { count: number; of: number; majority: boolean } {
-    const voters = this.#world.voterIndexes()
-    let count = 0
-    for (const index of voters) if (holds(this.#world.nodes[index]!.peer)) count++
-    return { count, of: voters.length, majority: count * 2 > voters.length }
+  /** Whether a majority of every committee `peer` counts in (the one in force, and a pending one) holds something: the first short one's count, else the last's. */
+  #voterMajority(peer: Peer, holds: (peer: Peer) => boolean): { count: number; of: number; majority: boolean } {
+    const pending = peer.pendingVoters()
+    let result = { count: 0, of: 0, majority: true }
+    for (const committee of pending === null ? [peer.voters()] : [peer.voters(), pending]) {
+      const count = committee.filter((id) => holds(this.#world.nodes[this.#world.indexOf(id)]!.peer)).length
+      result = { count, of: committee.length, majority: count * 2 > committee.length }
+      if (!result.majority) break
+    }
+    return result
+  }
+
+  /** Stamp -> voters of every committee some node has had in force. */
+  readonly #committeesSeen = new Map<string, string>()
+
+  /**
+   * Committee agreement: every node's committee in force was committed (some leader counted the
+   * decision that proposed it), and one stamp names one committee everywhere.
+   */
+  checkCommittees(): void {
+    for (const node of this.#world.nodes) {
+      if (!node.up) continue
+      const stamp = node.peer.committeeStamp
+      const voters = node.peer.voters().join(',')
+      const known = this.#committeesSeen.get(stamp)
+      if (known === undefined) this.#committeesSeen.set(stamp, voters)
+      else if (known !== voters) this.#violate('committee-agreement', `${node.id} has committee ${stamp} as ${voters}, elsewhere it is ${known}`)
+      const [term = 0, seq = 0] = stamp.split('.').map(Number)
+      if (term > 0 && (this.#maxCommitted.get(term) ?? 0) < seq) this.#violate('committee-agreement', `${node.id} counts committee ${stamp} (${voters}) in force, but no leader counted decision ${stamp} committed`)
+    }
   }
 
   onPeerEvent(index: number, event: PeerEvent): void {
@@ -136,14 +174,15 @@ export class Checker {
         return
       }
       case 'committed': {
-        const check = this.#voterMajority((peer) => leaderSeqOf(peer.document, event.term) >= event.seq)
+        const check = this.#voterMajority(node.peer, (peer) => leaderSeqOf(peer.document, event.term) >= event.seq)
         if (!check.majority) this.#violate('commit-needs-majority', `${node.id} counted ${event.term}.${event.seq} committed but only ${check.count} of ${check.of} voters hold it`)
         this.#maxCommitted.set(event.term, Math.max(this.#maxCommitted.get(event.term) ?? 0, event.seq))
         return
       }
       case 'submission-durable': {
+        if (!this.submitted.has(event.jobId)) return // an operator's request (cancel, drain, admission, ...)
         const replicas = this.#replicaIds(event.jobId)
-        const check = this.#voterMajority((peer) => replicas.every((jobId) => jobRecord(peer.document, jobId) !== undefined || this.archived.has(jobId)))
+        const check = this.#voterMajority(node.peer, (peer) => replicas.every((jobId) => jobRecord(peer.document, jobId) !== undefined || this.archived.has(jobId)))
         if (!check.majority && !replicas.every((jobId) => this.archived.has(jobId))) this.#violate('ack-needs-majority', `${node.id} acknowledged ${event.jobId} held by only ${check.count} of ${check.of} voters`)
         this.acknowledged.add(event.jobId)
         return
@@ -158,10 +197,32 @@ export class Checker {
 
   /** A run ended by itself (the world's ground truth, before the runner's core hears it). */
   noteRunEnded(index: number, jobId: JobId, stamp: { term: number; seq: number }, exitCode: number): void {
+    const node = this.#world.nodes[index]!.id
     const runs = this.#ended.get(jobId) ?? []
-    runs.push({ node: this.#world.nodes[index]!.id, term: stamp.term, seq: stamp.seq, exitCode, atMs: this.#world.nowMs })
+    runs.push({ node, term: stamp.term, seq: stamp.seq, exitCode, atMs: this.#world.nowMs })
     this.#ended.set(jobId, runs)
     if (exitCode !== 0) this.failedRuns++
+    this.noteCopyEnded(index, jobId)
+    if (exitCode !== 0) return
+    const earlier = this.#finishedBy.get(jobId)
+    if (earlier !== undefined) this.#violate('runs-to-completion-once', `${jobId} ran to completion twice: on ${earlier.node} (assignment ${earlier.term}.${earlier.seq}) and on ${node} (assignment ${stamp.term}.${stamp.seq})`)
+    else this.#finishedBy.set(jobId, { node, term: stamp.term, seq: stamp.seq })
+  }
+
+  /** A copy stopped running on node `index` (it ended, was killed, or its node died). */
+  noteCopyEnded(index: number, jobId: JobId): void {
+    const nodes = this.#copies.get(jobId)
+    if (nodes === undefined || !nodes.delete(index)) return
+    if (nodes.size === 0) this.#copies.delete(jobId)
+    if (nodes.size <= 1) this.#endOverlap(jobId)
+  }
+
+  #endOverlap(jobId: JobId): void {
+    const since = this.#overlapSinceMs.get(jobId)
+    if (since === undefined) return
+    this.#overlapSinceMs.delete(jobId)
+    const lastedMs = this.#world.nowMs - since
+    if (lastedMs > maxCopyOverlapMs) this.#violate('one-live-copy', `${jobId} ran on two nodes at once for ${Math.round(lastedMs)} ms (more than ${maxCopyOverlapMs} ms)`)
   }
 
   /**
@@ -188,6 +249,12 @@ export class Checker {
   noteJobStarted(index: number, jobId: JobId, stamp: { term: number; seq: number }): void {
     this.#checkRunAgain(index, jobId, stamp)
     const node = this.#world.nodes[index]!
+    // A runner starts only an assignment some leader counted committed (or whose ratification it counted).
+    if ((this.#maxCommitted.get(stamp.term) ?? 0) < stamp.seq) this.#violate('start-only-committed', `${node.id} starts ${jobId} on assignment ${stamp.term}.${stamp.seq}, which no leader has counted committed (term ${stamp.term} committed up to ${this.#maxCommitted.get(stamp.term) ?? 0})`)
+    let copies = this.#copies.get(jobId)
+    if (copies === undefined) this.#copies.set(jobId, (copies = new Set()))
+    copies.add(index)
+    if (copies.size > 1 && !this.#overlapSinceMs.has(jobId)) this.#overlapSinceMs.set(jobId, this.#world.nowMs)
     const used = { cpuMillis: 0, memoryMiB: 0, diskMiB: 0, gpuCount: 0 }
     for (const run of node.running.values()) {
       used.cpuMillis += run.demand.cpuMillis
@@ -241,6 +308,7 @@ export class Checker {
   atEnd(): void {
     const world = this.#world
     const leaderIndex = world.leaderIndex()
+    for (const jobId of [...this.#overlapSinceMs.keys()]) this.#endOverlap(jobId)
     if (!this.#healed) return
     if (leaderIndex === null) {
       this.#violate('liveness-leader', 'no ready leader at the end of the liveness phase')

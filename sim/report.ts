@@ -94,7 +94,7 @@ export function runSeed(options: SimOptions, seed: number): SeedResult {
     replicasSubmitted: checker.replicas,
     unplaceable: checker.unplaceable,
     placement: world.placement.result,
-    migrations: { ...world.migration },
+    migrations: { ...world.migration, requested: world.operatorCounts.migrate },
     fencedCopies: world.fencedCopies,
     retries: { failedRuns: checker.failedRuns, retried: checker.retried },
     maxLeadersPerTerm: checker.maxLeadersPerTerm,

@@ -31,21 +31,26 @@ import { SeededRandom } from './random.ts'
 import { WorkloadGenerator } from './workload.ts'
 import { SpotMarket, generatedFleet, renameFleet } from './fleet.ts'
 import { PlacementMetrics } from './placement-metrics.ts'
+import { Operator, simAdmin, type OperatorAction, type OperatorTarget } from './operator.ts'
+import { testGrantVerifier } from '../consensus/testing/grants.ts'
 
 type SimEvent =
   | { kind: 'wake'; node: number }
   | { kind: 'deliver'; node: number; from: number; incarnation: number; message: PeerMessage }
   | { kind: 'capacity'; node: number; incarnation: number; gossip: CapacityGossip }
   | { kind: 'job-exit'; node: number; incarnation: number; jobId: JobId; token: number }
+  /** The lease watchdog beside a node (outside its core): at its lease's end, it kills what still runs. */
+  | { kind: 'watchdog'; node: number; incarnation: number }
   | { kind: 'submit' }
   | { kind: 'fault' }
   | { kind: 'heal' }
   | { kind: 'market' }
-  | { kind: 'migrate' }
+  | { kind: 'operator'; action: OperatorAction }
   | { kind: 'sample' }
   | { kind: 'action'; action: () => void }
 
-interface StoredState { term: number; votedFor: NodeId | null; chunks: Uint8Array[] }
+/** A node's disk: its hard state, and its document as chunks with the (virtual) time each was written. */
+interface StoredState { term: number; votedFor: NodeId | null; chunks: Uint8Array[]; writtenAtMs: number[] }
 
 interface SimNode {
   index: number
@@ -61,6 +66,14 @@ interface SimNode {
   storage: StoredState
   /** Ground truth: what actually runs on this node, with the token of its exit event. */
   running: Map<JobId, { demand: Resources; token: number; endsAtMs: number; term: number; seq: number }>
+  /** Paused (a stopped process, a frozen VM): its core takes no input; what arrives waits for it. */
+  paused: boolean
+  /** Inputs that arrived while it was paused, in order (stepped as one batch when it resumes). */
+  deferred: ((nowMs: number) => PeerInput)[]
+  /** Real time its lease ends (the watchdog's deadline; -Infinity: none). */
+  leaseUntilRealMs: number
+  /** At its next restart, the document writes of this many ms before the crash are lost (a disk that had not synced them). */
+  loseWritesMs: number
 }
 
 /** How often utilization is sampled. */
@@ -83,7 +96,9 @@ export interface WorldMetrics {
   leaderChanges: number
 }
 
-export class World implements FaultTarget {
+const verifySimGrant = testGrantVerifier(simAdmin.secret)
+
+export class World implements FaultTarget, OperatorTarget {
   readonly options: SimOptions
   readonly seed: number
   readonly nodes: SimNode[]
@@ -100,7 +115,9 @@ export class World implements FaultTarget {
   readonly #workload: WorkloadGenerator
   readonly #market: SpotMarket
   readonly #random: SeededRandom
+  /** Nodes the genesis or a committee change named voters: they consume voters' traffic (capacity) and may lead. */
   readonly #voterIndexes: number[]
+  readonly #operator: Operator
   readonly #genesis: Uint8Array
   /** Bumped by every fault that changes links or liveness: cached gossip arrivals are then stale. */
   #networkEpoch = 0
@@ -143,7 +160,7 @@ export class World implements FaultTarget {
     if (options.fleet !== null && options.fleet.length !== options.nodes) throw new Error(`the fleet has ${options.fleet.length} nodes but the mesh ${options.nodes}`)
     const offers = renameFleet(options.fleet ?? generatedFleet(options.nodes), ids)
     const attributes = offers.map((offer): NodeAttributes => ({ id: offer.nodeId as string as NodeId, offer }))
-    this.#genesis = createGenesis({ voters: this.#voterIndexes.map((index) => ids[index]!), nodes: attributes })
+    this.#genesis = createGenesis({ voters: this.#voterIndexes.map((index) => ids[index]!), nodes: attributes, admin: simAdmin.id })
     const clockRandom = this.#random.fork('clocks')
     const drift = options.faults.includes('drift')
     this.nodes = ids.map((id, index) => {
@@ -157,8 +174,12 @@ export class World implements FaultTarget {
         up: true,
         incarnation: 0,
         wakeAtMs: Infinity,
-        storage: { term: 0, votedFor: null, chunks: [this.#genesis] },
+        storage: { term: 0, votedFor: null, chunks: [this.#genesis], writtenAtMs: [0] },
         running: new Map(),
+        paused: false,
+        deferred: [],
+        leaseUntilRealMs: -Infinity,
+        loseWritesMs: 0,
       }
       return node
     })
@@ -172,7 +193,10 @@ export class World implements FaultTarget {
     if (this.#faults.active) this.#queue.push(this.#faults.nextGapMs(), { kind: 'fault' })
     this.#queue.push(this.#healAtMs, { kind: 'heal' })
     this.#queue.push(SpotMarket.periodMs, { kind: 'market' })
-    if (options.migrationsPerSecond > 0) this.#queue.push(this.#random.exponential(1000 / options.migrationsPerSecond), { kind: 'migrate' })
+    this.#operator = new Operator(this.#random.fork('operator'), this)
+    if (options.migrationsPerSecond > 0) this.#queue.push(this.#random.exponential(1000 / options.migrationsPerSecond), { kind: 'operator', action: 'migrate' })
+    // With faults, people act too: cancels, drains, admissions and committee changes.
+    if (this.#faults.active) for (const action of ['cancel', 'drain', 'admit', 'committee'] as const) this.#queue.push(this.#operator.nextGapMs(action), { kind: 'operator', action })
     this.#queue.push(sampleEveryMs, { kind: 'sample' })
     const gap = this.#workload.nextGapMs()
     if (gap < this.#healAtMs) this.#queue.push(gap, { kind: 'submit' })
@@ -201,6 +225,7 @@ export class World implements FaultTarget {
     const fresh = node.storage.chunks.length === 1 && node.storage.chunks[0] === this.#genesis
     const documentBytes = concatBytes(node.storage.chunks)
     node.storage.chunks = [documentBytes]
+    node.storage.writtenAtMs = [this.#now]
     // A fresh peer clones the genesis document loaded once (loading it per peer dominated boot at 1,000 peers).
     // A new incarnation at every boot, as a daemon draws one; the planted bug reuses the first.
     const boot = this.options.broken === 'reused-origin-seq' ? 0 : node.incarnation
@@ -213,6 +238,7 @@ export class World implements FaultTarget {
       persisted: { term: node.storage.term, votedFor: node.storage.votedFor, documentBytes, ...(document ? { document } : {}) },
       nowMs: node.clock.localMs(this.#now),
       incarnation,
+      verifyGrant: verifySimGrant,
     })
     node.wakeAtMs = Infinity
     this.#step(node, { kind: 'tick', nowMs: node.clock.localMs(this.#now) })
@@ -262,7 +288,7 @@ export class World implements FaultTarget {
     switch (event.kind) {
       case 'wake': {
         const node = this.nodes[event.node]!
-        if (!node.up || node.wakeAtMs !== this.#now) return // superseded by an earlier wake
+        if (!node.up || node.paused || node.wakeAtMs !== this.#now) return // superseded by an earlier wake
         node.wakeAtMs = Infinity
         this.#step(node, { kind: 'tick', nowMs: node.clock.localMs(this.#now) })
         return
@@ -270,23 +296,32 @@ export class World implements FaultTarget {
       case 'deliver': {
         const node = this.nodes[event.node]!
         if (!node.up || node.incarnation !== event.incarnation) return
-        this.#step(node, { kind: 'message', nowMs: node.clock.localMs(this.#now), from: this.nodes[event.from]!.id, message: event.message })
+        const from = this.nodes[event.from]!.id
+        this.#input(node, (nowMs) => ({ kind: 'message', nowMs, from, message: event.message }))
         return
       }
       case 'capacity': {
         const node = this.nodes[event.node]!
         if (!node.up || node.incarnation !== event.incarnation) return
-        this.#step(node, { kind: 'capacity', nowMs: node.clock.localMs(this.#now), gossip: event.gossip })
+        this.#input(node, (nowMs) => ({ kind: 'capacity', nowMs, gossip: event.gossip }))
         return
       }
       case 'job-exit': {
+        // The process ends by itself whether or not its daemon is paused; the core hears of it when it runs.
         const node = this.nodes[event.node]!
         if (!node.up || node.incarnation !== event.incarnation || node.running.get(event.jobId)?.token !== event.token) return
         const run = node.running.get(event.jobId)!
         node.running.delete(event.jobId)
         const exitCode = this.#exitCodeOf(event.jobId)
         this.checker.noteRunEnded(node.index, event.jobId, run, exitCode)
-        this.#step(node, { kind: 'job-exited', nowMs: node.clock.localMs(this.#now), jobId: event.jobId, exitCode })
+        this.#input(node, (nowMs) => ({ kind: 'job-exited', nowMs, jobId: event.jobId, exitCode }))
+        return
+      }
+      case 'watchdog': {
+        const node = this.nodes[event.node]!
+        if (!node.up || node.incarnation !== event.incarnation || node.leaseUntilRealMs > this.#now || node.running.size === 0) return
+        this.checker.trace(`${node.id}: lease lapsed, the watchdog kills ${node.running.size} job(s)${node.paused ? ' (its daemon is paused)' : ''}`)
+        for (const jobId of [...node.running.keys()]) this.#killCopy(node, jobId, true)
         return
       }
       case 'submit': {
@@ -326,19 +361,11 @@ export class World implements FaultTarget {
         this.#queue.push(this.#now + SpotMarket.periodMs, { kind: 'market' })
         return
       }
-      case 'migrate': {
-        // A user moves a running job: any replica of it running anywhere, asked through a live voter.
-        const gap = this.#random.exponential(1000 / this.options.migrationsPerSecond)
-        if (this.#now + gap < this.#healAtMs) this.#queue.push(this.#now + gap, { kind: 'migrate' })
-        const runners = this.nodes.filter((node) => node.up && node.running.size > 0)
-        const voters = this.#voterIndexes.map((index) => this.nodes[index]!).filter((node) => node.up)
-        if (runners.length === 0 || voters.length === 0) return
-        const replica = this.#random.pick([...this.#random.pick(runners).running.keys()])
-        const jobId = replica.split('#')[0]! as JobId
-        const via = this.#random.pick(voters)
-        this.migration.requested++
-        this.checker.trace(`migrate ${jobId} via ${via.id}`)
-        this.#step(via, { kind: 'migrate', nowMs: via.clock.localMs(this.#now), requestId: `migrate-${this.migration.requested}`, jobId, to: null })
+      case 'operator': {
+        const gap = event.action === 'migrate' ? this.#random.exponential(1000 / this.options.migrationsPerSecond) : this.#operator.nextGapMs(event.action)
+        if (this.#now + gap < this.#healAtMs) this.#queue.push(this.#now + gap, event)
+        this.#operator.act(event.action)
+        if (event.action === 'committee') this.checker.checkCommittees()
         return
       }
       case 'sample':
@@ -363,14 +390,40 @@ export class World implements FaultTarget {
     this.#perform(node, effects)
   }
 
+  /** An input for a node's core: now, or when it resumes if it is paused. */
+  #input(node: SimNode, make: (nowMs: number) => PeerInput): void {
+    if (node.paused) node.deferred.push(make)
+    else this.#step(node, make(node.clock.localMs(this.#now)))
+  }
+
+  /** A copy's process is killed (a stop the core asked for, or the watchdog): its exit reaches the core. */
+  #killCopy(node: SimNode, jobId: JobId, leaseLapsed: boolean): void {
+    if (!node.running.delete(jobId)) return
+    this.checker.noteCopyEnded(node.index, jobId)
+    // After the step that asked for it: the core hears the exit as a later input, as from a runtime.
+    const incarnation = node.incarnation
+    this.schedule(this.#now, () => {
+      if (node.up && node.incarnation === incarnation) this.#input(node, (nowMs) => ({ kind: 'job-exited', nowMs, jobId, exitCode: 137, leaseLapsed }))
+    })
+  }
+
   #perform(node: SimNode, effects: readonly PeerEffect[]): void {
     for (const effect of effects) {
       switch (effect.kind) {
         case 'persist':
           node.storage.term = effect.state.term
           node.storage.votedFor = effect.state.votedFor
-          if (effect.state.documentIncrement.length > 0) node.storage.chunks.push(effect.state.documentIncrement)
+          if (effect.state.documentIncrement.length > 0) {
+            node.storage.chunks.push(effect.state.documentIncrement)
+            node.storage.writtenAtMs.push(this.#now)
+          }
           break
+        case 'lease': {
+          // The watchdog beside the node holds the deadline on real time (the node's clock may drift).
+          node.leaseUntilRealMs = Number.isFinite(effect.untilMs) ? node.clock.realMsAt(effect.untilMs) : -Infinity
+          if (Number.isFinite(node.leaseUntilRealMs)) this.#queue.push(Math.max(this.#now, node.leaseUntilRealMs), { kind: 'watchdog', node: node.index, incarnation: node.incarnation })
+          break
+        }
         case 'send':
           this.#send(node, effect.to, effect.message)
           break
@@ -397,8 +450,15 @@ export class World implements FaultTarget {
           this.#checkpoint(node, effect.jobId, effect.stop)
           break
         case 'stop-job':
-          node.running.delete(effect.jobId)
           if (effect.cause === 'fenced') this.fencedCopies++
+          if (node.running.has(effect.jobId)) this.#killCopy(node, effect.jobId, false)
+          else {
+            // Already gone (the watchdog, or it ended): the core still hears how it ended.
+            const incarnation = node.incarnation
+            this.schedule(this.#now, () => {
+              if (node.up && node.incarnation === incarnation) this.#input(node, (nowMs) => ({ kind: 'job-exited', nowMs, jobId: effect.jobId, exitCode: 137 }))
+            })
+          }
           break
         case 'archive-job':
           this.checker.noteArchived(effect.job)
@@ -426,13 +486,13 @@ export class World implements FaultTarget {
       const cid = `sim-${this.seed}-${this.#snapshots.size + 1}`
       this.#snapshots.set(cid, { jobId, remainingMs: Math.max(0, run.endsAtMs - this.#now) })
       this.migration.checkpointed++
-      if (stop) node.running.delete(jobId)
+      if (stop && node.running.delete(jobId)) this.checker.noteCopyEnded(node.index, jobId)
       this.#step(node, { kind: 'job-checkpointed', nowMs, jobId, cid, stopped: stop })
     })
   }
 
   #scheduleWake(node: SimNode): void {
-    if (!node.up) return
+    if (!node.up || node.paused) return
     const local = node.peer.nextWakeMs()
     if (!Number.isFinite(local)) return
     // Never schedule into the past, and land at or after the local deadline despite rounding.
@@ -497,6 +557,7 @@ export class World implements FaultTarget {
         if (event.auction !== null) this.placement.noteAuction(event.auction)
         break
       case 'committed': {
+        if (event.ratified === true) break
         const key = `${event.term}.${event.seq}`
         const at = this.#decisionAtMs.get(key)
         if (at !== undefined) {
@@ -525,16 +586,21 @@ export class World implements FaultTarget {
 
   // ---- FaultTarget
 
-  crash(index: number, reason: string): void {
+  crash(index: number, reason: string, loseWritesMs = 0): void {
     this.#networkEpoch++
     const node = this.nodes[index]!
     if (!node.up) return
     this.#noteLeaderHit(index)
     node.up = false
     node.incarnation++
+    for (const jobId of node.running.keys()) this.checker.noteCopyEnded(index, jobId)
     node.running.clear() // its workloads die with it
     node.wakeAtMs = Infinity
-    this.checker.trace(`${node.id} ${reason}`)
+    node.paused = false
+    node.deferred = []
+    node.leaseUntilRealMs = -Infinity
+    node.loseWritesMs = loseWritesMs
+    this.checker.trace(`${node.id} ${reason}${loseWritesMs > 0 ? ` (its disk loses its last ${loseWritesMs} ms of document writes)` : ''}`)
   }
 
   restart(index: number): void {
@@ -543,8 +609,42 @@ export class World implements FaultTarget {
     if (node.up) return
     node.up = true
     node.incarnation++
+    if (node.loseWritesMs > 0) {
+      // A disk that lost what it had not synced: the document's last writes are gone (the hard state, term and vote, is synced: Raft's assumption).
+      const { chunks, writtenAtMs } = node.storage
+      const lostAfterMs = this.#now - node.loseWritesMs
+      let keep = chunks.length
+      while (keep > 1 && writtenAtMs[keep - 1]! > lostAfterMs) keep--
+      this.checker.trace(`${node.id} restarts from a stale disk: ${chunks.length - keep} document write(s) lost`)
+      node.storage.chunks = chunks.slice(0, keep)
+      node.storage.writtenAtMs = writtenAtMs.slice(0, keep)
+      node.loseWritesMs = 0
+    }
     this.checker.trace(`${node.id} restarts (term ${node.storage.term})`)
     this.#boot(node)
+  }
+
+  /** The node's process stops (SIGSTOP, a frozen VM) for `durationMs`: its jobs run on until its lease's watchdog kills them. */
+  pause(index: number, durationMs: number): void {
+    const node = this.nodes[index]!
+    if (!node.up || node.paused) return
+    this.#noteLeaderHit(index)
+    node.paused = true
+    node.wakeAtMs = Infinity
+    const incarnation = node.incarnation
+    this.checker.trace(`${node.id} pauses for ${durationMs} ms`)
+    this.schedule(this.#now + durationMs, () => this.resume(index, incarnation))
+  }
+
+  resume(index: number, incarnation = this.nodes[index]!.incarnation): void {
+    const node = this.nodes[index]!
+    if (!node.up || !node.paused || node.incarnation !== incarnation) return
+    node.paused = false
+    const nowMs = node.clock.localMs(this.#now)
+    const inputs = [...node.deferred.map((make) => make(nowMs)), { kind: 'tick' as const, nowMs }]
+    node.deferred = []
+    this.checker.trace(`${node.id} resumes (${inputs.length - 1} input(s) waited)`)
+    this.#perform(node, node.peer.stepAll(inputs))
   }
 
   partition(groups: number[][], reason: string): void {
@@ -584,4 +684,32 @@ export class World implements FaultTarget {
   schedule(atMs: number, action: () => void): void {
     this.#queue.push(Math.max(atMs, this.#now), { kind: 'action', action })
   }
+
+  // ---- OperatorTarget
+
+  get operatorCounts(): Operator['counts'] { return this.#operator.counts }
+
+  request(index: number, make: (nowMs: number) => PeerInput): void {
+    const node = this.nodes[index]!
+    if (node.up) this.#input(node, make)
+  }
+
+  perform(index: number, effects: readonly PeerEffect[]): void {
+    this.#perform(this.nodes[index]!, effects)
+  }
+
+  mayBeVoter(index: number): void {
+    if (index < 0 || this.#voterIndexes.includes(index)) return
+    this.#voterIndexes.push(index)
+    this.#voterIndexes.sort((a, b) => a - b)
+    this.#networkEpoch++ // capacity now reaches it too
+  }
+
+  activeJobs(): JobId[] {
+    return [...this.checker.acknowledged].filter((jobId) => !this.checker.archived.has(jobId) && !this.checker.archived.has(`${jobId}#0` as JobId))
+  }
+
+  trace(line: string): void { this.checker.trace(line) }
+
+  localNowMs(index: number): number { return this.nodes[index]!.clock.localMs(this.#now) }
 }

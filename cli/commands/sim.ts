@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 import { allFaults, defaultSimOptions, runSeeds, speedupOf, summarize, type SimReport } from '../../sim/index.ts'
 import { integer } from '../parse.ts'
 import { simOptionsFromFlags } from '../sim-flags.ts'
+import { brokenVariants } from '../../consensus/index.ts'
 
 export function registerSim(program: Command): void {
   program
@@ -24,7 +25,7 @@ export function registerSim(program: Command): void {
     .option('--election-timeout <ms>', 'election timeout base T (followers wait [T, 2T))', String(defaultSimOptions.electionTimeoutMs))
     .option('--latency <min-max>', 'link latency range in ms', `${defaultSimOptions.linkLatencyMinMs}-${defaultSimOptions.linkLatencyMaxMs}`)
     .option('--workers <n>', 'worker threads (default: one per core)')
-    .option('--broken <variant>', 'run a deliberately broken core (no-quorum) to prove the checker catches it', 'none')
+    .option('--broken <variant>', `run a core with a planted bug to prove the checker catches it (${brokenVariants.filter((variant) => variant !== 'none').join(', ')})`, 'none')
     .option('--json', 'print the report as one JSON object on the last line')
     .addHelpText(
       'after',

@@ -63,6 +63,8 @@ export interface Recorded { atMs: number; node: NodeId; effect: PeerEffect }
 type Delivery =
   | { atMs: number; to: NodeId; from: NodeId; incarnation: number; kind: 'message'; message: PeerMessage }
   | { atMs: number; to: NodeId; from: NodeId; incarnation: number; kind: 'capacity'; gossip: Extract<PeerEffect, { kind: 'publish-capacity' }>['gossip'] }
+  /** A stopped job's exit, reported back to its node as a runtime would (killed: 137). */
+  | { atMs: number; to: NodeId; from: NodeId; incarnation: number; kind: 'exit'; jobId: JobId }
 
 interface HarnessNode {
   id: NodeId
@@ -322,6 +324,7 @@ export class Cluster {
     const node = this.#node(delivery.to)
     if (node.peer === null || node.incarnation !== delivery.incarnation || !this.#linkUp(delivery.from, delivery.to)) return
     if (delivery.kind === 'message') this.step(node.id, { kind: 'message', from: delivery.from, message: delivery.message })
+    else if (delivery.kind === 'exit') this.step(node.id, { kind: 'job-exited', jobId: delivery.jobId, exitCode: 137 })
     else this.step(node.id, { kind: 'capacity', gossip: delivery.gossip })
   }
 
@@ -360,7 +363,7 @@ export class Cluster {
           this.log.push({ atMs: this.nowMs, node: node.id, effect })
           break
         case 'stop-job':
-          node.running.delete(effect.jobId)
+          if (node.running.delete(effect.jobId)) this.#enqueue({ atMs, to: node.id, from: node.id, incarnation: node.incarnation, kind: 'exit', jobId: effect.jobId })
           this.log.push({ atMs: this.nowMs, node: node.id, effect })
           break
         case 'event':

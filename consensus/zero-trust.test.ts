@@ -1,0 +1,157 @@
+// The trust model on the core: an admitted non-voter may lie about itself but can change nothing
+// else. It writes Automerge changes with its own actor and sends them to a voter; every forbidden one
+// is refused whole (the voter's document unchanged, the refusal counted and reported), and what
+// Automerge itself would choke on (a sequence number reused or skipped) never reaches it.
+import { describe, expect, it } from 'vitest'
+import * as A from '@automerge/automerge'
+import { Cluster, testJob } from './testing/harness.ts'
+import { signTestGrant } from './testing/grants.ts'
+import { actorOf } from './actors.ts'
+import { effectiveAssignment, isJobDone, jobRecord, shardOf, type ClusterDocument } from './cluster-document.ts'
+import { asJobId, asNodeId, asTerm, type NodeId, type PeerEffect, type PeerMessage } from './types.ts'
+
+const admin = { id: '12D3KooWadmin', secret: 'the admin key' }
+
+/** A non-voter that writes what it likes, with an actor of its own (a fresh incarnation, so it never collides with the real peer's). */
+class Forger {
+  readonly #cluster: Cluster
+  readonly id: NodeId
+  readonly actor: string
+  #document: A.Doc<ClusterDocument>
+  #seq = 0
+
+  constructor(cluster: Cluster, id: NodeId, incarnation = 'ffee') {
+    this.#cluster = cluster
+    this.id = id
+    this.actor = actorOf(id, incarnation)
+    this.#document = A.clone(cluster.peer(id).document, { actor: this.actor })
+  }
+
+  /** Catches up with what `from` holds now (so its changes depend on the current document). */
+  refresh(from: NodeId): void {
+    this.#document = A.merge(this.#document, A.clone(this.#cluster.peer(from).document))
+  }
+
+  /** Writes a change and returns it as a sync message from this node. */
+  write(mutate: (draft: ClusterDocument) => void): PeerMessage {
+    const before = A.getHeads(this.#document)
+    this.#document = A.change(this.#document, mutate)
+    return this.message(A.getChangesSince(this.#document, before))
+  }
+
+  message(changes: Uint8Array[]): PeerMessage {
+    const data = A.encodeSyncMessage({ heads: A.getHeads(this.#document), need: [], have: [], changes } as unknown as A.DecodedSyncMessage)
+    return { kind: 'sync', term: asTerm(0), data, ack: { term: asTerm(0), leaderSeq: 0, originSeq: 0, origin: '' }, channel: { epoch: 'ffee', seq: ++this.#seq }, leaderHint: null }
+  }
+
+  get document(): A.Doc<ClusterDocument> { return this.#document }
+}
+
+function setup(seed: number): { cluster: Cluster; voter: NodeId; forger: Forger } {
+  const cluster = new Cluster({ voters: 3, nonVoters: 2, seed, admin, pricesPerCpuHour: [undefined, undefined, undefined, 0.01, 0.02] })
+  cluster.awaitLeader()
+  cluster.advance(300)
+  cluster.submit(cluster.voterIds[0]!, testJob('victim'))
+  expect(cluster.runUntil(() => cluster.running(asNodeId('n3')).has(asJobId('victim')), 2_000)).toBe(true)
+  cluster.advance(300)
+  const voter = cluster.voterIds[1]!
+  const forger = new Forger(cluster, asNodeId('n4'))
+  forger.refresh(voter)
+  return { cluster, voter, forger }
+}
+
+/** Delivers the forged message to `voter`: true when it was refused whole, its document unchanged. */
+function refused(cluster: Cluster, voter: NodeId, message: PeerMessage): { refused: boolean; reason: string } {
+  const heads = A.getHeads(cluster.peer(voter).document)
+  const effects: PeerEffect[] = cluster.step(voter, { kind: 'message', from: asNodeId('n4'), message })
+  const event = effects.find((effect) => effect.kind === 'event' && effect.event.kind === 'change-refused')
+  const unchanged = JSON.stringify(A.getHeads(cluster.peer(voter).document)) === JSON.stringify(heads)
+  return { refused: event !== undefined && unchanged, reason: event?.kind === 'event' && event.event.kind === 'change-refused' ? event.event.reason : '' }
+}
+
+const text = (value: string) => new A.ImmutableString(value)
+
+describe('zero trust: a non-voter writing what is not its own', () => {
+  const attacks: [string, (draft: ClusterDocument) => void, RegExp][] = [
+    ['an admission record with no grant (making another key admin)', (draft) => { draft.admitted['12D3KooWevil/abcdefgh'] = { role: text('admin'), by: text('n4'), atMs: 1, grant: text('trust me') } }, /without a grant the admin key signed/],
+    ['an admission record with a grant it forged', (draft) => { draft.admitted['12D3KooWevil/forged01'] = { role: text('admin'), by: text('n4'), atMs: 1, grant: text(signTestGrant('guessed', { id: 'forged01', role: 'admin', peer: '12D3KooWevil', nonce: null, atMs: 1 })) } }, /without a grant the admin key signed/],
+    ['itself into the committee', (draft) => { draft.committee.changes['99.1'] = { voters: text(JSON.stringify(['n0', 'n1', 'n2', 'n4'])), term: 99, seq: 1 } }, /only a voter/],
+    ['the genesis committee', (draft) => { draft.committee.voters['n4'] = true }, /genesis committee/],
+    ['a decision of a term', (draft) => { draft.leaderLog['7'] = 3 }, /only a voter/],
+    ['a commit marker', (draft) => { draft.commits['1'] = 99 }, /only a voter/],
+    ['an assignment of a job to itself', (draft) => { draft.jobs[shardOf('victim')]!['victim']!.assignments['99.1'] = { node: text('n4'), term: 99, seq: 1 } }, /only a voter/],
+    ['a cancel of another client\'s job', (draft) => { draft.jobs[shardOf('victim')]!['victim']!.cancelled!['n4'] = 1 }, /only a voter/],
+    ['a drain of another node', (draft) => { draft.draining['n3'] = 1 }, /only a voter/],
+    ['the deletion of a job', (draft) => { delete draft.jobs[shardOf('victim')]!['victim'] }, /only a voter/],
+    ['a change to a job\'s spec', (draft) => { draft.jobs[shardOf('victim')]!['victim']!.spec = text('{}') }, /written once/],
+    ['another node\'s run', (draft) => { draft.jobs[shardOf('victim')]!['victim']!.runs['n3'] = { state: text('finished'), term: 1, seq: 2, exitCode: 0, atMs: 1 } }, /n3's entry/],
+    ['another node\'s record', (draft) => { draft.nodes[shardOf('n3')]!['n3']!.cpuMillis = 1 }, /n3's entry/],
+    ['another writer\'s request counter', (draft) => { draft.origins[actorOf(asNodeId('n0'), '01')] = 999 }, /only its own request counter/],
+    ['a top-level key', (draft) => { (draft as unknown as Record<string, unknown>)['admin'] = text('12D3KooWevil') }, /genesis only/],
+  ]
+  for (const [what, mutate, reason] of attacks) {
+    it(`refuses ${what}, whole, leaving the voter's document as it was`, () => {
+      const { cluster, voter, forger } = setup(31)
+      const outcome = refused(cluster, voter, forger.write(mutate))
+      expect(outcome.refused, outcome.reason).toBe(true)
+      expect(outcome.reason).toMatch(reason)
+      expect(cluster.peer(voter).screening.refused).toBe(1)
+      // The mesh carries on: a job still places and runs.
+      cluster.submit(voter, testJob('after'))
+      expect(cluster.runUntil(() => cluster.ids.some((id) => cluster.running(id).has(asJobId('after'))), 2_000)).toBe(true)
+    })
+  }
+
+  it('holds back a change written as another node, and refuses none of it', () => {
+    const { cluster, voter, forger } = setup(32)
+    const spoofed = new Forger(cluster, asNodeId('n3'), 'ff03')
+    spoofed.refresh(voter)
+    const message = spoofed.write((draft) => { draft.draining['n1'] = 1 })
+    const heads = A.getHeads(cluster.peer(voter).document)
+    cluster.step(voter, { kind: 'message', from: forger.id, message })
+    expect(A.getHeads(cluster.peer(voter).document)).toEqual(heads)
+    expect(cluster.peer(voter).screening.heldBack).toBe(1)
+  })
+
+  it('refuses a second change under one sequence number (a fork of its history) and one that skips numbers', () => {
+    const { cluster, voter, forger } = setup(33)
+    const base = A.clone(forger.document)
+    const first = forger.write((draft) => { draft.jobs[shardOf('victim')]!['victim']!.runs['n4'] = { state: text('running'), term: 1, seq: 2, exitCode: 0, atMs: 1 } })
+    expect(refused(cluster, voter, first).refused).toBe(false)
+    // The same actor and number, other content: what a node restarted from a stale disk would write if it kept its actor.
+    let fork = A.clone(base, { actor: forger.actor })
+    const before = A.getHeads(fork)
+    fork = A.change(fork, (draft) => { draft.jobs[shardOf('victim')]!['victim']!.runs['n4'] = { state: text('failed'), term: 1, seq: 2, exitCode: 1, atMs: 2 } })
+    const outcome = refused(cluster, voter, forger.message(A.getChangesSince(fork, before)))
+    expect(outcome.refused).toBe(true)
+    expect(outcome.reason).toMatch(/two different changes numbered 1/)
+    // A change numbered 5 with nothing between: Automerge would panic on it.
+    const decoded = A.decodeChange(A.getChangesSince(fork, before)[0]!)
+    const skipping = A.encodeChange({ ...decoded, seq: 5, deps: A.getHeads(cluster.peer(voter).document) } as A.ChangeToEncode)
+    expect(refused(cluster, voter, forger.message([skipping])).reason).toMatch(/follows its change 1/)
+  })
+
+  it('takes a false report of a job it never ran as its own entry, and ignores it: the job is not done', () => {
+    const { cluster, voter, forger } = setup(34)
+    const outcome = refused(cluster, voter, forger.write((draft) => { draft.jobs[shardOf('victim')]!['victim']!.runs['n4'] = { state: text('finished'), term: 1, seq: 2, exitCode: 0, atMs: 1 } }))
+    expect(outcome.refused).toBe(false)
+    const job = jobRecord(cluster.peer(voter).document, asJobId('victim'))!
+    expect(readRun(job.runs['n4'])).toBe('finished')
+    expect(isJobDone(job)).toBe(false)
+    expect(effectiveAssignment(job)?.node).toBe('n3')
+    cluster.advance(1_000)
+    expect(cluster.running(asNodeId('n3')).has(asJobId('victim'))).toBe(true)
+  })
+
+  it('takes an admission the admin key signed from any node', () => {
+    const { cluster, voter, forger } = setup(35)
+    const grant = signTestGrant(admin.secret, { id: 'granted1', role: 'viewer', peer: '12D3KooWfriend', nonce: null, atMs: 1 })
+    const outcome = refused(cluster, voter, forger.write((draft) => { draft.admitted['12D3KooWfriend/granted1'] = { role: text('viewer'), by: text('n4'), atMs: 1, grant: text(grant) } }))
+    expect(outcome.refused, outcome.reason).toBe(false)
+    expect(cluster.peer(voter).roleOf('12D3KooWfriend')).toBe('viewer')
+  })
+})
+
+function readRun(run: { state: unknown } | undefined): string {
+  return run === undefined ? '' : String(run.state)
+}
