@@ -30,14 +30,21 @@ export function genesisCommittee(document: Document): CommitteeConfig {
   return { voters, term: 0, seq: 0 }
 }
 
+/** Parsed proposals per version of the changes map (Automerge keeps an unchanged map's object across versions). */
+const proposalCache = new WeakMap<object, CommitteeConfig[]>()
+
 /** Every proposal in the document, oldest first; a record that does not read as a voter list is skipped. */
 export function proposals(document: Document): CommitteeConfig[] {
+  const cached = proposalCache.get(document.committee.changes)
+  if (cached !== undefined) return cached
   const found: CommitteeConfig[] = []
   for (const record of Object.values(document.committee.changes)) {
     const voters = readVoters(readText(record.voters))
     if (voters !== null && Number.isSafeInteger(record.term) && Number.isSafeInteger(record.seq)) found.push({ voters, term: record.term, seq: record.seq })
   }
-  return found.sort((a, b) => a.term - b.term || a.seq - b.seq)
+  found.sort((a, b) => a.term - b.term || a.seq - b.seq)
+  proposalCache.set(document.committee.changes, found)
+  return found
 }
 
 function readVoters(text: string): NodeId[] | null {

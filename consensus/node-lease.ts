@@ -59,25 +59,28 @@ export class NodeLease {
     return { round, broadcast: this.#unanswered++ >= 2 }
   }
 
-  /** A grant from a leader: true when the lease now holds longer. A grant after a lapse brings the heads to catch up with. */
-  granted(grant: LeaseGrant, nowMs: number): boolean {
+  /**
+   * A grant from a leader: 'taken-up' when it starts a lease (after none, or a lapse: it brings the
+   * heads to catch up with), 'renewed' when it extends the one held, null when it changes nothing.
+   */
+  granted(grant: LeaseGrant, nowMs: number): 'taken-up' | 'renewed' | null {
     const sentAt = this.#sentAtMs.get(grant.round)
-    if (sentAt === undefined || !(grant.durationMs > 0)) return false
+    if (sentAt === undefined || !(grant.durationMs > 0)) return null
     this.#unanswered = 0
-    const expiry = sentAt + Math.min(grant.durationMs, this.#timing.nodeLeaseMs)
-    if (expiry <= this.#expiryMs || expiry <= nowMs) return false
-    if (!this.holds(nowMs)) this.#catchUp = grant.heads
-    this.#expiryMs = expiry
-    return true
+    return this.#extend(sentAt + Math.min(grant.durationMs, this.#timing.nodeLeaseMs), () => grant.heads, nowMs)
   }
 
   /** The leader's own lease: its quorum-acknowledged heartbeat round sent at `sentAtMs` extends it (no request needed). */
-  selfGranted(sentAtMs: number, heads: () => string[], nowMs: number): boolean {
-    const expiry = sentAtMs + this.#timing.nodeLeaseMs
-    if (expiry <= this.#expiryMs || expiry <= nowMs) return false
-    if (!this.holds(nowMs)) this.#catchUp = heads()
+  selfGranted(sentAtMs: number, heads: () => string[], nowMs: number): 'taken-up' | 'renewed' | null {
+    return this.#extend(sentAtMs + this.#timing.nodeLeaseMs, heads, nowMs)
+  }
+
+  #extend(expiry: number, heads: () => string[], nowMs: number): 'taken-up' | 'renewed' | null {
+    if (expiry <= this.#expiryMs || expiry <= nowMs) return null
+    const takenUp = !this.holds(nowMs)
+    if (takenUp) this.#catchUp = heads()
     this.#expiryMs = expiry
-    return true
+    return takenUp ? 'taken-up' : 'renewed'
   }
 }
 

@@ -478,11 +478,11 @@ export class Peer {
 
   /** The leader's heartbeat round sent at `sentAtMs` was acknowledged by a quorum: its own lease is renewed with it. */
   #selfGrant(sentAtMs: number): void {
-    if (this.#lease.selfGranted(sentAtMs, () => A.getHeads(this.#document), this.#now)) this.#runner.recheckAll()
+    if (this.#lease.selfGranted(sentAtMs, () => A.getHeads(this.#document), this.#now) === 'taken-up') this.#runner.recheckAll()
   }
 
   #onLeaseGrant(from: NodeId, grant: LeaseGrant): void {
-    if (this.#lease.granted(grant, this.#now)) this.#runner.recheckAll()
+    if (this.#lease.granted(grant, this.#now) === 'taken-up') this.#runner.recheckAll()
     // Only a leader grants: a non-voter follows it (its reports and requests go there).
     if (!this.#isVoter() && grant.term >= this.#leaderHintTerm) {
       this.#leaderHint = from

@@ -73,11 +73,11 @@ export class Checker {
   readonly #leadersByTerm = new Map<number, Set<number>>()
   readonly #leases = new Map<number, { term: number; realExpiryMs: number }>()
   readonly #maxCommitted = new Map<number, number>()
-  /** Ground truth per replica: the nodes running a copy now, and since when two or more have. */
-  readonly #copies = new Map<JobId, Set<number>>()
+  /** Ground truth per replica: the nodes running a copy now (with when each started), and since when two or more have. */
+  readonly #copies = new Map<JobId, Map<number, number>>()
   readonly #overlapSinceMs = new Map<JobId, number>()
-  /** Per replica: the assignment whose run ended with exit 0 (ran to completion). */
-  readonly #finishedBy = new Map<JobId, { node: NodeId; term: number; seq: number }>()
+  /** Per replica: the copies that ran to completion (exit 0), with when each started and ended. */
+  readonly #completed = new Map<JobId, { node: NodeId; term: number; seq: number; startedAtMs: number; endedAtMs: number }[]>()
   #healed = false
 
   constructor(world: CheckedWorld, traceLimit: number) {
@@ -202,11 +202,16 @@ export class Checker {
     runs.push({ node, term: stamp.term, seq: stamp.seq, exitCode, atMs: this.#world.nowMs })
     this.#ended.set(jobId, runs)
     if (exitCode !== 0) this.failedRuns++
+    const startedAtMs = this.#copies.get(jobId)?.get(index) ?? this.#world.nowMs
     this.noteCopyEnded(index, jobId)
     if (exitCode !== 0) return
-    const earlier = this.#finishedBy.get(jobId)
-    if (earlier !== undefined) this.#violate('runs-to-completion-once', `${jobId} ran to completion twice: on ${earlier.node} (assignment ${earlier.term}.${earlier.seq}) and on ${node} (assignment ${stamp.term}.${stamp.seq})`)
-    else this.#finishedBy.set(jobId, { node, term: stamp.term, seq: stamp.seq })
+    // Two copies that ran side by side must not both run to completion (a copy that finished while its
+    // node was cut off, before the mesh placed the job again, is another matter: nobody could know).
+    const completed = this.#completed.get(jobId) ?? []
+    const alongside = completed.find((other) => other.endedAtMs > startedAtMs)
+    if (alongside !== undefined) this.#violate('runs-to-completion-once', `${jobId} ran to completion on ${alongside.node} (assignment ${alongside.term}.${alongside.seq}) and, alongside it, on ${node} (assignment ${stamp.term}.${stamp.seq})`)
+    completed.push({ node, term: stamp.term, seq: stamp.seq, startedAtMs, endedAtMs: this.#world.nowMs })
+    this.#completed.set(jobId, completed)
   }
 
   /** A copy stopped running on node `index` (it ended, was killed, or its node died). */
@@ -252,8 +257,8 @@ export class Checker {
     // A runner starts only an assignment some leader counted committed (or whose ratification it counted).
     if ((this.#maxCommitted.get(stamp.term) ?? 0) < stamp.seq) this.#violate('start-only-committed', `${node.id} starts ${jobId} on assignment ${stamp.term}.${stamp.seq}, which no leader has counted committed (term ${stamp.term} committed up to ${this.#maxCommitted.get(stamp.term) ?? 0})`)
     let copies = this.#copies.get(jobId)
-    if (copies === undefined) this.#copies.set(jobId, (copies = new Set()))
-    copies.add(index)
+    if (copies === undefined) this.#copies.set(jobId, (copies = new Map()))
+    copies.set(index, this.#world.nowMs)
     if (copies.size > 1 && !this.#overlapSinceMs.has(jobId)) this.#overlapSinceMs.set(jobId, this.#world.nowMs)
     const used = { cpuMillis: 0, memoryMiB: 0, diskMiB: 0, gpuCount: 0 }
     for (const run of node.running.values()) {

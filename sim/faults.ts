@@ -10,8 +10,13 @@ export interface FaultTarget {
   leaderIndex(): number | null
   voterIndexes(): readonly number[]
   isUp(node: number): boolean
-  crash(node: number, reason: string): void
+  /** `loseWritesMs`: at its restart, the document writes of this many ms before the crash are gone (a disk that had not synced them). */
+  crash(node: number, reason: string, loseWritesMs?: number): void
   restart(node: number): void
+  /** The node's process stops for `durationMs` (SIGSTOP, a frozen VM), its jobs running on. */
+  pause(node: number, durationMs: number): void
+  /** The node is a voter now (in any committee its peers know). */
+  isVoter(node: number): boolean
   partition(groups: number[][], reason: string): void
   cutOneWay(from: number, to: number): void
   heal(reason: string): void
@@ -24,8 +29,20 @@ export interface FaultTarget {
 }
 
 export const faultGapMs = { min: 1_500, max: 5_000 }
-/** Most nodes down at once, so a majority of voters can come back and liveness stays testable. */
-const maxCrashedAtOnce = 2
+/** Most nodes down at once (a majority of a small committee among them): all restart in the liveness phase. */
+const maxCrashedAtOnce = 4
+/** A pause: long enough, often, for the node's lease to lapse and its jobs to be placed elsewhere. */
+const pauseMs = { min: 500, max: 6_000 }
+/** A stale disk loses this much of the document writes before the crash. */
+const lostWritesMs = { min: 500, max: 10_000 }
+/** How long a voter hears nothing before the leader fails (a 'lag'). */
+const lagMs = { min: 1_000, max: 4_000 }
+/**
+ * How often each fault is drawn, relative to the others: the faults that put a node behind the rest
+ * (a stale disk, a voter that fell behind when its leader fails) are the ones that test what a new
+ * leader or a restarted node must catch up on before it acts.
+ */
+const faultWeights: Partial<Record<FaultKind, number>> = { disk: 2, lag: 2 }
 
 export class FaultInjector {
   readonly #random: SeededRandom
@@ -52,12 +69,23 @@ export class FaultInjector {
     return this.#random.int(0, this.#target.nodeCount)
   }
 
+  #pickFault(): FaultKind {
+    let total = 0
+    for (const fault of this.#faults) total += faultWeights[fault] ?? 1
+    let draw = this.#random.next() * total
+    for (const fault of this.#faults) {
+      draw -= faultWeights[fault] ?? 1
+      if (draw < 0) return fault
+    }
+    return this.#faults.at(-1)!
+  }
+
   #endsAt(minMs: number, maxMs: number): number { return this.#target.nowMs + this.#random.int(minMs, maxMs) }
 
   injectOne(): void {
     if (this.#healed || this.#faults.length === 0) return
     const target = this.#target
-    const fault = this.#random.pick(this.#faults)
+    const fault = this.#pickFault()
     switch (fault) {
       case 'partition': {
         const victim = this.#victim()
@@ -71,8 +99,10 @@ export class FaultInjector {
         return
       }
       case 'oneway': {
-        const from = this.#victim()
-        for (const voter of target.voterIndexes()) if (voter !== from && this.#random.chance(0.6)) target.cutOneWay(from, voter)
+        // The victim's messages to voters are lost, or theirs to it (it hears nothing: it falls behind).
+        const victim = this.#victim()
+        const outbound = this.#random.chance(0.5)
+        for (const voter of target.voterIndexes()) if (voter !== victim && this.#random.chance(0.6)) target.cutOneWay(outbound ? victim : voter, outbound ? voter : victim)
         target.schedule(this.#endsAt(1_000, 5_000), () => target.heal('one-way cut ends'))
         return
       }
@@ -86,6 +116,47 @@ export class FaultInjector {
           this.#crashed.delete(node)
           target.restart(node)
         })
+        return
+      }
+      case 'disk': {
+        // A crash whose disk had not synced its last writes (a VM restored from a snapshot does the
+        // same). Only non-voters: a voter's disk is assumed durable (fsync), as Raft assumes; its
+        // acknowledgements count toward commits.
+        if (this.#crashed.size >= maxCrashedAtOnce) return
+        const candidates = Array.from({ length: target.nodeCount }, (_, node) => node).filter((node) => target.isUp(node) && !target.isVoter(node))
+        if (candidates.length === 0) return
+        const node = this.#random.pick(candidates)
+        this.#crashed.add(node)
+        target.crash(node, 'crash', this.#random.int(lostWritesMs.min, lostWritesMs.max))
+        target.schedule(this.#endsAt(300, 3_000), () => {
+          this.#crashed.delete(node)
+          target.restart(node)
+        })
+        return
+      }
+      case 'lag': {
+        // A voter hears nothing for a while (it falls behind), then the leader fails just as it hears again.
+        const leader = target.leaderIndex()
+        const behind = target.voterIndexes().filter((voter) => voter !== leader && target.isUp(voter))
+        if (leader === null || behind.length === 0 || this.#crashed.size >= maxCrashedAtOnce) return
+        const voter = this.#random.pick(behind)
+        for (let node = 0; node < target.nodeCount; node++) if (node !== voter) target.cutOneWay(node, voter)
+        target.schedule(this.#endsAt(lagMs.min, lagMs.max), () => {
+          target.heal(`${voter} hears again`)
+          if (!target.isUp(leader)) return
+          this.#crashed.add(leader)
+          target.crash(leader, 'crash (the leader fails as a voter that fell behind hears again)')
+          target.schedule(this.#endsAt(300, 3_000), () => {
+            this.#crashed.delete(leader)
+            target.restart(leader)
+          })
+        })
+        return
+      }
+      case 'pause': {
+        const node = this.#victim()
+        if (!target.isUp(node)) return
+        target.pause(node, this.#random.int(pauseMs.min, pauseMs.max))
         return
       }
       case 'loss': {

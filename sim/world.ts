@@ -442,6 +442,7 @@ export class World implements FaultTarget, OperatorTarget {
           }
           node.running.set(effect.jobId, { demand: effect.demand, token, endsAtMs: this.#now + durationMs, term: effect.term, seq: effect.seq })
           this.checker.noteJobStarted(node.index, effect.jobId, { term: effect.term, seq: effect.seq })
+          if (process.env.SIM_TRACE_JOB === effect.jobId) this.checker.trace(`${node.id} starts ${effect.jobId} ${effect.term}.${effect.seq} restore=${effect.restoreFrom?.cid ?? '-'} for ${durationMs} ms`)
           this.placement.noteStarted(effect.jobId, this.#now)
           this.#queue.push(this.#now + durationMs, { kind: 'job-exit', node: node.index, incarnation: node.incarnation, jobId: effect.jobId, token })
           break
@@ -622,6 +623,12 @@ export class World implements FaultTarget, OperatorTarget {
     }
     this.checker.trace(`${node.id} restarts (term ${node.storage.term})`)
     this.#boot(node)
+  }
+
+  isVoter(index: number): boolean {
+    const leader = this.leaderIndex()
+    const node = this.nodes[index]!
+    return this.#voterIndexes.includes(index) || (leader !== null && this.nodes[leader]!.peer.voters().includes(node.id))
   }
 
   /** The node's process stops (SIGSTOP, a frozen VM) for `durationMs`: its jobs run on until its lease's watchdog kills them. */
