@@ -1,7 +1,8 @@
 // Proves the gater's decisions at connection time, on a controlled clock: peers with a role are let
 // in, revoked peers are refused in and out; peers without a role are let in as pending joiners up to
-// the named limit, and a pending joiner's reconnection is refused once its window is over (unless a
-// join is being answered). The sweep cuts a joiner whose window ended unused, also over a connection
+// the named limit (a newcomer displaces the oldest one without a valid invite), and a pending
+// joiner's reconnection is refused once its window is over (unless a join is being answered); an
+// invited joiner is never cooled; a peer holds at most maxConnectionsPerPeer inbound connections. The sweep cuts a joiner whose window ended unused, also over a connection
 // this node dialed; admission-mesh.test.ts does the rest on real daemons.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
@@ -39,18 +40,73 @@ describe('the admission gate', () => {
   })
 
   it('holds at most maxPendingJoiners peers without a role, each for its window', () => {
-    const [first, second, third] = peers as [PeerId, PeerId, PeerId]
+    const [first, second] = peers as [PeerId, PeerId]
     const { gate, clock, letIn } = gateWith(new Map())
     expect(letIn(first)).toBe(true)
     expect(letIn(second)).toBe(true)
-    expect(letIn(third)).toBe(false)
-    expect(gate.counters.refused).toEqual({ '2 pending joiners already': 1 })
+    expect(gate.pendingJoiners).toBe(2)
     // A second connection of a pending joiner inside its window is fine; after it, refused.
     clock.nowMs = 999
     expect(letIn(first)).toBe(true)
     clock.nowMs = 1_000
     expect(letIn(first)).toBe(false)
     expect(gate.counters.refused['join window over']).toBe(1)
+  })
+
+  it('makes room for a newcomer by displacing the oldest pending joiner without a valid invite, never an invited one', () => {
+    const [first, second, third, fourth, fifth] = peers as [PeerId, PeerId, PeerId, PeerId, PeerId]
+    const { gate, letIn } = gateWith(new Map())
+    expect(letIn(first)).toBe(true)
+    expect(letIn(second)).toBe(true)
+    gate.joinInvited(first.toString())
+    // Full: the third displaces the second (the first presented a valid invite).
+    expect(letIn(third)).toBe(true)
+    expect(gate.counters.pendingDisplaced).toBe(1)
+    expect(gate.pendingJoiners).toBe(2)
+    gate.joinInvited(third.toString())
+    // Every pending joiner is invited: no room, the newcomer is refused.
+    expect(letIn(fourth)).toBe(false)
+    expect(gate.counters.refused).toEqual({ '2 pending joiners already': 1 })
+    expect(letIn(fifth)).toBe(false)
+  })
+
+  it('ends an invited joiner\'s window without a cooldown, and cools a stranger\'s', () => {
+    const [invited, stranger] = peers as [PeerId, PeerId]
+    const clock = { nowMs: 0 }
+    const gate = new AdmissionGate({ nowMs: () => clock.nowMs, roleOf: () => undefined, logger: silentLogger }, { pendingJoinWindowMs: 1_000, refusedCooldownMs: 5_000 })
+    const connections = [invited, stranger].map((peer) => ({ remotePeer: peer, direction: 'inbound', abort: () => {} }))
+    gate.start({ getConnections: () => connections } as never)
+    try {
+      expect(gate.gater.denyInboundEncryptedConnection!(invited, undefined as never)).toBe(false)
+      expect(gate.gater.denyInboundEncryptedConnection!(stranger, undefined as never)).toBe(false)
+      gate.joinInvited(invited.toString())
+      clock.nowMs = 1_000
+      gate.sweep()
+      connections.length = 0
+      expect(gate.counters.pendingExpired).toBe(2)
+      // The invited peer (told busy, say) may come straight back; the stranger is refused while it cools.
+      expect(gate.gater.denyInboundEncryptedConnection!(invited, undefined as never)).toBe(false)
+      expect(gate.gater.denyInboundEncryptedConnection!(stranger, undefined as never)).toBe(true)
+    } finally {
+      gate.stop()
+    }
+  })
+
+  it('lets a peer hold at most maxConnectionsPerPeer inbound connections', () => {
+    const [node] = peers as [PeerId]
+    const gate = new AdmissionGate({ nowMs: () => 0, roleOf: () => 'node', logger: silentLogger }, { maxConnectionsPerPeer: 2 })
+    const connections: { remotePeer: PeerId; direction: string }[] = []
+    gate.start({ getConnections: () => connections } as never)
+    try {
+      for (let index = 0; index < 2; index++) {
+        expect(gate.gater.denyInboundEncryptedConnection!(node, undefined as never)).toBe(false)
+        connections.push({ remotePeer: node, direction: 'inbound' })
+      }
+      expect(gate.gater.denyInboundEncryptedConnection!(node, undefined as never)).toBe(true)
+      expect(gate.counters.refused).toEqual({ '2 connections of this peer already': 1 })
+    } finally {
+      gate.stop()
+    }
   })
 
   it('keeps a joiner whose join is being answered past its window', () => {

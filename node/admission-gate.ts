@@ -6,6 +6,11 @@
 // protocol refuses clients without a role; identify and ping answer anyone). A joiner whose window
 // ends unadmitted is disconnected and refused for a cooldown. Roles are read from the document, so
 // an admission or revocation takes effect wherever the document has arrived.
+// Strangers cannot keep an invited peer out: when the pending slots are full, a newcomer displaces
+// the oldest pending joiner that has not presented a valid invite (cut off, not cooled), and a peer
+// whose invite verified (`joinInvited`) is never displaced and never cooled (a `busy` answer, or an
+// admission that could not be made durable in time, must not cost it the next try). Every peer,
+// admitted or not, holds at most maxConnectionsPerPeer inbound connections.
 import type { Connection, ConnectionGater, Libp2p, PeerId } from '@libp2p/interface'
 import type { AdmissionRole } from '../consensus/index.ts'
 import type { Logger } from './logger.ts'
@@ -23,6 +28,8 @@ export interface AdmissionGateLimits {
   sweepIntervalMs: number
   /** Refusals are all counted, but logged at most once per peer per interval. */
   refusalLogIntervalMs: number
+  /** Inbound connections one peer may hold at once (libp2p has no such limit of its own). */
+  maxConnectionsPerPeer: number
 }
 
 export const defaultAdmissionGateLimits: AdmissionGateLimits = {
@@ -32,6 +39,8 @@ export const defaultAdmissionGateLimits: AdmissionGateLimits = {
   maxCoolingPeers: 4_096,
   sweepIntervalMs: 500,
   refusalLogIntervalMs: 10_000,
+  // Two peers dialing each other at once make two; a redial may overlap a connection not yet closed.
+  maxConnectionsPerPeer: 4,
 }
 
 export interface AdmissionGateComponents {
@@ -45,13 +54,15 @@ export interface AdmissionGateCounters {
   refused: Record<string, number>
   pendingAdmitted: number
   pendingExpired: number
+  /** Pending joiners cut off to make room for a newcomer (the oldest without a valid invite). */
+  pendingDisplaced: number
   revokedDisconnected: number
 }
 
-interface Pending { untilMs: number; joinsInFlight: number }
+interface Pending { untilMs: number; joinsInFlight: number; invited: boolean }
 
 export class AdmissionGate {
-  readonly counters: AdmissionGateCounters = { refused: {}, pendingAdmitted: 0, pendingExpired: 0, revokedDisconnected: 0 }
+  readonly counters: AdmissionGateCounters = { refused: {}, pendingAdmitted: 0, pendingExpired: 0, pendingDisplaced: 0, revokedDisconnected: 0 }
   readonly #components: AdmissionGateComponents
   readonly #limits: AdmissionGateLimits
   readonly #pending = new Map<string, Pending>()
@@ -99,6 +110,12 @@ export class AdmissionGate {
     if (pending !== undefined) pending.joinsInFlight = Math.max(0, pending.joinsInFlight - 1)
   }
 
+  /** The peer presented an invite that verified: it is never displaced, and its window ends without a cooldown. */
+  joinInvited(peerId: string): void {
+    const pending = this.#pending.get(peerId)
+    if (pending !== undefined) pending.invited = true
+  }
+
   /** Checks every connection against the document: revoked peers and ended windows are cut off. */
   sweep(): void {
     const libp2p = this.#libp2p
@@ -125,14 +142,15 @@ export class AdmissionGate {
       if (pending === undefined) {
         // Connected while it had a role that has since gone (a document from before its admission
         // replaced by sync cannot do that, but a restart on an older copy can): treat it as new.
-        if (this.#pending.size < this.#limits.maxPendingJoiners) this.#pending.set(peerId, { untilMs: nowMs + this.#limits.pendingJoinWindowMs, joinsInFlight: 0 })
+        if (this.#pending.size < this.#limits.maxPendingJoiners) this.#pending.set(peerId, { untilMs: nowMs + this.#limits.pendingJoinWindowMs, joinsInFlight: 0, invited: false })
         else cut(connection, 'no role and no room for pending joiners')
         continue
       }
       if (nowMs >= pending.untilMs && pending.joinsInFlight === 0) {
         this.counters.pendingExpired++
-        this.#log(peerId, 'pending-joiner-expired', { peerId, windowMs: this.#limits.pendingJoinWindowMs })
-        this.#cool(peerId, nowMs)
+        this.#log(peerId, 'pending-joiner-expired', { peerId, windowMs: this.#limits.pendingJoinWindowMs, invited: pending.invited })
+        // An invited peer was turned away by this node (busy, not durable in time): it may come straight back.
+        if (!pending.invited) this.#cool(peerId, nowMs)
         cut(connection, `not admitted within ${this.#limits.pendingJoinWindowMs} ms`)
       }
     }
@@ -149,16 +167,33 @@ export class AdmissionGate {
   #letIn(peerId: string): boolean {
     const role = this.#components.roleOf(peerId)
     if (role === 'revoked') return this.#refuse(peerId, 'revoked')
+    const connections = this.#libp2p?.getConnections().filter((connection) => connection.remotePeer.toString() === peerId && connection.direction === 'inbound').length ?? 0
+    if (connections >= this.#limits.maxConnectionsPerPeer) return this.#refuse(peerId, `${this.#limits.maxConnectionsPerPeer} connections of this peer already`)
     if (role !== undefined) return true
     const nowMs = this.#components.nowMs()
     const pending = this.#pending.get(peerId)
     if (pending !== undefined) return nowMs < pending.untilMs || pending.joinsInFlight > 0 ? true : this.#refuse(peerId, 'join window over')
     if (this.#isCooling(peerId, nowMs)) return this.#refuse(peerId, 'cooling down after a join window it did not use')
     this.#cooling.delete(peerId)
-    if (this.#pending.size >= this.#limits.maxPendingJoiners) return this.#refuse(peerId, `${this.#limits.maxPendingJoiners} pending joiners already`)
-    this.#pending.set(peerId, { untilMs: nowMs + this.#limits.pendingJoinWindowMs, joinsInFlight: 0 })
+    if (this.#pending.size >= this.#limits.maxPendingJoiners && !this.#displaceOne()) return this.#refuse(peerId, `${this.#limits.maxPendingJoiners} pending joiners already`)
+    this.#pending.set(peerId, { untilMs: nowMs + this.#limits.pendingJoinWindowMs, joinsInFlight: 0, invited: false })
     this.#components.logger.debug('pending-joiner', { peerId, windowMs: this.#limits.pendingJoinWindowMs })
     return true
+  }
+
+  /** Cuts off the oldest pending joiner without a valid invite to make room; false when every one has one. */
+  #displaceOne(): boolean {
+    for (const [peerId, pending] of this.#pending) {
+      if (pending.invited) continue
+      this.#pending.delete(peerId)
+      this.counters.pendingDisplaced++
+      this.#log(peerId, 'pending-joiner-displaced', { peerId })
+      for (const connection of this.#libp2p?.getConnections() ?? []) {
+        if (connection.remotePeer.toString() === peerId && connection.direction === 'inbound') cut(connection, 'displaced by a newer pending joiner')
+      }
+      return true
+    }
+    return false
   }
 
   #isRevoked(peerId: string, direction: string): boolean {

@@ -70,6 +70,7 @@ export class Admission {
         admit: components.admit,
         joinStarted: (peerId) => this.gate.joinStarted(peerId),
         joinEnded: (peerId) => this.gate.joinEnded(peerId),
+        joinInvited: (peerId) => this.gate.joinInvited(peerId),
       },
       init.joinLimits,
     )

@@ -3,8 +3,8 @@
 // host) and by a daemon that passes a logs request on to the node holding the output.
 import { randomUUID } from 'node:crypto'
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import { encodeFrame, FrameReader } from '../codec/index.ts'
 import { signClientRequest } from './request-signature.ts'
 import {
   clientProtocol,
@@ -67,15 +67,15 @@ export async function* clientFrames(libp2p: Libp2p, target: Multiaddr | PeerId, 
   } catch (error) {
     throw new ClientConnectionError({ target: name, reason: `cannot open ${clientProtocol}: ${(error as Error).message}` })
   }
-  // Room for a whole frame of the largest size and the start of the next (libp2p's default buffer is 4 MiB, exactly a frame's limit).
-  const framed = lpStream(stream, { maxDataLength: clientWireLimits.maxResponseFrameBytes, maxBufferSize: 2 * clientWireLimits.maxResponseFrameBytes })
+  // Room for a whole frame of the largest size and the start of the next; a length prefix no longer than that size needs.
+  const frames = new FrameReader(stream, { maxFrameBytes: clientWireLimits.maxResponseFrameBytes, maxBufferedBytes: 2 * clientWireLimits.maxResponseFrameBytes })
   let finished = false
   try {
-    await framed.write(encodeClientRequest(request), options.signal ? { signal: options.signal } : {})
+    if (!stream.send(encodeFrame(encodeClientRequest(request)))) await stream.onDrain(options.signal ? { signal: options.signal } : {})
     for (;;) {
       let frame: Uint8Array
       try {
-        frame = (await framed.read(options.signal ? { signal: options.signal } : {})).subarray()
+        frame = await frames.read(options.signal ? { signal: options.signal } : {})
       } catch (error) {
         if (options.signal?.aborted === true) throw error
         throw new ClientConnectionError({ target: name, reason: `the answer broke off: ${(error as Error).message}` })

@@ -25,6 +25,11 @@ export class ClientGuard {
     this.#replay = new ReplayGuard(limits)
   }
 
+  /** The role `peerId` acts with now (undefined: none): the protocol reserves room by it before a request is read. */
+  roleOf(peerId: string): AdmissionRole | undefined {
+    return this.#components.roleOf(peerId)
+  }
+
   /** `received` is the request as it arrived (parsed JSON), which is what the signature covers. */
   async check(request: ClientRequest, received: Record<string, unknown>): Promise<GuardVerdict> {
     const signed = await verifyClientRequestSignature(received, request.client)

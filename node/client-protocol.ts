@@ -1,21 +1,33 @@
 // The daemon's side of /fabric/client/1.0.0: reads one length-prefixed request per stream, checks
 // it (size, schema, that it names the peer the connection authenticated; then client-guard.ts: its
 // signature, replay window and the client's role), hands it to the ClientService and writes the
-// answer frames. A bad request gets an error frame and reaches nothing else. Bounded: concurrent
-// requests, streams per connection, time to send the request, time a client may take to read; idle
-// follows are kept open with keepalive frames.
+// answer frames. A bad request gets an error frame and reaches nothing else. Bounded: requests in
+// flight per client, from peers without a role together, and over all (with room only admins may
+// take, so no flood of others locks the admin out); streams per connection; the request's length
+// prefix and time to send it (codec/frames.ts); time a client may take to read. Idle follows are
+// kept open with keepalive frames.
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
+import type { AdmissionRole } from '../consensus/index.ts'
+import { decodeCbor, encodeFrame, FrameReader, sendAll } from '../codec/index.ts'
 import type { ClientGuard } from './client-guard.ts'
 import type { ClientService } from './client-service.ts'
-import { decodeCbor } from '../codec/index.ts'
 import { clientProtocol, clientWireLimits, decodeClientRequest, encodeClientResponse, errorResponse, type ClientResponse } from './client-wire.ts'
 import type { Logger } from './logger.ts'
+import { RefusalLog } from './refusal-log.ts'
 
 export interface ClientProtocolLimits {
+  /** Requests answered at once, over all clients. */
   maxConcurrentRequests: number
+  /** Of maxConcurrentRequests, the slots only admin clients may take. */
+  reservedForAdmins: number
+  /** Requests one client with a role may have in flight. */
+  maxRequestsPerPeer: number
+  /** Requests in flight from all peers without a role (or revoked) together: each is only ever refused. */
+  maxRequestsFromStrangers: number
   maxInboundStreamsPerConnection: number
-  /** A client must send its request this soon after opening the stream. */
+  /** Client streams this daemon may open on one connection (passing requests on to another node: one per follow). */
+  maxOutboundStreamsPerConnection: number
+  /** A client must send its whole request this soon after opening the stream. */
   requestReadTimeoutMs: number
   /** A client that does not take a frame for this long is dropped. */
   writeTimeoutMs: number
@@ -24,33 +36,49 @@ export interface ClientProtocolLimits {
 
 export const defaultClientProtocolLimits: ClientProtocolLimits = {
   maxConcurrentRequests: 64,
+  /** An admin asks one thing at a time (admit, revoke, drain): a few slots always left for it. */
+  reservedForAdmins: 8,
+  /** A daemon passing follows on to another holds one stream each; a CLI holds one. */
+  maxRequestsPerPeer: 16,
+  /** Enough for a few peers to hear why they are refused at once; more wait (`busy`). */
+  maxRequestsFromStrangers: 4,
   /** A daemon passing follows on to another holds one stream each on its connection: libp2p's default. */
   maxInboundStreamsPerConnection: 32,
+  maxOutboundStreamsPerConnection: 32,
   requestReadTimeoutMs: 5_000,
   writeTimeoutMs: 30_000,
   keepaliveIntervalMs: 30_000,
 }
 
-export interface ClientProtocolCounters { requests: number; refused: number; failed: number }
+export interface ClientProtocolCounters { requests: number; refused: number; failed: number; busy: number }
 
 export interface ClientProtocolComponents {
   libp2p: Libp2p
   service: ClientService
   logger: Logger
-  /** Signature, replay window and role (admission). */
-  guard: ClientGuard
+  /** Signature, replay window and role (admission); its role lookup also reserves room before a request is read. */
+  guard: Pick<ClientGuard, 'check' | 'roleOf'>
 }
 
+/** Refusals are all counted, but logged at most once per client per interval (a flood cannot flood the log). */
+export const clientRefusalLogIntervalMs = 1_000
+
 export class ClientProtocol {
-  readonly counters: ClientProtocolCounters = { requests: 0, refused: 0, failed: 0 }
+  readonly counters: ClientProtocolCounters = { requests: 0, refused: 0, failed: 0, busy: 0 }
   readonly #components: ClientProtocolComponents
   readonly #limits: ClientProtocolLimits
   readonly #active = new Map<Stream, AbortController>()
+  /** Requests in flight per client peer id. */
+  readonly #perPeer = new Map<string, number>()
+  #fromStrangers = 0
+  readonly #refusalLog: RefusalLog
   #started = false
 
   constructor(components: ClientProtocolComponents, limits: Partial<ClientProtocolLimits> = {}) {
     this.#components = components
     this.#limits = { ...defaultClientProtocolLimits, ...limits }
+    this.#refusalLog = new RefusalLog(components.logger, undefined, { intervalMs: clientRefusalLogIntervalMs })
+    if (this.#limits.reservedForAdmins >= this.#limits.maxConcurrentRequests) throw new Error('assertion: reservedForAdmins is below maxConcurrentRequests')
   }
 
   async start(): Promise<void> {
@@ -58,6 +86,7 @@ export class ClientProtocol {
     this.#started = true
     await this.#components.libp2p.handle(clientProtocol, (stream, connection) => void this.#serve(stream, connection), {
       maxInboundStreams: this.#limits.maxInboundStreamsPerConnection,
+      maxOutboundStreams: this.#limits.maxOutboundStreamsPerConnection,
     })
   }
 
@@ -70,32 +99,54 @@ export class ClientProtocol {
       stream.abort(new Error('the daemon is stopping'))
     }
     this.#active.clear()
+    this.#perPeer.clear()
+    this.#fromStrangers = 0
+  }
+
+  /** Why `peerId` (acting with `role`) may not start a request now, or null when it may. */
+  #noRoomFor(peerId: string, role: AdmissionRole | undefined): string | null {
+    const limits = this.#limits
+    const stranger = role === undefined || role === 'revoked'
+    if (stranger && this.#fromStrangers >= limits.maxRequestsFromStrangers) return `this daemon is answering ${limits.maxRequestsFromStrangers} requests from peers without a role already`
+    if ((this.#perPeer.get(peerId) ?? 0) >= limits.maxRequestsPerPeer) return `this daemon is answering ${limits.maxRequestsPerPeer} requests of client ${peerId} already`
+    const open = role === 'admin' ? limits.maxConcurrentRequests : limits.maxConcurrentRequests - limits.reservedForAdmins
+    if (this.#active.size >= open) return `this daemon is answering ${this.#active.size} requests already`
+    return null
   }
 
   async #serve(stream: Stream, connection: Connection): Promise<void> {
     const peerId = connection.remotePeer.toString()
-    const framed = lpStream(stream, { maxDataLength: clientWireLimits.maxRequestBytes })
-    const write = (response: ClientResponse): Promise<void> => framed.write(encodeClientResponse(response), { signal: AbortSignal.timeout(this.#limits.writeTimeoutMs) })
+    const write = (response: ClientResponse): Promise<void> => sendAll(stream, encodeFrame(encodeClientResponse(response)), this.#limits.writeTimeoutMs)
     const refuse = async (code: Parameters<typeof errorResponse>[0], message: string): Promise<void> => {
       this.counters.refused++
-      this.#components.logger.info('client-request-refused', { peerId, code, message })
+      this.#logRefusal(peerId, { code, message })
       await write(errorResponse(code, message)).catch(() => {})
       await stream.close().catch(() => stream.abort(new Error('closing')))
     }
     if (!this.#started) return stream.abort(new Error('not serving'))
-    if (this.#active.size >= this.#limits.maxConcurrentRequests) return refuse('busy', `this daemon is answering ${this.#limits.maxConcurrentRequests} requests already`)
+    const role = this.#components.guard.roleOf(peerId)
+    const noRoom = this.#noRoomFor(peerId, role)
+    if (noRoom !== null) {
+      this.counters.busy++
+      return refuse('busy', noRoom)
+    }
 
+    const stranger = role === undefined || role === 'revoked'
     const controller = new AbortController()
     this.#active.set(stream, controller)
+    this.#perPeer.set(peerId, (this.#perPeer.get(peerId) ?? 0) + 1)
+    if (stranger) this.#fromStrangers++
     stream.addEventListener('close', () => controller.abort())
+    // One request, then nothing: what a client sends past it only counts against the buffer bound.
+    const reader = new FrameReader(stream, { maxFrameBytes: clientWireLimits.maxRequestBytes, maxBufferedBytes: clientWireLimits.maxRequestBytes + 1_024 })
     try {
       let bytes: Uint8Array
       try {
-        bytes = (await framed.read({ signal: AbortSignal.timeout(this.#limits.requestReadTimeoutMs) })).subarray()
+        bytes = await reader.read({ signal: AbortSignal.timeout(this.#limits.requestReadTimeoutMs) })
       } catch (error) {
         const name = (error as Error).name
-        if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError') {
-          return await refuse('bad-request', `request exceeds maxRequestBytes (${clientWireLimits.maxRequestBytes})`)
+        if (name === 'FrameTooLargeError' || name === 'ReadBufferOverflowError') {
+          return await refuse('bad-request', `request exceeds maxRequestBytes (${clientWireLimits.maxRequestBytes}): ${(error as Error).message}`)
         }
         if (name === 'TimeoutError' || name === 'AbortError') return await refuse('bad-request', `no request within ${this.#limits.requestReadTimeoutMs} ms`)
         this.#components.logger.debug('client-stream-ended', { peerId, error })
@@ -132,8 +183,18 @@ export class ClientProtocol {
       await stream.close().catch(() => stream.abort(new Error('closing')))
     } finally {
       controller.abort() // ends anything still reading on the request's behalf (a log follow)
-      this.#active.delete(stream)
+      if (this.#active.delete(stream)) {
+        const left = (this.#perPeer.get(peerId) ?? 1) - 1
+        if (left > 0) this.#perPeer.set(peerId, left)
+        else this.#perPeer.delete(peerId)
+        if (stranger) this.#fromStrangers--
+      }
     }
+  }
+
+  /** One line per client per `clientRefusalLogIntervalMs`, with how many were not logged. */
+  #logRefusal(peerId: string, fields: Record<string, unknown>): void {
+    this.#refusalLog.log(peerId, 'info', 'client-request-refused', { peerId, ...fields })
   }
 }
 

@@ -1,10 +1,13 @@
 // Proves, over two real libp2p hosts on 127.0.0.1, that the consensus transport delivers
 // PeerMessages in order on one long-lived stream, and that malformed frames never reach the core:
 // each is refused with a logged reason and a counter (a bad message keeps the stream; an
-// oversized frame ends it), while valid messages after a bad one still arrive.
+// oversized frame ends it), while valid messages after a bad one still arrive. And that inbound
+// streams are bounded: a length prefix longer than maxPeerFrameBytes needs ends its stream at once,
+// a frame not complete within frameTimeoutMs ends its stream, and a peer's newest stream replaces
+// its oldest past maxInboundStreamsPerPeer.
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, Stream } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { createLibp2p } from 'libp2p'
@@ -14,7 +17,7 @@ import { systemClock } from './clock.ts'
 import { ConsensusTransport, consensusProtocol } from './consensus-transport.ts'
 import { jsonLogger } from './logger.ts'
 import { encodePeerMessage, maxPeerFrameBytes } from './wire.ts'
-import { encodeCbor } from '../codec/index.ts'
+import { encodeCbor, encodeFrame } from '../codec/index.ts'
 
 const host = (): Promise<Libp2p> =>
   createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
@@ -89,5 +92,65 @@ describe('ConsensusTransport over libp2p', () => {
     await writer.write(new Uint8Array(maxPeerFrameBytes + 1)).catch(() => {})
     await until(() => receiver.counters.inboundRefused === refusedBefore + 1, 5_000)
     await until(() => stream.status !== 'open', 5_000)
+  })
+})
+
+describe('ConsensusTransport inbound bounds', () => {
+  let a: Libp2p
+  let b: Libp2p
+  let receiver: ConsensusTransport
+  const frameTimeoutMs = 300
+
+  beforeAll(async () => {
+    ;[a, b] = await Promise.all([host(), host()])
+    receiver = new ConsensusTransport({ libp2p: b, clock: systemClock, logger: jsonLogger({ component: 'test', level: 'error' }), onMessage: () => {} }, { frameTimeoutMs, maxInboundStreamsPerPeer: 2 })
+    await receiver.start()
+    await a.dial(b.getMultiaddrs()[0]!)
+  })
+
+  afterAll(async () => {
+    await receiver?.stop()
+    await a?.stop()
+    await b?.stop()
+  })
+
+  it('ends a stream at the first byte its length prefix has past what maxPeerFrameBytes needs (4 MiB of 0x80 once grew a daemon by 209 MiB)', async () => {
+    const stream = await a.dialProtocol(b.peerId, consensusProtocol)
+    const refusedBefore = receiver.counters.inboundRefused
+    stream.send(new Uint8Array(4 * 1024 * 1024).fill(0x80))
+    await until(() => stream.status !== 'open', 5_000)
+    expect(receiver.counters.inboundRefused).toBe(refusedBefore + 1)
+  })
+
+  it('ends a stream whose frame does not complete within frameTimeoutMs, however slowly its bytes keep coming', async () => {
+    const stream = await a.dialProtocol(b.peerId, consensusProtocol)
+    const before = receiver.counters.inboundTimedOut
+    const frame = encodeFrame(new Uint8Array(64 * 1024)).subarray()
+    stream.send(frame.subarray(0, 1_000))
+    const trickle = setInterval(() => {
+      if (stream.status === 'open') stream.send(Uint8Array.of(0))
+    }, 50)
+    try {
+      await until(() => stream.status !== 'open', 5 * frameTimeoutMs)
+    } finally {
+      clearInterval(trickle)
+    }
+    expect(receiver.counters.inboundTimedOut).toBe(before + 1)
+  })
+
+  it('holds at most maxInboundStreamsPerPeer streams of a peer: a newer one closes its oldest', async () => {
+    const before = receiver.counters.inboundReplaced
+    const streams: Stream[] = []
+    for (let index = 0; index < 3; index++) {
+      const received = receiver.counters.framesReceived
+      const stream = await a.dialProtocol(b.peerId, consensusProtocol)
+      stream.send(new Uint8Array([0])) // an empty frame: the stream is being read (and the frame refused)
+      streams.push(stream)
+      await until(() => receiver.counters.framesReceived > received, 5_000)
+    }
+    await until(() => streams[0]!.status !== 'open', 5_000)
+    expect(receiver.counters.inboundReplaced).toBe(before + 1)
+    expect(streams.slice(1).map((stream) => stream.status)).toEqual(['open', 'open'])
+    for (const stream of streams) stream.abort(new Error('done'))
   })
 })

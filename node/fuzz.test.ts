@@ -46,8 +46,8 @@ import { metricsTopic } from './metrics-gossip.ts'
 
 const fuzzSeed = Number(process.env.FABRIC_FUZZ_SEED ?? 20_261_124)
 const counts = { consensusFrames: 4_000, clientRequests: 2_000, gossipMessages: 2_000, invites: 200, joinRequests: 400, snapshotRequests: 1_000, replicateRequests: 150 }
-/** The join protocol serves two streams per connection at once; the replicate protocol four. */
-const joinConcurrency = 2
+/** A peer holds one join stream at a time (a second replaces or waits: join-protocol.ts); the replicate protocol serves two per peer. */
+const joinConcurrency = 1
 const replicateConcurrency = 2
 /** Client requests in flight at once (under the daemon's maxConcurrentRequests, so none is refused as busy). */
 const clientConcurrency = 8

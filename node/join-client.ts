@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
+import { encodeFrame, FrameReader } from '../codec/index.ts'
 import { createClientHost } from './client-host.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { decodeInvite, type InvitableRole, type Invite } from './invite-token.ts'
@@ -101,9 +101,9 @@ async function askOnce(host: Awaited<ReturnType<typeof createClientHost>>, addre
   const attemptSignal = AbortSignal.any([AbortSignal.timeout(joinAttemptTimeoutMs), ...(signal ? [signal] : [])])
   const stream = await host.dialProtocol(multiaddr(address), joinProtocol, { signal: attemptSignal })
   try {
-    const framed = lpStream(stream, { maxDataLength: joinWireLimits.maxAnswerBytes })
-    await framed.write(encodeJoinRequest({ v: joinWireVersion, token }), { signal: attemptSignal })
-    const decoded = decodeJoinAnswer((await framed.read({ signal: attemptSignal })).subarray())
+    const frames = new FrameReader(stream, { maxFrameBytes: joinWireLimits.maxAnswerBytes, maxBufferedBytes: joinWireLimits.maxAnswerBytes + 64 })
+    if (!stream.send(encodeFrame(encodeJoinRequest({ v: joinWireVersion, token })))) await stream.onDrain({ signal: attemptSignal })
+    const decoded = decodeJoinAnswer(await frames.read({ signal: attemptSignal }))
     if (!decoded.ok) throw new Error(`unreadable answer: ${decoded.reason}`)
     const answer = decoded.value
     if (!answer.ok) throw new JoinRefusedError({ code: answer.code, message: answer.message, node: address })

@@ -9,20 +9,31 @@
 // again, except to a peer that already holds its role (a joiner retrying after a lost answer). Two
 // nodes taking the same unbound invite at the same moment, before either's write reached the
 // other, can both admit; an invite bound to a peer (`fabric invite --peer`) cannot be misused so.
+//
+// Bounded so that strangers cannot keep an invited peer out: a peer holds one join stream at a time
+// (a newer one replaces one whose request has not arrived; while its join is answered, the next is
+// told `busy`); the request must arrive within requestReadTimeoutMs, its length prefix no longer
+// than maxRequestBytes needs (codec/frames.ts); the invite is verified before any scarce room is
+// taken, and only admissions of verified invites count against maxConcurrentAdmissions. The gate is
+// told of a verified invite (`joinInvited`), so it neither displaces nor cools that peer.
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
 import type { AdmissionRole, Document } from '../consensus/index.ts'
+import { encodeFrame, FrameReader, sendAll } from '../codec/index.ts'
 import { adminOf, effectiveRole, inviteMarkerKey, inviteUsed } from './admission-records.ts'
 import type { AdmitOutcome } from './admission-requests.ts'
 import { verifyInvite, type Invite } from './invite-token.ts'
 import { decodeJoinRequest, encodeJoinAnswer, joinProtocol, joinRefusal, joinWireLimits, type JoinAnswer } from './join-wire.ts'
 import type { Logger } from './logger.ts'
+import { RefusalLog } from './refusal-log.ts'
 
 export interface JoinProtocolLimits {
-  maxConcurrentJoins: number
-  /** Join streams one connection may hold open (a joiner asks once, and maybe once more). */
+  /** Admissions of verified invites being made durable at once; past it a verified joiner is told `busy` (and not cooled). */
+  maxConcurrentAdmissions: number
+  /** Join streams one connection may hold open (libp2p resets the next): room for a retry to replace a stalled one. */
   maxInboundStreamsPerConnection: number
-  /** A joiner must send its token this soon after opening the stream. */
+  /** Join streams this node may open on one connection (a daemon never joins through another; a CLI's host registers no handler). */
+  maxOutboundStreamsPerConnection: number
+  /** A joiner must send its token this soon after opening the stream, or the stream is closed. */
   requestReadTimeoutMs: number
   /** The admission must be durable this soon, else the joiner is told to try again (below the gate's join window). */
   answerTimeoutMs: number
@@ -30,9 +41,11 @@ export interface JoinProtocolLimits {
 }
 
 export const defaultJoinProtocolLimits: JoinProtocolLimits = {
-  maxConcurrentJoins: 8,
+  maxConcurrentAdmissions: 8,
   maxInboundStreamsPerConnection: 2,
-  requestReadTimeoutMs: 5_000,
+  maxOutboundStreamsPerConnection: 2,
+  // A joiner sends its token (a few hundred bytes) as soon as the stream opens: 3 s is many round trips.
+  requestReadTimeoutMs: 3_000,
   answerTimeoutMs: 8_000,
   writeTimeoutMs: 5_000,
 }
@@ -47,69 +60,93 @@ export interface JoinProtocolComponents {
   genesis(): Promise<Uint8Array | undefined>
   /** Steps the core's 'admit' input; resolves once durable on a majority of voters, or refused. */
   admit(peerId: string, role: AdmissionRole): Promise<AdmitOutcome>
-  /** Told while a join is answered, so the gate keeps the joiner's connection meanwhile. */
+  /** Told while a join request is answered (not while one is awaited), so the gate keeps the joiner's connection meanwhile. */
   joinStarted?(peerId: string): void
   joinEnded?(peerId: string): void
+  /** Told once the peer presented an invite that verified: the gate neither displaces nor cools it. */
+  joinInvited?(peerId: string): void
 }
 
-export interface JoinProtocolCounters { admitted: number; refused: Record<string, number> }
+export interface JoinProtocolCounters {
+  admitted: number
+  refused: Record<string, number>
+  /** Streams closed unanswered: a newer stream of the same peer replaced them before their request arrived. */
+  replaced: number
+}
+
+interface ActiveJoin { stream: Stream; answering: boolean }
 
 export class JoinProtocol {
-  readonly counters: JoinProtocolCounters = { admitted: 0, refused: {} }
+  readonly counters: JoinProtocolCounters = { admitted: 0, refused: {}, replaced: 0 }
   readonly #components: JoinProtocolComponents
   readonly #limits: JoinProtocolLimits
-  readonly #active = new Set<Stream>()
+  /** The one join stream each peer holds. */
+  readonly #active = new Map<string, ActiveJoin>()
+  #admitting = 0
   /** Nonces being admitted right now on this node (a second presentation waits for the document). */
   readonly #inFlight = new Set<string>()
+  /** Refusals are all counted, but logged once per peer a second (refusal-log.ts). */
+  readonly #refusalLog: RefusalLog
   #started = false
 
   constructor(components: JoinProtocolComponents, limits: Partial<JoinProtocolLimits> = {}) {
     this.#components = components
     this.#limits = { ...defaultJoinProtocolLimits, ...limits }
+    this.#refusalLog = new RefusalLog(components.logger)
   }
 
   async start(): Promise<void> {
     if (this.#started) return
     this.#started = true
-    await this.#components.libp2p.handle(joinProtocol, (stream, connection) => void this.#serve(stream, connection), { maxInboundStreams: this.#limits.maxInboundStreamsPerConnection })
+    await this.#components.libp2p.handle(joinProtocol, (stream, connection) => void this.#serve(stream, connection), { maxInboundStreams: this.#limits.maxInboundStreamsPerConnection, maxOutboundStreams: this.#limits.maxOutboundStreamsPerConnection })
   }
 
   async stop(): Promise<void> {
     if (!this.#started) return
     this.#started = false
     await this.#components.libp2p.unhandle(joinProtocol).catch(() => {})
-    for (const stream of this.#active) stream.abort(new Error('the daemon is stopping'))
+    for (const { stream } of this.#active.values()) stream.abort(new Error('the daemon is stopping'))
     this.#active.clear()
   }
 
   async #serve(stream: Stream, connection: Connection): Promise<void> {
     const peerId = connection.remotePeer.toString()
-    const framed = lpStream(stream, { maxDataLength: joinWireLimits.maxRequestBytes })
     const answer = async (reply: JoinAnswer): Promise<void> => {
       if (!reply.ok) {
         this.counters.refused[reply.code] = (this.counters.refused[reply.code] ?? 0) + 1
-        this.#components.logger.info('join-refused', { peerId, code: reply.code, message: reply.message })
+        this.#refusalLog.log(peerId, 'info', 'join-refused', { peerId, code: reply.code, message: reply.message })
       }
-      await framed.write(encodeJoinAnswer(reply), { signal: AbortSignal.timeout(this.#limits.writeTimeoutMs) }).catch(() => {})
+      await sendAll(stream, encodeFrame(encodeJoinAnswer(reply)), this.#limits.writeTimeoutMs).catch(() => {})
       await stream.close().catch(() => stream.abort(new Error('closing')))
     }
     if (!this.#started) return stream.abort(new Error('not serving'))
-    if (this.#active.size >= this.#limits.maxConcurrentJoins) return answer(joinRefusal('busy', `this node is answering ${this.#limits.maxConcurrentJoins} joins already; try again`))
-    this.#active.add(stream)
-    this.#components.joinStarted?.(peerId)
+    const previous = this.#active.get(peerId)
+    if (previous?.answering === true) return answer(joinRefusal('busy', `a join of peer ${peerId} is being answered on another stream; wait for its answer`))
+    if (previous !== undefined) {
+      // Its request never came: the peer moved on to this stream.
+      this.counters.replaced++
+      previous.stream.abort(new Error('replaced by a newer join stream of the same peer'))
+    }
+    const active: ActiveJoin = { stream, answering: false }
+    this.#active.set(peerId, active)
     try {
+      const reader = new FrameReader(stream, { maxFrameBytes: joinWireLimits.maxRequestBytes, maxBufferedBytes: joinWireLimits.maxRequestBytes + 64 })
       let bytes: Uint8Array
       try {
-        bytes = (await framed.read({ signal: AbortSignal.timeout(this.#limits.requestReadTimeoutMs) })).subarray()
+        bytes = await reader.read({ signal: AbortSignal.timeout(this.#limits.requestReadTimeoutMs) })
       } catch (error) {
+        if (this.#active.get(peerId) !== active) return // replaced: nothing to answer
         return await answer(joinRefusal('bad-request', `no readable join request within ${this.#limits.requestReadTimeoutMs} ms (${(error as Error).message.slice(0, 120)})`))
       }
+      // Only a request keeps the joiner's connection past its window: a silent stream does not.
+      active.answering = true
+      this.#components.joinStarted?.(peerId)
       const decoded = decodeJoinRequest(bytes)
       if (!decoded.ok) return await answer(joinRefusal('bad-request', decoded.reason))
       await answer(await this.#join(peerId, decoded.value.token))
     } finally {
-      this.#components.joinEnded?.(peerId)
-      this.#active.delete(stream)
+      if (active.answering) this.#components.joinEnded?.(peerId)
+      if (this.#active.get(peerId) === active) this.#active.delete(peerId)
     }
   }
 
@@ -117,9 +154,11 @@ export class JoinProtocol {
     const document = this.#components.document()
     const adminId = adminOf(document)
     if (adminId === null) return joinRefusal('open-mesh', 'this mesh has no admin key: every peer may take part without an invite (start nodes with --voters, use clients as they are)')
+    // Verified before anything scarce is taken: a flood of bad invites costs a signature check each.
     const verified = await verifyInvite(token, { adminId, meshId: this.#components.meshId, peerId, nowMs: this.#components.nowMs() })
     if (!verified.ok) return joinRefusal(verified.code, verified.reason)
     const invite = verified.invite
+    this.#components.joinInvited?.(peerId)
     const current = effectiveRole(document, peerId)
     if (current === 'revoked') return joinRefusal('wrong-peer', `peer ${peerId} was revoked; only the admin can admit it again (\`fabric admit\`)`)
     if (inviteUsed(document, invite.nonce) || this.#inFlight.has(invite.nonce)) {
@@ -127,11 +166,14 @@ export class JoinProtocol {
       if (current === invite.role && !this.#inFlight.has(invite.nonce)) return this.#welcome(invite)
       return joinRefusal('used', this.#inFlight.has(invite.nonce) ? 'this invite is being used by another peer right now' : 'this invite was used already (each invite admits one peer)')
     }
+    if (this.#admitting >= this.#limits.maxConcurrentAdmissions) return joinRefusal('busy', `this node is admitting ${this.#limits.maxConcurrentAdmissions} peers already; try again`)
     this.#inFlight.add(invite.nonce)
+    this.#admitting++
     try {
       const outcome = await this.#admitDurably(peerId, invite)
       if (!outcome.ok) return joinRefusal('unavailable', outcome.reason)
     } finally {
+      this.#admitting--
       this.#inFlight.delete(invite.nonce)
     }
     this.counters.admitted++

@@ -4,7 +4,7 @@
 // for people: the core never sees it.
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Logger } from './logger.ts'
-import { SignedTopicChannel, type SignedTopicCodec } from './signed-topic.ts'
+import { SignedTopicChannel, type GossipBudget, type SignedTopicCodec } from './signed-topic.ts'
 import { decodeNodeMetrics, encodeNodeMetrics, type NodeMetrics } from './wire.ts'
 
 export const metricsTopic = 'fabric/metrics/1'
@@ -15,18 +15,23 @@ export const maxNodesWithMetrics = 10_000
 
 export const metricsCodec: SignedTopicCodec<NodeMetrics> = { topic: metricsTopic, encode: encodeNodeMetrics, decode: decodeNodeMetrics }
 
+/** A node publishes its metrics every metricsPublishIntervalMs (5 s): a burst of 5, then 1 a second. */
+export const metricsGossipBudget: GossipBudget = { burst: 5, perSecond: 1 }
+
 export interface MetricsGossipComponents {
   pubsub: GossipSub
   logger: Logger
   onMetrics(metrics: NodeMetrics): void
   /** Admission: is this signer a node of the mesh? (absent: everyone is). */
   accept?(signer: string): boolean
+  /** For the budget (default: performance.now). */
+  nowMs?(): number
 }
 
 export class MetricsGossipChannel extends SignedTopicChannel<NodeMetrics> {
   constructor(components: MetricsGossipComponents) {
     const { onMetrics, ...rest } = components
-    super(metricsCodec, { ...rest, onMessage: onMetrics })
+    super(metricsCodec, { ...rest, onMessage: onMetrics }, metricsGossipBudget)
   }
 }
 

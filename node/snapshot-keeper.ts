@@ -15,7 +15,7 @@ import { decodeCbor, encodeCbor } from '../codec/index.ts'
 import type { JobId, NodeId } from '../consensus/index.ts'
 import type { RunHandle, Runtime } from '../runtime/index.ts'
 import { ChunkStore, SnapshotFetcher, SnapshotServer, isCid, materializeSnapshot, packDirectory, type Cid, type FetchProgress, type HoldersOf } from '../snapshots/index.ts'
-import { FrameReader, encodeFrames, sendAll } from '../snapshots/frames.ts'
+import { FrameReader, encodeFrames, sendAll } from '../codec/index.ts'
 import type { SnapshotTransport } from '../snapshots/transport.ts'
 import type { Logger } from './logger.ts'
 import { SnapshotDhtRouting } from './snapshot-routing.ts'
@@ -28,6 +28,12 @@ export const maxReplicateMessageBytes = 2_048
 export const replicateTimeoutMs = 120_000
 /** Replication requests served at once; more are refused (the asker tries another peer). */
 export const maxConcurrentReplications = 4
+/** Replication requests of one peer served at once: a maker asks each holder once per snapshot, so one peer cannot take every slot. */
+export const maxReplicationsPerPeer = 2
+/** A replicate request or reply frame whose first byte arrived must be complete within this (2 KiB: any link does it in far less). */
+export const replicateFrameTimeoutMs = 10_000
+/** The asker must send its request this soon after opening the stream. */
+export const replicateRequestTimeoutMs = 10_000
 /** Snapshots kept per job on this node when its policy says nothing. */
 export const defaultKeep = 3
 /** How long a DHT provide may take before it is given up (logged; the document still names the holders). */
@@ -65,6 +71,8 @@ export class SnapshotKeeper {
   readonly #made = new Map<string, Cid[]>()
   #serial = 0
   #replicating = 0
+  /** Replication requests being served per asking peer. */
+  readonly #replicatingFor = new Map<string, number>()
 
   private constructor(components: SnapshotKeeperComponents, store: ChunkStore) {
     this.#components = components
@@ -232,10 +240,10 @@ export class SnapshotKeeper {
     const signal = AbortSignal.timeout(replicateTimeoutMs)
     const stream = await this.#components.libp2p.dialProtocol(peerIdFromString(peer), snapshotReplicateProtocol, { signal })
     try {
-      const frames = new FrameReader(stream, { maxFrameBytes: maxReplicateMessageBytes, maxBufferedBytes: 2 * maxReplicateMessageBytes })
+      const frames = new FrameReader(stream, { maxFrameBytes: maxReplicateMessageBytes, maxBufferedBytes: 2 * maxReplicateMessageBytes, frameTimeoutMs: replicateFrameTimeoutMs })
       await sendAll(stream, encodeFrames([[encodeCbor({ cid, from: this.#components.libp2p.peerId.toString(), owner })]]))
       for (;;) {
-        const decoded = decodeCbor(await withTimeout(frames.read(), signal))
+        const decoded = decodeCbor(await frames.read({ signal }))
         const parsed = decoded.ok ? decoded.value : undefined
         const progress = replicateProgress.safeParse(parsed)
         if (progress.success) {
@@ -255,7 +263,7 @@ export class SnapshotKeeper {
   }
 
   async #serveReplicate(stream: Stream, from: string): Promise<void> {
-    const frames = new FrameReader(stream, { maxFrameBytes: maxReplicateMessageBytes, maxBufferedBytes: 2 * maxReplicateMessageBytes })
+    const frames = new FrameReader(stream, { maxFrameBytes: maxReplicateMessageBytes, maxBufferedBytes: 2 * maxReplicateMessageBytes, frameTimeoutMs: replicateFrameTimeoutMs })
     this.#replicateCounters.requests++
     let counted = false
     const answer = async (reply: z.infer<typeof replicateReply>): Promise<void> => {
@@ -267,9 +275,12 @@ export class SnapshotKeeper {
     }
     if (!this.#components.mayActAsNode(from)) return answer({ ok: false, reason: 'only mesh nodes may ask to hold a snapshot' })
     if (this.#replicating >= maxConcurrentReplications) return answer({ ok: false, reason: 'busy replicating' })
+    const forPeer = this.#replicatingFor.get(from) ?? 0
+    if (forPeer >= maxReplicationsPerPeer) return answer({ ok: false, reason: `busy replicating ${maxReplicationsPerPeer} snapshots for this peer` })
     this.#replicating++
+    this.#replicatingFor.set(from, forPeer + 1)
     try {
-      const bytes = await withTimeout(frames.read(), AbortSignal.timeout(10_000))
+      const bytes = await frames.read({ signal: AbortSignal.timeout(replicateRequestTimeoutMs) })
       const parsed = decodeCbor(bytes)
       if (!parsed.ok) return await answer({ ok: false, reason: parsed.reason })
       const request = replicateRequest.safeParse(parsed.value)
@@ -292,10 +303,9 @@ export class SnapshotKeeper {
       await answer({ ok: false, reason: (error as Error).message.slice(0, 500) }).catch(() => {})
     } finally {
       this.#replicating--
+      const left = (this.#replicatingFor.get(from) ?? 1) - 1
+      if (left > 0) this.#replicatingFor.set(from, left)
+      else this.#replicatingFor.delete(from)
     }
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return Promise.race([promise, new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error('timed out')), { once: true }))])
 }

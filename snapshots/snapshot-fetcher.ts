@@ -8,11 +8,10 @@
 // as they arrive, so a fetch that fails (every holder gone) resumes where it stopped when called
 // again, never asking for a chunk already stored.
 import type { Libp2p, PeerInfo, Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
 import { copyVerifiedChunk, verifyChunk, type ChunkStore, type StoredChunk } from './chunk-store.ts'
 import { cidDigest, cidOf, type Cid } from './cid.ts'
 import { FetchFailedError } from './errors.ts'
-import { encodeFrames, FrameReader, sendAll } from './frames.ts'
+import { encodeFrames, FrameReader, sendAll } from '../codec/index.ts'
 import type { ChunkHash } from './hash.ts'
 import type { SnapshotLogger } from './logger.ts'
 import { distinctChunks, manifestSizeBytes, type Manifest } from './manifest.ts'
@@ -227,10 +226,11 @@ export class SnapshotFetcher {
       let stream: Stream | null = null
       try {
         stream = await this.#dial(holder, signal)
-        const framed = lpStream(stream, { maxDataLength: maxManifestFrameBytes, maxBufferSize: maxManifestFrameBytes + 16 })
-        await framed.write(encodeRequest({ kind: 'manifest', cid }))
+        // The whole manifest within manifestTimeoutMs (the read's signal), its length prefix no longer than the largest needs.
+        const frames = new FrameReader(stream, { maxFrameBytes: maxManifestFrameBytes, maxBufferedBytes: maxManifestFrameBytes + 16 })
+        await sendAll(stream, encodeFrames([[encodeRequest({ kind: 'manifest', cid })]]))
         const timeout = AbortSignal.timeout(this.#limits.manifestTimeoutMs)
-        const frame = (await framed.read({ signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })).subarray()
+        const frame = await frames.read({ signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })
         closeQuietly(stream)
         const decoded = decodeResponseFrame(frame)
         if (!decoded.ok) throw new HolderProtocolError(decoded.reason)

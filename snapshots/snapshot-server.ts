@@ -1,11 +1,13 @@
 // The holder side of /fabric/snapshots/1.0.0: answers manifest and chunk requests from the local
 // chunk store. It serves what it holds, stored bytes as they are (the fetcher verifies every
 // chunk; a holder whose disk rotted is caught there and dropped). What a client can make it buffer
-// is bounded per stream: readAheadSteps steps of chunksPerWrite chunks read, maxQueuedSteps queued.
+// is bounded per stream: readAheadSteps steps of chunksPerWrite chunks read, maxQueuedSteps queued;
+// requests are read with codec/frames.ts (a length prefix no longer than maxRequestBytes needs, a
+// request complete within requestFrameTimeoutMs, a stream silent past requestIdleTimeoutMs closed);
+// streams are bounded per connection, per peer and over all.
 import type { Libp2p, Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
 import type { ChunkStore } from './chunk-store.ts'
-import { encodeFrames, sendAll } from './frames.ts'
+import { encodeFrame, encodeFrames, FrameReader, sendAll } from '../codec/index.ts'
 import type { Cid } from './cid.ts'
 import type { ChunkHash } from './hash.ts'
 import type { SnapshotLogger } from './logger.ts'
@@ -17,6 +19,8 @@ export interface SnapshotServerLimits {
   maxInboundStreamsPerConnection: number
   /** Snapshot streams served at once across all peers; past this new streams are refused. */
   maxActiveStreams: number
+  /** Snapshot streams one peer may have served at once (over all its connections); past this its new streams are refused. */
+  maxActiveStreamsPerPeer: number
   /** Chunks read from the store and sent per step (one request is answered in several steps). */
   chunksPerWrite: number
   /** Steps whose store reads run ahead of the one being sent (they may belong to later requests). */
@@ -27,17 +31,27 @@ export interface SnapshotServerLimits {
   sendTimeoutMs: number
   /** A stream with no request for this long is closed, freeing its place among maxActiveStreams. */
   requestIdleTimeoutMs: number
+  /** A request whose first byte arrived must be complete within this, or its stream is closed. */
+  requestFrameTimeoutMs: number
+  /** Request bytes received and not yet read per stream (requests pipelined past maxQueuedSteps wait here); past it the stream is aborted. */
+  maxBufferedRequestBytes: number
 }
 
 export const defaultSnapshotServerLimits: SnapshotServerLimits = {
   maxInboundStreamsPerConnection: 8,
   // Each stream holds up to 2 x chunksPerWrite chunks: 1 MiB at 16 KiB chunks, 64 MiB at the 1 MiB maximum.
   maxActiveStreams: 32,
+  // A fetch opens one stream per holder (snapshot-fetcher.ts); a few fetches of one peer at once fit, one peer cannot take them all.
+  maxActiveStreamsPerPeer: 8,
   chunksPerWrite: 32,
   readAheadSteps: 4,
   maxQueuedSteps: 8,
   sendTimeoutMs: 30_000,
   requestIdleTimeoutMs: 60_000,
+  // A request is at most maxRequestBytes (40 KiB): seconds even on a slow link.
+  requestFrameTimeoutMs: 10_000,
+  // A fetcher pipelines maxInFlightBytesPerHolder / requestBytes = 8 requests of at most a few KiB hashes each.
+  maxBufferedRequestBytes: 1024 * 1024,
 }
 
 export interface SnapshotServerCounters {
@@ -67,6 +81,8 @@ export class SnapshotServer {
   readonly #components: SnapshotServerComponents
   readonly #limits: SnapshotServerLimits
   readonly #active = new Set<Stream>()
+  /** Streams served per peer. */
+  readonly #perPeer = new Map<string, number>()
   readonly #transport: SnapshotTransport
   #started = false
 
@@ -90,16 +106,24 @@ export class SnapshotServer {
     await this.#transport.unhandle().catch(() => {})
     for (const stream of this.#active) stream.abort(new Error('snapshot server stopping'))
     this.#active.clear()
+    this.#perPeer.clear()
   }
 
   async #serve(stream: Stream, from: string): Promise<void> {
-    if (!this.#started || this.#active.size >= this.#limits.maxActiveStreams || (this.#components.accept?.(from) === false)) {
+    const fromPeer = this.#perPeer.get(from) ?? 0
+    if (!this.#started || this.#active.size >= this.#limits.maxActiveStreams || fromPeer >= this.#limits.maxActiveStreamsPerPeer || (this.#components.accept?.(from) === false)) {
       this.counters.streamsRefused++
       stream.abort(new Error('snapshot server busy'))
       return
     }
     this.#active.add(stream)
-    const framed = lpStream(stream, { maxDataLength: maxRequestBytes })
+    this.#perPeer.set(from, fromPeer + 1)
+    const requests = new FrameReader(stream, {
+      maxFrameBytes: maxRequestBytes,
+      maxBufferedBytes: this.#limits.maxBufferedRequestBytes,
+      frameTimeoutMs: this.#limits.requestFrameTimeoutMs,
+      idleTimeoutMs: this.#limits.requestIdleTimeoutMs,
+    })
     const { store, logger } = this.#components
     // Requests are read while earlier answers are still being sent, and the store reads for the
     // next steps (across request boundaries) run while the current one is sent: a holder must not
@@ -122,18 +146,18 @@ export class SnapshotServer {
           if (stopped) return
           let frame: Uint8Array
           try {
-            frame = (await framed.read({ signal: AbortSignal.timeout(this.#limits.requestIdleTimeoutMs) })).subarray()
+            frame = await requests.read()
           } catch (error) {
+            // The reader aborted the stream on each of these; otherwise the client is done (or gone):
+            // our side closes once the answers are out.
             const name = (error as Error).name
-            if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError') {
-              // An oversized request cannot be skipped safely: refuse it and drop the stream.
+            if (name === 'FrameTooLargeError' || name === 'ReadBufferOverflowError') {
+              // An oversized request cannot be skipped safely: refuse it (the stream is gone).
               this.counters.refused++
-              logger.warn('request-refused', { from, reason: `frame exceeds maxRequestBytes (${maxRequestBytes})` })
-              stream.abort(error as Error)
-            } else if (name === 'TimeoutError') {
-              stream.abort(error as Error)
+              logger.warn('request-refused', { from, reason: `frame exceeds maxRequestBytes (${maxRequestBytes}): ${(error as Error).message}` })
+            } else if (name === 'FrameTimeoutError' || name === 'StreamIdleError') {
+              logger.debug('stream-timed-out', { from, reason: (error as Error).message })
             }
-            // Otherwise the client is done (or gone): our side closes once the answers are out.
             return
           }
           this.counters.requests++
@@ -172,12 +196,12 @@ export class SnapshotServer {
         }
         const answer = queue[0]!
         if (answer.kind === 'frame') {
-          await framed.write(answer.frame)
+          await sendAll(stream, encodeFrame(answer.frame), this.#limits.sendTimeoutMs)
         } else if (answer.kind === 'manifest') {
           const bytes = await store.manifestBytes(answer.cid)
           if (bytes === undefined) this.counters.notFound++
           else this.counters.manifestsServed++
-          await framed.write(bytes === undefined ? notFoundFrame(answer.cid) : manifestFrame(bytes))
+          await sendAll(stream, encodeFrame(bytes === undefined ? notFoundFrame(answer.cid) : manifestFrame(bytes)), this.#limits.sendTimeoutMs)
         } else {
           const values = await answer.values!
           const frames = values.map((bytes, index): Uint8Array[] => {
@@ -208,6 +232,9 @@ export class SnapshotServer {
       if (this.#started) logger.debug('stream-ended', { from, error: (error as Error).message })
     } finally {
       this.#active.delete(stream)
+      const left = (this.#perPeer.get(from) ?? 1) - 1
+      if (left > 0) this.#perPeer.set(from, left)
+      else this.#perPeer.delete(from)
     }
   }
 }
