@@ -138,7 +138,7 @@ describe('bad input', () => {
     const leader = cluster.awaitLeader()
     cluster.advance(200)
     const follower = cluster.voterIds.find((id) => id !== leader.id)!
-    const message = syncMessage({ term: leader.term, data: garbage, epoch: 1_000_000 })
+    const message = syncMessage({ term: leader.term, data: garbage, epoch: 'f0f0' })
     const headsBefore = A.getHeads(cluster.peer(follower).document)
     const droppedBefore = cluster.peer(follower).droppedMessages
     expect(() => cluster.step(follower, { kind: 'message', from: leader.id, message })).not.toThrow()
@@ -156,9 +156,9 @@ describe('bad input', () => {
     const term = leader.term
     const lower = (term - 1) as Term
     const messages: PeerMessage[] = [
-      { kind: 'pre-vote', term: lower },
+      { kind: 'pre-vote', term: lower, committee: '0.0' },
       { kind: 'pre-vote-response', term, granted: true },
-      { kind: 'vote', term: lower },
+      { kind: 'vote', term: lower, committee: '0.0' },
       { kind: 'vote-response', term, granted: true },
       { kind: 'heartbeat', term: lower, round: 1, commitSeq: 0 },
       { kind: 'heartbeat-ack', term, round: 1 },

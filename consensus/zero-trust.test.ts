@@ -127,7 +127,7 @@ describe('zero trust: a non-voter writing what is not its own', () => {
     expect(outcome.reason).toMatch(/two different changes numbered 1/)
     // A change numbered 5 with nothing between: Automerge would panic on it.
     const decoded = A.decodeChange(A.getChangesSince(fork, before)[0]!)
-    const skipping = A.encodeChange({ ...decoded, seq: 5, deps: A.getHeads(cluster.peer(voter).document) } as A.ChangeToEncode)
+    const skipping = A.encodeChange({ ...decoded, seq: 5, deps: A.getHeads(cluster.peer(voter).document) } as Parameters<typeof A.encodeChange>[0])
     expect(refused(cluster, voter, forger.message([skipping])).reason).toMatch(/follows its change 1/)
   })
 

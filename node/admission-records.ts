@@ -1,12 +1,8 @@
 // Reading admission from the cluster document for node/: the role a peer acts with (the core's
 // roleOf, plus the admin key itself, which is always an admin), whether a peer may take part as a
-// node (consensus streams, gossip), and the markers that record used invites. The core writes the
-// records (its 'admit' input); nothing here writes.
-import { committeeVoters, forEachNode, readText, roleOf, type AdmissionRole, type Document } from '../consensus/index.ts'
-
-/** Keys of the admission map that record a used invite rather than a peer (never a peer id: the colon). */
-export const inviteMarkerPrefix = 'invite:'
-export const inviteMarkerKey = (nonce: string): string => `${inviteMarkerPrefix}${nonce}`
+// node (consensus streams, gossip), and which invites were used. The core writes the records (its
+// 'admit' input, with a grant the admin key signed: node/admission-grant.ts); nothing here writes.
+import { admittedPeers as admittedInDocument, committeeVoters, forEachNode, inviteUsed as inviteUsedInDocument, readText, roleOf, type AdmissionRole, type AdmittedPeer, type Document } from '../consensus/index.ts'
 
 /** The admin key's peer id, or null in an open mesh (no admin key: everyone acts as admin). */
 export function adminOf(document: Document): string | null {
@@ -16,7 +12,6 @@ export function adminOf(document: Document): string | null {
 
 /** The role `peerId` acts with: undefined when it is not admitted. */
 export function effectiveRole(document: Document, peerId: string): AdmissionRole | undefined {
-  if (peerId.startsWith(inviteMarkerPrefix)) return undefined
   const admin = adminOf(document)
   if (admin !== null && peerId === admin) return 'admin'
   return roleOf(document, peerId)
@@ -36,7 +31,7 @@ export function admittedNodeIds(document: Document, limit: number): string[] {
   forEachNode(document, (nodeId) => {
     if (ids.size < limit && mayActAsNode(document, nodeId)) ids.add(nodeId)
   })
-  for (const peerId of Object.keys(document.admitted ?? {})) {
+  for (const { peerId } of admittedInDocument(document, limit).peers) {
     if (ids.size >= limit) break
     if (effectiveRole(document, peerId) === 'node') ids.add(peerId)
   }
@@ -45,27 +40,12 @@ export function admittedNodeIds(document: Document, limit: number): string[] {
 
 /** Was the invite with this nonce used already (recorded by some node that admitted its holder)? */
 export function inviteUsed(document: Document, nonce: string): boolean {
-  return document.admitted?.[inviteMarkerKey(nonce)] !== undefined
+  return inviteUsedInDocument(document, nonce)
 }
 
-export interface AdmittedPeer { peerId: string; role: string; by: string; atMs: number }
+export type { AdmittedPeer }
 
-/** The admission records of peers (invite markers left out), at most `limit`, and how many invites were used. */
+/** The admitted peers with their current role, at most `limit`, and how many invites were used. */
 export function admittedPeers(document: Document, limit: number): { peers: AdmittedPeer[]; truncated: boolean; invitesUsed: number } {
-  const peers: AdmittedPeer[] = []
-  let invitesUsed = 0
-  let truncated = false
-  for (const [peerId, record] of Object.entries(document.admitted ?? {})) {
-    if (peerId.startsWith(inviteMarkerPrefix)) {
-      invitesUsed++
-      continue
-    }
-    if (peers.length >= limit) {
-      truncated = true
-      continue
-    }
-    peers.push({ peerId, role: readText(record.role), by: readText(record.by), atMs: record.atMs })
-  }
-  peers.sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0))
-  return { peers, truncated, invitesUsed }
+  return admittedInDocument(document, limit)
 }

@@ -17,13 +17,14 @@ export interface AdmissionRequestBackend {
   document(): Document
   /** Where this node and the voters it knows listen, with /p2p/<id> (what an invite's bootstrap list defaults to). */
   addresses(): Promise<string[]>
-  /** Steps the core's 'admit' input and resolves once it is durable on a majority of voters (or refused). */
-  admit(peerId: string, role: AdmissionRole): Promise<AdmitOutcome>
+  /** Steps the core's 'admit' input with the grant and resolves once it is durable on a majority of voters (or refused). */
+  admit(peerId: string, grant: string): Promise<AdmitOutcome>
 }
 
 export type AdmissionRequest = ClientRequestOf<'admit'> | ClientRequestOf<'revoke'> | ClientRequestOf<'mesh'>
 
-export async function answerAdmissionRequest(request: AdmissionRequest, backend: AdmissionRequestBackend): Promise<ClientResponse> {
+/** `grant`: the request as the admin key signed it (null when its signed form is not at hand: it cannot be recorded). */
+export async function answerAdmissionRequest(request: AdmissionRequest, backend: AdmissionRequestBackend, grant: string | null): Promise<ClientResponse> {
   switch (request.kind) {
     case 'mesh':
       return meshView(backend, await backend.addresses())
@@ -32,7 +33,8 @@ export async function answerAdmissionRequest(request: AdmissionRequest, backend:
       const role: AdmissionRole = request.kind === 'revoke' ? 'revoked' : request.role
       const refusal = refusalFor(request.peerId, role, backend.document())
       if (refusal !== null) return errorResponse('refused', refusal)
-      const outcome = await backend.admit(request.peerId, role)
+      if (grant === null) return errorResponse('refused', 'the signed request is not at hand, so it cannot be recorded as a grant')
+      const outcome = await backend.admit(request.peerId, grant)
       if (!outcome.ok) return errorResponse(outcome.code, outcome.reason)
       return { type: 'result', value: { peerId: request.peerId, role } }
     }

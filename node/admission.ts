@@ -51,7 +51,7 @@ export class Admission {
   }
 
   /** Once the host runs and the core exists: the gate's sweeps and the join protocol. */
-  async start(components: { libp2p: Libp2p; admit(peerId: string, role: AdmissionRole): Promise<AdmitOutcome> }): Promise<void> {
+  async start(components: { libp2p: Libp2p; admit(peerId: string, grant: string): Promise<AdmitOutcome> }): Promise<void> {
     this.gate.start(components.libp2p)
     const init = this.#init
     this.#join = new JoinProtocol(

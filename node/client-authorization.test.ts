@@ -20,7 +20,7 @@ describe('the role table', () => {
   const allowed = (role: AdmissionRole | undefined): string[] => kinds.filter((kind) => authorize({ kind, client }, role).ok).sort()
 
   it('viewers and nodes read, submitters also submit, admins do everything', () => {
-    const reads = ['assignments', 'explain', 'job', 'jobs', 'leader', 'logs', 'mesh', 'nodes', 'plan', 'restore-progress', 'snapshots', 'status']
+    const reads = ['assignments', 'explain', 'job', 'jobs', 'leader', 'logs', 'mesh', 'nodes', 'plan', 'relay', 'restore-progress', 'snapshots', 'status']
     expect(allowed('viewer')).toEqual(reads)
     expect(allowed('node')).toEqual(reads)
     expect(allowed('submitter')).toEqual([...reads, 'cancel', 'checkpoint', 'migrate', 'submit'].sort())

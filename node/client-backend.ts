@@ -46,10 +46,11 @@ export function clientBackendOf(shuttle: ShuttleRequests, parts: ClientBackendPa
     nowMs: () => parts.clock.nowMs(),
     status: () => shuttle.status(),
     document: () => peer().document,
-    submit: (job) => shuttle.submit(job),
-    cancel: (jobId) => shuttle.cancel(jobId),
-    migrate: (jobId, to, where) => shuttle.migrate(jobId, to, where),
-    drain: (nodeId, undo) => shuttle.drain(nodeId, undo),
+    submit: (job, replay) => shuttle.submit(job, replay),
+    cancel: (jobId, replay) => shuttle.cancel(jobId, replay),
+    migrate: (jobId, to, where, replay) => shuttle.migrate(jobId, to, where, replay),
+    drain: (nodeId, undo, replay) => shuttle.drain(nodeId, undo, replay),
+    relay: (nodeId, frame, signal) => clientFrames(libp2p, peerIdFromString(nodeId), { kind: 'relay', request: frame }, { signal }),
     checkpointNow: (jobId, onProgress, signal) => shuttle.checkpointNow(jobId, onProgress, signal),
     onRestoreProgress: (jobId, listener) => shuttle.onRestoreProgress(jobId, listener),
     explain: (jobId) => peer().explain(jobId),
@@ -74,6 +75,6 @@ export function clientBackendOf(shuttle: ShuttleRequests, parts: ClientBackendPa
     localJob: (jobId) => jobs.local(jobId),
     localLogs: (jobId, options) => jobs.logs(jobId, options),
     forward: (nodeId, body, signal) => clientFrames(libp2p, peerIdFromString(nodeId), body, { signal, forwarded: true }),
-    admission: { nodeId: shuttle.nodeId, meshId: store.genesisHash, document: () => peer().document, addresses: () => meshAddresses(libp2p, peer().voters(), maxBootstrapAddresses), admit: (peerId, role) => shuttle.admit(peerId, role) },
+    admission: { nodeId: shuttle.nodeId, meshId: store.genesisHash, document: () => peer().document, addresses: () => meshAddresses(libp2p, peer().voters(), maxBootstrapAddresses), admit: (peerId, grant) => shuttle.admit(peerId, grant) },
   }
 }

@@ -10,7 +10,7 @@ import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { AdmissionRole } from '../consensus/index.ts'
 import { decodeCbor, encodeFrame, FrameReader, sendAll } from '../codec/index.ts'
 import type { ClientGuard } from './client-guard.ts'
-import type { ClientService } from './client-service.ts'
+import { relayedKinds, type ClientService, type RequestContext } from './client-service.ts'
 import { clientProtocol, clientWireLimits, decodeClientRequest, encodeClientResponse, errorResponse, type ClientResponse } from './client-wire.ts'
 import type { Logger } from './logger.ts'
 import { RefusalLog } from './refusal-log.ts'
@@ -154,19 +154,34 @@ export class ClientProtocol {
       }
       const decoded = decodeClientRequest(bytes)
       if (!decoded.ok) return await refuse('bad-request', decoded.reason)
-      const request = decoded.value
+      let request = decoded.value
       if (request.client !== peerId) return await refuse('unauthorized', `the request names client ${request.client.slice(0, 128)}, but the connection is authenticated as ${peerId}`)
       // The signature covers the request as received (decoded again: it decoded once already, so this cannot fail).
       const received = decodeCbor(bytes)
-      const verdict = await this.#components.guard.check(request, (received.ok ? received.value : {}) as Record<string, unknown>)
+      let signed = (received.ok ? received.value : {}) as Record<string, unknown>
+      const verdict = await this.#components.guard.check(request, signed)
       if (!verdict.ok) return await refuse(verdict.code, verdict.reason)
+      let frame = bytes
+      if (request.kind === 'relay') {
+        // A node passes on a client's request only a voter writes: it is answered as the client's own, checked again here.
+        const inner = decodeClientRequest(request.request)
+        if (!inner.ok) return await refuse('bad-request', `relayed: ${inner.reason}`)
+        if (inner.value.kind === 'relay' || !relayedKinds.has(inner.value.kind)) return await refuse('bad-request', `a ${inner.value.kind} request is not relayed`)
+        const innerSigned = decodeCbor(request.request)
+        signed = (innerSigned.ok ? innerSigned.value : {}) as Record<string, unknown>
+        const innerVerdict = await this.#components.guard.check(inner.value, signed)
+        if (!innerVerdict.ok) return await refuse(innerVerdict.code, `relayed: ${innerVerdict.reason}`)
+        frame = request.request
+        request = inner.value
+      }
 
       this.counters.requests++
       this.#components.logger.debug('client-request', { peerId, requestId: request.requestId, kind: request.kind, forwarded: request.forwarded === true })
       try {
-        for await (const frame of withKeepalive(this.#components.service.handle(request, controller.signal), this.#limits.keepaliveIntervalMs)) {
+        const context: RequestContext = { frame, signed, relayed: decoded.value.kind === 'relay' }
+        for await (const answer of withKeepalive(this.#components.service.handle(request, controller.signal, context), this.#limits.keepaliveIntervalMs)) {
           try {
-            await write(frame)
+            await write(answer)
           } catch (error) {
             // The client went away or stopped reading: nothing more to say to it.
             controller.abort()

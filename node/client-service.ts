@@ -5,7 +5,7 @@
 // assignments. The protocol layer (client-protocol.ts) frames, validates and authorizes; this file
 // only decides the answers.
 import { getHeads } from '@automerge/automerge'
-import { asJobId, asNodeId, forEachJob, replicaRecords, type ArchivedJob, type Document, type JobId, type JobSubmission, type NodeId, type PeerEvent, type Role, type Term } from '../consensus/index.ts'
+import { asJobId, asNodeId, forEachJob, replicaRecords, type ArchivedJob, type Document, type JobId, type JobSubmission, type NodeId, type PeerEvent, type ReplayKey, type Role, type Term } from '../consensus/index.ts'
 import { parseJobSpec, type JobExplanation } from '../placement/index.ts'
 import { JobNotFoundError, type LogChunk, type LogOptions } from '../runtime/index.ts'
 import { answerAdmissionRequest, type AdmissionRequestBackend } from './admission-requests.ts'
@@ -18,10 +18,34 @@ import type { NodeMetricsBook } from './metrics-gossip.ts'
 import type { NodeMetrics } from './wire.ts'
 import type { NodeLiveness } from './node-liveness.ts'
 import { newJobId, submissionFromSpec } from './submission.ts'
+import { requestGrant } from './admission-grant.ts'
+import { requestSignatureLimits, signatureField } from './request-signature.ts'
+import { createHash } from 'node:crypto'
 import { MoveRequests, type MoveBackend } from './move-requests.ts'
 import { maxArchiveScan } from './store.ts'
 
 export type SubmitOutcome = { ok: true; jobId: JobId } | { ok: false; code: 'refused' | 'busy' | 'not-acknowledged' | 'unavailable'; reason: string; jobId?: JobId }
+
+/** A request as it arrived: its frame (passed on as it is when relayed), its signed fields, and whether a node relayed it here. */
+export interface RequestContext {
+  frame: Uint8Array
+  signed: Record<string, unknown>
+  relayed: boolean
+}
+
+/** Requests only a voter writes (consensus/write-rules.ts): a non-voter relays them to the leader, as its client sent them. */
+export const relayedKinds: ReadonlySet<string> = new Set(['cancel', 'migrate', 'drain', 'undrain'])
+
+/**
+ * A signed request's key in the mesh's replay memory (from its signature: one signed request, one
+ * key), kept until its replay window closes: taken once, through whichever node it reaches.
+ */
+export function replayKeyOf(context: RequestContext | undefined): ReplayKey | undefined {
+  const signature = context?.signed[signatureField]
+  const signedAtMs = context?.signed.signedAtMs
+  if (typeof signature !== 'string' || typeof signedAtMs !== 'number') return undefined
+  return { key: createHash('sha256').update(signature).digest('base64url').slice(0, 22), expiresAtMs: signedAtMs + requestSignatureLimits.maxClockSkewMs }
+}
 
 /** What the service needs from the daemon (the Shuttle implements it; moves and snapshots: move-requests.ts). */
 export interface ClientBackend extends MoveBackend {
@@ -29,8 +53,10 @@ export interface ClientBackend extends MoveBackend {
   nowMs(): number
   status(): { role: Role; term: Term; leaderId: NodeId | null; readyLeader: boolean; voters: NodeId[] }
   document(): Document
-  submit(job: JobSubmission): Promise<SubmitOutcome>
-  cancel(jobId: JobId): Promise<SubmitOutcome>
+  submit(job: JobSubmission, replay?: ReplayKey): Promise<SubmitOutcome>
+  cancel(jobId: JobId, replay?: ReplayKey): Promise<SubmitOutcome>
+  /** Passes a client's request on to `nodeId` as the client sent it (a 'relay' request) and yields the answer's frames. */
+  relay(nodeId: NodeId, frame: Uint8Array, signal: AbortSignal): AsyncIterable<ClientResponse>
   /** The leader's explain record of the latest remembered auction round that held the job (undefined elsewhere). */
   explain(jobId: JobId): JobExplanation | undefined
   /** On the leader, the highest of its term's decisions a majority acknowledged; null elsewhere. */
@@ -91,12 +117,17 @@ export class ClientService {
     this.#moves = new MoveRequests(backend)
   }
 
-  /** The frames answering `request`; a ClientFailure becomes an error frame. */
-  async *handle(request: ClientRequest, signal: AbortSignal): AsyncGenerator<ClientResponse> {
+  /** The frames answering `request` (`context`: how it arrived); a ClientFailure becomes an error frame. */
+  async *handle(request: ClientRequest, signal: AbortSignal, context?: RequestContext): AsyncGenerator<ClientResponse> {
     try {
+      if (relayedKinds.has(request.kind) && context !== undefined && !context.relayed && !this.#backend.status().voters.includes(this.#backend.nodeId)) {
+        yield* this.#relayToVoter(context.frame, signal)
+        return
+      }
+      const replay = replayKeyOf(context)
       switch (request.kind) {
         case 'submit':
-          yield await this.#submit(request)
+          yield await this.#submit(request, replay)
           return
         case 'jobs':
           yield await this.#jobs(request)
@@ -116,13 +147,13 @@ export class ClientService {
         case 'admit':
         case 'revoke':
         case 'mesh':
-          yield await answerAdmissionRequest(request, this.#backend.admission)
+          yield await answerAdmissionRequest(request, this.#backend.admission, context === undefined ? null : requestGrant(context.signed))
           return
         case 'cancel':
-          yield await this.#acknowledged(request.jobId, this.#backend.cancel(asJobId(request.jobId)), { jobId: request.jobId })
+          yield await this.#acknowledged(request.jobId, this.#backend.cancel(asJobId(request.jobId), replay), { jobId: request.jobId })
           return
         case 'migrate':
-          yield* this.#moves.migrate(request, signal)
+          yield* this.#moves.migrate(request, signal, replay)
           return
         case 'checkpoint':
           yield* this.#moves.checkpoint(request, signal)
@@ -131,11 +162,13 @@ export class ClientService {
           yield this.#moves.snapshots(request)
           return
         case 'drain':
-          yield* this.#moves.drain(request, signal)
+          yield* this.#moves.drain(request, signal, replay)
           return
         case 'undrain':
-          yield await this.#moves.undrain(request)
+          yield await this.#moves.undrain(request, replay)
           return
+        case 'relay':
+          throw new ClientFailure('bad-request', 'a relayed request is answered where it lands, not relayed on')
         case 'restore-progress':
           yield* this.#moves.restoreProgress(request, signal)
           return
@@ -158,12 +191,13 @@ export class ClientService {
     }
   }
 
-  async #submit(request: ClientRequestOf<'submit'>): Promise<ClientResponse> {
+  async #submit(request: ClientRequestOf<'submit'>, replay: ReplayKey | undefined): Promise<ClientResponse> {
     const parsed = parseJobSpec(request.spec, 'spec')
     if (!parsed.ok) throw new ClientFailure('invalid-spec', parsed.errors.map((error) => `${error.path}: ${error.message}`).join('; '))
-    const made = submissionFromSpec(parsed.spec, newJobId(parsed.spec.name))
+    // The job id comes from the signed request when there is one: the same request taken by two nodes at once is one job.
+    const made = submissionFromSpec(parsed.spec, newJobId(parsed.spec.name, replay?.key))
     if (!made.ok) throw new ClientFailure('invalid-spec', made.reason)
-    const outcome = await this.#backend.submit(made.submission)
+    const outcome = await this.#backend.submit(made.submission, replay)
     if (!outcome.ok) throw new ClientFailure(outcome.code, outcome.reason, outcome.jobId)
     return { type: 'result', value: { jobId: outcome.jobId } }
   }
@@ -207,6 +241,23 @@ export class ClientService {
       found.push(archived)
     }
     return found
+  }
+
+  /** A request only a voter writes, taken by this non-voter: the leader (else any voter) answers it. */
+  async *#relayToVoter(frame: Uint8Array, signal: AbortSignal): AsyncGenerator<ClientResponse> {
+    const status = this.#backend.status()
+    const targets = [...new Set([...(status.leaderId === null ? [] : [status.leaderId]), ...status.voters])].filter((node) => node !== this.#backend.nodeId)
+    let lastError = 'no voter is known'
+    for (const target of targets) {
+      try {
+        yield* this.#backend.relay(target, frame, signal)
+        return
+      } catch (error) {
+        if (signal.aborted) throw error
+        lastError = `${target}: ${(error as Error).message}`
+      }
+    }
+    throw new ClientFailure('unavailable', `only a voter records this request and none answered (${lastError})`)
   }
 
   /** cancel and migrate: answered once the core says the request is durable on a majority of voters. */

@@ -6,7 +6,7 @@ import { z } from 'zod'
 import { decodeCbor, encodeCbor } from '../codec/index.ts'
 import { admissionRequestSchemas, admissionResultSchemas } from './admission-wire.ts'
 import { maxSignatureChars } from './request-signature.ts'
-import { nodeMetricsFields, type Decoded } from './wire.ts'
+import { byteString, nodeMetricsFields, type Decoded } from './wire.ts'
 
 export const clientProtocol = '/fabric/client/1.0.0'
 export const clientWireVersion = 1
@@ -18,6 +18,8 @@ export const clientWireLimits = {
   maxSpecTextBytes: 256 * 1024,
   /** One request frame: the largest spec plus the envelope. */
   maxRequestBytes: 272 * 1024,
+  /** A relayed request (cancel, migrate, drain, undrain: small ones). */
+  maxRelayedRequestBytes: 16 * 1024,
   /** One response frame (a listing of jobs or nodes is the largest). */
   maxResponseFrameBytes: 4 * 1024 * 1024,
   /** Log text per frame (CBOR text: at most three UTF-8 bytes a character, far under the frame limit). */
@@ -91,6 +93,11 @@ const requestSchemas = {
   status: z.strictObject({ ...envelope, kind: z.literal('status') }),
   /** Streams committed assignments as this node learns them: those already committed first, then new ones. */
   assignments: z.strictObject({ ...envelope, kind: z.literal('assignments') }),
+  /**
+   * A request a non-voter took that only a voter writes (cancel, migrate, drain, undrain), passed on
+   * as the client sent it: its own signature and role are checked again where it lands.
+   */
+  relay: z.strictObject({ ...envelope, kind: z.literal('relay'), request: byteString.refine((bytes) => bytes.length <= clientWireLimits.maxRelayedRequestBytes, `a relayed request has at most ${clientWireLimits.maxRelayedRequestBytes} bytes`) }),
 } as const
 
 export type ClientRequestKind = keyof typeof requestSchemas
@@ -292,6 +299,8 @@ export const resultSchemas = {
   plan: z.object({ explanation: explanationSchema, considered: z.number(), leftOut: z.array(z.object({ nodeId: z.string(), reason: z.string() })).max(clientWireLimits.maxListedNodes) }),
   status: statusViewSchema,
   assignments: z.object({}),
+  /** The relayed request's own result (the client that sent it reads it by that request's kind). */
+  relay: z.object({}).loose(),
 } as const satisfies Record<ClientRequestKind, z.ZodType>
 
 export type ClientResult<K extends ClientRequestKind> = z.infer<(typeof resultSchemas)[K]>

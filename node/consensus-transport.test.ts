@@ -75,9 +75,9 @@ describe('ConsensusTransport over libp2p', () => {
     await writer.write(encodeCbor({ kind: 'vote', term: 'seven' }))
     await writer.write(encodeCbor({ kind: 'launch-missiles' }))
     await writer.write(new Uint8Array([1, 2, 3]))
-    await writer.write(encodePeerMessage({ kind: 'vote', term: asTerm(9) }))
+    await writer.write(encodePeerMessage({ kind: 'vote', term: asTerm(9), committee: '0.0' }))
     await until(() => received.length === 1, 5_000)
-    expect(received[0]!.message).toEqual({ kind: 'vote', term: 9 })
+    expect(received[0]!.message).toEqual({ kind: 'vote', term: 9, committee: '0.0' })
     expect(receiver.counters.inboundRefused).toBe(3)
     // Every refusal is counted; the log keeps the first reason and rate-limits the rest.
     const refusals = logLines.filter((line) => line.event === 'message-refused')

@@ -4,7 +4,7 @@
 // checkpoint of a replica run here by the core's `checkpoint-answer`, then by the checkpoint itself
 // (checkpoint-waiters.ts). Bounded: past the limits, new requests are refused at once.
 import { randomUUID } from 'node:crypto'
-import type { AdmissionRole, JobId, PeerEvent, PeerInput } from '../consensus/index.ts'
+import type { JobId, PeerEvent, PeerInput } from '../consensus/index.ts'
 import { CheckpointWaiters, maxCheckpointWaiters, type CheckpointMade } from './checkpoint-waiters.ts'
 import type { SubmitOutcome } from './client-service.ts'
 import type { ProgressFrame } from './client-wire.ts'
@@ -38,10 +38,10 @@ export class CoreRequests {
     return this.#wait('submissions', { ok: false, code: 'not-acknowledged', jobId, reason }, input)
   }
 
-  /** Records a peer's admission (or revocation) through the core; answered like a submission. */
-  admit(peerId: string, role: AdmissionRole): Promise<SubmitOutcome> {
-    const reason = `the ${role} record of ${peerId} was not durable on a majority of voters within ${submitAckTimeoutMs} ms; this node keeps offering it`
-    return this.#wait('requests', { ok: false, code: 'not-acknowledged', reason }, (nowMs, requestId) => ({ kind: 'admit', nowMs, requestId, peerId, role }))
+  /** Records a grant of a role to a peer (the admin key signed it) through the core; answered like a submission. */
+  admit(peerId: string, grant: string): Promise<SubmitOutcome> {
+    const reason = `the admission record of ${peerId} was not durable on a majority of voters within ${submitAckTimeoutMs} ms; this node keeps offering it`
+    return this.#wait('requests', { ok: false, code: 'not-acknowledged', reason }, (nowMs, requestId) => ({ kind: 'admit', nowMs, requestId, peerId, grant }))
   }
 
   /** Checkpoints a replica this node runs, now (it keeps running); progress as it goes, the snapshot once made. */

@@ -52,7 +52,8 @@ export class EffectPerformer {
     for (const effect of effects) {
       switch (effect.kind) {
         case 'persist':
-          await store.persist(effect.state)
+          // A voter's writes are always synced: its acknowledgements make commits (--no-sync-writes spares non-voters only).
+          await store.persist(effect.state, peer.voters().includes(peer.id) || (peer.pendingVoters()?.includes(peer.id) ?? false))
           if (store.incrementCount >= compactEveryIncrements) await store.compact(peer.document)
           break
         case 'send':
@@ -85,6 +86,9 @@ export class EffectPerformer {
         case 'stop-job':
           logger.info('stop-job', { jobId: effect.jobId, reason: effect.reason })
           jobs.stop(effect.jobId, effect.reason)
+          break
+        case 'lease':
+          jobs.setLease(effect.untilMs)
           break
         case 'event': {
           const event = effect.event

@@ -37,6 +37,8 @@ const payloadSchema = z.strictObject({
   nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
   /** Expiry, milliseconds since the epoch. */
   exp: z.number().int().positive(),
+  /** When the admin key signed it (a peer's latest grant decides its role); absent in older tokens. */
+  iat: z.number().int().nonnegative().optional(),
   /** Where the mesh can be reached (multiaddrs with /p2p/<id>). */
   boot: z.array(z.string().min(1).max(inviteLimits.maxAddressChars)).max(inviteLimits.maxBootstrapAddresses).optional(),
 })
@@ -49,6 +51,8 @@ export interface Invite {
   peer: string | null
   nonce: string
   expiresAtMs: number
+  /** When it was signed (0 for tokens made before this was kept). */
+  issuedAtMs: number
   bootstrap: string[]
 }
 
@@ -78,6 +82,7 @@ export async function createInvite(options: CreateInviteOptions): Promise<string
     ...(options.peer !== undefined ? { peer: options.peer } : {}),
     nonce: options.nonce ?? randomBytes(inviteLimits.nonceBytes).toString('base64url'),
     exp: options.nowMs + options.ttlMs,
+    iat: options.nowMs,
     ...(options.bootstrap !== undefined && options.bootstrap.length > 0 ? { boot: [...options.bootstrap] } : {}),
   }
   const checked = payloadSchema.safeParse(payload)
@@ -113,7 +118,7 @@ export function decodeInvite(token: string): { ok: true; invite: Invite; payload
     ok: true,
     payloadBytes,
     signature,
-    invite: { meshId: payload.mesh, role: payload.role, peer: payload.peer ?? null, nonce: payload.nonce, expiresAtMs: payload.exp, bootstrap: payload.boot ?? [] },
+    invite: { meshId: payload.mesh, role: payload.role, peer: payload.peer ?? null, nonce: payload.nonce, expiresAtMs: payload.exp, issuedAtMs: payload.iat ?? 0, bootstrap: payload.boot ?? [] },
   }
 }
 
@@ -165,7 +170,8 @@ function publicKeyOf(peerId: string) {
   }
 }
 
-function withContext(payloadBytes: Uint8Array): Uint8Array {
+/** The bytes an invite's signature covers. */
+export function withContext(payloadBytes: Uint8Array): Uint8Array {
   const bytes = new Uint8Array(signingContext.length + payloadBytes.length)
   bytes.set(signingContext)
   bytes.set(payloadBytes, signingContext.length)

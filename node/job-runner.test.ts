@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Peer, asJobId, asNodeId, asTerm, createGenesis, defaultPeerTiming, type Document, type JobId, type JobUsage } from '../consensus/index.ts'
+import { Peer, actorOf, asJobId, asNodeId, asTerm, createGenesis, defaultPeerTiming, type Document, type JobId, type JobUsage } from '../consensus/index.ts'
 import { ProcessRuntime, isDead, processStartTicks } from '../runtime/index.ts'
 import type { StartJobEffect } from './job-launch.ts'
 import { jobSpec, offer } from '../placement/testing.ts'
@@ -32,6 +32,7 @@ function documentWith(jobs: Record<string, string[]>): Document {
     random: { next: () => 0.5 },
     persisted: Peer.fresh(genesis),
     nowMs: 0,
+    incarnation: '01',
   })
   for (const [id, argv] of Object.entries(jobs)) {
     peer.step({ kind: 'submit', nowMs: 1, requestId: id, job: { id: asJobId(id), spec: jobSpec({ name: id, command: argv, resources: { cpu: '100m', memory: '16Mi' } }), durationMs: 0 } })
@@ -42,7 +43,7 @@ function documentWith(jobs: Record<string, string[]>): Document {
 const startEffect = (jobId: string, seq = 1): StartJobEffect => ({ kind: 'start-job', jobId: asJobId(jobId), demand: { cpuMillis: 100, memoryMiB: 16, diskMiB: 0, gpuCount: 0 }, durationMs: 0, term: asTerm(1), seq, restoreFrom: null })
 
 async function openRunner(dataDir: string): Promise<{ runner: JobRunner; store: ConsensusStore; exits: { jobId: JobId; exitCode: number }[]; usages: (JobUsage | undefined)[]; close(): Promise<void> }> {
-  const { store } = await ConsensusStore.open({ dataDir, nodeId, genesis, syncWrites: false })
+  const { store } = await ConsensusStore.open({ dataDir, nodeId, actor: actorOf(nodeId, '02'), genesis, syncWrites: false })
   const runtime = new ProcessRuntime({ dataDir, cgroups: 'off', limits: { stopGraceMs: 200 } }, { logger: silentLogger })
   const exits: { jobId: JobId; exitCode: number }[] = []
   const usages: (JobUsage | undefined)[] = []
@@ -120,7 +121,7 @@ describe('JobRunner', () => {
 
   it('reports a run its timeout ended as failed, even when it caught the signal and exited 0', async () => {
     const opened = await openRunner(await freshDir())
-    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(genesis), nowMs: 0 })
+    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(genesis), nowMs: 0, incarnation: '01' })
     const spec = jobSpec({ name: 'stubborn', command: ['/bin/sh', '-c', "trap 'exit 0' TERM; sleep 10 & wait"], resources: { cpu: '100m', memory: '16Mi' }, timeout: '300ms' })
     peer.step({ kind: 'submit', nowMs: 1, requestId: 'stubborn', job: { id: asJobId('stubborn'), spec, durationMs: 0 } })
     opened.runner.start(startEffect('stubborn'), peer.document)
@@ -128,7 +129,7 @@ describe('JobRunner', () => {
     expect(opened.exits).toEqual([{ jobId: 'stubborn', exitCode: timedOutExitCode }])
   })
 
-  it('does not report the end of a run the core stopped, and reports a launch failure as 127', async () => {
+  it('reports the end of a run the core stopped (the core records how it ended), and a launch failure as 127', async () => {
     const dataDir = await freshDir()
     const document = documentWith({ long: ['sleep', '1000'], missing: ['/no/such/program'] })
     const opened = await openRunner(dataDir)
@@ -136,15 +137,18 @@ describe('JobRunner', () => {
     await until(() => opened.runner.local(asJobId('long'))?.state === 'running', 'the run to start')
     opened.runner.stop(asJobId('long'), 'fenced')
     await until(() => opened.runner.local(asJobId('long'))?.state === 'stopped', 'the run to stop')
+    await until(() => opened.exits.length === 1, 'the stopped run\'s exit')
     opened.runner.start(startEffect('missing'), document)
-    await until(() => opened.exits.length === 1, 'the launch failure')
-    expect(opened.exits).toEqual([{ jobId: 'missing', exitCode: 127 }]) // and nothing for 'long'
+    await until(() => opened.exits.length === 2, 'the launch failure')
+    expect(opened.exits.map((exit) => exit.jobId)).toEqual(['long', 'missing'])
+    expect(opened.exits[0]!.exitCode).toBeGreaterThan(128) // ended by a signal (TERM, or KILL past the grace)
+    expect(opened.exits[1]!.exitCode).toBe(127)
     expect(opened.runner.local(asJobId('missing'))).toMatchObject({ state: 'launch-failed', reason: expect.stringContaining('/no/such/program') })
   })
 
   it('at restart ends what a dead daemon left running and reports it lost; a reused PID is left alone', async () => {
     const dataDir = await freshDir()
-    const { store } = await ConsensusStore.open({ dataDir, nodeId, genesis, syncWrites: false })
+    const { store } = await ConsensusStore.open({ dataDir, nodeId, actor: actorOf(nodeId, '02'), genesis, syncWrites: false })
     // Stand-ins for a dead daemon's jobs: process-group leaders with children, as the runtime makes them.
     const spawnGroup = () => spawn('/bin/sh', ['-c', 'sleep 1000 & sleep 1000; wait'], { detached: true, stdio: 'ignore' })
     const orphan = spawnGroup()

@@ -1,7 +1,8 @@
 // Carries the core's job effects to a Runtime and the runtime's exits back to the core: `start-job`
 // -> runtime.start (what to run comes from job-launch.ts), `stop-job` -> runtime.stop, a run's end
-// -> `onExit` (the Shuttle steps it into the core as `job-exited`). Work on one job is serialized
-// (a start waits for the stop before it); nothing here blocks the core's step loop.
+// -> `onExit` (the Shuttle steps it into the core as `job-exited`; a run the core stopped is reported
+// too, so its record says how it ended), the core's lease -> the runtime's watchdog deadline. Work on
+// one job is serialized (a start waits for the stop before it); nothing here blocks the core's step loop.
 //
 // A ledger of local runs in the store survives crashes. On restart (`recover`, before the core's
 // first step) every run that was in flight when the old daemon died is ended for sure (its
@@ -9,7 +10,7 @@
 // as lost with exit code 137, like a SIGKILL. A run that had ended, and whose exit was handed to
 // the core, is not run again when the core asks for the same assignment again: its exit is replayed.
 import type { Document, JobId, JobUsage } from '../consensus/index.ts'
-import { isDead, livingGroupMembers, processStartTicks, processTree, type JobExit, type LogChunk, type LogOptions, type RunHandle, type Runtime } from '../runtime/index.ts'
+import { isDead, leaseLapsedReason, livingGroupMembers, monotonicNowMs, processStartTicks, processTree, type JobExit, type LogChunk, type LogOptions, type RunHandle, type Runtime } from '../runtime/index.ts'
 import { runSpecFor, type StartJobEffect } from './job-launch.ts'
 import type { Logger } from './logger.ts'
 import type { LocalRunRecord } from './store.ts'
@@ -37,8 +38,11 @@ export interface JobRunnerComponents {
   store: LocalRunStore
   logger: Logger
   nowMs: () => number
-  /** A run ended by itself (or could not start): hand its exit code, and what it used when measured, to the core. */
-  onExit(jobId: JobId, exitCode: number, usage?: JobUsage): void
+  /**
+   * A run ended (by itself, stopped, or killed by the lease watchdog: `leaseLapsed`) or could not
+   * start: hand its exit code, and what it used when measured, to the core.
+   */
+  onExit(jobId: JobId, exitCode: number, usage?: JobUsage, leaseLapsed?: boolean): void
 }
 
 /** What this node's runtime knows of a job (for `fabric job`). */
@@ -156,7 +160,16 @@ export class JobRunner {
     if (run !== undefined && run.state !== 'ended' && run.stopReason === 'checkpointed') run.stopReason = null
   }
 
-  /** The core's stop-job: end the run; the core already recorded why, so its end is not reported. */
+  /**
+   * The core's lease (untilMs on the core's clock, `nowMs`'s): the runtime's watchdog, outside this
+   * process's event loop, kills every job once it passes without a later one.
+   */
+  setLease(untilMs: number): void {
+    const remainingMs = untilMs - this.#components.nowMs()
+    this.#components.runtime.setLeaseDeadline(Number.isFinite(remainingMs) ? monotonicNowMs() + remainingMs : null)
+  }
+
+  /** The core's stop-job: end the run (its end is reported: the core records how it ended). */
   stop(jobId: JobId, reason: string): void {
     const run = this.#runs.get(jobId)
     if (run === undefined || run.state === 'ended' || run.stopReason !== null) return
@@ -229,8 +242,9 @@ export class JobRunner {
     if (this.#runs.get(jobId) !== run) return // a later run of the same job replaced this one
     if (this.#closing) return // killed by our own shutdown: the ledger keeps it in flight (lost at restart)
     if (run.stopReason !== null) {
-      // The core stopped it (fenced, or finished elsewhere) and recorded that itself.
+      // The core stopped it (fenced, finished elsewhere, its lease lapsed): it records how it ended (finished, if it did first).
       if (this.#ledger.delete(jobId)) await this.#components.store.deleteLocalRun(jobId)
+      if (run.stopReason !== 'checkpointed') this.#components.onExit(jobId, exitCode, exit?.usage, exit?.reason === leaseLapsedReason)
       return
     }
     const recorded = this.#ledger.get(jobId)
@@ -240,7 +254,7 @@ export class JobRunner {
       this.#ledger.set(jobId, ended)
       await this.#components.store.putLocalRun(ended)
     }
-    this.#components.onExit(jobId, exitCode, exit?.usage)
+    this.#components.onExit(jobId, exitCode, exit?.usage, exit?.reason === leaseLapsedReason)
   }
 
   /** Runs `work` after everything queued for the job; failures are logged, never thrown. */

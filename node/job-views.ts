@@ -3,6 +3,7 @@
 // names are the client's (pending, placed, assigned, unplaceable, finished, failed).
 import {
   attemptProgress,
+  assignmentsOf,
   committeeVoters,
   copyFailed,
   effectiveAssignment,
@@ -171,12 +172,9 @@ export function jobDetail(document: Document, jobId: JobId, archived: readonly A
   const summaries = [...records.map(({ id, job }) => summarizeRecord(document, id, job)), ...archived.filter((job) => !replicaIds.has(job.id)).map(summarizeArchivedRecord)]
   const assignments = records
     .flatMap(({ id, job }) =>
-      Object.keys(job.assignments).map((term) => {
-        const record = job.assignments[term]!
-        return { replica: id as string, term: Number(term), seq: record.seq, node: readText(record.node), committed: isCommitted(document, { term: Number(term), seq: record.seq }) }
-      }),
+      assignmentsOf(job).map((assignment) => ({ replica: id as string, term: assignment.term as number, seq: assignment.seq, node: assignment.node as string, committed: isCommitted(document, assignment) })),
     )
-    .sort((a, b) => a.term - b.term || (a.replica < b.replica ? -1 : 1))
+    .sort((a, b) => a.term - b.term || a.seq - b.seq || (a.replica < b.replica ? -1 : 1))
   const runs = records
     .flatMap(({ id, job }) =>
       Object.keys(job.runs).map((node) => {

@@ -19,7 +19,7 @@
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { AdmissionRole, Document } from '../consensus/index.ts'
 import { encodeFrame, FrameReader, sendAll } from '../codec/index.ts'
-import { adminOf, effectiveRole, inviteMarkerKey, inviteUsed } from './admission-records.ts'
+import { adminOf, effectiveRole, inviteUsed } from './admission-records.ts'
 import type { AdmitOutcome } from './admission-requests.ts'
 import { verifyInvite, type Invite } from './invite-token.ts'
 import { decodeJoinRequest, encodeJoinAnswer, joinProtocol, joinRefusal, joinWireLimits, type JoinAnswer } from './join-wire.ts'
@@ -58,8 +58,8 @@ export interface JoinProtocolComponents {
   nowMs(): number
   document(): Document
   genesis(): Promise<Uint8Array | undefined>
-  /** Steps the core's 'admit' input; resolves once durable on a majority of voters, or refused. */
-  admit(peerId: string, role: AdmissionRole): Promise<AdmitOutcome>
+  /** Steps the core's 'admit' input with the grant (the invite token); resolves once durable on a majority of voters, or refused. */
+  admit(peerId: string, grant: string): Promise<AdmitOutcome>
   /** Told while a join request is answered (not while one is awaited), so the gate keeps the joiner's connection meanwhile. */
   joinStarted?(peerId: string): void
   joinEnded?(peerId: string): void
@@ -170,7 +170,7 @@ export class JoinProtocol {
     this.#inFlight.add(invite.nonce)
     this.#admitting++
     try {
-      const outcome = await this.#admitDurably(peerId, invite)
+      const outcome = await this.#admitDurably(peerId, token)
       if (!outcome.ok) return joinRefusal('unavailable', outcome.reason)
     } finally {
       this.#admitting--
@@ -181,17 +181,14 @@ export class JoinProtocol {
     return this.#welcome(invite)
   }
 
-  /** Marker first: a crash between the two writes burns the invite rather than letting it admit twice. */
-  async #admitDurably(peerId: string, invite: Invite): Promise<AdmitOutcome> {
+  /** The core records the grant (the invite itself, signed by the admin key) and the invite's use, in one change. */
+  async #admitDurably(peerId: string, token: string): Promise<AdmitOutcome> {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<AdmitOutcome>((resolve) => {
       timer = setTimeout(() => resolve({ ok: false, code: 'not-acknowledged', reason: `the admission was not durable on a majority of voters within ${this.#limits.answerTimeoutMs} ms; try again (it may still complete)` }), this.#limits.answerTimeoutMs)
     })
-    const both = Promise.all([this.#components.admit(inviteMarkerKey(invite.nonce), 'revoked'), this.#components.admit(peerId, invite.role)]).then(
-      ([marker, peer]): AdmitOutcome => (!marker.ok ? marker : peer),
-    )
     try {
-      return await Promise.race([both, timeout])
+      return await Promise.race([this.#components.admit(peerId, token), timeout])
     } finally {
       clearTimeout(timer)
     }

@@ -18,6 +18,7 @@ import {
   type JobId,
   type MoveConstraints,
   type NodeId,
+  type ReplayKey,
 } from '../consensus/index.ts'
 import { ClientFailure, type ClientBackend, type SubmitOutcome } from './client-service.ts'
 import { clientWireLimits, decodeClientResult, type ClientRequestOf, type ClientResponse, type MovedView, type ProgressFrame, type SnapshotView } from './client-wire.ts'
@@ -26,8 +27,8 @@ import { recordsOf } from './job-views.ts'
 
 /** What these requests need beyond the rest of the client backend (the Shuttle provides both). */
 export interface MoveBackend {
-  migrate(jobId: JobId, to: NodeId | null, where?: MoveConstraints): Promise<SubmitOutcome>
-  drain(nodeId: NodeId, undo: boolean): Promise<SubmitOutcome>
+  migrate(jobId: JobId, to: NodeId | null, where?: MoveConstraints, replay?: ReplayKey): Promise<SubmitOutcome>
+  drain(nodeId: NodeId, undo: boolean, replay?: ReplayKey): Promise<SubmitOutcome>
   checkpointNow(jobId: JobId, onProgress: (frame: ProgressFrame) => void, signal: AbortSignal): Promise<CheckpointMade>
   onRestoreProgress(jobId: JobId, listener: (frame: ProgressFrame) => void): () => void
 }
@@ -147,13 +148,13 @@ export class MoveRequests {
 
   // ---- drain, undrain
 
-  async undrain(request: ClientRequestOf<'undrain'>): Promise<ClientResponse> {
-    const answer = await this.#backend.drain(asNodeId(request.nodeId), true)
+  async undrain(request: ClientRequestOf<'undrain'>, replay?: ReplayKey): Promise<ClientResponse> {
+    const answer = await this.#backend.drain(asNodeId(request.nodeId), true, replay)
     if (!answer.ok) throw new ClientFailure(answer.code, answer.reason)
     return { type: 'result', value: { nodeId: request.nodeId } }
   }
 
-  async *drain(request: ClientRequestOf<'drain'>, signal: AbortSignal): AsyncGenerator<ClientResponse> {
+  async *drain(request: ClientRequestOf<'drain'>, signal: AbortSignal, replay?: ReplayKey): AsyncGenerator<ClientResponse> {
     const nodeId = asNodeId(request.nodeId)
     // The copies the drain asks to move: those placed on the node in the document it is planned from.
     const copies: Copy[] = []
@@ -161,7 +162,7 @@ export class MoveRequests {
       const assignment = isJobDone(job) ? null : effectiveAssignment(job)
       if (assignment !== null && assignment.node === nodeId) copies.push({ jobId, term: assignment.term, seq: assignment.seq, from: nodeId })
     })
-    const answer = await this.#backend.drain(nodeId, false)
+    const answer = await this.#backend.drain(nodeId, false, replay)
     if (!answer.ok) throw new ClientFailure(answer.code, answer.reason)
     const moved = yield* this.#watchMoves(copies, request.waitMs ?? this.#limits.defaultMoveWaitMs, signal, false)
     yield { type: 'result', value: { nodeId, moved: moved.slice(0, clientWireLimits.maxListedJobs), complete: moved.every((view) => view.how !== 'waiting') } }
@@ -169,7 +170,7 @@ export class MoveRequests {
 
   // ---- migrate (with follow: each copy's move, and the restore's progress from its new node)
 
-  async *migrate(request: ClientRequestOf<'migrate'>, signal: AbortSignal): AsyncGenerator<ClientResponse> {
+  async *migrate(request: ClientRequestOf<'migrate'>, signal: AbortSignal, replay?: ReplayKey): AsyncGenerator<ClientResponse> {
     const jobId = asJobId(request.jobId)
     const to = request.to === null ? null : asNodeId(request.to)
     const where: MoveConstraints = { ...(request.provider === undefined ? {} : { provider: request.provider }), ...(request.region === undefined ? {} : { region: request.region }) }
@@ -178,7 +179,7 @@ export class MoveRequests {
       const assignment = isJobDone(job) ? null : effectiveAssignment(job)
       if (assignment !== null && assignment.node !== to) copies.push({ jobId: id, term: assignment.term, seq: assignment.seq, from: assignment.node })
     }
-    const answer = await this.#backend.migrate(jobId, to, where)
+    const answer = await this.#backend.migrate(jobId, to, where, replay)
     if (!answer.ok) throw new ClientFailure(answer.code, answer.reason, jobId)
     const value = { jobId, to: request.to, ...where }
     if (request.follow !== true) {

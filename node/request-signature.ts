@@ -106,7 +106,8 @@ export class ReplayGuard {
   }
 }
 
-function signedBytes(unsigned: Record<string, unknown>): Uint8Array {
+/** The bytes a client request's signature covers (the request without its signature). */
+export function signedBytes(unsigned: Record<string, unknown>): Uint8Array {
   return new TextEncoder().encode(signingContext + canonicalJson(unsigned))
 }
 

@@ -44,6 +44,11 @@ export class RuntimeSelector implements Runtime {
   }
 
   stop(jobId: JobId, reason: string, options?: StopOptions): Promise<JobExit> { return this.#of(jobId).stop(jobId, reason, options) }
+
+  setLeaseDeadline(deadlineMs: number | null): void {
+    this.#process.setLeaseDeadline(deadlineMs)
+    this.#docker?.setLeaseDeadline(deadlineMs)
+  }
   logs(jobId: JobId, options?: LogOptions): AsyncIterable<LogChunk> { return this.#of(jobId).logs(jobId, options) }
   inspect(jobId: JobId): Promise<JobInspection> { return this.#of(jobId).inspect(jobId) }
   checkpoint(jobId: JobId, directory: string, options?: CheckpointOptions): Promise<void> { return this.#of(jobId).checkpoint(jobId, directory, options) }

@@ -5,8 +5,10 @@
 // parts that carry effects between the core and the world: jobs to the runtime (job-runner.ts),
 // clients' requests in (client-protocol.ts, client-backend.ts) and the core's answers back
 // (core-requests.ts), and stops them in order.
+import { randomBytes } from 'node:crypto'
 import {
   Peer,
+  actorOf,
   createGenesis,
   defaultPeerTiming,
   type JobId,
@@ -18,7 +20,7 @@ import {
   type PeerConfig,
   type PeerEvent,
   type RandomSource,
-  type AdmissionRole,
+  type ReplayKey,
   type Role,
   type Term,
 } from '../consensus/index.ts'
@@ -27,6 +29,7 @@ import type { SnapshotTransportName } from '../snapshots/transport.ts'
 import { RuntimeSelector, dockerLabel } from './runtime-selector.ts'
 import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
 import { Admission } from './admission.ts'
+import { grantVerifier } from './admission-grant.ts'
 import { admittedNodeIds } from './admission-records.ts'
 import { AddressGossipChannel } from './address-gossip.ts'
 import { BootstrapDialer } from './bootstrap-dialer.ts'
@@ -225,7 +228,9 @@ export class Shuttle {
     // whatever order its --voters flag listed them in.
     const voters = [...new Set(init.voters ?? [])].sort()
     const genesis = init.genesis ?? (voters.length > 0 ? createGenesis({ voters, ...(init.admin !== undefined ? { admin: init.admin } : {}) }) : null)
-    const opened = await ConsensusStore.open({ dataDir: init.dataDir, nodeId: identity.nodeId, genesis, syncWrites: init.syncWrites ?? true })
+    // A new incarnation at every boot: this node writes as a new Automerge actor and numbers its requests afresh (consensus/actors.ts).
+    const incarnation = randomBytes(8).toString('hex')
+    const opened = await ConsensusStore.open({ dataDir: init.dataDir, nodeId: identity.nodeId, actor: actorOf(identity.nodeId, incarnation), genesis, syncWrites: init.syncWrites ?? true })
     this.#store = opened.store
     this.#logger.info('store-opened', { term: opened.persisted.term, votedFor: opened.persisted.votedFor, ...opened.stats })
     if (this.#state !== 'starting') return
@@ -238,7 +243,7 @@ export class Shuttle {
       store: opened.store,
       logger: this.#logger.child('jobs'),
       nowMs: () => this.#clock.nowMs(),
-      onExit: (jobId, exitCode, usage) => this.#jobExited(jobId, exitCode, usage),
+      onExit: (jobId, exitCode, usage, leaseLapsed) => this.#jobExited(jobId, exitCode, usage, leaseLapsed),
     })
     this.#jobs = jobs
     // Runs in flight when an earlier daemon on this directory died are ended before the core steps.
@@ -315,6 +320,8 @@ export class Shuttle {
       random: this.#random,
       persisted: opened.persisted,
       nowMs: this.#clock.nowMs(),
+      incarnation,
+      verifyGrant: grantVerifier(store.genesisHash),
     })
     this.#peer = peer
     this.#effects = new EffectPerformer({ peer, store, transport, capacity: gossip, machineFree, jobs, snapshots, restoreProgress: this.#restoreProgress, requests: this.#requests, eventListeners: this.#eventListeners, enqueue, logger: this.#logger })
@@ -323,7 +330,7 @@ export class Shuttle {
     const backend = clientBackendOf(this, { peer: () => this.#peer, clock: this.#clock, libp2p, store, jobs, capacity: init.attributes.offer.capacity, machineFree, liveness: this.#liveness, ownMetrics, metricsHeard: this.#metricsHeard })
     this.#clientProtocol = new ClientProtocol({ libp2p, service: new ClientService(backend), logger: this.#logger.child('client'), guard: admission.clientGuard })
     await this.#clientProtocol.start()
-    await admission.start({ libp2p, admit: (peerId, role) => this.admit(peerId, role) })
+    await admission.start({ libp2p, admit: (peerId, grant) => this.admit(peerId, grant) })
     if (this.#state !== 'starting') return
     this.#state = 'running'
     await writeAddressesFile(init.dataDir, { peerId: identity.nodeId, addresses: this.addresses, pid: process.pid, writtenAtMs: this.#clock.nowMs() })
@@ -351,23 +358,23 @@ export class Shuttle {
    * Submits a job to the core and resolves once the core says it is durable on a majority of voters
    * (`submission-durable`) or refuses it (`submission-refused`), or after submitAckTimeoutMs.
    */
-  submit(job: JobSubmission): Promise<SubmitOutcome> {
-    return this.#requests.acknowledged(job.id, `job ${job.id}`, (nowMs, requestId) => ({ kind: 'submit', nowMs, requestId, job }))
+  submit(job: JobSubmission, replay?: ReplayKey): Promise<SubmitOutcome> {
+    return this.#requests.acknowledged(job.id, `job ${job.id}`, (nowMs, requestId) => ({ kind: 'submit', nowMs, requestId, job, ...withReplay(replay) }))
   }
 
   /** Cancels every replica of a job; acknowledged like a submission (durable on a majority of voters). */
-  cancel(jobId: JobId): Promise<SubmitOutcome> {
-    return this.#requests.acknowledged(jobId, `the cancel of job ${jobId}`, (nowMs, requestId) => ({ kind: 'cancel', nowMs, requestId, jobId }))
+  cancel(jobId: JobId, replay?: ReplayKey): Promise<SubmitOutcome> {
+    return this.#requests.acknowledged(jobId, `the cancel of job ${jobId}`, (nowMs, requestId) => ({ kind: 'cancel', nowMs, requestId, jobId, ...withReplay(replay) }))
   }
 
   /** Asks for a job's running replicas to move (to `to`, or anywhere else `where` allows); acknowledged like a submission. */
-  migrate(jobId: JobId, to: NodeId | null, where: MoveConstraints = {}): Promise<SubmitOutcome> {
-    return this.#requests.acknowledged(jobId, `the migration of job ${jobId}`, (nowMs, requestId) => ({ kind: 'migrate', nowMs, requestId, jobId, to, where }))
+  migrate(jobId: JobId, to: NodeId | null, where: MoveConstraints = {}, replay?: ReplayKey): Promise<SubmitOutcome> {
+    return this.#requests.acknowledged(jobId, `the migration of job ${jobId}`, (nowMs, requestId) => ({ kind: 'migrate', nowMs, requestId, jobId, to, where, ...withReplay(replay) }))
   }
 
   /** Drains a node (its jobs move away, nothing new goes there), or lifts its drain; acknowledged like a submission. */
-  drain(nodeId: NodeId, undo = false): Promise<SubmitOutcome> {
-    return this.#requests.acknowledged(nodeId as string as JobId, `the ${undo ? 'undrain' : 'drain'} of ${nodeId}`, (nowMs, requestId) => ({ kind: undo ? 'undrain' : 'drain', nowMs, requestId, nodeId }))
+  drain(nodeId: NodeId, undo = false, replay?: ReplayKey): Promise<SubmitOutcome> {
+    return this.#requests.acknowledged(nodeId as string as JobId, `the ${undo ? 'undrain' : 'drain'} of ${nodeId}`, (nowMs, requestId) => ({ kind: undo ? 'undrain' : 'drain', nowMs, requestId, nodeId, ...withReplay(replay) }))
   }
 
   /** Checkpoints a replica this node runs, now (it keeps running); progress as it goes, the snapshot once made. */
@@ -386,9 +393,9 @@ export class Shuttle {
     return () => this.#eventListeners.delete(listener)
   }
 
-  /** Records a peer's admission (or revocation) through the core; answered like a submission. */
-  admit(peerId: string, role: AdmissionRole): Promise<SubmitOutcome> {
-    return this.#requests.admit(peerId, role)
+  /** Records a grant of a role to a peer (an invite, or an admit/revoke request the admin key signed) through the core; answered like a submission. */
+  admit(peerId: string, grant: string): Promise<SubmitOutcome> {
+    return this.#requests.admit(peerId, grant)
   }
 
   /** Idempotent; safe at any point of start (each part stops only what it started). */
@@ -431,10 +438,10 @@ export class Shuttle {
   }
 
   /** A run ended: the core must hear it, so a full inbox only delays it. */
-  #jobExited(jobId: JobId, exitCode: number, usage?: JobUsage): void {
+  #jobExited(jobId: JobId, exitCode: number, usage?: JobUsage, leaseLapsed = false): void {
     if (this.#state !== 'running') return
-    if (this.#driver.enqueue((nowMs) => ({ kind: 'job-exited', nowMs, jobId, exitCode, ...(usage === undefined ? {} : { usage }) }))) return
-    setTimeout(() => this.#jobExited(jobId, exitCode, usage), exitRetryMs).unref()
+    if (this.#driver.enqueue((nowMs) => ({ kind: 'job-exited', nowMs, jobId, exitCode, ...(usage === undefined ? {} : { usage }), ...(leaseLapsed ? { leaseLapsed } : {}) }))) return
+    setTimeout(() => this.#jobExited(jobId, exitCode, usage, leaseLapsed), exitRetryMs).unref()
   }
 
   #reportStatus(): void {
@@ -451,4 +458,9 @@ export class Shuttle {
     this.#components.onFatal?.(error)
     void this.stop()
   }
+}
+
+/** A request's replay key, when its client signed one, for the core's input. */
+function withReplay(replay: ReplayKey | undefined): { replay?: ReplayKey } {
+  return replay === undefined ? {} : { replay }
 }

@@ -45,9 +45,11 @@ export class MissingGenesisError extends Error {
 export interface ConsensusStoreInit {
   dataDir: string
   nodeId: NodeId
+  /** The Automerge actor the document is loaded to write with (the node's identity and this boot's incarnation). */
+  actor: string
   /** The cluster's genesis document; may be null when the data directory already holds state. */
   genesis: Uint8Array | null
-  /** fsync every persist (raft's durability); off only for tests that do not crash the machine. */
+  /** fsync every persist (raft's durability); off only for tests that do not crash the machine, and never for a voter's persists (persist's `durable`). */
   syncWrites?: boolean
 }
 
@@ -131,7 +133,7 @@ export class ConsensusStore {
       incrementKeys.push(key)
       increments.push(plain(value))
     }
-    const document = loadDocument(concatBytes([base, ...increments]), init.nodeId)
+    const document = loadDocument(concatBytes([base, ...increments]), init.actor)
     let documentBytes: Uint8Array = base
     if (increments.length > 0) {
       // Compact: one saved document replaces the base and its increments, atomically.
@@ -148,7 +150,8 @@ export class ConsensusStore {
   }
 
   /** Durable when the promise resolves: hard state and the document increment in one atomic batch. */
-  async persist(state: PersistedIncrement): Promise<void> {
+  /** `durable`: fsync whatever syncWrites says (a voter's term, vote and acknowledged document: commits count on them). */
+  async persist(state: PersistedIncrement, durable = false): Promise<void> {
     if (this.#closed) throw new Error('persist after close')
     const operations: { type: 'put'; key: string; value: Uint8Array }[] = [
       { type: 'put', key: keys.hardState, value: utf8(JSON.stringify({ term: state.term, votedFor: state.votedFor })) },
@@ -157,7 +160,7 @@ export class ConsensusStore {
       if (this.#nextIncrement >= maxIncrementsBeforeCompaction) throw new Error(`more than ${maxIncrementsBeforeCompaction} increments without compaction`)
       operations.push({ type: 'put', key: incrementKey(this.#nextIncrement++), value: state.documentIncrement })
     }
-    await this.#db.batch(operations, { sync: this.#syncWrites })
+    await this.#db.batch(operations, { sync: this.#syncWrites || durable })
   }
 
   /** Online compaction: the caller hands the current document (the core's view) when increments pile up. */

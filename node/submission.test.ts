@@ -32,7 +32,7 @@ describe('submissionFromSpec', () => {
     if (!made.ok) throw new Error(made.reason)
     expect(made.submission.spec.retries).toBe(2)
     const nodeId = asNodeId('12D3KooWretries')
-    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(createGenesis({ voters: [nodeId] })), nowMs: 0 })
+    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(createGenesis({ voters: [nodeId] })), nowMs: 0, incarnation: '01' })
     peer.step({ kind: 'submit', nowMs: 1, requestId: 'r', job: made.submission })
     expect(jobRecord(peer.document, made.submission.id)?.maxAttempts).toBe(3)
   })
@@ -52,7 +52,7 @@ describe('submissionFromSpec', () => {
 describe('runSpecFor', () => {
   it("runs the record's argv with its quoting, env and timeout, with the replica's resources", () => {
     const nodeId = asNodeId('12D3KooWlaunch')
-    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(createGenesis({ voters: [nodeId] })), nowMs: 0 })
+    const peer = new Peer({ config: { ...defaultPeerTiming, nodeId }, attributes: { id: nodeId, offer: offer(nodeId) }, random: { next: () => 0.5 }, persisted: Peer.fresh(createGenesis({ voters: [nodeId] })), nowMs: 0, incarnation: '01' })
     const parsed = spec(`name: hello\ncommand: [sh, -c]\nargs: ["echo 'a  b'; exit 3"]\nenv: {GREETING: hi}\ntimeout: 30s\nresources: {cpu: 250m, memory: 64Mi}\n`)
     const made = submissionFromSpec(parsed, newJobId('hello'))
     if (!made.ok) throw new Error(made.reason)

@@ -10,9 +10,13 @@ import { dockerLabel } from './runtime-selector.ts'
 
 export type SubmissionResult = { ok: true; submission: JobSubmission } | { ok: false; reason: string }
 
-/** A fresh job id: the spec's name (already [a-z0-9-]) and 48 random bits. */
-export function newJobId(name: string): JobId {
-  return asJobId(`${name}-${randomBytes(6).toString('hex')}`)
+/**
+ * A job id: the spec's name (already [a-z0-9-]) and 48 bits, taken from the signed request's replay
+ * key when there is one (the same request taken twice is the same job), else random.
+ */
+export function newJobId(name: string, replayKey?: string): JobId {
+  const bits = replayKey === undefined ? randomBytes(6).toString('hex') : Buffer.from(replayKey, 'base64url').subarray(0, 6).toString('hex')
+  return asJobId(`${name}-${bits}`)
 }
 
 export function submissionFromSpec(spec: JobSpec, jobId: JobId): SubmissionResult {

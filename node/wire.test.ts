@@ -33,9 +33,9 @@ const gpuOffer = offer('12D3KooWbidder', { capacity: { gpuCount: 8 }, gpu: { mod
 const term = asTerm(7)
 const { nodeId: _nodeId, free: _free, ...standingOffer } = gpuOffer
 const everyKind: PeerMessage[] = [
-  { kind: 'pre-vote', term },
+  { kind: 'pre-vote', term, committee: '3.1' },
   { kind: 'pre-vote-response', term, granted: true },
-  { kind: 'vote', term },
+  { kind: 'vote', term, committee: '3.1' },
   { kind: 'vote-response', term, granted: true, heads: [head] },
   { kind: 'vote-response', term, granted: false },
   { kind: 'heartbeat', term, round: 3, commitSeq: 2 },
@@ -46,11 +46,13 @@ const everyKind: PeerMessage[] = [
     kind: 'sync',
     term,
     data: new Uint8Array([0, 1, 2, 250, 255]),
-    ack: { term, leaderSeq: 4, originSeq: 1 },
-    channel: { epoch: 1_795_000_000_123, seq: 9 },
+    ack: { term, leaderSeq: 4, originSeq: 1, origin: 'aa00bb' },
+    channel: { epoch: '0a1b2c3d4e5f6071', seq: 9 },
     leaderHint: asNodeId('12D3KooWexample'),
   },
-  { kind: 'sync', term, data: null, ack: { term, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 0, seq: 0 }, leaderHint: null },
+  { kind: 'sync', term, data: null, ack: { term, leaderSeq: 0, originSeq: 0, origin: '' }, channel: { epoch: '00', seq: 0 }, leaderHint: null },
+  { kind: 'lease-request', term, round: 7 },
+  { kind: 'lease-grant', term, round: 7, durationMs: 2_000, heads: [head] },
   { kind: 'award', term, jobs: [{ jobId: asJobId('job-1'), seq: 5 }] },
   { kind: 'call-for-bids', term, call },
   { kind: 'bid', term, bid: answerCall(gpuOffer, call, 1_020) },
@@ -100,14 +102,14 @@ describe('peer message wire form', () => {
     expect(decodePeerMessage(bytesOf({ kind: 'vote', term: 1, extra: true }))).toMatchObject({ ok: false })
     expect(decodePeerMessage(bytesOf({ kind: 'barrier-reply', term: 1, heads: ['not-a-head'] }))).toMatchObject({ ok: false, reason: expect.stringContaining('heads') })
     // Sync data is a byte string: text (the old base64 form), numbers and arrays of numbers are refused.
-    const sync = { kind: 'sync', term: 1, data: new Uint8Array([65]), ack: { term: 1, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 1, seq: 1 }, leaderHint: null }
+    const sync = { kind: 'sync', term: 1, data: new Uint8Array([65]), ack: { term: 1, leaderSeq: 0, originSeq: 0, origin: '' }, channel: { epoch: '01', seq: 1 }, leaderHint: null }
     expect(decodePeerMessage(bytesOf(sync)).ok).toBe(true)
     for (const data of ['QQ==', 65, [65], {}]) expect(decodePeerMessage(bytesOf({ ...sync, data })), JSON.stringify(data)).toMatchObject({ ok: false, reason: expect.stringContaining('data') })
   })
 
   it('decodes a sync of several MiB (a regex check once overflowed the stack there)', () => {
     const data = new Uint8Array(5 * 1024 * 1024).map((_, index) => index % 251)
-    const message: PeerMessage = { kind: 'sync', term, data, ack: { term, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 1, seq: 1 }, leaderHint: null }
+    const message: PeerMessage = { kind: 'sync', term, data, ack: { term, leaderSeq: 0, originSeq: 0, origin: '' }, channel: { epoch: '01', seq: 1 }, leaderHint: null }
     const decoded = decodePeerMessage(encodePeerMessage(message))
     if (!decoded.ok || decoded.value.kind !== 'sync') throw new Error(`refused: ${decoded.ok ? decoded.value.kind : decoded.reason}`)
     expect(Buffer.compare(decoded.value.data!, data)).toBe(0)
@@ -126,7 +128,7 @@ describe('peer message wire form', () => {
   })
 
   it('refuses CBOR forms a strict decoder must not accept', () => {
-    const vote = bytesOf({ kind: 'vote', term: 1 })
+    const vote = bytesOf({ kind: 'vote', term: 1, committee: '0.0' })
     expect(decodePeerMessage(vote).ok).toBe(true)
     const hex = (text: string) => new Uint8Array(Buffer.from(text.replaceAll(' ', ''), 'hex'))
     const cases: Record<string, Uint8Array> = {

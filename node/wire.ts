@@ -27,6 +27,8 @@ export const maxPeerMessageBytes: Record<PeerMessage['kind'], number> = {
   'call-for-bids': 256 * 1024,
   bid: 16 * 1024,
   'standing-bid': 16 * 1024,
+  'lease-request': 1_024,
+  'lease-grant': 128 * 1024,
 }
 export const maxCapacityGossipBytes = 4 * 1024
 /** A metrics message is a dozen numbers and a node id (some 600 bytes at most). */
@@ -49,7 +51,17 @@ export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string }
 // ---- Schemas
 
 const counter = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
-const term = counter
+/**
+ * Terms move by one per election, only through voters (the trust model): a term at 2^48 would take a
+ * million years of elections every 100 ms, so a larger one is a bug or an attack, never a term.
+ */
+export const maxTerm = 2 ** 48
+const term = z.number().int().nonnegative().max(maxTerm)
+/** A committee's stamp, "term.seq" (consensus/committee.ts). */
+const committeeStamp = z.string().regex(/^\d{1,15}\.\d{1,15}$/)
+/** An incarnation (the sync channel's epoch) and an actor: hex (consensus/actors.ts). */
+const incarnation = z.string().regex(/^(?:[0-9a-f]{2}){1,16}$/)
+const actor = z.string().regex(/^(?:[0-9a-f]{2}){0,160}$/)
 const nodeId = z.string().min(1).max(maxNodeIdLength)
 /** Automerge change hashes: 32 bytes of SHA-256 in hex. */
 const heads = z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(maxHeads)
@@ -127,9 +139,9 @@ const standingBid = z.strictObject({
 })
 
 const peerMessageSchemas = {
-  'pre-vote': z.strictObject({ kind: z.literal('pre-vote'), term }),
+  'pre-vote': z.strictObject({ kind: z.literal('pre-vote'), term, committee: committeeStamp }),
   'pre-vote-response': z.strictObject({ kind: z.literal('pre-vote-response'), term, granted: z.boolean() }),
-  vote: z.strictObject({ kind: z.literal('vote'), term }),
+  vote: z.strictObject({ kind: z.literal('vote'), term, committee: committeeStamp }),
   'vote-response': z.strictObject({ kind: z.literal('vote-response'), term, granted: z.boolean(), heads: heads.optional() }),
   heartbeat: z.strictObject({ kind: z.literal('heartbeat'), term, round: counter, commitSeq: counter }),
   'heartbeat-ack': z.strictObject({ kind: z.literal('heartbeat-ack'), term, round: counter }),
@@ -139,8 +151,8 @@ const peerMessageSchemas = {
     kind: z.literal('sync'),
     term,
     data: byteString.nullable(),
-    ack: z.strictObject({ term, leaderSeq: counter, originSeq: counter }),
-    channel: z.strictObject({ epoch: z.number().finite().nonnegative(), seq: counter }),
+    ack: z.strictObject({ term, leaderSeq: counter, originSeq: counter, origin: actor }),
+    channel: z.strictObject({ epoch: incarnation, seq: counter }),
     leaderHint: nodeId.nullable(),
   }),
   award: z.strictObject({
@@ -151,6 +163,8 @@ const peerMessageSchemas = {
   'call-for-bids': z.strictObject({ kind: z.literal('call-for-bids'), term, call: callForBids }),
   bid: z.strictObject({ kind: z.literal('bid'), term, bid }),
   'standing-bid': z.strictObject({ kind: z.literal('standing-bid'), term, standing: standingBid.nullable() }),
+  'lease-request': z.strictObject({ kind: z.literal('lease-request'), term, round: counter }),
+  'lease-grant': z.strictObject({ kind: z.literal('lease-grant'), term, round: counter, durationMs: z.number().int().positive().max(3_600_000), heads }),
 } as const
 
 const signedAmount = z.number().int().min(-(2 ** 40)).max(2 ** 40)
@@ -203,7 +217,10 @@ export function decodePeerMessage(bytes: Uint8Array): Decoded<PeerMessage> {
   if (bytes.length > limit) return { ok: false, reason: `${kind} of ${bytes.length} bytes exceeds its limit (${limit})` }
   const result = peerMessageSchemas[kind].safeParse(value)
   if (!result.success) return { ok: false, reason: `${kind}: ${describeIssues(result.error)}` }
-  return { ok: true, value: result.data as PeerMessage }
+  const message = result.data as PeerMessage
+  // cborg hands out byte strings as views of its input, a Buffer when the input was one: the core gets a plain Uint8Array (a view, no copy).
+  if (message.kind === 'sync' && message.data !== null && message.data.constructor !== Uint8Array) message.data = new Uint8Array(message.data.buffer, message.data.byteOffset, message.data.byteLength)
+  return { ok: true, value: message }
 }
 
 export function encodeCapacityGossip(gossip: CapacityGossip): Uint8Array {

@@ -187,16 +187,19 @@ function consensusTemplates(ids: Identities, random: SeededRandom): Record<strin
   const bid = answerCall(offer(ids.daemon), { ...call, leaderId: ids.victim }, 1)
   const { nodeId: _nodeId, free: _free, ...standingOffer } = offer(ids.daemon)
   return [
-    { kind: 'pre-vote', term },
+    { kind: 'pre-vote', term, committee: '99.1' },
     { kind: 'pre-vote-response', term, granted: true },
-    { kind: 'vote', term },
+    { kind: 'vote', term, committee: '99.1' },
     { kind: 'vote-response', term, granted: true, heads: [head] },
     { kind: 'heartbeat', term, round: random.int(0, 100), commitSeq: random.int(0, 100) },
     { kind: 'heartbeat-ack', term, round: 1 },
     { kind: 'barrier', term },
     { kind: 'barrier-reply', term, heads: [head] },
-    { kind: 'sync', term, data: randomBytes(random, random.int(1, 200)), ack: { term, leaderSeq: 1_000, originSeq: 1_000 }, channel: { epoch: random.int(0, 1_000), seq: random.int(0, 100) }, leaderHint: ids.victim },
-    { kind: 'sync', term, data: null, ack: { term, leaderSeq: 0, originSeq: 0 }, channel: { epoch: 1, seq: random.int(0, 100) }, leaderHint: ids.daemon },
+    { kind: 'sync', term, data: randomBytes(random, random.int(1, 200)), ack: { term, leaderSeq: 1_000, originSeq: 1_000, origin: '' }, channel: { epoch: random.int(0, 1_000).toString(16).padStart(4, '0'), seq: random.int(0, 100) }, leaderHint: ids.victim },
+    { kind: 'sync', term, data: null, ack: { term, leaderSeq: 0, originSeq: 0, origin: '' }, channel: { epoch: '01', seq: random.int(0, 100) }, leaderHint: ids.daemon },
+    // A lease the fuzzer grants itself (only a voter's grant counts), and a request for one (it is no registered node).
+    { kind: 'lease-grant', term, round: 1, durationMs: 3_600_000, heads: [head] },
+    { kind: 'lease-request', term, round: random.int(0, 100) },
     { kind: 'award', term, jobs: [{ jobId: random.pick(['forged-job', ...inheritedNames]), seq: 1 }] },
     { kind: 'call-for-bids', term, call },
     // A bid naming the daemon itself (the bidder field must be the sender's own id).

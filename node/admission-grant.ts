@@ -1,0 +1,89 @@
+// Admission grants as the Shuttle makes and checks them: the texts the core records with each
+// admission (consensus/admission-grants.ts), each carrying the admin key's Ed25519 signature. Two
+// kinds: an invite token (a joiner presents it; fabric invite signs it) and an admit or revoke
+// request the admin key signed (fabric admit/revoke). Every peer checks a grant before the record
+// enters its document, synchronously (node:crypto), against the admin key in the genesis and this
+// mesh's id: no clock is read, so every peer reaches the same verdict.
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { GrantFacts, VerifyGrant } from '../consensus/index.ts'
+import { decodeInvite, inviteTokenPrefix, withContext } from './invite-token.ts'
+import { canonicalJson, signatureField, signedBytes } from './request-signature.ts'
+
+/** A grant's text is an invite token or a signed request as canonical JSON; both are small. */
+export const maxGrantChars = 8_192
+
+/** DER prefix of an Ed25519 SubjectPublicKeyInfo: the 32 raw key bytes follow. */
+const ed25519SpkiPrefix = Buffer.from('302a300506032b6570032100', 'hex')
+const publicKeys = new Map<string, KeyObject | null>()
+const maxCachedKeys = 64
+
+function publicKeyOf(peerId: string): KeyObject | null {
+  const cached = publicKeys.get(peerId)
+  if (cached !== undefined) return cached
+  let key: KeyObject | null = null
+  try {
+    const parsed = peerIdFromString(peerId)
+    if (parsed.type === 'Ed25519') key = createPublicKey({ key: Buffer.concat([ed25519SpkiPrefix, Buffer.from(parsed.publicKey.raw)]), format: 'der', type: 'spki' })
+  } catch {
+    key = null
+  }
+  if (publicKeys.size >= maxCachedKeys) publicKeys.clear()
+  publicKeys.set(peerId, key)
+  return key
+}
+
+function signedBy(admin: string, bytes: Uint8Array, signature: Uint8Array): boolean {
+  const key = publicKeyOf(admin)
+  if (key === null || signature.length !== 64) return false
+  try {
+    return verify(null, bytes, key, signature)
+  } catch {
+    return false
+  }
+}
+
+/** A grant's id: from its signature, so one grant has one id. */
+function grantId(signature: Uint8Array): string {
+  return createHash('sha256').update(signature).digest('base64url').slice(0, 22)
+}
+
+/** The text an admit or revoke request the admin key signed becomes in the document. */
+export function requestGrant(signed: Record<string, unknown>): string {
+  return canonicalJson(signed)
+}
+
+/** Checks grants against the admin key named in the document and this mesh's id (the genesis hash). */
+export function grantVerifier(meshId: string): VerifyGrant {
+  return (grant, admin) => {
+    if (grant.length > maxGrantChars || admin === '') return null
+    return grant.startsWith(inviteTokenPrefix) ? inviteFacts(grant, admin, meshId) : requestFacts(grant, admin)
+  }
+}
+
+function inviteFacts(token: string, admin: string, meshId: string): GrantFacts | null {
+  const decoded = decodeInvite(token)
+  if (!decoded.ok || decoded.invite.meshId !== meshId) return null
+  if (!signedBy(admin, withContext(decoded.payloadBytes), decoded.signature)) return null
+  const { invite } = decoded
+  return { id: grantId(decoded.signature), role: invite.role, peer: invite.peer, nonce: invite.nonce, atMs: invite.issuedAtMs }
+}
+
+function requestFacts(text: string, admin: string): GrantFacts | null {
+  let request: Record<string, unknown>
+  try {
+    request = JSON.parse(text) as Record<string, unknown>
+  } catch {
+    return null
+  }
+  if (typeof request !== 'object' || request === null || (request.kind !== 'admit' && request.kind !== 'revoke')) return null
+  if (request.client !== admin || typeof request.peerId !== 'string' || typeof request.signedAtMs !== 'number' || !Number.isSafeInteger(request.signedAtMs)) return null
+  const signature = request[signatureField]
+  if (typeof signature !== 'string' || !/^[A-Za-z0-9_-]+$/.test(signature)) return null
+  const bytes = new Uint8Array(Buffer.from(signature, 'base64url'))
+  const { [signatureField]: _omitted, ...unsigned } = request
+  if (!signedBy(admin, signedBytes(unsigned), bytes)) return null
+  const role = request.kind === 'revoke' ? 'revoked' : request.role
+  if (role !== 'node' && role !== 'admin' && role !== 'submitter' && role !== 'viewer' && role !== 'revoked') return null
+  return { id: grantId(bytes), role, peer: request.peerId, nonce: null, atMs: request.signedAtMs }
+}
