@@ -21,6 +21,8 @@ export interface ReadyLine { event: 'ready'; peerId: string; listen: string[]; t
 export interface DaemonProcessOptions {
   /** The Node binary (default: the one running this process, which is the project's Node 24). */
   nodeBinary?: string
+  /** Run the daemon in this network namespace (`ip netns exec`, which execs it: the PID is the daemon's). */
+  netns?: string
 }
 
 /** Log lines each Daemon keeps for `logged` (a test's whole run stays far below this). */
@@ -42,7 +44,9 @@ export class Daemon {
   constructor(name: string, args: readonly string[], options: DaemonProcessOptions = {}) {
     this.name = name
     this.args = args
-    this.child = spawn(options.nodeBinary ?? process.execPath, [cliEntry, 'node', 'start', ...args], { cwd: repositoryRoot, stdio: ['ignore', 'pipe', 'pipe'] })
+    const command = [options.nodeBinary ?? process.execPath, cliEntry, 'node', 'start', ...args]
+    const [file, ...rest] = options.netns === undefined ? command : ['ip', 'netns', 'exec', options.netns, ...command]
+    this.child = spawn(file!, rest, { cwd: repositoryRoot, stdio: ['ignore', 'pipe', 'pipe'] })
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       let value: ReadyLine | StatusLine
       try {

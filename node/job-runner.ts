@@ -71,6 +71,8 @@ export class JobRunner {
   readonly #launchErrors = new Map<JobId, string>()
   readonly #lost = new Set<JobId>()
   #closing = false
+  /** The lease's end last set (core clock): a new lease after none, or after a lapse, is logged. */
+  #leaseUntilMs = Number.NEGATIVE_INFINITY
 
   constructor(components: JobRunnerComponents) {
     this.#components = components
@@ -165,7 +167,10 @@ export class JobRunner {
    * process's event loop, kills every job once it passes without a later one.
    */
   setLease(untilMs: number): void {
-    const remainingMs = untilMs - this.#components.nowMs()
+    const nowMs = this.#components.nowMs()
+    const remainingMs = untilMs - nowMs
+    if (this.#leaseUntilMs < nowMs) this.#components.logger.info('lease-held', { afterLapse: Number.isFinite(this.#leaseUntilMs), remainingMs })
+    this.#leaseUntilMs = untilMs
     this.#components.runtime.setLeaseDeadline(Number.isFinite(remainingMs) ? monotonicNowMs() + remainingMs : null)
   }
 

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import type { Libp2p } from '@libp2p/interface'
 import { afterAll } from 'vitest'
 import { createClientHost } from '../client-host.ts'
-import { Daemon, agreedLeader } from '../daemon-process.ts'
+import { Daemon, agreedLeader, type DaemonProcessOptions } from '../daemon-process.ts'
 import { loadOrCreateIdentity } from '../identity.ts'
 import { LocalMesh, type LocalMeshOptions } from '../local-mesh.ts'
 
@@ -37,7 +37,7 @@ export interface TestResources {
   /** A daemon mesh (see TestMeshOptions); every daemon is SIGKILLed after all. */
   startMesh(options: TestMeshOptions): Promise<TestMesh>
   /** One more daemon (`fabric node start ARGS`), SIGKILLed after all; not waited for. */
-  startDaemon(name: string, args: readonly string[]): Daemon
+  startDaemon(name: string, args: readonly string[], options?: DaemonProcessOptions): Daemon
   /** node/local-mesh.ts (all daemons at once, fixed ports); stopped after all. */
   startLocalMesh(options: LocalMeshOptions): Promise<LocalMesh>
   /** A client host for clientCall, stopped after all (first, before the daemons). */
@@ -62,8 +62,8 @@ export function testResources(): TestResources {
     directories.push(dir)
     return dir
   }
-  const startDaemon = (name: string, args: readonly string[]): Daemon => {
-    const daemon = new Daemon(name, args)
+  const startDaemon = (name: string, args: readonly string[], options: DaemonProcessOptions = {}): Daemon => {
+    const daemon = new Daemon(name, args, options)
     started.push(daemon)
     return daemon
   }
