@@ -41,7 +41,7 @@ const counter = counterScript()
 
 describe('migration across a mesh of three Shuttle processes', () => {
   for (const runtime of ['docker', 'process'] as const) {
-    it.skipIf(!runtimes.run)(`moves a counting ${runtime === 'docker' ? 'container' : 'process'} to the node asked for, and it counts on from where it stopped`, async () => {
+    it.skipIf(!runtimes.run)(`moves a counting ${runtime === 'docker' ? 'container' : 'process'} to the node asked for, and it counts on from where it stopped${runtimes.note}`, async () => {
       const host = client!
       const spec = JSON.stringify({ name: `counter-${runtime}`, ...(runtime === 'docker' ? { image: busyboxImage } : {}), command: ['sh', '-c', counter], resources: { cpu: '250m', memory: '64Mi' } })
       const { jobId, job, from, sourceLog } = await startCounting(host, { daemons, dataDirs }, spec, 'on the source')

@@ -1,13 +1,23 @@
-// CRIU, the tool both runtimes checkpoint with: finds the binary, probes its version and `criu check`
-// (cached per path), runs it bounded, and pulls the useful lines out of its logs. The process runtime
-// drives it directly; the Docker engine drives it through runc, which finds `criu` on dockerd's PATH.
+// CRIU, the tool both runtimes checkpoint with: finds the binary, probes its version, `criu check` and
+// a real dump and restore of a tiny process (cached per path; the dump/restore verdict once per boot,
+// on disk, shared with scripts/install-runtime-deps.sh), runs it bounded, and pulls the useful lines
+// out of its logs. The process runtime drives it directly; the Docker engine drives it through runc,
+// which finds `criu` on dockerd's PATH.
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { z } from 'zod'
 import { resolveExecutable } from './isolation.ts'
 
 export const criuLimits = {
   /** `criu --version` and `criu check` together. */
   probeTimeoutMs: 20_000,
+  /** Each step (dump, then restore) of the per-boot probe of a tiny process. */
+  dumpProbeStepTimeoutMs: 20_000,
+  /** The probe script in all: waiting out another probe's lock, then its own two steps. */
+  dumpProbeTimeoutMs: 150_000,
+  /** A recorded verdict larger than this is not read (it is one JSON line). */
+  maxVerdictBytes: 16_384,
   /** One dump of a job (frozen while it runs). */
   dumpTimeoutMs: 120_000,
   /** From spawning `criu restore` to the restored tree running. */
@@ -18,8 +28,50 @@ export const criuLimits = {
 } as const
 
 export type CriuSupport =
-  | { available: true; path: string; version: string }
-  | { available: false; reason: string; path?: string; version?: string }
+  | { available: true; path: string; version: string; dumpProbe: CriuDumpProbe }
+  | { available: false; reason: string; path?: string; version?: string; dumpProbe?: CriuDumpProbe }
+
+/**
+ * What runtime/criu-probe.sh found when it dumped and restored a tiny process with this CRIU on this
+ * boot (`criu check` passes on boots where every dump hangs). Kept in `file` until the next boot.
+ */
+export interface CriuDumpProbe {
+  ok: boolean
+  /** The step that failed, and how. */
+  failed?: 'dump' | 'restore'
+  reason?: string
+  /** More on a failure: a hung step's last log line. */
+  detail?: string
+  bootId: string
+  probedAt: string
+  probedBy: string
+  durationMs: number
+  /** Whether the verdict is kept in `file` (a probe that could not run is not). */
+  recorded: boolean
+  file: string
+}
+
+const dumpProbeVerdictSchema = z.object({
+  format: z.literal(1),
+  ok: z.boolean(),
+  bootId: z.string(),
+  criuPath: z.string(),
+  criuVersion: z.string(),
+  failed: z.enum(['dump', 'restore']).optional(),
+  reason: z.string().optional(),
+  detail: z.string().optional(),
+  durationMs: z.number(),
+  probedAt: z.string(),
+  probedBy: z.string(),
+})
+
+/** The probe script, beside this file; install-runtime-deps.sh runs the same one. */
+const dumpProbeScript = fileURLToPath(new URL('./criu-probe.sh', import.meta.url))
+
+/** Where this boot's dump/restore verdict is kept (FABRIC_CRIU_PROBE_FILE moves it, e.g. for tests). */
+export function criuDumpProbeFile(): string {
+  return process.env.FABRIC_CRIU_PROBE_FILE ?? '/run/fabric/criu-probe.json'
+}
 
 /** Where CRIU is looked for besides PATH (install-runtime-deps.sh puts its wrapper in /usr/local/sbin). */
 const criuSearchPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -50,7 +102,61 @@ async function probeOnce(criuPath: string): Promise<CriuSupport> {
   if (process.getuid?.() !== 0) return { available: false, path, version, reason: 'CRIU needs root to dump and restore other processes' }
   const check = await runCriu(path, ['check'], criuLimits.probeTimeoutMs)
   if (check.code !== 0) return { available: false, path, version, reason: `criu check failed: ${errorLines(`${check.stdout}\n${check.stderr}`).join('; ') || `exit ${check.code}`}` }
-  return { available: true, path, version }
+  const dumpProbe = await probeDumpAndRestore(path, version)
+  if (!dumpProbe.ok) {
+    const where = dumpProbe.recorded ? `; kept in ${dumpProbe.file} until reboot` : ''
+    return { available: false, path, version, dumpProbe, reason: `CRIU dump/restore probe failed: ${dumpProbe.reason ?? 'no reason given'} (probed ${dumpProbe.probedAt} by ${dumpProbe.probedBy}${where})` }
+  }
+  return { available: true, path, version, dumpProbe }
+}
+
+/**
+ * This boot's verdict on a real dump and restore with the CRIU at `path`: read from the verdict file
+ * when this boot has one for this binary and version, else found by running runtime/criu-probe.sh
+ * (which records it; concurrent callers wait for one probe and read its verdict). Bounded: a dump
+ * that hangs is killed after criuLimits.dumpProbeStepTimeoutMs.
+ */
+async function probeDumpAndRestore(path: string, version: string): Promise<CriuDumpProbe> {
+  const file = criuDumpProbeFile()
+  const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim()
+  const recorded = await readVerdict(file)
+  if (recorded !== undefined && bootId !== '' && recorded.bootId === bootId && recorded.criuPath === path && recorded.criuVersion === version) return toDumpProbe(recorded, file)
+  const env = { ...process.env, FABRIC_CRIU_PROBE_FILE: file, FABRIC_CRIU_PROBE_STEP_TIMEOUT_S: String(Math.ceil(criuLimits.dumpProbeStepTimeoutMs / 1000)), FABRIC_CRIU_PROBE_CALLER: `probeCriu (pid ${process.pid})` }
+  const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    // SIGTERM on timeout: the script then kills what it started before it exits.
+    execFile('bash', [dumpProbeScript, path], { env, timeout: criuLimits.dumpProbeTimeoutMs, killSignal: 'SIGTERM', maxBuffer: criuLimits.maxVerdictBytes * 4 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr: stderr || (error?.message ?? '') })
+    })
+  })
+  const lastLine = run.stdout.trim().split('\n').at(-1) ?? ''
+  const parsed = (() => {
+    try {
+      return dumpProbeVerdictSchema.safeParse(JSON.parse(lastLine))
+    } catch {
+      return undefined
+    }
+  })()
+  if (parsed?.success === true && (run.code === 0 || run.code === 1)) return toDumpProbe(parsed.data, file)
+  // Could not probe (exit 2: lock held too long, the test process did not start; or killed): not
+  // recorded, so the next process probes again; meanwhile CRIU counts as unavailable, as a dump might hang.
+  const said = run.stderr.trim().split('\n').filter((line) => line !== '').slice(-2).join('; ')
+  return { ok: false, reason: `the probe could not run (${dumpProbeScript} exited ${run.code ?? 'on a signal'}${said === '' ? '' : `: ${said}`})`, bootId, probedAt: new Date().toISOString(), probedBy: env.FABRIC_CRIU_PROBE_CALLER, durationMs: 0, recorded: false, file }
+}
+
+async function readVerdict(file: string): Promise<z.infer<typeof dumpProbeVerdictSchema> | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => undefined)
+  if (text === undefined || text.length > criuLimits.maxVerdictBytes) return undefined
+  try {
+    const parsed = dumpProbeVerdictSchema.safeParse(JSON.parse(text))
+    return parsed.success ? parsed.data : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function toDumpProbe(verdict: z.infer<typeof dumpProbeVerdictSchema>, file: string): CriuDumpProbe {
+  const { ok, failed, reason, detail, bootId, probedAt, probedBy, durationMs } = verdict
+  return { ok, ...(failed === undefined ? {} : { failed }), ...(reason === undefined ? {} : { reason }), ...(detail === undefined ? {} : { detail }), bootId, probedAt, probedBy, durationMs, recorded: true, file }
 }
 
 export interface CriuRun {

@@ -1,6 +1,7 @@
-// What this node can run and checkpoint, probed now: CRIU (version and `criu check`), the Docker
-// engine, cgroups, PID namespaces, NVIDIA GPUs. `fabric doctor` prints it; the daemon can use the
-// same report to decide which runtimes it offers and bids for.
+// What this node can run and checkpoint, probed now: CRIU (version, `criu check`, and this boot's
+// real dump and restore of a tiny process), the Docker engine, cgroups, PID namespaces, NVIDIA GPUs.
+// `fabric doctor` prints it; the daemon can use the same report to decide which runtimes it offers
+// and bids for.
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { probeCriu, type CriuSupport } from './criu.ts'
@@ -116,7 +117,7 @@ export function renderCapabilities(report: NodeCapabilities): string {
   const mark = (ok: boolean): string => (ok ? 'ok  ' : 'no  ')
   const lines: string[] = []
   const { criu, docker, cgroups, pidNamespaces, gpus, runtimes } = report
-  lines.push(`${mark(criu.available)}CRIU            ${criu.available ? `${criu.version} at ${criu.path}, criu check passed` : `${criu.version !== undefined ? `${criu.version} at ${criu.path}: ` : ''}${criu.reason}`}`)
+  lines.push(`${mark(criu.available)}CRIU            ${criu.available ? `${criu.version} at ${criu.path}, criu check and a dump/restore probe passed (${criu.dumpProbe.durationMs} ms, ${criu.dumpProbe.probedAt})` : `${criu.version !== undefined ? `${criu.version} at ${criu.path}: ` : ''}${criu.reason}`}`)
   lines.push(
     `${mark(docker.available)}Docker engine   ${docker.available ? `${docker.version} (API ${docker.apiVersion}) at ${docker.endpoint}, experimental ${docker.experimental ? 'on' : 'off (no checkpoints)'}, cgroup v${docker.cgroupVersion} (${docker.cgroupDriver})` : `${docker.endpoint}: ${docker.reason}`}`,
   )

@@ -9,8 +9,15 @@
 # packages are left alone): criu and its libraries, libc included, are unpacked into one prefix and
 # run through that prefix's own loader by a wrapper on the PATH as `criu` (where runc finds it too).
 #
+# `criu check` passing is not enough: on some boots of our kernel it passes while every dump hangs.
+# So CRIU is then probed with a real dump and restore of a tiny process (runtime/criu-probe.sh, each
+# step bounded), once per boot: the verdict goes where probeCriu (the runtimes, the tests, `fabric
+# doctor`) reads it, and a failed probe makes CRIU count as unavailable everywhere.
+#
 # Exit status: 0 ready; 3 this platform cannot have them (not Linux, not root, no apt), said
-# loudly; anything else: an install or start failed (the message says which).
+# loudly; 4 Docker is ready and CRIU installed, but CRIU's dump/restore probe failed on this boot
+# (said loudly: checkpoint tests are skipped); anything else: an install or start failed (the
+# message says which). FABRIC_CRIU_REPROBE=1 probes again even if this boot has a verdict.
 set -euo pipefail
 
 criu_prefix="${FABRIC_CRIU_PREFIX:-/opt/fabric/criu}"
@@ -22,6 +29,9 @@ dockerd_log=/var/log/fabric-dockerd.log
 dockerd_pidfile=/var/run/fabric-dockerd.pid
 dockerd_start_timeout_s=60
 criu_min_major=4
+criu_probe="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/runtime/criu-probe.sh"
+# Set by ensure_criu: the CRIU the runtimes will find (on PATH, or our wrapper).
+criu_path=''
 
 say() { echo "install-runtime-deps: $*"; }
 cannot() {
@@ -131,10 +141,12 @@ ensure_criu() {
   found="$(command -v criu || true)"
   if [ -n "$found" ] && criu_works "$found"; then
     say "criu ok: $("$found" --version | head -n1) at $found"
+    criu_path="$found"
     return
   fi
   if criu_works "$criu_wrapper"; then
     say "criu ok: $("$criu_wrapper" --version | head -n1) at $criu_wrapper"
+    criu_path="$criu_wrapper"
     return
   fi
   [ -z "$found" ] || say "criu at $found is not usable (needs >= $criu_min_major.0 and a passing 'criu check')"
@@ -144,6 +156,22 @@ ensure_criu() {
     fail "CRIU installed at $criu_wrapper but 'criu check' does not pass on this kernel (output above)"
   fi
   say "criu ok: $("$criu_wrapper" --version | head -n1) at $criu_wrapper"
+  criu_path="$criu_wrapper"
+}
+
+# A real dump and restore of a tiny process (bounded; the verdict is kept for this boot). Sets
+# criu_probe_failed to the reason when CRIU cannot checkpoint here.
+criu_probe_failed=''
+probe_criu() {
+  local args=() verdict status=0
+  [ "${FABRIC_CRIU_REPROBE:-0}" != 1 ] || args+=(--force)
+  verdict="$(FABRIC_CRIU_PROBE_CALLER=install-runtime-deps.sh bash "$criu_probe" "${args[@]}" "$criu_path" 9>&-)" || status=$?
+  case "$status" in
+    0) say "criu dump/restore probe ok on this boot" ;;
+    1) criu_probe_failed="$(sed -n 's/.*"reason":"\(\([^"\\]\|\\.\)*\)".*/\1/p' <<<"$verdict")"
+       criu_probe_failed="${criu_probe_failed:-the dump/restore probe failed}" ;;
+    *) fail "could not probe CRIU with a dump and restore ($criu_probe exited $status, see above)" ;;
+  esac
 }
 
 # ---- Docker
@@ -208,4 +236,13 @@ ensure_docker() {
 
 command -v busybox >/dev/null || { say "installing busybox-static (test images are built from it)"; apt_install busybox-static; }
 ensure_criu
+probe_criu
 ensure_docker
+if [ -n "$criu_probe_failed" ]; then
+  echo "install-runtime-deps: ************************************************************" >&2
+  echo "install-runtime-deps: CRIU CANNOT CHECKPOINT on this boot: $criu_probe_failed" >&2
+  echo "install-runtime-deps: probeCriu and \`fabric doctor\` report CRIU unavailable; checkpoint tests will be SKIPPED" >&2
+  echo "install-runtime-deps: (verdict kept for this boot in ${FABRIC_CRIU_PROBE_FILE:-/run/fabric/criu-probe.json}; FABRIC_CRIU_REPROBE=1 probes again)" >&2
+  echo "install-runtime-deps: ************************************************************" >&2
+  exit 4
+fi

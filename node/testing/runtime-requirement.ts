@@ -9,18 +9,34 @@ export const runtimesRequired = process.env.FABRIC_REQUIRE_RUNTIMES === '1'
 export interface RuntimeRequirement {
   /** Run the test (all available, or required). */
   run: boolean
-  /** For the test's title: ' [skipped: no X]' for each missing X (empty when all are there). */
+  /** For the test's title: ' [skipped: no X: why]' for each missing X (empty when all are there or required). */
   note: string
 }
 
-/** `available` maps what a test needs (as its skip note names it) to whether this machine has it. */
-export function runtimeRequirement(available: Record<string, boolean>): RuntimeRequirement {
-  const missing = Object.entries(available).filter(([, present]) => !present).map(([name]) => name)
-  return { run: missing.length === 0 || runtimesRequired, note: missing.map((name) => ` [skipped: no ${name}]`).join('') }
+/** Whether this machine has a runtime, and why not when it has not. */
+export type Availability = boolean | { available: true } | { available: false; reason: string }
+
+/**
+ * `available` maps what a test needs (as its skip note names it) to whether this machine has it.
+ * A skip is said loudly, with the reason, on stderr as well as in the test's title.
+ */
+export function runtimeRequirement(available: Record<string, Availability>): RuntimeRequirement {
+  const missing = Object.entries(available).flatMap(([name, present]) => {
+    if (present === true || (typeof present === 'object' && present.available)) return []
+    return [typeof present === 'object' && !present.available ? `no ${name}: ${present.reason}` : `no ${name}`]
+  })
+  if (missing.length === 0) return { run: true, note: '' }
+  if (runtimesRequired) {
+    console.error(`REQUIRED but unavailable (${missing.join('; ')}): the tests run and will fail`)
+    return { run: true, note: '' }
+  }
+  console.warn(`\n******** SKIPPING (${missing.join('; ')}) ********\n`)
+  return { run: false, note: missing.map((entry) => ` [skipped: ${entry}]`).join('') }
 }
 
-export async function criuAvailable(): Promise<boolean> {
-  return (await probeCriu()).available
+/** CRIU that can checkpoint here: `criu check` passed and this boot's dump/restore probe too. */
+export async function criuAvailable(): Promise<Availability> {
+  return probeCriu()
 }
 
 export async function dockerAvailable(): Promise<boolean> {
