@@ -15,13 +15,14 @@ import { splitGrantKey, type VerifyGrant } from './admission-grants.ts'
 import { everNamedVoters } from './committee.ts'
 import { readText, type Document } from './cluster-document.ts'
 import type { NodeId } from './types.ts'
+import { submissionRefusal, type CreatedJobRecord, type VerifySubmission } from './submission-proofs.ts'
 import { writeRefusal, type ResolvedWrite, type Writer } from './write-rules.ts'
 
 type Prop = string | number
 
 export const changeLimits = {
-  /** A text value in the document (a job's spec is the largest). */
-  maxTextChars: 256 * 1024,
+  /** A text value in the document (the largest: a client's signed submit request, a spec of up to 256 KiB in it). */
+  maxTextChars: 320 * 1024,
   /** Object paths remembered between messages (cleared when full; they are found again). */
   maxRememberedObjects: 200_000,
   /** A non-voter's changes waiting for their dependencies, per sender (more are dropped: offered again later). */
@@ -65,6 +66,7 @@ export class ChangeValidator {
   readonly #self: NodeId
   readonly #ownActor: string
   readonly #verifyGrant: VerifyGrant | undefined
+  readonly #verifySubmission: VerifySubmission | undefined
   readonly #paths = new Map<string, Prop[]>()
   /** Per actor: its latest change's sequence number and last op counter (built from the document once, then kept). */
   #seqs: Map<string, { seq: number; maxOp: number }> | null = null
@@ -72,10 +74,11 @@ export class ChangeValidator {
   readonly #waiting = new Map<NodeId, { bytes: Uint8Array; hash: string; deps: string[] }[]>()
   readonly counters = { refused: 0, heldBack: 0 }
 
-  constructor(init: { self: NodeId; actor: string; verifyGrant?: VerifyGrant }) {
+  constructor(init: { self: NodeId; actor: string; verifyGrant?: VerifyGrant | undefined; verifySubmission?: VerifySubmission | undefined }) {
     this.#self = init.self
     this.#ownActor = init.actor
     this.#verifyGrant = init.verifyGrant
+    this.#verifySubmission = init.verifySubmission
   }
 
   /** A non-voter's message: it may carry only changes `from` wrote. */
@@ -137,6 +140,19 @@ export class ChangeValidator {
     }
     if (heldBack === 0 && waited.length === 0) return { kind: 'pass', data, accepted, heldBack }
     return { kind: 'pass', data: A.encodeSyncMessage({ ...decoded, changes: kept }), accepted, heldBack }
+  }
+
+  /** A message whose changes this node takes from no one but a voter: all are held back (its session goes on). */
+  holdAll(data: Uint8Array): Screening {
+    let decoded: ReturnType<typeof A.decodeSyncMessage>
+    try {
+      decoded = A.decodeSyncMessage(data)
+    } catch (error) {
+      return { kind: 'undecodable', reason: `undecodable sync data (${(error as Error).message})` }
+    }
+    if (decoded.changes.length === 0) return { kind: 'pass', data, accepted: 0, heldBack: 0 }
+    this.counters.heldBack += decoded.changes.length
+    return { kind: 'pass', data: A.encodeSyncMessage({ ...decoded, changes: [] }), accepted: 0, heldBack: decoded.changes.length }
   }
 
   /** The changes `peer`'s waiting changes depend on that this document lacks: asked for in the next message to it. */
@@ -216,6 +232,8 @@ export class ChangeValidator {
   #checkOps(change: A.DecodedChange, writer: Writer, frontier: string[], context: ScreenContext): void {
     /** Objects this change creates, and the scalar fields it sets in them. */
     const createdHere = new Map<string, { path: Prop[]; fields: Map<string, unknown> }>()
+    /** Replay keys a non-voter writes: only beside the submission whose request they guard. */
+    const requestKeys: { key: string; value: unknown }[] = []
     for (let index = 0; index < change.ops.length; index++) {
       const op = change.ops[index]!
       const opId = `${change.startOp + index}@${change.actor}`
@@ -227,6 +245,7 @@ export class ChangeValidator {
       const action = op.action as ResolvedWrite['action']
       const refusal = writeRefusal({ action, objectPath, key: op.key, objectIsNew: createdHere.has(op.obj) }, writer)
       if (refusal !== null) throw new Forbidden(refusal)
+      if (objectPath[0] === 'requests' && action === 'set' && !writer.decider) requestKeys.push({ key: op.key, value: op.value })
       this.#checkPredecessors(op, opId, frontier, context, createdHere.has(op.obj) || context.created.has(op.obj), writer)
       const slot = `${op.obj}\u0000${op.key}`
       let ops = context.batchOps.get(slot)
@@ -241,6 +260,13 @@ export class ChangeValidator {
       }
     }
     this.#checkRecords(createdHere, writer, context)
+    // A mesh with an admin key: a non-voter creates a job only with its client's signed request (an open mesh lets anyone act).
+    if (!writer.decider && context.admin !== '') {
+      const jobs: CreatedJobRecord[] = []
+      for (const { path, fields } of createdHere.values()) if (path[0] === 'jobs' && path.length === 3) jobs.push({ id: String(path[2]), fields })
+      const refusal = submissionRefusal(writer.node, jobs, requestKeys, context.document, context.admin, this.#verifySubmission)
+      if (refusal !== null) throw new Forbidden(refusal)
+    }
     for (const [id, { path }] of createdHere) context.created.set(id, path)
   }
 

@@ -48,6 +48,8 @@ export interface JobRecord {
   origin: Text
   originSeq: number
   submittedAtMs: number
+  /** The client's signed request (first replica only): how a non-voter shows a client with the right to submit asked for this job. */
+  request?: Text
   /** Keyed by decision (`term.seq`): concurrent leaders write different keys; the highest stamp wins (fencing). */
   assignments: Record<string, AssignmentRecord>
   /** Keyed by runner node: each runner reports only its own copy. */
@@ -433,38 +435,67 @@ export function writeOrigin(draft: ClusterDocument, origin: OriginStamp): void {
 }
 
 /** Writes one record per replica of the job (all in the caller's one change). */
-export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: OriginStamp, nowMs: number): void {
+/**
+ * The values of a job's replica records that follow from the submission alone, by replica id (every
+ * record's scalar fields but its origin and time, and the client's request, which only the first
+ * record carries): what a node writes, and what a voter checks a non-voter wrote.
+ */
+export function submittedRecordValues(job: JobSubmission): Map<string, Record<string, string | number | boolean>> {
   const spec = canonicalJson(job.spec)
   const replicas = job.spec.replicas
+  const demand = job.spec.resources
+  const values = new Map<string, Record<string, string | number | boolean>>()
   for (let replica = 0; replica < replicas; replica++) {
     const id = replicaIdOf(job.id, replica, replicas)
-    const shard = draft.jobs[shardOf(id)]
-    if (shard === undefined) throw new Error(`missing job shard for ${id}`)
-    const demand = job.spec.resources
-    shard[id] = {
-      id: text(id),
-      job: text(job.id),
+    values.set(id, {
+      id,
+      job: job.id,
       replica,
       replicas,
       gang: replicas > 1 && job.spec.intent === 'tightly-coupled',
-      name: text(job.spec.name),
-      spec: text(spec),
+      name: job.spec.name,
+      spec,
       cpuMillis: demand.cpuMillis,
       memoryMiB: demand.memoryMiB,
       diskMiB: demand.diskMiB,
       gpuCount: demand.gpuCount,
       durationMs: job.durationMs,
+      checkpointEveryMs: job.spec.checkpoint?.intervalMs ?? 0,
+      maxAttempts: job.spec.retries + 1,
+    })
+  }
+  return values
+}
+
+export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: OriginStamp, nowMs: number): void {
+  for (const [id, values] of submittedRecordValues(job)) {
+    const shard = draft.jobs[shardOf(id)]
+    if (shard === undefined) throw new Error(`missing job shard for ${id}`)
+    shard[id] = {
+      id: text(id),
+      job: text(job.id),
+      replica: values.replica as number,
+      replicas: values.replicas as number,
+      gang: values.gang as boolean,
+      name: text(job.spec.name),
+      spec: text(values.spec as string),
+      cpuMillis: values.cpuMillis as number,
+      memoryMiB: values.memoryMiB as number,
+      diskMiB: values.diskMiB as number,
+      gpuCount: values.gpuCount as number,
+      durationMs: job.durationMs,
       origin: text(origin.node),
       originSeq: origin.seq,
       submittedAtMs: nowMs,
+      ...(job.request !== undefined && values.replica === 0 ? { request: text(job.request) } : {}),
       assignments: {},
       runs: {},
       unplaceable: {},
       cancelled: {},
-      checkpointEveryMs: job.spec.checkpoint?.intervalMs ?? 0,
+      checkpointEveryMs: values.checkpointEveryMs as number,
       snapshots: {},
       migrate: {},
-      maxAttempts: job.spec.retries + 1,
+      maxAttempts: values.maxAttempts as number,
       attempts: {},
     }
   }

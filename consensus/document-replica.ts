@@ -6,6 +6,7 @@
 import * as A from '@automerge/automerge'
 import { actorOf } from './actors.ts'
 import type { VerifyGrant } from './admission-grants.ts'
+import type { VerifySubmission } from './submission-proofs.ts'
 import { ChangeValidator } from './change-validator.ts'
 import { leaderSeqOf, loadDocument, originSeqOf, type ClusterDocument, type Document } from './cluster-document.ts'
 import { concatBytes } from './bytes.ts'
@@ -23,6 +24,8 @@ export interface DocumentReplicaInit {
   maxPeersTracked: number
   /** Checks admission grants (the admin key's signature); absent, no admission record is accepted. */
   verifyGrant?: VerifyGrant
+  /** Checks the client's signed request a non-voter's new job carries; absent, a non-voter creates no job in a mesh with an admin key. */
+  verifySubmission?: VerifySubmission
 }
 
 export interface DocumentReplicaComponents {
@@ -32,6 +35,13 @@ export interface DocumentReplicaComponents {
   send: (to: NodeId, message: PeerMessage) => void
   /** A voter (some committee named it): it checked the changes it relays; others may send only their own. */
   trusted: (peer: NodeId) => boolean
+  /**
+   * This node is a voter: it takes a non-voter's own changes. A non-voter takes changes from voters
+   * only, so all it writes depends on what the voters hold: a non-voter that gave it a change of its
+   * own and withheld it from the voters would otherwise cut it off (its next changes would wait
+   * forever at every voter for that dependency, which only its author may hand them).
+   */
+  takesFromNonVoters: () => boolean
 }
 
 /** What a sync message brought: dropped (duplicate or stale), refused, or accepted with what it changed. */
@@ -68,7 +78,7 @@ export class DocumentReplica {
     this.#persistedHeads = A.getHeads(this.#document)
     this.#sessions = new SyncSessions(init.maxPeersTracked)
     this.#channel = new SyncChannel(init.incarnation, init.maxPeersTracked)
-    this.#validator = new ChangeValidator({ self: init.nodeId, actor: this.actor, ...(init.verifyGrant === undefined ? {} : { verifyGrant: init.verifyGrant }) })
+    this.#validator = new ChangeValidator({ self: init.nodeId, actor: this.actor, verifyGrant: init.verifyGrant, verifySubmission: init.verifySubmission })
   }
 
   get document(): Document { return this.#document }
@@ -154,7 +164,9 @@ export class DocumentReplica {
     if (channel === 'reopened') this.#sessions.restart(from)
     if (message.data === null) return { kind: 'accepted', changed: false, touchedPaths: [] }
     // A voter checked every change it took before it passes it on (the trust model): only others' messages are screened.
-    const screened = this.#components.trusted(from) ? ({ kind: 'pass', data: message.data } as const) : this.#validator.screen(this.#document, message.data, from)
+    const screened = this.#components.trusted(from)
+      ? ({ kind: 'pass', data: message.data } as const)
+      : this.#components.takesFromNonVoters() ? this.#validator.screen(this.#document, message.data, from) : this.#validator.holdAll(message.data)
     if (screened.kind !== 'pass') {
       this.#sessions.restart(from)
       return screened

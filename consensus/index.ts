@@ -5,6 +5,7 @@ export * from './types.ts'
 export { concatBytes } from './bytes.ts'
 export { actorOf, splitActor, writerOf, genesisActor, isIncarnation } from './actors.ts'
 export { committeeVoters, committeeInForce, pendingCommittee, everNamedVoters, proposals as committeeProposals, type CommitteeConfig } from './committee.ts'
+export { submissionRefusal, type SubmissionFacts, type VerifySubmission } from './submission-proofs.ts'
 export { roleOf, admittedPeers, inviteUsed, grantKey, splitGrantKey, grantIdPattern, type GrantFacts, type VerifyGrant, type AdmittedPeer } from './admission-grants.ts'
 export { notAVoterRefusal } from './requests.ts'
 export {
@@ -22,6 +23,7 @@ export {
   isCommitted,
   isJobDone,
   jobRecord,
+  shardOf,
   leaderSeqOf,
   readText,
   specCommandOf,

@@ -4,7 +4,7 @@
 // The auction is leader-auction.ts, the round's plan leader-round.ts; Peer owns the LeaderState and
 // the timers.
 import type { Bid } from '../placement/index.ts'
-import { isDraining, isJobDone, jobRecord, type ClusterDocument, type Document } from './cluster-document.ts'
+import { expiredRequests, isDraining, isJobDone, jobRecord, type ClusterDocument, type Document } from './cluster-document.ts'
 import type { CapacityTable } from './capacity-table.ts'
 import type { LeaderState } from './leader-state.ts'
 import { firstDecisionRatify, isIdle, noPlacement, planRound, ratifiedAssignments, surveyJobs, writeRound, type Placement } from './leader-round.ts'
@@ -13,6 +13,10 @@ import { majorityValue } from './quorum.ts'
 import { scopeRound } from './retries.ts'
 import type { Runner } from './runner.ts'
 import { asTerm, type AuctionSummary, type BidMessage, type CallForBidsMessage, type DocumentAck, type JobId, type NodeId, type PeerConfig, type PeerEvent, type PeerMessage, type StandingBidMessage, type Term } from './types.ts'
+
+/** How often the leader looks for client request keys to forget, and how long past its expiry a key is kept. */
+const requestForgetIntervalMs = 5_000
+const requestForgetSlackMs = 60_000
 
 export interface LeaderPlacementComponents {
   nodeId: NodeId
@@ -135,12 +139,22 @@ export class LeaderPlacement {
           summary = closed.summary
           for (const jobId of closed.waiting) leader.retryAtMs.set(jobId, now + config.pendingRetryMs)
           placement = this.#stillWaiting(closed.placement)
+          // The answers given here (its own, standing bids) asked for a round now: this was it. The next
+          // waits the round interval, or a leader whose decisions do not take (a stale leader's lower
+          // stamps) would run rounds back to back without end.
+          leader.nextRoundMs = now + config.roundIntervalMs
         }
       }
     }
     for (const { jobId } of placement.assignments) leader.retryAtMs.delete(jobId)
     const committees = this.#components.committees()
-    const plan = planRound(leader, now, placement, survey.expired, firstRatify, committees[committees.length - 1]!)
+    // Now and then, the request keys whose replay window has surely closed (a client's clock may be off by the window too).
+    let forget: string[] = []
+    if (now >= leader.nextForgetMs) {
+      forget = expiredRequests(document, now - requestForgetSlackMs, config.maxJobsPerRound)
+      leader.nextForgetMs = now + requestForgetIntervalMs
+    }
+    const plan = planRound(leader, now, placement, survey.expired, firstRatify, committees[committees.length - 1]!, forget)
     if (isIdle(plan)) return
     if (plan.ratify !== null) leader.ratify = plan.ratify
     // The runners of what the ratification commits learn it now (read before the change marks it committed).
@@ -165,7 +179,7 @@ export class LeaderPlacement {
       leader.nextMarkerMs = now + config.commitMarkerIntervalMs
     }
     if (plan.markCommit) runner.recheckAll()
-    if (plan.expired.length > 0 && !plan.decide && !plan.markCommit) {
+    if ((plan.expired.length > 0 || plan.forget.length > 0) && !plan.decide && !plan.markCommit) {
       this.#components.markVotersDirty()
       return
     }

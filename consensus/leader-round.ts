@@ -19,6 +19,7 @@ import {
   writeRatified,
   writeUnplaceable,
   deleteJob,
+  deleteRequestSeen,
   type ClusterDocument,
   type Document,
   type JobRecord,
@@ -26,7 +27,7 @@ import {
 import { writeCommitteeProposal } from './committee.ts'
 import type { LeaderState } from './leader-state.ts'
 import { constrainSpecText } from './move-constraints.ts'
-import { copyFailed } from './retries.ts'
+import { copyFailed, copyStopped } from './retries.ts'
 import type { JobId, MoveConstraints, NodeId, PeerConfig, Resources, Term } from './types.ts'
 
 /** A replica waiting for a placement, as the auction needs it. */
@@ -69,6 +70,8 @@ export const noPlacement: Placement = { assignments: [], unplaceable: [] }
 
 export interface RoundPlan extends Placement {
   expired: JobId[]
+  /** Client request keys whose replay window closed: the mesh forgets them in this round. */
+  forget: string[]
   /** The round writes a new decision (numbered `seq`). */
   decide: boolean
   seq: number
@@ -90,7 +93,7 @@ export type RoundLimits = Pick<PeerConfig, 'archiveAfterMs' | 'maxJobsPerRound'>
 
 /** True when the plan changes nothing (the round is skipped). */
 export function isIdle(plan: RoundPlan): boolean {
-  return !plan.decide && !plan.markCommit && !plan.ratifyNow && plan.expired.length === 0
+  return !plan.decide && !plan.markCommit && !plan.ratifyNow && plan.expired.length === 0 && plan.forget.length === 0
 }
 
 const addTo = (total: Resources, demand: Resources): void => {
@@ -156,6 +159,8 @@ export function surveyJobs(document: Document, leader: Readonly<LeaderState>, te
     // Its copy failed with attempts left (a final failure made the job done above): placed again.
     const failedOn = current !== null && copyFailed(job, current) ? current.node : null
     if (failedOn !== null) current = null
+    // Its copy was stopped when its node's lease lapsed: placed again, on any node (no attempt spent).
+    if (current !== null && copyStopped(job, current)) current = null
     const placed = current !== null && isAlive(current.node)
     if (placed) hold(current!.node, job)
     if (job.gang === true) {
@@ -223,11 +228,11 @@ export function ratifiedAssignments(document: Document, ratify: ReadonlyMap<stri
  * What the round writes, given what the auction placed (nothing when no round closed). `ratify`: the
  * round's `firstDecisionRatify` (non-null makes it the leader's first decision).
  */
-export function planRound(leader: Readonly<LeaderState>, nowMs: number, placement: Placement, expired: JobId[], ratify: Map<string, number> | null, affirm: readonly NodeId[]): RoundPlan {
+export function planRound(leader: Readonly<LeaderState>, nowMs: number, placement: Placement, expired: JobId[], ratify: Map<string, number> | null, affirm: readonly NodeId[], forget: string[] = []): RoundPlan {
   const decide = placement.assignments.length > 0 || placement.unplaceable.length > 0 || ratify !== null
   const ratifyNow = leader.ratify !== null && !leader.ratified && leader.committedSeq >= 1
   const markCommit = leader.committedSeq > leader.markerSeq && (decide || nowMs >= leader.nextMarkerMs)
-  return { assignments: placement.assignments, unplaceable: placement.unplaceable, expired, decide, seq: decide ? leader.seq + 1 : leader.seq, ratify, affirm: ratify === null ? null : affirm, ratifyNow, markCommit }
+  return { assignments: placement.assignments, unplaceable: placement.unplaceable, expired, forget, decide, seq: decide ? leader.seq + 1 : leader.seq, ratify, affirm: ratify === null ? null : affirm, ratifyNow, markCommit }
 }
 
 /** The round's one document change. */
@@ -241,4 +246,5 @@ export function writeRound(draft: ClusterDocument, plan: RoundPlan, term: Term, 
   if (plan.markCommit) writeCommit(draft, term, leader.committedSeq)
   if (plan.ratifyNow && leader.ratify !== null && leader.ratify.size > 0) writeRatified(draft, term, leader.ratify)
   for (const jobId of plan.expired) deleteJob(draft, jobId)
+  for (const key of plan.forget) deleteRequestSeen(draft, key)
 }

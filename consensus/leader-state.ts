@@ -22,6 +22,8 @@ export interface LeaderState {
   ratify: Map<string, number> | null
   ratified: boolean
   nextMarkerMs: number
+  /** When this leader next forgets client request keys whose replay window has closed. */
+  nextForgetMs: number
   /** Assignments of decisions not yet known committed: awarded to their runners on commit. */
   unawarded: Map<number, { jobId: JobId; nodeId: NodeId }[]>
   /** When this leader first saw each finished job: it drops them from the document after archiveAfterMs. */
@@ -56,6 +58,7 @@ export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, str
     ratify: null,
     ratified: false,
     nextMarkerMs: nowMs,
+    nextForgetMs: nowMs,
     unawarded: new Map(),
     doneSeenMs: new Map(),
     auction,

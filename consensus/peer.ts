@@ -17,6 +17,7 @@ import {
   type Role as AdmissionRole,
 } from './cluster-document.ts'
 import { roleOf, type VerifyGrant } from './admission-grants.ts'
+import type { VerifySubmission } from './submission-proofs.ts'
 import { CommitteeView, committeeStamp, everNamedVoters, type CommitteeConfig } from './committee.ts'
 import { isJointMajority } from './quorum.ts'
 import { DocumentReplica } from './document-replica.ts'
@@ -76,6 +77,8 @@ export interface PeerInit {
   incarnation: string
   /** Checks admission grants (the admin key's signature inside); absent, no admission record is accepted. */
   verifyGrant?: VerifyGrant
+  /** Checks the client's signed request inside a job record a non-voter wrote (submission-proofs.ts). */
+  verifySubmission?: VerifySubmission
   /** Checks a bid's signature against its bidder's key (node/); absent, bids are trusted (simulator). */
   verifyBid?: VerifyBid
   /** How this node prices its bids. */
@@ -137,8 +140,9 @@ export class Peer {
         ...(init.persisted.document === undefined ? {} : { document: init.persisted.document }),
         maxPeersTracked: init.config.maxPeersTracked,
         ...(init.verifyGrant === undefined ? {} : { verifyGrant: init.verifyGrant }),
+        ...(init.verifySubmission === undefined ? {} : { verifySubmission: init.verifySubmission }),
       },
-      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message), trusted: (peer) => everNamedVoters(this.#document).has(peer) },
+      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message), trusted: (peer) => everNamedVoters(this.#document).has(peer), takesFromNonVoters: () => everNamedVoters(this.#document).has(this.id) },
     )
     // A planted bug for the simulator: every proposal counts, committed or not.
     const isCommitted = init.config.broken === 'uncommitted-committee' ? () => true : (stamp: { term: number; seq: number }) => this.#knownCommitted.isCommitted(this.#document, stamp)
@@ -319,9 +323,13 @@ export class Peer {
       case 'capacity':
         this.#onCapacity(input.gossip)
         break
-      case 'submit':
-        this.#applyRequest(input.requestId, planSubmit(input.job, replayRefusal(this.#document, input.replay, this.#now) ?? this.#submissions.refusal(input.job, this.#document), this.#now), input.replay)
+      case 'submit': {
+        // A voter's records need no proof (it checked the client itself): the client's request is kept only by a non-voter.
+        const { request, ...unsigned } = input.job
+        const job = request === undefined || everNamedVoters(this.#document).has(this.id) ? unsigned : input.job
+        this.#applyRequest(input.requestId, planSubmit(job, replayRefusal(this.#document, input.replay, this.#now) ?? this.#submissions.refusal(job, this.#document), this.#now), input.replay)
         break
+      }
       case 'job-exited':
         this.#runner.jobExited(input.jobId, input.exitCode, input.usage, input.leaseLapsed === true)
         break

@@ -22,15 +22,25 @@ export function copyFailed(job: JobRecord, stamp: EffectiveAssignment): boolean 
 }
 
 /**
- * The copy of `node` for the assignment `stamp` already ended there (failed, checkpointed to move,
- * or evicted by a drain): the runner never starts that assignment again; only a new one (a retry, a
- * move back) does.
+ * The copy the assignment `stamp` names was stopped on its own node (its lease lapsed while it ran):
+ * not a failure of the job, so no attempt is spent, but the leader places it again (a new
+ * assignment, on any node) rather than the runner starting the old one a second time.
+ */
+export function copyStopped(job: JobRecord, stamp: EffectiveAssignment): boolean {
+  const run = job.runs[stamp.node]
+  return run !== undefined && runStateOf(run) === 'stopped' && run.term === stamp.term && run.seq === stamp.seq
+}
+
+/**
+ * The copy of `node` for the assignment `stamp` already ended there (failed, stopped when its lease
+ * lapsed, checkpointed to move, or evicted by a drain): the runner never starts that assignment
+ * again; only a new one (a retry, a placement again, a move back) does.
  */
 export function copyEnded(job: JobRecord, node: NodeId, stamp: { term: number; seq: number }): boolean {
   const run = job.runs[node]
   if (run === undefined || run.term !== stamp.term || run.seq !== stamp.seq) return false
   const state = runStateOf(run)
-  return state === 'checkpointed' || state === 'evicted' || state === 'failed'
+  return state === 'checkpointed' || state === 'evicted' || state === 'failed' || state === 'stopped'
 }
 
 /**

@@ -271,8 +271,10 @@ export class Runner {
     if (run === undefined) return
     this.#running.delete(jobId)
     this.#mine.delete(jobId)
-    const lapsed = leaseLapsed || !this.#components.leaseHolds()
-    this.#record(jobId, run, exitCode === 0 ? 'finished' : lapsed ? 'stopped' : 'failed', exitCode, usage)
+    // Only the watchdog's word makes an exit a lapse: a job that failed by itself while the node was
+    // paused is heard after its lease lapsed, and is still a failure (recorded so, never run again on
+    // the same assignment).
+    this.#record(jobId, run, exitCode === 0 ? 'finished' : leaseLapsed ? 'stopped' : 'failed', exitCode, usage)
   }
 
   #record(jobId: JobId, run: LocalRun, state: 'finished' | 'failed' | 'stopped', exitCode: number, usage: JobUsage | undefined): void {

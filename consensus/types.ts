@@ -29,6 +29,11 @@ export interface JobSubmission {
   spec: JobSpec
   /** How long each replica runs once started: the simulator's stand-in for a process (0 on a real node: the process decides). */
   durationMs: number
+  /**
+   * The client's signed request, as the document keeps it (node/: the signed submit request as
+   * canonical JSON). A job record a non-voter writes must carry it (consensus/submission-proofs.ts).
+   */
+  request?: string
 }
 
 export interface NodeAttributes {

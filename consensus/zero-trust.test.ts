@@ -5,9 +5,9 @@
 import { describe, expect, it } from 'vitest'
 import * as A from '@automerge/automerge'
 import { Cluster, testJob } from './testing/harness.ts'
-import { signTestGrant } from './testing/grants.ts'
+import { signTestGrant, signTestSubmission } from './testing/grants.ts'
 import { actorOf } from './actors.ts'
-import { effectiveAssignment, isJobDone, jobRecord, shardOf, type ClusterDocument } from './cluster-document.ts'
+import { effectiveAssignment, isJobDone, jobRecord, shardOf, writeJob, writeRequestSeen, type ClusterDocument } from './cluster-document.ts'
 import { asJobId, asNodeId, asTerm, type NodeId, type PeerEffect, type PeerMessage } from './types.ts'
 
 const admin = { id: '12D3KooWadmin', secret: 'the admin key' }
@@ -150,6 +150,53 @@ describe('zero trust: a non-voter writing what is not its own', () => {
     expect(outcome.refused, outcome.reason).toBe(false)
     expect(cluster.peer(voter).roleOf('12D3KooWfriend')).toBe('viewer')
   })
+})
+
+describe('zero trust: a non-voter creating a job', () => {
+  /** A submission the client `client` signed with `secret` (the admin's secret signs as the admin's key in the harness). */
+  const signed = (name: string, client = admin.id, secret = admin.secret) => {
+    const job = testJob(name)
+    return { ...job, request: signTestSubmission(secret, { client, job, key: `key-${name}`, expiresAtMs: 99_000 }) }
+  }
+  const origin = (forger: Forger) => ({ node: forger.id, actor: forger.actor, seq: 1 })
+
+  it('takes a job whose record carries a request a client with the right to submit signed, and runs it', () => {
+    const { cluster, voter, forger } = setup(36)
+    const outcome = refused(cluster, voter, forger.write((draft) => {
+      writeJob(draft, signed('relayed'), origin(forger), 1)
+      writeRequestSeen(draft, 'key-relayed', 99_000)
+    }))
+    expect(outcome.refused, outcome.reason).toBe(false)
+    expect(jobRecord(cluster.peer(voter).document, asJobId('relayed'))).toBeDefined()
+    expect(cluster.runUntil(() => cluster.ids.some((id) => cluster.running(id).has(asJobId('relayed'))), 3_000)).toBe(true)
+  })
+
+  const attacks: [string, (forger: Forger) => (draft: ClusterDocument) => void, RegExp][] = [
+    ['a job with no signed request (its own command on the voters)', (forger) => (draft) => writeJob(draft, testJob('unsigned'), origin(forger), 1), /carrying 0 signed requests/],
+    ['a job whose request no client signed', (forger) => (draft) => writeJob(draft, signed('forged', admin.id, 'guessed'), origin(forger), 1), /without a request its client signed/],
+    ['a job signed by a client that may not submit', (forger) => (draft) => writeJob(draft, signed('viewer', '12D3KooWstranger', admin.secret), origin(forger), 1), /may not submit/],
+    ['a job whose record says other than its request (a larger demand)', (forger) => (draft) => {
+      writeJob(draft, signed('tampered'), origin(forger), 1)
+      draft.jobs[shardOf('tampered')]!['tampered']!.cpuMillis = 1
+    }, /says cpuMillis 1/],
+    ['a job whose request is for another job', (forger) => (draft) => {
+      const other = signed('other')
+      writeJob(draft, { ...testJob('mine'), request: other.request }, origin(forger), 1)
+    }, /does not make|whose request makes/],
+    ['a replay key without the submission it guards', () => (draft) => writeRequestSeen(draft, 'flood-0001', 1e15), /without the submission it guards/],
+    ['a replay key other than its submission\'s', (forger) => (draft) => {
+      writeJob(draft, signed('keyed'), origin(forger), 1)
+      writeRequestSeen(draft, 'key-keyed', 1e15)
+    }, /not the one its submission's request has/],
+  ]
+  for (const [what, mutate, reason] of attacks) {
+    it(`refuses ${what}, whole`, () => {
+      const { cluster, voter, forger } = setup(37)
+      const outcome = refused(cluster, voter, forger.write(mutate(forger)))
+      expect(outcome.refused, outcome.reason).toBe(true)
+      expect(outcome.reason).toMatch(reason)
+    })
+  }
 })
 
 function readRun(run: { state: unknown } | undefined): string {

@@ -4,6 +4,7 @@
 import type { GrantFacts, VerifyGrant } from '../admission-grants.ts'
 import { grantIdPattern } from '../admission-grants.ts'
 import { roles, type Role } from '../cluster-document.ts'
+import type { SubmissionFacts, VerifySubmission } from '../submission-proofs.ts'
 
 const prefix = 'test-grant.'
 
@@ -35,6 +36,31 @@ export function testGrantVerifier(secret: string): VerifyGrant {
       const facts = JSON.parse(json) as GrantFacts
       if (!roles.includes(facts.role as Role) || !grantIdPattern.test(facts.id) || typeof facts.atMs !== 'number') return null
       return { id: facts.id, role: facts.role, peer: facts.peer ?? null, nonce: facts.nonce ?? null, atMs: facts.atMs }
+    } catch {
+      return null
+    }
+  }
+}
+
+const submissionPrefix = 'test-submission.'
+
+/** A client's "signed" submit request for the harness and the simulator: the facts as JSON plus a keyed hash. */
+export function signTestSubmission(secret: string, facts: SubmissionFacts): string {
+  const { request: _request, ...job } = facts.job
+  const json = JSON.stringify({ ...facts, job })
+  return `${submissionPrefix}${Buffer.from(json).toString('base64url')}.${mac(secret, json)}`
+}
+
+/** Accepts exactly the requests `signTestSubmission(secret, ...)` made. */
+export function testSubmissionVerifier(secret: string): VerifySubmission {
+  return (request) => {
+    if (!request.startsWith(submissionPrefix)) return null
+    const [payload, signature] = request.slice(submissionPrefix.length).split('.')
+    if (payload === undefined || signature === undefined) return null
+    const json = Buffer.from(payload, 'base64url').toString()
+    if (mac(secret, json) !== signature) return null
+    try {
+      return JSON.parse(json) as SubmissionFacts
     } catch {
       return null
     }

@@ -22,7 +22,8 @@ import {
 } from '../index.ts'
 import { jobSpec, offer, type OfferInit } from '../../placement/testing.ts'
 import type { VerifyGrant } from '../admission-grants.ts'
-import { testGrantVerifier } from './grants.ts'
+import type { VerifySubmission } from '../submission-proofs.ts'
+import { signTestSubmission, testGrantVerifier, testSubmissionVerifier } from './grants.ts'
 
 /** mulberry32: a small seeded PRNG, enough for election jitter. */
 export function mulberry32(seed: number): RandomSource {
@@ -101,6 +102,8 @@ export class Cluster {
   readonly config: Omit<PeerConfig, 'nodeId'>
   readonly genesis: Uint8Array
   readonly verifyGrant: VerifyGrant | undefined
+  readonly verifySubmission: VerifySubmission | undefined
+  readonly #admin: { id: string; secret: string } | undefined
   readonly log: Recorded[] = []
   nowMs = 0
   readonly #nodes = new Map<NodeId, HarnessNode>()
@@ -124,6 +127,8 @@ export class Cluster {
     }))
     this.genesis = createGenesis({ voters: this.voterIds, nodes: attributes, ...(options.admin === undefined ? {} : { admin: options.admin.id }) })
     this.verifyGrant = options.admin === undefined ? undefined : testGrantVerifier(options.admin.secret)
+    this.verifySubmission = options.admin === undefined ? undefined : testSubmissionVerifier(options.admin.secret)
+    this.#admin = options.admin
     const seed = options.seed ?? 1
     this.ids.forEach((id, index) => {
       this.#nodes.set(id, {
@@ -189,8 +194,11 @@ export class Cluster {
     return effects
   }
 
+  /** In a closed mesh the admin's client signs each submission (a non-voter's job record carries it). */
   submit(id: NodeId, job: JobSubmission, requestId: string = job.id): PeerEffect[] {
-    return this.step(id, { kind: 'submit', requestId, job })
+    const admin = this.#admin
+    const signed = admin === undefined || job.request !== undefined ? job : { ...job, request: signTestSubmission(admin.secret, { client: admin.id, job, key: `key-${job.id}`, expiresAtMs: this.nowMs + 60_000 }) }
+    return this.step(id, { kind: 'submit', requestId, job: signed })
   }
 
   /** The adapter's side of a run's end: the workload exits with `exitCode` (and what it used). */
@@ -316,6 +324,7 @@ export class Cluster {
       // A new incarnation per boot, as the daemon draws one (deterministic here).
       incarnation: ((node.index + 1) * 0x10000 + node.incarnation).toString(16).padStart(8, '0'),
       ...(this.verifyGrant === undefined ? {} : { verifyGrant: this.verifyGrant }),
+      ...(this.verifySubmission === undefined ? {} : { verifySubmission: this.verifySubmission }),
     })
     this.step(node.id, { kind: 'tick' })
   }
