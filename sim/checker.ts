@@ -6,6 +6,7 @@ import {
   effectiveAssignment,
   isCommitted,
   isJobDone,
+  isCancelled,
   jobRecord,
   leaderSeqOf,
   replicaIdOf,
@@ -19,7 +20,9 @@ import {
   type ArchivedJob,
   defaultPeerTiming,
 } from '../consensus/index.ts'
+import * as A from '@automerge/automerge'
 import type { DriftingClock } from './clock.ts'
+import { forgedTermFloor } from './byzantine.ts'
 
 export interface Violation {
   invariant: string
@@ -98,9 +101,13 @@ export class Checker {
     this.violations.push({ invariant, seed: this.#world.seed, virtualMs: Math.round(this.#world.nowMs), detail, trace: this.#trace.slice(-traceLinesPerViolation) })
   }
 
-  noteSubmitted(job: JobSubmission): void {
+  /** Jobs handed to the Byzantine non-voter: it may drop what it never acknowledged (a client asks elsewhere). */
+  readonly viaByzantine = new Set<JobId>()
+
+  noteSubmitted(job: JobSubmission, viaByzantine = false): void {
     this.submitted.set(job.id, job)
     this.replicas += job.spec.replicas
+    if (viaByzantine) this.viaByzantine.add(job.id)
   }
 
   #replicaIds(jobId: JobId): JobId[] {
@@ -310,6 +317,30 @@ export class Checker {
   }
 
   /** End of the liveness phase: a leader, every job accounted for, no job running twice. */
+  /**
+   * The Byzantine non-voter changed nothing: no honest node holds a change it forged, reached a term
+   * it forged, counts it a voter, or counts a job done on its word alone.
+   */
+  checkByzantine(attacker: { index: number; forged: readonly string[]; falseReports: ReadonlySet<JobId> }): void {
+    const attackerId = this.#world.nodes[attacker.index]!.id
+    for (const node of this.#world.nodes) {
+      if (!node.up || node.index === attacker.index) continue
+      if (node.peer.term >= forgedTermFloor) this.#violate('byzantine-term', `${node.id} is at term ${node.peer.term}, one the Byzantine non-voter forged`)
+      if (node.peer.voters().includes(attackerId)) this.#violate('byzantine-voter', `${node.id} counts the Byzantine non-voter ${attackerId} a voter`)
+      const held = attacker.forged.find((hash) => A.hasHeads(node.peer.document, [hash]))
+      if (held !== undefined) this.#violate('byzantine-change-applied', `${node.id} holds change ${held.slice(0, 12)} the Byzantine non-voter forged`)
+    }
+    const leaderIndex = this.#world.leaderIndex()
+    if (leaderIndex === null) return
+    const document = this.#world.nodes[leaderIndex]!.peer.document
+    for (const jobId of attacker.falseReports) {
+      const job = jobRecord(document, jobId)
+      if (job !== undefined && isJobDone(job) && !isCancelled(job) && !this.#ended.has(jobId)) {
+        this.#violate('byzantine-false-report', `the leader ${this.#world.nodes[leaderIndex]!.id} counts ${jobId} done, which only the Byzantine non-voter said it ran`)
+      }
+    }
+  }
+
   atEnd(): void {
     const world = this.#world
     const leaderIndex = world.leaderIndex()
@@ -339,7 +370,7 @@ export class Checker {
         if (this.acknowledged.has(parent)) {
           this.jobsLost++
           this.#violate('no-acknowledged-job-lost', `${jobId} was acknowledged but the leader ${leader.id} does not hold it`)
-        } else {
+        } else if (!this.viaByzantine.has(parent)) {
           this.#violate('liveness-jobs', `${jobId} was submitted but never reached the leader ${leader.id}`)
         }
         continue

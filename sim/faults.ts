@@ -54,7 +54,8 @@ export class FaultInjector {
 
   constructor(random: SeededRandom, faults: readonly FaultKind[], target: FaultTarget) {
     this.#random = random
-    this.#faults = faults.filter((fault) => fault !== 'drift') // drift is drawn once, at boot
+    // Drift is drawn once, at boot; the Byzantine non-voter attacks on its own schedule (byzantine.ts).
+    this.#faults = faults.filter((fault) => fault !== 'drift' && fault !== 'byzantine')
     this.#target = target
   }
 
@@ -135,14 +136,19 @@ export class FaultInjector {
         return
       }
       case 'lag': {
-        // A voter hears nothing for a while (it falls behind), then the leader fails just as it hears again.
+        // As many voters as the leader can commit without hear nothing for a while (they fall behind),
+        // then the leader fails just as they hear again: about half the voters left are behind.
         const leader = target.leaderIndex()
-        const behind = target.voterIndexes().filter((voter) => voter !== leader && target.isUp(voter))
-        if (leader === null || behind.length === 0 || this.#crashed.size >= maxCrashedAtOnce) return
-        const voter = this.#random.pick(behind)
-        for (let node = 0; node < target.nodeCount; node++) if (node !== voter) target.cutOneWay(node, voter)
+        const voters = target.voterIndexes()
+        const others = voters.filter((voter) => voter !== leader && target.isUp(voter))
+        if (leader === null || others.length === 0 || this.#crashed.size >= maxCrashedAtOnce) return
+        const behind: number[] = []
+        for (let count = Math.max(1, voters.length - (Math.floor(voters.length / 2) + 1)); count > 0 && others.length > 0; count--) {
+          behind.push(others.splice(this.#random.int(0, others.length), 1)[0]!)
+        }
+        for (const voter of behind) for (let node = 0; node < target.nodeCount; node++) if (node !== voter) target.cutOneWay(node, voter)
         target.schedule(this.#endsAt(lagMs.min, lagMs.max), () => {
-          target.heal(`${voter} hears again`)
+          target.heal(`${behind.join(', ')} hear again`)
           if (!target.isUp(leader)) return
           this.#crashed.add(leader)
           target.crash(leader, 'crash (the leader fails as a voter that fell behind hears again)')
@@ -185,6 +191,7 @@ export class FaultInjector {
         return
       }
       case 'drift':
+      case 'byzantine':
         return
     }
   }

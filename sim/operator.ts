@@ -42,6 +42,8 @@ export interface OperatorTarget {
   request(node: number, make: (nowMs: number) => PeerInput): void
   /** Performs effects a node's core returned outside a step (a committee change). */
   perform(node: number, effects: readonly PeerEffect[]): void
+  /** The admin makes voters only of nodes it trusts (never the Byzantine non-voter). */
+  trusted(node: number): boolean
   /** The node may now be a voter: the world routes voters' traffic to it. */
   mayBeVoter(node: number): void
   /** Jobs acknowledged and not known finished, for cancels. */
@@ -157,7 +159,7 @@ export class Operator {
     const leader = this.#target.nodes[leaderIndex]!
     if (leader.paused) return
     const voters = leader.peer.voters()
-    const outsiders = this.#live().filter((node) => !voters.includes(node.id) && !this.#drained.has(node.index))
+    const outsiders = this.#live().filter((node) => !voters.includes(node.id) && !this.#drained.has(node.index) && this.#target.trusted(node.index))
     const add = voters.length < committeeSize.max && outsiders.length > 0 && (voters.length <= committeeSize.min || this.#random.chance(0.5))
     const change = add ? { add: this.#random.pick(outsiders).id } : { remove: this.#random.pick(voters) }
     if (!add && voters.length <= committeeSize.min) return

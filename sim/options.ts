@@ -3,7 +3,7 @@
 import { defaultPeerTiming, type BrokenVariant } from '../consensus/index.ts'
 import type { NodeOffer, Workload } from '../placement/index.ts'
 
-export const allFaults = ['partition', 'oneway', 'crash', 'pause', 'disk', 'lag', 'loss', 'reorder', 'duplicate', 'drift', 'slow'] as const
+export const allFaults = ['partition', 'oneway', 'crash', 'pause', 'disk', 'lag', 'loss', 'reorder', 'duplicate', 'drift', 'slow', 'byzantine'] as const
 export type FaultKind = (typeof allFaults)[number]
 
 export interface SimOptions {

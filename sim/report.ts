@@ -20,6 +20,8 @@ export interface SeedResult {
   migrations: { requested: number; checkpointed: number; restored: number }
   fencedCopies: number
   retries: { failedRuns: number; retried: number }
+  operator: Record<string, number>
+  byzantine: { changes: number; messages: number; falseReports: number } | null
   maxLeadersPerTerm: number
   failoverMs: number[]
   commitMs: number[]
@@ -64,6 +66,10 @@ export interface SimReport {
   fencedCopies: number
   /** Runs that failed (the workload's flaky jobs), and replicas started again after a failed run. */
   retries: { failedRuns: number; retried: number }
+  /** What the operator asked for (moves, cancels, drains, admissions, committee changes), summed over seeds. */
+  operator: Record<string, number>
+  /** What the Byzantine non-voter tried (forged changes, forged protocol messages, false reports of its own runs), summed; null without it. */
+  byzantine: { changes: number; messages: number; falseReports: number } | null
   /** Mean sampled share of the fleet's CPU (and GPUs) held by running replicas. */
   utilization: { cpu: number; gpu: number }
   maxLeadersPerTerm: number
@@ -97,6 +103,8 @@ export function runSeed(options: SimOptions, seed: number): SeedResult {
     migrations: { ...world.migration, requested: world.operatorCounts.migrate },
     fencedCopies: world.fencedCopies,
     retries: { failedRuns: checker.failedRuns, retried: checker.retried },
+    operator: { ...world.operatorCounts },
+    byzantine: world.byzantine === null ? null : { ...world.byzantine.counts },
     maxLeadersPerTerm: checker.maxLeadersPerTerm,
     failoverMs: world.metrics.failoverMs,
     commitMs: world.metrics.commitMs,
@@ -173,6 +181,15 @@ export function summarize(options: SimOptions, results: readonly SeedResult[], w
       failedRuns: results.reduce((total, result) => total + result.retries.failedRuns, 0),
       retried: results.reduce((total, result) => total + result.retries.retried, 0),
     },
+    operator: results.reduce<Record<string, number>>((total, result) => {
+      for (const [action, count] of Object.entries(result.operator)) total[action] = (total[action] ?? 0) + count
+      return total
+    }, {}),
+    byzantine: results.every((result) => result.byzantine === null) ? null : results.reduce((total, result) => ({
+      changes: total.changes + (result.byzantine?.changes ?? 0),
+      messages: total.messages + (result.byzantine?.messages ?? 0),
+      falseReports: total.falseReports + (result.byzantine?.falseReports ?? 0),
+    }), { changes: 0, messages: 0, falseReports: 0 }),
     utilization: { cpu: mean(results.flatMap((result) => result.placement.cpuUtilization)), gpu: mean(results.flatMap((result) => result.placement.gpuUtilization)) },
     maxLeadersPerTerm: Math.max(0, ...all('maxLeadersPerTerm')),
     leaderChanges: sum('leaderChanges'),

@@ -32,7 +32,8 @@ import { WorkloadGenerator } from './workload.ts'
 import { SpotMarket, generatedFleet, renameFleet } from './fleet.ts'
 import { PlacementMetrics } from './placement-metrics.ts'
 import { Operator, simAdmin, type OperatorAction, type OperatorTarget } from './operator.ts'
-import { testGrantVerifier } from '../consensus/testing/grants.ts'
+import { signTestSubmission, testGrantVerifier, testSubmissionVerifier } from '../consensus/testing/grants.ts'
+import { ByzantineNonVoter, type ByzantineTarget } from './byzantine.ts'
 
 type SimEvent =
   | { kind: 'wake'; node: number }
@@ -47,6 +48,7 @@ type SimEvent =
   | { kind: 'market' }
   | { kind: 'operator'; action: OperatorAction }
   | { kind: 'sample' }
+  | { kind: 'byzantine' }
   | { kind: 'action'; action: () => void }
 
 /** A node's disk: its hard state, and its document as chunks with the (virtual) time each was written. */
@@ -97,8 +99,11 @@ export interface WorldMetrics {
 }
 
 const verifySimGrant = testGrantVerifier(simAdmin.secret)
+const verifySimSubmission = testSubmissionVerifier(simAdmin.secret)
+/** A client's replay window: how long a signed submission is remembered. */
+const simRequestWindowMs = 60_000
 
-export class World implements FaultTarget, OperatorTarget {
+export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
   readonly options: SimOptions
   readonly seed: number
   readonly nodes: SimNode[]
@@ -118,6 +123,8 @@ export class World implements FaultTarget, OperatorTarget {
   /** Nodes the genesis or a committee change named voters: they consume voters' traffic (capacity) and may lead. */
   readonly #voterIndexes: number[]
   readonly #operator: Operator
+  /** The admitted non-voter that attacks (the 'byzantine' fault), if any. */
+  readonly byzantine: ByzantineNonVoter | null
   readonly #genesis: Uint8Array
   /** Bumped by every fault that changes links or liveness: cached gossip arrivals are then stale. */
   #networkEpoch = 0
@@ -198,6 +205,10 @@ export class World implements FaultTarget, OperatorTarget {
     // With faults, people act too: cancels, drains, admissions and committee changes.
     if (this.#faults.active) for (const action of ['cancel', 'drain', 'admit', 'committee'] as const) this.#queue.push(this.#operator.nextGapMs(action), { kind: 'operator', action })
     this.#queue.push(sampleEveryMs, { kind: 'sample' })
+    // The Byzantine non-voter: the last node the genesis did not make a voter; it attacks all run long.
+    const byzantine = options.faults.includes('byzantine') ? this.nodes.findLast((node) => !this.#voterIndexes.includes(node.index)) : undefined
+    this.byzantine = byzantine === undefined ? null : new ByzantineNonVoter(this.#random.fork('byzantine'), byzantine.index, this)
+    if (this.byzantine !== null) this.#queue.push(this.byzantine.nextGapMs(), { kind: 'byzantine' })
     const gap = this.#workload.nextGapMs()
     if (gap < this.#healAtMs) this.#queue.push(gap, { kind: 'submit' })
   }
@@ -239,6 +250,7 @@ export class World implements FaultTarget, OperatorTarget {
       nowMs: node.clock.localMs(this.#now),
       incarnation,
       verifyGrant: verifySimGrant,
+      verifySubmission: verifySimSubmission,
     })
     node.wakeAtMs = Infinity
     this.#step(node, { kind: 'tick', nowMs: node.clock.localMs(this.#now) })
@@ -331,12 +343,15 @@ export class World implements FaultTarget, OperatorTarget {
         if (this.#now + gap < this.#healAtMs) this.#queue.push(this.#now + gap, { kind: 'submit' })
         if (live.length === 0) return
         const node = this.#random.pick(live)
-        this.checker.noteSubmitted(job)
+        this.checker.noteSubmitted(job, this.byzantine?.index === node.index)
         // A job with retries fails its first 0 to retries + 1 runs (all of them: a final failure).
         if (job.spec.retries > 0) this.#failuresPlanned.set(job.id, this.#random.int(0, job.spec.retries + 2))
         this.placement.noteSubmitted(job, this.#now)
         this.#submittedAtMs.set(job.id, this.#now)
-        this.#step(node, { kind: 'submit', nowMs: node.clock.localMs(this.#now), requestId: job.id, job })
+        if (process.env.SIM_TRACE_JOB === job.id) this.checker.trace(`submit ${job.id} via ${node.id}`)
+        // The admin's client signs it: a non-voter's job record carries the request (consensus/submission-proofs.ts).
+        const request = signTestSubmission(simAdmin.secret, { client: simAdmin.id, job, key: `sim-${job.id}`, expiresAtMs: this.#now + simRequestWindowMs })
+        this.#step(node, { kind: 'submit', nowMs: node.clock.localMs(this.#now), requestId: job.id, job: { ...job, request } })
         return
       }
       case 'fault': {
@@ -370,7 +385,12 @@ export class World implements FaultTarget, OperatorTarget {
       }
       case 'sample':
         this.placement.sample(this.nodes)
+        if (this.byzantine !== null) this.checker.checkByzantine(this.byzantine)
         this.#queue.push(this.#now + sampleEveryMs, { kind: 'sample' })
+        return
+      case 'byzantine':
+        this.byzantine!.act()
+        this.#queue.push(this.#now + this.byzantine!.nextGapMs(), { kind: 'byzantine' })
         return
       case 'action':
         event.action()
@@ -705,6 +725,8 @@ export class World implements FaultTarget, OperatorTarget {
     this.#perform(this.nodes[index]!, effects)
   }
 
+  trusted(index: number): boolean { return index !== this.byzantine?.index }
+
   mayBeVoter(index: number): void {
     if (index < 0 || this.#voterIndexes.includes(index)) return
     this.#voterIndexes.push(index)
@@ -717,6 +739,13 @@ export class World implements FaultTarget, OperatorTarget {
   }
 
   trace(line: string): void { this.checker.trace(line) }
+
+  // ---- ByzantineTarget
+
+  sendAs(from: number, to: number, message: PeerMessage): void {
+    const sender = this.nodes[from]!
+    if (sender.up && !sender.paused) this.#send(sender, this.nodes[to]!.id, message)
+  }
 
   localNowMs(index: number): number { return this.nodes[index]!.clock.localMs(this.#now) }
 }
