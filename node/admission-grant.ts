@@ -4,44 +4,14 @@
 // request the admin key signed (fabric admit/revoke). Every peer checks a grant before the record
 // enters its document, synchronously (node:crypto), against the admin key in the genesis and this
 // mesh's id: no clock is read, so every peer reaches the same verdict.
-import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { createHash } from 'node:crypto'
 import type { GrantFacts, VerifyGrant } from '../consensus/index.ts'
 import { decodeInvite, inviteTokenPrefix, withContext } from './invite-token.ts'
+import { signedBy } from './peer-signature.ts'
 import { canonicalJson, signatureField, signedBytes } from './request-signature.ts'
 
 /** A grant's text is an invite token or a signed request as canonical JSON; both are small. */
 export const maxGrantChars = 8_192
-
-/** DER prefix of an Ed25519 SubjectPublicKeyInfo: the 32 raw key bytes follow. */
-const ed25519SpkiPrefix = Buffer.from('302a300506032b6570032100', 'hex')
-const publicKeys = new Map<string, KeyObject | null>()
-const maxCachedKeys = 64
-
-function publicKeyOf(peerId: string): KeyObject | null {
-  const cached = publicKeys.get(peerId)
-  if (cached !== undefined) return cached
-  let key: KeyObject | null = null
-  try {
-    const parsed = peerIdFromString(peerId)
-    if (parsed.type === 'Ed25519') key = createPublicKey({ key: Buffer.concat([ed25519SpkiPrefix, Buffer.from(parsed.publicKey.raw)]), format: 'der', type: 'spki' })
-  } catch {
-    key = null
-  }
-  if (publicKeys.size >= maxCachedKeys) publicKeys.clear()
-  publicKeys.set(peerId, key)
-  return key
-}
-
-function signedBy(admin: string, bytes: Uint8Array, signature: Uint8Array): boolean {
-  const key = publicKeyOf(admin)
-  if (key === null || signature.length !== 64) return false
-  try {
-    return verify(null, bytes, key, signature)
-  } catch {
-    return false
-  }
-}
 
 /** A grant's id: from its signature, so one grant has one id. */
 function grantId(signature: Uint8Array): string {

@@ -32,14 +32,13 @@ import { defaultClientProtocolLimits } from './client-protocol.ts'
 import { daemonHostLimits } from './daemon-host.ts'
 import { agreedLeader, type Daemon } from './daemon-process.ts'
 import { loadOrCreateKeyFile } from './identity.ts'
-import { createInvite } from './invite-token.ts'
 import { joinMesh } from './join-client.ts'
 import { joinProtocol } from './join-wire.ts'
 import { snapshotReplicateProtocol } from './snapshot-keeper.ts'
 import { dhtProtocol } from './snapshot-routing.ts'
 import { snapshotProtocol } from '../snapshots/index.ts'
 import { refusalBudget } from './signed-topic.ts'
-import { closedWithin, gossipRpcFrames, gossipsubProtocol, openStream, peerIdOf, RssSampler, seededKey, sendRaw, signedGossip, sleep, type RssFigures } from './testing/attack-kit.ts'
+import { AttackReferee, closedWithin, gossipRpcFrames, gossipsubProtocol, openStream, peerIdOf, seededKey, sendRaw, signedGossip, sleep } from './testing/attack-kit.ts'
 import { runCli } from './testing/daemon-process.ts'
 import { fuzzedTopics } from './testing/fuzz-corpus.ts'
 import { poll } from './testing/poll.ts'
@@ -89,8 +88,7 @@ describe('resource attacks on a closed mesh of Shuttle processes', () => {
   let insider: Libp2p
   /** Made before the mesh starts: signing thousands of messages takes a core for a while. */
   const material = { floodRpcs: [] as Uint8Array[], floodCount: 13_000, insider2Key: null as PrivateKey | null, strangerKey: null as PrivateKey | null, strangerRpcs: [] as Uint8Array[], insider2Rpcs: [] as Uint8Array[] }
-  const rss: Record<string, RssFigures[]> = {}
-  const durations: Record<string, number> = {}
+  let referee: AttackReferee
 
   const status = (): Promise<StatusView> => clientCall(admin, target, { kind: 'status' })
   const counters = async (): Promise<Counters> => countersOf(await status())
@@ -156,58 +154,20 @@ describe('resource attacks on a closed mesh of Shuttle processes', () => {
     leader = await poll(async () => agreedLeader(daemons), (agreed) => agreed !== null, settleTimeoutMs, 'one agreed leader') as Daemon
     term = leader.status!.term
     target = multiaddr(leader.address)
+    referee = new AttackReferee({ daemons, leader, term, admin, adminKey, meshId, random, seedNote, maxRssGrowthMiB, joinTimeoutMs: settleTimeoutMs })
   }, 90_000)
 
   afterAll(async () => {
     for (const created of hosts) await Promise.resolve(created.stop()).catch(() => {})
-    const rows = Object.entries(rss).map(([attack, figures]) => `${attack} (${(durations[attack]! / 1000).toFixed(1)} s): ${figures.map((figure) => `${figure.name} ${figure.beforeMiB} -> peak ${figure.peakMiB} MiB (+${figure.growthMiB})`).join(', ')}`)
-    console.log(`resident memory of the daemons over each attack ${seedNote}\n  ${rows.join('\n  ')}`)
+    if (referee !== undefined) console.log(`resident memory of the daemons over each attack ${seedNote}\n  ${referee.report()}`)
   })
-
-  /**
-   * Runs one attack against the leader: `start` puts the pressure on; while it holds, an invited
-   * peer joins and the admin admits a peer and reads the mesh; `finish` checks that the attack
-   * failed. Then every daemon is up, the leader leads in the same term, and no daemon's RSS grew by
-   * maxRssGrowthMiB or more (sampled every 100 ms from before `start` to after `finish`).
-   */
-  async function underAttack(name: string, attack: { start(): Promise<void>; finish(): Promise<void> }): Promise<void> {
-    const sampler = new RssSampler(daemons)
-    const startedMs = performance.now()
-    sampler.start()
-    try {
-      await attack.start()
-      await servesWhileAttacked(name)
-      await attack.finish()
-    } finally {
-      rss[name] = sampler.stop()
-      durations[name] = performance.now() - startedMs
-    }
-    for (const figure of rss[name]!) expect(figure.growthMiB, `${figure.name}'s RSS over ${name} ${seedNote}`).toBeLessThan(maxRssGrowthMiB)
-    for (const daemon of daemons) expect(daemon.alive, `${daemon.name} is up after ${name}`).toBe(true)
-    expect(agreedLeader(daemons), `the same leader after ${name} ${seedNote}`).toBe(leader)
-    expect(leader.status!.term, `the same term after ${name} ${seedNote}`).toBe(term)
-  }
-
-  /** An invited peer joins (never told busy), and the admin admits a peer and sees it in the mesh. */
-  async function servesWhileAttacked(name: string): Promise<void> {
-    const busyBefore = (await counters()).admission.join.refused['busy'] ?? 0
-    const joinerKey = await seededKey(random)
-    const token = await createInvite({ adminKey, meshId, role: 'viewer', peer: peerIdOf(joinerKey), ttlMs: 600_000, nowMs: Date.now(), bootstrap: [leader.address] })
-    const joined = await joinMesh({ privateKey: joinerKey, token, bootstrap: [leader.address], timeoutMs: settleTimeoutMs })
-    expect(joined.role, `an invited peer joins during ${name}`).toBe('viewer')
-    const admitted = peerIdOf(await seededKey(random))
-    expect(await clientCall(admin, target, { kind: 'admit', peerId: admitted, role: 'submitter' }), `the admin admits during ${name}`).toEqual({ peerId: admitted, role: 'submitter' })
-    const mesh = await clientCall(admin, target, { kind: 'mesh' })
-    expect(mesh.admitted.map((peer) => peer.peerId), `the admin reads the mesh during ${name}`).toEqual(expect.arrayContaining([admitted, peerIdOf(joinerKey)]))
-    expect((await counters()).admission.join.refused['busy'] ?? 0, `no join was answered busy during ${name}`).toBe(busyBefore)
-  }
 
   it('1. refuses a length prefix of 4 MiB of 0x80 at its first extra byte, on every length-prefixed protocol', async () => {
     const stranger = await host()
     const before = await counters()
     const flood = new Uint8Array(4 * mib).fill(0x80)
     const streams: { what: string; stream: Stream }[] = []
-    await underAttack('1. length prefixes', {
+    await referee.underAttack('1. length prefixes', {
       start: async () => {
         for (const [what, from, protocol] of [
           ['consensus (insider)', insider, consensusProtocol],
@@ -243,7 +203,7 @@ describe('resource attacks on a closed mesh of Shuttle processes', () => {
     const frameBytes = 2 * mib
     const streams: Stream[] = []
     let trickle: NodeJS.Timeout | null = null
-    await underAttack('2. slow frames', {
+    await referee.underAttack('2. slow frames', {
       start: async () => {
         // Most of a frame on each of nine streams; then a byte a second on each.
         const held = encodeFrame(new Uint8Array(frameBytes)).subarray(0, frameBytes - 16)
@@ -272,7 +232,7 @@ describe('resource attacks on a closed mesh of Shuttle processes', () => {
     const strangers: Libp2p[] = []
     let holding = true
     const held: Promise<void>[] = []
-    await underAttack('3. join slots', {
+    await referee.underAttack('3. join slots', {
       start: async () => {
         // The gate's maxPendingJoiners (16) strangers, each with two join streams that never send;
         // when its stream is closed it opens another on the same connection, for as long as it has one.
@@ -311,7 +271,7 @@ describe('resource attacks on a closed mesh of Shuttle processes', () => {
     const verdicts: string[] = []
     const strangerStreams: Stream[] = []
     const held: Promise<void>[] = []
-    await underAttack('4. request limits', {
+    await referee.underAttack('4. request limits', {
       start: async () => {
         // The insider: maxRequestsPerPeer + 4 streams of committed assignments (a stream that stays open), at once.
         const firsts = Array.from({ length: maxRequestsPerPeer + 4 }, () => clientFrames(insider, target, { kind: 'assignments' }, { signal: controller.signal }).next())
@@ -345,7 +305,7 @@ describe('resource attacks on a closed mesh of Shuttle processes', () => {
   it('5. ignores a flood of 13,000 valid capacity messages from one node past its budget and graylists it, the elections undisturbed', async () => {
     const insiderId = peerIdOf(insiderKey)
     const before = await counters()
-    await underAttack('5. valid gossip flood', {
+    await referee.underAttack('5. valid gossip flood', {
       start: async () => {
         const stream = await openStream(insider, target, gossipsubProtocol)
         for (const rpc of material.floodRpcs) await sendRaw(stream, rpc)
@@ -370,7 +330,7 @@ describe('resource attacks on a closed mesh of Shuttle processes', () => {
     const insider2 = await resources.clientHost({ privateKey: material.insider2Key! })
     const before = await counters()
     const linesBefore = leader.events('gossip-refused').length
-    await underAttack('6. malformed gossip', {
+    await referee.underAttack('6. malformed gossip', {
       start: async () => {
         const strangerStream = await openStream(stranger, target, gossipsubProtocol)
         for (const rpc of material.strangerRpcs) await sendRaw(strangerStream, rpc)

@@ -19,8 +19,8 @@ import type { NodeMetrics } from './wire.ts'
 import type { NodeLiveness } from './node-liveness.ts'
 import { newJobId, submissionFromSpec } from './submission.ts'
 import { requestGrant } from './admission-grant.ts'
-import { requestSignatureLimits, signatureField } from './request-signature.ts'
-import { createHash } from 'node:crypto'
+import { replayKeyOfSignature, signatureField } from './request-signature.ts'
+import { maxSubmissionProofChars, submissionProof } from './submission-proof.ts'
 import { MoveRequests, type MoveBackend } from './move-requests.ts'
 import { maxArchiveScan } from './store.ts'
 
@@ -44,7 +44,7 @@ export function replayKeyOf(context: RequestContext | undefined): ReplayKey | un
   const signature = context?.signed[signatureField]
   const signedAtMs = context?.signed.signedAtMs
   if (typeof signature !== 'string' || typeof signedAtMs !== 'number') return undefined
-  return { key: createHash('sha256').update(signature).digest('base64url').slice(0, 22), expiresAtMs: signedAtMs + requestSignatureLimits.maxClockSkewMs }
+  return replayKeyOfSignature(signature, signedAtMs)
 }
 
 /** What the service needs from the daemon (the Shuttle implements it; moves and snapshots: move-requests.ts). */
@@ -127,7 +127,7 @@ export class ClientService {
       const replay = replayKeyOf(context)
       switch (request.kind) {
         case 'submit':
-          yield await this.#submit(request, replay)
+          yield await this.#submit(request, replay, context)
           return
         case 'jobs':
           yield await this.#jobs(request)
@@ -191,13 +191,18 @@ export class ClientService {
     }
   }
 
-  async #submit(request: ClientRequestOf<'submit'>, replay: ReplayKey | undefined): Promise<ClientResponse> {
+  async #submit(request: ClientRequestOf<'submit'>, replay: ReplayKey | undefined, context: RequestContext | undefined): Promise<ClientResponse> {
     const parsed = parseJobSpec(request.spec, 'spec')
     if (!parsed.ok) throw new ClientFailure('invalid-spec', parsed.errors.map((error) => `${error.path}: ${error.message}`).join('; '))
     // The job id comes from the signed request when there is one: the same request taken by two nodes at once is one job.
     const made = submissionFromSpec(parsed.spec, newJobId(parsed.spec.name, replay?.key))
     if (!made.ok) throw new ClientFailure('invalid-spec', made.reason)
-    const outcome = await this.#backend.submit(made.submission, replay)
+    // The client's signed request goes with the job: a non-voter's job records need it (node/submission-proof.ts).
+    const proof = context === undefined ? undefined : submissionProof(context.signed)
+    if (proof !== undefined && proof.length > maxSubmissionProofChars) {
+      throw new ClientFailure('invalid-spec', `the signed request is ${proof.length} characters as JSON, over the ${maxSubmissionProofChars} a job record keeps: shorten the spec`)
+    }
+    const outcome = await this.#backend.submit(proof === undefined ? made.submission : { ...made.submission, request: proof }, replay)
     if (!outcome.ok) throw new ClientFailure(outcome.code, outcome.reason, outcome.jobId)
     return { type: 'result', value: { jobId: outcome.jobId } }
   }

@@ -10,8 +10,9 @@ export interface Clock {
 
 /**
  * Wall-anchored but monotonic: the process start time on the wall clock plus a monotonic offset.
- * Wall-anchored because the core uses its boot time as its sync channel epoch, which must differ
- * after a restart; monotonic because a clock stepping backwards would stretch timers and leases.
+ * Wall-anchored because the core stamps times into the document (submissions, runs) that other
+ * peers read; monotonic because a clock stepping backwards would stretch timers and leases. (The
+ * sync channel's epoch is the boot's incarnation, not a time: consensus/document-replica.ts.)
  */
 export const systemClock: Clock = {
   nowMs: () => Math.floor(performance.timeOrigin + performance.now()),

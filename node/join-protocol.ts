@@ -1,12 +1,12 @@
 // The daemon's side of /fabric/join/1.0.0: a peer presents an invite token; the token is checked
 // (invite-token.ts: format, the document's admin key, mesh id, expiry, peer binding) and for single
-// use against the document; then the core's 'admit' input records, in order, a marker for the
-// invite's nonce and the peer's role, and the peer is answered once both are durable on a majority
-// of voters, with the genesis document a joining node boots from.
+// use against the document; then the core's 'admit' input records the grant (the invite token
+// itself, which every peer verifies) with its nonce, and the peer is answered once that is durable
+// on a majority of voters, with the genesis document a joining node boots from.
 //
-// Single use: the marker `invite:<nonce>` sits in the document's admission map (as 'revoked', so it
-// grants nothing), written by whichever node took the invite; any node then refuses the invite
-// again, except to a peer that already holds its role (a joiner retrying after a lost answer). Two
+// Single use: the nonce sits in the document's `invites` map (consensus/admission-grants.ts),
+// written by whichever node took the invite; any node then refuses the invite again, except to a
+// peer that already holds its role (a joiner retrying after a lost answer). Two
 // nodes taking the same unbound invite at the same moment, before either's write reached the
 // other, can both admit; an invite bound to a peer (`fabric invite --peer`) cannot be misused so.
 //

@@ -36,7 +36,7 @@ export interface LocalMeshOptions {
   logLevel?: 'debug' | 'info' | 'warn' | 'error'
   /** Where a request goes first (the daemon's --request-fanout; default localMeshRequestFanout). */
   requestFanout?: PeerConfig['requestFanout']
-  /** fsync each persist (default false here: a local mesh on one disk trades it for speed). */
+  /** fsync each persist (default true, as a real node: a crash loses no write; false only for tests that never crash the machine). */
   syncWrites?: boolean
   /** The bootstrap addresses daemon `index` is given, from every daemon's address (default: all the others). */
   bootstrapOf?(index: number, addresses: readonly string[]): string[]
@@ -175,7 +175,7 @@ export class LocalMesh {
       '--log-level', options.logLevel ?? 'warn',
       ...(firstStart ? ['--voters', this.#voterIds.join(',')] : []),
       ...bootstrap.flatMap((address) => ['--bootstrap', address]),
-      ...(options.syncWrites === true ? [] : ['--no-sync-writes']),
+      ...(options.syncWrites === false ? ['--no-sync-writes'] : []),
     ]
     const daemon = new Daemon(name, args)
     this.daemons[index] = daemon

@@ -4,6 +4,7 @@
 // request signed outside its replay window, and remembers the signatures it accepted inside the
 // window so the same bytes are not accepted twice. The connection is already authenticated by
 // noise; the signature makes the request itself attributable, also when a node passes it on.
+import { createHash } from 'node:crypto'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 
@@ -104,6 +105,14 @@ export class ReplayGuard {
       this.#seen.delete(signature)
     }
   }
+}
+
+/**
+ * A signed request's key in the mesh's replay memory, from its signature (one signed request, one
+ * key), and until when it is remembered: past that, the replay window alone refuses it.
+ */
+export function replayKeyOfSignature(signature: string, signedAtMs: number): { key: string; expiresAtMs: number } {
+  return { key: createHash('sha256').update(signature).digest('base64url').slice(0, 22), expiresAtMs: signedAtMs + requestSignatureLimits.maxClockSkewMs }
 }
 
 /** The bytes a client request's signature covers (the request without its signature). */

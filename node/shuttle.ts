@@ -30,6 +30,7 @@ import { RuntimeSelector, dockerLabel } from './runtime-selector.ts'
 import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
 import { Admission } from './admission.ts'
 import { grantVerifier } from './admission-grant.ts'
+import { verifySubmissionProof } from './submission-proof.ts'
 import { admittedNodeIds } from './admission-records.ts'
 import { AddressGossipChannel } from './address-gossip.ts'
 import { BootstrapDialer } from './bootstrap-dialer.ts'
@@ -322,6 +323,7 @@ export class Shuttle {
       nowMs: this.#clock.nowMs(),
       incarnation,
       verifyGrant: grantVerifier(store.genesisHash),
+      verifySubmission: verifySubmissionProof,
     })
     this.#peer = peer
     this.#effects = new EffectPerformer({ peer, store, transport, capacity: gossip, machineFree, jobs, snapshots, restoreProgress: this.#restoreProgress, requests: this.#requests, eventListeners: this.#eventListeners, enqueue, logger: this.#logger })

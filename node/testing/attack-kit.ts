@@ -1,16 +1,24 @@
-// What node/attacks.test.ts attacks a mesh of real daemons with, from libp2p hosts of its own: raw
-// streams it writes bytes to as it likes, strictly signed gossipsub messages (valid or not) packed
-// into raw RPC frames, and the daemons' resident memory sampled through the attack. Keys come from
-// one seeded generator, so every run attacks with the same identities.
+// What node/attacks.test.ts and node/document-attacks.test.ts attack a mesh of real daemons with,
+// from libp2p hosts of their own: raw streams they write bytes to as they like, strictly signed
+// gossipsub messages (valid or not) packed into raw RPC frames, signed client requests kept as bytes
+// to send again, and the daemons' resident memory sampled through the attack; AttackReferee judges
+// that the mesh served and held through each attack. Keys come from one seeded generator, so every
+// run attacks with the same identities.
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { RPC } from '@libp2p/gossipsub/message'
 import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import type { Multiaddr } from '@multiformats/multiaddr'
-import { encodeFrame, sendAll } from '../../codec/index.ts'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { expect } from 'vitest'
+import { encodeFrame, FrameReader, sendAll } from '../../codec/index.ts'
 import { concatBytes } from '../../consensus/index.ts'
 import type { SeededRandom } from '../../sim/index.ts'
-import type { Daemon } from '../daemon-process.ts'
+import { clientCall } from '../client-connection.ts'
+import { clientProtocol, clientWireLimits, clientWireVersion, decodeClientResponse, encodeClientRequest, type ClientRequest, type ClientRequestBody, type ClientResponse } from '../client-wire.ts'
+import { agreedLeader, type Daemon } from '../daemon-process.ts'
+import { createInvite } from '../invite-token.ts'
+import { joinMesh } from '../join-client.ts'
+import { signClientRequest } from '../request-signature.ts'
 
 /** gossipsub's protocol, as the daemons speak it. */
 export const gossipsubProtocol = '/meshsub/1.1.0'
@@ -126,3 +134,99 @@ export class RssSampler {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** A client request as its client signs it (the envelope filled in as clientFrames does), encoded: the bytes a replay sends again. */
+export async function signedRequestBytes(client: Libp2p, body: ClientRequestBody, requestId: string): Promise<Uint8Array> {
+  const unsigned = { ...body, v: clientWireVersion, requestId, client: client.peerId.toString(), signedAtMs: Date.now() }
+  return encodeClientRequest({ ...unsigned, signature: await signClientRequest(client, unsigned) } as ClientRequest)
+}
+
+/** Sends request bytes as they are on a new client stream from `host` and reads the answer (the first result or error; keepalives skipped). */
+export async function rawClientCall(host: Libp2p, address: Multiaddr, request: Uint8Array, timeoutMs = 30_000): Promise<ClientResponse> {
+  const stream = await openStream(host, address, clientProtocol)
+  const reader = new FrameReader(stream, { maxFrameBytes: clientWireLimits.maxResponseFrameBytes, maxBufferedBytes: 2 * clientWireLimits.maxResponseFrameBytes })
+  const signal = AbortSignal.timeout(timeoutMs)
+  try {
+    await sendAll(stream, encodeFrame(request), 10_000)
+    for (;;) {
+      const decoded = decodeClientResponse(await reader.read({ signal }))
+      if (!decoded.ok) throw new Error(`unreadable answer: ${decoded.reason}`)
+      if (decoded.value.type === 'result' || decoded.value.type === 'error') return decoded.value
+    }
+  } finally {
+    stream.abort(new Error('done'))
+  }
+}
+
+export interface RefereeInit {
+  daemons: readonly Daemon[]
+  /** The leader and term the mesh settled on before the attacks: each attack must leave both as they were. */
+  leader: Daemon
+  term: number
+  /** A client host with the admin key, and that key (it signs the invites of the joiners). */
+  admin: Libp2p
+  adminKey: PrivateKey
+  meshId: string
+  random: SeededRandom
+  /** Says how to replay the run, in every failure message. */
+  seedNote: string
+  maxRssGrowthMiB: number
+  joinTimeoutMs: number
+}
+
+/**
+ * Judges attacks on a closed mesh: while each one runs, an invited peer joins (never told busy) and
+ * the admin admits a peer and reads the mesh; afterwards every daemon is up, the leader leads in the
+ * same term, and no daemon's resident memory grew by maxRssGrowthMiB or more over the attack.
+ */
+export class AttackReferee {
+  readonly rss: Record<string, RssFigures[]> = {}
+  readonly durations: Record<string, number> = {}
+  readonly #init: RefereeInit
+
+  constructor(init: RefereeInit) {
+    this.#init = init
+  }
+
+  /** `start` puts the pressure on; while it holds the mesh must serve (servesWhileAttacked); `finish` checks the attack failed. */
+  async underAttack(name: string, attack: { start(): Promise<void>; finish(): Promise<void> }): Promise<void> {
+    const { daemons, leader, term, seedNote, maxRssGrowthMiB } = this.#init
+    const sampler = new RssSampler(daemons)
+    const startedMs = performance.now()
+    sampler.start()
+    try {
+      await attack.start()
+      await this.servesWhileAttacked(name)
+      await attack.finish()
+    } finally {
+      this.rss[name] = sampler.stop()
+      this.durations[name] = performance.now() - startedMs
+    }
+    for (const figure of this.rss[name]!) expect(figure.growthMiB, `${figure.name}'s RSS over ${name} ${seedNote}`).toBeLessThan(maxRssGrowthMiB)
+    for (const daemon of daemons) expect(daemon.alive, `${daemon.name} is up after ${name}`).toBe(true)
+    expect(agreedLeader(daemons), `the same leader after ${name} ${seedNote}`).toBe(leader)
+    expect(leader.status!.term, `the same term after ${name} ${seedNote}`).toBe(term)
+  }
+
+  /** An invited peer joins (never told busy), and the admin admits a peer and sees it in the mesh. */
+  async servesWhileAttacked(name: string): Promise<void> {
+    const { admin, adminKey, meshId, leader, random, joinTimeoutMs } = this.#init
+    const target = multiaddr(leader.address)
+    const busy = async (): Promise<number> => ((await clientCall(admin, target, { kind: 'status' })).counters as { admission: { join: { refused: Record<string, number> } } }).admission.join.refused['busy'] ?? 0
+    const busyBefore = await busy()
+    const joinerKey = await seededKey(random)
+    const token = await createInvite({ adminKey, meshId, role: 'viewer', peer: peerIdOf(joinerKey), ttlMs: 600_000, nowMs: Date.now(), bootstrap: [leader.address] })
+    const joined = await joinMesh({ privateKey: joinerKey, token, bootstrap: [leader.address], timeoutMs: joinTimeoutMs })
+    expect(joined.role, `an invited peer joins during ${name}`).toBe('viewer')
+    const admitted = peerIdOf(await seededKey(random))
+    expect(await clientCall(admin, target, { kind: 'admit', peerId: admitted, role: 'submitter' }), `the admin admits during ${name}`).toEqual({ peerId: admitted, role: 'submitter' })
+    const mesh = await clientCall(admin, target, { kind: 'mesh' })
+    expect(mesh.admitted.map((peer) => peer.peerId), `the admin reads the mesh during ${name}`).toEqual(expect.arrayContaining([admitted, peerIdOf(joinerKey)]))
+    expect(await busy(), `no join was answered busy during ${name}`).toBe(busyBefore)
+  }
+
+  /** One line per attack: how long it ran and each daemon's RSS before and at its peak. */
+  report(): string {
+    return Object.entries(this.rss).map(([attack, figures]) => `${attack} (${(this.durations[attack]! / 1000).toFixed(1)} s): ${figures.map((figure) => `${figure.name} ${figure.beforeMiB} -> peak ${figure.peakMiB} MiB (+${figure.growthMiB})`).join(', ')}`).join('\n  ')
+  }
+}

@@ -21,6 +21,29 @@ export const maxSyncRounds = 12
 /** How long a fetch waits for each reply of the daemon. */
 export const syncReplyTimeoutMs = 3_000
 
+/**
+ * The shard a document key lives in: the document's own layout (consensus/cluster-document.ts
+ * shardOf, FNV-1a over the key, 64 shards), which consensus/ does not export and which any node
+ * reading the document knows. `checkShards` asserts it against a document.
+ */
+export function documentShardOf(key: string): string {
+  let hash = 0x811c9dc5
+  for (let index = 0; index < key.length; index++) {
+    hash ^= key.charCodeAt(index)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return ((hash >>> 0) % 64).toString(16).padStart(2, '0')
+}
+
+/** Asserts documentShardOf against every job and node record of `document` (the layout changed if it fails). */
+export function checkShards(document: A.Doc<ClusterDocument>): void {
+  for (const section of [document.jobs, document.nodes] as Record<string, Record<string, unknown>>[]) {
+    for (const [shard, records] of Object.entries(section)) {
+      for (const key of Object.keys(records)) if (documentShardOf(key) !== shard) throw new Error(`assertion: ${key} is in shard ${shard}, documentShardOf says ${documentShardOf(key)}: the document's layout changed`)
+    }
+  }
+}
+
 export type Forged = { data: Uint8Array; hashes: string[]; document: A.Doc<ClusterDocument> }
 
 export class WireInsider {
