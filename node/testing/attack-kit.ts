@@ -189,7 +189,7 @@ export class AttackReferee {
   }
 
   /** `start` puts the pressure on; while it holds the mesh must serve (servesWhileAttacked); `finish` checks the attack failed. */
-  async underAttack(name: string, attack: { start(): Promise<void>; finish(): Promise<void> }): Promise<void> {
+  async underAttack(name: string, attack: { start(): Promise<void>; finish(): Promise<void> }, checks: { sameTerm?: boolean } = {}): Promise<void> {
     const { daemons, leader, term, seedNote, maxRssGrowthMiB } = this.#init
     const sampler = new RssSampler(daemons)
     const startedMs = performance.now()
@@ -204,6 +204,7 @@ export class AttackReferee {
     }
     for (const figure of this.rss[name]!) expect(figure.growthMiB, `${figure.name}'s RSS over ${name} ${seedNote}`).toBeLessThan(maxRssGrowthMiB)
     for (const daemon of daemons) expect(daemon.alive, `${daemon.name} is up after ${name}`).toBe(true)
+    if (checks.sameTerm === false) return
     expect(agreedLeader(daemons), `the same leader after ${name} ${seedNote}`).toBe(leader)
     expect(leader.status!.term, `the same term after ${name} ${seedNote}`).toBe(term)
   }
