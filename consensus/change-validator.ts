@@ -37,6 +37,14 @@ export type Screening =
   | { kind: 'refused'; reason: string }
   | { kind: 'undecodable'; reason: string }
 
+function decodeSync(data: Uint8Array): A.DecodedSyncMessage | { kind: 'undecodable'; reason: string } {
+  try {
+    return A.decodeSyncMessage(data)
+  } catch (error) {
+    return { kind: 'undecodable', reason: `undecodable sync data (${(error as Error).message})` }
+  }
+}
+
 /** A change of the message: its frontier in the document when judged; 'waiting' when kept to be judged once its dependencies arrive; 'held' when held back. */
 type Judged = string[] | 'waiting' | 'held'
 
@@ -83,12 +91,8 @@ export class ChangeValidator {
 
   /** A non-voter's message: it may carry only changes `from` wrote. */
   screen(document: Document, data: Uint8Array, from: NodeId): Screening {
-    let decoded: ReturnType<typeof A.decodeSyncMessage>
-    try {
-      decoded = A.decodeSyncMessage(data)
-    } catch (error) {
-      return { kind: 'undecodable', reason: `undecodable sync data (${(error as Error).message})` }
-    }
+    const decoded = decodeSync(data)
+    if ('kind' in decoded) return decoded
     if (decoded.changes.length === 0 && !this.#waiting.has(from)) return { kind: 'pass', data, accepted: 0, heldBack: 0 }
     const handle = A.getBackend(document)
     const split = splitChunks(decoded.changes, handle)
@@ -144,12 +148,8 @@ export class ChangeValidator {
 
   /** A message whose changes this node takes from no one but a voter: all are held back (its session goes on). */
   holdAll(data: Uint8Array): Screening {
-    let decoded: ReturnType<typeof A.decodeSyncMessage>
-    try {
-      decoded = A.decodeSyncMessage(data)
-    } catch (error) {
-      return { kind: 'undecodable', reason: `undecodable sync data (${(error as Error).message})` }
-    }
+    const decoded = decodeSync(data)
+    if ('kind' in decoded) return decoded
     if (decoded.changes.length === 0) return { kind: 'pass', data, accepted: 0, heldBack: 0 }
     this.counters.heldBack += decoded.changes.length
     return { kind: 'pass', data: A.encodeSyncMessage({ ...decoded, changes: [] }), accepted: 0, heldBack: decoded.changes.length }

@@ -434,17 +434,34 @@ export function writeOrigin(draft: ClusterDocument, origin: OriginStamp): void {
   draft.origins[origin.actor] = origin.seq
 }
 
-/** Writes one record per replica of the job (all in the caller's one change). */
 /**
- * The values of a job's replica records that follow from the submission alone, by replica id (every
- * record's scalar fields but its origin and time, and the client's request, which only the first
- * record carries): what a node writes, and what a voter checks a non-voter wrote.
+ * The values of a job's replica records that follow from the submission alone (every scalar field
+ * but its origin and time, and the client's request, which only the first record carries): what a
+ * node writes, and what a voter checks a non-voter wrote.
  */
-export function submittedRecordValues(job: JobSubmission): Map<string, Record<string, string | number | boolean>> {
+export interface SubmittedRecordValues {
+  id: string
+  job: string
+  replica: number
+  replicas: number
+  gang: boolean
+  name: string
+  spec: string
+  cpuMillis: number
+  memoryMiB: number
+  diskMiB: number
+  gpuCount: number
+  durationMs: number
+  checkpointEveryMs: number
+  maxAttempts: number
+}
+
+/** The submitted values of each replica record, by replica id. */
+export function submittedRecordValues(job: JobSubmission): Map<string, SubmittedRecordValues> {
   const spec = canonicalJson(job.spec)
   const replicas = job.spec.replicas
-  const demand = job.spec.resources
-  const values = new Map<string, Record<string, string | number | boolean>>()
+  const { cpuMillis, memoryMiB, diskMiB, gpuCount } = job.spec.resources
+  const values = new Map<string, SubmittedRecordValues>()
   for (let replica = 0; replica < replicas; replica++) {
     const id = replicaIdOf(job.id, replica, replicas)
     values.set(id, {
@@ -455,10 +472,10 @@ export function submittedRecordValues(job: JobSubmission): Map<string, Record<st
       gang: replicas > 1 && job.spec.intent === 'tightly-coupled',
       name: job.spec.name,
       spec,
-      cpuMillis: demand.cpuMillis,
-      memoryMiB: demand.memoryMiB,
-      diskMiB: demand.diskMiB,
-      gpuCount: demand.gpuCount,
+      cpuMillis,
+      memoryMiB,
+      diskMiB,
+      gpuCount,
       durationMs: job.durationMs,
       checkpointEveryMs: job.spec.checkpoint?.intervalMs ?? 0,
       maxAttempts: job.spec.retries + 1,
@@ -467,23 +484,17 @@ export function submittedRecordValues(job: JobSubmission): Map<string, Record<st
   return values
 }
 
+/** Writes one record per replica of the job (all in the caller's one change). */
 export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: OriginStamp, nowMs: number): void {
   for (const [id, values] of submittedRecordValues(job)) {
     const shard = draft.jobs[shardOf(id)]
     if (shard === undefined) throw new Error(`missing job shard for ${id}`)
     shard[id] = {
-      id: text(id),
-      job: text(job.id),
-      replica: values.replica as number,
-      replicas: values.replicas as number,
-      gang: values.gang as boolean,
-      name: text(job.spec.name),
-      spec: text(values.spec as string),
-      cpuMillis: values.cpuMillis as number,
-      memoryMiB: values.memoryMiB as number,
-      diskMiB: values.diskMiB as number,
-      gpuCount: values.gpuCount as number,
-      durationMs: job.durationMs,
+      ...values,
+      id: text(values.id),
+      job: text(values.job),
+      name: text(values.name),
+      spec: text(values.spec),
       origin: text(origin.node),
       originSeq: origin.seq,
       submittedAtMs: nowMs,
@@ -492,10 +503,8 @@ export function writeJob(draft: ClusterDocument, job: JobSubmission, origin: Ori
       runs: {},
       unplaceable: {},
       cancelled: {},
-      checkpointEveryMs: values.checkpointEveryMs as number,
       snapshots: {},
       migrate: {},
-      maxAttempts: values.maxAttempts as number,
       attempts: {},
     }
   }

@@ -142,7 +142,7 @@ export class Peer {
         ...(init.verifyGrant === undefined ? {} : { verifyGrant: init.verifyGrant }),
         ...(init.verifySubmission === undefined ? {} : { verifySubmission: init.verifySubmission }),
       },
-      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message), trusted: (peer) => everNamedVoters(this.#document).has(peer), takesFromNonVoters: () => everNamedVoters(this.#document).has(this.id) },
+      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message), trusted: (peer) => everNamedVoters(this.#document).has(peer), takesFromNonVoters: () => this.#everVoter() },
     )
     // A planted bug for the simulator: every proposal counts, committed or not.
     const isCommitted = init.config.broken === 'uncommitted-committee' ? () => true : (stamp: { term: number; seq: number }) => this.#knownCommitted.isCommitted(this.#document, stamp)
@@ -326,7 +326,7 @@ export class Peer {
       case 'submit': {
         // A voter's records need no proof (it checked the client itself): the client's request is kept only by a non-voter.
         const { request, ...unsigned } = input.job
-        const job = request === undefined || everNamedVoters(this.#document).has(this.id) ? unsigned : input.job
+        const job = request === undefined || this.#everVoter() ? unsigned : input.job
         this.#applyRequest(input.requestId, planSubmit(job, replayRefusal(this.#document, input.replay, this.#now) ?? this.#submissions.refusal(job, this.#document), this.#now), input.replay)
         break
       }
@@ -405,6 +405,8 @@ export class Peer {
   #committeeInForce(): CommitteeConfig { return this.#committee.inForce(this.#document) }
 
   #isVoter(id: NodeId = this.id): boolean { return this.#committeeInForce().voters.includes(id) }
+  /** Some committee ever named this node: it checks what it takes from non-voters, and its own writes need no proof (the trust model). */
+  #everVoter(): boolean { return everNamedVoters(this.#document).has(this.id) }
 
   /** The committee in force, and the pending one while a proposal awaits its commit: decisions need majorities of both. */
   #committees(): NodeId[][] { return this.#committee.committees(this.#document) }

@@ -7,8 +7,7 @@
 import { createHash } from 'node:crypto'
 import type { GrantFacts, VerifyGrant } from '../consensus/index.ts'
 import { decodeInvite, inviteTokenPrefix, withContext } from './invite-token.ts'
-import { signedBy } from './peer-signature.ts'
-import { canonicalJson, signatureField, signedBytes } from './request-signature.ts'
+import { readSignedRequest, signedBy } from './peer-signature.ts'
 
 /** A grant's text is an invite token or a signed request as canonical JSON; both are small. */
 export const maxGrantChars = 8_192
@@ -16,11 +15,6 @@ export const maxGrantChars = 8_192
 /** A grant's id: from its signature, so one grant has one id. */
 function grantId(signature: Uint8Array): string {
   return createHash('sha256').update(signature).digest('base64url').slice(0, 22)
-}
-
-/** The text an admit or revoke request the admin key signed becomes in the document. */
-export function requestGrant(signed: Record<string, unknown>): string {
-  return canonicalJson(signed)
 }
 
 /** Checks grants against the admin key named in the document and this mesh's id (the genesis hash). */
@@ -40,20 +34,12 @@ function inviteFacts(token: string, admin: string, meshId: string): GrantFacts |
 }
 
 function requestFacts(text: string, admin: string): GrantFacts | null {
-  let request: Record<string, unknown>
-  try {
-    request = JSON.parse(text) as Record<string, unknown>
-  } catch {
-    return null
-  }
-  if (typeof request !== 'object' || request === null || (request.kind !== 'admit' && request.kind !== 'revoke')) return null
+  const signed = readSignedRequest(text)
+  if (signed === null) return null
+  const request = signed.fields
+  if (request.kind !== 'admit' && request.kind !== 'revoke') return null
   if (request.client !== admin || typeof request.peerId !== 'string' || typeof request.signedAtMs !== 'number' || !Number.isSafeInteger(request.signedAtMs)) return null
-  const signature = request[signatureField]
-  if (typeof signature !== 'string' || !/^[A-Za-z0-9_-]+$/.test(signature)) return null
-  const bytes = new Uint8Array(Buffer.from(signature, 'base64url'))
-  const { [signatureField]: _omitted, ...unsigned } = request
-  if (!signedBy(admin, signedBytes(unsigned), bytes)) return null
   const role = request.kind === 'revoke' ? 'revoked' : request.role
   if (role !== 'node' && role !== 'admin' && role !== 'submitter' && role !== 'viewer' && role !== 'revoked') return null
-  return { id: grantId(bytes), role, peer: request.peerId, nonce: null, atMs: request.signedAtMs }
+  return { id: grantId(signed.signature), role, peer: request.peerId, nonce: null, atMs: request.signedAtMs }
 }

@@ -38,19 +38,18 @@ import { snapshotReplicateProtocol } from './snapshot-keeper.ts'
 import { dhtProtocol } from './snapshot-routing.ts'
 import { snapshotProtocol } from '../snapshots/index.ts'
 import { refusalBudget } from './signed-topic.ts'
-import { AttackReferee, closedWithin, gossipRpcFrames, gossipsubProtocol, openStream, peerIdOf, seededKey, sendRaw, signedGossip, sleep } from './testing/attack-kit.ts'
+import { attackSeed, AttackReferee, closedWithin, gossipRpcFrames, gossipsubProtocol, openStream, peerIdOf, seededKey, sendRaw, signedGossip, sleep } from './testing/attack-kit.ts'
 import { runCli } from './testing/daemon-process.ts'
 import { fuzzedTopics } from './testing/fuzz-corpus.ts'
 import { poll } from './testing/poll.ts'
 import { testResources } from './testing/test-mesh.ts'
 
-const seed = Number(process.env.FABRIC_ATTACK_SEED ?? 20_260_301)
-const seedNote = `(attack seed ${seed}: FABRIC_ATTACK_SEED=${seed} replays it)`
+const { seed, seedNote } = attackSeed(20_260_301)
 /** The issue's bound on what an attack may cost a daemon. */
 const maxRssGrowthMiB = 50
 const readyTimeoutMs = 20_000
 const settleTimeoutMs = 20_000
-/** New connections from this machine to one daemon are paced under libp2p's per-address rate (5 a second, daemon-host.ts). */
+/** New connections from this machine to one daemon are paced under libp2p's per-address rate (daemonHostLimits.inboundConnectionsPerSecondPerHost). */
 const connectionPaceMs = 300
 /**
  * The daemons' election timeout. The default (150 ms, heartbeats every 30 ms) assumes a core per

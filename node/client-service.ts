@@ -17,10 +17,9 @@ import { planOnDocument } from './live-plan.ts'
 import type { NodeMetricsBook } from './metrics-gossip.ts'
 import type { NodeMetrics } from './wire.ts'
 import type { NodeLiveness } from './node-liveness.ts'
-import { newJobId, submissionFromSpec } from './submission.ts'
-import { requestGrant } from './admission-grant.ts'
-import { replayKeyOfSignature, signatureField } from './request-signature.ts'
-import { maxSubmissionProofChars, submissionProof } from './submission-proof.ts'
+import { submissionFromSpecText } from './submission.ts'
+import { replayKeyOfSignature, signatureField, signedRequestText } from './request-signature.ts'
+import { maxSubmissionProofChars } from './submission-proof.ts'
 import { MoveRequests, type MoveBackend } from './move-requests.ts'
 import { maxArchiveScan } from './store.ts'
 
@@ -147,7 +146,7 @@ export class ClientService {
         case 'admit':
         case 'revoke':
         case 'mesh':
-          yield await answerAdmissionRequest(request, this.#backend.admission, context === undefined ? null : requestGrant(context.signed))
+          yield await answerAdmissionRequest(request, this.#backend.admission, context === undefined ? null : signedRequestText(context.signed))
           return
         case 'cancel':
           yield await this.#acknowledged(request.jobId, this.#backend.cancel(asJobId(request.jobId), replay), { jobId: request.jobId })
@@ -192,13 +191,11 @@ export class ClientService {
   }
 
   async #submit(request: ClientRequestOf<'submit'>, replay: ReplayKey | undefined, context: RequestContext | undefined): Promise<ClientResponse> {
-    const parsed = parseJobSpec(request.spec, 'spec')
-    if (!parsed.ok) throw new ClientFailure('invalid-spec', parsed.errors.map((error) => `${error.path}: ${error.message}`).join('; '))
     // The job id comes from the signed request when there is one: the same request taken by two nodes at once is one job.
-    const made = submissionFromSpec(parsed.spec, newJobId(parsed.spec.name, replay?.key))
+    const made = submissionFromSpecText(request.spec, replay?.key)
     if (!made.ok) throw new ClientFailure('invalid-spec', made.reason)
     // The client's signed request goes with the job: a non-voter's job records need it (node/submission-proof.ts).
-    const proof = context === undefined ? undefined : submissionProof(context.signed)
+    const proof = context === undefined ? undefined : signedRequestText(context.signed)
     if (proof !== undefined && proof.length > maxSubmissionProofChars) {
       throw new ClientFailure('invalid-spec', `the signed request is ${proof.length} characters as JSON, over the ${maxSubmissionProofChars} a job record keeps: shorten the spec`)
     }

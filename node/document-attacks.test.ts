@@ -40,14 +40,13 @@ import { createInvite, decodeInvite } from './invite-token.ts'
 import { joinMesh } from './join-client.ts'
 import { canonicalJson, signedBytes } from './request-signature.ts'
 import { encodePeerMessage, maxTerm } from './wire.ts'
-import { AttackReferee, closedWithin, openStream, peerIdOf, rawClientCall, seededKey, sendRaw, signedRequestBytes, sleep } from './testing/attack-kit.ts'
+import { attackSeed, AttackReferee, closedWithin, openStream, peerIdOf, rawClientCall, seededKey, sendRaw, signedRequestBytes, sleep } from './testing/attack-kit.ts'
 import { runCli } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
 import { testResources } from './testing/test-mesh.ts'
 import { checkShards, documentShardOf, WireInsider, type Forged } from './testing/wire-insider.ts'
 
-const seed = Number(process.env.FABRIC_ATTACK_SEED ?? 20_260_302)
-const seedNote = `(attack seed ${seed}: FABRIC_ATTACK_SEED=${seed} replays it)`
+const { seed, seedNote } = attackSeed(20_260_302)
 const readyTimeoutMs = 20_000
 const settleTimeoutMs = 20_000
 /** How long a daemon has to log its refusal of one forged message (it is refused in the step that reads it). */

@@ -3,6 +3,7 @@
 // read, so every peer reaches the same verdict on the same bytes.
 import { createPublicKey, verify, type KeyObject } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { signatureField, signedBytes } from './request-signature.ts'
 
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo: the 32 raw key bytes follow. */
 const ed25519SpkiPrefix = Buffer.from('302a300506032b6570032100', 'hex')
@@ -33,4 +34,24 @@ export function signedBy(peerId: string, bytes: Uint8Array, signature: Uint8Arra
   } catch {
     return false
   }
+}
+
+/**
+ * A signed client request kept as text in the document (signedRequestText): its fields and signature
+ * bytes when the signature verifies against the client it names, else null (not JSON, not an
+ * object, no signature, a forgery).
+ */
+export function readSignedRequest(text: string): { fields: Record<string, unknown>; signature: Uint8Array } | null {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return null
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return null
+  const fields = parsed as Record<string, unknown>
+  const { [signatureField]: encoded, ...unsigned } = fields
+  if (typeof fields.client !== 'string' || typeof encoded !== 'string' || !/^[A-Za-z0-9_-]+$/.test(encoded)) return null
+  const signature = new Uint8Array(Buffer.from(encoded, 'base64url'))
+  return signedBy(fields.client, signedBytes(unsigned), signature) ? { fields, signature } : null
 }

@@ -115,6 +115,11 @@ export function replayKeyOfSignature(signature: string, signedAtMs: number): { k
   return { key: createHash('sha256').update(signature).digest('base64url').slice(0, 22), expiresAtMs: signedAtMs + requestSignatureLimits.maxClockSkewMs }
 }
 
+/** The text a signed request becomes in the document (an admission grant, a submission proof): canonical JSON, signature included. */
+export function signedRequestText(signed: Record<string, unknown>): string {
+  return canonicalJson(signed)
+}
+
 /** The bytes a client request's signature covers (the request without its signature). */
 export function signedBytes(unsigned: Record<string, unknown>): Uint8Array {
   return new TextEncoder().encode(signingContext + canonicalJson(unsigned))

@@ -4,8 +4,8 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { canonicalJson, replayKeyOfSignature, signedBytes } from './request-signature.ts'
-import { maxSubmissionProofChars, submissionProof, verifySubmissionProof } from './submission-proof.ts'
+import { canonicalJson, replayKeyOfSignature, signedBytes, signedRequestText } from './request-signature.ts'
+import { maxSubmissionProofChars, verifySubmissionProof } from './submission-proof.ts'
 import { newJobId } from './submission.ts'
 
 const spec = JSON.stringify({ name: 'train', command: ['sh', '-c', 'echo hi'], resources: { cpu: 0.5, memory: '64Mi' } })
@@ -26,7 +26,7 @@ describe('submission proofs', () => {
 
   it('verifies a signed submit request and makes the job the node that took it made (job id from the signature)', async () => {
     const request = await signed(client, {})
-    const facts = verifySubmissionProof(submissionProof(request))
+    const facts = verifySubmissionProof(signedRequestText(request))
     const replay = replayKeyOfSignature(String(request.signature), 1_700_000_000_000)
     expect(facts?.client).toBe(peerIdFromPrivateKey(client).toString())
     expect(facts?.key).toBe(replay.key)
@@ -49,6 +49,6 @@ describe('submission proofs', () => {
 
   it('refuses a signed request whose spec makes no job', async () => {
     const request = await signed(client, { spec: JSON.stringify({ name: 'bad', resources: { cpu: -1 } }) })
-    expect(verifySubmissionProof(submissionProof(request))).toBeNull()
+    expect(verifySubmissionProof(signedRequestText(request))).toBeNull()
   })
 })

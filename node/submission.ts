@@ -5,7 +5,7 @@
 // process runtime). Retries are the core's (consensus/retries.ts): the spec carries them.
 import { randomBytes } from 'node:crypto'
 import { asJobId, type JobId, type JobSubmission } from '../consensus/index.ts'
-import type { JobSpec } from '../placement/index.ts'
+import { parseJobSpec, type JobSpec } from '../placement/index.ts'
 import { dockerLabel } from './runtime-selector.ts'
 
 export type SubmissionResult = { ok: true; submission: JobSubmission } | { ok: false; reason: string }
@@ -25,4 +25,15 @@ export function submissionFromSpec(spec: JobSpec, jobId: JobId): SubmissionResul
   if (unsupported.length > 0) return { ok: false, reason: `not supported yet: ${unsupported.join('; ')}` }
   const placed = spec.image === undefined ? spec : { ...spec, constraints: { ...spec.constraints, labels: { ...spec.constraints.labels, [dockerLabel.key]: dockerLabel.value } } }
   return { ok: true, submission: { id: jobId, spec: placed, durationMs: 0 } }
+}
+
+/**
+ * The submission a submit request's spec text makes, its id from the signed request's replay key:
+ * what the node that takes the request writes, and what every peer checking a non-voter's
+ * submission proof derives again (submission-proof.ts). Both must agree to the field.
+ */
+export function submissionFromSpecText(text: string, replayKey: string | undefined): SubmissionResult {
+  const parsed = parseJobSpec(text, 'spec')
+  if (!parsed.ok) return { ok: false, reason: parsed.errors.map((error) => `${error.path}: ${error.message}`).join('; ') }
+  return submissionFromSpec(parsed.spec, newJobId(parsed.spec.name, replayKey))
 }

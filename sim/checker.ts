@@ -82,6 +82,8 @@ export class Checker {
   /** Per replica: the copies that ran to completion (exit 0), with when each started and ended. */
   readonly #completed = new Map<JobId, { node: NodeId; term: number; seq: number; startedAtMs: number; endedAtMs: number }[]>()
   #healed = false
+  /** Jobs handed to the Byzantine non-voter: it may drop what it never acknowledged (a client asks elsewhere). */
+  readonly viaByzantine = new Set<JobId>()
 
   constructor(world: CheckedWorld, traceLimit: number) {
     this.#world = world
@@ -100,9 +102,6 @@ export class Checker {
     this.trace(`VIOLATION ${invariant}: ${detail}`)
     this.violations.push({ invariant, seed: this.#world.seed, virtualMs: Math.round(this.#world.nowMs), detail, trace: this.#trace.slice(-traceLinesPerViolation) })
   }
-
-  /** Jobs handed to the Byzantine non-voter: it may drop what it never acknowledged (a client asks elsewhere). */
-  readonly viaByzantine = new Set<JobId>()
 
   noteSubmitted(job: JobSubmission, viaByzantine = false): void {
     this.submitted.set(job.id, job)
@@ -316,7 +315,6 @@ export class Checker {
     }
   }
 
-  /** End of the liveness phase: a leader, every job accounted for, no job running twice. */
   /**
    * The Byzantine non-voter changed nothing: no honest node holds a change it forged, reached a term
    * it forged, counts it a voter, or counts a job done on its word alone.
@@ -341,6 +339,7 @@ export class Checker {
     }
   }
 
+  /** End of the liveness phase: a leader, every job accounted for, no job running twice. */
   atEnd(): void {
     const world = this.#world
     const leaderIndex = world.leaderIndex()

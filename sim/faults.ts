@@ -83,6 +83,16 @@ export class FaultInjector {
 
   #endsAt(minMs: number, maxMs: number): number { return this.#target.nowMs + this.#random.int(minMs, maxMs) }
 
+  /** Crashes `node` and restarts it after `downMinMs` to `downMaxMs` (`loseWritesMs`: its disk's unsynced writes lost). */
+  #crashFor(node: number, reason: string, downMinMs: number, downMaxMs: number, loseWritesMs = 0): void {
+    this.#crashed.add(node)
+    this.#target.crash(node, reason, loseWritesMs)
+    this.#target.schedule(this.#endsAt(downMinMs, downMaxMs), () => {
+      this.#crashed.delete(node)
+      this.#target.restart(node)
+    })
+  }
+
   injectOne(): void {
     if (this.#healed || this.#faults.length === 0) return
     const target = this.#target
@@ -111,12 +121,7 @@ export class FaultInjector {
         if (this.#crashed.size >= maxCrashedAtOnce) return
         const node = this.#victim()
         if (!target.isUp(node)) return
-        this.#crashed.add(node)
-        target.crash(node, 'crash')
-        target.schedule(this.#endsAt(300, 5_000), () => {
-          this.#crashed.delete(node)
-          target.restart(node)
-        })
+        this.#crashFor(node, 'crash', 300, 5_000)
         return
       }
       case 'disk': {
@@ -127,12 +132,7 @@ export class FaultInjector {
         const candidates = Array.from({ length: target.nodeCount }, (_, node) => node).filter((node) => target.isUp(node) && !target.isVoter(node))
         if (candidates.length === 0) return
         const node = this.#random.pick(candidates)
-        this.#crashed.add(node)
-        target.crash(node, 'crash', this.#random.int(lostWritesMs.min, lostWritesMs.max))
-        target.schedule(this.#endsAt(300, 3_000), () => {
-          this.#crashed.delete(node)
-          target.restart(node)
-        })
+        this.#crashFor(node, 'crash', 300, 3_000, this.#random.int(lostWritesMs.min, lostWritesMs.max))
         return
       }
       case 'lag': {
@@ -150,12 +150,7 @@ export class FaultInjector {
         target.schedule(this.#endsAt(lagMs.min, lagMs.max), () => {
           target.heal(`${behind.join(', ')} hear again`)
           if (!target.isUp(leader)) return
-          this.#crashed.add(leader)
-          target.crash(leader, 'crash (the leader fails as a voter that fell behind hears again)')
-          target.schedule(this.#endsAt(300, 3_000), () => {
-            this.#crashed.delete(leader)
-            target.restart(leader)
-          })
+          this.#crashFor(leader, 'crash (the leader fails as a voter that fell behind hears again)', 300, 3_000)
         })
         return
       }

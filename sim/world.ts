@@ -416,10 +416,12 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
     else this.#step(node, make(node.clock.localMs(this.#now)))
   }
 
-  /** A copy's process is killed (a stop the core asked for, or the watchdog): its exit reaches the core. */
+  /**
+   * A copy's process is killed (a stop the core asked for, or the watchdog): its exit reaches the core,
+   * also when it was already gone (the watchdog took it, or it ended): the core still hears how it ended.
+   */
   #killCopy(node: SimNode, jobId: JobId, leaseLapsed: boolean): void {
-    if (!node.running.delete(jobId)) return
-    this.checker.noteCopyEnded(node.index, jobId)
+    if (node.running.delete(jobId)) this.checker.noteCopyEnded(node.index, jobId)
     // After the step that asked for it: the core hears the exit as a later input, as from a runtime.
     const incarnation = node.incarnation
     this.schedule(this.#now, () => {
@@ -472,14 +474,7 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
           break
         case 'stop-job':
           if (effect.cause === 'fenced') this.fencedCopies++
-          if (node.running.has(effect.jobId)) this.#killCopy(node, effect.jobId, false)
-          else {
-            // Already gone (the watchdog, or it ended): the core still hears how it ended.
-            const incarnation = node.incarnation
-            this.schedule(this.#now, () => {
-              if (node.up && node.incarnation === incarnation) this.#input(node, (nowMs) => ({ kind: 'job-exited', nowMs, jobId: effect.jobId, exitCode: 137 }))
-            })
-          }
+          this.#killCopy(node, effect.jobId, false)
           break
         case 'archive-job':
           this.checker.noteArchived(effect.job)

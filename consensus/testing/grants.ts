@@ -19,26 +19,35 @@ function mac(secret: string, text: string): string {
   return a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0')
 }
 
+/** `prefix`, the JSON as base64url, and its keyed hash. */
+function seal(sealPrefix: string, secret: string, json: string): string {
+  return `${sealPrefix}${Buffer.from(json).toString('base64url')}.${mac(secret, json)}`
+}
+
+/** The JSON `seal(sealPrefix, secret, ...)` sealed in `text`, or null. */
+function unseal(sealPrefix: string, secret: string, text: string): unknown {
+  if (!text.startsWith(sealPrefix)) return null
+  const [payload, signature] = text.slice(sealPrefix.length).split('.')
+  if (payload === undefined || signature === undefined) return null
+  const json = Buffer.from(payload, 'base64url').toString()
+  if (mac(secret, json) !== signature) return null
+  try {
+    return JSON.parse(json)
+  } catch {
+    return null
+  }
+}
+
 export function signTestGrant(secret: string, facts: GrantFacts): string {
-  const json = JSON.stringify(facts)
-  return `${prefix}${Buffer.from(json).toString('base64url')}.${mac(secret, json)}`
+  return seal(prefix, secret, JSON.stringify(facts))
 }
 
 /** Accepts exactly the grants `signTestGrant(secret, ...)` made. */
 export function testGrantVerifier(secret: string): VerifyGrant {
   return (grant) => {
-    if (!grant.startsWith(prefix)) return null
-    const [payload, signature] = grant.slice(prefix.length).split('.')
-    if (payload === undefined || signature === undefined) return null
-    const json = Buffer.from(payload, 'base64url').toString()
-    if (mac(secret, json) !== signature) return null
-    try {
-      const facts = JSON.parse(json) as GrantFacts
-      if (!roles.includes(facts.role as Role) || !grantIdPattern.test(facts.id) || typeof facts.atMs !== 'number') return null
-      return { id: facts.id, role: facts.role, peer: facts.peer ?? null, nonce: facts.nonce ?? null, atMs: facts.atMs }
-    } catch {
-      return null
-    }
+    const facts = unseal(prefix, secret, grant) as GrantFacts | null
+    if (facts === null || !roles.includes(facts.role as Role) || !grantIdPattern.test(facts.id) || typeof facts.atMs !== 'number') return null
+    return { id: facts.id, role: facts.role, peer: facts.peer ?? null, nonce: facts.nonce ?? null, atMs: facts.atMs }
   }
 }
 
@@ -47,22 +56,10 @@ const submissionPrefix = 'test-submission.'
 /** A client's "signed" submit request for the harness and the simulator: the facts as JSON plus a keyed hash. */
 export function signTestSubmission(secret: string, facts: SubmissionFacts): string {
   const { request: _request, ...job } = facts.job
-  const json = JSON.stringify({ ...facts, job })
-  return `${submissionPrefix}${Buffer.from(json).toString('base64url')}.${mac(secret, json)}`
+  return seal(submissionPrefix, secret, JSON.stringify({ ...facts, job }))
 }
 
 /** Accepts exactly the requests `signTestSubmission(secret, ...)` made. */
 export function testSubmissionVerifier(secret: string): VerifySubmission {
-  return (request) => {
-    if (!request.startsWith(submissionPrefix)) return null
-    const [payload, signature] = request.slice(submissionPrefix.length).split('.')
-    if (payload === undefined || signature === undefined) return null
-    const json = Buffer.from(payload, 'base64url').toString()
-    if (mac(secret, json) !== signature) return null
-    try {
-      return JSON.parse(json) as SubmissionFacts
-    } catch {
-      return null
-    }
-  }
+  return (request) => unseal(submissionPrefix, secret, request) as SubmissionFacts | null
 }
