@@ -131,7 +131,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     })
     for (const jobId of longIds) detail(`${jobId} runs on ${nameOf(placedOn.get(jobId)!)}`)
 
-    // 3. Kill the leader with SIGKILL while they run.
+    // 3. Kill the leader with SIGKILL while they run: the one leading now (the mesh may have changed
+    // leaders since the start; killing a former one would wait for an election that never comes).
+    leader = await local.waitForLeader(demoLimits.electionTimeoutMs)
     const killedTerm = leader.status!.term
     const killed = leader
     const onKilled = longIds.filter((jobId) => placedOn.get(jobId) === killed.peerId)
