@@ -28,8 +28,13 @@ export const daemonHostLimits = {
   maxConnections: 300,
   /** Inbound connections still upgrading (noise handshake, muxer) at once; past it new ones are refused before any crypto. */
   maxIncomingPendingConnections: 16,
-  /** Inbound connections one IP address may open a second (libp2p's per-host rate limiter; its default). */
-  inboundConnectionsPerSecondPerHost: 5,
+  /**
+   * Inbound connections one IP address may open a second (libp2p's per-host rate limiter). Not
+   * libp2p's default of 5: every peer of a mesh on one machine shares one address (its daemons, CLI
+   * calls, joiners), and at 5 a 4-daemon test mesh refused CLI calls in about half its runs. The
+   * pending-handshake bound above still bounds the crypto work a flood can cause.
+   */
+  inboundConnectionsPerSecondPerHost: 20,
   /** An inbound connection must be encrypted and multiplexed within this (a loopback handshake takes milliseconds). */
   inboundUpgradeTimeoutMs: 5_000,
   /** A new stream must agree on its protocol within this, in either direction. */
