@@ -111,6 +111,14 @@ async function probeOnce(criuPath: string): Promise<CriuSupport> {
 }
 
 /**
+ * Whether CRIU is unavailable because this boot's recorded dump/restore probe failed: a fact of the
+ * kernel and machine until reboot, which no install step can change (unlike a missing binary).
+ */
+export function criuProbeFailedOnThisBoot(criu: CriuSupport): boolean {
+  return !criu.available && criu.dumpProbe?.recorded === true && !criu.dumpProbe.ok
+}
+
+/**
  * This boot's verdict on a real dump and restore with the CRIU at `path`: read from the verdict file
  * when this boot has one for this binary and version, else found by running runtime/criu-probe.sh
  * (which records it; concurrent callers wait for one probe and read its verdict). Bounded: a dump

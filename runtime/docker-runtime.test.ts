@@ -13,7 +13,7 @@ import { probeCriu } from './criu.ts'
 import { RuntimeUnavailableError, type RuntimeLogger } from './runtime.ts'
 import { busyboxImage, ensureBusyboxImage } from './testing/busybox-image.ts'
 import { assertConsecutive, countingExitCode, countingScript, countsIn, waitForCounts } from './testing/counting.ts'
-import { requirementGate } from './testing/requirements.ts'
+import { criuMissing, requirementGate } from './testing/requirements.ts'
 import { collect, describeRuntimeCompliance, freshJobId } from './testing/runtime-compliance.ts'
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} }
@@ -25,7 +25,7 @@ const criu = await probeCriu()
 const checkpointGate = requirementGate('Docker checkpoint tests', [
   ...gate.missing,
   engine.available && !engine.experimental ? 'the engine runs without experimental features' : undefined,
-  criu.available ? undefined : criu.reason,
+  criuMissing(criu),
 ])
 
 const made: { runtime: DockerRuntime; dataDir: string }[] = []

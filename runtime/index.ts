@@ -5,7 +5,7 @@ export { ProcessRuntime, defaultProcessRuntimeLimits, type ProcessRuntimeInit, t
 export { DockerRuntime, defaultDockerRuntimeLimits, type DockerRuntimeInit, type DockerRuntimeComponents, type DockerRuntimeLimits } from './docker-runtime.ts'
 export { containerCreateOptions, containerWorkDir } from './docker-container-spec.ts'
 export { dockerSocketPath, probeDockerEngine, connectDocker, type DockerEngineInfo } from './docker-engine.ts'
-export { probeCriu, criuLimits, type CriuSupport } from './criu.ts'
+export { probeCriu, criuProbeFailedOnThisBoot, criuLimits, type CriuSupport } from './criu.ts'
 export { uncheckpointableReasons } from './checkpoint-guard.ts'
 export { checkpointLayout, readCheckpointManifest, type CheckpointManifest } from './checkpoint-directory.ts'
 export { probeNodeCapabilities, probeCgroupVersion, probeGpus, renderCapabilities, type NodeCapabilities, type CgroupReport, type GpuReport } from './node-capabilities.ts'

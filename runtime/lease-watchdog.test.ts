@@ -19,7 +19,7 @@ import { ProcessRuntime } from './process-runtime.ts'
 import { leaseLapsedReason, type JobExit } from './runtime.ts'
 import { Spawner, type LaunchedProcess } from './spawner.ts'
 import { ensureBusyboxImage } from './testing/busybox-image.ts'
-import { requirementGate } from './testing/requirements.ts'
+import { criuMissing, requirementGate } from './testing/requirements.ts'
 import { freshJobId, untilMonotonic, waitFor } from './testing/runtime-compliance.ts'
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} }
@@ -240,7 +240,7 @@ const namespace = await probePidNamespace()
 const criu = await probeCriu()
 const engine = await probeDockerEngine(dockerSocketPath())
 const dockerGate = requirementGate('lease watchdog tests with Docker', [engine.available ? undefined : `no Docker engine: ${engine.reason}`])
-const restoreGate = requirementGate('lease watchdog tests of restored jobs', [namespace.available ? undefined : `no PID namespaces: ${namespace.reason}`, criu.available ? undefined : criu.reason])
+const restoreGate = requirementGate('lease watchdog tests of restored jobs', [namespace.available ? undefined : `no PID namespaces: ${namespace.reason}`, criuMissing(criu)])
 const namespaceGate = requirementGate('lease watchdog tests in a PID namespace', [namespace.available ? undefined : `no PID namespaces: ${namespace.reason}`])
 
 type DaemonMode = 'process-ns' | 'process-group' | 'process-restored' | 'docker'

@@ -14,14 +14,14 @@ import { probeCriu } from './criu.ts'
 import { probePidNamespace } from './isolation.ts'
 import { assertConsecutive, countingExitCode, countingScript, countsIn, waitForCounts } from './testing/counting.ts'
 import { collect, freshJobId, waitFor } from './testing/runtime-compliance.ts'
-import { requirementGate } from './testing/requirements.ts'
+import { criuMissing, requirementGate } from './testing/requirements.ts'
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} }
 const namespace = await probePidNamespace()
 const criu = await probeCriu()
 const gate = requirementGate('CRIU checkpoints of the process runtime', [
   namespace.available ? undefined : `no PID namespaces: ${namespace.reason}`,
-  criu.available ? undefined : criu.reason,
+  criuMissing(criu),
 ])
 
 const made: { runtime: ProcessRuntime; dataDir: string }[] = []
