@@ -14,7 +14,7 @@ function replicas(ids: readonly NodeId[]): { replica: Map<NodeId, DocumentReplic
   const outbox: Sent[] = []
   const replica = new Map(ids.map((id, index) => [id, new DocumentReplica(
     { nodeId: id, documentBytes: genesis, incarnation: (index + 1).toString(16).padStart(4, '0'), maxPeersTracked: 16 },
-    { term: () => asTerm(1), leaderId: () => ids[1]!, send: (to, message: PeerMessage) => { if (message.kind === 'sync') outbox.push({ from: id, to, message }) }, trusted: (peer) => ids.includes(peer), takesFromNonVoters: () => ids.includes(id) },
+    { term: () => asTerm(1), leaderId: () => ids[1]!, send: (to, message: PeerMessage) => { if (message.kind === 'sync') outbox.push({ from: id, to, message }) }, trusted: (peer) => ids.includes(peer), takesFromNonVoters: () => ids.includes(id), nowMs: () => 0 },
   )]))
   return { replica, outbox }
 }

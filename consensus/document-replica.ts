@@ -11,6 +11,7 @@ import { ChangeValidator } from './change-validator.ts'
 import { leaderSeqOf, loadDocument, originSeqOf, type ClusterDocument, type Document } from './cluster-document.ts'
 import { concatBytes } from './bytes.ts'
 import { SyncChannel } from './sync-channel.ts'
+import { SyncPenalties } from './sync-penalties.ts'
 import { SyncSessions } from './sync-sessions.ts'
 import type { DocumentAck, NodeId, PeerMessage, SyncMessage, Term } from './types.ts'
 
@@ -42,14 +43,18 @@ export interface DocumentReplicaComponents {
    * forever at every voter for that dependency, which only its author may hand them).
    */
   takesFromNonVoters: () => boolean
+  /** This node's clock: a refused sender's syncs are dropped unread for a while (sync-penalties.ts). */
+  nowMs: () => number
 }
 
 /** What a sync message brought: dropped (duplicate or stale), refused, or accepted with what it changed. */
 export type SyncReceipt =
   | { kind: 'duplicate' }
   | { kind: 'undecodable'; reason: string }
-  /** It carried a change its writer may not make: nothing of it entered. */
+  /** It carried a change its writer may not make: nothing of it entered, and its sender is penalized. */
   | { kind: 'refused'; reason: string }
+  /** Its sender is penalized for an earlier refusal: dropped unread. */
+  | { kind: 'penalized' }
   | { kind: 'accepted'; changed: boolean; touchedPaths: A.Prop[][] }
 
 const emptyBytes = new Uint8Array(0)
@@ -65,6 +70,7 @@ export class DocumentReplica {
   #persistedHeads: string[]
   readonly #sessions: SyncSessions
   readonly #channel: SyncChannel
+  readonly #penalties: SyncPenalties
   readonly #dirtyPartners = new Set<NodeId>()
   /** Partners whose changes arrived: they hear back (the ack) even when there is nothing to sync. */
   readonly #ackOwed = new Set<NodeId>()
@@ -78,12 +84,13 @@ export class DocumentReplica {
     this.#persistedHeads = A.getHeads(this.#document)
     this.#sessions = new SyncSessions(init.maxPeersTracked)
     this.#channel = new SyncChannel(init.incarnation, init.maxPeersTracked)
+    this.#penalties = new SyncPenalties(init.maxPeersTracked)
     this.#validator = new ChangeValidator({ self: init.nodeId, actor: this.actor, verifyGrant: init.verifyGrant, verifySubmission: init.verifySubmission })
   }
 
   get document(): Document { return this.#document }
   /** Received messages refused whole for a forbidden change, and changes held back until they can be judged. */
-  get screening(): { refused: number; heldBack: number } { return this.#validator.counters }
+  get screening(): { refused: number; heldBack: number; penalized: number; dropped: number } { return { ...this.#validator.counters, ...this.#penalties.counters } }
   /** The document changed since the last persist. */
   get changed(): boolean { return this.#changed }
 
@@ -164,11 +171,14 @@ export class DocumentReplica {
     if (channel === 'reopened') this.#sessions.restart(from)
     if (message.data === null) return { kind: 'accepted', changed: false, touchedPaths: [] }
     // A voter checked every change it took before it passes it on (the trust model): only others' messages are screened.
-    const screened = this.#components.trusted(from)
+    const trusted = this.#components.trusted(from)
+    if (!trusted && this.#penalties.drops(from, this.#components.nowMs())) return { kind: 'penalized' }
+    const screened = trusted
       ? ({ kind: 'pass', data: message.data } as const)
       : this.#components.takesFromNonVoters() ? this.#validator.screen(this.#document, message.data, from) : this.#validator.holdAll(message.data)
     if (screened.kind !== 'pass') {
       this.#sessions.restart(from)
+      if (screened.kind === 'refused') this.#penalties.refused(from, this.#components.nowMs())
       return screened
     }
     const headsBefore = A.getHeads(this.#document)

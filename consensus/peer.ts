@@ -142,7 +142,7 @@ export class Peer {
         ...(init.verifyGrant === undefined ? {} : { verifyGrant: init.verifyGrant }),
         ...(init.verifySubmission === undefined ? {} : { verifySubmission: init.verifySubmission }),
       },
-      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message), trusted: (peer) => everNamedVoters(this.#document).has(peer), takesFromNonVoters: () => this.#everVoter() },
+      { term: () => this.#election.term, leaderId: () => this.#election.leaderId, send: (to, message) => this.#send(to, message), trusted: (peer) => everNamedVoters(this.#document).has(peer), takesFromNonVoters: () => this.#everVoter(), nowMs: () => this.#now },
     )
     // A planted bug for the simulator: every proposal counts, committed or not.
     const isCommitted = init.config.broken === 'uncommitted-committee' ? () => true : (stamp: { term: number; seq: number }) => this.#knownCommitted.isCommitted(this.#document, stamp)
@@ -270,7 +270,7 @@ export class Peer {
   /** This node's Automerge actor (its identity and incarnation). */
   get actor(): string { return this.#replica.actor }
   /** Received sync messages refused whole (a forbidden change), and changes held back until they can be judged. */
-  get screening(): { refused: number; heldBack: number } { return this.#replica.screening }
+  get screening(): { refused: number; heldBack: number; penalized: number; dropped: number } { return this.#replica.screening }
   /** On the leader: how a recent auction round decided the job (undefined elsewhere, or when too old). */
   explain(jobId: string): JobExplanation | undefined { return this.#leader?.auction.explain(jobId) }
 
@@ -469,7 +469,7 @@ export class Peer {
       this.#nextCapacityMs = now + this.#config.capacityIntervalMs
       this.#publishCapacity()
     }
-    this.#syncSchedule.onTimers({ nowMs: now, document: this.#document, isVoter: this.#isVoter(), isLeader: this.#election.role === 'leader', leaderId: this.#election.leaderId })
+    this.#syncSchedule.onTimers({ nowMs: now, document: this.#document, isVoter: this.#isVoter(), isLeader: this.#election.role === 'leader', leaderId: this.knownLeaderId })
     if (now >= this.#submissions.nextRetryMs) this.#retrySubmissions()
     if (now >= this.#runner.nextCheckpointMs()) this.#runner.checkpointDue()
     if (this.#election.role !== 'leader' && now >= this.#lease.nextRequestMs) this.#requestLease()
@@ -591,7 +591,7 @@ export class Peer {
 
   #onSync(from: NodeId, message: SyncMessage): void {
     const receipt = this.#replica.receive(from, message)
-    if (receipt.kind === 'duplicate') return
+    if (receipt.kind === 'duplicate' || receipt.kind === 'penalized') return
     if (receipt.kind === 'undecodable') return this.#drop(from, 'sync', receipt.reason)
     if (receipt.kind === 'refused') {
       this.#drop(from, 'sync', receipt.reason)

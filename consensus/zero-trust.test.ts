@@ -7,6 +7,7 @@ import * as A from '@automerge/automerge'
 import { Cluster, testJob } from './testing/harness.ts'
 import { signTestGrant, signTestSubmission } from './testing/grants.ts'
 import { actorOf } from './actors.ts'
+import { syncPenaltyMs } from './sync-penalties.ts'
 import { effectiveAssignment, isJobDone, jobRecord, shardOf, writeJob, writeRequestSeen, type ClusterDocument } from './cluster-document.ts'
 import { asJobId, asNodeId, asTerm, type NodeId, type PeerEffect, type PeerMessage } from './types.ts'
 
@@ -19,11 +20,13 @@ class Forger {
   readonly actor: string
   #document: A.Doc<ClusterDocument>
   #seq = 0
+  #epoch: number
 
   constructor(cluster: Cluster, id: NodeId, incarnation = 'ffee') {
     this.#cluster = cluster
     this.id = id
     this.actor = actorOf(id, incarnation)
+    this.#epoch = parseInt(incarnation, 16)
     this.#document = A.clone(cluster.peer(id).document, { actor: this.actor })
   }
 
@@ -41,8 +44,11 @@ class Forger {
 
   message(changes: Uint8Array[]): PeerMessage {
     const data = A.encodeSyncMessage({ heads: A.getHeads(this.#document), need: [], have: [], changes } as unknown as A.DecodedSyncMessage)
-    return { kind: 'sync', term: asTerm(0), data, ack: { term: asTerm(0), leaderSeq: 0, originSeq: 0, origin: '' }, channel: { epoch: 'ffee', seq: ++this.#seq }, leaderHint: null }
+    return { kind: 'sync', term: asTerm(0), data, ack: { term: asTerm(0), leaderSeq: 0, originSeq: 0, origin: '' }, channel: { epoch: this.#epoch.toString(16), seq: ++this.#seq }, leaderHint: null }
   }
+
+  /** A new channel epoch: after the cluster ran, the real peer of this id has spoken since (its channel retired ours). */
+  reopen(): void { this.#epoch++ }
 
   get document(): A.Doc<ClusterDocument> { return this.#document }
 }
@@ -128,7 +134,37 @@ describe('zero trust: a non-voter writing what is not its own', () => {
     // A change numbered 5 with nothing between: Automerge would panic on it.
     const decoded = A.decodeChange(A.getChangesSince(fork, before)[0]!)
     const skipping = A.encodeChange({ ...decoded, seq: 5, deps: A.getHeads(cluster.peer(voter).document) } as Parameters<typeof A.encodeChange>[0])
+    cluster.advance(syncPenaltyMs.first * 3) // past the penalty of the first refusal
+    forger.reopen()
     expect(refused(cluster, voter, forger.message([skipping])).reason).toMatch(/follows its change 1/)
+  })
+
+  it('drops a refused sender\'s syncs unread for a while, doubling with each refusal, then screens them again', () => {
+    const { cluster, voter, forger } = setup(38)
+    // Each forbidden change from a fresh incarnation of n4 (a change on top of a refused one would wait for it instead).
+    let incarnation = 0xfe00
+    const forbidden = (key: string) => {
+      const fresh = new Forger(cluster, forger.id, (incarnation++).toString(16))
+      fresh.refresh(voter)
+      return fresh.write((draft) => { draft.draining[key] = 1 })
+    }
+    expect(refused(cluster, voter, forbidden('n3')).refused).toBe(true)
+    const dropped = cluster.peer(voter).screening.dropped
+    // An honest change of its own, within the penalty: not even read (nothing refused, nothing taken).
+    const own = forger.write((draft) => { draft.jobs[shardOf('victim')]!['victim']!.runs['n4'] = { state: text('running'), term: 1, seq: 2, exitCode: 0, atMs: 1 } })
+    const heads = A.getHeads(cluster.peer(voter).document)
+    cluster.step(voter, { kind: 'message', from: forger.id, message: own })
+    expect(A.getHeads(cluster.peer(voter).document)).toEqual(heads)
+    expect(cluster.peer(voter).screening).toMatchObject({ refused: 1, dropped: dropped + 1, penalized: 1 })
+    // Past the first penalty it is screened again: a second refusal earns twice as long.
+    cluster.advance(syncPenaltyMs.first)
+    expect(refused(cluster, voter, forbidden('n2')).refused).toBe(true)
+    cluster.advance(syncPenaltyMs.first * 1.5)
+    cluster.step(voter, { kind: 'message', from: forger.id, message: forbidden('n1') })
+    expect(cluster.peer(voter).screening).toMatchObject({ refused: 2, penalized: 2 })
+    cluster.advance(syncPenaltyMs.first)
+    expect(refused(cluster, voter, forbidden('n0')).refused).toBe(true)
+    expect(cluster.peer(voter).screening).toMatchObject({ refused: 3, penalized: 3 })
   })
 
   it('takes a false report of a job it never ran as its own entry, and ignores it: the job is not done', () => {

@@ -51,6 +51,8 @@ const maxViolationsPerRun = 20
 const maxCopyOverlapMs = defaultPeerTiming.nodeLeaseMs
 /** After the faults heal, a replica whose run failed with attempts left is placed again within this. */
 const retryPlacedWithinMs = 5_000
+/** At the end, the leader holds every change a live honest node had written this long before (at most half the liveness phase). */
+export const convergedWithinMs = 10_000
 const traceLinesPerViolation = 40
 
 export class Checker {
@@ -76,12 +78,20 @@ export class Checker {
   readonly #leadersByTerm = new Map<number, Set<number>>()
   readonly #leases = new Map<number, { term: number; realExpiryMs: number }>()
   readonly #maxCommitted = new Map<number, number>()
+  /** Per term, the highest decision counted committed as time went (seq rising), to ask what was committed before a moment. */
+  readonly #commitHistory = new Map<number, { seq: number; atMs: number }[]>()
+  /** When each acknowledged job was first acknowledged. */
+  readonly #acknowledgedAtMs = new Map<JobId, number>()
+  /** Per node: its term, and since when it has had it (a candidate's election began then). */
+  readonly #termSince = new Map<number, { term: number; sinceMs: number }>()
   /** Ground truth per replica: the nodes running a copy now (with when each started), and since when two or more have. */
   readonly #copies = new Map<JobId, Map<number, number>>()
   readonly #overlapSinceMs = new Map<JobId, number>()
   /** Per replica: the copies that ran to completion (exit 0), with when each started and ended. */
   readonly #completed = new Map<JobId, { node: NodeId; term: number; seq: number; startedAtMs: number; endedAtMs: number }[]>()
   #healed = false
+  /** Per honest node: the last change it had written at the convergence mark, which the leader must hold at the end. */
+  readonly #converging = new Map<number, string>()
   /** Jobs handed to the Byzantine non-voter: it may drop what it never acknowledged (a client asks elsewhere). */
   readonly viaByzantine = new Set<JobId>()
 
@@ -166,13 +176,20 @@ export class Checker {
       }
       case 'leader-ready': {
         this.trace(`${node.id} ready to decide in term ${event.term}`)
+        // What was committed or acknowledged before its election began: a majority held it, and the
+        // barrier's majority (heads sent at or after that moment) shares a voter with it. What became
+        // so during the election may reach the new leader after it is ready: it is not lost.
+        const since = this.#termSince.get(index)
+        const electionBeganMs = since?.term === event.term ? since.sinceMs : this.#world.nowMs
         const document = node.peer.document
-        for (const [term, seq] of this.#maxCommitted) {
+        for (const [term, history] of this.#commitHistory) {
           if (term >= event.term) continue
+          const seq = history.findLast((entry) => entry.atMs < electionBeganMs)?.seq ?? 0
           const held = leaderSeqOf(document, asTerm(term))
-          if (held < seq) this.#violate('committed-survives-leader-change', `${node.id} (term ${event.term}) holds decisions of term ${term} up to ${held}, but ${seq} was committed`)
+          if (held < seq) this.#violate('committed-survives-leader-change', `${node.id} (term ${event.term}) holds decisions of term ${term} up to ${held}, but ${seq} was committed before its election began`)
         }
-        for (const parent of this.acknowledged) {
+        for (const [parent, atMs] of this.#acknowledgedAtMs) {
+          if (atMs >= electionBeganMs) continue
           for (const jobId of this.#replicaIds(parent)) {
             if (jobRecord(document, jobId) === undefined && !this.archived.has(jobId)) this.#violate('acknowledged-job-survives', `${node.id} became ready in term ${event.term} without acknowledged job ${jobId}`)
           }
@@ -182,7 +199,12 @@ export class Checker {
       case 'committed': {
         const check = this.#voterMajority(node.peer, (peer) => leaderSeqOf(peer.document, event.term) >= event.seq)
         if (!check.majority) this.#violate('commit-needs-majority', `${node.id} counted ${event.term}.${event.seq} committed but only ${check.count} of ${check.of} voters hold it`)
-        this.#maxCommitted.set(event.term, Math.max(this.#maxCommitted.get(event.term) ?? 0, event.seq))
+        if ((this.#maxCommitted.get(event.term) ?? 0) < event.seq) {
+          this.#maxCommitted.set(event.term, event.seq)
+          const history = this.#commitHistory.get(event.term) ?? []
+          history.push({ seq: event.seq, atMs: this.#world.nowMs })
+          this.#commitHistory.set(event.term, history)
+        }
         return
       }
       case 'submission-durable': {
@@ -191,6 +213,7 @@ export class Checker {
         const check = this.#voterMajority(node.peer, (peer) => replicas.every((jobId) => jobRecord(peer.document, jobId) !== undefined || this.archived.has(jobId)))
         if (!check.majority && !replicas.every((jobId) => this.archived.has(jobId))) this.#violate('ack-needs-majority', `${node.id} acknowledged ${event.jobId} held by only ${check.count} of ${check.of} voters`)
         this.acknowledged.add(event.jobId)
+        if (!this.#acknowledgedAtMs.has(event.jobId)) this.#acknowledgedAtMs.set(event.jobId, this.#world.nowMs)
         return
       }
       case 'stepped-down':
@@ -286,9 +309,13 @@ export class Checker {
     if (snapshotOf !== jobId) this.#violate('restore-own-snapshot', `${this.#world.nodes[index]!.id} restored ${jobId} from ${cid}, a snapshot of ${snapshotOf ?? 'nothing known'}`)
   }
 
-  /** After every event: leases never overlap (a crashed leader's lease still counts until it ends). */
+  /** After every event: each node's term and since when; leases never overlap (a crashed leader's lease still counts until it ends). */
   afterEvent(): void {
     const now = this.#world.nowMs
+    for (const node of this.#world.nodes) {
+      const since = this.#termSince.get(node.index)
+      if (since === undefined || since.term !== node.peer.term) this.#termSince.set(node.index, { term: node.peer.term, sinceMs: now })
+    }
     for (const index of this.#world.voterIndexes()) {
       const node = this.#world.nodes[index]!
       if (!node.up || node.peer.role !== 'leader') continue
@@ -339,6 +366,21 @@ export class Checker {
     }
   }
 
+  /**
+   * The convergence mark (some seconds before the end, faults healed): the last change each live
+   * honest node had written by now must reach the leader by the end. A node whose changes peers
+   * refuse or drop forever (a sequence number reused after a lost write, say) fails this.
+   */
+  markConvergence(honest: readonly number[]): void {
+    for (const index of honest) {
+      const node = this.#world.nodes[index]!
+      if (!node.up) continue
+      const last = A.getLastLocalChange(node.peer.document)
+      if (last !== undefined) this.#converging.set(index, A.decodeChange(last).hash)
+    }
+    this.trace(`convergence mark: ${this.#converging.size} nodes' last changes must reach the leader`)
+  }
+
   /** End of the liveness phase: a leader, every job accounted for, no job running twice. */
   atEnd(): void {
     const world = this.#world
@@ -351,6 +393,9 @@ export class Checker {
     }
     const leader = world.nodes[leaderIndex]!
     const document = leader.peer.document
+    for (const [index, hash] of this.#converging) {
+      if (!A.hasHeads(document, [hash])) this.#violate('liveness-converged', `${world.nodes[index]!.id} wrote change ${hash.slice(0, 12)} ${convergedWithinMs / 1000} s or more before the end, and the leader ${leader.id} does not hold it`)
+    }
     const runningOn = new Map<JobId, NodeId[]>()
     for (const node of world.nodes) {
       if (!node.up) continue

@@ -20,7 +20,7 @@ import {
 } from '../consensus/index.ts'
 import * as A from '@automerge/automerge'
 import { actorOf, concatBytes, genesisActor, loadDocument, type Document } from '../consensus/index.ts'
-import { Checker } from './checker.ts'
+import { Checker, convergedWithinMs } from './checker.ts'
 import { DriftingClock, drawClock } from './clock.ts'
 import { EventQueue } from './event-queue.ts'
 import { FaultInjector, type FaultTarget } from './faults.ts'
@@ -364,6 +364,9 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
         this.#faultHealed = true
         this.#faults.healAll()
         this.checker.noteHealed()
+        // Half the liveness phase at least, for what the heal set moving to arrive.
+        const markAtMs = Math.max(this.options.durationMs - convergedWithinMs, (this.#now + this.options.durationMs) / 2)
+        this.schedule(markAtMs, () => this.checker.markConvergence(this.nodes.map((node) => node.index).filter((index) => this.trusted(index))))
         return
       }
       case 'market': {
