@@ -92,6 +92,7 @@ export class Checker {
   #healed = false
   /** Per honest node: the last change it had written at the convergence mark, which the leader must hold at the end. */
   readonly #converging = new Map<number, string>()
+  #convergenceMarkMs = 0
   /** Jobs handed to the Byzantine non-voter: it may drop what it never acknowledged (a client asks elsewhere). */
   readonly viaByzantine = new Set<JobId>()
 
@@ -378,6 +379,7 @@ export class Checker {
       const last = A.getLastLocalChange(node.peer.document)
       if (last !== undefined) this.#converging.set(index, A.decodeChange(last).hash)
     }
+    this.#convergenceMarkMs = this.#world.nowMs
     this.trace(`convergence mark: ${this.#converging.size} nodes' last changes must reach the leader`)
   }
 
@@ -394,7 +396,7 @@ export class Checker {
     const leader = world.nodes[leaderIndex]!
     const document = leader.peer.document
     for (const [index, hash] of this.#converging) {
-      if (!A.hasHeads(document, [hash])) this.#violate('liveness-converged', `${world.nodes[index]!.id} wrote change ${hash.slice(0, 12)} ${convergedWithinMs / 1000} s or more before the end, and the leader ${leader.id} does not hold it`)
+      if (!A.hasHeads(document, [hash])) this.#violate('liveness-converged', `${world.nodes[index]!.id} had written change ${hash.slice(0, 12)} by ${(this.#convergenceMarkMs / 1000).toFixed(1)} s, and at the end the leader ${leader.id} does not hold it`)
     }
     const runningOn = new Map<JobId, NodeId[]>()
     for (const node of world.nodes) {
