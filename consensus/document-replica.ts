@@ -178,7 +178,7 @@ export class DocumentReplica {
       : this.#components.takesFromNonVoters() ? this.#validator.screen(this.#document, message.data, from) : this.#validator.holdAll(message.data)
     if (screened.kind !== 'pass') {
       this.#sessions.restart(from)
-      if (screened.kind === 'refused') this.#penalties.refused(from, this.#components.nowMs())
+      if (screened.kind === 'refused') this.#penalties.refused(from, this.#components.nowMs(), message.data.length)
       return screened
     }
     const headsBefore = A.getHeads(this.#document)

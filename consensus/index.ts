@@ -8,6 +8,7 @@ export { committeeVoters, committeeInForce, pendingCommittee, everNamedVoters, p
 export { submissionRefusal, type SubmissionFacts, type VerifySubmission } from './submission-proofs.ts'
 export { roleOf, admittedPeers, inviteUsed, grantKey, splitGrantKey, grantIdPattern, type GrantFacts, type VerifyGrant, type AdmittedPeer } from './admission-grants.ts'
 export { notAVoterRefusal } from './requests.ts'
+export { SyncPenalties, syncPenaltyLimits } from './sync-penalties.ts'
 export {
   createGenesis,
   loadDocument,

@@ -1,37 +1,51 @@
 // Penalties for a peer whose sync carried a forbidden change (the trust model: the sync is refused
-// whole and the sender penalized). Screening a change costs its decoding, which a flood of large
-// forged changes turns into a stall of the event loop long enough to move terms. So after a refusal
-// the sender's sync messages are dropped unread for a while, doubling with each refusal; an honest
-// peer is never refused, so it never waits. Deterministic: time is the caller's.
+// whole and the sender penalized). Screening a change costs its decoding, about 10 ms per 1,000
+// operations, so a flood of large forged changes would stall the event loop long enough to move
+// terms. A refused sender pays for the screening it cost: its sync messages are dropped unread for
+// as long as the refused message's bytes take at `bytesPerSecond`, so whatever it sends, screening
+// it costs a bounded share of the time. An honest peer is never refused, so it never waits; a small
+// forgery costs its sender milliseconds. Deterministic: time is the caller's.
 import type { NodeId } from './types.ts'
 
-export const syncPenaltyMs = { first: 1_000, max: 60_000 }
+export const syncPenaltyLimits = {
+  /** The screening a refused sender may cost: its refused bytes are repaid at this rate (about 20 ms of decoding a second). */
+  bytesPerSecond: 64 * 1024,
+  maxMs: 60_000,
+}
 
 export class SyncPenalties {
   readonly #maxPeers: number
-  /** Per penalized peer: until when its sync messages are dropped, and how many refusals it earned. */
-  readonly #penalties = new Map<NodeId, { untilMs: number; strikes: number }>()
+  /** Per penalized peer: until when its sync messages are dropped. */
+  readonly #untilMs = new Map<NodeId, number>()
   readonly counters = { penalized: 0, dropped: 0 }
 
   constructor(maxPeers: number) {
     this.#maxPeers = maxPeers
   }
 
-  /** `peer`'s sync carried a forbidden change at `nowMs`. */
-  refused(peer: NodeId, nowMs: number): void {
-    const strikes = (this.#penalties.get(peer)?.strikes ?? 0) + 1
-    this.#penalties.delete(peer)
+  /** How long a refused message of `bytes` keeps its sender's syncs out. */
+  static penaltyMs(bytes: number): number {
+    return Math.min(syncPenaltyLimits.maxMs, Math.ceil((bytes * 1000) / syncPenaltyLimits.bytesPerSecond))
+  }
+
+  /** `peer`'s sync of `bytes` carried a forbidden change at `nowMs`. */
+  refused(peer: NodeId, nowMs: number, bytes: number): void {
+    const from = Math.max(nowMs, this.#untilMs.get(peer) ?? nowMs)
+    this.#untilMs.delete(peer)
     // Bounded: the oldest penalty is forgotten first (re-inserted peers move to the end).
-    if (this.#penalties.size >= this.#maxPeers) this.#penalties.delete(this.#penalties.keys().next().value!)
-    const durationMs = Math.min(syncPenaltyMs.max, syncPenaltyMs.first * 2 ** Math.min(strikes - 1, 16))
-    this.#penalties.set(peer, { untilMs: nowMs + durationMs, strikes })
+    if (this.#untilMs.size >= this.#maxPeers) this.#untilMs.delete(this.#untilMs.keys().next().value!)
+    this.#untilMs.set(peer, Math.min(nowMs + syncPenaltyLimits.maxMs, from + SyncPenalties.penaltyMs(bytes)))
     this.counters.penalized++
   }
 
   /** Whether `peer`'s sync message is dropped unread now. */
   drops(peer: NodeId, nowMs: number): boolean {
-    const penalty = this.#penalties.get(peer)
-    if (penalty === undefined || nowMs >= penalty.untilMs) return false
+    const untilMs = this.#untilMs.get(peer)
+    if (untilMs === undefined) return false
+    if (nowMs >= untilMs) {
+      this.#untilMs.delete(peer)
+      return false
+    }
     this.counters.dropped++
     return true
   }

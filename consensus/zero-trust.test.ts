@@ -7,9 +7,9 @@ import * as A from '@automerge/automerge'
 import { Cluster, testJob } from './testing/harness.ts'
 import { signTestGrant, signTestSubmission } from './testing/grants.ts'
 import { actorOf } from './actors.ts'
-import { syncPenaltyMs } from './sync-penalties.ts'
+import { SyncPenalties } from './sync-penalties.ts'
 import { effectiveAssignment, isJobDone, jobRecord, shardOf, writeJob, writeRequestSeen, type ClusterDocument } from './cluster-document.ts'
-import { asJobId, asNodeId, asTerm, type NodeId, type PeerEffect, type PeerMessage } from './types.ts'
+import { asJobId, asNodeId, asTerm, type NodeId, type PeerEffect, type PeerMessage, type SyncMessage } from './types.ts'
 
 const admin = { id: '12D3KooWadmin', secret: 'the admin key' }
 
@@ -134,37 +134,43 @@ describe('zero trust: a non-voter writing what is not its own', () => {
     // A change numbered 5 with nothing between: Automerge would panic on it.
     const decoded = A.decodeChange(A.getChangesSince(fork, before)[0]!)
     const skipping = A.encodeChange({ ...decoded, seq: 5, deps: A.getHeads(cluster.peer(voter).document) } as Parameters<typeof A.encodeChange>[0])
-    cluster.advance(syncPenaltyMs.first * 3) // past the penalty of the first refusal
+    cluster.advance(100) // past the few milliseconds' penalty of that small refusal
     forger.reopen()
     expect(refused(cluster, voter, forger.message([skipping])).reason).toMatch(/follows its change 1/)
   })
 
-  it('drops a refused sender\'s syncs unread for a while, doubling with each refusal, then screens them again', () => {
+  it('drops a refused sender\'s syncs unread for as long as its refused bytes take at the screening rate, then screens them again', () => {
     const { cluster, voter, forger } = setup(38)
     // Each forbidden change from a fresh incarnation of n4 (a change on top of a refused one would wait for it instead).
     let incarnation = 0xfe00
-    const forbidden = (key: string) => {
+    const forbidden = (keys: number) => {
       const fresh = new Forger(cluster, forger.id, (incarnation++).toString(16))
       fresh.refresh(voter)
-      return fresh.write((draft) => { draft.draining[key] = 1 })
+      return fresh.write((draft) => { for (let index = 0; index < keys; index++) draft.draining[`n${100 + index}`] = 1 })
     }
-    expect(refused(cluster, voter, forbidden('n3')).refused).toBe(true)
+    // A small forgery costs its sender milliseconds: the next one is screened (and refused) at once.
+    const small = forbidden(1)
+    expect(SyncPenalties.penaltyMs((small as SyncMessage).data!.length)).toBeLessThan(50)
+    expect(refused(cluster, voter, small).refused).toBe(true)
+    cluster.advance(50)
+    expect(refused(cluster, voter, forbidden(1)).refused).toBe(true)
+    // A large one keeps its sender out for as long as its bytes take at the rate.
+    cluster.advance(50)
+    const large = forbidden(10_000)
+    const penaltyMs = SyncPenalties.penaltyMs((large as SyncMessage).data!.length)
+    expect(penaltyMs).toBeGreaterThan(500)
+    expect(refused(cluster, voter, large).refused).toBe(true)
     const dropped = cluster.peer(voter).screening.dropped
     // An honest change of its own, within the penalty: not even read (nothing refused, nothing taken).
     const own = forger.write((draft) => { draft.jobs[shardOf('victim')]!['victim']!.runs['n4'] = { state: text('running'), term: 1, seq: 2, exitCode: 0, atMs: 1 } })
     const heads = A.getHeads(cluster.peer(voter).document)
     cluster.step(voter, { kind: 'message', from: forger.id, message: own })
     expect(A.getHeads(cluster.peer(voter).document)).toEqual(heads)
-    expect(cluster.peer(voter).screening).toMatchObject({ refused: 1, dropped: dropped + 1, penalized: 1 })
-    // Past the first penalty it is screened again: a second refusal earns twice as long.
-    cluster.advance(syncPenaltyMs.first)
-    expect(refused(cluster, voter, forbidden('n2')).refused).toBe(true)
-    cluster.advance(syncPenaltyMs.first * 1.5)
-    cluster.step(voter, { kind: 'message', from: forger.id, message: forbidden('n1') })
-    expect(cluster.peer(voter).screening).toMatchObject({ refused: 2, penalized: 2 })
-    cluster.advance(syncPenaltyMs.first)
-    expect(refused(cluster, voter, forbidden('n0')).refused).toBe(true)
-    expect(cluster.peer(voter).screening).toMatchObject({ refused: 3, penalized: 3 })
+    expect(cluster.peer(voter).screening).toMatchObject({ refused: 3, dropped: dropped + 1, penalized: 3 })
+    // Past the penalty it is screened again.
+    cluster.advance(penaltyMs)
+    expect(refused(cluster, voter, forbidden(1)).refused).toBe(true)
+    expect(cluster.peer(voter).screening).toMatchObject({ refused: 4, penalized: 4 })
   })
 
   it('takes a false report of a job it never ran as its own entry, and ignores it: the job is not done', () => {
