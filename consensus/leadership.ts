@@ -39,6 +39,9 @@ export interface LeadershipComponents {
   markVotersDirty: () => void
 }
 
+/** Heartbeat rounds between a not-ready leader's repeated barrier requests (about an election timeout). */
+const barrierAskEveryRounds = 5
+
 export class Leadership {
   readonly #components: LeadershipComponents
 
@@ -60,8 +63,14 @@ export class Leadership {
     const { nodeId, config, send } = this.#components
     const round = openHeartbeatRound(leader, nodeId, this.#components.nowMs(), config)
     this.#creditLease(leader, round)
+    // A leader behind its barrier asks again, every few rounds, the voters whose heads it lacks: one
+    // that was down or restarting when the barrier went out would otherwise never be asked, and a
+    // joint committee may need it for a majority of the new voters.
+    const askAgain = !leader.ready && round % barrierAskEveryRounds === 0
     for (const voter of this.#components.allVoters()) {
-      if (voter !== nodeId) send(voter, { kind: 'heartbeat', term: this.#components.term(), round, commitSeq: leader.committedSeq })
+      if (voter === nodeId) continue
+      send(voter, { kind: 'heartbeat', term: this.#components.term(), round, commitSeq: leader.committedSeq })
+      if (askAgain && !leader.barrierHeads.has(voter)) send(voter, { kind: 'barrier', term: this.#components.term() })
     }
   }
 

@@ -24,6 +24,8 @@ export interface FaultTarget {
   setReorderRate(rate: number): void
   setDuplicateRate(rate: number): void
   setSlowFactor(node: number, factor: number): void
+  /** Until `untilMs`, document sync to `node` takes `extraMs` more (a congested link: small election messages still pass). */
+  slowSyncTo(node: number, extraMs: number, untilMs: number): void
   /** Run `action` at virtual time `atMs` (unless the heal came first and cleared it). */
   schedule(atMs: number, action: () => void): void
 }
@@ -37,6 +39,9 @@ const pauseMs = { min: 500, max: 6_000 }
 const lostWritesMs = { min: 500, max: 10_000 }
 /** How long a voter hears nothing before the leader fails (a 'lag'). */
 const lagMs = { min: 1_000, max: 4_000 }
+/** After a lag, how much longer the behind voters' catch-up takes (its backlog on a congested link), for how long. */
+const catchUpExtraMs = { min: 300, max: 1_500 }
+const catchUpSlowForMs = 3_000
 /**
  * How often each fault is drawn, relative to the others: the faults that put a node behind the rest
  * (a stale disk, a voter that fell behind when its leader fails) are the ones that test what a new
@@ -137,7 +142,10 @@ export class FaultInjector {
       }
       case 'lag': {
         // As many voters as the leader can commit without hear nothing for a while (they fall behind),
-        // then the leader fails just as they hear again: about half the voters left are behind.
+        // then the leader fails just as they hear again: about half the voters left are behind, and
+        // their catch-up crawls for a while (a backlog on a congested link) while votes pass: a
+        // behind voter may win the election before it holds what was committed, as a new leader's
+        // barrier must allow for.
         const leader = target.leaderIndex()
         const voters = target.voterIndexes()
         const others = voters.filter((voter) => voter !== leader && target.isUp(voter))
@@ -149,6 +157,7 @@ export class FaultInjector {
         for (const voter of behind) for (let node = 0; node < target.nodeCount; node++) if (node !== voter) target.cutOneWay(node, voter)
         target.schedule(this.#endsAt(lagMs.min, lagMs.max), () => {
           target.heal(`${behind.join(', ')} hear again`)
+          for (const voter of behind) target.slowSyncTo(voter, this.#random.int(catchUpExtraMs.min, catchUpExtraMs.max), target.nowMs + catchUpSlowForMs)
           if (!target.isUp(leader)) return
           this.#crashFor(leader, 'crash (the leader fails as a voter that fell behind hears again)', 300, 3_000)
         })

@@ -525,9 +525,22 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
     const target = this.indexOf(to)
     this.metrics.messagesSent++
     const receiver = this.nodes[target]!
+    const slowSync = message.kind === 'sync' ? this.#slowSync.get(target) : undefined
     for (const delay of this.network.transmit(node.index, target)) {
-      this.#queue.push(this.#now + delay, { kind: 'deliver', node: target, from: node.index, incarnation: receiver.incarnation, message })
+      let atMs = this.#now + delay
+      if (slowSync !== undefined && this.#now < slowSync.untilMs) {
+        // A congested link delivers in order: never before the sync queued ahead on it.
+        const link = node.index * this.nodes.length + target
+        atMs = Math.max(atMs + slowSync.extraMs, this.#slowSyncLast.get(link) ?? 0)
+        this.#slowSyncLast.set(link, atMs)
+      }
+      this.#queue.push(atMs, { kind: 'deliver', node: target, from: node.index, incarnation: receiver.incarnation, message })
     }
+  }
+
+  slowSyncTo(node: number, extraMs: number, untilMs: number): void {
+    this.#slowSync.set(node, { extraMs, untilMs })
+    this.checker.trace(`${this.nodes[node]!.id}: document sync to it takes ${extraMs} ms more until ${(untilMs / 1000).toFixed(3)}s`)
   }
 
   /** Gossip modelled as gossipsub's mesh: arrival at every node is computed; only voters consume it. */
@@ -692,6 +705,7 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
   heal(reason: string): void {
     this.#networkEpoch++
     this.network.heal()
+    this.#slowSync.clear()
     this.checker.trace(reason)
   }
 
@@ -701,6 +715,9 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
   }
   setReorderRate(rate: number): void { this.network.setReorderRate(rate) }
   setDuplicateRate(rate: number): void { this.network.setDuplicateRate(rate) }
+  readonly #slowSync = new Map<number, { extraMs: number; untilMs: number }>()
+  /** Per link (from * N + to), when the last slowed sync on it arrives. */
+  readonly #slowSyncLast = new Map<number, number>()
   setSlowFactor(node: number, factor: number): void {
     this.#networkEpoch++
     this.network.setSlowFactor(node, factor)
