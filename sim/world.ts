@@ -128,6 +128,10 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
   readonly #genesis: Uint8Array
   /** Bumped by every fault that changes links or liveness: cached gossip arrivals are then stale. */
   #networkEpoch = 0
+  /** Per node: document sync to it takes this much more until then (after a lag: slowSyncTo). */
+  readonly #slowSync = new Map<number, { extraMs: number; untilMs: number }>()
+  /** Per link (from * N + to), when the last slowed sync on it arrives. */
+  readonly #slowSyncLast = new Map<number, number>()
   readonly #gossipCache: ({ epoch: number; uses: number; toVoters: Float64Array } | undefined)[] = []
   #genesisLoaded: Document | undefined
   readonly #healAtMs: number
@@ -715,9 +719,6 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
   }
   setReorderRate(rate: number): void { this.network.setReorderRate(rate) }
   setDuplicateRate(rate: number): void { this.network.setDuplicateRate(rate) }
-  readonly #slowSync = new Map<number, { extraMs: number; untilMs: number }>()
-  /** Per link (from * N + to), when the last slowed sync on it arrives. */
-  readonly #slowSyncLast = new Map<number, number>()
   setSlowFactor(node: number, factor: number): void {
     this.#networkEpoch++
     this.network.setSlowFactor(node, factor)
