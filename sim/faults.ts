@@ -9,6 +9,8 @@ export interface FaultTarget {
   readonly nowMs: number
   leaderIndex(): number | null
   voterIndexes(): readonly number[]
+  /** The voters of the committee in force now (committee changes move them from the genesis voters). */
+  committeeIndexes(): readonly number[]
   isUp(node: number): boolean
   /** `loseWritesMs`: at its restart, the document writes of this many ms before the crash are gone (a disk that had not synced them). */
   crash(node: number, reason: string, loseWritesMs?: number): void
@@ -40,8 +42,8 @@ const lostWritesMs = { min: 500, max: 10_000 }
 /** How long a voter hears nothing before the leader fails (a 'lag'). */
 const lagMs = { min: 1_000, max: 4_000 }
 /** After a lag, how much longer the behind voters' catch-up takes (its backlog on a congested link), for how long. */
-const catchUpExtraMs = { min: 300, max: 1_500 }
-const catchUpSlowForMs = 3_000
+const catchUpExtraMs = { min: 1_000, max: 3_000 }
+const catchUpSlowForMs = 5_000
 /**
  * How often each fault is drawn, relative to the others: the faults that put a node behind the rest
  * (a stale disk, a voter that fell behind when its leader fails) are the ones that test what a new
@@ -142,12 +144,12 @@ export class FaultInjector {
       }
       case 'lag': {
         // As many voters as the leader can commit without hear nothing for a while (they fall behind),
-        // then the leader fails just as they hear again: about half the voters left are behind, and
-        // their catch-up crawls for a while (a backlog on a congested link) while votes pass: a
-        // behind voter may win the election before it holds what was committed, as a new leader's
-        // barrier must allow for.
+        // then the leader's zone fails just as they hear again, taking one up-to-date voter with it:
+        // most voters left are behind, and their catch-up crawls for a while (a backlog on a
+        // congested link) while votes pass. A behind voter may win the election before it holds what
+        // was committed, as a new leader's barrier must allow for.
         const leader = target.leaderIndex()
-        const voters = target.voterIndexes()
+        const voters = target.committeeIndexes()
         const others = voters.filter((voter) => voter !== leader && target.isUp(voter))
         if (leader === null || others.length === 0 || this.#crashed.size >= maxCrashedAtOnce) return
         const behind: number[] = []
@@ -160,6 +162,8 @@ export class FaultInjector {
           for (const voter of behind) target.slowSyncTo(voter, this.#random.int(catchUpExtraMs.min, catchUpExtraMs.max), target.nowMs + catchUpSlowForMs)
           if (!target.isUp(leader)) return
           this.#crashFor(leader, 'crash (the leader fails as a voter that fell behind hears again)', 300, 3_000)
+          const zoneMate = others.filter((voter) => target.isUp(voter))
+          if (zoneMate.length > 0 && this.#crashed.size < maxCrashedAtOnce) this.#crashFor(this.#random.pick(zoneMate), 'crash (in the failed leader\'s zone)', 300, 3_000)
         })
         return
       }

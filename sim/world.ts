@@ -265,14 +265,19 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
     return this.#genesisLoaded
   }
 
-  /** The current leader as the checker sees it: the ready leader with the highest term among live nodes. */
+  /** The current leader as the checker sees it: the ready leader with the highest term among live nodes (a voter the committee added, too). */
   leaderIndex(): number | null {
     let best: SimNode | null = null
-    for (const index of this.#voterIndexes) {
-      const node = this.nodes[index]!
+    for (const node of this.nodes) {
       if (node.up && node.peer.isReadyLeader && (best === null || node.peer.term > best.peer.term)) best = node
     }
     return best?.index ?? null
+  }
+
+  /** The voters of the committee the current leader counts in force (the genesis voters while there is none). */
+  committeeIndexes(): readonly number[] {
+    const leader = this.leaderIndex()
+    return leader === null ? this.#voterIndexes : this.nodes[leader]!.peer.voters().map((id) => this.indexOf(id))
   }
 
   indexOf(id: NodeId): number {
