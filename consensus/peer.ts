@@ -270,7 +270,7 @@ export class Peer {
   /** This node's Automerge actor (its identity and incarnation). */
   get actor(): string { return this.#replica.actor }
   /** Received sync messages refused whole (a forbidden change), and changes held back until they can be judged. */
-  get screening(): { refused: number; heldBack: number; penalized: number; dropped: number } { return this.#replica.screening }
+  get screening(): DocumentReplica['screening'] { return this.#replica.screening }
   /** On the leader: how a recent auction round decided the job (undefined elsewhere, or when too old). */
   explain(jobId: string): JobExplanation | undefined { return this.#leader?.auction.explain(jobId) }
 

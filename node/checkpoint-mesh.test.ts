@@ -14,10 +14,10 @@ import type { JobDetail } from './client-wire.ts'
 import { counterScript, numbers } from './testing/counter-job.ts'
 import { Daemon, agreedLeader } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
-import { criuAvailable, runtimeRequirement } from './testing/runtime-requirement.ts'
+import { criuMissingHere, runtimeRequirement } from './testing/runtime-requirement.ts'
 import { testResources } from './testing/test-mesh.ts'
 
-const criu = runtimeRequirement({ CRIU: await criuAvailable() })
+const criu = runtimeRequirement({ CRIU: await criuMissingHere() })
 const resources = testResources()
 
 

@@ -15,10 +15,10 @@ import type { NodeView } from './client-wire.ts'
 import { counterScript, numbers, startCounting } from './testing/counter-job.ts'
 import { Daemon, runCli } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
-import { criuAvailable, runtimeRequirement } from './testing/runtime-requirement.ts'
+import { criuMissingHere, runtimeRequirement } from './testing/runtime-requirement.ts'
 import { testResources } from './testing/test-mesh.ts'
 
-const criu = runtimeRequirement({ CRIU: await criuAvailable() })
+const criu = runtimeRequirement({ CRIU: await criuMissingHere() })
 const resources = testResources()
 let dataDirs: string[] = []
 let daemons: Daemon[] = []

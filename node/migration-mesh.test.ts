@@ -14,10 +14,10 @@ import { clientCall } from './client-connection.ts'
 import { counterScript, numbers, startCounting } from './testing/counter-job.ts'
 import { Daemon } from './testing/daemon-process.ts'
 import { poll } from './testing/poll.ts'
-import { criuAvailable, dockerAvailable, runtimeRequirement } from './testing/runtime-requirement.ts'
+import { criuMissingHere, dockerAvailable, runtimeRequirement } from './testing/runtime-requirement.ts'
 import { testResources } from './testing/test-mesh.ts'
 
-const runtimes = runtimeRequirement({ CRIU: await criuAvailable(), Docker: await dockerAvailable() })
+const runtimes = runtimeRequirement({ CRIU: await criuMissingHere(), Docker: await dockerAvailable() })
 const resources = testResources()
 let dataDirs: string[] = []
 let daemons: Daemon[] = []

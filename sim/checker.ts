@@ -310,13 +310,15 @@ export class Checker {
     if (snapshotOf !== jobId) this.#violate('restore-own-snapshot', `${this.#world.nodes[index]!.id} restored ${jobId} from ${cid}, a snapshot of ${snapshotOf ?? 'nothing known'}`)
   }
 
-  /** After every event: each node's term and since when; leases never overlap (a crashed leader's lease still counts until it ends). */
+  /** Node `index`'s core took an input (the only way its term moves): since when it has had its term. */
+  noteStepped(index: number): void {
+    const term = this.#world.nodes[index]!.peer.term
+    if (this.#termSince.get(index)?.term !== term) this.#termSince.set(index, { term, sinceMs: this.#world.nowMs })
+  }
+
+  /** After every event: leases never overlap (a crashed leader's lease still counts until it ends). */
   afterEvent(): void {
     const now = this.#world.nowMs
-    for (const node of this.#world.nodes) {
-      const since = this.#termSince.get(node.index)
-      if (since === undefined || since.term !== node.peer.term) this.#termSince.set(node.index, { term: node.peer.term, sinceMs: now })
-    }
     for (const index of this.#world.voterIndexes()) {
       const node = this.#world.nodes[index]!
       if (!node.up || node.peer.role !== 'leader') continue

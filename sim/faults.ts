@@ -17,8 +17,8 @@ export interface FaultTarget {
   restart(node: number): void
   /** The node's process stops for `durationMs` (SIGSTOP, a frozen VM), its jobs running on. */
   pause(node: number, durationMs: number): void
-  /** The node is a voter now (in any committee its peers know). */
-  isVoter(node: number): boolean
+  /** The nodes that are voters now, in any committee their peers know. */
+  voterSet(): ReadonlySet<number>
   partition(groups: number[][], reason: string): void
   cutOneWay(from: number, to: number): void
   heal(reason: string): void
@@ -136,7 +136,8 @@ export class FaultInjector {
         // same). Only non-voters: a voter's disk is assumed durable (fsync), as Raft assumes; its
         // acknowledgements count toward commits.
         if (this.#crashed.size >= maxCrashedAtOnce) return
-        const candidates = Array.from({ length: target.nodeCount }, (_, node) => node).filter((node) => target.isUp(node) && !target.isVoter(node))
+        const voters = target.voterSet()
+        const candidates = Array.from({ length: target.nodeCount }, (_, node) => node).filter((node) => target.isUp(node) && !voters.has(node))
         if (candidates.length === 0) return
         const node = this.#random.pick(candidates)
         this.#crashFor(node, 'crash', 300, 3_000, this.#random.int(lostWritesMs.min, lostWritesMs.max))

@@ -419,6 +419,7 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
 
   #step(node: SimNode, input: PeerInput): void {
     const effects = node.peer.step(input)
+    this.checker.noteStepped(node.index)
     this.#perform(node, effects)
   }
 
@@ -665,10 +666,8 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
     this.#boot(node)
   }
 
-  isVoter(index: number): boolean {
-    const leader = this.leaderIndex()
-    const node = this.nodes[index]!
-    return this.#voterIndexes.includes(index) || (leader !== null && this.nodes[leader]!.peer.voters().includes(node.id))
+  voterSet(): ReadonlySet<number> {
+    return new Set([...this.#voterIndexes, ...this.committeeIndexes()])
   }
 
   /** The node's process stops (SIGSTOP, a frozen VM) for `durationMs`: its jobs run on until its lease's watchdog kills them. */
@@ -691,7 +690,9 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
     const inputs = [...node.deferred.map((make) => make(nowMs)), { kind: 'tick' as const, nowMs }]
     node.deferred = []
     this.checker.trace(`${node.id} resumes (${inputs.length - 1} input(s) waited)`)
-    this.#perform(node, node.peer.stepAll(inputs))
+    const effects = node.peer.stepAll(inputs)
+    this.checker.noteStepped(node.index)
+    this.#perform(node, effects)
   }
 
   partition(groups: number[][], reason: string): void {

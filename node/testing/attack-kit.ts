@@ -23,13 +23,13 @@ import { signClientRequest } from '../request-signature.ts'
 /** gossipsub's protocol, as the daemons speak it. */
 export const gossipsubProtocol = '/meshsub/1.1.0'
 
-/** A fresh Ed25519 key drawn from `random` (the same seed gives the same keys). */
 /** The attack seed (FABRIC_ATTACK_SEED, else `fallback`) and how a failure message says to replay it. */
 export function attackSeed(fallback: number): { seed: number; seedNote: string } {
   const seed = Number(process.env.FABRIC_ATTACK_SEED ?? fallback)
   return { seed, seedNote: `(attack seed ${seed}: FABRIC_ATTACK_SEED=${seed} replays it)` }
 }
 
+/** A fresh Ed25519 key drawn from `random` (the same seed gives the same keys). */
 export function seededKey(random: SeededRandom): Promise<PrivateKey> {
   return generateKeyPairFromSeed('Ed25519', Uint8Array.from({ length: 32 }, () => random.int(0, 256)))
 }
