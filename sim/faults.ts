@@ -17,6 +17,8 @@ export interface FaultTarget {
   restart(node: number): void
   /** The node's process stops for `durationMs` (SIGSTOP, a frozen VM), its jobs running on. */
   pause(node: number, durationMs: number): void
+  /** A paused node's process runs again now (no-op if it is not paused). */
+  resume(node: number): void
   /** The nodes that are voters now, in any committee their peers know. */
   voterSet(): ReadonlySet<number>
   partition(groups: number[][], reason: string): void
@@ -28,7 +30,7 @@ export interface FaultTarget {
   setSlowFactor(node: number, factor: number): void
   /** Until `untilMs`, document sync to `node` takes `extraMs` more (a congested link: small election messages still pass). */
   slowSyncTo(node: number, extraMs: number, untilMs: number): void
-  /** Run `action` at virtual time `atMs` (unless the heal came first and cleared it). */
+  /** Run `action` at virtual time `atMs`. */
   schedule(atMs: number, action: () => void): void
 }
 
@@ -49,7 +51,7 @@ const catchUpSlowForMs = 5_000
  * (a stale disk, a voter that fell behind when its leader fails) are the ones that test what a new
  * leader or a restarted node must catch up on before it acts.
  */
-const faultWeights: Partial<Record<FaultKind, number>> = { disk: 2, lag: 2 }
+const faultWeights: Partial<Record<FaultKind, number>> = { disk: 2, lag: 3 }
 
 export class FaultInjector {
   readonly #random: SeededRandom
@@ -57,6 +59,7 @@ export class FaultInjector {
   readonly #target: FaultTarget
   readonly #crashed = new Set<number>()
   readonly #slow = new Set<number>()
+  readonly #paused = new Set<number>()
   #healed = false
 
   constructor(random: SeededRandom, faults: readonly FaultKind[], target: FaultTarget) {
@@ -90,11 +93,18 @@ export class FaultInjector {
 
   #endsAt(minMs: number, maxMs: number): number { return this.#target.nowMs + this.#random.int(minMs, maxMs) }
 
+  /** A fault's later step (its end, or its second act): dropped once the heal has ended every fault, so none reaches the liveness phase. */
+  #later(atMs: number, action: () => void): void {
+    this.#target.schedule(atMs, () => {
+      if (!this.#healed) action()
+    })
+  }
+
   /** Crashes `node` and restarts it after `downMinMs` to `downMaxMs` (`loseWritesMs`: its disk's unsynced writes lost). */
   #crashFor(node: number, reason: string, downMinMs: number, downMaxMs: number, loseWritesMs = 0): void {
     this.#crashed.add(node)
     this.#target.crash(node, reason, loseWritesMs)
-    this.#target.schedule(this.#endsAt(downMinMs, downMaxMs), () => {
+    this.#later(this.#endsAt(downMinMs, downMaxMs), () => {
       this.#crashed.delete(node)
       this.#target.restart(node)
     })
@@ -113,7 +123,7 @@ export class FaultInjector {
         const minority = [...new Set(side)]
         const rest = Array.from({ length: target.nodeCount }, (_, node) => node).filter((node) => !minority.includes(node))
         target.partition([minority, rest], `partition ${minority.length} | ${rest.length}`)
-        target.schedule(this.#endsAt(1_000, 6_000), () => target.heal('partition ends'))
+        this.#later(this.#endsAt(1_000, 6_000), () => target.heal('partition ends'))
         return
       }
       case 'oneway': {
@@ -121,7 +131,7 @@ export class FaultInjector {
         const victim = this.#victim()
         const outbound = this.#random.chance(0.5)
         for (const voter of target.voterIndexes()) if (voter !== victim && this.#random.chance(0.6)) target.cutOneWay(outbound ? victim : voter, outbound ? voter : victim)
-        target.schedule(this.#endsAt(1_000, 5_000), () => target.heal('one-way cut ends'))
+        this.#later(this.#endsAt(1_000, 5_000), () => target.heal('one-way cut ends'))
         return
       }
       case 'crash': {
@@ -158,7 +168,7 @@ export class FaultInjector {
           behind.push(others.splice(this.#random.int(0, others.length), 1)[0]!)
         }
         for (const voter of behind) for (let node = 0; node < target.nodeCount; node++) if (node !== voter) target.cutOneWay(node, voter)
-        target.schedule(this.#endsAt(lagMs.min, lagMs.max), () => {
+        this.#later(this.#endsAt(lagMs.min, lagMs.max), () => {
           target.heal(`${behind.join(', ')} hear again`)
           for (const voter of behind) target.slowSyncTo(voter, this.#random.int(catchUpExtraMs.min, catchUpExtraMs.max), target.nowMs + catchUpSlowForMs)
           if (!target.isUp(leader)) return
@@ -171,29 +181,32 @@ export class FaultInjector {
       case 'pause': {
         const node = this.#victim()
         if (!target.isUp(node)) return
-        target.pause(node, this.#random.int(pauseMs.min, pauseMs.max))
+        const durationMs = this.#random.int(pauseMs.min, pauseMs.max)
+        this.#paused.add(node)
+        target.pause(node, durationMs)
+        this.#later(target.nowMs + durationMs, () => this.#paused.delete(node))
         return
       }
       case 'loss': {
         target.setLossRate(this.#random.int(2, 25) / 100)
-        target.schedule(this.#endsAt(1_000, 6_000), () => target.setLossRate(0))
+        this.#later(this.#endsAt(1_000, 6_000), () => target.setLossRate(0))
         return
       }
       case 'reorder': {
         target.setReorderRate(this.#random.int(10, 50) / 100)
-        target.schedule(this.#endsAt(1_000, 6_000), () => target.setReorderRate(0))
+        this.#later(this.#endsAt(1_000, 6_000), () => target.setReorderRate(0))
         return
       }
       case 'duplicate': {
         target.setDuplicateRate(this.#random.int(5, 30) / 100)
-        target.schedule(this.#endsAt(1_000, 6_000), () => target.setDuplicateRate(0))
+        this.#later(this.#endsAt(1_000, 6_000), () => target.setDuplicateRate(0))
         return
       }
       case 'slow': {
         const node = this.#victim()
         this.#slow.add(node)
         target.setSlowFactor(node, this.#random.int(2, 8))
-        target.schedule(this.#endsAt(1_000, 8_000), () => {
+        this.#later(this.#endsAt(1_000, 8_000), () => {
           this.#slow.delete(node)
           target.setSlowFactor(node, 1)
         })
@@ -217,5 +230,7 @@ export class FaultInjector {
     this.#slow.clear()
     for (const node of this.#crashed) target.restart(node)
     this.#crashed.clear()
+    for (const node of this.#paused) target.resume(node)
+    this.#paused.clear()
   }
 }
