@@ -5,7 +5,7 @@ import { parseFleet, parseWorkload, type NodeOffer, type SpecError, type Workloa
 import { defaultSimOptions, parseDurationMs, parseFaults, type SimOptions } from '../sim/index.ts'
 import { integer, parseLatencyRange } from './parse.ts'
 import { UserError } from './user-error.ts'
-import { brokenVariants, type BrokenVariant } from '../consensus/index.ts'
+import { brokenVariants, maxElectionTimeoutMs, type BrokenVariant } from '../consensus/index.ts'
 
 export function simOptionsFromFlags(flags: Record<string, string | boolean | undefined>): SimOptions {
   const text = (name: string): string => String(flags[name])
@@ -29,6 +29,7 @@ export function simOptionsFromFlags(flags: Record<string, string | boolean | und
   const rate = Number(text('rate'))
   if (!(rate >= 0)) throw new UserError(`--rate must be a number of jobs per second, got ${text('rate')}`)
   const electionTimeoutMs = integer('--election-timeout', text('electionTimeout'))
+  if (electionTimeoutMs < 10 || electionTimeoutMs > maxElectionTimeoutMs) throw new UserError(`--election-timeout must be between 10 and ${maxElectionTimeoutMs} ms, got ${electionTimeoutMs}`)
   return {
     ...defaultSimOptions,
     nodes,

@@ -1,8 +1,10 @@
 // Raft's election for the committee: terms and votes, with pre-vote, leader stickiness and
-// randomized timeouts. It holds the hard state (term, vote) and the role; Peer builds the leader's
-// state when this wins, and drops it when this steps down or follows another leader.
+// randomized timeouts. It holds the hard state (term, vote, and the election timeout it adopted:
+// election-timing.ts) and the role; Peer builds the leader's state when this wins, and drops it when
+// this steps down or follows another leader.
 import type { NodeId, PeerConfig, PeerEvent, PeerMessage, RandomSource, Term } from './types.ts'
 import { asTerm } from './types.ts'
+import { ElectionTiming } from './election-timing.ts'
 
 export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader'
 
@@ -14,6 +16,8 @@ export interface ElectionInit {
   random: RandomSource
   term: number
   votedFor: NodeId | null
+  /** The election timeout this voter adopted, as persisted (absent: an adapter that does not keep it). */
+  electionTimeoutMs?: number | undefined
 }
 
 export interface ElectionComponents {
@@ -39,6 +43,7 @@ export class Election {
   readonly #config: ElectionInit['config']
   readonly #random: RandomSource
   readonly #components: ElectionComponents
+  readonly #timing: ElectionTiming
   #role: Role = 'follower'
   #term: Term
   #votedFor: NodeId | null
@@ -58,12 +63,13 @@ export class Election {
     this.#components = components
     this.#term = asTerm(init.term)
     this.#votedFor = init.votedFor
+    this.#timing = new ElectionTiming(init.config.electionTimeoutMs, init.electionTimeoutMs, init.term)
     const now = components.nowMs()
-    // A (re)started voter grants no vote for one election timeout: a lease it acknowledged before
-    // a crash may still be running (the lease bound relies on this).
+    // A (re)started voter grants no vote for one election timeout, the largest it may have acknowledged:
+    // a lease it acknowledged before a crash may still be running (the lease bound relies on this).
     this.#lastHeardLeaderMs = now
-    this.#noVoteBeforeMs = now + init.config.electionTimeoutMs
-    this.#electionDeadlineMs = this.#drawElectionDeadline()
+    this.#noVoteBeforeMs = now + this.#timing.bootNoVoteMs
+    this.#electionDeadlineMs = Math.max(this.#drawElectionDeadline(), this.#noVoteBeforeMs)
   }
 
   get role(): Role { return this.#role }
@@ -71,12 +77,27 @@ export class Election {
   get votedFor(): NodeId | null { return this.#votedFor }
   get leaderId(): NodeId | null { return this.#leaderId }
   get electionDeadlineMs(): number { return this.#electionDeadlineMs }
-  /** The term or vote changed since the last persist. */
-  get hardStateChanged(): boolean { return this.#hardStateChanged }
-  markPersisted(): void { this.#hardStateChanged = false }
+  /** Round trips and the adopted election timeout (Leadership times heartbeats and advertises it). */
+  get timing(): ElectionTiming { return this.#timing }
+  /** The term, vote or adopted timeout changed since the last persist. */
+  get hardStateChanged(): boolean { return this.#hardStateChanged || this.#timing.persistDue }
+  markPersisted(): void {
+    this.#hardStateChanged = false
+    this.#timing.markPersisted()
+  }
+
+  /**
+   * The election timeout T this node waits by: a follower the one its leader advertised; a node
+   * without a leader its own estimate, but never less than what it adopted (the vote bound).
+   */
+  get timeoutMs(): number {
+    if (this.#leaderId !== null && this.#role === 'follower') return this.#timing.adoptedMs
+    const estimate = this.#timing.estimateMs(this.#nodeId, this.#components.voters(), this.#components.quorum)
+    return Math.max(this.#timing.adoptedMs, estimate ?? this.#timing.lowerMs)
+  }
 
   #drawElectionDeadline(): number {
-    const timeout = this.#config.electionTimeoutMs
+    const timeout = this.timeoutMs
     return this.#components.nowMs() + timeout + Math.floor(this.#random.next() * timeout)
   }
 
@@ -84,18 +105,29 @@ export class Election {
     const now = this.#components.nowMs()
     if (now < this.#noVoteBeforeMs) return true
     if (this.#role === 'leader') return true
-    return this.#leaderId !== null && now - this.#lastHeardLeaderMs < this.#config.electionTimeoutMs
+    return this.#leaderId !== null && now - this.#lastHeardLeaderMs < this.#timing.adoptedMs
   }
 
   campaign(): void {
-    this.#electionDeadlineMs = this.#drawElectionDeadline()
+    const now = this.#components.nowMs()
+    // Not even for itself before the no-vote period after a boot ends.
+    if (now < this.#noVoteBeforeMs) {
+      this.#electionDeadlineMs = Math.max(this.#drawElectionDeadline(), this.#noVoteBeforeMs)
+      return
+    }
     if (this.#config.preVote) {
       this.#role = 'pre-candidate'
       this.#votes = new Set([this.#nodeId])
       this.#leaderId = null
+      this.#electionDeadlineMs = this.#drawElectionDeadline()
       if (this.#components.quorum(this.#votes)) return this.#startElection()
+      const term = asTerm(this.#term + 1)
       const committee = this.#components.committeeStamp()
-      for (const voter of this.#components.voters()) if (voter !== this.#nodeId) this.#components.send(voter, { kind: 'pre-vote', term: asTerm(this.#term + 1), committee })
+      for (const voter of this.#components.voters()) {
+        if (voter === this.#nodeId) continue
+        this.#timing.roundTrips.sent(voter, `pre-vote ${term}`, now)
+        this.#components.send(voter, { kind: 'pre-vote', term, committee })
+      }
     } else {
       this.#startElection()
     }
@@ -112,7 +144,12 @@ export class Election {
     this.#electionDeadlineMs = this.#drawElectionDeadline()
     if (this.#components.quorum(this.#votes)) return this.#becomeLeader()
     const committee = this.#components.committeeStamp()
-    for (const voter of this.#components.voters()) if (voter !== this.#nodeId) this.#components.send(voter, { kind: 'vote', term: this.#term, committee })
+    const now = this.#components.nowMs()
+    for (const voter of this.#components.voters()) {
+      if (voter === this.#nodeId) continue
+      this.#timing.roundTrips.sent(voter, `vote ${this.#term}`, now)
+      this.#components.send(voter, { kind: 'vote', term: this.#term, committee })
+    }
   }
 
   adoptTerm(term: Term): void {
@@ -163,6 +200,7 @@ export class Election {
         return
       }
       case 'pre-vote-response': {
+        this.#timing.roundTrips.answered(from, `pre-vote ${message.term}`, this.#components.nowMs())
         if (this.#role !== 'pre-candidate') return
         if (message.granted && message.term === this.#term + 1) {
           this.#votes.add(from)
@@ -188,6 +226,7 @@ export class Election {
         return
       }
       case 'vote-response': {
+        this.#timing.roundTrips.answered(from, `vote ${message.term}`, this.#components.nowMs())
         if (message.term > this.#term) {
           // A refusal stamped with a higher term only counts when it is the responder's real term.
           if (!message.granted && this.#role !== 'candidate') this.adoptTerm(message.term)

@@ -3,6 +3,7 @@
 export { Peer, type PeerInit, type PersistedPeer, type Role } from './peer.ts'
 export * from './types.ts'
 export { concatBytes } from './bytes.ts'
+export { maxElectionTimeoutMs, roundTripsPerElectionTimeout } from './election-timing.ts'
 export { actorOf, splitActor, writerOf, genesisActor, isIncarnation } from './actors.ts'
 export { committeeVoters, committeeInForce, pendingCommittee, everNamedVoters, proposals as committeeProposals, type CommitteeConfig } from './committee.ts'
 export { submissionRefusal, type SubmissionFacts, type VerifySubmission } from './submission-proofs.ts'

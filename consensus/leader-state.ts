@@ -12,6 +12,8 @@ export interface LeaderState {
   barrierHeads: Map<NodeId, string[]>
   round: number
   roundSentAtMs: Map<number, number>
+  /** The election timeout each round advertised: its lease is a fraction of it (election-timing.ts). */
+  roundTimeoutMs: Map<number, number>
   roundAckers: Map<number, Set<NodeId>>
   lastAckMs: Map<NodeId, number>
   ackedSeq: Map<NodeId, number>
@@ -49,6 +51,7 @@ export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, str
     barrierHeads: new Map(voteHeads),
     round: 0,
     roundSentAtMs: new Map(),
+    roundTimeoutMs: new Map(),
     roundAckers: new Map(),
     lastAckMs: new Map(),
     ackedSeq: new Map(),
@@ -73,29 +76,38 @@ export function newLeaderState(nowMs: number, voteHeads: ReadonlyMap<NodeId, str
 
 type RoundTiming = Pick<PeerConfig, 'electionTimeoutMs' | 'heartbeatIntervalMs'>
 
-/** Opens the next heartbeat round (acknowledged by the leader itself) and forgets rounds too old to matter. */
+/**
+ * Opens the next heartbeat round (acknowledged by the leader itself), advertising the election
+ * timeout `timing.electionTimeoutMs` (the leader's effective one), and forgets rounds too old to matter.
+ */
 export function openHeartbeatRound(leader: LeaderState, leaderId: NodeId, nowMs: number, timing: RoundTiming): number {
   leader.nextHeartbeatMs = nowMs + timing.heartbeatIntervalMs
   const round = ++leader.round
   leader.roundSentAtMs.set(round, nowMs)
+  leader.roundTimeoutMs.set(round, timing.electionTimeoutMs)
   leader.roundAckers.set(round, new Set([leaderId]))
-  // Rounds older than two election timeouts can no longer extend the lease.
+  // Rounds older than two election timeouts can no longer extend the lease (at most 2 x maxElectionTimeoutMs of rounds).
   const oldest = round - Math.ceil((2 * timing.electionTimeoutMs) / timing.heartbeatIntervalMs) - 1
   for (const key of leader.roundSentAtMs.keys()) {
     if (key >= oldest) break
     leader.roundSentAtMs.delete(key)
+    leader.roundTimeoutMs.delete(key)
     leader.roundAckers.delete(key)
   }
   return round
 }
 
-/** A round acknowledged by a quorum extends the lease from the time it was sent. */
-/** A round acknowledged by a quorum extends the lease from the time it was sent; true when it did. */
-export function creditLease(leader: LeaderState, round: number, quorum: (agreeing: ReadonlySet<NodeId>) => boolean, lease: Pick<PeerConfig, 'electionTimeoutMs' | 'leaseFraction'>): boolean {
+/**
+ * A round acknowledged by a quorum extends the lease from the time it was sent; true when it did.
+ * The lease is a fraction of the T the round advertised: every acker adopted at least that T before
+ * acking, and votes for no one until it has heard no leader for that long (election-timing.ts).
+ */
+export function creditLease(leader: LeaderState, round: number, quorum: (agreeing: ReadonlySet<NodeId>) => boolean, lease: Pick<PeerConfig, 'leaseFraction'>): boolean {
   const ackers = leader.roundAckers.get(round)
   const sentAt = leader.roundSentAtMs.get(round)
-  if (ackers === undefined || sentAt === undefined || !quorum(ackers)) return false
-  leader.leaseExpiryMs = Math.max(leader.leaseExpiryMs, sentAt + lease.electionTimeoutMs * lease.leaseFraction)
+  const timeoutMs = leader.roundTimeoutMs.get(round)
+  if (ackers === undefined || sentAt === undefined || timeoutMs === undefined || !quorum(ackers)) return false
+  leader.leaseExpiryMs = Math.max(leader.leaseExpiryMs, sentAt + timeoutMs * lease.leaseFraction)
   return true
 }
 

@@ -1,10 +1,12 @@
 // Leadership once the election is won: the new leader's barrier (it decides nothing until it holds
 // the documents of a majority of voters), heartbeat rounds that extend its lease and carry the
-// commit watermark, check-quorum, the followers' answers to all of these, and committee changes.
-// Election owns terms and votes; Peer owns the LeaderState (leader-state.ts) and routes messages here.
+// commit watermark and the leader's election timeout, check-quorum, the followers' answers to all of
+// these, and committee changes. Election owns terms, votes and their timing (election-timing.ts);
+// Peer owns the LeaderState (leader-state.ts) and routes messages here.
 import * as A from '@automerge/automerge'
 import { writeLeaderSeq, type ClusterDocument, type Document } from './cluster-document.ts'
 import { writeCommitteeProposal } from './committee.ts'
+import type { ElectionTiming } from './election-timing.ts'
 import { activeVoters, creditLease, openHeartbeatRound, type LeaderState } from './leader-state.ts'
 import { validateCommitteeChange } from './quorum.ts'
 import type { NodeId, PeerConfig, PeerEvent, PeerMessage, Term } from './types.ts'
@@ -17,6 +19,8 @@ export interface LeadershipComponents {
   nowMs: () => number
   term: () => Term
   document: () => Document
+  /** Round trips and the adopted election timeout (the Election's). */
+  timing: ElectionTiming
   /** Whether `agreeing` holds a majority of every committee (two during a committee change). */
   quorum: (agreeing: ReadonlySet<NodeId>) => boolean
   /** The voters of every committee. */
@@ -60,8 +64,12 @@ export class Leadership {
   }
 
   sendHeartbeats(leader: LeaderState): void {
-    const { nodeId, config, send } = this.#components
-    const round = openHeartbeatRound(leader, nodeId, this.#components.nowMs(), config)
+    const { nodeId, config, send, timing } = this.#components
+    const now = this.#components.nowMs()
+    const electionTimeoutMs = this.#timeoutMs(leader)
+    // The leader acks its own round: it holds to the T it advertises like any acker (and persists it first).
+    timing.heard(electionTimeoutMs, now)
+    const round = openHeartbeatRound(leader, nodeId, now, { electionTimeoutMs, heartbeatIntervalMs: config.heartbeatIntervalMs })
     this.#creditLease(leader, round)
     // A leader behind its barrier asks again, every few rounds, the voters whose heads it lacks: one
     // that was down or restarting when the barrier went out would otherwise never be asked, and a
@@ -69,9 +77,19 @@ export class Leadership {
     const askAgain = !leader.ready && round % barrierAskEveryRounds === 0
     for (const voter of this.#components.allVoters()) {
       if (voter === nodeId) continue
-      send(voter, { kind: 'heartbeat', term: this.#components.term(), round, commitSeq: leader.committedSeq })
+      send(voter, { kind: 'heartbeat', term: this.#components.term(), round, commitSeq: leader.committedSeq, electionTimeoutMs })
       if (askAgain && !leader.barrierHeads.has(voter)) send(voter, { kind: 'barrier', term: this.#components.term() })
     }
+  }
+
+  /**
+   * The T this leader advertises: ten round trips to its quorum, timed on voters that answered within
+   * the T it last advertised (a dead voter's old estimate does not count); until then, what it holds.
+   */
+  #timeoutMs(leader: LeaderState): number {
+    const { nodeId, timing } = this.#components
+    const last = leader.roundTimeoutMs.get(leader.round) ?? timing.adoptedMs
+    return timing.estimateMs(nodeId, this.#components.allVoters(), this.#components.quorum, this.#components.nowMs() - last) ?? last
   }
 
   #creditLease(leader: LeaderState, round: number): void {
@@ -79,10 +97,15 @@ export class Leadership {
     this.#components.selfGrant(leader.roundSentAtMs.get(round)!)
   }
 
-  /** Check-quorum: a majority acknowledged this leader within an election timeout. */
+  /**
+   * Check-quorum: a majority acknowledged this leader within the T it advertises last, or it is new,
+   * or its lease still holds (it never steps down inside its lease: a majority heard it recently).
+   */
   quorumActive(leader: LeaderState): boolean {
-    const { nodeId, config } = this.#components
-    return this.#components.quorum(activeVoters(leader, nodeId, this.#components.nowMs(), config.electionTimeoutMs))
+    const now = this.#components.nowMs()
+    const timeoutMs = leader.roundTimeoutMs.get(leader.round) ?? this.#components.timing.adoptedMs
+    if (now - leader.startedMs < timeoutMs || now < leader.leaseExpiryMs) return true
+    return this.#components.quorum(activeVoters(leader, this.#components.nodeId, now, timeoutMs))
   }
 
   /** A new leader decides nothing until it holds the documents of a majority of voters. */
@@ -137,6 +160,8 @@ export class Leadership {
     switch (message.kind) {
       case 'heartbeat': {
         if (message.term < term()) return send(from, { kind: 'heartbeat-ack', term: term(), round: message.round })
+        // Adopt its T before following (the election deadline) and before the ack (the lease rests on it).
+        this.#components.timing.heard(message.electionTimeoutMs, this.#components.nowMs())
         this.#components.followLeader(from, message.term)
         this.#components.learnCommitted(message.term, message.commitSeq)
         send(from, { kind: 'heartbeat-ack', term: term(), round: message.round })
@@ -145,8 +170,12 @@ export class Leadership {
       case 'heartbeat-ack': {
         if (message.term > term()) return this.#components.adoptTerm(message.term)
         if (leader === null || message.term !== term()) return
-        leader.lastAckMs.set(from, this.#components.nowMs())
-        leader.roundAckers.get(message.round)?.add(from)
+        const now = this.#components.nowMs()
+        leader.lastAckMs.set(from, now)
+        const ackers = leader.roundAckers.get(message.round)
+        // Only a round's first ack times the round trip (a duplicate comes later and would inflate it).
+        if (ackers !== undefined && !ackers.has(from)) this.#components.timing.roundTrips.sample(from, now - leader.roundSentAtMs.get(message.round)!, now)
+        ackers?.add(from)
         this.#creditLease(leader, message.round)
         return
       }

@@ -6,6 +6,9 @@
 // and after a lapse it starts nothing until its document holds what the leader held when it granted
 // again. The leader places a node's jobs elsewhere only once it has granted that node nothing for
 // nodeTimeoutMs, longer than a lease and the clocks' drift: by then the lease has surely lapsed.
+// Neither depends on the election timeout T (which follows round trips, up to 2 s): an earlier leader
+// granted only inside its leader lease, which ended before this leader was elected however long T
+// made it, so its grants precede this leader's start, from which nodeTimeoutMs is counted.
 import type { NodeId, PeerConfig, Term } from './types.ts'
 
 export interface LeaseRequest { kind: 'lease-request'; term: Term; round: number }

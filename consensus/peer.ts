@@ -57,6 +57,8 @@ export type { Role } from './election.ts'
 export interface PersistedPeer {
   term: number
   votedFor: NodeId | null
+  /** The election timeout the node adopted (hard state, election-timing.ts); absent, a restart waits the largest. */
+  electionTimeoutMs?: number
   /** The saved document (genesis bytes for a new node), followed by any appended increments. */
   documentBytes: Uint8Array
   /** The same document already loaded with this peer's actor (a cheap clone), when the caller has one. */
@@ -149,7 +151,7 @@ export class Peer {
     this.#committee = new CommitteeView(isCommitted, () => this.#knownCommitted.version)
     this.#syncSchedule = new SyncSchedule(this.id, init.config, this.#replica, init.nowMs)
     this.#election = new Election(
-      { nodeId: this.id, config: init.config, random: init.random, term: init.persisted.term, votedFor: init.persisted.votedFor },
+      { nodeId: this.id, config: init.config, random: init.random, term: init.persisted.term, votedFor: init.persisted.votedFor, electionTimeoutMs: init.persisted.electionTimeoutMs },
       {
         nowMs: () => this.#now,
         voters: () => this.#allVoters(),
@@ -207,6 +209,7 @@ export class Peer {
     }
     this.#leadership = new Leadership({
       ...shared,
+      timing: this.#election.timing,
       quorum: (agreeing) => this.#quorum(agreeing),
       allVoters: () => this.#allVoters(),
       committees: () => this.#committees(),
@@ -252,6 +255,8 @@ export class Peer {
   /** A peer's admission role in this node's document (undefined: not admitted). */
   roleOf(peerId: string): AdmissionRole | undefined { return roleOf(this.#document, peerId) }
   get term(): Term { return this.#election.term }
+  /** The election timeout this node holds to now (its leader's advertised one, or its own estimate): election-timing.ts. */
+  get electionTimeoutMs(): number { return this.#election.timeoutMs }
   get leaderId(): NodeId | null { return this.#election.leaderId }
   /** The leader as this node knows it: its election's, or for a non-voter the one voters name in their sync messages. */
   get knownLeaderId(): NodeId | null { return this.#election.role === 'leader' ? this.id : this.#election.leaderId ?? (this.#isVoter() ? null : this.#leaderHint) }
@@ -389,7 +394,7 @@ export class Peer {
     this.#effects = []
     if (this.#replica.changed || this.#election.hardStateChanged) {
       const documentIncrement = this.#replica.takeIncrement()
-      effects.unshift({ kind: 'persist', state: { term: this.#election.term, votedFor: this.#election.votedFor, documentIncrement } })
+      effects.unshift({ kind: 'persist', state: { term: this.#election.term, votedFor: this.#election.votedFor, electionTimeoutMs: this.#election.timing.adoptedMs, documentIncrement } })
       this.#election.markPersisted()
     }
     return effects

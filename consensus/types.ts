@@ -53,10 +53,13 @@ export type BrokenVariant = (typeof brokenVariants)[number]
 
 export interface PeerConfig {
   nodeId: NodeId
-  /** Election timeout base T: each follower waits a random time in [T, 2T) without a leader. */
+  /**
+   * The election timeout's lower bound: the effective T follows measured round trips (ten of them)
+   * up to maxElectionTimeoutMs (election-timing.ts); a follower waits a random time in [T, 2T).
+   */
   electionTimeoutMs: number
   heartbeatIntervalMs: number
-  /** The leader's lease, as a fraction of T; must stay under (1 - drift) / (1 + drift). */
+  /** The leader's lease, as a fraction of the T its round advertised; must stay under (1 - drift) / (1 + drift). */
   leaseFraction: number
   preVote: boolean
   checkQuorum: boolean
@@ -152,6 +155,8 @@ export interface Heartbeat {
   /** Lease round: echoed by the ack so the leader knows which send time a majority confirmed. */
   round: number
   commitSeq: number
+  /** The leader's effective election timeout T: followers adopt it before they ack (election-timing.ts); absent from older leaders. */
+  electionTimeoutMs?: number
 }
 export interface HeartbeatAck { kind: 'heartbeat-ack'; term: Term; round: number }
 /** A new leader asks each voter for its document heads: it merges a majority before deciding. */
@@ -313,6 +318,8 @@ export type PeerInput =
 export interface PersistedIncrement {
   term: Term
   votedFor: NodeId | null
+  /** The election timeout this node adopted: a restart votes for no one for that long (election-timing.ts). */
+  electionTimeoutMs: number
   /** Automerge incremental save since the previous persist (append to what is stored). */
   documentIncrement: Uint8Array
 }

@@ -1,5 +1,5 @@
-// Proves the level store keeps what the core persisted across a reopen (term, votedFor, the
-// document with every appended increment), compacts increments into one saved document at open,
+// Proves the level store keeps what the core persisted across a reopen (term, votedFor, the adopted
+// election timeout, the document with every appended increment), compacts increments into one saved document at open,
 // and refuses a data directory that belongs to another cluster or has no genesis.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -28,6 +28,7 @@ describe('ConsensusStore', () => {
     expect(stats.fresh).toBe(true)
     expect(persisted.term).toBe(0)
     expect(persisted.votedFor).toBeNull()
+    expect(persisted.electionTimeoutMs).toBeUndefined()
     expect(persisted.documentBytes).toEqual(genesis)
     await store.close()
   })
@@ -39,14 +40,15 @@ describe('ConsensusStore', () => {
     A.saveIncremental(document)
     for (let index = 0; index < 3; index++) {
       document = A.change(document, (draft) => { draft.origins[`node-${index}`] = index + 1 })
-      await first.store.persist({ term: asTerm(index + 1), votedFor: nodeId, documentIncrement: A.saveIncremental(document) })
+      await first.store.persist({ term: asTerm(index + 1), votedFor: nodeId, electionTimeoutMs: 150, documentIncrement: A.saveIncremental(document) })
     }
-    await first.store.persist({ term: asTerm(5), votedFor: null, documentIncrement: new Uint8Array(0) })
+    await first.store.persist({ term: asTerm(5), votedFor: null, electionTimeoutMs: 2_400, documentIncrement: new Uint8Array(0) })
     await first.store.close()
 
     const second = await ConsensusStore.open({ dataDir, nodeId, actor: actorOf(nodeId, '02'), genesis, syncWrites: false })
     expect(second.persisted.term).toBe(5)
     expect(second.persisted.votedFor).toBeNull()
+    expect(second.persisted.electionTimeoutMs).toBe(2_400)
     expect(second.stats.incrementsCompacted).toBe(3)
     expect(second.persisted.document?.origins).toEqual({ 'node-0': 1, 'node-1': 2, 'node-2': 3 })
     expect(A.getHeads(loadDocument(second.persisted.documentBytes, actorOf(nodeId, '03')))).toEqual(A.getHeads(document))

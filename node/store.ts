@@ -123,7 +123,8 @@ export class ConsensusStore {
       throw new GenesisMismatchError(init.dataDir, storedHash, givenHash)
     }
     this.#genesisHash = storedHash ?? givenHash!
-    const hard = JSON.parse((await this.#getText(keys.hardState)) ?? '{"term":0,"votedFor":null}') as { term: number; votedFor: NodeId | null }
+    // electionTimeoutMs is absent from stores written before it was hard state: the core then waits the largest T.
+    const hard = JSON.parse((await this.#getText(keys.hardState)) ?? '{"term":0,"votedFor":null}') as { term: number; votedFor: NodeId | null; electionTimeoutMs?: number }
     const stored = await this.#db.get(keys.documentBase)
     if (stored === undefined) throw new Error(`store ${init.dataDir} has a genesis hash but no document`)
     const base = plain(stored)
@@ -144,7 +145,7 @@ export class ConsensusStore {
       )
     }
     return {
-      persisted: { term: hard.term, votedFor: hard.votedFor, documentBytes, document },
+      persisted: { term: hard.term, votedFor: hard.votedFor, ...(typeof hard.electionTimeoutMs === 'number' ? { electionTimeoutMs: hard.electionTimeoutMs } : {}), documentBytes, document },
       stats: { documentBytes: documentBytes.length, incrementsCompacted: increments.length, fresh: storedHash === undefined },
     }
   }
@@ -154,7 +155,7 @@ export class ConsensusStore {
   async persist(state: PersistedIncrement, durable = false): Promise<void> {
     if (this.#closed) throw new Error('persist after close')
     const operations: { type: 'put'; key: string; value: Uint8Array }[] = [
-      { type: 'put', key: keys.hardState, value: utf8(JSON.stringify({ term: state.term, votedFor: state.votedFor })) },
+      { type: 'put', key: keys.hardState, value: utf8(JSON.stringify({ term: state.term, votedFor: state.votedFor, electionTimeoutMs: state.electionTimeoutMs })) },
     ]
     if (state.documentIncrement.length > 0) {
       if (this.#nextIncrement >= maxIncrementsBeforeCompaction) throw new Error(`more than ${maxIncrementsBeforeCompaction} increments without compaction`)

@@ -2,7 +2,7 @@
 // truncated, oversized, wrong-typed, unknown-kind and non-CBOR input is refused with a reason.
 import { describe, expect, it } from 'vitest'
 import { encodeCbor } from '../codec/index.ts'
-import { asJobId, asNodeId, asTerm, type CapacityGossip, type PeerMessage } from '../consensus/index.ts'
+import { asJobId, asNodeId, asTerm, maxElectionTimeoutMs, type CapacityGossip, type PeerMessage } from '../consensus/index.ts'
 import {
   decodeAddressGossip,
   decodeCapacityGossip,
@@ -38,7 +38,7 @@ const everyKind: PeerMessage[] = [
   { kind: 'vote', term, committee: '3.1' },
   { kind: 'vote-response', term, granted: true, heads: [head] },
   { kind: 'vote-response', term, granted: false },
-  { kind: 'heartbeat', term, round: 3, commitSeq: 2 },
+  { kind: 'heartbeat', term, round: 3, commitSeq: 2, electionTimeoutMs: 1_400 },
   { kind: 'heartbeat-ack', term, round: 3 },
   { kind: 'barrier', term },
   { kind: 'barrier-reply', term, heads: [head, 'cd'.repeat(32)] },
@@ -99,6 +99,12 @@ describe('peer message wire form', () => {
     expect(decodePeerMessage(bytesOf({ kind: 'vote', term: -1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('term') })
     expect(decodePeerMessage(bytesOf({ kind: 'vote', term: 1.5 }))).toMatchObject({ ok: false })
     expect(decodePeerMessage(bytesOf({ kind: 'heartbeat', term: 1, round: 1 }))).toMatchObject({ ok: false, reason: expect.stringContaining('commitSeq') })
+    // The advertised election timeout: optional, a whole number of ms within the core's bound.
+    expect(decodePeerMessage(bytesOf({ kind: 'heartbeat', term: 1, round: 1, commitSeq: 0 })).ok).toBe(true)
+    expect(decodePeerMessage(bytesOf({ kind: 'heartbeat', term: 1, round: 1, commitSeq: 0, electionTimeoutMs: maxElectionTimeoutMs })).ok).toBe(true)
+    for (const electionTimeoutMs of [maxElectionTimeoutMs + 1, 0, -150, 150.5, '150', Number.MAX_SAFE_INTEGER]) {
+      expect(decodePeerMessage(bytesOf({ kind: 'heartbeat', term: 1, round: 1, commitSeq: 0, electionTimeoutMs })), String(electionTimeoutMs)).toMatchObject({ ok: false, reason: expect.stringContaining('electionTimeoutMs') })
+    }
     expect(decodePeerMessage(bytesOf({ kind: 'vote', term: 1, extra: true }))).toMatchObject({ ok: false })
     expect(decodePeerMessage(bytesOf({ kind: 'barrier-reply', term: 1, heads: ['not-a-head'] }))).toMatchObject({ ok: false, reason: expect.stringContaining('heads') })
     // Sync data is a byte string: text (the old base64 form), numbers and arrays of numbers are refused.

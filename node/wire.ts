@@ -6,7 +6,7 @@
 // anything reaches the core; a refusal is a value with a reason, never an exception.
 import { z } from 'zod'
 import { decodeCbor, encodeCbor } from '../codec/index.ts'
-import type { CapacityGossip, PeerMessage } from '../consensus/index.ts'
+import { maxElectionTimeoutMs, type CapacityGossip, type PeerMessage } from '../consensus/index.ts'
 
 // ---- Named limits (STYLE: every message has a maximum)
 
@@ -143,7 +143,8 @@ const peerMessageSchemas = {
   'pre-vote-response': z.strictObject({ kind: z.literal('pre-vote-response'), term, granted: z.boolean() }),
   vote: z.strictObject({ kind: z.literal('vote'), term, committee: committeeStamp }),
   'vote-response': z.strictObject({ kind: z.literal('vote-response'), term, granted: z.boolean(), heads: heads.optional() }),
-  heartbeat: z.strictObject({ kind: z.literal('heartbeat'), term, round: counter, commitSeq: counter }),
+  // The leader's effective election timeout: within the core's bounds (absent from older leaders).
+  heartbeat: z.strictObject({ kind: z.literal('heartbeat'), term, round: counter, commitSeq: counter, electionTimeoutMs: z.number().int().positive().max(maxElectionTimeoutMs).optional() }),
   'heartbeat-ack': z.strictObject({ kind: z.literal('heartbeat-ack'), term, round: counter }),
   barrier: z.strictObject({ kind: z.literal('barrier'), term }),
   'barrier-reply': z.strictObject({ kind: z.literal('barrier-reply'), term, heads }),

@@ -52,7 +52,7 @@ type SimEvent =
   | { kind: 'action'; action: () => void }
 
 /** A node's disk: its hard state, and its document as chunks with the (virtual) time each was written. */
-interface StoredState { term: number; votedFor: NodeId | null; chunks: Uint8Array[]; writtenAtMs: number[] }
+interface StoredState { term: number; votedFor: NodeId | null; electionTimeoutMs?: number; chunks: Uint8Array[]; writtenAtMs: number[] }
 
 interface SimNode {
   index: number
@@ -250,7 +250,7 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
       config: this.peerConfig(node.id),
       attributes: node.attributes,
       random: node.random,
-      persisted: { term: node.storage.term, votedFor: node.storage.votedFor, documentBytes, ...(document ? { document } : {}) },
+      persisted: { term: node.storage.term, votedFor: node.storage.votedFor, ...(node.storage.electionTimeoutMs === undefined ? {} : { electionTimeoutMs: node.storage.electionTimeoutMs }), documentBytes, ...(document ? { document } : {}) },
       nowMs: node.clock.localMs(this.#now),
       incarnation,
       verifyGrant: verifySimGrant,
@@ -448,6 +448,7 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
         case 'persist':
           node.storage.term = effect.state.term
           node.storage.votedFor = effect.state.votedFor
+          node.storage.electionTimeoutMs = effect.state.electionTimeoutMs
           if (effect.state.documentIncrement.length > 0) {
             node.storage.chunks.push(effect.state.documentIncrement)
             node.storage.writtenAtMs.push(this.#now)

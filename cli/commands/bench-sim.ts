@@ -14,7 +14,7 @@ export function registerBenchSim(bench: Command): void {
     .option('--duration <time>', 'virtual time per seed', '60s')
     .option('--rate <jobs/s>', 'jobs per virtual second', '2')
     .option('--faults <list>', 'faults (none for pure speed; crash,partition for failover)', 'none')
-    .option('--election-timeout <ms>', 'election timeout base T', String(defaultSimOptions.electionTimeoutMs))
+    .option('--election-timeout <ms>', 'the least election timeout T (it follows ten measured quorum round trips)', String(defaultSimOptions.electionTimeoutMs))
     .option('--latency <min-max>', 'link latency range in ms', '20-50')
     .option('--workers <n>', 'worker threads', '1')
     .option('--json', 'print JSON (always on; kept for symmetry)')

@@ -3,7 +3,7 @@
 // (`--voters`) lists. Flags are parsed here; the daemon itself lives in node/.
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Command } from 'commander'
-import { asNodeId } from '../../consensus/index.ts'
+import { asNodeId, maxElectionTimeoutMs } from '../../consensus/index.ts'
 import {
   GenesisMismatchError,
   IdentityFileError,
@@ -58,7 +58,7 @@ export function registerNodeStart(program: Command): void {
     .option('--voters <ids>', 'genesis committee: comma list of peer ids (needed on first start)', collect, [])
     .option('--admin <peerId>', 'with --voters on first start: the mesh\'s admin key (its peer id); only invited peers may join. Without it the mesh is open')
     .option('--invite <token>', 'join an existing mesh with an invite from `fabric invite` (first start; bootstrap from the invite unless --bootstrap)')
-    .option('--election-timeout <ms>', 'election timeout base T in ms (heartbeat T/5)', '150')
+    .option('--election-timeout <ms>', `the least election timeout T in ms: T follows ten measured round trips to a quorum, within [this, ${maxElectionTimeoutMs}] (heartbeat: this / 5)`, '150')
     .option('--request-fanout <mode>', 'where a request goes first: all-voters (the fastest majority acknowledges) or majority (the leader and just enough others: for daemons sharing one machine\'s cores)', 'all-voters')
     .option('--cpu-millis <n>', 'CPU this node offers at most, in thousandths of a core (default and cap: every CPU of the machine)')
     .option('--memory-mib <n>', 'memory this node offers at most, in MiB (default and cap: the machine\'s memory)')
@@ -81,7 +81,7 @@ export function registerNodeStart(program: Command): void {
       const requestFanout = String(flags.requestFanout)
       if (requestFanout !== 'all-voters' && requestFanout !== 'majority') throw new UserError(`--request-fanout must be all-voters or majority, got "${requestFanout}"`)
       const electionTimeoutMs = integer('--election-timeout', flags.electionTimeout)
-      if (electionTimeoutMs < 10) throw new UserError('--election-timeout must be at least 10 ms')
+      if (electionTimeoutMs < 10 || electionTimeoutMs > maxElectionTimeoutMs) throw new UserError(`--election-timeout must be between 10 and ${maxElectionTimeoutMs} ms (its upper bound as round trips grow), got ${electionTimeoutMs}`)
       const voters = flags.voters as string[]
       for (const voter of voters) {
         try {

@@ -22,7 +22,7 @@ export function registerSim(program: Command): void {
     .option('--rate <jobs/s>', 'jobs submitted per virtual second', String(defaultSimOptions.ratePerSecond))
     .option('--fleet <file>', 'the nodes (YAML, see examples/fleet.yaml); sets the node count. Default: a generated heterogeneous fleet')
     .option('--workload <file>', 'the job mix (YAML, see examples/mixed.yaml): templates drawn by rate or weight, arriving at --rate')
-    .option('--election-timeout <ms>', 'election timeout base T (followers wait [T, 2T))', String(defaultSimOptions.electionTimeoutMs))
+    .option('--election-timeout <ms>', 'the least election timeout T (it follows ten measured quorum round trips; followers wait [T, 2T))', String(defaultSimOptions.electionTimeoutMs))
     .option('--latency <min-max>', 'link latency range in ms', `${defaultSimOptions.linkLatencyMinMs}-${defaultSimOptions.linkLatencyMaxMs}`)
     .option('--workers <n>', 'worker threads (default: one per core)')
     .option('--broken <variant>', `run a core with a planted bug to prove the checker catches it (${brokenVariants.filter((variant) => variant !== 'none').join(', ')})`, 'none')

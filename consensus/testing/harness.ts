@@ -56,7 +56,7 @@ export interface ClusterOptions {
   admin?: { id: string; secret: string }
 }
 
-export interface Stored { term: number; votedFor: NodeId | null; chunks: Uint8Array[] }
+export interface Stored { term: number; votedFor: NodeId | null; electionTimeoutMs?: number; chunks: Uint8Array[] }
 
 /** What a peer did, in order, with the virtual time it did it (sends are not logged). */
 export interface Recorded { atMs: number; node: NodeId; effect: PeerEffect }
@@ -319,7 +319,7 @@ export class Cluster {
       config: { ...this.config, nodeId: node.id },
       attributes: node.attributes,
       random: node.random,
-      persisted: { term: node.stored.term, votedFor: node.stored.votedFor, documentBytes },
+      persisted: { term: node.stored.term, votedFor: node.stored.votedFor, ...(node.stored.electionTimeoutMs === undefined ? {} : { electionTimeoutMs: node.stored.electionTimeoutMs }), documentBytes },
       nowMs: this.nowMs,
       // A new incarnation per boot, as the daemon draws one (deterministic here).
       incarnation: ((node.index + 1) * 0x10000 + node.incarnation).toString(16).padStart(8, '0'),
@@ -351,6 +351,7 @@ export class Cluster {
         case 'persist':
           node.stored.term = effect.state.term
           node.stored.votedFor = effect.state.votedFor
+          node.stored.electionTimeoutMs = effect.state.electionTimeoutMs
           if (effect.state.documentIncrement.length > 0) node.stored.chunks.push(effect.state.documentIncrement)
           break
         case 'send': {
