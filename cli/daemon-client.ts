@@ -14,6 +14,8 @@ import {
   IdentityFileError,
   createClientHost,
   loadOrCreateKeyFile,
+  pinMeshId,
+  meshIdPattern,
   readAddressesFile,
   type ClientErrorCode,
 } from '../node/index.ts'
@@ -26,6 +28,7 @@ export const defaultRequestTimeoutMs = 60_000
 export interface ConnectFlags {
   node?: string
   data: string
+  mesh?: string
   key?: string
   timeout: string
 }
@@ -35,6 +38,7 @@ export function addConnectOptions(command: Command): Command {
     .option('--node <multiaddr>', 'the daemon to ask (default: the one running on --data)')
     .option('--data <dir>', 'data directory of the local daemon to ask (its addresses.json)', defaultDataDir())
     .option('--key <file>', 'client key file (Ed25519; created if missing); default: DATA/client.key from `fabric join` if present, else a fresh key per call')
+    .option('--mesh <id>', 'the mesh id (genesis SHA-256) requests are signed for; default: $FABRIC_MESH, else the local daemon\'s, else the one the daemon asked names (trusted on first use)')
     .option('--timeout <ms>', 'give up on an answer after this long (not for logs -f)', String(defaultRequestTimeoutMs))
 }
 
@@ -47,7 +51,9 @@ export interface DaemonSession {
 
 /** Opens a client host, runs `work` against the chosen daemon, and always stops the host. */
 export async function withDaemon<T>(flags: ConnectFlags, work: (session: DaemonSession) => Promise<T>): Promise<T> {
-  const target = await resolveTarget(flags)
+  const { target, meshId: localMeshId } = await resolveTarget(flags)
+  const meshId = flags.mesh ?? (process.env.FABRIC_MESH || undefined) ?? localMeshId
+  if (meshId !== undefined && !meshIdPattern.test(meshId)) throw new UserError(`${flags.mesh !== undefined ? '--mesh' : 'FABRIC_MESH'}: "${meshId.slice(0, 80)}" is not a mesh id`, 'a mesh id is 64 lowercase hex digits: `fabric mesh` prints it')
   const timeoutMs = positiveInteger('--timeout', flags.timeout)
   let privateKey
   const keyFile = flags.key ?? (existsSync(clientKeyPath(flags.data)) ? clientKeyPath(flags.data) : undefined)
@@ -60,6 +66,7 @@ export async function withDaemon<T>(flags: ConnectFlags, work: (session: DaemonS
     }
   }
   const libp2p = await createClientHost(privateKey === undefined ? {} : { privateKey })
+  if (meshId !== undefined) pinMeshId(libp2p, meshId)
   try {
     return await work({ libp2p, target, signal: AbortSignal.timeout(timeoutMs) })
   } catch (error) {
@@ -69,10 +76,11 @@ export async function withDaemon<T>(flags: ConnectFlags, work: (session: DaemonS
   }
 }
 
-async function resolveTarget(flags: ConnectFlags): Promise<Multiaddr> {
+/** The daemon to ask, and its mesh when a local daemon's addresses.json says it. */
+async function resolveTarget(flags: ConnectFlags): Promise<{ target: Multiaddr; meshId?: string }> {
   if (flags.node !== undefined) {
     try {
-      return multiaddr(flags.node)
+      return { target: multiaddr(flags.node) }
     } catch (error) {
       throw new UserError(`--node: "${flags.node}" is not a multiaddr (${(error as Error).message})`, 'it looks like /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...')
     }
@@ -89,7 +97,7 @@ async function resolveTarget(flags: ConnectFlags): Promise<Multiaddr> {
   }
   const first = addresses.addresses[0]!
   try {
-    return multiaddr(first)
+    return { target: multiaddr(first), ...(addresses.meshId === undefined ? {} : { meshId: addresses.meshId }) }
   } catch (error) {
     throw new UserError(`${flags.data}/addresses.json lists "${first}", which is not a multiaddr (${(error as Error).message})`)
   }
@@ -111,6 +119,7 @@ const hints: Partial<Record<ClientErrorCode, string>> = {
   unavailable: 'the answer is not available right now; try again, or ask another node with --node',
   'not-found': 'list jobs with `fabric jobs`',
   internal: "this is a daemon bug: its log (stderr of `fabric node start`) says more",
+  'wrong-mesh': 'the daemon asked belongs to another mesh than --mesh or $FABRIC_MESH names: ask a daemon of your mesh, or fix the id (`fabric mesh` prints a daemon\'s)',
   unauthorized: 'this client key has no role that allows it: get an invite from the mesh\'s admin and run `fabric join TOKEN` (or pass --key FILE with a key that has the role)',
 }
 

@@ -10,6 +10,8 @@ const maxAddressesFileBytes = 64 * 1024
 
 const addressesSchema = z.object({
   peerId: z.string().min(1).max(128),
+  /** The daemon's mesh (genesis SHA-256): a local CLI signs its requests for it. Absent from files of older daemons. */
+  meshId: z.string().regex(/^[0-9a-f]{64}$/).optional(),
   addresses: z.array(z.string().min(1).max(1_024)).min(1).max(64),
   pid: z.number().int().positive(),
   writtenAtMs: z.number(),

@@ -133,12 +133,15 @@ describe('admission on a mesh of Shuttle processes', () => {
       await stream.close()
       return decoded.ok ? decoded.value : decoded.reason
     }
-    const unsigned = { v: 1, requestId: 'raw', client: admin.peerId.toString(), kind: 'leader', signedAtMs: Date.now() }
+    const unsigned = { v: 1, requestId: 'raw', client: admin.peerId.toString(), mesh: meshId, kind: 'leader', signedAtMs: Date.now() }
     expect(await raw(unsigned)).toMatchObject({ type: 'error', code: 'bad-request', message: expect.stringMatching(/signature/) })
     const signed = { ...unsigned, signature: await signClientRequest(admin, unsigned) }
     expect(await raw(signed)).toMatchObject({ type: 'result' })
     expect(await raw(signed)).toMatchObject({ type: 'error', code: 'unauthorized', message: expect.stringMatching(/replay/) })
     expect(await raw({ ...signed, requestId: 'changed' })).toMatchObject({ type: 'error', code: 'unauthorized', message: expect.stringMatching(/does not verify/) })
+    // Signed for another mesh: refused, naming this one (a client that pinned no mesh learns it so).
+    const elsewhere = { ...unsigned, requestId: 'other-mesh', mesh: 'f'.repeat(64) }
+    expect(await raw({ ...elsewhere, signature: await signClientRequest(admin, elsewhere) })).toEqual({ type: 'error', code: 'wrong-mesh', mesh: meshId, message: expect.stringMatching(/signed for mesh ffffffffffffffff\.\.\., this daemon belongs to mesh/) })
 
     // 4. The uninvited node: its consensus streams are refused, it is cut off when its window ends,
     // and it holds no document but its own genesis and itself.

@@ -33,7 +33,7 @@ export class Admission {
   constructor(init: AdmissionInit) {
     this.#init = init
     this.gate = new AdmissionGate({ nowMs: init.nowMs, roleOf: (peerId) => this.roleOf(peerId), logger: init.logger.child('gate') }, init.gateLimits)
-    this.clientGuard = new ClientGuard({ nowMs: init.nowMs, roleOf: (peerId) => this.roleOf(peerId) })
+    this.clientGuard = new ClientGuard({ meshId: init.meshId, nowMs: init.nowMs, roleOf: (peerId) => this.roleOf(peerId) })
   }
 
   /** For createLibp2p's `connectionGater`. */

@@ -65,6 +65,7 @@ describe('signed requests', () => {
   let host: Libp2p
   let peerId: string
   const nowMs = 1_700_000_000_000
+  const meshId = 'a1'.repeat(32)
 
   beforeAll(async () => {
     key = await generateKeyPair('Ed25519')
@@ -75,14 +76,14 @@ describe('signed requests', () => {
 
   /** A request as the client protocol receives it: signed, encoded as CBOR, parsed back by the wire decoder. */
   const signedRequest = async (body: Record<string, unknown>, signedAtMs = nowMs): Promise<{ request: ClientRequest; received: Record<string, unknown> }> => {
-    const unsigned = { v: 1, requestId: 'r1', client: peerId, signedAtMs, ...body }
+    const unsigned = { v: 1, requestId: 'r1', client: peerId, mesh: meshId, signedAtMs, ...body }
     const received = JSON.parse(JSON.stringify({ ...unsigned, signature: await signClientRequest(host, unsigned) })) as Record<string, unknown>
     const decoded = decodeClientRequest(encodeCbor(received))
     if (!decoded.ok) throw new Error(decoded.reason)
     return { request: decoded.value, received }
   }
 
-  const guard = (role: AdmissionRole | undefined, at = nowMs) => new ClientGuard({ nowMs: () => at, roleOf: (id) => (id === peerId ? role : undefined) })
+  const guard = (role: AdmissionRole | undefined, at = nowMs) => new ClientGuard({ meshId, nowMs: () => at, roleOf: (id) => (id === peerId ? role : undefined) })
 
   it('accepts a request signed by the client key, once', async () => {
     const checker = guard('submitter')
@@ -110,6 +111,15 @@ describe('signed requests', () => {
     expect(await guard('viewer').check(ahead.request, ahead.received)).toMatchObject({ ok: false, reason: expect.stringMatching(/ahead of this daemon's clock/) })
     const edge = await signedRequest({ kind: 'nodes' }, nowMs - windowMs)
     expect(await guard('viewer').check(edge.request, edge.received)).toEqual({ ok: true })
+  })
+
+  it('refuses a request signed for another mesh, naming this one, before it counts as seen', async () => {
+    const checker = guard('submitter')
+    const { request, received } = await signedRequest({ kind: 'submit', spec: 'name: a\n', mesh: 'b2'.repeat(32) })
+    expect(await checker.check(request, received)).toEqual({ ok: false, code: 'wrong-mesh', mesh: meshId, reason: `the request was signed for mesh ${'b2'.repeat(8)}..., this daemon belongs to mesh ${'a1'.repeat(8)}...` })
+    // The mesh is signed: rewriting it to this mesh breaks the signature.
+    expect(await checker.check({ ...request, mesh: meshId }, { ...received, mesh: meshId })).toMatchObject({ ok: false, code: 'unauthorized', reason: expect.stringMatching(/does not verify/) })
+    expect(checker.counters).toMatchObject({ accepted: 0, wrongMesh: 1, badSignature: 1 })
   })
 
   it('checks the role after the signature', async () => {

@@ -3,7 +3,7 @@
 // host) and by a daemon that passes a logs request on to the node holding the output.
 import { randomUUID } from 'node:crypto'
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
+import { isMultiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { encodeFrame, FrameReader } from '../codec/index.ts'
 import { signClientRequest } from './request-signature.ts'
 import {
@@ -13,6 +13,7 @@ import {
   decodeClientResponse,
   decodeClientResult,
   encodeClientRequest,
+  meshIdPattern,
   type ClientErrorCode,
   type ClientRequest,
   type ClientRequestBody,
@@ -50,16 +51,64 @@ export class ClientConnectionError extends Error {
 export interface ClientCallOptions {
   signal?: AbortSignal
   dialTimeoutMs?: number
+  /** The mesh the request is for (overrides the host's pinned one: pinMeshId). */
+  meshId?: string
   /** Marks a request a daemon passes on (the receiver answers it itself or refuses). */
   forwarded?: boolean
 }
 
+/**
+ * Every request is signed for one mesh (client-wire.ts). A host that knows its mesh pins it: a
+ * daemon (its own), a CLI given --mesh or a local daemon's addresses.json. Otherwise the first
+ * request to a daemon goes out for no mesh, the daemon answers `wrong-mesh` naming its own, and the
+ * request is signed again for that one (trust on first use; pin the mesh to rule it out).
+ */
+const pinnedMeshes = new WeakMap<Libp2p, string>()
+const learnedMeshes = new WeakMap<Libp2p, Map<string, string>>()
+/** The mesh id a request whose mesh is not known yet is signed for: no daemon has it. */
+export const unknownMeshId = '0'.repeat(64)
+/** Daemons remembered per client host (a CLI talks to a few; a long-lived host keeps the latest). */
+const maxLearnedMeshes = 256
+
+export function pinMeshId(libp2p: Libp2p, meshId: string): void {
+  if (!meshIdPattern.test(meshId)) throw new Error(`a mesh id is 64 lowercase hex digits (the genesis SHA-256), got "${meshId.slice(0, 80)}"`)
+  pinnedMeshes.set(libp2p, meshId)
+}
+
+/** A daemon's key: its peer id (a multiaddr's /p2p part), else the address as given. */
+const targetKey = (target: Multiaddr | PeerId): string => (isMultiaddr(target) ? target.getComponents().findLast((component) => component.name === 'p2p')?.value : undefined) ?? target.toString()
+
+function learnMesh(libp2p: Libp2p, target: Multiaddr | PeerId, meshId: string): void {
+  let learned = learnedMeshes.get(libp2p)
+  if (learned === undefined) learnedMeshes.set(libp2p, (learned = new Map()))
+  if (learned.size >= maxLearnedMeshes) learned.delete(learned.keys().next().value!)
+  learned.set(targetKey(target), meshId)
+}
+
 /** Sends `body` to `target` and yields every response frame up to and including the last (result, error or end). */
 export async function* clientFrames(libp2p: Libp2p, target: Multiaddr | PeerId, body: ClientRequestBody, options: ClientCallOptions = {}): AsyncGenerator<ClientResponse> {
+  const pinned = options.meshId ?? pinnedMeshes.get(libp2p)
+  let mesh = pinned ?? learnedMeshes.get(libp2p)?.get(targetKey(target)) ?? unknownMeshId
+  for (let attempt = 0; ; attempt++) {
+    let learned: string | null = null
+    for await (const frame of framesOnce(libp2p, target, body, mesh, options)) {
+      if (attempt === 0 && pinned === undefined && frame.type === 'error' && frame.code === 'wrong-mesh' && frame.mesh !== undefined && frame.mesh !== mesh) {
+        learned = frame.mesh
+        break
+      }
+      yield frame
+    }
+    if (learned === null) return
+    learnMesh(libp2p, target, learned)
+    mesh = learned
+  }
+}
+
+async function* framesOnce(libp2p: Libp2p, target: Multiaddr | PeerId, body: ClientRequestBody, mesh: string, options: ClientCallOptions): AsyncGenerator<ClientResponse> {
   const name = target.toString()
   const dialSignal = AbortSignal.any([AbortSignal.timeout(options.dialTimeoutMs ?? defaultClientDialTimeoutMs), ...(options.signal ? [options.signal] : [])])
   // Signed by the host's own key (request-signature.ts): the daemon checks it against `client`.
-  const unsigned = { ...body, v: clientWireVersion, requestId: randomUUID().slice(0, 8), client: libp2p.peerId.toString(), signedAtMs: Date.now(), ...(options.forwarded === true ? { forwarded: true } : {}) }
+  const unsigned = { ...body, v: clientWireVersion, requestId: randomUUID().slice(0, 8), client: libp2p.peerId.toString(), mesh, signedAtMs: Date.now(), ...(options.forwarded === true ? { forwarded: true } : {}) }
   const request = { ...unsigned, signature: await signClientRequest(libp2p, unsigned) } as ClientRequest
   let stream: Stream
   try {

@@ -80,6 +80,13 @@ describe('clients of a mesh of three Shuttle processes', () => {
     const nodesTable = await runCli(['nodes', '--node', follower.address])
     expect(nodesTable.code, nodesTable.stderr).toBe(0)
     expect(nodesTable.stdout).toMatch(/RSS +LOAD/)
+    // Requests are signed for one mesh: pinned to another, the CLI is refused and says so; pinned to this one, answered.
+    const { meshId } = await clientCall(host, ask(follower), { kind: 'mesh' })
+    const otherMesh = await runCli(['leader', '--node', follower.address, '--mesh', 'f'.repeat(64)])
+    expect(otherMesh.code).toBe(1)
+    expect(otherMesh.stderr).toMatch(new RegExp(`answered wrong-mesh: the request was signed for mesh ffffffffffffffff\\.\\.\\., this daemon belongs to mesh ${meshId.slice(0, 16)}`))
+    const pinned = await runCli(['leader', '--json', '--node', follower.address, '--mesh', meshId])
+    expect(pinned.code, pinned.stderr).toBe(0)
 
     // 1. Submit through a follower with the CLI; the job runs as a real process.
     const submitted = await runCli(['submit', '--node', follower.address, '--cpu', '500m', '--cmd', "sh -c 'echo hello; sleep 1; echo done'"])
@@ -116,7 +123,7 @@ describe('clients of a mesh of three Shuttle processes', () => {
     }
     const utf8 = (value: unknown): Uint8Array => (typeof value === 'string' ? new TextEncoder().encode(value) : encodeCbor(value))
     const signed = async (request: Record<string, unknown>): Promise<Record<string, unknown>> => {
-      const unsigned = { ...request, signedAtMs: Date.now() }
+      const unsigned = { ...request, mesh: meshId, signedAtMs: Date.now() }
       return { ...unsigned, signature: await signClientRequest(host, unsigned) }
     }
     expect(await rawAnswer(utf8('{"kind":"submit","spec":'))).toMatchObject({ type: 'error', code: 'bad-request', message: expect.stringMatching(/not valid CBOR/) })

@@ -117,10 +117,10 @@ export class ClientProtocol {
   async #serve(stream: Stream, connection: Connection): Promise<void> {
     const peerId = connection.remotePeer.toString()
     const write = (response: ClientResponse): Promise<void> => sendAll(stream, encodeFrame(encodeClientResponse(response)), this.#limits.writeTimeoutMs)
-    const refuse = async (code: Parameters<typeof errorResponse>[0], message: string): Promise<void> => {
+    const refuse = async (code: Parameters<typeof errorResponse>[0], message: string, mesh?: string): Promise<void> => {
       this.counters.refused++
       this.#logRefusal(peerId, { code, message })
-      await write(errorResponse(code, message)).catch(() => {})
+      await write(mesh === undefined ? errorResponse(code, message) : { ...errorResponse(code, message), mesh }).catch(() => {})
       await stream.close().catch(() => stream.abort(new Error('closing')))
     }
     if (!this.#started) return stream.abort(new Error('not serving'))
@@ -160,7 +160,7 @@ export class ClientProtocol {
       const received = decodeCbor(bytes)
       let signed = (received.ok ? received.value : {}) as Record<string, unknown>
       const verdict = await this.#components.guard.check(request, signed)
-      if (!verdict.ok) return await refuse(verdict.code, verdict.reason)
+      if (!verdict.ok) return await refuse(verdict.code, verdict.reason, verdict.code === 'wrong-mesh' ? verdict.mesh : undefined)
       let frame = bytes
       if (request.kind === 'relay') {
         // A node passes on a client's request only a voter writes: it is answered as the client's own, checked again here.

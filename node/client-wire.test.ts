@@ -6,7 +6,7 @@ import { encodeCbor } from '../codec/index.ts'
 import { clientWireLimits, decodeClientRequest, decodeClientResponse, decodeClientResult, encodeClientRequest, errorResponse, type ClientRequest } from './client-wire.ts'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
-const envelope = { v: 1, requestId: 'r1', client: '12D3KooWclient', signedAtMs: 1_700_000_000_000, signature: 'c2lnbmF0dXJl' } as const
+const envelope = { v: 1, requestId: 'r1', client: '12D3KooWclient', mesh: 'c3'.repeat(32), signedAtMs: 1_700_000_000_000, signature: 'c2lnbmF0dXJl' } as const
 
 describe('client wire: requests', () => {
   it('round-trips every request kind', () => {

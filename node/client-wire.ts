@@ -43,12 +43,19 @@ export const clientWireLimits = {
 // ---- Requests
 
 const id = z.string().min(1).max(clientWireLimits.maxIdLength)
+/** A mesh id: the SHA-256 of its genesis document, as lowercase hex. */
+export const meshIdPattern = /^[0-9a-f]{64}$/
 const envelope = {
   v: z.literal(clientWireVersion),
   /** Correlates the daemon's log lines with the client's; chosen by the client. */
   requestId: z.string().min(1).max(64),
   /** The client's peer id: must be the peer the connection authenticated, and the key that signed. */
   client: z.string().min(1).max(128),
+  /**
+   * The mesh the request is for (its genesis SHA-256, hex): a daemon of another mesh refuses it with
+   * `wrong-mesh`, so a request signed for one mesh cannot be replayed to another that admits the same key.
+   */
+  mesh: z.string().regex(meshIdPattern, 'a mesh id is the genesis SHA-256 as 64 lowercase hex digits'),
   /** When the client signed (its clock): the daemon refuses requests outside its replay window. */
   signedAtMs: z.number().int().nonnegative(),
   /** Ed25519 signature (base64url) over the request's canonical bytes without this field (request-signature.ts). */
@@ -104,7 +111,7 @@ export type ClientRequestKind = keyof typeof requestSchemas
 export type ClientRequest = { [K in ClientRequestKind]: z.infer<(typeof requestSchemas)[K]> }[ClientRequestKind]
 export type ClientRequestOf<K extends ClientRequestKind> = z.infer<(typeof requestSchemas)[K]>
 /** A request as a caller builds it: the envelope (and the signature) is filled in by the connection. */
-export type ClientRequestBody = { [K in ClientRequestKind]: Omit<ClientRequestOf<K>, 'v' | 'requestId' | 'client' | 'signedAtMs' | 'signature'> }[ClientRequestKind]
+export type ClientRequestBody = { [K in ClientRequestKind]: Omit<ClientRequestOf<K>, 'v' | 'requestId' | 'client' | 'mesh' | 'signedAtMs' | 'signature'> }[ClientRequestKind]
 
 const isRequestKind = (kind: unknown): kind is ClientRequestKind => typeof kind === 'string' && Object.hasOwn(requestSchemas, kind)
 
@@ -310,6 +317,7 @@ export type ClientResult<K extends ClientRequestKind> = z.infer<(typeof resultSc
 export const clientErrorCodes = [
   'bad-request', // the request does not parse or breaks a limit
   'unauthorized', // the client may not do this (or names another peer than the connection's)
+  'wrong-mesh', // the request was signed for another mesh (the frame names this daemon's)
   'invalid-spec', // the job spec is refused (every error names the field)
   'refused', // the core refused the submission
   'not-found', // no such job
@@ -339,7 +347,8 @@ export type ProgressFrame = z.infer<typeof progressFrameSchema>
 
 const responseSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('result'), value: z.unknown() }),
-  z.object({ type: z.literal('error'), code: z.enum(clientErrorCodes), message: z.string().max(clientWireLimits.maxErrorMessageChars), jobId: z.string().optional() }),
+  /** `mesh`: with `wrong-mesh`, the mesh this daemon belongs to. */
+  z.object({ type: z.literal('error'), code: z.enum(clientErrorCodes), message: z.string().max(clientWireLimits.maxErrorMessageChars), jobId: z.string().optional(), mesh: z.string().regex(meshIdPattern).optional() }),
   z.object({ type: z.literal('log'), stream: z.enum(['stdout', 'stderr']), offsetBytes: z.number().int().nonnegative(), text: z.string() }),
   /** One committed assignment (an `assignments` stream): replica record `jobId` runs on `node`, decided in `term` as decision `seq`. */
   z.object({ type: z.literal('assignment'), jobId: z.string(), node: z.string(), term: z.number(), seq: z.number() }),

@@ -382,7 +382,8 @@ describe('document and election attacks by an admitted node on a closed mesh of 
   })
 
   it('5. takes a signed submission once: the same bytes to the daemon that took them, to the two others, relayed by the insider or sent by a stranger, are refused', async () => {
-    const request = await signedRequestBytes(submitter, { kind: 'submit', spec: JSON.stringify({ name: 'replayed', command: ['sleep', '30'], resources: { cpu: 0.1, memory: '16Mi' } }) }, 'replay01')
+    const { meshId } = await clientCall(submitter, multiaddr(leader.address), { kind: 'mesh' })
+    const request = await signedRequestBytes(submitter, { kind: 'submit', spec: JSON.stringify({ name: 'replayed', command: ['sleep', '30'], resources: { cpu: 0.1, memory: '16Mi' } }) }, 'replay01', meshId)
     const followers = daemons.filter((daemon) => daemon !== leader)
     const answers: { to: string; answer: Awaited<ReturnType<typeof rawClientCall>> }[] = []
     let jobId = ''
@@ -394,7 +395,7 @@ describe('document and election attacks by an admitted node on a closed mesh of 
         // At once, as an attacker holding the bytes would: each follower, the leader again, and relayed by the insider.
         for (const follower of followers) answers.push({ to: follower.name, answer: await rawClientCall(submitter, multiaddr(follower.address), request) })
         answers.push({ to: `${leader.name} (again)`, answer: await rawClientCall(submitter, multiaddr(leader.address), request) })
-        const relay = await signedRequestBytes(insider.host, { kind: 'relay', request }, 'relay001')
+        const relay = await signedRequestBytes(insider.host, { kind: 'relay', request }, 'relay001', meshId)
         answers.push({ to: `${followers[0]!.name} (relayed by the insider)`, answer: await rawClientCall(insider.host, multiaddr(followers[0]!.address), relay) })
         // A stranger holding the bytes: the request names a client the connection is not.
         const stranger = await resources.clientHost({ privateKey: strangerKeys[2]! })

@@ -17,7 +17,7 @@ export { probeMachine, offeredCapacity, MachineFree, type MachineInventory, type
 export * from './wire.ts'
 export { loadOrCreateKeyFile } from './identity.ts'
 export { createClientHost } from './client-host.ts'
-export { clientCall, clientFrames, ClientConnectionError, ClientRequestError, defaultClientDialTimeoutMs, type ClientCallOptions } from './client-connection.ts'
+export { clientCall, clientFrames, pinMeshId, ClientConnectionError, ClientRequestError, defaultClientDialTimeoutMs, type ClientCallOptions } from './client-connection.ts'
 export * from './client-wire.ts'
 export { readAddressesFile, AddressesFileError, addressesFileName, type DaemonAddresses } from './addresses-file.ts'
 export { submissionFromSpec, newJobId } from './submission.ts'

@@ -49,7 +49,7 @@ function backendOf(cluster: Cluster, forward: (node: NodeId, body: ClientRequest
 }
 
 /** The request as the client service hands it on (signed fields checked before it gets here). */
-const followRequest = { kind: 'migrate', v: 1, requestId: 'r-follow', client: 'client', signedAtMs: 0, signature: '', jobId, to: n4, follow: true, waitMs: 5_000 } as const
+const followRequest = { kind: 'migrate', v: 1, requestId: 'r-follow', client: 'client', mesh: '0'.repeat(64), signedAtMs: 0, signature: '', jobId, to: n4, follow: true, waitMs: 5_000 } as const
 
 async function collect(answer: AsyncIterable<ClientResponse>): Promise<ClientResponse[]> {
   const frames: ClientResponse[] = []

@@ -30,12 +30,13 @@ import { RuntimeSelector, dockerLabel } from './runtime-selector.ts'
 import { removeAddressesFile, writeAddressesFile } from './addresses-file.ts'
 import { Admission } from './admission.ts'
 import { grantVerifier } from './admission-grant.ts'
-import { verifySubmissionProof } from './submission-proof.ts'
+import { submissionProofVerifier } from './submission-proof.ts'
 import { admittedNodeIds } from './admission-records.ts'
 import { AddressGossipChannel } from './address-gossip.ts'
 import { BootstrapDialer } from './bootstrap-dialer.ts'
 import { CapacityGossipChannel } from './capacity-gossip.ts'
 import type { CheckpointMade } from './checkpoint-waiters.ts'
+import { pinMeshId } from './client-connection.ts'
 import { clientBackendOf } from './client-backend.ts'
 import { ClientProtocol } from './client-protocol.ts'
 import { ClientService, type SubmitOutcome } from './client-service.ts'
@@ -257,6 +258,8 @@ export class Shuttle {
     this.#admission = admission
     const libp2p = await createDaemonHost({ privateKey: identity.privateKey, connectionGater: admission.connectionGater, listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] })
     this.#libp2p = libp2p
+    // What this daemon asks other daemons (a forwarded logs request, a relayed cancel) is signed for its own mesh.
+    pinMeshId(libp2p, store.genesisHash)
     const enqueue = this.#driver.enqueue.bind(this.#driver)
     const transport = new ConsensusTransport({
       libp2p,
@@ -323,7 +326,7 @@ export class Shuttle {
       nowMs: this.#clock.nowMs(),
       incarnation,
       verifyGrant: grantVerifier(store.genesisHash),
-      verifySubmission: verifySubmissionProof,
+      verifySubmission: submissionProofVerifier(store.genesisHash),
     })
     this.#peer = peer
     this.#effects = new EffectPerformer({ peer, store, transport, capacity: gossip, machineFree, jobs, snapshots, restoreProgress: this.#restoreProgress, requests: this.#requests, eventListeners: this.#eventListeners, enqueue, logger: this.#logger })
@@ -335,7 +338,7 @@ export class Shuttle {
     await admission.start({ libp2p, admit: (peerId, grant) => this.admit(peerId, grant) })
     if (this.#state !== 'starting') return
     this.#state = 'running'
-    await writeAddressesFile(init.dataDir, { peerId: identity.nodeId, addresses: this.addresses, pid: process.pid, writtenAtMs: this.#clock.nowMs() })
+    await writeAddressesFile(init.dataDir, { peerId: identity.nodeId, meshId: store.genesisHash, addresses: this.addresses, pid: process.pid, writtenAtMs: this.#clock.nowMs() })
     this.#addressesWritten = true
     this.#logger.info('started', { nodeId: identity.nodeId, addresses: this.addresses, voters: peer.voters(), electionTimeoutMs })
     this.#components.onReady?.({ nodeId: identity.nodeId, addresses: this.addresses, term: peer.term, voters: peer.voters() })

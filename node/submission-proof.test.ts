@@ -5,13 +5,15 @@ import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { canonicalJson, replayKeyOfSignature, signedBytes, signedRequestText } from './request-signature.ts'
-import { maxSubmissionProofChars, verifySubmissionProof } from './submission-proof.ts'
+import { maxSubmissionProofChars, submissionProofVerifier } from './submission-proof.ts'
 import { newJobId } from './submission.ts'
 
+const meshId = 'd4'.repeat(32)
+const verifySubmissionProof = submissionProofVerifier(meshId)
 const spec = JSON.stringify({ name: 'train', command: ['sh', '-c', 'echo hi'], resources: { cpu: 0.5, memory: '64Mi' } })
 
 async function signed(key: PrivateKey, fields: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const unsigned = { v: 1, requestId: 'r1', client: peerIdFromPrivateKey(key).toString(), signedAtMs: 1_700_000_000_000, kind: 'submit', spec, ...fields }
+  const unsigned = { v: 1, requestId: 'r1', client: peerIdFromPrivateKey(key).toString(), mesh: meshId, signedAtMs: 1_700_000_000_000, kind: 'submit', spec, ...fields }
   const signature = Buffer.from(await key.sign(signedBytes(unsigned))).toString('base64url')
   return { ...unsigned, signature }
 }
@@ -42,6 +44,10 @@ describe('submission proofs', () => {
     const byOther = await signed(other, { client: peerIdFromPrivateKey(client).toString() })
     expect(verifySubmissionProof(canonicalJson(byOther))).toBeNull()
     expect(verifySubmissionProof(canonicalJson(await signed(client, { kind: 'cancel', jobId: 'x' })))).toBeNull()
+    // Signed for another mesh: a peer of this one refuses it (a request taken elsewhere replayed into this mesh's document).
+    const elsewhere = await signed(client, { mesh: 'e5'.repeat(32) })
+    expect(submissionProofVerifier('e5'.repeat(32))(signedRequestText(elsewhere))?.client).toBe(peerIdFromPrivateKey(client).toString())
+    expect(verifySubmissionProof(signedRequestText(elsewhere))).toBeNull()
     expect(verifySubmissionProof('{"kind":"submit"')).toBeNull()
     expect(verifySubmissionProof('[]')).toBeNull()
     expect(verifySubmissionProof('x'.repeat(maxSubmissionProofChars + 1))).toBeNull()

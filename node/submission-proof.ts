@@ -12,13 +12,16 @@ import { submissionFromSpecText } from './submission.ts'
 /** As long as the core lets a document text be (consensus/change-validator.ts): a spec of up to ~300 KiB as JSON. */
 export const maxSubmissionProofChars = 320 * 1024
 
-/** Checks a submission proof: null unless the client's signature verifies and the spec makes a job. */
-export const verifySubmissionProof: VerifySubmission = (text) => {
+/**
+ * Checks submission proofs for mesh `meshId`: null unless the request was signed for this mesh, the
+ * client's signature verifies and the spec makes a job.
+ */
+export const submissionProofVerifier = (meshId: string): VerifySubmission => (text) => {
   if (text.length > maxSubmissionProofChars) return null
   const signed = readSignedRequest(text)
   if (signed === null) return null
-  const { kind, client, signedAtMs, spec, [signatureField]: signature } = signed.fields
-  if (kind !== 'submit' || typeof client !== 'string' || typeof spec !== 'string' || typeof signature !== 'string') return null
+  const { kind, client, mesh, signedAtMs, spec, [signatureField]: signature } = signed.fields
+  if (kind !== 'submit' || mesh !== meshId || typeof client !== 'string' || typeof spec !== 'string' || typeof signature !== 'string') return null
   if (typeof signedAtMs !== 'number' || !Number.isSafeInteger(signedAtMs) || signedAtMs < 0) return null
   const replay = replayKeyOfSignature(signature, signedAtMs)
   const made = submissionFromSpecText(spec, replay.key)

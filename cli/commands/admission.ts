@@ -45,15 +45,14 @@ export function registerAdmission(program: Command): void {
       .description(
         'Print an invite token signed by the admin key. A node joins with `fabric node start --invite TOKEN`, ' +
           'a client with `fabric join TOKEN`. Each invite admits one peer. The mesh id and default bootstrap ' +
-          'addresses come from the daemon asked (--node or --data), or from --mesh and --bootstrap.',
+          'addresses come from the daemon asked (--node or --data), or from --mesh (the mesh id: no daemon is asked) and --bootstrap.',
       )
       .requiredOption('--admin-key <file>', 'the admin key file (from `fabric admin key`)')
       .option('--role <role>', `role the invite grants: ${invitableRoles.join(', ')}`, 'node')
       .option('--peer <peerId>', 'only this peer may use the invite (a node\'s `fabric node id`)')
       .option('--ttl <duration>', 'how long the invite is valid: 90s, 30m, 1h, 7d', '1h')
-      .option('--bootstrap <multiaddr>', 'addresses the joiner dials (repeatable, or comma list); default: the asked daemon\'s and those of the voters it knows', collect, [])
-      .option('--mesh <id>', 'the mesh id (genesis hash), to make the invite without asking a daemon'),
-  ).action(async (flags: ConnectFlags & { adminKey: string; role: string; peer?: string; ttl: string; bootstrap: string[]; mesh?: string }) => {
+      .option('--bootstrap <multiaddr>', 'addresses the joiner dials (repeatable, or comma list); default: the asked daemon\'s and those of the voters it knows', collect, []),
+  ).action(async (flags: ConnectFlags & { adminKey: string; role: string; peer?: string; ttl: string; bootstrap: string[] }) => {
     const role = parseRole(flags.role)
     const ttlMs = parseDuration(flags.ttl)
     const key = await loadKey(flags.adminKey, '--admin-key', true)

@@ -141,9 +141,9 @@ export class RssSampler {
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** A client request as its client signs it (the envelope filled in as clientFrames does), encoded: the bytes a replay sends again. */
-export async function signedRequestBytes(client: Libp2p, body: ClientRequestBody, requestId: string): Promise<Uint8Array> {
-  const unsigned = { ...body, v: clientWireVersion, requestId, client: client.peerId.toString(), signedAtMs: Date.now() }
+/** A client request as its client signs it for mesh `mesh` (the envelope filled in as clientFrames does), encoded: the bytes a replay sends again. */
+export async function signedRequestBytes(client: Libp2p, body: ClientRequestBody, requestId: string, mesh: string): Promise<Uint8Array> {
+  const unsigned = { ...body, v: clientWireVersion, requestId, client: client.peerId.toString(), mesh, signedAtMs: Date.now() }
   return encodeClientRequest({ ...unsigned, signature: await signClientRequest(client, unsigned) } as ClientRequest)
 }
 
