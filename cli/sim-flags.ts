@@ -42,6 +42,8 @@ export function simOptionsFromFlags(flags: Record<string, string | boolean | und
     linkLatencyMinMs,
     linkLatencyMaxMs,
     broken: broken as BrokenVariant,
+    // A planted-bug run asks whether the bug is caught: each seed ends at its first violation unless --full.
+    stopAtFirstViolation: broken !== 'none' && flags.full !== true,
     fleet,
     workload,
   }

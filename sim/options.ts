@@ -31,6 +31,11 @@ export interface SimOptions {
   workload: Workload | null
   /** Users asking to move a running job (checkpoint, re-place, restore), per virtual second, during the fault phase. */
   migrationsPerSecond: number
+  /**
+   * End a seed at its first violation (what a planted-bug run asks: was the bug caught?). The rest of
+   * such a run tells nothing more and costs most of the time; `fabric sim --broken` sets it unless --full.
+   */
+  stopAtFirstViolation: boolean
 }
 
 export const defaultSimOptions: SimOptions = {
@@ -51,6 +56,7 @@ export const defaultSimOptions: SimOptions = {
   fleet: null,
   workload: null,
   migrationsPerSecond: 0.2,
+  stopAtFirstViolation: false,
 }
 
 export function parseFaults(text: string): FaultKind[] {

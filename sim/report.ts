@@ -32,10 +32,14 @@ export interface SeedResult {
   messagesSent: number
   events: number
   virtualSeconds: number
+  /** Virtual ms at which the seed stopped at its first violation; null: it ran its whole duration. */
+  stoppedAtMs: number | null
 }
 
 export interface SimReport {
   seeds: number[]
+  /** Seeds that stopped at their first violation (a planted-bug run), with when: the rest of their time was not run. */
+  stoppedAtFirstViolation: { seed: number; atMs: number }[]
   nodes: number
   voters: number
   faults: string[]
@@ -114,7 +118,8 @@ export function runSeed(options: SimOptions, seed: number): SeedResult {
     leaderChanges: world.metrics.leaderChanges,
     messagesSent: world.metrics.messagesSent,
     events: world.metrics.events,
-    virtualSeconds: options.durationMs / 1000,
+    virtualSeconds: (world.stoppedAtMs ?? options.durationMs) / 1000,
+    stoppedAtMs: world.stoppedAtMs,
   }
 }
 
@@ -156,6 +161,7 @@ export function summarize(options: SimOptions, results: readonly SeedResult[], w
   const placementMs = results.flatMap((result) => result.placement.placementMs)
   return {
     seeds: all('seed'),
+    stoppedAtFirstViolation: results.flatMap((result) => (result.stoppedAtMs === null ? [] : [{ seed: result.seed, atMs: Math.round(result.stoppedAtMs) }])),
     nodes: options.nodes,
     voters: options.voters,
     faults: [...options.faults],

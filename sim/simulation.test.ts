@@ -49,10 +49,14 @@ describe('simulation under chaos', () => {
   ]
   for (const { broken, seeds, invariants } of planted) {
     it(`catches the planted bug ${broken} (seeds ${seeds.join(', ')}) by ${invariants.join(' or ')}`, async () => {
-      const results = await runSeeds({ ...chaos, broken }, seeds, 2)
+      // As `fabric sim --broken` runs them: each seed ends at its first violation.
+      const results = await runSeeds({ ...chaos, broken, stopAtFirstViolation: true }, seeds, 2)
       for (const result of results) {
         const caught = new Set(result.violations.map((violation) => violation.invariant))
         expect([...caught].filter((name) => invariants.includes(name)), `seed ${result.seed}: ${[...caught].join(', ') || 'no violation'}`).not.toEqual([])
+        // Everything it reports was found at the one event it stopped after.
+        expect(new Set(result.violations.map((violation) => violation.virtualMs))).toEqual(new Set([Math.round(result.stoppedAtMs ?? -1)]))
+        expect(result.virtualSeconds).toBeLessThan(chaos.durationMs / 1000)
       }
     }, 300_000)
   }

@@ -299,11 +299,20 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
       this.#handle(item.event)
       this.checker.afterEvent()
       if (++processed > maxEventsPerRun) throw new Error(`run exceeded ${maxEventsPerRun} events`)
+      if (this.options.stopAtFirstViolation && this.checker.violations.length > 0) {
+        // The end-of-run checks (liveness) would judge a run cut short: they are skipped.
+        this.stoppedAtMs = this.#now
+        this.metrics.events = processed
+        return
+      }
     }
     this.#now = end
     this.metrics.events = processed
     this.checker.atEnd()
   }
+
+  /** When the run stopped at its first violation (stopAtFirstViolation), else null: it ran to the end. */
+  stoppedAtMs: number | null = null
 
   #handle(event: SimEvent): void {
     switch (event.kind) {

@@ -26,6 +26,7 @@ export function registerSim(program: Command): void {
     .option('--latency <min-max>', 'link latency range in ms', `${defaultSimOptions.linkLatencyMinMs}-${defaultSimOptions.linkLatencyMaxMs}`)
     .option('--workers <n>', 'worker threads (default: one per core)')
     .option('--broken <variant>', `run a core with a planted bug to prove the checker catches it (${brokenVariants.filter((variant) => variant !== 'none').join(', ')})`, 'none')
+    .option('--full', 'with --broken: run every seed to its end (by default a planted-bug seed stops at its first violation)')
     .option('--json', 'print the report as one JSON object on the last line')
     .addHelpText(
       'after',
@@ -72,6 +73,7 @@ function printReport(report: SimReport): void {
   line('commit', `p50 ${report.commitMs.p50} ms, p99 ${report.commitMs.p99} ms`)
   line('gossip 99% coverage', `median ${report.gossip99Ms} ms, p99 ${report.gossip99MsP99} ms`)
   line('speed', `${report.virtualSeconds} virtual s in ${report.wallSeconds} s (${speedupOf(report.virtualSeconds, report.wallSeconds)}x)`)
+  if (report.stoppedAtFirstViolation.length > 0) line('stopped early', `${report.stoppedAtFirstViolation.length} seed(s) at their first violation (--full runs them out): ${report.stoppedAtFirstViolation.map(({ seed, atMs }) => `${seed} at ${(atMs / 1000).toFixed(1)} s`).join(', ')}`)
   if (report.violations.length === 0) {
     line('violations', 'none: every invariant held')
     return
