@@ -12,6 +12,7 @@ import {
   MissingGenesisError,
   assertPeerId,
   joinAsNode,
+  genesisFromBootstrap,
   Shuttle,
   isLogLevel,
   jsonLogger,
@@ -23,7 +24,7 @@ import {
 } from '../../node/index.ts'
 import { defaultDataDir } from '../data-dir.ts'
 import { integer } from '../parse.ts'
-import { UserError } from '../user-error.ts'
+import { configurationExitCode, UserError } from '../user-error.ts'
 import { snapshotTransportNames, type SnapshotTransportName } from '../../snapshots/transport.ts'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, ...value.split(',').map((part) => part.trim()).filter((part) => part !== '')]
@@ -57,6 +58,7 @@ export function registerNodeStart(program: Command): void {
     .option('--bootstrap <multiaddr>', 'peer to dial at start and until connected, with /p2p/<id> (repeatable, or comma list)', collect, [])
     .option('--voters <ids>', 'genesis committee: comma list of peer ids (needed on first start)', collect, [])
     .option('--admin <peerId>', 'with --voters on first start: the mesh\'s admin key (its peer id); only invited peers may join. Without it the mesh is open')
+    .option('--mesh <id>', 'with --bootstrap on a fresh data directory of an open mesh: boot only from this mesh\'s genesis (its id, from `fabric mesh`)')
     .option('--invite <token>', 'join an existing mesh with an invite from `fabric invite` (first start; bootstrap from the invite unless --bootstrap)')
     .option('--election-timeout <ms>', `the least election timeout T in ms: T follows ten measured round trips to a quorum, within [this, ${maxElectionTimeoutMs}] (heartbeat: this / 5)`, '150')
     .option('--request-fanout <mode>', 'where a request goes first: all-voters (the fastest majority acknowledges) or majority (the leader and just enough others: for daemons sharing one machine\'s cores)', 'all-voters')
@@ -112,6 +114,15 @@ export function registerNodeStart(program: Command): void {
         bootstrap = joined.bootstrap
         if (joined.genesis !== null) genesis = joined.genesis
         if (joined.joined !== null) printLine({ event: 'joined', meshId: joined.joined.meshId, role: joined.joined.role, admittedBy: joined.joined.node, via: joined.joined.via })
+      } else if (voters.length === 0 && bootstrap.length > 0) {
+        // A fresh node of an existing mesh with only --bootstrap: an open mesh hands out its genesis, a closed one says an invite is needed.
+        const mesh = flags.mesh as string | undefined
+        if (mesh !== undefined && !/^[0-9a-f]{64}$/.test(mesh)) throw new UserError(`--mesh: "${mesh.slice(0, 80)}" is not a mesh id (64 lowercase hex digits)`)
+        const fetched = await genesisFromBootstrap({ dataDir: String(flags.data), bootstrap, ...(mesh !== undefined ? { meshId: mesh } : {}) }).catch(userErrors)
+        if (fetched !== null) {
+          genesis = fetched.genesis
+          printLine({ event: 'genesis-fetched', meshId: fetched.meshId, from: fetched.node, via: fetched.via })
+        }
       }
       // The machine's inventory caps what the flags ask to offer (machine-resources.ts).
       const machine = await probeMachine(String(flags.data))
@@ -169,7 +180,8 @@ export function registerNodeStart(program: Command): void {
 
 /** Map the daemon's start-up refusals that a user can fix to UserError (exit 1 with a hint). */
 function userErrors(error: unknown): never {
-  if (error instanceof MissingGenesisError) throw new UserError(error.message, 'pass --voters ID,ID,... (peer ids from `fabric node id --data DIR`) on the first start of a new mesh, or --invite TOKEN to join one')
+  if (error instanceof MissingGenesisError) throw new UserError(error.message, 'pass --voters ID,ID,... (peer ids from `fabric node id --data DIR`) on the first start of a new mesh, --invite TOKEN to join a closed one, or --bootstrap ADDR to join an open one', configurationExitCode)
+  if (error instanceof JoinRefusedError && error.code === 'invite-needed') throw new UserError(`cannot join: ${error.message}`, 'a closed mesh takes nodes by invite: start with --invite TOKEN (the admin runs `fabric invite --peer THIS_NODE_ID`; `fabric node id` prints it)', configurationExitCode)
   if (error instanceof GenesisMismatchError) throw new UserError(error.message, 'use a fresh --data directory for a different cluster, or the original --voters list (and --admin, if it had one)')
   if (error instanceof IdentityFileError) throw new UserError(error.message, 'restore the key file from a backup or start with a fresh --data directory')
   if (error instanceof JoinRefusedError) throw new UserError(`cannot join: ${error.message}`, 'ask the mesh\'s admin for a new invite (`fabric invite --peer THIS_NODE_ID`)')
