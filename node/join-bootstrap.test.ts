@@ -72,9 +72,11 @@ describe('a fresh node started as the systemd unit starts it', () => {
 
   it('exits 78 from a closed mesh, saying an invite is needed, and the mesh admits nobody', async () => {
     const adminKeyFile = join(await resources.tempDir('fabric-unit-admin-'), 'admin.key')
-    const created = await runCli(['admin', 'key', '--out', adminKeyFile])
+    const created = await runCli(['admin', 'key', '--out', adminKeyFile, '--json'])
     expect(created.code, created.stderr).toBe(0)
-    const { daemons } = await resources.startMesh({ nodes: 1, namePrefix: 'closed', dirPrefix: 'fabric-unit-closed-', args: () => ['--admin', created.stdout.trim(), '--no-sync-writes'], readyTimeoutMs, leaderTimeoutMs })
+    const { adminId } = JSON.parse(created.stdout) as { adminId: string; created: boolean }
+    expect(JSON.parse(created.stdout)).toEqual({ adminId: (await loadOrCreateKeyFile(adminKeyFile)).nodeId, keyFile: adminKeyFile, created: true })
+    const { daemons } = await resources.startMesh({ nodes: 1, namePrefix: 'closed', dirPrefix: 'fabric-unit-closed-', args: () => ['--admin', adminId, '--no-sync-writes'], readyTimeoutMs, leaderTimeoutMs })
     const uninvitedDir = await resources.tempDir('fabric-unit-uninvited-')
     const fresh = resources.startDaemon('uninvited', unitArgs(uninvitedDir, daemons[0]!.address))
     await fresh.exited()
@@ -88,5 +90,15 @@ describe('a fresh node started as the systemd unit starts it', () => {
     expect(mesh.admitted.map((peer) => peer.peerId)).not.toContain(uninvited)
     expect(said).toContain(`fabric invite --peer ${uninvited}`)
     expect(mesh.invitesUsed).toBe(0)
+
+    // What the refusal said to do works: an invite for this node (--json), then the same start with --invite.
+    const invite = await runCli(['invite', '--admin-key', adminKeyFile, '--peer', uninvited, '--node', daemons[0]!.address, '--json'])
+    expect(invite.code, invite.stderr).toBe(0)
+    const { token, peer, role } = JSON.parse(invite.stdout) as { token: string; peer: string; role: string }
+    expect({ peer, role }).toEqual({ peer: uninvited, role: 'node' })
+    const invited = resources.startDaemon('invited', [...unitArgs(uninvitedDir, daemons[0]!.address), '--invite', token])
+    await Daemon.waitFor([invited], () => invited.ready !== null || !invited.alive, readyTimeoutMs, 'the invited node ready')
+    expect(invited.alive, invited.stderrTail.join('\n')).toBe(true)
+    expect((await clientCall(admin, multiaddr(daemons[0]!.address), { kind: 'mesh' })).admitted.map((admitted) => admitted.peerId)).toContain(uninvited)
   }, 90_000)
 })
