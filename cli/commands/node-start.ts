@@ -25,6 +25,8 @@ import {
 import { defaultDataDir } from '../data-dir.ts'
 import { integer } from '../parse.ts'
 import { configurationExitCode, UserError } from '../user-error.ts'
+import { applyNodeConfig, readNodeConfig } from '../node-config.ts'
+import { checkPlacementGroup, NodeAttributeError, parseLabels } from '../../node/node-attributes.ts'
 import { snapshotTransportNames, type SnapshotTransportName } from '../../snapshots/transport.ts'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, ...value.split(',').map((part) => part.trim()).filter((part) => part !== '')]
@@ -71,11 +73,18 @@ export function registerNodeStart(program: Command): void {
     .option('--az-id <id>', 'availability-zone id', 'local-1')
     .option('--country <code>', 'ISO 3166 country code where the node runs (data sovereignty)', 'ZZ')
     .option('--spot', 'the node is spot capacity (may be reclaimed)')
+    .option('--label <key=value>', 'a label job constraints can match (repeatable)', (value: string, previous: string[]) => [...previous, value], [])
+    .option('--placement-group <name>', 'the placement group this node is in: nodes of one AZ-ID and group are an island for tightly-coupled gangs')
+    .option('--efa', 'the node has an Elastic Fabric Adapter (gangs prefer EFA islands)')
+    .option('--gpu-model <model>', 'the GPU model to advertise instead of the probed one (e.g. A100-80GB)')
     .option('--price-per-hour <usd>', 'price of the whole node per hour; bids ask the share a job takes', '0')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .option('--no-sync-writes', 'do not fsync each persist (tests only: a machine crash may lose acknowledged state)')
     .option('--snapshot-transport <name>', 'what carries snapshot transfers: libp2p, or iroh (QUIC on UDP at the libp2p TCP port\'s number)', 'libp2p')
-    .action(async (flags: Record<string, unknown>) => {
+    .option('--config <file>', 'a YAML file of these flags, each key a flag\'s name without dashes (deploy/shuttle.yaml); flags given here win')
+    .action(async (given: Record<string, unknown>, command: Command) => {
+      if (given.config !== undefined) applyNodeConfig(command, readNodeConfig(String(given.config)))
+      const flags = command.opts()
       const logLevel = String(flags.logLevel)
       if (!isLogLevel(logLevel)) throw new UserError(`--log-level must be debug, info, warn or error, got "${logLevel}"`)
       const price = Number(flags.pricePerHour)
@@ -105,6 +114,19 @@ export function registerNodeStart(program: Command): void {
       if (invite !== undefined && voters.length > 0) throw new UserError('--invite takes the mesh from the invite; --voters (and --admin) are for the first nodes of a new mesh')
       const snapshotTransport = String(flags.snapshotTransport)
       if (!snapshotTransportNames.includes(snapshotTransport as SnapshotTransportName)) throw new UserError(`--snapshot-transport must be one of ${snapshotTransportNames.join(', ')}, got "${snapshotTransport}"`)
+      let attributes
+      try {
+        attributes = {
+          labels: parseLabels(flags.label as string[]),
+          ...(flags.placementGroup !== undefined ? { placementGroup: checkPlacementGroup(String(flags.placementGroup)) } : {}),
+          efa: flags.efa === true,
+        }
+      } catch (error) {
+        if (error instanceof NodeAttributeError) throw new UserError(error.message)
+        throw error
+      }
+      const gpuModel = flags.gpuModel as string | undefined
+      if (gpuModel !== undefined && !/^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,127}$/.test(gpuModel)) throw new UserError(`--gpu-model: "${gpuModel.slice(0, 80)}" must be 1-128 letters, digits, spaces or . _ ( ) -`)
       const logger = jsonLogger({ component: 'shuttle', level: logLevel })
       const printLine = (value: Record<string, unknown>): void => { process.stdout.write(`${JSON.stringify(value)}\n`) }
       let bootstrap = flags.bootstrap as string[]
@@ -130,7 +152,9 @@ export function registerNodeStart(program: Command): void {
       logger.info('machine', { source: machine.source, cpus: machine.cpus, memoryTotalMiB: machine.memoryTotalMiB, memoryAvailableMiB: machine.memoryAvailableMiB, gpus: machine.gpus, graphics: machine.graphics.length, disk: machine.disk })
       const limit = (flag: string, value: unknown): number => (value === undefined ? Number.POSITIVE_INFINITY : integer(flag, value))
       const capacity = offeredCapacity({ cpuMillis: limit('--cpu-millis', flags.cpuMillis), memoryMiB: limit('--memory-mib', flags.memoryMib), diskMiB: integer('--disk-mib', flags.diskMib), gpuCount: limit('--gpus', flags.gpus) }, machine)
-      const gpu = machine.gpus[0]
+      const probedGpu = machine.gpus[0]
+      if (gpuModel !== undefined && capacity.gpuCount === 0) logger.warn('gpu-model-ignored', { gpuModel, reason: 'this node offers no GPU' })
+      const gpu = probedGpu === undefined ? undefined : { ...probedGpu, ...(gpuModel !== undefined ? { model: gpuModel } : {}) }
       const shuttle = new Shuttle(
         {
           dataDir: String(flags.data),
@@ -153,6 +177,7 @@ export function registerNodeStart(program: Command): void {
               country: String(flags.country),
               pricePerHour: price,
               spot: flags.spot === true,
+              ...attributes,
             }),
           },
         },
