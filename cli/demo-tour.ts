@@ -33,7 +33,20 @@ export class DemoAbortedError extends Error {
   override name = 'DemoAbortedError'
 }
 
-export async function runDemo(options: DemoOptions): Promise<void> {
+/** What the demo saw, for `fabric demo --json`. */
+export interface DemoSummary {
+  nodes: number
+  /** The first leader and its term. */
+  leader: { name: string; term: number }
+  hello: { jobId: string; node: string; state: string; exitCode: number | null }
+  /** The leader SIGKILLed while the long jobs ran, and how long until the next one led. */
+  killed: { name: string; term: number; jobsOnIt: string[] }
+  failover: { leader: string; term: number; ms: number }
+  longJobs: { jobId: string; node: string; state: string; exitCode: number | null; placements: number }[]
+  finishedOnce: boolean
+}
+
+export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   const started = performance.now()
   const say = (line: string): void => options.print(`[${((performance.now() - started) / 1000).toFixed(1).padStart(5)}s] ${line}`)
   const detail = (line: string): void => options.print(`         ${line}`)
@@ -60,6 +73,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     let leader = await local.waitForLeader(demoLimits.electionTimeoutMs)
     abortCheck()
     say(`${leader.name} was elected leader in term ${leader.status!.term}; the others follow it`)
+    const firstLeader = { name: leader.name, term: leader.status!.term }
 
     client = await createClientHost()
     const host = client
@@ -141,7 +155,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const killedAt = performance.now()
     await local.kill(killed)
     leader = await local.waitForLeader(demoLimits.electionTimeoutMs, killedTerm)
-    say(`${leader.name} leads term ${leader.status!.term}, ${((performance.now() - killedAt) / 1000).toFixed(2)} s after the kill`)
+    const failoverMs = Math.round(performance.now() - killedAt)
+    say(`${leader.name} leads term ${leader.status!.term}, ${(failoverMs / 1000).toFixed(2)} s after the kill`)
     if (onKilled.length > 0) detail(`the leader's job died with it; once ${killed.name} is silent for the node timeout (3 s) the new leader places it again, where room frees up`)
 
     const survivor = local.live.find((daemon) => daemon !== leader) ?? leader
@@ -167,6 +182,18 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const finishedOnce = [...finals.values()].every((seen) => seen.state === 'finished' && (seen.archived || seen.runs.filter((run) => run.state === 'finished').length === 1))
     say(finishedOnce ? `all ${longIds.length} jobs in flight at the kill finished, each with exactly one finished run, with ${killed.name} dead` : `not every job finished exactly once: ${[...finals.values()].map((seen) => `${seen.id} ${seen.state} (${seen.runs.map((run) => `${nameOf(run.node)}: ${run.state}`).join(', ')})`).join('; ')}`)
     if (!finishedOnce) throw new Error('a job in flight at the kill did not finish exactly once')
+    return {
+      nodes: options.nodes,
+      leader: firstLeader,
+      hello: { jobId: helloId, node: nameOf(helloDone.node), state: helloDone.state, exitCode: helloDone.exitCode },
+      killed: { name: killed.name, term: killedTerm, jobsOnIt: onKilled },
+      failover: { leader: leader.name, term: leader.status!.term, ms: failoverMs },
+      longJobs: longIds.map((jobId) => {
+        const seen = finals.get(jobId)!
+        return { jobId, node: nameOf(seen.node), state: seen.state, exitCode: seen.exitCode, placements: seen.assignments.length }
+      }),
+      finishedOnce,
+    }
   } finally {
     try {
       await client?.stop()

@@ -57,7 +57,7 @@ try {
   if (error instanceof UserError) {
     console.error(`fabric: ${error.message}`)
     if (error.hint) console.error(`hint: ${error.hint}`)
-    process.exit(1)
+    process.exit(error.exitCode)
   }
   console.error('fabric: internal error (this is a bug, please report it):')
   console.error(error)

@@ -208,9 +208,11 @@ describe('protocol fuzzing of a Shuttle process', () => {
     const joinVerdicts: string[] = []
     const presentJoin = async (from: Libp2p, bytes: Uint8Array): Promise<void> => {
       const decoded = decodeJoinRequest(bytes)
-      const verified = decoded.ok ? await verifyInvite(decoded.value.token, { adminId, meshId, peerId: from.peerId.toString(), nowMs: Date.now() }) : null
-      if (verified?.ok === true) return void joinVerdicts.push(`the corpus drew an invite that admits: ${decoded.ok ? decoded.value.token : ''}`)
-      const expected = verified === null ? 'bad-request' : verified.code
+      const token = decoded.ok ? decoded.value.token : undefined
+      const verified = token !== undefined ? await verifyInvite(token, { adminId, meshId, peerId: from.peerId.toString(), nowMs: Date.now() }) : null
+      if (verified?.ok === true) return void joinVerdicts.push(`the corpus drew an invite that admits: ${token}`)
+      // A request without a token asks an open mesh for its genesis: this closed mesh says an invite is needed.
+      const expected = !decoded.ok ? 'bad-request' : verified === null ? 'invite-needed' : verified.code
       joinRefusals[expected] = (joinRefusals[expected] ?? 0) + 1
       const stream = await from.dialProtocol(address, joinProtocol)
       const framed = lpStream(stream, { maxDataLength: joinWireLimits.maxAnswerBytes })

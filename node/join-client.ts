@@ -22,7 +22,7 @@ export const joinAttemptTimeoutMs = 15_000
 export const joinRetryMs = 1_000
 
 /** Codes after which asking again (here or elsewhere) cannot succeed. */
-const finalCodes: ReadonlySet<JoinRefusalCode> = new Set(['malformed', 'bad-signature', 'wrong-mesh', 'expired', 'wrong-peer', 'used', 'open-mesh', 'wrong-role'])
+const finalCodes: ReadonlySet<JoinRefusalCode> = new Set(['malformed', 'bad-signature', 'wrong-mesh', 'expired', 'wrong-peer', 'used', 'open-mesh', 'wrong-role', 'invite-needed'])
 
 /** A node of the mesh refused the invite (or the token could not be read). */
 export class JoinRefusedError extends Error {
@@ -141,4 +141,57 @@ export async function joinAsNode(options: { dataDir: string; token: string; boot
   const identity = await loadOrCreateIdentity(options.dataDir)
   const joined = await joinMesh({ privateKey: identity.privateKey, token: options.token, bootstrap, ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) })
   return { genesis: joined.genesis, bootstrap, joined }
+}
+
+/**
+ * `fabric node start --bootstrap ADDR` on a fresh data directory, with neither --voters nor an
+ * invite: ask the bootstrap nodes for the mesh's genesis. An open mesh hands it out (its hash is the
+ * mesh id; `meshId` pins it, else the first answer is trusted); a closed mesh refuses
+ * (`invite-needed`, a JoinRefusedError). A data directory that holds cluster state asks nothing.
+ */
+export async function genesisFromBootstrap(options: { dataDir: string; bootstrap: readonly string[]; meshId?: string; timeoutMs?: number; signal?: AbortSignal }): Promise<{ genesis: Uint8Array; meshId: string; node: string; via: string } | null> {
+  if (existsSync(join(options.dataDir, storeDirectoryName))) return null
+  const identity = await loadOrCreateIdentity(options.dataDir)
+  const timeoutMs = options.timeoutMs ?? defaultJoinTimeoutMs
+  const deadline = Date.now() + timeoutMs
+  const attempts: string[] = []
+  const host = await createClientHost({ privateKey: identity.privateKey })
+  try {
+    for (;;) {
+      for (const address of options.bootstrap) {
+        options.signal?.throwIfAborted()
+        const result = await askGenesis(host, address, options.meshId, options.signal).catch((error: unknown) => {
+          if (error instanceof JoinRefusedError && finalCodes.has(error.code)) throw error
+          attempts.push(`${address}: ${(error as Error).message}`)
+          return null
+        })
+        if (result !== null) return result
+      }
+      if (Date.now() + joinRetryMs >= deadline) throw new JoinFailedError(attempts, timeoutMs)
+      await new Promise((resolve) => setTimeout(resolve, joinRetryMs))
+    }
+  } finally {
+    await host.stop()
+  }
+}
+
+async function askGenesis(host: Awaited<ReturnType<typeof createClientHost>>, address: string, meshId: string | undefined, signal: AbortSignal | undefined): Promise<{ genesis: Uint8Array; meshId: string; node: string; via: string }> {
+  const attemptSignal = AbortSignal.any([AbortSignal.timeout(joinAttemptTimeoutMs), ...(signal ? [signal] : [])])
+  const stream = await host.dialProtocol(multiaddr(address), joinProtocol, { signal: attemptSignal })
+  try {
+    const frames = new FrameReader(stream, { maxFrameBytes: joinWireLimits.maxAnswerBytes, maxBufferedBytes: joinWireLimits.maxAnswerBytes + 64 })
+    if (!stream.send(encodeFrame(encodeJoinRequest({ v: joinWireVersion })))) await stream.onDrain({ signal: attemptSignal })
+    const decoded = decodeJoinAnswer(await frames.read({ signal: attemptSignal }))
+    if (!decoded.ok) throw new Error(`unreadable answer: ${decoded.reason}`)
+    const answer = decoded.value
+    if (!answer.ok) throw new JoinRefusedError({ code: answer.code, message: answer.message, node: address })
+    const hash = createHash('sha256').update(answer.genesis).digest('hex')
+    if (hash !== answer.meshId) throw new Error(`it answered for mesh ${answer.meshId.slice(0, 16)}... with a genesis hashing to ${hash.slice(0, 16)}...`)
+    if (meshId !== undefined && hash !== meshId) throw new JoinRefusedError({ code: 'wrong-mesh', message: `it serves mesh ${hash.slice(0, 16)}..., not the mesh ${meshId.slice(0, 16)}... that --mesh names`, node: address })
+    await stream.close().catch(() => {})
+    return { genesis: answer.genesis, meshId: hash, node: answer.node, via: address }
+  } catch (error) {
+    stream.abort(error as Error)
+    throw error
+  }
 }

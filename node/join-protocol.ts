@@ -143,11 +143,20 @@ export class JoinProtocol {
       this.#components.joinStarted?.(peerId)
       const decoded = decodeJoinRequest(bytes)
       if (!decoded.ok) return await answer(joinRefusal('bad-request', decoded.reason))
-      await answer(await this.#join(peerId, decoded.value.token))
+      const token = decoded.value.token
+      await answer(token === undefined ? await this.#openGenesis(peerId) : await this.#join(peerId, token))
     } finally {
       if (active.answering) this.#components.joinEnded?.(peerId)
       if (this.#active.get(peerId) === active) this.#active.delete(peerId)
     }
+  }
+
+  /** A request without a token: an open mesh hands out its genesis (anyone may take part); a closed one needs an invite. */
+  async #openGenesis(peerId: string): Promise<JoinAnswer> {
+    if (adminOf(this.#components.document()) !== null) return joinRefusal('invite-needed', `this mesh admits peers by invite only: ask its admin for one (\`fabric invite --peer ${peerId}\`) and start with --invite TOKEN`)
+    const genesis = await this.#components.genesis()
+    if (genesis === undefined) return joinRefusal('unavailable', `node ${this.#components.nodeId} has no copy of the genesis document; ask another node`)
+    return { ok: true, role: 'node', meshId: this.#components.meshId, admin: '', genesis, node: this.#components.nodeId }
   }
 
   async #join(peerId: string, token: string): Promise<JoinAnswer> {

@@ -1,5 +1,6 @@
 // The wire form of /fabric/join/1.0.0: a peer that has no role yet presents an invite token and is
-// answered once its admission is durable (or refused with a code and a reason). One length-prefixed
+// answered once its admission is durable (or refused with a code and a reason). A request without a
+// token asks an open mesh (no admin key) for its genesis; a closed mesh refuses it (invite-needed). One length-prefixed
 // CBOR frame (codec/) each way, zod schemas, named size limits. The answer carries the mesh's genesis
 // document, which a joining node boots from (its hash must be the invite's mesh id).
 import { z } from 'zod'
@@ -26,19 +27,22 @@ export const joinRefusalCodes = [
   'wrong-peer', // the token is bound to another peer
   'used', // the token was used by another peer already
   'open-mesh', // this mesh has no admin key: nothing to join
+  'invite-needed', // no token, and this mesh admits peers by invite only
   'wrong-role', // the joiner's own check: a node invite used by a client, or the reverse
   'busy', // a bound was reached; try again
   'unavailable', // the admission could not be made durable now; try again
 ] as const
 export type JoinRefusalCode = (typeof joinRefusalCodes)[number]
 
-const requestSchema = z.strictObject({ v: z.literal(joinWireVersion), token: z.string().min(1).max(inviteLimits.maxTokenChars) })
+/** No token: a node of an open mesh asking for the genesis it boots from. */
+const requestSchema = z.strictObject({ v: z.literal(joinWireVersion), token: z.string().min(1).max(inviteLimits.maxTokenChars).optional() })
 
 const answerSchema = z.discriminatedUnion('ok', [
   z.strictObject({
     ok: z.literal(true),
     role: z.enum(invitableRoles),
     meshId: z.string(),
+    /** The admin key's peer id; empty for an open mesh. */
     admin: z.string(),
     /** The genesis document (an Automerge save), as bytes. */
     genesis: byteString,

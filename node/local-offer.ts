@@ -12,6 +12,9 @@ export interface LocalOfferInit {
   pricePerHour: number
   spot: boolean
   labels?: Record<string, string>
+  /** Nodes of one zone and placement group form an island for tightly-coupled gangs (with EFA, a faster one). */
+  placementGroup?: string
+  efa?: boolean
   /** The model of the GPUs offered (capacity.gpuCount of them). */
   gpu?: NodeOffer['gpu']
 }
@@ -26,7 +29,8 @@ export function localOffer(init: LocalOfferInit): NodeOffer {
     country: init.country,
     spot: init.spot,
     labels: init.labels ?? {},
-    efa: false,
+    ...(init.placementGroup !== undefined ? { placementGroup: init.placementGroup } : {}),
+    efa: init.efa ?? false,
     ...(init.gpu !== undefined && init.capacity.gpuCount > 0 ? { gpu: init.gpu } : {}),
     capacity: init.capacity,
     free: init.capacity,

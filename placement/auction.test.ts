@@ -151,6 +151,24 @@ describe('hard constraints', () => {
 })
 
 describe('capacity accounting and fairness across a batch', () => {
+  it('spreads equal-price jobs by free room: one job per round lands on the emptiest node, not always the first', () => {
+    let fleet = ['a', 'b', 'c', 'd', 'e'].map((id) => offer(id, { capacity: { cpuMillis: 8_000, memoryMiB: 16_384 } }))
+    const placedOn: string[] = []
+    for (let index = 0; index < 20; index++) {
+      const [award] = placeBatch([job(`j${index}`, jobSpec({ resources: { cpu: 1, memory: '1Gi' } }))], fleet).awards
+      placedOn.push(award!.nodeId)
+      // The next round's offers: the winner has less room (as the leader's accounting says after an award).
+      fleet = fleet.map((node) => (node.nodeId === award!.nodeId ? { ...node, free: { ...node.free, cpuMillis: node.free.cpuMillis - 1_000, memoryMiB: node.free.memoryMiB - 1_024 } } : node))
+    }
+    const perNode = new Map<string, number>()
+    for (const node of placedOn) perNode.set(node, (perNode.get(node) ?? 0) + 1)
+    expect([...perNode.values()]).toEqual([4, 4, 4, 4, 4])
+    // Among equals the emptiest goes first: a node with more room takes the next job.
+    const roomier = fleet.map((node) => (node.nodeId === 'd' ? { ...node, free: { ...node.free, cpuMillis: node.free.cpuMillis + 2_000, memoryMiB: node.free.memoryMiB + 2_048 } } : node))
+    expect(placeBatch([job('next', jobSpec({ resources: { cpu: 1, memory: '1Gi' } }))], roomier).awards[0]!.nodeId).toBe('d')
+  })
+
+
   it('never over-commits a node: awarded demand per node stays within its free capacity', () => {
     const fleet = [
       offer('small', { capacity: { cpuMillis: 3000, memoryMiB: 8192 }, pricePerCpuHour: 0.01 }),

@@ -435,14 +435,19 @@ export class AuctionRound {
       const scores = scoreCandidates(terms, info.weights)
       const score = new Float64Array(count).fill(NaN)
       nodes.forEach((node, k) => (score[node] = scores[k]!))
-      // Best score first; bidders are indexed in node-id order, so ties go to the lower id.
+      // Best score first, in tiers of equal score (within the tolerance).
       const sorted = Int32Array.from(nodes).sort((a, b) => score[b]! - score[a]! || a - b)
       const tierEndOf = new Int32Array(sorted.length)
+      const demand = info.call.demand
       for (let start = 0; start < sorted.length; ) {
         const floor = score[sorted[start]!]! * (1 - tolerance)
         let end = start + 1
         while (end < sorted.length && score[sorted[end]!]! >= floor) end++
         tierEndOf[start] = end
+        // Inside a tier, the node with room for the most replicas of this class comes first (then the
+        // lower id): rounds of one job each would otherwise all start at the same node, and equal
+        // prices would pile every job on it while the others sat idle.
+        sorted.subarray(start, end).sort((a, b) => replicasThatFit(bidders[b]!.free, demand) - replicasThatFit(bidders[a]!.free, demand) || a - b)
         start = end
       }
       return {
@@ -462,6 +467,16 @@ export class AuctionRound {
       }
     })
   }
+}
+
+/** How many replicas of `demand` fit in `free` (the scarcest resource the class asks for decides). */
+function replicasThatFit(free: Resources, demand: Resources): number {
+  let fit = Infinity
+  if (demand.cpuMillis > 0) fit = Math.min(fit, free.cpuMillis / demand.cpuMillis)
+  if (demand.memoryMiB > 0) fit = Math.min(fit, free.memoryMiB / demand.memoryMiB)
+  if (demand.diskMiB > 0) fit = Math.min(fit, free.diskMiB / demand.diskMiB)
+  if (demand.gpuCount > 0) fit = Math.min(fit, free.gpuCount / demand.gpuCount)
+  return fit === Infinity ? 0 : Math.floor(fit)
 }
 
 function cheapestOf(state: ClassState): number {

@@ -68,6 +68,13 @@ describe('the spawner', () => {
     expect(await exitOf(next)).toEqual({ code: 0, signal: null })
   })
 
+  it('a spawner asked to close exits cleanly and reports no problem', async () => {
+    const { spawner, problems } = await started()
+    await spawner.close()
+    expect(spawner.gone).toBe(true)
+    expect(problems).toEqual([])
+  })
+
   it('a killed spawner fails what it was starting and ends what it ran, said to the waiters', async () => {
     const { spawner, dir, problems } = await started()
     const paths = { stdoutPath: join(dir, 'o'), stderrPath: join(dir, 'e') }

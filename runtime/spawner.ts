@@ -57,6 +57,8 @@ export class Spawner {
   readonly #ready: Promise<boolean>
   #nextId = 1
   #gone: string | null = null
+  /** close() was called: a clean exit is then no problem to report. */
+  #closing = false
 
   private constructor(child: ChildProcess, options: SpawnerOptions) {
     const { onProblem } = options
@@ -104,7 +106,8 @@ export class Spawner {
         if (launched.pid === undefined) launched.emit('error', new Error(this.#gone))
         else launched.emit('exit', null, 'SIGKILL')
       }
-      onProblem(this.#gone)
+      // Asked to close and gone cleanly: nothing went wrong (a daemon's SIGTERM stop).
+      if (!(this.#closing && code === 0)) onProblem(this.#gone)
     })
     child.once('error', (error) => onProblem(`the spawner could not start: ${error.message}`))
     // A write racing the spawner's death fails with EPIPE; its 'exit' says what happened to each launch.
@@ -172,6 +175,7 @@ export class Spawner {
    */
   async close(): Promise<void> {
     if (this.#child.exitCode !== null || this.#child.signalCode !== null) return
+    this.#closing = true
     let timer: NodeJS.Timeout | undefined
     const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()))
     this.#child.stdin!.end()

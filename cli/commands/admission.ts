@@ -32,9 +32,11 @@ export function registerAdmission(program: Command): void {
     .command('key')
     .description('Create an Ed25519 admin key file (never overwritten) and print its peer id: the ADMIN_ID that `fabric node start --admin` takes')
     .requiredOption('--out <file>', 'where to keep the key (mode 0600; keep it off the nodes)')
-    .action(async (flags: { out: string }) => {
+    .option('--json', 'print {"adminId", "keyFile", "created"} as JSON')
+    .action(async (flags: { out: string; json?: boolean }) => {
       const existed = existsSync(flags.out)
       const key = await loadKey(flags.out, '--out', existed)
+      if (flags.json === true) return console.log(JSON.stringify({ adminId: key.nodeId, keyFile: flags.out, created: !existed }))
       if (existed) console.error(`fabric: ${flags.out} exists already; it is kept (its admin id follows)`)
       console.log(key.nodeId)
     })
@@ -51,8 +53,9 @@ export function registerAdmission(program: Command): void {
       .option('--role <role>', `role the invite grants: ${invitableRoles.join(', ')}`, 'node')
       .option('--peer <peerId>', 'only this peer may use the invite (a node\'s `fabric node id`)')
       .option('--ttl <duration>', 'how long the invite is valid: 90s, 30m, 1h, 7d', '1h')
-      .option('--bootstrap <multiaddr>', 'addresses the joiner dials (repeatable, or comma list); default: the asked daemon\'s and those of the voters it knows', collect, []),
-  ).action(async (flags: ConnectFlags & { adminKey: string; role: string; peer?: string; ttl: string; bootstrap: string[] }) => {
+      .option('--bootstrap <multiaddr>', 'addresses the joiner dials (repeatable, or comma list); default: the asked daemon\'s and those of the voters it knows', collect, [])
+      .option('--json', 'print {"token", "meshId", "role", "peer", "expiresAtMs", "bootstrap"} as JSON'),
+  ).action(async (flags: ConnectFlags & { adminKey: string; role: string; peer?: string; ttl: string; bootstrap: string[]; json?: boolean }) => {
     const role = parseRole(flags.role)
     const ttlMs = parseDuration(flags.ttl)
     const key = await loadKey(flags.adminKey, '--admin-key', true)
@@ -67,7 +70,10 @@ export function registerAdmission(program: Command): void {
       if (bootstrap.length === 0) bootstrap = mesh.addresses.slice(0, inviteLimits.maxBootstrapAddresses)
     }
     try {
-      console.log(await createInvite({ adminKey: key.privateKey, meshId, role, ...(flags.peer !== undefined ? { peer: flags.peer } : {}), ttlMs, nowMs: Date.now(), bootstrap }))
+      const nowMs = Date.now()
+      const token = await createInvite({ adminKey: key.privateKey, meshId, role, ...(flags.peer !== undefined ? { peer: flags.peer } : {}), ttlMs, nowMs, bootstrap })
+      if (flags.json === true) return console.log(JSON.stringify({ token, meshId, role, peer: flags.peer ?? null, expiresAtMs: nowMs + ttlMs, bootstrap }))
+      console.log(token)
     } catch (error) {
       if (error instanceof RangeError) throw new UserError(error.message)
       throw error
@@ -82,7 +88,8 @@ export function registerAdmission(program: Command): void {
     .option('--key <file>', 'client key file instead of DATA/client.key (created if missing)')
     .option('--bootstrap <multiaddr>', 'node to ask instead of the invite\'s addresses (repeatable)', collect, [])
     .option('--timeout <ms>', 'give up after this long', '60000')
-    .action(async (token: string, flags: { data: string; key?: string; bootstrap: string[]; timeout: string }) => {
+    .option('--json', 'print {"meshId", "role", "clientId", "keyFile", "admittedBy", "via"} as JSON')
+    .action(async (token: string, flags: { data: string; key?: string; bootstrap: string[]; timeout: string; json?: boolean }) => {
       const decoded = decodeInvite(token)
       if (!decoded.ok) throw new UserError(decoded.reason, 'copy the whole token that `fabric invite` printed')
       if (decoded.invite.role === 'node') throw new UserError('this invite admits a node, not a client', 'start the node with `fabric node start --invite TOKEN`')
@@ -90,6 +97,7 @@ export function registerAdmission(program: Command): void {
       const key = await loadKey(keyFile, '--key', false)
       try {
         const joined = await joinMesh({ privateKey: key.privateKey, token, bootstrap: flags.bootstrap, timeoutMs: positiveInteger('--timeout', flags.timeout) })
+        if (flags.json === true) return console.log(JSON.stringify({ meshId: joined.meshId, role: joined.role, clientId: key.nodeId, keyFile, admittedBy: joined.node, via: joined.via }))
         console.log(`joined mesh ${joined.meshId.slice(0, 16)}... as ${joined.role}: client ${key.nodeId} (key ${keyFile}), admitted by ${joined.node}`)
       } catch (error) {
         if (error instanceof JoinRefusedError) throw new UserError(`cannot join: ${error.message}`, 'ask the mesh\'s admin for a new invite')
@@ -104,10 +112,12 @@ export function registerAdmission(program: Command): void {
       .description('Admit a peer (node or client) with a role, or change its role: a request signed by an admin key')
       .argument('<peerId>', 'the peer to admit')
       .requiredOption('--role <role>', `${invitableRoles.join(', ')}`)
-      .option('--admin-key <file>', 'the admin key file (default: --key, or DATA/client.key of an admitted admin)'),
-  ).action(async (peerId: string, flags: ConnectFlags & { role: string; adminKey?: string }) => {
+      .option('--admin-key <file>', 'the admin key file (default: --key, or DATA/client.key of an admitted admin)')
+      .option('--json', 'print {"peerId", "role"} as JSON'),
+  ).action(async (peerId: string, flags: ConnectFlags & { role: string; adminKey?: string; json?: boolean }) => {
     const role = parseRole(flags.role)
     const result = await withDaemon(withAdminKey(flags), ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'admit', peerId, role }, { signal }))
+    if (flags.json === true) return console.log(JSON.stringify(result))
     console.log(`${result.peerId} is admitted as ${result.role}`)
   })
 
@@ -116,9 +126,11 @@ export function registerAdmission(program: Command): void {
       .command('revoke')
       .description('Revoke a peer: every node refuses and disconnects it once the record reaches it. A request signed by an admin key')
       .argument('<peerId>', 'the peer to revoke')
-      .option('--admin-key <file>', 'the admin key file (default: --key, or DATA/client.key of an admitted admin)'),
-  ).action(async (peerId: string, flags: ConnectFlags & { adminKey?: string }) => {
+      .option('--admin-key <file>', 'the admin key file (default: --key, or DATA/client.key of an admitted admin)')
+      .option('--json', 'print {"peerId"} as JSON'),
+  ).action(async (peerId: string, flags: ConnectFlags & { adminKey?: string; json?: boolean }) => {
     const result = await withDaemon(withAdminKey(flags), ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'revoke', peerId }, { signal }))
+    if (flags.json === true) return console.log(JSON.stringify(result))
     console.log(`${result.peerId} is revoked`)
   })
 

@@ -11,7 +11,8 @@ export function registerDemo(program: Command): void {
     .description('Start a local mesh of daemons (separate processes on 127.0.0.1), run jobs on it, SIGKILL the leader, watch the jobs finish anyway, and stop it all')
     .option('--nodes <n>', 'daemons to start (3 to 7)', '3')
     .option('--job-seconds <s>', 'how long each job in flight at the kill runs', '6')
-    .action(async (flags: { nodes: string; jobSeconds: string }) => {
+    .option('--json', 'the tour on stderr, then what it saw as one JSON object on stdout')
+    .action(async (flags: { nodes: string; jobSeconds: string; json?: boolean }) => {
       const nodes = positiveInteger('--nodes', flags.nodes)
       if (nodes < 3 || nodes > 7) throw new UserError(`--nodes must be 3 to 7, got ${nodes}`, 'a leader must survive losing one node: 3 is the smallest such mesh')
       const jobSeconds = positiveInteger('--job-seconds', flags.jobSeconds)
@@ -23,7 +24,8 @@ export function registerDemo(program: Command): void {
       process.once('SIGINT', onSignal)
       process.once('SIGTERM', onSignal)
       try {
-        await runDemo({ nodes, jobSeconds, print: (line) => console.log(line), signal: interrupted.signal })
+        const summary = await runDemo({ nodes, jobSeconds, print: (line) => (flags.json === true ? console.error(line) : console.log(line)), signal: interrupted.signal })
+        if (flags.json === true) console.log(JSON.stringify(summary))
       } catch (error) {
         if (error instanceof DemoAbortedError || interrupted.signal.aborted) {
           process.exitCode = 130

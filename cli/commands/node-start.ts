@@ -12,6 +12,7 @@ import {
   MissingGenesisError,
   assertPeerId,
   joinAsNode,
+  genesisFromBootstrap,
   Shuttle,
   isLogLevel,
   jsonLogger,
@@ -23,7 +24,9 @@ import {
 } from '../../node/index.ts'
 import { defaultDataDir } from '../data-dir.ts'
 import { integer } from '../parse.ts'
-import { UserError } from '../user-error.ts'
+import { configurationExitCode, UserError } from '../user-error.ts'
+import { applyNodeConfig, readNodeConfig } from '../node-config.ts'
+import { checkPlacementGroup, NodeAttributeError, parseLabels } from '../../node/node-attributes.ts'
 import { snapshotTransportNames, type SnapshotTransportName } from '../../snapshots/transport.ts'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, ...value.split(',').map((part) => part.trim()).filter((part) => part !== '')]
@@ -57,6 +60,7 @@ export function registerNodeStart(program: Command): void {
     .option('--bootstrap <multiaddr>', 'peer to dial at start and until connected, with /p2p/<id> (repeatable, or comma list)', collect, [])
     .option('--voters <ids>', 'genesis committee: comma list of peer ids (needed on first start)', collect, [])
     .option('--admin <peerId>', 'with --voters on first start: the mesh\'s admin key (its peer id); only invited peers may join. Without it the mesh is open')
+    .option('--mesh <id>', 'with --bootstrap on a fresh data directory of an open mesh: boot only from this mesh\'s genesis (its id, from `fabric mesh`)')
     .option('--invite <token>', 'join an existing mesh with an invite from `fabric invite` (first start; bootstrap from the invite unless --bootstrap)')
     .option('--election-timeout <ms>', `the least election timeout T in ms: T follows ten measured round trips to a quorum, within [this, ${maxElectionTimeoutMs}] (heartbeat: this / 5)`, '150')
     .option('--request-fanout <mode>', 'where a request goes first: all-voters (the fastest majority acknowledges) or majority (the leader and just enough others: for daemons sharing one machine\'s cores)', 'all-voters')
@@ -69,11 +73,18 @@ export function registerNodeStart(program: Command): void {
     .option('--az-id <id>', 'availability-zone id', 'local-1')
     .option('--country <code>', 'ISO 3166 country code where the node runs (data sovereignty)', 'ZZ')
     .option('--spot', 'the node is spot capacity (may be reclaimed)')
+    .option('--label <key=value>', 'a label job constraints can match (repeatable)', (value: string, previous: string[]) => [...previous, value], [])
+    .option('--placement-group <name>', 'the placement group this node is in: nodes of one AZ-ID and group are an island for tightly-coupled gangs')
+    .option('--efa', 'the node has an Elastic Fabric Adapter (gangs prefer EFA islands)')
+    .option('--gpu-model <model>', 'the GPU model to advertise instead of the probed one (e.g. A100-80GB)')
     .option('--price-per-hour <usd>', 'price of the whole node per hour; bids ask the share a job takes', '0')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .option('--no-sync-writes', 'do not fsync each persist (tests only: a machine crash may lose acknowledged state)')
     .option('--snapshot-transport <name>', 'what carries snapshot transfers: libp2p, or iroh (QUIC on UDP at the libp2p TCP port\'s number)', 'libp2p')
-    .action(async (flags: Record<string, unknown>) => {
+    .option('--config <file>', 'a YAML file of these flags, each key a flag\'s name without dashes (deploy/shuttle.yaml); flags given here win')
+    .action(async (given: Record<string, unknown>, command: Command) => {
+      if (given.config !== undefined) applyNodeConfig(command, readNodeConfig(String(given.config)))
+      const flags = command.opts()
       const logLevel = String(flags.logLevel)
       if (!isLogLevel(logLevel)) throw new UserError(`--log-level must be debug, info, warn or error, got "${logLevel}"`)
       const price = Number(flags.pricePerHour)
@@ -103,6 +114,19 @@ export function registerNodeStart(program: Command): void {
       if (invite !== undefined && voters.length > 0) throw new UserError('--invite takes the mesh from the invite; --voters (and --admin) are for the first nodes of a new mesh')
       const snapshotTransport = String(flags.snapshotTransport)
       if (!snapshotTransportNames.includes(snapshotTransport as SnapshotTransportName)) throw new UserError(`--snapshot-transport must be one of ${snapshotTransportNames.join(', ')}, got "${snapshotTransport}"`)
+      let attributes
+      try {
+        attributes = {
+          labels: parseLabels(flags.label as string[]),
+          ...(flags.placementGroup !== undefined ? { placementGroup: checkPlacementGroup(String(flags.placementGroup)) } : {}),
+          efa: flags.efa === true,
+        }
+      } catch (error) {
+        if (error instanceof NodeAttributeError) throw new UserError(error.message)
+        throw error
+      }
+      const gpuModel = flags.gpuModel as string | undefined
+      if (gpuModel !== undefined && !/^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,127}$/.test(gpuModel)) throw new UserError(`--gpu-model: "${gpuModel.slice(0, 80)}" must be 1-128 letters, digits, spaces or . _ ( ) -`)
       const logger = jsonLogger({ component: 'shuttle', level: logLevel })
       const printLine = (value: Record<string, unknown>): void => { process.stdout.write(`${JSON.stringify(value)}\n`) }
       let bootstrap = flags.bootstrap as string[]
@@ -112,6 +136,15 @@ export function registerNodeStart(program: Command): void {
         bootstrap = joined.bootstrap
         if (joined.genesis !== null) genesis = joined.genesis
         if (joined.joined !== null) printLine({ event: 'joined', meshId: joined.joined.meshId, role: joined.joined.role, admittedBy: joined.joined.node, via: joined.joined.via })
+      } else if (voters.length === 0 && bootstrap.length > 0) {
+        // A fresh node of an existing mesh with only --bootstrap: an open mesh hands out its genesis, a closed one says an invite is needed.
+        const mesh = flags.mesh as string | undefined
+        if (mesh !== undefined && !/^[0-9a-f]{64}$/.test(mesh)) throw new UserError(`--mesh: "${mesh.slice(0, 80)}" is not a mesh id (64 lowercase hex digits)`)
+        const fetched = await genesisFromBootstrap({ dataDir: String(flags.data), bootstrap, ...(mesh !== undefined ? { meshId: mesh } : {}) }).catch(userErrors)
+        if (fetched !== null) {
+          genesis = fetched.genesis
+          printLine({ event: 'genesis-fetched', meshId: fetched.meshId, from: fetched.node, via: fetched.via })
+        }
       }
       // The machine's inventory caps what the flags ask to offer (machine-resources.ts).
       const machine = await probeMachine(String(flags.data))
@@ -119,7 +152,9 @@ export function registerNodeStart(program: Command): void {
       logger.info('machine', { source: machine.source, cpus: machine.cpus, memoryTotalMiB: machine.memoryTotalMiB, memoryAvailableMiB: machine.memoryAvailableMiB, gpus: machine.gpus, graphics: machine.graphics.length, disk: machine.disk })
       const limit = (flag: string, value: unknown): number => (value === undefined ? Number.POSITIVE_INFINITY : integer(flag, value))
       const capacity = offeredCapacity({ cpuMillis: limit('--cpu-millis', flags.cpuMillis), memoryMiB: limit('--memory-mib', flags.memoryMib), diskMiB: integer('--disk-mib', flags.diskMib), gpuCount: limit('--gpus', flags.gpus) }, machine)
-      const gpu = machine.gpus[0]
+      const probedGpu = machine.gpus[0]
+      if (gpuModel !== undefined && capacity.gpuCount === 0) logger.warn('gpu-model-ignored', { gpuModel, reason: 'this node offers no GPU' })
+      const gpu = probedGpu === undefined ? undefined : { ...probedGpu, ...(gpuModel !== undefined ? { model: gpuModel } : {}) }
       const shuttle = new Shuttle(
         {
           dataDir: String(flags.data),
@@ -142,6 +177,7 @@ export function registerNodeStart(program: Command): void {
               country: String(flags.country),
               pricePerHour: price,
               spot: flags.spot === true,
+              ...attributes,
             }),
           },
         },
@@ -169,7 +205,8 @@ export function registerNodeStart(program: Command): void {
 
 /** Map the daemon's start-up refusals that a user can fix to UserError (exit 1 with a hint). */
 function userErrors(error: unknown): never {
-  if (error instanceof MissingGenesisError) throw new UserError(error.message, 'pass --voters ID,ID,... (peer ids from `fabric node id --data DIR`) on the first start of a new mesh, or --invite TOKEN to join one')
+  if (error instanceof MissingGenesisError) throw new UserError(error.message, 'pass --voters ID,ID,... (peer ids from `fabric node id --data DIR`) on the first start of a new mesh, --invite TOKEN to join a closed one, or --bootstrap ADDR to join an open one', configurationExitCode)
+  if (error instanceof JoinRefusedError && error.code === 'invite-needed') throw new UserError(`cannot join: ${error.message}`, 'a closed mesh takes nodes by invite: start with --invite TOKEN (the admin runs `fabric invite --peer THIS_NODE_ID`; `fabric node id` prints it)', configurationExitCode)
   if (error instanceof GenesisMismatchError) throw new UserError(error.message, 'use a fresh --data directory for a different cluster, or the original --voters list (and --admin, if it had one)')
   if (error instanceof IdentityFileError) throw new UserError(error.message, 'restore the key file from a backup or start with a fresh --data directory')
   if (error instanceof JoinRefusedError) throw new UserError(`cannot join: ${error.message}`, 'ask the mesh\'s admin for a new invite (`fabric invite --peer THIS_NODE_ID`)')
