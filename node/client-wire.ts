@@ -117,7 +117,7 @@ const isRequestKind = (kind: unknown): kind is ClientRequestKind => typeof kind 
 
 // ---- Views the daemon answers with (types derived from the schemas the client checks them with)
 
-const resources = z.object({ cpuMillis: z.number(), memoryMiB: z.number() })
+const resources = z.object({ cpuMillis: z.number(), memoryMiB: z.number(), gpuCount: z.number().optional() })
 
 export const jobStates = ['pending', 'placed', 'assigned', 'unplaceable', 'finished', 'failed', 'cancelled'] as const
 
@@ -168,7 +168,18 @@ export const jobDetailSchema = jobSummarySchema.extend({
     .optional(),
   unplaceable: z.array(z.object({ replica: z.string(), term: z.number(), reason: z.string() })),
   /** What the answering daemon's own runtime knows of the job, when it ran it here. */
-  local: z.object({ node: z.string(), replica: z.string().optional(), state: z.string(), pid: z.number().nullable(), exitCode: z.number().nullable(), reason: z.string().nullable() }).nullable(),
+  local: z
+    .object({
+      node: z.string(),
+      replica: z.string().optional(),
+      state: z.string(),
+      pid: z.number().nullable(),
+      exitCode: z.number().nullable(),
+      reason: z.string().nullable(),
+      /** The GPU device indices the run got on that node (absent when it asked for none). */
+      gpus: z.array(z.number()).optional(),
+    })
+    .nullable(),
 })
 
 export const nodeViewSchema = z.object({
@@ -188,6 +199,8 @@ export const nodeViewSchema = z.object({
   region: z.string(),
   azId: z.string(),
   pricePerHour: z.number(),
+  /** The model and memory of the GPUs it offers (capacity.gpuCount of them), when it offers any. */
+  gpu: z.object({ model: z.string(), memoryMiB: z.number() }).optional(),
   /** The latest heard on the metrics topic (this node's own, now, for the node that answers), and how long ago. */
   metrics: z.object({ ...nodeMetricsFields, ageMs: z.number() }).optional(),
 })

@@ -23,6 +23,8 @@ export interface DaemonProcessOptions {
   nodeBinary?: string
   /** Run the daemon in this network namespace (`ip netns exec`, which execs it: the PID is the daemon's). */
   netns?: string
+  /** The daemon's environment (default: this process's), e.g. a PATH with a stand-in nvidia-smi first. */
+  env?: NodeJS.ProcessEnv
 }
 
 /** Log lines each Daemon keeps for `logged` (a test's whole run stays far below this). */
@@ -46,7 +48,7 @@ export class Daemon {
     this.args = args
     const command = [options.nodeBinary ?? process.execPath, cliEntry, 'node', 'start', ...args]
     const [file, ...rest] = options.netns === undefined ? command : ['ip', 'netns', 'exec', options.netns, ...command]
-    this.child = spawn(file!, rest, { cwd: repositoryRoot, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = spawn(file!, rest, { cwd: repositoryRoot, stdio: ['ignore', 'pipe', 'pipe'], ...(options.env === undefined ? {} : { env: options.env }) })
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       let value: ReadyLine | StatusLine
       try {

@@ -1,7 +1,7 @@
 // The one place where the core's `start-job` effect and the job's record in the cluster document
 // become what a runtime runs (a RunSpec): the record carries the job's normalized spec as JSON, whose
 // image (Docker), command and args, env and timeout the runtimes honour; the replica's resources
-// come with the effect.
+// come with the effect (its GPU count too: which devices, the job runner decides as it launches).
 import { jobRecord, readText, type Document, type PeerEffect } from '../consensus/index.ts'
 import type { JobSpec } from '../placement/index.ts'
 import type { RunSpec } from '../runtime/index.ts'
@@ -26,7 +26,7 @@ export function runSpecFor(effect: StartJobEffect, document: Document): LaunchPl
   if (!Array.isArray(spec.command) || spec.command.length === 0) return { ok: false, reason: `the job has no command${spec.image === undefined ? '' : ` to run in image ${JSON.stringify(spec.image)}`}` }
   if (!command.every((word) => typeof word === 'string')) return { ok: false, reason: 'the command holds something other than text' }
   if (command.length > maxCommandWords) return { ok: false, reason: `the command has ${command.length} words, at most ${maxCommandWords}` }
-  const run: RunSpec = { jobId: effect.jobId, command, resources: { cpuMillis: effect.demand.cpuMillis, memoryMiB: effect.demand.memoryMiB } }
+  const run: RunSpec = { jobId: effect.jobId, command, resources: { cpuMillis: effect.demand.cpuMillis, memoryMiB: effect.demand.memoryMiB, ...(effect.demand.gpuCount > 0 ? { gpuCount: effect.demand.gpuCount } : {}) } }
   if (spec.env !== null && typeof spec.env === 'object' && Object.keys(spec.env).length > 0) run.env = spec.env
   if (typeof spec.timeoutMs === 'number') run.timeoutMs = spec.timeoutMs
   if (typeof spec.image === 'string') run.image = spec.image

@@ -2,7 +2,9 @@
 // the record's command and its exit comes back once; a run the core stopped is not reported; an
 // exit already handed to the core is replayed (with its usage), not rerun, when the same assignment is asked again
 // after a restart; and a restart ends (by PID and start time) the processes of runs that were in
-// flight, reporting them lost with 137, while leaving alone a process that only reuses a PID.
+// flight, reporting them lost with 137, while leaving alone a process that only reuses a PID. GPU
+// runs get disjoint device indices (in their environment, `local` and the ledger), a run asking more
+// than is free fails to launch saying so, and a start waits for the devices of a run being stopped.
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -13,7 +15,8 @@ import { Peer, actorOf, asJobId, asNodeId, asTerm, createGenesis, defaultPeerTim
 import { ProcessRuntime, isDead, processStartTicks } from '../runtime/index.ts'
 import type { StartJobEffect } from './job-launch.ts'
 import { jobSpec, offer } from '../placement/testing.ts'
-import { JobRunner, lostWithDaemonExitCode, timedOutExitCode } from './job-runner.ts'
+import { GpuAllocator } from './gpu-allocator.ts'
+import { JobRunner, launchFailedExitCode, lostWithDaemonExitCode, timedOutExitCode } from './job-runner.ts'
 import { silentLogger } from './logger.ts'
 import { ConsensusStore } from './store.ts'
 
@@ -40,9 +43,9 @@ function documentWith(jobs: Record<string, string[]>): Document {
   return peer.document
 }
 
-const startEffect = (jobId: string, seq = 1): StartJobEffect => ({ kind: 'start-job', jobId: asJobId(jobId), demand: { cpuMillis: 100, memoryMiB: 16, diskMiB: 0, gpuCount: 0 }, durationMs: 0, term: asTerm(1), seq, restoreFrom: null })
+const startEffect = (jobId: string, seq = 1, gpuCount = 0): StartJobEffect => ({ kind: 'start-job', jobId: asJobId(jobId), demand: { cpuMillis: 100, memoryMiB: 16, diskMiB: 0, gpuCount }, durationMs: 0, term: asTerm(1), seq, restoreFrom: null })
 
-async function openRunner(dataDir: string): Promise<{ runner: JobRunner; store: ConsensusStore; exits: { jobId: JobId; exitCode: number }[]; usages: (JobUsage | undefined)[]; close(): Promise<void> }> {
+async function openRunner(dataDir: string, gpus?: GpuAllocator): Promise<{ runner: JobRunner; store: ConsensusStore; exits: { jobId: JobId; exitCode: number }[]; usages: (JobUsage | undefined)[]; close(): Promise<void> }> {
   const { store } = await ConsensusStore.open({ dataDir, nodeId, actor: actorOf(nodeId, '02'), genesis, syncWrites: false })
   const runtime = new ProcessRuntime({ dataDir, cgroups: 'off', limits: { stopGraceMs: 200 } }, { logger: silentLogger })
   const exits: { jobId: JobId; exitCode: number }[] = []
@@ -50,6 +53,7 @@ async function openRunner(dataDir: string): Promise<{ runner: JobRunner; store: 
   const runner = new JobRunner({
     runtime,
     store,
+    ...(gpus === undefined ? {} : { gpus }),
     logger: silentLogger,
     nowMs: Date.now,
     onExit: (jobId, exitCode, usage) => {
@@ -182,5 +186,51 @@ describe('JobRunner', () => {
     // The entry of a job the document no longer holds is dropped.
     expect((await opened.store.localRuns()).map((run) => run.jobId).sort()).toEqual(['orphan', 'reused'])
     expect(existsSync(join(dataDir, 'jobs'))).toBe(false) // nothing was started by recovery
+  })
+
+  it('gives GPU runs disjoint devices, fails a run asking more than is free with what is free, and reuses a device once its run ended', async () => {
+    const dataDir = await freshDir()
+    const printAndWait = (name: string, seconds: number): string[] => ['/bin/sh', '-c', `echo "$CUDA_VISIBLE_DEVICES" > ${join(dataDir, name)}; sleep ${seconds}`]
+    // a outlasts b: the device d gets can only be b's.
+    const document = documentWith({ a: printAndWait('a', 5), b: printAndWait('b', 0.6), c: printAndWait('c', 0), d: printAndWait('d', 0) })
+    const opened = await openRunner(dataDir, new GpuAllocator([0, 1, 2]))
+    opened.runner.start(startEffect('a', 1, 2), document)
+    await until(() => opened.runner.local(asJobId('a'))?.state === 'running', 'a to start')
+    opened.runner.start(startEffect('b', 1, 1), document)
+    await until(() => opened.runner.local(asJobId('b'))?.state === 'running', 'b to start')
+    expect(opened.runner.local(asJobId('a'))).toMatchObject({ state: 'running', gpus: [0, 1] })
+    expect(opened.runner.local(asJobId('b'))).toMatchObject({ state: 'running', gpus: [2] })
+    // The ledger keeps them (what `fabric job` shows after a restart too).
+    await until(async () => (await opened.store.localRuns()).length === 2, 'both runs in the ledger')
+    expect((await opened.store.localRuns()).map((run) => [run.jobId, run.gpus]).sort()).toEqual([['a', [0, 1]], ['b', [2]]])
+    // No device is free: c cannot launch (the leader's accounting should never send it), and says why.
+    opened.runner.start(startEffect('c', 1, 1), document)
+    await until(() => opened.exits.some((exit) => exit.jobId === 'c'), 'c to fail')
+    expect(opened.exits.find((exit) => exit.jobId === 'c')!.exitCode).toBe(launchFailedExitCode)
+    expect(opened.runner.local(asJobId('c'))).toMatchObject({ state: 'launch-failed', reason: 'job c asks for 1 GPU, but no device is free of the 3 this node offers' })
+    await until(() => opened.exits.some((exit) => exit.jobId === 'b'), 'b to end', 10_000)
+    opened.runner.start(startEffect('d', 1, 1), document)
+    await until(() => opened.exits.some((exit) => exit.jobId === 'd'), 'd to end', 10_000)
+    expect(readFileSync(join(dataDir, 'a'), 'utf8')).toBe('0,1\n')
+    expect(readFileSync(join(dataDir, 'b'), 'utf8')).toBe('2\n')
+    expect(readFileSync(join(dataDir, 'd'), 'utf8')).toBe('2\n') // b's device, free again
+    expect(opened.runner.local(asJobId('d'))).toMatchObject({ state: 'exited', gpus: [2] })
+    expect(opened.runner.local(asJobId('a'))).toMatchObject({ state: 'running', gpus: [0, 1] })
+  })
+
+  it('starts a GPU run whose device is held by a run being stopped once that run has ended, not as a launch failure', async () => {
+    const dataDir = await freshDir()
+    // The holder takes a while to end after TERM (its stop's grace), as a real job might.
+    const document = documentWith({ holder: ['/bin/sh', '-c', "trap 'sleep 0.3; exit 0' TERM; sleep 1000 & wait"], next: ['/bin/sh', '-c', `echo "$CUDA_VISIBLE_DEVICES" > ${join(dataDir, 'next')}`] })
+    const opened = await openRunner(dataDir, new GpuAllocator([0]))
+    opened.runner.start(startEffect('holder', 1, 1), document)
+    await until(() => opened.runner.local(asJobId('holder'))?.state === 'running', 'the holder to start')
+    // The core counts a stopped run's room free at once, and may start the next job right away.
+    opened.runner.stop(asJobId('holder'), 'cancelled')
+    opened.runner.start(startEffect('next', 1, 1), document)
+    await until(() => opened.exits.some((exit) => exit.jobId === 'next'), 'next to end', 10_000)
+    expect(opened.exits.find((exit) => exit.jobId === 'next')!.exitCode).toBe(0)
+    expect(readFileSync(join(dataDir, 'next'), 'utf8')).toBe('0\n')
+    expect(opened.exits.map((exit) => exit.jobId)).toEqual(['holder', 'next'])
   })
 })

@@ -9,8 +9,15 @@
 // processes, if any outlived the daemon, are killed, checked by PID and start time) and reported
 // as lost with exit code 137, like a SIGKILL. A run that had ended, and whose exit was handed to
 // the core, is not run again when the core asks for the same assignment again: its exit is replayed.
+//
+// GPUs: a run that asks for some is given device indices from the node's free ones as it launches
+// (gpu-allocator.ts), and gives them back when it ends. The leader never places more GPUs on a node
+// than it offers, but the core counts a run it stops as gone at once: a start may find its devices
+// still held by a run that is stopping, and waits for them (bounded). Recovery kills every run a
+// previous daemon left, so no device is held across a restart.
 import type { Document, JobId, JobUsage } from '../consensus/index.ts'
 import { isDead, leaseLapsedReason, livingGroupMembers, monotonicNowMs, processStartTicks, processTree, type JobExit, type LogChunk, type LogOptions, type RunHandle, type Runtime } from '../runtime/index.ts'
+import { GpuAllocator, GpuShortageError } from './gpu-allocator.ts'
 import { runSpecFor, type StartJobEffect } from './job-launch.ts'
 import type { Logger } from './logger.ts'
 import type { LocalRunRecord } from './store.ts'
@@ -26,6 +33,8 @@ export const maxRememberedLaunchErrors = 1_024
 export const maxRememberedRuns = 4_096
 /** How long `recover` waits for a leftover process to die after SIGKILL. */
 export const leftoverKillWaitMs = 5_000
+/** How long a start waits for GPUs held by runs being stopped (their stop's grace period, and some). */
+export const gpuReleaseWaitMs = 30_000
 
 export interface LocalRunStore {
   putLocalRun(run: LocalRunRecord): Promise<void>
@@ -38,6 +47,8 @@ export interface JobRunnerComponents {
   store: LocalRunStore
   logger: Logger
   nowMs: () => number
+  /** The node's GPU devices (default: none; a run asking for GPUs then fails to launch). */
+  gpus?: GpuAllocator
   /**
    * A run ended (by itself, stopped, or killed by the lease watchdog: `leaseLapsed`) or could not
    * start: hand its exit code, and what it used when measured, to the core.
@@ -51,6 +62,8 @@ export interface LocalJobState {
   pid: number | null
   exitCode: number | null
   reason: string | null
+  /** The GPU device indices the run was given (absent when it asked for none). */
+  gpus?: readonly number[]
 }
 
 interface LocalRun {
@@ -61,6 +74,8 @@ interface LocalRun {
   stopReason: string | null
   pid: number | null
   exit: JobExit | null
+  /** The GPU device indices it was given ([] for none); held until it ends. */
+  gpus: readonly number[]
 }
 
 export class JobRunner {
@@ -70,12 +85,16 @@ export class JobRunner {
   readonly #chains = new Map<JobId, Promise<void>>()
   readonly #launchErrors = new Map<JobId, string>()
   readonly #lost = new Set<JobId>()
+  readonly #gpus: GpuAllocator
+  /** Runs holding GPUs (a replaced run of the same job may still hold some while it stops). */
+  readonly #gpuHolders = new Set<LocalRun>()
   #closing = false
   /** The lease's end last set (core clock): a new lease after none, or after a lapse, is logged. */
   #leaseUntilMs = Number.NEGATIVE_INFINITY
 
   constructor(components: JobRunnerComponents) {
     this.#components = components
+    this.#gpus = components.gpus ?? new GpuAllocator([])
   }
 
   /**
@@ -93,7 +112,7 @@ export class JobRunner {
       }
       this.#ledger.set(jobId, record)
       if (record.exitCode !== null) continue
-      this.#components.logger.warn('job-lost-with-daemon', { jobId, pid: record.pid, leftoverKilled: killed })
+      this.#components.logger.warn('job-lost-with-daemon', { jobId, pid: record.pid, leftoverKilled: killed, ...(record.gpus === undefined ? {} : { gpus: record.gpus }) })
       this.#lost.add(jobId)
       lost.push({ jobId, exitCode: lostWithDaemonExitCode })
     }
@@ -116,7 +135,7 @@ export class JobRunner {
     }
     // Read the record now: the document handed to us is the one the effect was made from.
     const plan = runSpecFor(effect, document)
-    const run: LocalRun = { term: effect.term, seq: effect.seq, state: 'starting', stopReason: null, pid: null, exit: null }
+    const run: LocalRun = { term: effect.term, seq: effect.seq, state: 'starting', stopReason: null, pid: null, exit: null, gpus: [] }
     this.#runs.delete(jobId)
     this.#runs.set(jobId, run)
     this.#forgetOldRuns()
@@ -125,6 +144,19 @@ export class JobRunner {
     this.#serialize(jobId, async () => {
       if (run.stopReason !== null) return this.#ended(jobId, run, null)
       if (!plan.ok) return this.#launchFailed(jobId, run, plan.reason)
+      let spec = plan.spec
+      const gpuCount = spec.resources?.gpuCount ?? 0
+      if (gpuCount > 0) {
+        try {
+          run.gpus = await this.#takeGpus(jobId, gpuCount)
+        } catch (error) {
+          return this.#launchFailed(jobId, run, (error as Error).message)
+        }
+        this.#gpuHolders.add(run)
+        spec = { ...spec, resources: { ...spec.resources, gpuDevices: run.gpus } }
+        // Stopped while it waited for devices: it never launches.
+        if (run.stopReason !== null) return this.#ended(jobId, run, null)
+      }
       let handle: RunHandle | undefined
       if (restore !== undefined) {
         try {
@@ -134,16 +166,20 @@ export class JobRunner {
         }
       }
       try {
-        handle ??= await this.#components.runtime.start(plan.spec)
+        handle ??= await this.#components.runtime.start(spec)
       } catch (error) {
         return this.#launchFailed(jobId, run, (error as Error).message)
       }
       run.pid = handle.pid
       run.state = 'running'
-      const record: LocalRunRecord = { jobId, term: run.term, seq: run.seq, pid: handle.pid, pidStartTicks: (await processStartTicks(handle.pid)) ?? null, startedAtMs: handle.startedAtMs, exitCode: null }
+      const record: LocalRunRecord = { jobId, term: run.term, seq: run.seq, pid: handle.pid, pidStartTicks: (await processStartTicks(handle.pid)) ?? null, startedAtMs: handle.startedAtMs, exitCode: null, ...(run.gpus.length > 0 ? { gpus: [...run.gpus] } : {}) }
       this.#ledger.set(jobId, record)
       await this.#components.store.putLocalRun(record)
-      void handle.exited.then((exit) => this.#serialize(jobId, () => this.#ended(jobId, run, exit)))
+      void handle.exited.then((exit) => {
+        // Free the moment the run is gone, not after the job's queued work: a later run of the same job may wait for them.
+        this.#releaseGpus(run)
+        this.#serialize(jobId, () => this.#ended(jobId, run, exit))
+      })
     })
   }
 
@@ -207,12 +243,14 @@ export class JobRunner {
     if (launchError !== undefined) return { state: 'launch-failed', pid: null, exitCode: launchFailedExitCode, reason: launchError }
     const run = this.#runs.get(jobId)
     if (run !== undefined) {
-      if (run.state === 'ended') return { state: run.exit?.state ?? 'stopped', pid: run.pid, exitCode: run.exit?.exitCode ?? null, reason: run.exit?.reason ?? run.stopReason }
-      return { state: run.stopReason !== null ? 'stopping' : run.state, pid: run.pid, exitCode: null, reason: run.stopReason }
+      const gpus = run.gpus.length > 0 ? { gpus: run.gpus } : {}
+      if (run.state === 'ended') return { state: run.exit?.state ?? 'stopped', pid: run.pid, exitCode: run.exit?.exitCode ?? null, reason: run.exit?.reason ?? run.stopReason, ...gpus }
+      return { state: run.stopReason !== null ? 'stopping' : run.state, pid: run.pid, exitCode: null, reason: run.stopReason, ...gpus }
     }
-    if (this.#lost.has(jobId)) return { state: 'lost', pid: null, exitCode: lostWithDaemonExitCode, reason: 'the run ended with the previous daemon' }
     const recorded = this.#ledger.get(jobId)
-    if (recorded !== undefined) return { state: recorded.exitCode === null ? 'lost' : recorded.exitCode === 0 ? 'exited' : 'failed', pid: recorded.pid, exitCode: recorded.exitCode, reason: null }
+    const recordedGpus = recorded?.gpus === undefined ? {} : { gpus: recorded.gpus }
+    if (this.#lost.has(jobId)) return { state: 'lost', pid: null, exitCode: lostWithDaemonExitCode, reason: 'the run ended with the previous daemon', ...recordedGpus }
+    if (recorded !== undefined) return { state: recorded.exitCode === null ? 'lost' : recorded.exitCode === 0 ? 'exited' : 'failed', pid: recorded.pid, exitCode: recorded.exitCode, reason: null, ...recordedGpus }
     return undefined
   }
 
@@ -244,6 +282,8 @@ export class JobRunner {
   async #ended(jobId: JobId, run: LocalRun, exit: JobExit | null, exitCode = exitCodeOf(exit)): Promise<void> {
     run.state = 'ended'
     run.exit = exit
+    // Its devices are free before the core hears of the end (and may start the next GPU job here).
+    this.#releaseGpus(run)
     if (this.#runs.get(jobId) !== run) return // a later run of the same job replaced this one
     if (this.#closing) return // killed by our own shutdown: the ledger keeps it in flight (lost at restart)
     if (run.stopReason !== null) {
@@ -260,6 +300,43 @@ export class JobRunner {
       await this.#components.store.putLocalRun(ended)
     }
     this.#components.onExit(jobId, exitCode, exit?.usage, exit?.reason === leaseLapsedReason)
+  }
+
+  /**
+   * Takes `count` devices for the job's run. While the shortfall is held by runs the core is
+   * stopping, waits for them to end (at most gpuReleaseWaitMs); otherwise GpuShortageError at once:
+   * the leader's accounting should never send more than the node has free.
+   */
+  async #takeGpus(jobId: JobId, count: number): Promise<number[]> {
+    const deadline = Date.now() + gpuReleaseWaitMs
+    let logged = false
+    for (;;) {
+      try {
+        return this.#gpus.acquire(jobId, count)
+      } catch (error) {
+        if (!(error instanceof GpuShortageError) || !this.#stoppingRunHoldsGpus() || Date.now() >= deadline) throw error
+        if (!logged) this.#components.logger.info('job-waits-for-gpus', { jobId, asked: count, free: error.free })
+        logged = true
+      }
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer)
+          stopListening()
+          resolve()
+        }
+        const timer = setTimeout(done, Math.max(0, deadline - Date.now()))
+        const stopListening = this.#gpus.onRelease(done)
+      })
+    }
+  }
+
+  #releaseGpus(run: LocalRun): void {
+    if (this.#gpuHolders.delete(run)) this.#gpus.release(run.gpus)
+  }
+
+  #stoppingRunHoldsGpus(): boolean {
+    for (const run of this.#gpuHolders) if (run.stopReason !== null) return true
+    return false
   }
 
   /** Runs `work` after everything queued for the job; failures are logged, never thrown. */

@@ -53,11 +53,12 @@ function describeCommand(words: readonly string[], image: string | undefined): s
   return words.length > 0 ? shellQuoted(words) : image === undefined ? '' : `image ${image}`
 }
 
-/** A node's registered offer (provider, region, AZ-ID, price), read from its record. */
-function offerOf(text: string): { provider: string; region: string; azId: string; pricePerHour: number } {
+/** A node's registered offer (provider, region, AZ-ID, price, GPU model), read from its record. */
+function offerOf(text: string): { provider: string; region: string; azId: string; pricePerHour: number; gpu?: { model: string; memoryMiB: number } } {
   try {
     const offer = JSON.parse(text) as NodeOffer
-    return { provider: offer.provider, region: offer.region, azId: offer.azId, pricePerHour: nodePricePerHour(offer) }
+    const gpu = offer.gpu === undefined ? {} : { gpu: { model: offer.gpu.model, memoryMiB: offer.gpu.memoryMiB } }
+    return { provider: offer.provider, region: offer.region, azId: offer.azId, pricePerHour: nodePricePerHour(offer), ...gpu }
   } catch {
     return { provider: '', region: '', azId: '', pricePerHour: 0 }
   }
@@ -158,7 +159,7 @@ export function recordsOf(document: Document, jobId: JobId): { id: JobId; job: J
  */
 export function jobDetail(document: Document, jobId: JobId, archived: readonly ArchivedJob[], local: { node: NodeId; replica: JobId; state: LocalJobState } | undefined): JobDetail | undefined {
   const records = recordsOf(document, jobId)
-  const localView = local === undefined ? null : { node: local.node, replica: local.replica, state: local.state.state, pid: local.state.pid, exitCode: local.state.exitCode, reason: local.state.reason }
+  const localView = local === undefined ? null : { node: local.node, replica: local.replica, state: local.state.state, pid: local.state.pid, exitCode: local.state.exitCode, reason: local.state.reason, ...(local.state.gpus === undefined ? {} : { gpus: [...local.state.gpus] }) }
   if (records.length === 0) {
     const first = archived[0]
     if (first === undefined) return undefined
@@ -191,7 +192,7 @@ export function jobDetail(document: Document, jobId: JobId, archived: readonly A
   return {
     ...groupSummary(jobId, readText(first.name), first.submittedAtMs, false, summaries),
     command: commandOf(first),
-    demand: { cpuMillis: first.cpuMillis, memoryMiB: first.memoryMiB },
+    demand: { cpuMillis: first.cpuMillis, memoryMiB: first.memoryMiB, ...((first.gpuCount ?? 0) > 0 ? { gpuCount: first.gpuCount } : {}) },
     origin: readText(first.origin),
     assignments,
     runs,
@@ -239,7 +240,7 @@ export function listNodes(document: Document, context: NodeListContext): NodeVie
       ...(isDraining(document, nodeId) ? { draining: true } : {}),
       alive: self || context.liveness.isAlive(nodeId, context.nowMs),
       lastHeardAgoMs: self ? 0 : heard === undefined ? null : Math.max(0, context.nowMs - heard.lastHeardMs),
-      capacity: { cpuMillis: node.cpuMillis, memoryMiB: node.memoryMiB },
+      capacity: { cpuMillis: node.cpuMillis, memoryMiB: node.memoryMiB, ...((node.gpuCount ?? 0) > 0 ? { gpuCount: node.gpuCount } : {}) },
       free: self ? context.own.free : (heard?.free ?? null),
       running: self ? context.own.running : (heard?.running ?? null),
       ...offerOf(readText(node.offer)),

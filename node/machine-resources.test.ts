@@ -1,9 +1,10 @@
 // Proves the machine inventory comes from systeminformation and agrees with the os module, that the
-// operator's flags cap the offer (and the machine caps the flags), that only real GPUs count, that
+// operator's flags cap the offer (and the machine caps the flags), that only real GPUs count (from
+// nvidia-smi when it lists them, by index; of one model), that
 // the free resources gossiped are capped by what the machine has free, and that a failed probe falls
 // back to the os module with the reason. Then on real daemons: the offer a daemon registers and the
 // free memory it gossips, as another daemon's `nodes` answer shows them.
-import { mkdtemp, rm, statfs } from 'node:fs/promises'
+import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type { Libp2p } from '@libp2p/interface'
@@ -12,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { clientCall } from './client-connection.ts'
 import { createClientHost } from './client-host.ts'
 import { LocalMesh } from './local-mesh.ts'
-import { MachineFree, isComputeGpu, offeredCapacity, probeMachine, type MachineInventory } from './machine-resources.ts'
+import { MachineFree, isComputeGpu, machineProbeTimeoutMs, offeredCapacity, offeredGpus, probeMachine, type MachineInventory } from './machine-resources.ts'
 import { poll } from './testing/poll.ts'
 
 const mib = 1024 * 1024
@@ -26,7 +27,15 @@ afterAll(async () => {
   for (const directory of directories) await rm(directory, { recursive: true, force: true })
 })
 
-const machine: MachineInventory = { source: 'systeminformation', cpus: 4, memoryTotalMiB: 8_192, memoryAvailableMiB: 6_000, graphics: [], gpus: [{ vendor: 'NVIDIA', model: 'A100', memoryMiB: 40_960 }], disk: { mount: '/', totalMiB: 100_000, freeMiB: 50_000 } }
+const machine: MachineInventory = { source: 'systeminformation', cpus: 4, memoryTotalMiB: 8_192, memoryAvailableMiB: 6_000, graphics: [], gpus: [{ vendor: 'NVIDIA', model: 'A100', memoryMiB: 40_960, index: 0 }], gpuSource: 'systeminformation', disk: { mount: '/', totalMiB: 100_000, freeMiB: 50_000 } }
+
+/** A directory holding a stand-in `nvidia-smi` that prints `output` (this machine has no GPU). */
+async function nvidiaSmiPrinting(output: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'fabric-nvidia-smi-'))
+  directories.push(dir)
+  await writeFile(join(dir, 'nvidia-smi'), `#!/bin/sh\ncat <<'EOF'\n${output}\nEOF\n`, { mode: 0o755 })
+  return dir
+}
 
 describe('machine resources', () => {
   it('reads the inventory with systeminformation, in agreement with the os module', async () => {
@@ -40,7 +49,7 @@ describe('machine resources', () => {
     expect(inventory.memoryAvailableMiB).toBeGreaterThan(0)
     expect(inventory.memoryAvailableMiB).toBeLessThanOrEqual(inventory.memoryTotalMiB)
     expect(inventory.gpus.every(isComputeGpu)).toBe(true)
-    expect(inventory.gpus.length).toBeLessThanOrEqual(inventory.graphics.length)
+    if (inventory.gpuSource === 'systeminformation') expect(inventory.gpus.length).toBeLessThanOrEqual(inventory.graphics.length)
     // The data directory's filesystem: its free space as statfs sees it (within what a second of other writers changes).
     const stats = await statfs(dataDir)
     expect(inventory.disk).not.toBeNull()
@@ -50,6 +59,31 @@ describe('machine resources', () => {
   it('falls back to the os module, saying why, when the probe does not answer in time', async () => {
     const inventory = await probeMachine(tmpdir(), 1)
     expect(inventory).toMatchObject({ source: 'os', cpus: availableParallelism(), memoryTotalMiB: Math.floor(totalmem() / mib), disk: null, error: expect.stringContaining('machine probe failed') })
+  })
+
+  it('takes the GPUs nvidia-smi lists, with their indices; output it cannot parse is a problem reported, and the controllers found are used', async () => {
+    const uuid = (n: number): string => `GPU-0000000${n}-aaaa-bbbb-cccc-dddddddddddd`
+    const listed = await probeMachine(tmpdir(), machineProbeTimeoutMs, await nvidiaSmiPrinting(`0, NVIDIA A100-SXM4-40GB, 40960, ${uuid(0)}\n1, NVIDIA A100-SXM4-40GB, 40960, ${uuid(1)}`))
+    expect(listed.gpuSource).toBe('nvidia-smi')
+    expect(listed.gpuProblem).toBeUndefined()
+    expect(listed.gpus).toEqual([
+      { vendor: 'NVIDIA', model: 'NVIDIA A100-SXM4-40GB', memoryMiB: 40_960, index: 0, uuid: uuid(0) },
+      { vendor: 'NVIDIA', model: 'NVIDIA A100-SXM4-40GB', memoryMiB: 40_960, index: 1, uuid: uuid(1) },
+    ])
+    const malformed = await probeMachine(tmpdir(), machineProbeTimeoutMs, await nvidiaSmiPrinting('0, NVIDIA A100-SXM4-40GB, 40 GiB'))
+    expect(malformed.gpuSource).toBe('systeminformation')
+    expect(malformed.gpuProblem).toMatch(/^nvidia-smi line 1 .*expected 4 fields/)
+    expect(malformed.gpus.every((gpu) => gpu.uuid === undefined)).toBe(true)
+  })
+
+  it('offers GPUs of one model (the first\'s), lowest indices first, as many as the flag allows', () => {
+    const gpu = (index: number, model: string) => ({ vendor: 'NVIDIA', model, memoryMiB: 16_384, index })
+    const mixed: MachineInventory = { ...machine, gpus: [gpu(0, 'T4'), gpu(1, 'A10G'), gpu(2, 'T4'), gpu(3, 'T4')] }
+    expect(offeredGpus(Infinity, mixed).map((device) => device.index)).toEqual([0, 2, 3])
+    expect(offeredGpus(2, mixed).map((device) => device.index)).toEqual([0, 2])
+    expect(offeredGpus(0, mixed)).toEqual([])
+    expect(offeredCapacity({ cpuMillis: 1_000, memoryMiB: 512, diskMiB: 1_024, gpuCount: Infinity }, mixed).gpuCount).toBe(3)
+    expect(offeredGpus(Infinity, { ...machine, gpus: [] })).toEqual([])
   })
 
   it('offers the smaller of each flag and what the machine has', () => {

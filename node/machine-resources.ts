@@ -1,7 +1,9 @@
 // The machine a Shuttle runs on, as its capacity offer and its capacity gossip see it. The
 // inventory (CPUs, memory, GPUs, the data directory's filesystem) is read once at start with
 // systeminformation in a child process (machine-probe.ts), so the daemon's own memory does not carry
-// that package. The operator's flags cap what is offered: offered = min(flag, machine). What the
+// that package. GPUs come from nvidia-smi when it lists them (their indices are what jobs are given),
+// else from systeminformation's display controllers, numbered in the order found. The operator's
+// flags cap what is offered: offered = min(flag, machine). What the
 // gossip announces as free is min(the document's accounting, the machine's free memory and disk
 // now), read cheaply each time (os.freemem is MemAvailable on Linux; statfs of the data directory).
 // Placement itself uses the document's accounting; the gossiped free is what `fabric nodes` shows.
@@ -11,6 +13,7 @@ import { availableParallelism, freemem, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import type { Resources } from '../placement/index.ts'
+import { queryNvidiaGpus } from '../runtime/index.ts'
 
 /** The probe (a Node process loading systeminformation) must answer within this, else the os module's numbers are used. */
 export const machineProbeTimeoutMs = 15_000
@@ -23,6 +26,8 @@ const maxGraphicsControllers = 64
 const mib = 1024 * 1024
 
 export interface GpuInfo { vendor: string; model: string; memoryMiB: number }
+/** A GPU jobs can be given: its device index (nvidia-smi's) and, from nvidia-smi, its UUID. */
+export interface GpuDevice extends GpuInfo { index: number; uuid?: string }
 
 export interface MachineInventory {
   /** Where the numbers came from: systeminformation, or the os module when the probe failed. */
@@ -30,9 +35,11 @@ export interface MachineInventory {
   cpus: number
   memoryTotalMiB: number
   memoryAvailableMiB: number
-  /** Every display controller found, and those counted as GPUs offered to jobs. */
+  /** Every display controller systeminformation found, and the GPUs jobs can be given (by index). */
   graphics: GpuInfo[]
-  gpus: GpuInfo[]
+  gpus: GpuDevice[]
+  /** Where the GPUs came from: nvidia-smi's list, or systeminformation's controllers (indices by position). */
+  gpuSource: 'nvidia-smi' | 'systeminformation'
   /** The data directory's filesystem (null when the probe failed or found no mount for it). */
   disk: { mount: string; totalMiB: number; freeMiB: number } | null
 }
@@ -52,8 +59,21 @@ export function isComputeGpu(controller: GpuInfo): boolean {
   return /nvidia|advanced micro devices|\bamd\b|\bati\b/i.test(controller.vendor) && controller.memoryMiB >= minGpuMemoryMiB
 }
 
-/** The machine's inventory, read by systeminformation in a child process; on failure, the os module's numbers and `error`. */
-export async function probeMachine(dataDir: string, timeoutMs = machineProbeTimeoutMs): Promise<MachineInventory & { error?: string }> {
+/**
+ * The machine's inventory: systeminformation in a child process (on failure, the os module's numbers
+ * and `error`) and nvidia-smi's GPUs (output it cannot parse is `gpuProblem`, and the controllers
+ * systeminformation found are used instead).
+ */
+export async function probeMachine(dataDir: string, timeoutMs = machineProbeTimeoutMs, nvidiaSmiSearchPath = process.env.PATH ?? ''): Promise<MachineInventory & { error?: string; gpuProblem?: string }> {
+  const [inventory, nvidia] = await Promise.all([probeInventory(dataDir, timeoutMs), queryNvidiaGpus(nvidiaSmiSearchPath)])
+  if (nvidia.kind === 'listed' && nvidia.gpus.length > 0) {
+    const gpus = nvidia.gpus.map((gpu) => ({ vendor: 'NVIDIA', model: gpu.name, memoryMiB: gpu.memoryMiB, index: gpu.index, uuid: gpu.uuid }))
+    return { ...inventory, gpus, gpuSource: 'nvidia-smi' }
+  }
+  return nvidia.kind === 'problem' ? { ...inventory, gpuProblem: nvidia.problem } : inventory
+}
+
+async function probeInventory(dataDir: string, timeoutMs: number): Promise<MachineInventory & { error?: string }> {
   let stdout: string
   try {
     stdout = await new Promise<string>((resolve, reject) => {
@@ -77,13 +97,14 @@ export async function probeMachine(dataDir: string, timeoutMs = machineProbeTime
     memoryTotalMiB: Math.floor(parsed.memoryTotalBytes / mib),
     memoryAvailableMiB: Math.floor(parsed.memoryAvailableBytes / mib),
     graphics,
-    gpus: graphics.filter(isComputeGpu),
+    gpus: graphics.filter(isComputeGpu).map((gpu, index) => ({ ...gpu, index })),
+    gpuSource: 'systeminformation',
     disk: parsed.disk === null ? null : { mount: parsed.disk.mount, totalMiB: Math.floor(parsed.disk.totalBytes / mib), freeMiB: Math.floor(parsed.disk.availableBytes / mib) },
   }
 }
 
 function fromOs(): MachineInventory {
-  return { source: 'os', cpus: availableParallelism(), memoryTotalMiB: Math.floor(totalmem() / mib), memoryAvailableMiB: Math.floor(freemem() / mib), graphics: [], gpus: [], disk: null }
+  return { source: 'os', cpus: availableParallelism(), memoryTotalMiB: Math.floor(totalmem() / mib), memoryAvailableMiB: Math.floor(freemem() / mib), graphics: [], gpus: [], gpuSource: 'systeminformation', disk: null }
 }
 
 /** What the node offers: each of the operator's limits, capped by what the machine has. */
@@ -92,8 +113,18 @@ export function offeredCapacity(limits: Resources, machine: MachineInventory): R
     cpuMillis: Math.min(limits.cpuMillis, machine.cpus * 1_000),
     memoryMiB: Math.min(limits.memoryMiB, machine.memoryTotalMiB),
     diskMiB: machine.disk === null ? limits.diskMiB : Math.min(limits.diskMiB, machine.disk.freeMiB),
-    gpuCount: Math.min(limits.gpuCount, machine.gpus.length),
+    gpuCount: offeredGpus(limits.gpuCount, machine).length,
   }
+}
+
+/**
+ * The GPUs the node offers jobs: those of the first GPU's model (an offer names one model, and a job
+ * asking for it must not get another), lowest indices first, at most `limit`.
+ */
+export function offeredGpus(limit: number, machine: MachineInventory): GpuDevice[] {
+  const first = machine.gpus[0]
+  if (first === undefined) return []
+  return machine.gpus.filter((gpu) => gpu.model === first.model).sort((a, b) => a.index - b.index).slice(0, Math.max(0, limit))
 }
 
 /** The machine's free memory and the data directory's free disk, now (cheap enough for every capacity gossip). */

@@ -49,6 +49,7 @@ import { createDaemonHost, irohBesideLibp2p, type DaemonHost } from './daemon-ho
 import { defaultRuntime } from './default-runtime.ts'
 import { EffectPerformer } from './effect-performer.ts'
 import { loadOrCreateIdentity, type NodeIdentity } from './identity.ts'
+import { GpuAllocator } from './gpu-allocator.ts'
 import { JobRunner } from './job-runner.ts'
 import { jobExists } from './job-views.ts'
 import type { Logger } from './logger.ts'
@@ -87,6 +88,11 @@ export interface ShuttleInit {
   /** Instead of voters: the genesis a join by invite received (node/join-client.ts). */
   genesis?: Uint8Array
   attributes: Omit<NodeAttributes, 'id'>
+  /**
+   * The GPU device indices (nvidia-smi's) jobs here may be given, one per GPU of the offer's
+   * capacity.gpuCount; default 0 to gpuCount - 1.
+   */
+  gpuDevices?: readonly number[]
   /** Election timeout base T; heartbeats every T/5 (DESIGN's starting parameters). */
   electionTimeoutMs?: number
   /** fsync each persist (default true). */
@@ -128,6 +134,8 @@ export class Shuttle {
   readonly #components: ShuttleComponents
   readonly #driver: CoreDriver
   readonly #requests: CoreRequests
+  /** The GPU devices jobs here are given (checked against the offer when constructed). */
+  readonly #gpus: GpuAllocator
   #identity: NodeIdentity | null = null
   #store: ConsensusStore | null = null
   #libp2p: DaemonHost | null = null
@@ -163,6 +171,7 @@ export class Shuttle {
     this.#logger = components.logger
     this.#clock = components.clock ?? systemClock
     this.#random = components.random ?? systemRandom
+    this.#gpus = new GpuAllocator(gpuDevicesOf(init))
     const running = (): boolean => this.#state === 'running'
     this.#driver = new CoreDriver({
       clock: this.#clock,
@@ -242,6 +251,7 @@ export class Shuttle {
     const offerLabels = runtime instanceof RuntimeSelector && runtime.hasDocker ? { ...init.attributes.offer.labels, [dockerLabel.key]: dockerLabel.value } : init.attributes.offer.labels
     const jobs = new JobRunner({
       runtime,
+      gpus: this.#gpus,
       store: opened.store,
       logger: this.#logger.child('jobs'),
       nowMs: () => this.#clock.nowMs(),
@@ -463,6 +473,14 @@ export class Shuttle {
     this.#components.onFatal?.(error)
     void this.stop()
   }
+}
+
+/** The devices the offer's GPUs are: as many as it offers, so the leader's count and the runner's devices agree. */
+function gpuDevicesOf(init: ShuttleInit): readonly number[] {
+  const offered = init.attributes.offer.capacity.gpuCount
+  const devices = init.gpuDevices ?? Array.from({ length: offered }, (_, index) => index)
+  if (devices.length !== offered) throw new RangeError(`the offer has ${offered} GPUs but gpuDevices names ${devices.length} (${devices.join(',')}): they must be the same devices`)
+  return devices
 }
 
 /** A request's replay key, when its client signed one, for the core's input. */

@@ -70,6 +70,8 @@ export interface LocalRunRecord {
   exitCode: number | null
   /** What the run used, kept with its exit so a replayed exit reports it too (absent in records older than usage). */
   usage?: JobUsage
+  /** The GPU device indices the run was given (absent when it asked for none). */
+  gpus?: number[]
 }
 
 /** Archived jobs one listing reads at most (the archive is keyed by job id, not by time). */

@@ -4,6 +4,7 @@
 // another node whose data folder lives elsewhere.
 import { posix } from 'node:path'
 import type Docker from 'dockerode'
+import { assignedGpus, containerGpuEnv, gpuDeviceRequests, gpuVisibilityVariables } from './gpu-devices.ts'
 import { InvalidRunSpecError, type RunSpec } from './runtime.ts'
 
 /** Where the job's work folder (DATA/jobs/<jobId>/work on the host) appears inside its container. */
@@ -41,17 +42,18 @@ export function containerCreateOptions(spec: RunSpec, context: ContainerContext)
     hostConfig.Memory = resources.memoryMiB * 2 ** 20
     hostConfig.MemorySwap = hostConfig.Memory // no swap beyond the limit
   }
-  if ((resources.gpuCount ?? 0) > 0) {
-    // NVIDIA's container toolkit answers this request (the engine's --gpus N).
-    hostConfig.DeviceRequests = [{ Driver: 'nvidia', Count: resources.gpuCount, Capabilities: [['gpu']] }]
-  }
+  // NVIDIA's container toolkit answers the request for exactly the devices the daemon assigned.
+  const gpus = assignedGpus(spec)
+  const deviceRequests = gpuDeviceRequests(gpus)
+  if (deviceRequests !== undefined) hostConfig.DeviceRequests = deviceRequests
+  const gpuVariables = new Set<string>(gpuVisibilityVariables)
   return {
     name: context.name,
     Image: spec.image,
     // The command replaces the image's entrypoint, as in the process runtime: argv is the whole call.
     Entrypoint: argv.slice(0, 1),
     Cmd: argv.slice(1),
-    Env: [`FABRIC_JOB_ID=${jobId}`, ...Object.entries(spec.env ?? {}).map(([key, value]) => `${key}=${value}`)],
+    Env: [`FABRIC_JOB_ID=${jobId}`, ...Object.entries(spec.env ?? {}).filter(([key]) => !gpuVariables.has(key)).map(([key, value]) => `${key}=${value}`), ...containerGpuEnv(gpus)],
     WorkingDir: workingDir,
     Labels: { [dockerLabels.jobId]: jobId, [dockerLabels.runtimeInstance]: context.runtimeInstance },
     AttachStdin: false,

@@ -89,9 +89,9 @@ describe.skipIf(gate.skip)(`docker runtime${gate.note}`, () => {
       await expect(runtime.start({ jobId: freshJobId('nocommand'), command: ['/no/such/binary'] })).rejects.toMatchObject({ name: 'SpawnFailedError' })
     })
 
-    it('asks the engine for NVIDIA GPUs, and a node without the NVIDIA toolkit refuses with the engine\'s reason', async () => {
+    it('asks the engine for the NVIDIA GPU it was given, and a node without the NVIDIA toolkit refuses with the engine\'s reason', async () => {
       const { runtime } = await makeRuntime()
-      await expect(runtime.start({ jobId: freshJobId('gpu'), command: ['true'], resources: { gpuCount: 1 } })).rejects.toMatchObject({
+      await expect(runtime.start({ jobId: freshJobId('gpu'), command: ['true'], resources: { gpuCount: 1, gpuDevices: [0] } })).rejects.toMatchObject({
         name: 'SpawnFailedError',
         reason: expect.stringMatching(/nvidia|gpu/i),
       })

@@ -28,6 +28,7 @@ import { checkpointLayout, copyWorkFolder, prepareCheckpointDirectory, readCheck
 import { uncheckpointableReasons } from './checkpoint-guard.ts'
 import { probeCriu } from './criu.ts'
 import { containerCreateOptions, dockerLabels } from './docker-container-spec.ts'
+import { assignedGpus } from './gpu-devices.ts'
 import { bounded, connectDocker, dockerSocketPath, probeDockerEngine, unavailable, type DockerEngineInfo } from './docker-engine.ts'
 import { processStartTicks, processTree } from './isolation.ts'
 import { LeaseGuard } from './lease-guard.ts'
@@ -260,6 +261,7 @@ export class DockerRuntime implements Runtime {
     const argv = [...spec.command, ...(spec.args ?? [])]
     if (argv.length > this.#limits.maxCommandArguments) throw new InvalidRunSpecError({ jobId, field: 'command', reason: `has ${argv.length} arguments, at most ${this.#limits.maxCommandArguments}` })
     if (spec.timeoutMs !== undefined && !(spec.timeoutMs > 0)) throw new InvalidRunSpecError({ jobId, field: 'timeoutMs', reason: 'must be positive' })
+    assignedGpus(spec) // refuses GPU indices that are not indices, or that disagree with gpuCount, before the engine is asked
     const existing = this.#runs.get(jobId)
     if (existing !== undefined && existing.exit === undefined) throw new JobAlreadyRunningError({ jobId, pid: existing.pid, startedAtMs: existing.startedAtMs })
     if (this.#starting.has(jobId)) throw new JobAlreadyRunningError({ jobId, pid: 0, startedAtMs: this.#nowMs() })
@@ -524,7 +526,7 @@ export class DockerRuntime implements Runtime {
     const refuse = (reason: string): CheckpointUnsupportedError => new CheckpointUnsupportedError({ jobId, runtime: this.kind, operation: 'checkpoint', reason })
     if (run.exit !== undefined || run.ending !== undefined) throw refuse(`the job is not running (${run.exit?.state ?? `ending: ${run.ending?.reason}`})`)
     if (run.checkpointing) throw refuse('another checkpoint of the job is in progress')
-    if ((run.spec.resources?.gpuCount ?? 0) > 0) throw refuse('the job has GPUs, whose state CRIU cannot carry here')
+    if (assignedGpus(run.spec).length > 0) throw refuse('the job has GPUs, whose state CRIU cannot carry here')
     const steps = new StepClock()
     // Asked together (the job runs meanwhile), judged in this order: the first failing one is the reason given.
     const [engineAsked, criuAsked, reasonsAsked, imageAsked] = await Promise.allSettled([

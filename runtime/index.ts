@@ -12,3 +12,5 @@ export { probeNodeCapabilities, probeCgroupVersion, probeGpus, renderCapabilitie
 export { probePidNamespace, probeParentDeathSignal, procStatFields, processStartTicks, processTree, isDead, livingGroupMembers, type NamespaceSupport, type ParentDeathSupport } from './isolation.ts'
 export { cgroupLimits, type CgroupSupport } from './cgroups.ts'
 export { monotonicNowMs, leaseWatchdogLimits } from './lease-watchdog.ts'
+export { assignedGpus, gpuEnvironment, gpuDeviceRequests, gpuVisibilityVariables, maxGpuIndex } from './gpu-devices.ts'
+export { parseNvidiaSmiGpus, queryNvidiaGpus, nvidiaSmiArguments, nvidiaSmiLimits, type NvidiaGpu, type NvidiaGpuListing, type NvidiaSmiParse } from './nvidia-smi.ts'

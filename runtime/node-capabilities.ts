@@ -2,16 +2,11 @@
 // real dump and restore of a tiny process), the Docker engine, cgroups, PID namespaces, NVIDIA GPUs.
 // `fabric doctor` prints it; the daemon can use the same report to decide which runtimes it offers
 // and bids for.
-import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { probeCriu, type CriuSupport } from './criu.ts'
 import { dockerSocketPath, probeDockerEngine, type DockerEngineInfo } from './docker-engine.ts'
-import { probePidNamespace, resolveExecutable, type NamespaceSupport } from './isolation.ts'
-
-export const capabilityLimits = {
-  nvidiaSmiTimeoutMs: 10_000,
-  maxGpusListed: 64,
-} as const
+import { probePidNamespace, type NamespaceSupport } from './isolation.ts'
+import { queryNvidiaGpus } from './nvidia-smi.ts'
 
 export type CgroupReport = { version: 'v1' | 'v2' | 'hybrid'; controllers: string[] } | { version: 'none'; reason: string }
 
@@ -93,23 +88,11 @@ export async function probeCgroupVersion(): Promise<CgroupReport> {
 }
 
 export async function probeGpus(): Promise<GpuReport> {
-  const nvidiaSmi = await resolveExecutable('nvidia-smi', `${process.env.PATH ?? ''}:/usr/bin:/usr/local/bin:/usr/local/nvidia/bin`, '/')
-  if (nvidiaSmi === undefined) return { nvidiaSmi, gpus: [], note: 'nvidia-smi not found: no NVIDIA GPU usable here' }
-  const answer = await new Promise<{ ok: boolean; text: string }>((resolve) => {
-    execFile(nvidiaSmi, ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], { timeout: capabilityLimits.nvidiaSmiTimeoutMs }, (error, stdout, stderr) => {
-      resolve(error === null ? { ok: true, text: stdout } : { ok: false, text: (stderr || error.message).trim() })
-    })
-  })
-  if (!answer.ok) return { nvidiaSmi, gpus: [], note: `nvidia-smi failed: ${answer.text.slice(0, 200)}` }
-  const gpus = answer.text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .slice(0, capabilityLimits.maxGpusListed)
-    .map((line) => {
-      const [index, name, memory] = line.split(',').map((field) => field.trim())
-      return { index: Number(index), name: name ?? 'unknown', memoryMiB: Number(memory) }
-    })
-  return gpus.length === 0 ? { nvidiaSmi, gpus, note: 'nvidia-smi lists no GPU' } : { nvidiaSmi, gpus }
+  const listing = await queryNvidiaGpus()
+  if (listing.kind === 'absent') return { nvidiaSmi: undefined, gpus: [], note: listing.reason }
+  if (listing.kind === 'problem') return { nvidiaSmi: listing.nvidiaSmi, gpus: [], note: listing.problem }
+  const gpus = listing.gpus.map(({ index, name, memoryMiB }) => ({ index, name, memoryMiB }))
+  return gpus.length === 0 ? { nvidiaSmi: listing.nvidiaSmi, gpus, note: 'nvidia-smi lists no GPU' } : { nvidiaSmi: listing.nvidiaSmi, gpus }
 }
 
 /** The report as lines for a terminal. */

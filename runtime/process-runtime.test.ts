@@ -181,6 +181,20 @@ describe('process runtime, everywhere', () => {
     await expect(made.runtime.start({ jobId: freshJobId('outside'), command: ['true'], workingDir: '../..' })).rejects.toMatchObject({ name: 'InvalidRunSpecError', field: 'workingDir' })
   })
 
+  it('tells a job the GPUs it was given in CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES, a job given none an empty CUDA_VISIBLE_DEVICES', async () => {
+    made = await makeRuntime({ name: 'plain', pidNamespace: 'off', cgroups: 'off' })
+    const printGpus = ['/bin/sh', '-c', 'echo "cuda=${CUDA_VISIBLE_DEVICES-unset} nvidia=${NVIDIA_VISIBLE_DEVICES-unset}"']
+    const given = freshJobId('gpus')
+    // The job's own env does not widen what it was given.
+    await (await made.runtime.start({ jobId: given, command: printGpus, env: { CUDA_VISIBLE_DEVICES: '0,1,2,3' }, resources: { gpuCount: 2, gpuDevices: [1, 3] } })).exited
+    expect((await collect(made.runtime.logs(given))).trim()).toBe('cuda=1,3 nvidia=1,3')
+    const none = freshJobId('nogpus')
+    await (await made.runtime.start({ jobId: none, command: printGpus })).exited
+    expect((await collect(made.runtime.logs(none))).trim()).toBe('cuda= nvidia=unset')
+    // A count without devices: the runtime does not choose GPUs.
+    await expect(made.runtime.start({ jobId: freshJobId('unnamed'), command: ['true'], resources: { gpuCount: 1 } })).rejects.toMatchObject({ name: 'InvalidRunSpecError', field: 'resources.gpuDevices' })
+  })
+
   it('bounds what one logs call returns and lets the caller continue from an offset', async () => {
     made = await makeRuntime({ name: 'plain', pidNamespace: 'off', cgroups: 'off' }, { limits: { maxLogBytesPerCall: 1000, logReadChunkBytes: 256 } })
     const jobId = freshJobId('big')

@@ -27,6 +27,7 @@ import type { JobId } from '../consensus/index.ts'
 import { probeCgroups, type CgroupSupport, type JobCgroup } from './cgroups.ts'
 import { checkpointLayout, copyWorkFolder, prepareCheckpointDirectory, readCheckpointManifest, writeCheckpointManifest } from './checkpoint-directory.ts'
 import { uncheckpointableReasons } from './checkpoint-guard.ts'
+import { assignedGpus, gpuEnvironment } from './gpu-devices.ts'
 import { criuLimits, logErrors, probeCriu, runCriu, type CriuSupport } from './criu.ts'
 import { childPids, isDead, livingGroupMembers, probeParentDeathSignal, probePidNamespace, processStartTicks, processTree, resolveExecutable, type NamespaceSupport, type ParentDeathSupport } from './isolation.ts'
 import { LeaseGuard } from './lease-guard.ts'
@@ -258,7 +259,7 @@ export class ProcessRuntime implements Runtime {
     if (spec.command.length === 0 || argv[0] === '') throw new InvalidRunSpecError({ jobId, field: 'command', reason: 'is empty' })
     if (argv.length > this.#limits.maxCommandArguments) throw new InvalidRunSpecError({ jobId, field: 'command', reason: `has ${argv.length} arguments, at most ${this.#limits.maxCommandArguments}` })
     if (spec.timeoutMs !== undefined && !(spec.timeoutMs > 0)) throw new InvalidRunSpecError({ jobId, field: 'timeoutMs', reason: 'must be positive' })
-    if ((spec.resources?.gpuCount ?? 0) > 0) throw new InvalidRunSpecError({ jobId, field: 'resources.gpuCount', reason: 'cannot be given by the process runtime (run GPU jobs in the docker runtime)' })
+    assignedGpus(spec) // refuses GPU indices that are not indices, or that disagree with gpuCount
     this.#refuseWithoutLease(jobId)
     this.#checkStartable(jobId)
     this.#starting.add(jobId)
@@ -289,7 +290,8 @@ export class ProcessRuntime implements Runtime {
     } catch (error) {
       throw new SpawnFailedError({ jobId, command: argv, reason: `cannot create working folder ${workingDir}: ${(error as Error).message}` })
     }
-    const env: Record<string, string> = { PATH: this.#jobPath, HOME: workRoot, FABRIC_JOB_ID: jobId, ...spec.env }
+    // The GPU variables come last: the job sees the devices it was given, whatever its env says.
+    const env: Record<string, string> = { PATH: this.#jobPath, HOME: workRoot, FABRIC_JOB_ID: jobId, ...spec.env, ...gpuEnvironment(assignedGpus(spec)) }
     const executable = await resolveExecutable(argv[0] ?? '', env.PATH ?? this.#jobPath, workingDir)
     if (executable === undefined) throw new SpawnFailedError({ jobId, command: argv, reason: `not found or not executable (PATH=${env.PATH})` })
 
@@ -676,6 +678,8 @@ export class ProcessRuntime implements Runtime {
     const refuse = (reason: string): CheckpointUnsupportedError => new CheckpointUnsupportedError({ jobId, runtime: this.kind, operation: 'checkpoint', reason })
     if (run.exit !== undefined || run.ending !== undefined) throw refuse(`the job is not running (${run.exit?.state ?? `ending: ${run.ending?.reason}`})`)
     if (run.checkpointing) throw refuse('another checkpoint of the job is in progress')
+    // The dumped environment holds this node's device indices, which mean other devices elsewhere.
+    if (assignedGpus(run.spec).length > 0) throw refuse('the job has GPUs: their indices are this node\'s and their state CRIU cannot carry')
     if (!run.namespace) throw refuse(`the job has no PID namespace of its own (${run.isolation.note ?? 'turned off'}), so its restore would need its host PIDs free`)
     const criu = await probeCriu(this.#criuPath)
     if (!criu.available) throw refuse(criu.reason)

@@ -8,8 +8,13 @@ export interface RunResources {
   /** CPU limit in thousandths of a core (1000 = one core). */
   cpuMillis?: number
   memoryMiB?: number
-  /** NVIDIA GPUs (Docker runtime: a DeviceRequest; the process runtime cannot give GPUs and refuses). */
+  /** NVIDIA GPUs: how many (gpuDevices must name that many). */
   gpuCount?: number
+  /**
+   * Which NVIDIA GPUs, by nvidia-smi index: chosen by the daemon, never by the runtime (gpu-devices.ts).
+   * Process runtime: CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES; Docker: a DeviceRequest for them.
+   */
+  gpuDevices?: readonly number[]
 }
 
 export interface RunSpec {

@@ -76,7 +76,7 @@ function describeJob(job: JobDetail, nowMs: number): string {
   ]
   if (job.finishedAtMs !== null) lines.push(`finished   ${new Date(job.finishedAtMs).toISOString()}, exit code ${job.exitCode ?? '-'}`)
   if (job.command !== '') lines.push(`command    ${job.command}`)
-  if (job.demand !== null) lines.push(`demand     ${job.demand.cpuMillis}m CPU, ${job.demand.memoryMiB} MiB`)
+  if (job.demand !== null) lines.push(`demand     ${job.demand.cpuMillis}m CPU, ${job.demand.memoryMiB} MiB${(job.demand.gpuCount ?? 0) > 0 ? `, ${job.demand.gpuCount} GPU` : ''}`)
   const several = job.replicas.length > 1
   // With several replicas each line names its replica record.
   const which = (replica: string): string => (several ? `${replica}: ` : '')
@@ -103,7 +103,7 @@ function describeJob(job: JobDetail, nowMs: number): string {
   for (const refusal of job.unplaceable) lines.push(`unplaceable ${which(refusal.replica)}in term ${refusal.term}: ${refusal.reason}`)
   if (job.local !== null) {
     const local = job.local
-    lines.push(`here       ${several && local.replica !== undefined ? `${local.replica}: ` : ''}${local.state}${local.pid === null ? '' : `, pid ${local.pid}`}${local.exitCode === null ? '' : `, exit ${local.exitCode}`}${local.reason === null ? '' : ` (${local.reason})`}`)
+    lines.push(`here       ${several && local.replica !== undefined ? `${local.replica}: ` : ''}${local.state}${local.pid === null ? '' : `, pid ${local.pid}`}${local.gpus === undefined ? '' : `, GPUs ${local.gpus.join(',')}`}${local.exitCode === null ? '' : `, exit ${local.exitCode}`}${local.reason === null ? '' : ` (${local.reason})`}`)
   }
   return lines.join('\n')
 }

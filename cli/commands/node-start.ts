@@ -19,6 +19,7 @@ import {
   loadOrCreateIdentity,
   localOffer,
   offeredCapacity,
+  offeredGpus,
   probeMachine,
   type ShuttleStatus,
 } from '../../node/index.ts'
@@ -67,7 +68,7 @@ export function registerNodeStart(program: Command): void {
     .option('--cpu-millis <n>', 'CPU this node offers at most, in thousandths of a core (default and cap: every CPU of the machine)')
     .option('--memory-mib <n>', 'memory this node offers at most, in MiB (default and cap: the machine\'s memory)')
     .option('--disk-mib <n>', 'disk this node offers to jobs at most, in MiB (capped by the data directory\'s free disk at start)', String(100 * 1024))
-    .option('--gpus <n>', 'GPUs this node offers at most (default and cap: every NVIDIA or AMD GPU found)')
+    .option('--gpus <n>', 'GPUs this node offers at most (default and cap: every GPU of the first one\'s model that nvidia-smi lists, else that systeminformation finds, NVIDIA or AMD)')
     .option('--provider <name>', 'provider label', 'local')
     .option('--region <name>', 'region label', 'local')
     .option('--az-id <id>', 'availability-zone id', 'local-1')
@@ -149,11 +150,14 @@ export function registerNodeStart(program: Command): void {
       // The machine's inventory caps what the flags ask to offer (machine-resources.ts).
       const machine = await probeMachine(String(flags.data))
       if (machine.error !== undefined) logger.warn('machine-probe-failed', { error: machine.error })
-      logger.info('machine', { source: machine.source, cpus: machine.cpus, memoryTotalMiB: machine.memoryTotalMiB, memoryAvailableMiB: machine.memoryAvailableMiB, gpus: machine.gpus, graphics: machine.graphics.length, disk: machine.disk })
+      if (machine.gpuProblem !== undefined) logger.warn('gpu-probe-problem', { problem: machine.gpuProblem, fallback: `${machine.gpus.length} GPU(s) from systeminformation` })
+      logger.info('machine', { source: machine.source, cpus: machine.cpus, memoryTotalMiB: machine.memoryTotalMiB, memoryAvailableMiB: machine.memoryAvailableMiB, gpus: machine.gpus, gpuSource: machine.gpuSource, graphics: machine.graphics.length, disk: machine.disk })
       const limit = (flag: string, value: unknown): number => (value === undefined ? Number.POSITIVE_INFINITY : integer(flag, value))
       const capacity = offeredCapacity({ cpuMillis: limit('--cpu-millis', flags.cpuMillis), memoryMiB: limit('--memory-mib', flags.memoryMib), diskMiB: integer('--disk-mib', flags.diskMib), gpuCount: limit('--gpus', flags.gpus) }, machine)
-      const probedGpu = machine.gpus[0]
-      if (gpuModel !== undefined && capacity.gpuCount === 0) logger.warn('gpu-model-ignored', { gpuModel, reason: 'this node offers no GPU' })
+      // The devices jobs get: the offered GPUs' indices (the leader counts them, the runner hands them out).
+      const gpus = offeredGpus(capacity.gpuCount, machine)
+      if (gpuModel !== undefined && gpus.length === 0) logger.warn('gpu-model-ignored', { gpuModel, reason: 'this node offers no GPU' })
+      const probedGpu = gpus[0]
       const gpu = probedGpu === undefined ? undefined : { ...probedGpu, ...(gpuModel !== undefined ? { model: gpuModel } : {}) }
       const shuttle = new Shuttle(
         {
@@ -167,6 +171,7 @@ export function registerNodeStart(program: Command): void {
           syncWrites: flags.syncWrites !== false,
           requestFanout,
           snapshotTransport: snapshotTransport as SnapshotTransportName,
+          gpuDevices: gpus.map((device) => device.index),
           attributes: {
             offer: localOffer({
               capacity,

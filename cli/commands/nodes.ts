@@ -19,7 +19,7 @@ export function registerNodes(program: Command): void {
       `${node.id}${node.self ? ' *' : ''}`,
       node.leader ? 'leader' : node.voter ? 'voter' : 'member',
       `${node.alive ? 'alive' : node.lastHeardAgoMs === null ? 'unheard' : `silent ${Math.round(node.lastHeardAgoMs / 1000)}s`}${node.draining === true ? ', draining' : ''}`,
-      `${node.capacity.cpuMillis}m / ${node.capacity.memoryMiB}Mi`,
+      `${node.capacity.cpuMillis}m / ${node.capacity.memoryMiB}Mi${(node.capacity.gpuCount ?? 0) > 0 ? ` / ${node.capacity.gpuCount} GPU${node.gpu === undefined ? '' : ` ${node.gpu.model}`}` : ''}`,
       node.free === null ? '-' : `${node.free.cpuMillis}m / ${node.free.memoryMiB}Mi`,
       node.running === null ? (node.metrics === undefined ? '-' : String(node.metrics.runningJobs)) : String(node.running),
       node.metrics === undefined ? '-' : `${Math.round(node.metrics.rssBytes / 2 ** 20)}Mi`,

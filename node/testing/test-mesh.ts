@@ -22,6 +22,8 @@ export interface TestMeshOptions {
   args(index: number): string[]
   readyTimeoutMs: number
   leaderTimeoutMs: number
+  /** How every daemon is started (its environment, say); default: as this process. */
+  daemon?: DaemonProcessOptions
 }
 
 export interface TestMesh {
@@ -76,7 +78,7 @@ export function testResources(): TestResources {
       const daemons: Daemon[] = []
       for (let index = 0; index < options.nodes; index++) {
         const bootstrap = daemons.flatMap((daemon) => ['--bootstrap', daemon.address])
-        const daemon = startDaemon(`${options.namePrefix ?? 'd'}${index}`, ['--data', dataDirs[index]!, '--voters', ids.join(','), ...options.args(index), ...bootstrap])
+        const daemon = startDaemon(`${options.namePrefix ?? 'd'}${index}`, ['--data', dataDirs[index]!, '--voters', ids.join(','), ...options.args(index), ...bootstrap], options.daemon)
         daemons.push(daemon)
         await Daemon.waitFor([daemon], () => daemon.ready !== null, options.readyTimeoutMs, `${daemon.name} ready`)
       }
