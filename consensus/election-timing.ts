@@ -41,17 +41,23 @@ export class RoundTrips {
     return entry
   }
 
-  /** A request `key` that `peer` answers went out now. */
+  /**
+   * A request `key` that `peer` answers went out now. A probe unanswered for longer than any round
+   * trip we would count (maxElectionTimeoutMs) is given up as lost: a voter cut off for seconds, that
+   * sent the same pre-vote all along, would otherwise time its first answer after the heal from its
+   * first send and take seconds for a round trip.
+   */
   sent(peer: NodeId, key: string, nowMs: number): void {
     const entry = this.#entry(peer, nowMs)
-    if (entry.probe?.key !== key) entry.probe = { key, sentAtMs: nowMs }
+    if (entry.probe?.key !== key || nowMs - entry.probe.sentAtMs > maxElectionTimeoutMs) entry.probe = { key, sentAtMs: nowMs }
   }
 
-  /** `peer` answered request `key`: one sample, if it was outstanding. */
+  /** `peer` answered request `key`: one sample, if it was outstanding (and not given up as lost). */
   answered(peer: NodeId, key: string, nowMs: number): void {
     const probe = this.#peers.get(peer)?.probe
     if (probe?.key !== key) return
     this.#peers.get(peer)!.probe = null
+    if (nowMs - probe.sentAtMs > maxElectionTimeoutMs) return
     this.sample(peer, nowMs - probe.sentAtMs, nowMs)
   }
 

@@ -51,7 +51,7 @@ const catchUpSlowForMs = 5_000
  * (a stale disk, a voter that fell behind when its leader fails) are the ones that test what a new
  * leader or a restarted node must catch up on before it acts.
  */
-const faultWeights: Partial<Record<FaultKind, number>> = { disk: 2, lag: 3 }
+const faultWeights: Partial<Record<FaultKind, number>> = { disk: 2, lag: 5 }
 
 export class FaultInjector {
   readonly #random: SeededRandom

@@ -38,12 +38,12 @@ describe('simulation under chaos', () => {
   }, 300_000)
 
   // Each planted bug on fixed seeds of the chaos settings above, with the invariant that must catch it.
-  // Not every seed catches skip-barrier and reused-origin-seq at these short settings (4 and 4 of
+  // Not every seed catches skip-barrier and reused-origin-seq at these short settings (5 and 7 of
   // seeds 1-10 measured; a 30 s run has about one lag: bench/RESULTS.md): these seeds do, and must
   // go on doing so.
   const planted: { broken: SimOptions['broken']; seeds: number[]; invariants: string[] }[] = [
     { broken: 'uncommitted-start', seeds: [1, 2], invariants: ['start-only-committed'] },
-    { broken: 'skip-barrier', seeds: [2, 5], invariants: ['committed-survives-leader-change', 'acknowledged-job-survives'] },
+    { broken: 'skip-barrier', seeds: [1, 2], invariants: ['committed-survives-leader-change', 'acknowledged-job-survives'] },
     { broken: 'uncommitted-committee', seeds: [1, 3], invariants: ['committee-agreement'] },
     { broken: 'reused-origin-seq', seeds: [4], invariants: ['ack-needs-majority', 'no-acknowledged-job-lost'] },
   ]
