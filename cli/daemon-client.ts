@@ -2,45 +2,20 @@
 // or else the daemon of a data directory (its addresses.json; --data, default $FABRIC_DATA or
 // ~/.fabric), through a client libp2p host of their own (--key FILE, else the data directory's
 // client.key that `fabric join` made, else an ephemeral key). Maps what can go wrong on the way to
-// UserError with a hint.
+// UserError with a hint. The commands load it when they run (the flags are connect-options.ts):
+// it imports the client modules themselves, not node/index.ts, which would bring the whole daemon.
 import type { Libp2p } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { existsSync } from 'node:fs'
-import type { Command } from 'commander'
-import {
-  AddressesFileError,
-  ClientConnectionError,
-  ClientRequestError,
-  IdentityFileError,
-  createClientHost,
-  loadOrCreateKeyFile,
-  pinMeshId,
-  meshIdPattern,
-  readAddressesFile,
-  type ClientErrorCode,
-} from '../node/index.ts'
-import { clientKeyPath, defaultDataDir } from './data-dir.ts'
+import { AddressesFileError, readAddressesFile } from '../node/addresses-file.ts'
+import { ClientConnectionError, ClientRequestError, pinMeshId } from '../node/client-connection.ts'
+import { createClientHost } from '../node/client-host.ts'
+import { meshIdPattern, type ClientErrorCode } from '../node/client-wire.ts'
+import { IdentityFileError, loadOrCreateKeyFile } from '../node/identity.ts'
+import type { ConnectFlags } from './connect-options.ts'
+import { clientKeyPath } from './data-dir.ts'
 import { positiveInteger } from './parse.ts'
 import { UserError } from './user-error.ts'
-
-export const defaultRequestTimeoutMs = 60_000
-
-export interface ConnectFlags {
-  node?: string
-  data: string
-  mesh?: string
-  key?: string
-  timeout: string
-}
-
-export function addConnectOptions(command: Command): Command {
-  return command
-    .option('--node <multiaddr>', 'the daemon to ask (default: the one running on --data)')
-    .option('--data <dir>', 'data directory of the local daemon to ask (its addresses.json)', defaultDataDir())
-    .option('--key <file>', 'client key file (Ed25519; created if missing); default: DATA/client.key from `fabric join` if present, else a fresh key per call')
-    .option('--mesh <id>', 'the mesh id (genesis SHA-256) requests are signed for; default: $FABRIC_MESH, else the local daemon\'s, else the one the daemon asked names (trusted on first use)')
-    .option('--timeout <ms>', 'give up on an answer after this long (not for logs -f)', String(defaultRequestTimeoutMs))
-}
 
 export interface DaemonSession {
   libp2p: Libp2p

@@ -1,7 +1,10 @@
 // The `fabric` command tree: every command registered, parsed, errors mapped to exit codes (user
 // errors exit 1 with a hint, anything else is a bug and exits 2). Loaded by main.ts.
+// Registering a command (name, flags, help) loads commander and small modules only; its action
+// imports what it runs when it runs (`await import(...)`), so `fabric --help` and a command's --help
+// load no libp2p, Automerge or zod (cli/lazy-loading.test.ts checks it).
 import { flushCompileCache } from 'node:module'
-import { Command } from 'commander'
+import { Command, Help } from 'commander'
 import { registerSim } from './commands/sim.ts'
 import { registerBench } from './commands/bench.ts'
 import { registerPlan } from './commands/plan.ts'
@@ -29,7 +32,14 @@ program
       'Every machine runs the same daemon (the Shuttle); a committee elects a leader that places jobs.',
   )
   .showHelpAfterError('(run with --help for usage)')
-  .configureHelp({ sortSubcommands: true })
+  .configureHelp({
+    // Subcommands sorted by code point rather than by commander's sortSubcommands: its localeCompare
+    // loads ICU's collator on first use, 10-20 ms of a `fabric --help`; for these lowercase ASCII
+    // names the order is the same. Subcommands inherit this when they are created.
+    visibleCommands(command: Command): Command[] {
+      return Help.prototype.visibleCommands.call(this, command).sort((a, b) => (a.name() < b.name() ? -1 : a.name() > b.name() ? 1 : 0))
+    },
+  })
 
 registerSim(program)
 registerBench(program)

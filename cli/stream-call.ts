@@ -3,7 +3,8 @@
 // against its kind's schema and returned, an error frame throws like clientCall's.
 import type { Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { ClientConnectionError, ClientRequestError, clientFrames, decodeClientResult, type ClientRequestBody, type ClientResponse, type ClientResult } from '../node/index.ts'
+import { ClientConnectionError, ClientRequestError, clientFrames } from '../node/client-connection.ts'
+import { decodeClientResult, type ClientRequestBody, type ClientResponse, type ClientResult } from '../node/client-wire.ts'
 
 export type StreamedFrame = Extract<ClientResponse, { type: 'progress' | 'moved' }>
 

@@ -2,7 +2,7 @@
 // schemas of their answers, spread into client-wire.ts's tables. Kept apart so that the client
 // protocol's own file only names them; the envelope (version, ids, signature) comes from there.
 import { z } from 'zod'
-import { invitableRoles } from './invite-token.ts'
+import { invitableRoles } from './invite-terms.ts'
 
 export const admissionWireLimits = {
   maxPeerIdLength: 128,

@@ -6,7 +6,8 @@ import { dirname, join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
-import { asNodeId, type NodeId } from '../consensus/index.ts'
+// consensus/types.ts, not the barrel: every CLI call loads this file and should not load Automerge with it.
+import { asNodeId, type NodeId } from '../consensus/types.ts'
 
 export const identityFileName = 'identity.key'
 /** A protobuf-wrapped Ed25519 key is 68 bytes; anything far larger is not a key file of ours. */

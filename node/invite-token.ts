@@ -9,21 +9,10 @@ import { randomBytes } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
+import { invitableRoles, inviteLimits, type InvitableRole } from './invite-terms.ts'
 
 export const inviteTokenPrefix = 'fabric-invite-1.'
-/** Roles an invite may grant ('revoked' is never invited). */
-export const invitableRoles = ['node', 'admin', 'submitter', 'viewer'] as const
-export type InvitableRole = (typeof invitableRoles)[number]
-
-export const inviteLimits = {
-  /** A whole token; a few bootstrap addresses make it some hundreds of characters. */
-  maxTokenChars: 4_096,
-  maxBootstrapAddresses: 8,
-  maxAddressChars: 512,
-  /** An invite outliving this is refused when made (a lost token stays dangerous only so long). */
-  maxTtlMs: 30 * 24 * 60 * 60 * 1_000,
-  nonceBytes: 16,
-} as const
+export { invitableRoles, inviteLimits, type InvitableRole } from './invite-terms.ts'
 
 /** What the signature covers is prefixed with this, so no other signed Fabric message can pass as an invite. */
 const signingContext = new TextEncoder().encode('fabric-invite/1\n')

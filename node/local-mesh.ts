@@ -10,16 +10,11 @@ import { join } from 'node:path'
 import { Daemon, agreedLeader } from './daemon-process.ts'
 import type { PeerConfig } from '../consensus/index.ts'
 import { loadOrCreateIdentity } from './identity.ts'
+import { localMeshRequestFanout, maxLocalMeshNodes } from './local-mesh-limits.ts'
 
-/** Daemons one local mesh may start (each is a Node process of some 100 MB). */
-export const maxLocalMeshNodes = 32
+export { localMeshRequestFanout, maxLocalMeshNodes } from './local-mesh-limits.ts'
 /** How long a daemon may take to print its ready line (a loaded machine starts Node slowly). */
 export const daemonReadyTimeoutMs = 30_000
-/**
- * Where a local mesh's daemons send a request first (their --request-fanout): they share this
- * machine's cores, so the fewer that decode a request at once, the sooner the leader places it.
- */
-export const localMeshRequestFanout: PeerConfig['requestFanout'] = 'majority'
 /** After SIGTERM, how long a daemon has to stop before it is SIGKILLed. */
 export const stopGraceMs = 5_000
 

@@ -15,6 +15,8 @@ import { createClientHost } from './client-host.ts'
 import { LocalMesh } from './local-mesh.ts'
 import { CommitWatch, sleep, timeOneAtATime, timePaced, timeSaturated, type PhaseContext } from './mesh-bench-phases.ts'
 
+export { defaultPacedRatePerSec } from './mesh-bench-defaults.ts'
+
 export interface MeshBenchOptions {
   nodes: number
   /** Submissions in each of the paced and the saturated phases. */
@@ -35,13 +37,6 @@ export interface MeshBenchOptions {
   /** Progress lines (stderr in the CLI: stdout carries the one JSON object). */
   progress?(line: string): void
 }
-
-/**
- * The paced phase's default rate: on the 2-vCPU machine of bench/RESULTS.md, where five daemons share
- * two cores, the highest rate that met the latency goals with a margin in every run (its table has
- * the other rates; the mesh saturates at 25-30 per second in an open loop there).
- */
-export const defaultPacedRatePerSec = 10
 
 /** Goals of issue C (Bacalhau measured 630 ms per job). */
 export const meshBenchGoals = { submitToCommitP50Ms: 30, submitToCommitP99Ms: 100, failoverToPlacingP99Ms: 1_000, idleRssMiB: 150 } as const

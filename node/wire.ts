@@ -6,7 +6,9 @@
 // anything reaches the core; a refusal is a value with a reason, never an exception.
 import { z } from 'zod'
 import { decodeCbor, encodeCbor } from '../codec/index.ts'
-import { maxElectionTimeoutMs, type CapacityGossip, type PeerMessage } from '../consensus/index.ts'
+import type { CapacityGossip, PeerMessage } from '../consensus/index.ts'
+// The leaf module, not the consensus barrel: the CLI decodes client answers with this file and should not load Automerge for it.
+import { maxElectionTimeoutMs } from '../consensus/election-timing.ts'
 
 // ---- Named limits (STYLE: every message has a maximum)
 

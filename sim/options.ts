@@ -1,6 +1,7 @@
 // What one simulation run is made of: cluster size, timing, faults, workload. One seed draws
 // every random choice of a run, so a run is fully described by these options plus its seed.
-import { defaultPeerTiming, type BrokenVariant } from '../consensus/index.ts'
+// consensus/types.ts, not the consensus barrel: `fabric sim --help` shows these defaults without loading Automerge.
+import { defaultPeerTiming, type BrokenVariant } from '../consensus/types.ts'
 import type { NodeOffer, Workload } from '../placement/index.ts'
 
 export const allFaults = ['partition', 'oneway', 'crash', 'pause', 'disk', 'lag', 'loss', 'reorder', 'duplicate', 'drift', 'slow', 'byzantine'] as const

@@ -1,24 +1,13 @@
 // Admission commands, in the order an operator uses them: `fabric admin key` (the mesh's admin key),
 // `fabric invite` (a token signed by it), `fabric join` (a client uses an invite), `fabric admit`
 // and `fabric revoke` (an admin's signed requests), `fabric mesh` (the mesh id, admin and admitted
-// peers). Flags are parsed here; tokens, joins and requests live in node/.
+// peers). Flags are parsed here; tokens, joins and requests live in node/ and are loaded when a
+// command runs.
 import { existsSync } from 'node:fs'
 import type { Command } from 'commander'
-import {
-  IdentityFileError,
-  JoinFailedError,
-  JoinRefusedError,
-  adminIdOf,
-  clientCall,
-  createInvite,
-  decodeInvite,
-  invitableRoles,
-  inviteLimits,
-  joinMesh,
-  loadOrCreateKeyFile,
-  type InvitableRole,
-} from '../../node/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { invitableRoles, inviteLimits, type InvitableRole } from '../../node/invite-terms.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 import { clientKeyPath, defaultDataDir } from '../data-dir.ts'
 import { positiveInteger } from '../parse.ts'
 import { renderTable } from '../table.ts'
@@ -59,11 +48,12 @@ export function registerAdmission(program: Command): void {
     const role = parseRole(flags.role)
     const ttlMs = parseDuration(flags.ttl)
     const key = await loadKey(flags.adminKey, '--admin-key', true)
+    const { adminIdOf, createInvite } = await import('../../node/invite-token.ts')
     const adminId = adminIdOf(key.privateKey)
     let meshId = flags.mesh
     let bootstrap = flags.bootstrap
     if (meshId === undefined) {
-      const mesh = await withDaemon({ ...flags, key: flags.adminKey }, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'mesh' }, { signal }))
+      const mesh = await askDaemon({ ...flags, key: flags.adminKey }, { kind: 'mesh' })
       if (mesh.admin === null) throw new UserError('the mesh asked is open (it has no admin key): every peer may join it without an invite')
       if (mesh.admin !== adminId) throw new UserError(`${flags.adminKey} is the key of ${adminId}, but the mesh's admin is ${mesh.admin}`)
       meshId = mesh.meshId
@@ -90,6 +80,7 @@ export function registerAdmission(program: Command): void {
     .option('--timeout <ms>', 'give up after this long', '60000')
     .option('--json', 'print {"meshId", "role", "clientId", "keyFile", "admittedBy", "via"} as JSON')
     .action(async (token: string, flags: { data: string; key?: string; bootstrap: string[]; timeout: string; json?: boolean }) => {
+      const [{ decodeInvite }, { joinMesh, JoinFailedError, JoinRefusedError }] = await Promise.all([import('../../node/invite-token.ts'), import('../../node/join-client.ts')])
       const decoded = decodeInvite(token)
       if (!decoded.ok) throw new UserError(decoded.reason, 'copy the whole token that `fabric invite` printed')
       if (decoded.invite.role === 'node') throw new UserError('this invite admits a node, not a client', 'start the node with `fabric node start --invite TOKEN`')
@@ -116,7 +107,7 @@ export function registerAdmission(program: Command): void {
       .option('--json', 'print {"peerId", "role"} as JSON'),
   ).action(async (peerId: string, flags: ConnectFlags & { role: string; adminKey?: string; json?: boolean }) => {
     const role = parseRole(flags.role)
-    const result = await withDaemon(withAdminKey(flags), ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'admit', peerId, role }, { signal }))
+    const result = await askDaemon(withAdminKey(flags), { kind: 'admit', peerId, role })
     if (flags.json === true) return console.log(JSON.stringify(result))
     console.log(`${result.peerId} is admitted as ${result.role}`)
   })
@@ -129,7 +120,7 @@ export function registerAdmission(program: Command): void {
       .option('--admin-key <file>', 'the admin key file (default: --key, or DATA/client.key of an admitted admin)')
       .option('--json', 'print {"peerId"} as JSON'),
   ).action(async (peerId: string, flags: ConnectFlags & { adminKey?: string; json?: boolean }) => {
-    const result = await withDaemon(withAdminKey(flags), ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'revoke', peerId }, { signal }))
+    const result = await askDaemon(withAdminKey(flags), { kind: 'revoke', peerId })
     if (flags.json === true) return console.log(JSON.stringify(result))
     console.log(`${result.peerId} is revoked`)
   })
@@ -140,7 +131,7 @@ export function registerAdmission(program: Command): void {
       .description('Show the mesh id, its admin key and the admitted peers')
       .option('--json', 'print the answer as JSON'),
   ).action(async (flags: ConnectFlags & { json?: boolean }) => {
-    const mesh = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'mesh' }, { signal }))
+    const mesh = await askDaemon(flags, { kind: 'mesh' })
     if (flags.json === true) return console.log(JSON.stringify(mesh, null, 2))
     console.log(`mesh ${mesh.meshId}`)
     console.log(mesh.admin === null ? 'open mesh (no admin key): every peer acts as admin' : `admin ${mesh.admin}`)
@@ -156,6 +147,7 @@ function withAdminKey<T extends ConnectFlags & { adminKey?: string }>(flags: T):
 
 async function loadKey(path: string, flag: string, mustExist: boolean) {
   if (mustExist && !existsSync(path)) throw new UserError(`${flag}: no key file at ${path}`, 'make the admin key once with `fabric admin key --out FILE`')
+  const { IdentityFileError, loadOrCreateKeyFile } = await import('../../node/identity.ts')
   try {
     return await loadOrCreateKeyFile(path)
   } catch (error) {

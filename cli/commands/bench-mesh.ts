@@ -2,7 +2,8 @@
 // latency (one at a time, paced, saturated), jobs/s, leader SIGKILL -> placing again, and idle RSS
 // (node/mesh-bench.ts). Progress goes to stderr; stdout carries one JSON object.
 import type { Command } from 'commander'
-import { defaultPacedRatePerSec, localMeshRequestFanout, maxLocalMeshNodes, runMeshBench } from '../../node/index.ts'
+import { localMeshRequestFanout, maxLocalMeshNodes } from '../../node/local-mesh-limits.ts'
+import { defaultPacedRatePerSec } from '../../node/mesh-bench-defaults.ts'
 import { integer, positiveInteger } from '../parse.ts'
 import { UserError } from '../user-error.ts'
 
@@ -25,6 +26,7 @@ export function registerBenchMesh(bench: Command): void {
       if (nodes < 3 || nodes > maxLocalMeshNodes) throw new UserError(`--nodes must be 3 to ${maxLocalMeshNodes}, got ${nodes}`, 'a leader must survive losing one node')
       const requestFanout = flags.requestFanout
       if (requestFanout !== 'all-voters' && requestFanout !== 'majority') throw new UserError(`--request-fanout must be all-voters or majority, got "${requestFanout}"`)
+      const { runMeshBench } = await import('../../node/mesh-bench.ts')
       const result = await runMeshBench({
         nodes,
         jobs: positiveInteger('--jobs', flags.jobs),

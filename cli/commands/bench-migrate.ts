@@ -1,7 +1,6 @@
 // `fabric bench migrate`: downtime of moving a running job between two nodes on this machine
 // (checkpoint, pack, transfer over loopback libp2p, write out, restore), per phase. Prints JSON.
 import type { Command } from 'commander'
-import { benchMigrate } from '../../node/bench-migrate.ts'
 import { positiveInteger } from '../parse.ts'
 import { UserError } from '../user-error.ts'
 
@@ -14,6 +13,7 @@ export function registerBenchMigrate(bench: Command): void {
     .option('--json', 'print JSON (always on; kept for symmetry)')
     .action(async (flags: { runtime: string; memoryMib: string }) => {
       if (flags.runtime !== 'docker' && flags.runtime !== 'process') throw new UserError(`--runtime must be docker or process, got "${flags.runtime}"`)
+      const { benchMigrate } = await import('../../node/bench-migrate.ts')
       const result = await benchMigrate({ runtime: flags.runtime, memoryMiB: positiveInteger('--memory-mib', flags.memoryMib), nowMs: () => performance.now() })
       console.log(JSON.stringify(result))
     })

@@ -1,8 +1,7 @@
 // `fabric bench sim` and `fabric bench gossip`: simulator speed, failover and gossip convergence.
 import type { Command } from 'commander'
-import { GossipMesh, SeededRandom, SimNetwork, coverageTimeMs, defaultSimOptions, percentile, runSeeds, speedupOf, summarize } from '../../sim/index.ts'
+import { defaultSimOptions } from '../../sim/options.ts'
 import { integer, parseLatencyRange } from '../parse.ts'
-import { simOptionsFromFlags } from '../sim-flags.ts'
 
 export function registerBenchSim(bench: Command): void {
   bench
@@ -19,6 +18,7 @@ export function registerBenchSim(bench: Command): void {
     .option('--workers <n>', 'worker threads', '1')
     .option('--json', 'print JSON (always on; kept for symmetry)')
     .action(async (flags: Record<string, string>) => {
+      const [{ simOptionsFromFlags }, { runSeeds, speedupOf, summarize }] = await Promise.all([import('../sim-flags.ts'), import('../../sim/index.ts')])
       const options = simOptionsFromFlags(flags)
       const { faults, electionTimeoutMs, linkLatencyMinMs, linkLatencyMaxMs } = options
       const seeds = Array.from({ length: integer('--seeds', flags.seeds) }, (_, index) => index + 1)
@@ -62,7 +62,8 @@ export function registerBenchSim(bench: Command): void {
     .option('--loss <rate>', 'per-hop loss (repaired a heartbeat later, as IHAVE/IWANT does)', '0')
     .option('--seed <s>', 'seed', '1')
     .option('--json', 'print JSON (always on)')
-    .action((flags: Record<string, string>) => {
+    .action(async (flags: Record<string, string>) => {
+      const { GossipMesh, SeededRandom, SimNetwork, coverageTimeMs, percentile } = await import('../../sim/index.ts')
       const nodes = integer('--nodes', flags.nodes)
       const [linkLatencyMinMs, linkLatencyMaxMs] = parseLatencyRange(flags.latency ?? '20-50')
       const random = new SeededRandom(integer('--seed', flags.seed))

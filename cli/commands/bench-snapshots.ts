@@ -2,8 +2,7 @@
 // processes): one holder against a raw stream, two holders against one, and the bytes a second
 // checkpoint of a barely changed memory image costs. Prints one JSON object (the last line).
 import type { Command } from 'commander'
-import { benchSnapshots } from '../../snapshots/index.ts'
-import { snapshotTransportNames, type SnapshotTransportName } from '../../snapshots/transport.ts'
+import type { SnapshotTransportName } from '../../snapshots/transport.ts'
 import { UserError } from '../user-error.ts'
 import { positiveInteger } from '../parse.ts'
 
@@ -19,6 +18,7 @@ export function registerBenchSnapshots(bench: Command): void {
     .option('--link-mbps <megabytes>', 'pace each holder\'s sending to this many MB/s (megabytes), as if each had its own link of that speed; default unpaced')
     .option('--json', 'print only the JSON object')
     .action(async (options: { memoryMib: string; changedPercent: string; runs: string; workDir?: string; transport: string; linkMbps?: string; json?: boolean }) => {
+      const [{ benchSnapshots }, { snapshotTransportNames }] = await Promise.all([import('../../snapshots/index.ts'), import('../../snapshots/transport.ts')])
       if (!snapshotTransportNames.includes(options.transport as SnapshotTransportName)) {
         throw new UserError(`--transport must be one of ${snapshotTransportNames.join(', ')}, got "${options.transport}"`)
       }

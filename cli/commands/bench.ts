@@ -5,6 +5,7 @@ import { registerBenchSim } from './bench-sim.ts'
 import { registerBenchSnapshots } from './bench-snapshots.ts'
 import { registerBenchMigrate } from './bench-migrate.ts'
 import { registerBenchMesh } from './bench-mesh.ts'
+import { registerBenchCli } from './bench-cli.ts'
 
 export function registerBench(program: Command): void {
   const bench = program
@@ -15,4 +16,5 @@ export function registerBench(program: Command): void {
   registerBenchSnapshots(bench)
   registerBenchMigrate(bench)
   registerBenchMesh(bench)
+  registerBenchCli(bench)
 }

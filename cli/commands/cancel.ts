@@ -1,8 +1,8 @@
 // `fabric cancel ID`: cancels every replica of a job, on any node. Printed once the cancel is durable
 // on a majority of voters; the nodes running the job then stop it (its whole process tree).
 import type { Command } from 'commander'
-import { clientCall } from '../../node/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 
 export function registerCancel(program: Command): void {
   addConnectOptions(
@@ -12,7 +12,7 @@ export function registerCancel(program: Command): void {
       .argument('<id>', 'job id (a job of several replicas is cancelled whole)')
       .option('--json', 'print {"jobId": ...}'),
   ).action(async (jobId: string, flags: ConnectFlags & { json?: boolean }) => {
-    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'cancel', jobId }, { signal }))
+    const result = await askDaemon(flags, { kind: 'cancel', jobId })
     console.log(flags.json === true ? JSON.stringify(result) : `cancelled ${result.jobId} (durable on a majority of voters; its runners stop it)`)
   })
 }

@@ -3,10 +3,10 @@
 // follows each phase, and once the document records the snapshot its CID, size, chunks and holders
 // are printed. `fabric snapshots ID`: the snapshots the document records for the job.
 import type { Command } from 'commander'
-import { clientCall, type SnapshotView } from '../../node/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import type { SnapshotView } from '../../node/client-wire.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 import { ProgressBar, formatBytes } from '../progress-bar.ts'
-import { streamCall } from '../stream-call.ts'
 import { ago, renderTable, shortId } from '../table.ts'
 
 function snapshotTable(snapshots: readonly SnapshotView[], nowMs: number): string {
@@ -30,6 +30,7 @@ export function registerCheckpoint(program: Command): void {
       .argument('<id>', 'job id (every running replica is checkpointed)')
       .option('--json', 'progress events and then the result as JSON lines on stdout (no progress bar)'),
   ).action(async (jobId: string, flags: ConnectFlags & { json?: boolean }) => {
+    const [{ withDaemon }, { streamCall }] = await Promise.all([import('../daemon-client.ts'), import('../stream-call.ts')])
     const json = flags.json === true
     const bar = new ProgressBar()
     const result = await withDaemon(flags, ({ libp2p, target, signal }) =>
@@ -50,7 +51,7 @@ export function registerCheckpoint(program: Command): void {
       .argument('<id>', 'job id')
       .option('--json', 'print the listing as JSON'),
   ).action(async (jobId: string, flags: ConnectFlags & { json?: boolean }) => {
-    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'snapshots', jobId }, { signal }))
+    const result = await askDaemon(flags, { kind: 'snapshots', jobId })
     if (flags.json === true) return console.log(JSON.stringify(result, null, 2))
     if (result.snapshots.length === 0) return console.log(`job ${result.jobId} has no snapshot yet (\`fabric checkpoint ${result.jobId}\` takes one)`)
     console.log(snapshotTable(result.snapshots, Date.now()))

@@ -1,7 +1,6 @@
 // `fabric demo` (the README's main command, `npm start`): a local mesh on loopback, jobs placed and
 // run, the leader SIGKILLed, jobs still finishing; see cli/demo-tour.ts. Ctrl-C stops the mesh too.
 import type { Command } from 'commander'
-import { DemoAbortedError, runDemo } from '../demo-tour.ts'
 import { positiveInteger } from '../parse.ts'
 import { UserError } from '../user-error.ts'
 
@@ -16,6 +15,7 @@ export function registerDemo(program: Command): void {
       const nodes = positiveInteger('--nodes', flags.nodes)
       if (nodes < 3 || nodes > 7) throw new UserError(`--nodes must be 3 to 7, got ${nodes}`, 'a leader must survive losing one node: 3 is the smallest such mesh')
       const jobSeconds = positiveInteger('--job-seconds', flags.jobSeconds)
+      const { DemoAbortedError, runDemo } = await import('../demo-tour.ts')
       const interrupted = new AbortController()
       const onSignal = (): void => {
         console.log('interrupted: stopping the mesh')

@@ -2,7 +2,6 @@
 // engine, cgroups, PID namespaces, GPUs, and what follows for each runtime. A report, not a gate:
 // it exits 0 whatever it finds (the logic lives in runtime/node-capabilities.ts).
 import type { Command } from 'commander'
-import { probeNodeCapabilities, renderCapabilities } from '../../runtime/index.ts'
 
 export function registerDoctor(program: Command): void {
   program
@@ -12,6 +11,7 @@ export function registerDoctor(program: Command): void {
     .option('--docker-socket <path>', "the Docker engine's Unix socket (default: DOCKER_HOST or /var/run/docker.sock)")
     .option('--criu <path>', 'the CRIU binary (default: criu on PATH)')
     .action(async (flags: { json?: boolean; dockerSocket?: string; criu?: string }) => {
+      const { probeNodeCapabilities, renderCapabilities } = await import('../../runtime/index.ts')
       const report = await probeNodeCapabilities({
         ...(flags.dockerSocket !== undefined ? { dockerSocket: flags.dockerSocket } : {}),
         ...(flags.criu !== undefined ? { criuPath: flags.criu } : {}),

@@ -3,11 +3,11 @@
 // or afresh). Prints each job as it moves and a summary once all did (or --wait ran out).
 // `fabric undrain NODE` lets the node take work again (what moved stays where it went).
 import type { Command } from 'commander'
-import { clientCall, clientWireLimits, type MovedView } from '../../node/index.ts'
+import type { MovedView } from '../../node/client-wire.ts'
 import { UserError } from '../user-error.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 import { positiveInteger } from '../parse.ts'
-import { streamCall } from '../stream-call.ts'
 import { shortId } from '../table.ts'
 
 export const defaultDrainWaitMs = 120_000
@@ -34,6 +34,7 @@ export function registerDrain(program: Command): void {
       .option('--wait <ms>', 'how long to wait for its jobs to move', String(defaultDrainWaitMs))
       .option('--json', 'each move and then the result as JSON lines'),
   ).action(async (nodeId: string, flags: ConnectFlags & { wait: string; json?: boolean }) => {
+    const [{ clientWireLimits }, { withDaemon }, { streamCall }] = await Promise.all([import('../../node/client-wire.ts'), import('../daemon-client.ts'), import('../stream-call.ts')])
     const waitMs = positiveInteger('--wait', flags.wait)
     const json = flags.json === true
     if (waitMs > clientWireLimits.maxMoveWaitMs) throw new UserError(`--wait may be at most ${clientWireLimits.maxMoveWaitMs} ms, got ${waitMs}`)
@@ -57,7 +58,7 @@ export function registerDrain(program: Command): void {
       .argument('<node>', 'the drained node (a peer id)')
       .option('--json', 'print {"nodeId": ...}'),
   ).action(async (nodeId: string, flags: ConnectFlags & { json?: boolean }) => {
-    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'undrain', nodeId }, { signal }))
+    const result = await askDaemon(flags, { kind: 'undrain', nodeId })
     console.log(flags.json === true ? JSON.stringify(result) : `${result.nodeId} takes new work again (durable on a majority of voters)`)
   })
 }

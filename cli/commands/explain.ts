@@ -2,9 +2,8 @@
 // and why, the scores, the winners and the price paid. Only the leader remembers its rounds (its
 // last 32); any node asked passes the question on to it.
 import type { Command } from 'commander'
-import { clientCall } from '../../node/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
-import { renderExplanationView } from '../explanation.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 
 export function registerExplain(program: Command): void {
   addConnectOptions(
@@ -14,8 +13,9 @@ export function registerExplain(program: Command): void {
       .argument('<id>', 'job id')
       .option('--json', 'print the explain record as JSON'),
   ).action(async (jobId: string, flags: ConnectFlags & { json?: boolean }) => {
-    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'explain', jobId }, { signal }))
+    const result = await askDaemon(flags, { kind: 'explain', jobId })
     if (flags.json === true) return console.log(JSON.stringify(result, null, 2))
+    const { renderExplanationView } = await import('../explanation.ts')
     console.log(renderExplanationView(result.explanation))
     console.log(`(decided by leader ${result.answeredBy} in term ${result.term})`)
   })

@@ -3,8 +3,9 @@
 // A job of several replicas is one entry: its state is its slowest replica's, and `job ID` lists
 // every replica (`ID#0`, `ID#1`, ...), which `job ID#r` shows alone.
 import type { Command } from 'commander'
-import { clientCall, type JobDetail, type JobSummary } from '../../node/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import type { JobDetail, JobSummary } from '../../node/client-wire.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 import { positiveInteger } from '../parse.ts'
 import { ago, renderTable, shortId } from '../table.ts'
 
@@ -17,7 +18,7 @@ export function registerJobs(program: Command): void {
       .option('--json', 'print the listing as JSON'),
   ).action(async (flags: ConnectFlags & { limit: string; json?: boolean }) => {
     const limit = Math.min(positiveInteger('--limit', flags.limit), 1_000)
-    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'jobs', limit }, { signal }))
+    const result = await askDaemon(flags, { kind: 'jobs', limit })
     if (flags.json === true) return console.log(JSON.stringify(result, null, 2))
     const now = Date.now()
     console.log(renderTable(['ID', 'NAME', 'STATE', 'REPLICAS', 'NODE', 'SUBMITTED', 'EXIT'], result.jobs.map((job) => summaryRow(job, now))))
@@ -31,7 +32,7 @@ export function registerJobs(program: Command): void {
       .argument('<id>', 'job id (as printed by fabric submit or fabric jobs)')
       .option('--json', 'print the job as JSON'),
   ).action(async (jobId: string, flags: ConnectFlags & { json?: boolean }) => {
-    const job = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'job', jobId }, { signal }))
+    const job = await askDaemon(flags, { kind: 'job', jobId })
     console.log(flags.json === true ? JSON.stringify(job, null, 2) : describeJob(job, Date.now()))
   })
 }

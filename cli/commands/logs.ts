@@ -2,8 +2,7 @@
 // the job passes the request on to the one that did). With -f it streams until the job ends.
 // stdout of the job goes to stdout, its stderr to stderr (or, with --json, one JSON line per chunk).
 import type { Command } from 'commander'
-import { clientFrames, ClientRequestError, logStreams } from '../../node/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 import { UserError } from '../user-error.ts'
 
 interface LogsFlags extends ConnectFlags {
@@ -22,6 +21,7 @@ export function registerLogs(program: Command): void {
       .option('--stream <which>', 'stdout, stderr or both', 'both')
       .option('--json', 'one JSON line per chunk: {"stream","offsetBytes","text"}'),
   ).action(async (jobId: string, flags: LogsFlags) => {
+    const [{ logStreams }, { clientFrames, ClientRequestError }, { withDaemon }] = await Promise.all([import('../../node/client-wire.ts'), import('../../node/client-connection.ts'), import('../daemon-client.ts')])
     const stream = flags.stream
     if (!(logStreams as readonly string[]).includes(stream)) throw new UserError(`--stream must be stdout, stderr or both, got "${stream}"`)
     const follow = flags.follow === true

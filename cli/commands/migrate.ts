@@ -5,11 +5,9 @@
 // node is in, is refused. With --follow it then prints each copy as it moves, with a progress bar of
 // the target's fetch and restore.
 import type { Command } from 'commander'
-import { clientWireLimits } from '../../node/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 import { positiveInteger } from '../parse.ts'
 import { ProgressBar } from '../progress-bar.ts'
-import { streamCall } from '../stream-call.ts'
 import { UserError } from '../user-error.ts'
 import { describeMove } from './drain.ts'
 
@@ -35,6 +33,7 @@ export function registerMigrate(program: Command): void {
       .option('--wait <ms>', 'with --follow: how long to wait for the move', '120000')
       .option('--json', 'print {"jobId": ..., "to": ...} (with --follow: progress and moves as JSON lines first)'),
   ).action(async (jobId: string, flags: MigrateFlags) => {
+    const [{ clientWireLimits }, { withDaemon }, { streamCall }] = await Promise.all([import('../../node/client-wire.ts'), import('../daemon-client.ts'), import('../stream-call.ts')])
     const to = flags.to ?? null
     if (to !== null && (flags.provider !== undefined || flags.region !== undefined)) throw new UserError('give either --to NODE or --provider/--region, not both', '--to picks the node; --provider and --region let the auction pick among the nodes there')
     for (const [flag, value] of [['--provider', flags.provider], ['--region', flags.region]] as const) if (value !== undefined && value.trim() === '') throw new UserError(`${flag} must not be empty`)

@@ -1,8 +1,8 @@
 // `fabric node status`: what one daemon says of itself: role, term, the leader it follows, its
 // cluster document's heads and job records, and what it refused or dropped (per layer counters).
 import type { Command } from 'commander'
-import { clientCall } from '../../node/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 
 export function registerNodeStatus(program: Command): void {
   const node = program.commands.find((command) => command.name() === 'node') ?? program.command('node').description('Run and inspect the Shuttle daemon on this machine')
@@ -12,7 +12,7 @@ export function registerNodeStatus(program: Command): void {
       .description("A daemon's role, term, leader, document heads and refusal counters")
       .option('--json', 'print the answer as JSON'),
   ).action(async (flags: ConnectFlags & { json?: boolean }) => {
-    const status = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'status' }, { signal }))
+    const status = await askDaemon(flags, { kind: 'status' })
     if (flags.json === true) return console.log(JSON.stringify(status, null, 2))
     console.log(`node       ${status.nodeId}`)
     console.log(`role       ${status.role} in term ${status.term}${status.readyLeader ? ' (placing)' : ''}`)

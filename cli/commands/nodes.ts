@@ -2,8 +2,8 @@
 // daemon hears of each node (alive, free resources, running jobs, memory and load from the metrics
 // topic), and who leads in which term.
 import type { Command } from 'commander'
-import { clientCall } from '../../node/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 import { renderTable } from '../table.ts'
 
 export function registerNodes(program: Command): void {
@@ -13,7 +13,7 @@ export function registerNodes(program: Command): void {
       .description('List the nodes of the mesh: role, liveness as the asked daemon hears it, capacity, free resources, memory (RSS) and 1-minute load')
       .option('--json', 'print the listing as JSON'),
   ).action(async (flags: ConnectFlags & { json?: boolean }) => {
-    const { nodes } = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'nodes' }, { signal }))
+    const { nodes } = await askDaemon(flags, { kind: 'nodes' })
     if (flags.json === true) return console.log(JSON.stringify(nodes, null, 2))
     const rows = nodes.map((node) => [
       `${node.id}${node.self ? ' *' : ''}`,
@@ -36,7 +36,7 @@ export function registerNodes(program: Command): void {
       .description('Show the leader the asked daemon follows, and the term')
       .option('--json', 'print the answer as JSON'),
   ).action(async (flags: ConnectFlags & { json?: boolean }) => {
-    const leader = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'leader' }, { signal }))
+    const leader = await askDaemon(flags, { kind: 'leader' })
     if (flags.json === true) return console.log(JSON.stringify(leader, null, 2))
     if (leader.leaderId === null) console.log(`no leader known in term ${leader.term} (asked ${leader.askedNode}, a ${leader.askedRole})`)
     else if (leader.leaderId !== leader.askedNode) console.log(`${leader.leaderId} leads term ${leader.term}`)

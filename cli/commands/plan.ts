@@ -6,10 +6,9 @@
 // the choice and the price paid.
 import { readFileSync } from 'node:fs'
 import type { Command } from 'commander'
-import { clientCall, clientWireLimits } from '../../node/index.ts'
-import { asJobId, explainJob, parseFleet, parseJobSpec, placeBatch, renderExplanation, type JobSpec } from '../../placement/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
-import { renderExplanationView } from '../explanation.ts'
+import type { JobSpec } from '../../placement/index.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 import { shortId } from '../table.ts'
 import { UserError } from '../user-error.ts'
 
@@ -38,21 +37,25 @@ export function registerPlan(program: Command): void {
       .option('--json', 'print the explain record as JSON'),
   ).action(async (specPath: string, flags: PlanFlags) => {
     const specText = readText(specPath, 'job spec')
+    const { parseJobSpec } = await import('../../placement/index.ts')
     const parsedSpec = parseJobSpec(specText, specPath)
     if (!parsedSpec.ok) {
       throw new UserError(`invalid job spec ${specPath}:\n${parsedSpec.errors.map((error) => `  ${error.path}: ${error.message}`).join('\n')}`, 'fix the fields above; nothing was placed')
     }
     if (flags.fleet !== undefined) return planOnFleet(parsedSpec.spec, flags.fleet, flags.json === true)
+    const { clientWireLimits } = await import('../../node/client-wire.ts')
     if (Buffer.byteLength(specText) > clientWireLimits.maxSpecTextBytes) throw new UserError(`${specPath} is larger than ${clientWireLimits.maxSpecTextBytes} bytes`)
-    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'plan', spec: specText }, { signal }))
+    const result = await askDaemon(flags, { kind: 'plan', spec: specText })
     if (flags.json === true) return console.log(JSON.stringify(result, null, 2))
+    const { renderExplanationView } = await import('../explanation.ts')
     console.log(renderExplanationView(result.explanation))
     const leftOut = result.leftOut.map((entry) => `${shortId(entry.nodeId)} (${entry.reason})`)
     console.log(`(dry run on the live mesh: ${result.considered} node(s) offered${leftOut.length > 0 ? `; left out: ${leftOut.join(', ')}` : ''}; nothing was placed)`)
   })
 }
 
-function planOnFleet(spec: JobSpec, fleetFlag: string, json: boolean): void {
+async function planOnFleet(spec: JobSpec, fleetFlag: string, json: boolean): Promise<void> {
+  const { asJobId, explainJob, parseFleet, placeBatch, renderExplanation } = await import('../../placement/index.ts')
   const fleetPath = fleetFlag === 'examples/fleet.yaml' ? bundledFleetPath : fleetFlag
   const fleet = parseFleet(readText(fleetPath, 'fleet'), String(fleetPath))
   if (!fleet.ok) throw new UserError(`invalid fleet ${String(fleetPath)}:\n${fleet.errors.map((error) => `  ${error.path}: ${error.message}`).join('\n')}`)

@@ -1,9 +1,9 @@
 // `fabric sim`: run the real consensus core on the deterministic simulator under chaos.
 import type { Command } from 'commander'
-import { allFaults, defaultSimOptions, runSeeds, speedupOf, summarize, type SimReport } from '../../sim/index.ts'
+import { brokenVariants } from '../../consensus/types.ts'
+import { allFaults, defaultSimOptions } from '../../sim/options.ts'
+import type { SimReport } from '../../sim/index.ts'
 import { integer } from '../parse.ts'
-import { simOptionsFromFlags } from '../sim-flags.ts'
-import { brokenVariants } from '../../consensus/index.ts'
 
 export function registerSim(program: Command): void {
   program
@@ -41,6 +41,7 @@ export function registerSim(program: Command): void {
         'Examples:\n  fabric sim --nodes 25 --voters 5 --seeds 20 --duration 120s --faults all --json\n  fabric sim --nodes 50 --seeds 20 --faults all --workload examples/mixed.yaml --json\n  fabric sim --seed 7 --duration 60s',
     )
     .action(async (flags: Record<string, string | boolean | undefined>) => {
+      const [{ simOptionsFromFlags }, { runSeeds, speedupOf, summarize }] = await Promise.all([import('../sim-flags.ts'), import('../../sim/index.ts')])
       const options = simOptionsFromFlags(flags)
       const seeds = flags.seed !== undefined ? [integer('--seed', flags.seed)] : Array.from({ length: integer('--seeds', flags.seeds ?? '1') }, (_, index) => index + 1)
       const workers = flags.workers !== undefined ? integer('--workers', flags.workers) : undefined
@@ -51,12 +52,12 @@ export function registerSim(program: Command): void {
       })
       const report = summarize(options, results, (performance.now() - started) / 1000)
       if (json) console.log(JSON.stringify(report))
-      else printReport(report)
+      else printReport(report, speedupOf(report.virtualSeconds, report.wallSeconds))
       if (report.violations.length > 0) process.exitCode = 1
     })
 }
 
-function printReport(report: SimReport): void {
+function printReport(report: SimReport, speedup: number): void {
   const line = (label: string, value: string): void => console.log(`${label.padEnd(22)}${value}`)
   console.log('')
   line('seeds', `${report.seeds.length} (${report.seeds[0]}..${report.seeds.at(-1)})`)
@@ -72,7 +73,7 @@ function printReport(report: SimReport): void {
   line('failover', `p50 ${report.failoverMs.p50} ms, p99 ${report.failoverMs.p99} ms`)
   line('commit', `p50 ${report.commitMs.p50} ms, p99 ${report.commitMs.p99} ms`)
   line('gossip 99% coverage', `median ${report.gossip99Ms} ms, p99 ${report.gossip99MsP99} ms`)
-  line('speed', `${report.virtualSeconds} virtual s in ${report.wallSeconds} s (${speedupOf(report.virtualSeconds, report.wallSeconds)}x)`)
+  line('speed', `${report.virtualSeconds} virtual s in ${report.wallSeconds} s (${speedup}x)`)
   if (report.stoppedAtFirstViolation.length > 0) line('stopped early', `${report.stoppedAtFirstViolation.length} seed(s) at their first violation (--full runs them out): ${report.stoppedAtFirstViolation.map(({ seed, atMs }) => `${seed} at ${(atMs / 1000).toFixed(1)} s`).join(', ')}`)
   if (report.violations.length === 0) {
     line('violations', 'none: every invariant held')

@@ -4,9 +4,8 @@
 import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import type { Command } from 'commander'
-import { clientCall, clientWireLimits } from '../../node/index.ts'
-import { parseJobSpec } from '../../placement/index.ts'
-import { addConnectOptions, withDaemon, type ConnectFlags } from '../daemon-client.ts'
+import { askDaemon } from '../ask-daemon.ts'
+import { addConnectOptions, type ConnectFlags } from '../connect-options.ts'
 import { splitShellWords } from '../shell-words.ts'
 import { UserError } from '../user-error.ts'
 
@@ -30,15 +29,16 @@ export function registerSubmit(program: Command): void {
       .option('--memory <size>', 'memory with --cmd (256Mi, 1Gi, or MiB)', '256Mi')
       .option('--json', 'print {"jobId": ...}'),
   ).action(async (specPath: string | undefined, flags: SubmitFlags, command: Command) => {
-    const specText = await specFrom(specPath, flags, command)
+    const [{ clientWireLimits }, { parseJobSpec }] = await Promise.all([import('../../node/client-wire.ts'), import('../../placement/index.ts')])
+    const specText = await specFrom(specPath, flags, command, clientWireLimits.maxSpecTextBytes)
     const parsed = parseJobSpec(specText, specPath ?? '--cmd')
     if (!parsed.ok) throw new UserError(`the job spec is not valid:\n${parsed.errors.map((error) => `  ${error.path}: ${error.message}`).join('\n')}`, 'examples/ holds valid specs')
-    const result = await withDaemon(flags, ({ libp2p, target, signal }) => clientCall(libp2p, target, { kind: 'submit', spec: specText }, { signal }))
+    const result = await askDaemon(flags, { kind: 'submit', spec: specText })
     console.log(flags.json === true ? JSON.stringify(result) : result.jobId)
   })
 }
 
-async function specFrom(specPath: string | undefined, flags: SubmitFlags, command: Command): Promise<string> {
+async function specFrom(specPath: string | undefined, flags: SubmitFlags, command: Command, maxSpecTextBytes: number): Promise<string> {
   if (specPath !== undefined && flags.cmd !== undefined) throw new UserError('give a spec file or --cmd, not both')
   if (flags.cmd !== undefined) {
     const argv = splitShellWords(flags.cmd)
@@ -52,11 +52,11 @@ async function specFrom(specPath: string | undefined, flags: SubmitFlags, comman
   }
   let text: string
   try {
-    text = specPath === '-' ? await readStandardInput() : await readFile(specPath, 'utf8')
+    text = specPath === '-' ? await readStandardInput(maxSpecTextBytes) : await readFile(specPath, 'utf8')
   } catch (error) {
     throw new UserError(`cannot read ${specPath}: ${(error as Error).message}`)
   }
-  if (Buffer.byteLength(text) > clientWireLimits.maxSpecTextBytes) throw new UserError(`${specPath} is larger than ${clientWireLimits.maxSpecTextBytes} bytes`)
+  if (Buffer.byteLength(text) > maxSpecTextBytes) throw new UserError(`${specPath} is larger than ${maxSpecTextBytes} bytes`)
   return text
 }
 
@@ -66,12 +66,12 @@ function nameFrom(executable: string): string {
   return name === '' ? 'job' : name
 }
 
-async function readStandardInput(): Promise<string> {
+async function readStandardInput(maxBytes: number): Promise<string> {
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of process.stdin) {
     size += (chunk as Buffer).length
-    if (size > clientWireLimits.maxSpecTextBytes) throw new Error(`more than ${clientWireLimits.maxSpecTextBytes} bytes`)
+    if (size > maxBytes) throw new Error(`more than ${maxBytes} bytes`)
     chunks.push(chunk as Buffer)
   }
   return Buffer.concat(chunks).toString('utf8')
