@@ -1,6 +1,6 @@
-// The election timeout follows measured round trips (ten of them, within [configured T, 2 s]): the
-// estimate alone (election-timing.ts), then a cluster on 100 ms links where the leader advertises
-// it, followers adopt it and the lease, a fraction of it, holds (with T = 150 ms it never would).
+// The election timeout follows measured round trips (ten of them, within [configured T, 2 s], a
+// node's own estimate capped by its node lease): the estimate alone (election-timing.ts), then a
+// cluster on 20 ms links where the leader advertises it, followers adopt it and the lease holds.
 import { describe, expect, it } from 'vitest'
 import { ElectionTiming, RoundTrips, maxElectionTimeoutMs } from './election-timing.ts'
 import { Cluster } from './testing/harness.ts'
@@ -88,6 +88,18 @@ describe('adopting the leader\'s election timeout', () => {
     expect(low.adoptedMs).toBe(150)
   })
 
+  it('its own estimate stops at a third of the node lease left after a renewal (a failover must not outlast the runners\' leases), but a leader\'s larger T is adopted as advertised', () => {
+    const lease = { nodeLeaseMs: 2_000, leaseRenewMs: 500 }
+    const timing = new ElectionTiming(150, undefined, 0, lease)
+    expect(timing.estimateCapMs).toBe(500)
+    for (const peer of five.slice(1)) for (let sample = 0; sample < 5; sample++) timing.roundTrips.sample(peer, 100, 0)
+    expect(timing.estimateMs(self, five, majorityOfFive)).toBe(500)
+    timing.heard(1_800, 0)
+    expect(timing.adoptedMs).toBe(1_800)
+    // A lower bound above the cap wins: the operator asked for it.
+    expect(new ElectionTiming(900, undefined, 0, lease).estimateCapMs).toBe(900)
+  })
+
   it('a restarted voter waits the T it persisted before voting, the 2 s bound when it persisted none, nothing extra when new', () => {
     expect(new ElectionTiming(150, 1_800, 7).bootNoVoteMs).toBe(1_800)
     expect(new ElectionTiming(150, undefined, 7).bootNoVoteMs).toBe(maxElectionTimeoutMs)
@@ -95,10 +107,11 @@ describe('adopting the leader\'s election timeout', () => {
   })
 })
 
-describe('a cluster on 100 ms links (200 ms round trips)', () => {
+describe('a cluster on 20 ms links (40 ms round trips)', () => {
   for (const voters of [3, 5]) {
     it(`with ${voters} voters: the leader advertises about ten round trips, followers adopt it, and its lease holds`, () => {
-      const latencyMs = 100
+      const latencyMs = 20
+      const tenRoundTrips = 10 * 2 * latencyMs
       const cluster = new Cluster({ voters, seed: 5, latencyMs })
       const leader = cluster.awaitLeader(15_000)
       const advertised: number[] = []
@@ -108,13 +121,13 @@ describe('a cluster on 100 ms links (200 ms round trips)', () => {
       cluster.advance(3_000)
       expect(leader.role).toBe('leader')
       expect(advertised.length).toBeGreaterThan(50)
-      // Ten 200 ms round trips, not the configured 150 ms (early ones may count a resent pre-vote's longer wait).
-      for (const ms of advertised) expect(ms).toBeGreaterThanOrEqual(10 * 2 * latencyMs)
-      expect(advertised.at(-1)!).toBeLessThanOrEqual(10 * 2 * latencyMs + 10)
+      // Ten 40 ms round trips (under the 500 ms cap the default node lease sets), not the configured 150 ms.
+      for (const ms of advertised) expect(ms).toBeGreaterThanOrEqual(tenRoundTrips)
+      expect(advertised.at(-1)!).toBeLessThanOrEqual(tenRoundTrips + 10)
       // The lease (0.9 T from a round's send) outlasts the round trip its acks take, so it holds.
       expect(leader.leaseExpiryMs).toBeGreaterThan(cluster.nowMs)
-      expect(leader.leaseExpiryMs).toBeLessThanOrEqual(cluster.nowMs + 0.9 * 2_000)
-      // Followers adopted it: with the leader gone, none campaigns before 2 s (it would within 300 ms at 150 ms).
+      expect(leader.leaseExpiryMs).toBeLessThanOrEqual(cluster.nowMs + 0.9 * (tenRoundTrips + 10))
+      // Followers adopted it: with the leader gone, none campaigns before 400 ms (it would from 150 ms at the configured T).
       const cutAtMs = cluster.nowMs
       const firstCampaign: number[] = []
       cluster.onEffect((node, effect) => {
@@ -123,7 +136,7 @@ describe('a cluster on 100 ms links (200 ms round trips)', () => {
       cluster.crash(leader.id)
       const next = cluster.awaitLeader(15_000)
       expect(next.id).not.toBe(leader.id)
-      expect(Math.min(...firstCampaign) - cutAtMs).toBeGreaterThanOrEqual(2_000 - latencyMs)
+      expect(Math.min(...firstCampaign) - cutAtMs).toBeGreaterThanOrEqual(tenRoundTrips - latencyMs)
     })
   }
 })

@@ -122,12 +122,23 @@ export class ElectionTiming {
   readonly bootNoVoteMs: number
 
   /**
+   * The most this node's own estimate asks for (its lower bound at least). A leader's failover takes
+   * up to 2T and its election: runners' node leases must outlast it, or every leader change would
+   * stop every job (nodeLeaseMs - leaseRenewMs of lease is left at worst; a third of it is T's cap).
+   * What other leaders advertise is clamped only to the wire's bound: holding to a smaller T than
+   * a leader's lease assumed would break the lease.
+   */
+  readonly estimateCapMs: number
+
+  /**
    * `persistedMs`: the adopted T the node persisted before a restart. Without it a node that may have
    * acknowledged a lease (term > 0) waits the largest T any leader could have advertised.
+   * `lease`: the node lease's timing, which caps the estimate (estimateCapMs).
    */
-  constructor(lowerMs: number, persistedMs: number | undefined, term: number) {
+  constructor(lowerMs: number, persistedMs: number | undefined, term: number, lease: { nodeLeaseMs: number; leaseRenewMs: number } = { nodeLeaseMs: Infinity, leaseRenewMs: 0 }) {
     if (!(lowerMs > 0 && lowerMs <= maxElectionTimeoutMs)) throw new Error(`assertion: electionTimeoutMs (${lowerMs}) must be in (0, ${maxElectionTimeoutMs}]`)
     this.lowerMs = lowerMs
+    this.estimateCapMs = Math.max(lowerMs, Math.min(maxElectionTimeoutMs, Math.floor((lease.nodeLeaseMs - lease.leaseRenewMs) / 3)))
     this.#adoptedMs = this.clamp(persistedMs ?? lowerMs)
     this.#persistedMs = persistedMs ?? 0
     this.bootNoVoteMs = persistedMs === undefined && term > 0 ? this.upperMs : this.#adoptedMs
@@ -141,7 +152,7 @@ export class ElectionTiming {
   /** Ten quorum round trips, clamped; null until a quorum was timed (since `sampledSinceMs`). */
   estimateMs(self: NodeId, voters: readonly NodeId[], quorum: (agreeing: ReadonlySet<NodeId>) => boolean, sampledSinceMs?: number): number | null {
     const roundTripMs = this.roundTrips.quorumMs(self, voters, quorum, sampledSinceMs)
-    return roundTripMs === null ? null : this.clamp(roundTripsPerElectionTimeout * roundTripMs)
+    return roundTripMs === null ? null : Math.min(this.estimateCapMs, this.clamp(roundTripsPerElectionTimeout * roundTripMs))
   }
 
   /**

@@ -12,7 +12,7 @@ type VoteMessage = Extract<PeerMessage, { kind: 'pre-vote' | 'pre-vote-response'
 
 export interface ElectionInit {
   nodeId: NodeId
-  config: Pick<PeerConfig, 'electionTimeoutMs' | 'preVote'>
+  config: Pick<PeerConfig, 'electionTimeoutMs' | 'preVote' | 'nodeLeaseMs' | 'leaseRenewMs'>
   random: RandomSource
   term: number
   votedFor: NodeId | null
@@ -63,7 +63,7 @@ export class Election {
     this.#components = components
     this.#term = asTerm(init.term)
     this.#votedFor = init.votedFor
-    this.#timing = new ElectionTiming(init.config.electionTimeoutMs, init.electionTimeoutMs, init.term)
+    this.#timing = new ElectionTiming(init.config.electionTimeoutMs, init.electionTimeoutMs, init.term, init.config)
     const now = components.nowMs()
     // A (re)started voter grants no vote for one election timeout, the largest it may have acknowledged:
     // a lease it acknowledged before a crash may still be running (the lease bound relies on this).
