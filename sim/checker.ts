@@ -244,6 +244,26 @@ export class Checker {
     this.#completed.set(jobId, completed)
   }
 
+  /**
+   * Node `index` restarts from a disk that lost writes: a run's end that only its lost writes held
+   * (no other node's document has its report) never became durable anywhere, and the mesh can only
+   * run that assignment again, as after a run lost with its node. Such ends are forgotten.
+   */
+  noteRunReportsLost(index: number): void {
+    const nodeId = this.#world.nodes[index]!.id
+    for (const [jobId, runs] of this.#ended) {
+      const kept = runs.filter((run) => run.node !== nodeId || this.#world.nodes.some((other) => {
+        if (other.index === index) return false
+        const report = jobRecord(other.peer.document, jobId)?.runs[nodeId]
+        return report !== undefined && report.term === run.term && report.seq === run.seq
+      }))
+      if (kept.length === runs.length) continue
+      this.trace(`${nodeId}'s report of ${runs.length - kept.length} ended run(s) of ${jobId} was lost with its disk`)
+      if (kept.length === 0) this.#ended.delete(jobId)
+      else this.#ended.set(jobId, kept)
+    }
+  }
+
   /** A copy stopped running on node `index` (it ended, was killed, or its node died). */
   noteCopyEnded(index: number, jobId: JobId): void {
     const nodes = this.#copies.get(jobId)

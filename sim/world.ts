@@ -668,6 +668,7 @@ export class World implements FaultTarget, OperatorTarget, ByzantineTarget {
       let keep = chunks.length
       while (keep > 1 && writtenAtMs[keep - 1]! > lostAfterMs) keep--
       this.checker.trace(`${node.id} restarts from a stale disk: ${chunks.length - keep} document write(s) lost`)
+      if (keep < chunks.length) this.checker.noteRunReportsLost(index)
       node.storage.chunks = chunks.slice(0, keep)
       node.storage.writtenAtMs = writtenAtMs.slice(0, keep)
       node.loseWritesMs = 0
