@@ -74,20 +74,31 @@ export async function joinMesh(options: JoinOptions): Promise<JoinResult> {
   const invite = decoded.invite
   const addresses = options.bootstrap !== undefined && options.bootstrap.length > 0 ? [...options.bootstrap] : invite.bootstrap
   if (addresses.length === 0) throw new JoinRefusedError({ code: 'bad-request', message: 'the invite names no bootstrap address; give one (a node of the mesh, /ip4/.../tcp/.../p2p/<id>)', node: null })
+  return askInRounds(options.privateKey, addresses, options, (host, address) => askOnce(host, address, options.token, invite, options.signal))
+}
+
+/**
+ * Asks each address in turn, in rounds, with a client host of `privateKey`, until one answers, a
+ * refusal that asking again cannot change, or the time is up (JoinFailedError with the last attempts).
+ */
+async function askInRounds<T>(privateKey: PrivateKey, addresses: readonly string[], options: { timeoutMs?: number | undefined; signal?: AbortSignal | undefined }, ask: (host: Awaited<ReturnType<typeof createClientHost>>, address: string) => Promise<T>): Promise<T> {
   const timeoutMs = options.timeoutMs ?? defaultJoinTimeoutMs
   const deadline = Date.now() + timeoutMs
   const attempts: string[] = []
-  const host = await createClientHost({ privateKey: options.privateKey })
+  const host = await createClientHost({ privateKey })
   try {
     for (;;) {
       for (const address of addresses) {
         options.signal?.throwIfAborted()
-        const result = await askOnce(host, address, options.token, invite, options.signal).catch((error: unknown) => {
-          if (error instanceof JoinRefusedError && finalCodes.has(error.code)) throw error
-          attempts.push(`${address}: ${(error as Error).message}`)
-          return null
-        })
-        if (result !== null) return result
+        const result = await ask(host, address).then(
+          (value) => ({ value }),
+          (error: unknown) => {
+            if (error instanceof JoinRefusedError && finalCodes.has(error.code)) throw error
+            attempts.push(`${address}: ${(error as Error).message}`)
+            return null
+          },
+        )
+        if (result !== null) return result.value
       }
       if (Date.now() + joinRetryMs >= deadline) throw new JoinFailedError(attempts, timeoutMs)
       await new Promise((resolve) => setTimeout(resolve, joinRetryMs))
@@ -152,27 +163,7 @@ export async function joinAsNode(options: { dataDir: string; token: string; boot
 export async function genesisFromBootstrap(options: { dataDir: string; bootstrap: readonly string[]; meshId?: string; timeoutMs?: number; signal?: AbortSignal }): Promise<{ genesis: Uint8Array; meshId: string; node: string; via: string } | null> {
   if (existsSync(join(options.dataDir, storeDirectoryName))) return null
   const identity = await loadOrCreateIdentity(options.dataDir)
-  const timeoutMs = options.timeoutMs ?? defaultJoinTimeoutMs
-  const deadline = Date.now() + timeoutMs
-  const attempts: string[] = []
-  const host = await createClientHost({ privateKey: identity.privateKey })
-  try {
-    for (;;) {
-      for (const address of options.bootstrap) {
-        options.signal?.throwIfAborted()
-        const result = await askGenesis(host, address, options.meshId, options.signal).catch((error: unknown) => {
-          if (error instanceof JoinRefusedError && finalCodes.has(error.code)) throw error
-          attempts.push(`${address}: ${(error as Error).message}`)
-          return null
-        })
-        if (result !== null) return result
-      }
-      if (Date.now() + joinRetryMs >= deadline) throw new JoinFailedError(attempts, timeoutMs)
-      await new Promise((resolve) => setTimeout(resolve, joinRetryMs))
-    }
-  } finally {
-    await host.stop()
-  }
+  return askInRounds(identity.privateKey, options.bootstrap, options, (host, address) => askGenesis(host, address, options.meshId, options.signal))
 }
 
 async function askGenesis(host: Awaited<ReturnType<typeof createClientHost>>, address: string, meshId: string | undefined, signal: AbortSignal | undefined): Promise<{ genesis: Uint8Array; meshId: string; node: string; via: string }> {
